@@ -1,0 +1,108 @@
+//! The [`crate::EventBus`] conformance suite.
+
+use bytes::Bytes;
+
+use super::{unique_name, BusFixture, WAIT};
+use crate::bus::{Delivery, Subscription, Topic, MAX_EVENT_LEN, SUBSCRIPTION_BUFFER};
+use crate::ErrorKind;
+
+fn topic() -> Topic {
+    Topic::parse(&unique_name("conformance.")).unwrap()
+}
+
+async fn next(sub: &mut Subscription) -> Delivery {
+    tokio::time::timeout(WAIT, sub.recv())
+        .await
+        .expect("a delivery within the wait")
+        .expect("the bus is open")
+}
+
+async fn next_event(sub: &mut Subscription) -> Bytes {
+    match next(sub).await {
+        Delivery::Event(e) => e.payload,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+pub async fn delivers_to_every_subscriber_in_order(fx: BusFixture) {
+    let t = topic();
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        subs.push(fx.bus.subscribe(&t).await.unwrap());
+    }
+    for i in 0..20 {
+        fx.bus.publish(&t, Bytes::from(format!("event {i}"))).await.unwrap();
+    }
+    for sub in &mut subs {
+        for i in 0..20 {
+            assert_eq!(next_event(sub).await, format!("event {i}"));
+        }
+    }
+}
+
+pub async fn topics_are_isolated(fx: BusFixture) {
+    let (a, b) = (topic(), topic());
+    let mut sub_a = fx.bus.subscribe(&a).await.unwrap();
+    fx.bus.publish(&b, Bytes::from("for b")).await.unwrap();
+    fx.bus.publish(&a, Bytes::from("for a")).await.unwrap();
+    let got = next(&mut sub_a).await;
+    match got {
+        Delivery::Event(e) => {
+            assert_eq!(e.topic, a);
+            assert_eq!(e.payload, "for a");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+pub async fn delivers_across_handles(fx: BusFixture) {
+    let t = topic();
+    let mut sub = fx.other.subscribe(&t).await.unwrap();
+    fx.bus.publish(&t, Bytes::from_static(b"\x00binary\xffpayload")).await.unwrap();
+    assert_eq!(next_event(&mut sub).await, Bytes::from_static(b"\x00binary\xffpayload"));
+}
+
+pub async fn dropped_subscriptions_are_fine(fx: BusFixture) {
+    let t = topic();
+    let sub = fx.bus.subscribe(&t).await.unwrap();
+    drop(sub);
+    fx.bus.publish(&t, Bytes::from("nobody listens")).await.unwrap();
+    let mut again = fx.bus.subscribe(&t).await.unwrap();
+    fx.bus.publish(&t, Bytes::from("back")).await.unwrap();
+    assert_eq!(next_event(&mut again).await, "back");
+}
+
+pub async fn oversized_events_are_rejected(fx: BusFixture) {
+    let t = topic();
+    let err = fx
+        .bus
+        .publish(&t, Bytes::from(vec![0u8; MAX_EVENT_LEN + 1]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+pub async fn slow_subscribers_lag_without_blocking(fx: BusFixture) {
+    let t = topic();
+    let mut slow = fx.bus.subscribe(&t).await.unwrap();
+    let total = SUBSCRIPTION_BUFFER + 50;
+    for i in 0..total {
+        fx.bus.publish(&t, Bytes::from(i.to_string())).await.unwrap();
+    }
+    // Read until the last event: some were dropped and reported.
+    let last = (total - 1).to_string();
+    let (mut events, mut lagged) = (0u64, 0u64);
+    loop {
+        match next(&mut slow).await {
+            Delivery::Lagged(n) => lagged += n,
+            Delivery::Event(e) => {
+                events += 1;
+                if e.payload == last {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(lagged > 0, "a subscriber {total} events behind must be told it lagged");
+    assert_eq!(events + lagged, total as u64, "every event is delivered or counted");
+}

@@ -1,0 +1,260 @@
+//! The conformance suites: one test body per contract, run unchanged against
+//! every backend.
+//!
+//! A backend's test file builds a fixture factory and expands the suite's
+//! macro, which makes one `#[tokio::test]` per case:
+//!
+//! ```ignore
+//! mod memory {
+//!     videosync_core::store_suite!(|| async {
+//!         Some(videosync_core::conformance::StoreFixture::new(
+//!             std::sync::Arc::new(videosync_core::store::memory::MemoryStore::new()),
+//!         ))
+//!     });
+//! }
+//! ```
+//!
+//! A factory returns `None` to skip when the service it needs is not
+//! configured; [`service_url`] decides that, and turns the skip into a failure
+//! when `VIDEOSYNC_REQUIRE_SERVICES=1` (as `make test` and CI set it).
+//!
+//! This module is test code shipped as a library so that backends outside
+//! this crate can run it too; it panics on failure like any test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Clock, ObjectKey};
+
+pub mod bus;
+pub mod catalog;
+pub mod queue;
+pub mod store;
+
+/// Start time of the manual clocks the suites use (2023-11-14T22:13:20Z).
+pub const START: crate::Timestamp = crate::Timestamp::from_millis(1_700_000_000_000);
+
+/// How long a suite waits for something that should happen at once.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The URL of a test service from the environment variable `var`, or `None`
+/// (with a note on stderr) to skip.
+///
+/// # Panics
+/// When the variable is unset and `VIDEOSYNC_REQUIRE_SERVICES=1`: under
+/// `make test` and in CI a missing service is a failure, never a skip.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required = std::env::var("VIDEOSYNC_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "{var} is not set but VIDEOSYNC_REQUIRE_SERVICES=1: start the services with `make services` \
+                 (scripts/services.sh) and source their env file"
+            );
+            eprintln!("skipping: {var} is not set (run under `make test` to use the real service)");
+            None
+        }
+    }
+}
+
+/// A short random name for a test's own namespace.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A database URL for a fresh Postgres schema of its own, so tests run in
+/// parallel on one database without seeing each other's rows.
+///
+/// # Panics
+/// When the server cannot be reached or the schema cannot be made.
+#[cfg(feature = "postgres")]
+pub async fn postgres_namespace(base_url: &str) -> String {
+    use sqlx::Connection;
+    let schema = unique_name("vs_t_");
+    let mut conn = sqlx::PgConnection::connect(base_url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", crate::redact_url(base_url)));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("creating schema {schema}: {e}"));
+    let sep = if base_url.contains('?') { '&' } else { '?' };
+    format!("{base_url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A store under test and the prefix its objects go under.
+pub struct StoreFixture {
+    pub store: crate::store::DynObjectStore,
+    pub prefix: Option<ObjectKey>,
+    /// Kept alive for the test (a temporary directory, say).
+    pub guard: Option<Box<dyn Any + Send>>,
+}
+
+impl StoreFixture {
+    /// A fixture using the whole store (it must be fresh).
+    pub fn new(store: crate::store::DynObjectStore) -> Self {
+        StoreFixture {
+            store,
+            prefix: None,
+            guard: None,
+        }
+    }
+
+    /// A fixture using a random prefix of a shared store.
+    pub fn with_random_prefix(store: crate::store::DynObjectStore) -> Self {
+        let prefix = ObjectKey::parse(&format!("conformance/{}", unique_name("t"))).unwrap();
+        StoreFixture {
+            store,
+            prefix: Some(prefix),
+            guard: None,
+        }
+    }
+
+    /// `rel` under the fixture's prefix.
+    pub fn key(&self, rel: &str) -> ObjectKey {
+        match &self.prefix {
+            Some(p) => p.join(rel).unwrap(),
+            None => ObjectKey::parse(rel).unwrap(),
+        }
+    }
+}
+
+/// Makes queue instances that share one namespace.
+pub type QueueMaker = Box<
+    dyn Fn(
+            Arc<dyn Clock>,
+            crate::RetryPolicy,
+        ) -> Pin<Box<dyn Future<Output = crate::queue::DynJobQueue> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A queue namespace under test: every call of `make` opens the same queue
+/// (as a restarted process would).
+pub struct QueueFixture {
+    pub make: QueueMaker,
+    pub guard: Option<Box<dyn Any + Send>>,
+}
+
+/// Makes catalog instances on one namespace.
+pub type CatalogMaker = Box<
+    dyn Fn(Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = crate::catalog::DynCatalog> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A catalog namespace under test.
+pub struct CatalogFixture {
+    pub make: CatalogMaker,
+    pub guard: Option<Box<dyn Any + Send>>,
+}
+
+/// A bus under test; the suites use random topics.
+pub struct BusFixture {
+    pub bus: crate::bus::DynEventBus,
+    /// A second handle on the same bus (for Redis, another connection), to
+    /// check delivery across processes.
+    pub other: crate::bus::DynEventBus,
+}
+
+/// Expands to one `#[tokio::test]` per case of a suite.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($suite:ident, $make:expr, [$($case:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let make = $make;
+                if let Some(fixture) = make().await {
+                    $crate::conformance::$suite::$case(fixture).await;
+                }
+            }
+        )*
+    };
+}
+
+/// The object store suite: `store_suite!(|| async { Some(StoreFixture) })`.
+#[macro_export]
+macro_rules! store_suite {
+    ($make:expr) => {
+        $crate::__conformance_cases!(store, $make, [
+            put_get_round_trip,
+            missing_objects_are_not_found,
+            ranges,
+            streaming_put_and_get,
+            failed_stream_keeps_the_old_object,
+            readers_never_see_partial_writes,
+            list_by_prefix_in_key_order,
+            delete_is_idempotent,
+            copy_replaces_the_target,
+            multipart_upload,
+            multipart_rejects_bad_parts,
+            multipart_abort_leaves_nothing,
+            presign_round_trip_over_http,
+            keys_with_awkward_characters,
+        ]);
+    };
+}
+
+/// The job queue suite: `queue_suite!(|| async { Some(QueueFixture) })`.
+#[macro_export]
+macro_rules! queue_suite {
+    ($make:expr) => {
+        $crate::__conformance_cases!(queue, $make, [
+            enqueue_reserve_ack,
+            priority_then_age_order,
+            run_after_waits,
+            lease_expiry_redelivers,
+            heartbeat_extends_the_lease,
+            expired_or_stale_leases_are_conflicts,
+            retry_with_backoff_then_dead_letter,
+            requeue_dead_letters,
+            dedupe_while_live,
+            lost_leases_exhaust_attempts,
+            jobs_survive_a_restart,
+            concurrent_workers_never_share_a_job,
+            bad_input_is_rejected,
+            wall_clock_stepping_back_keeps_leases,
+        ]);
+    };
+}
+
+/// The event bus suite: `bus_suite!(|| async { Some(BusFixture) })`.
+#[macro_export]
+macro_rules! bus_suite {
+    ($make:expr) => {
+        $crate::__conformance_cases!(bus, $make, [
+            delivers_to_every_subscriber_in_order,
+            topics_are_isolated,
+            delivers_across_handles,
+            dropped_subscriptions_are_fine,
+            oversized_events_are_rejected,
+            slow_subscribers_lag_without_blocking,
+        ]);
+    };
+}
+
+/// The catalog suite: `catalog_suite!(|| async { Some(CatalogFixture) })`.
+#[macro_export]
+macro_rules! catalog_suite {
+    ($make:expr) => {
+        $crate::__conformance_cases!(catalog, $make, [
+            create_and_read_back,
+            status_transitions,
+            illegal_transitions_change_nothing,
+            concurrent_transitions_have_one_winner,
+            list_filters_newest_first,
+            source_metadata_round_trip,
+            unknown_videos_are_not_found,
+            duplicate_ids_and_bad_titles_are_rejected,
+            survives_a_restart,
+        ]);
+    };
+}

@@ -1,0 +1,548 @@
+//! Job queues: the [`JobQueue`] contract and its backends.
+//!
+//! | backend | module | feature |
+//! |---|---|---|
+//! | SQLite (default, durable) | [`sql`] | `sqlite` |
+//! | PostgreSQL (`FOR UPDATE SKIP LOCKED`) | [`sql`] | `postgres` |
+//! | Redis (Lua-scripted sorted sets) | `redis` | `redis` |
+//!
+//! Delivery is at least once: a job is handed out with a lease, and a job
+//! whose worker vanished comes back when the lease ends. Workers must
+//! therefore be idempotent.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, JobId, Result, Timestamp};
+
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "sql")]
+pub mod sql;
+
+/// Highest and lowest allowed [`NewJob::priority`].
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1_000_000..=1_000_000;
+
+/// Longest [`NewJob::kind`] and [`NewJob::dedupe_key`], in bytes.
+pub const MAX_LABEL_LEN: usize = 256;
+
+/// Largest [`NewJob::payload`], serialized, in bytes (1 MiB): a job names its
+/// inputs; it does not carry them.
+pub const MAX_PAYLOAD_LEN: usize = 1024 * 1024;
+
+/// Longest failure reason kept; longer ones are cut.
+pub const MAX_REASON_LEN: usize = 4096;
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// What kind of work this is (`transcode`, `thumbnail`); workers route on
+    /// it.
+    pub kind: String,
+    /// The job's arguments.
+    pub payload: serde_json::Value,
+    /// Higher runs first; equal priorities run in enqueue order.
+    pub priority: i32,
+    /// While a job with this key is waiting or running, enqueuing another one
+    /// with the same key returns the existing job instead.
+    pub dedupe_key: Option<String>,
+    /// Not before this time.
+    pub run_after: Option<Timestamp>,
+    /// Overrides the queue's [`RetryPolicy::max_attempts`].
+    pub max_attempts: Option<u32>,
+}
+
+impl NewJob {
+    /// A job of `kind` with `payload`, default priority, no dedupe key, due now.
+    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        NewJob {
+            kind: kind.into(),
+            payload,
+            priority: 0,
+            dedupe_key: None,
+            run_after: None,
+            max_attempts: None,
+        }
+    }
+
+    /// This job with `priority`.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// This job with a dedupe key.
+    pub fn dedupe_key(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+
+    /// This job, not to run before `at`.
+    pub fn run_after(mut self, at: Timestamp) -> Self {
+        self.run_after = Some(at);
+        self
+    }
+
+    /// This job with its own attempt limit.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    /// Checks the job's fields; backends call it before storing anything.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field that is out of bounds.
+    pub fn validate(&self) -> Result<()> {
+        let label_ok = |s: &str| {
+            !s.is_empty() && s.len() <= MAX_LABEL_LEN && !s.chars().any(char::is_control)
+        };
+        if !label_ok(&self.kind) {
+            return Err(Error::invalid_input(format!(
+                "job kind `{}` must be 1 to {MAX_LABEL_LEN} bytes without control characters",
+                self.kind.escape_debug()
+            )));
+        }
+        if let Some(key) = &self.dedupe_key {
+            if !label_ok(key) {
+                return Err(Error::invalid_input(format!(
+                    "dedupe key `{}` must be 1 to {MAX_LABEL_LEN} bytes without control characters",
+                    key.escape_debug()
+                )));
+            }
+        }
+        if !PRIORITY_RANGE.contains(&self.priority) {
+            return Err(Error::invalid_input(format!(
+                "job priority {} is outside {}..={}",
+                self.priority,
+                PRIORITY_RANGE.start(),
+                PRIORITY_RANGE.end()
+            )));
+        }
+        if self.max_attempts == Some(0) {
+            return Err(Error::invalid_input("a job needs at least one attempt"));
+        }
+        let len = self.payload.to_string().len();
+        if len > MAX_PAYLOAD_LEN {
+            return Err(Error::invalid_input(format!(
+                "job payload is {len} bytes; the limit is {MAX_PAYLOAD_LEN}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Due, waiting for a worker.
+    Ready,
+    /// Waiting for its `run_after` time or its retry backoff.
+    Scheduled,
+    /// Held by a worker under a lease.
+    Running,
+    /// Failed its last attempt; kept until requeued.
+    Dead,
+}
+
+impl JobState {
+    /// The state's name as stored by the backends.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Scheduled => "scheduled",
+            JobState::Running => "running",
+            JobState::Dead => "dead",
+        }
+    }
+
+    /// The state with this stored name.
+    ///
+    /// # Errors
+    /// [`Error::Backend`]-free: an unknown name is [`Error::InvalidInput`].
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "ready" => Ok(JobState::Ready),
+            "scheduled" => Ok(JobState::Scheduled),
+            "running" => Ok(JobState::Running),
+            "dead" => Ok(JobState::Dead),
+            other => Err(Error::invalid_input(format!(
+                "unknown job state `{}`",
+                other.escape_debug()
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job as the queue holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// See [`NewJob::kind`].
+    pub kind: String,
+    /// See [`NewJob::payload`].
+    pub payload: serde_json::Value,
+    /// See [`NewJob::priority`].
+    pub priority: i32,
+    /// See [`NewJob::dedupe_key`].
+    pub dedupe_key: Option<String>,
+    /// Where it stands.
+    pub state: JobState,
+    /// How many times it has been handed to a worker.
+    pub attempts: u32,
+    /// After this many failed attempts it is dead-lettered.
+    pub max_attempts: u32,
+    /// When it is (or was) due.
+    pub run_at: Timestamp,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: Timestamp,
+    /// When it last changed state.
+    pub updated_at: Timestamp,
+}
+
+/// What [`JobQueue::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new job was stored.
+    New(JobId),
+    /// A live job with the same dedupe key exists; nothing was stored.
+    Duplicate(JobId),
+}
+
+impl Enqueued {
+    /// The job's id, new or existing.
+    pub fn id(self) -> JobId {
+        match self {
+            Enqueued::New(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+/// A job handed to a worker, and the proof that it holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    /// The job (with `attempts` counting this one).
+    pub job: Job,
+    /// Unique to this hand-out: a worker whose lease ended and whose job was
+    /// handed to another worker can no longer ack, fail or heartbeat it.
+    pub token: String,
+    /// When the lease ends unless extended.
+    pub expires_at: Timestamp,
+}
+
+/// What [`JobQueue::fail`] did with the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failed {
+    /// It will be tried again at this time.
+    Retrying {
+        /// When the next attempt is due.
+        at: Timestamp,
+    },
+    /// It used its last attempt and is now a dead letter.
+    DeadLettered,
+}
+
+/// How failed jobs are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before a job is dead-lettered (a job's own
+    /// [`NewJob::max_attempts`] overrides it).
+    pub max_attempts: u32,
+    /// Wait after the first failure.
+    pub base_delay: Duration,
+    /// The wait doubles per failure up to this.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next attempt after `attempts` attempts have failed:
+    /// `base_delay * 2^(attempts-1)`, capped at `max_delay`.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        self.base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay)
+    }
+}
+
+/// Options of [`JobQueue::reserve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveOptions {
+    /// How long the lease lasts unless extended by a heartbeat.
+    pub lease: Duration,
+}
+
+impl Default for ReserveOptions {
+    fn default() -> Self {
+        ReserveOptions {
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How many jobs are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    /// Due and waiting.
+    pub ready: u64,
+    /// Waiting for their time.
+    pub scheduled: u64,
+    /// Held by workers (including leases that have ended but not yet been
+    /// reclaimed).
+    pub running: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+/// A durable queue of jobs, one named queue per instance.
+///
+/// # Contract
+/// - [`JobQueue::reserve`] hands out the due job with the highest priority,
+///   oldest first among equals, under a lease; it increments `attempts`. A job
+///   whose lease has ended (by the injected [`crate::Clock`]) is due again. A
+///   job handed out `max_attempts` times whose last lease ended without an
+///   ack is dead-lettered instead of being handed out again.
+/// - [`JobQueue::heartbeat`], [`JobQueue::ack`] and [`JobQueue::fail`] need
+///   the current lease: a lease that has ended, or a token from an earlier
+///   hand-out, is [`Error::Conflict`]; an unknown job is [`Error::NotFound`].
+/// - [`JobQueue::fail`] schedules a retry after [`RetryPolicy::backoff`], or
+///   dead-letters the job after its last attempt, keeping the reason.
+/// - Enqueue with a dedupe key that a ready, scheduled or running job holds
+///   returns [`Enqueued::Duplicate`] and stores nothing.
+/// - An acked job is gone; [`JobQueue::get`] answers [`Error::NotFound`].
+/// - Jobs survive a restart of the process (every backend but none is
+///   in-memory).
+///
+/// # Implementing
+/// Read time only from the queue's `Clock`, validate with
+/// [`NewJob::validate`], and run `videosync_core::conformance::queue`.
+#[async_trait]
+pub trait JobQueue: fmt::Display + fmt::Debug + Send + Sync + 'static {
+    /// Adds a job.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a job that fails [`NewJob::validate`], or a
+    /// backend error.
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
+
+    /// Takes the next due job under a lease, or `None` when none is due.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a zero lease, or a backend error.
+    async fn reserve(&self, opts: ReserveOptions) -> Result<Option<Lease>>;
+
+    /// Extends a lease to `extend` from now; returns the new end.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the lease has ended or is not current,
+    /// [`Error::NotFound`] when the job is gone.
+    async fn heartbeat(&self, lease: &Lease, extend: Duration) -> Result<Timestamp>;
+
+    /// Marks a job done and removes it.
+    ///
+    /// # Errors
+    /// As [`JobQueue::heartbeat`].
+    async fn ack(&self, lease: &Lease) -> Result<()>;
+
+    /// Records a failed attempt: retry later or dead-letter.
+    ///
+    /// # Errors
+    /// As [`JobQueue::heartbeat`].
+    async fn fail(&self, lease: &Lease, reason: &str) -> Result<Failed>;
+
+    /// A job in any state.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no such job (acked jobs are gone).
+    async fn get(&self, id: JobId) -> Result<Job>;
+
+    /// Dead letters, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<Job>>;
+
+    /// Moves a dead letter back to ready with a fresh attempt count.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown job, [`Error::Conflict`] for a job
+    /// that is not dead.
+    async fn requeue(&self, id: JobId) -> Result<()>;
+
+    /// How many jobs are in each state.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn counts(&self) -> Result<QueueCounts>;
+}
+
+/// Conveniences over [`JobQueue`].
+#[async_trait]
+pub trait JobQueueExt: JobQueue {
+    /// Reserves with the default lease.
+    ///
+    /// # Errors
+    /// As [`JobQueue::reserve`].
+    async fn reserve_default(&self) -> Result<Option<Lease>> {
+        self.reserve(ReserveOptions::default()).await
+    }
+}
+
+impl<T: JobQueue + ?Sized> JobQueueExt for T {}
+
+/// A queue shared between tasks.
+pub type DynJobQueue = Arc<dyn JobQueue>;
+
+/// Checks a queue name: 1 to 64 characters of `[A-Za-z0-9_.-]`. It becomes
+/// part of table rows and Redis keys, so it is kept plain.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming the rule.
+pub fn validate_queue_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "queue name `{}` must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `-` and `.`",
+            name.escape_debug()
+        )))
+    }
+}
+
+/// Checks a lease duration: at least a millisecond.
+pub(crate) fn validate_lease(d: Duration) -> Result<()> {
+    if d < Duration::from_millis(1) {
+        return Err(Error::invalid_input(format!(
+            "a lease of {d:?} is too short; leases last at least 1 ms"
+        )));
+    }
+    Ok(())
+}
+
+/// A failure reason cut to [`MAX_REASON_LEN`] bytes on a character boundary.
+pub(crate) fn clip_reason(reason: &str) -> String {
+    if reason.len() <= MAX_REASON_LEN {
+        return reason.to_owned();
+    }
+    let mut end = MAX_REASON_LEN;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
+}
+
+/// The queue behind a URL: `sqlite://path`, `postgres://...` or `redis://...`,
+/// with `queue` the queue's name.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an unknown scheme or a bad name, and what the
+/// backend fails with when connecting.
+pub async fn queue_from_url(
+    url: &str,
+    queue: &str,
+    clock: Arc<dyn crate::Clock>,
+    retry: RetryPolicy,
+) -> Result<DynJobQueue> {
+    validate_queue_name(queue)?;
+    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+    match scheme {
+        #[cfg(feature = "sql")]
+        "sqlite" | "postgres" | "postgresql" => {
+            let db = crate::sql::Database::connect(url).await?;
+            Ok(Arc::new(sql::SqlQueue::new(db, queue, clock, retry)?))
+        }
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(Arc::new(
+            redis::RedisQueue::connect(url, queue, clock, retry).await?,
+        )),
+        other => Err(Error::invalid_input(format!(
+            "unknown queue URL scheme `{}` in `{}`; expected {}",
+            other.escape_debug(),
+            crate::redact_url(url),
+            crate::sql_schemes_hint(&["redis"])
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+        };
+        let got: Vec<u64> = (1..=6).map(|n| p.backoff(n).as_secs()).collect();
+        assert_eq!(got, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(p.backoff(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            (NewJob::new("", serde_json::json!({})), "job kind"),
+            (NewJob::new("k\n", serde_json::json!({})), "job kind"),
+            (NewJob::new("k", serde_json::json!({})).priority(i32::MAX), "priority"),
+            (NewJob::new("k", serde_json::json!({})).max_attempts(0), "attempt"),
+            (
+                NewJob::new("k", serde_json::json!({})).dedupe_key("x".repeat(300)),
+                "dedupe key",
+            ),
+            (
+                NewJob::new("k", serde_json::json!("x".repeat(MAX_PAYLOAD_LEN))),
+                "payload",
+            ),
+        ];
+        for (job, field) in cases {
+            let msg = job.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains(field), "{field}: {msg}");
+        }
+    }
+
+    #[test]
+    fn queue_names_are_plain() {
+        assert!(validate_queue_name("transcode.v1").is_ok());
+        for bad in ["", "a b", "a:b", "{x}", &"q".repeat(65)] {
+            assert!(validate_queue_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_clipped_on_char_boundaries() {
+        let long = "é".repeat(MAX_REASON_LEN);
+        let clipped = clip_reason(&long);
+        assert!(clipped.len() <= MAX_REASON_LEN + '…'.len_utf8());
+    }
+}

@@ -1,0 +1,193 @@
+//! The videosync reference server: composes the SDK crates into the platform
+//! behind an axum [`Router`].
+//!
+//! The binary (`videosync`, in `main.rs`) only parses arguments, opens the
+//! backends ([`Backends::open`]) and serves [`router`]. Everything HTTP lives
+//! here, so it is tested in-process without sockets.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use videosync_core::bus::{bus_from_url, DynEventBus};
+use videosync_core::catalog::{catalog_from_url, DynCatalog, VideoFilter};
+use videosync_core::queue::{queue_from_url, DynJobQueue};
+use videosync_core::store::{store_from_url, DynObjectStore};
+use videosync_core::{Clock, ObjectKey, RetryPolicy, SystemClock};
+
+/// Name of the queue transcode jobs go on.
+pub const TRANSCODE_QUEUE: &str = "transcode";
+
+/// Where each backend lives, as URLs. [`BackendUrls::embedded`] gives the
+/// single-box defaults under a data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendUrls {
+    /// Object store (`file://`, `memory://`, `s3://`).
+    pub store: String,
+    /// Job queue database (`sqlite://`, `postgres://`, `redis://`).
+    pub queue: String,
+    /// Event bus (`memory://`, `redis://`).
+    pub bus: String,
+    /// Catalog database (`sqlite://`, `postgres://`).
+    pub catalog: String,
+}
+
+impl BackendUrls {
+    /// Everything embedded under `data_dir`: files in `objects/`, one SQLite
+    /// database for the queue and the catalog, the in-process bus.
+    pub fn embedded(data_dir: &Path) -> Self {
+        let db = format!("sqlite://{}", data_dir.join("videosync.db").display());
+        BackendUrls {
+            store: format!("file://{}", data_dir.join("store").display()),
+            queue: db.clone(),
+            bus: "memory://".to_owned(),
+            catalog: db,
+        }
+    }
+}
+
+/// The opened backends, shared by every request.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// Object storage.
+    pub store: DynObjectStore,
+    /// The transcode queue.
+    pub queue: DynJobQueue,
+    /// The event bus.
+    pub bus: DynEventBus,
+    /// The catalog.
+    pub catalog: DynCatalog,
+    /// The clock everything reads.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Backends {
+    /// Opens every backend named in `urls` (creating the data directory of
+    /// embedded ones and migrating databases).
+    ///
+    /// # Errors
+    /// The first backend that fails to open, saying which.
+    pub async fn open(urls: &BackendUrls) -> videosync_core::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        for url in [&urls.queue, &urls.catalog] {
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                if let Some(parent) = Path::new(path).parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        videosync_core::Error::from_io(
+                            format!("creating the data directory {}", parent.display()),
+                            e,
+                        )
+                    })?;
+                }
+            }
+        }
+        Ok(Backends {
+            store: store_from_url(&urls.store).await?,
+            queue: queue_from_url(
+                &urls.queue,
+                TRANSCODE_QUEUE,
+                clock.clone(),
+                RetryPolicy::default(),
+            )
+            .await?,
+            bus: bus_from_url(&urls.bus).await?,
+            catalog: catalog_from_url(&urls.catalog, clock.clone()).await?,
+            clock,
+        })
+    }
+}
+
+/// State shared by the handlers.
+pub type AppState = Arc<Backends>;
+
+/// The server's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    backend: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Readiness {
+    ready: bool,
+    checks: Vec<Check>,
+}
+
+/// How long one readiness probe may take before the backend counts as down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn probe<T>(
+    backend: String,
+    fut: impl std::future::Future<Output = videosync_core::Result<T>>,
+) -> Check {
+    let error = match tokio::time::timeout(PROBE_TIMEOUT, fut).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+    };
+    Check {
+        backend,
+        ok: error.is_none(),
+        error,
+    }
+}
+
+/// Whether the store answers: a head of a key nobody writes, where "not
+/// found" is the expected answer. Cheap on every backend, unlike a listing.
+async fn store_answers(store: &DynObjectStore) -> videosync_core::Result<()> {
+    let key = ObjectKey::parse(".readyz/probe")?;
+    match store.head(&key).await {
+        Ok(_) | Err(videosync_core::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Readiness: every backend answers. 200 with the checks when all do, 503
+/// when one does not.
+async fn readyz(State(b): State<AppState>) -> impl IntoResponse {
+    let checks = vec![
+        probe(format!("store {}", b.store), store_answers(&b.store)).await,
+        probe(format!("queue {}", b.queue), b.queue.counts()).await,
+        probe(
+            format!("catalog {}", b.catalog),
+            b.catalog.list_videos(VideoFilter {
+                limit: Some(1),
+                ..Default::default()
+            }),
+        )
+        .await,
+    ];
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Readiness { ready, checks }))
+}
+
+/// The default data directory of `videosync serve`.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
