@@ -11,7 +11,10 @@ mod memory {
 
     videosync_core::bus_suite!(|| async {
         let bus = Arc::new(MemoryBus::new());
-        Some(BusFixture { bus: bus.clone(), other: bus })
+        Some(BusFixture {
+            bus: bus.clone(),
+            other: bus,
+        })
     });
 }
 

@@ -47,6 +47,10 @@ async fn unknown_schemes_and_bad_urls_are_invalid_input() {
         let err = catalog_from_url(url, clock.clone())
             .await
             .expect_err("not a catalog URL");
-        assert_eq!(err.kind(), videosync_core::ErrorKind::InvalidInput, "{url}: {err}");
+        assert_eq!(
+            err.kind(),
+            videosync_core::ErrorKind::InvalidInput,
+            "{url}: {err}"
+        );
     }
 }

@@ -59,5 +59,8 @@ async fn unknown_schemes_are_invalid_input() {
         .await
         .expect_err("mysql is not a queue backend");
     assert_eq!(err.kind(), videosync_core::ErrorKind::InvalidInput);
-    assert!(err.to_string().contains("unknown queue URL scheme `mysql`"), "{err}");
+    assert!(
+        err.to_string().contains("unknown queue URL scheme `mysql`"),
+        "{err}"
+    );
 }

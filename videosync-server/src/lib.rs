@@ -153,14 +153,11 @@ async fn probe<T>(
     }
 }
 
-/// Whether the store answers: a head of a key nobody writes, where "not
-/// found" is the expected answer. Cheap on every backend, unlike a listing.
+/// Whether the store takes writes: readiness means uploads can land, so the
+/// probe writes one small object (a full disk or a read-only mount fails it).
 async fn store_answers(store: &DynObjectStore) -> videosync_core::Result<()> {
     let key = ObjectKey::parse(".readyz/probe")?;
-    match store.head(&key).await {
-        Ok(_) | Err(videosync_core::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
+    store.put(&key, "ok".into()).await.map(|_| ())
 }
 
 /// Readiness: every backend answers. 200 with the checks when all do, 503

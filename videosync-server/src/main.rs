@@ -10,7 +10,11 @@ use tracing_subscriber::EnvFilter;
 use videosync_server::{router, BackendUrls, Backends};
 
 #[derive(Debug, Parser)]
-#[command(name = "videosync", version, about = "Shared video: upload, transcode, deliver, watch together.")]
+#[command(
+    name = "videosync",
+    version,
+    about = "Shared video: upload, transcode, deliver, watch together."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

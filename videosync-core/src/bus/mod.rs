@@ -202,7 +202,11 @@ pub async fn bus_from_url(url: &str) -> Result<DynEventBus> {
             "unknown event bus URL scheme `{}` in `{}`; expected memory{}",
             other.escape_debug(),
             crate::redact_url(url),
-            if cfg!(feature = "redis") { " or redis" } else { "" }
+            if cfg!(feature = "redis") {
+                " or redis"
+            } else {
+                ""
+            }
         ))),
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use super::{Catalog, NewVideo, Rendition, SourceMeta, StatusChange, Video, VideoFilter, VideoStatus};
+use super::{
+    Catalog, NewVideo, Rendition, SourceMeta, StatusChange, Video, VideoFilter, VideoStatus,
+};
 use crate::sql::{col, convert, Database};
 use crate::{Clock, Error, Result, Timestamp, VideoId};
 
@@ -134,10 +136,10 @@ impl Catalog for SqlCatalog {
         let next = change.status();
         let now = self.clock.now();
         let (reason, renditions) = match &change {
-            StatusChange::Failed { reason } => (Some(super::super::queue::clip_reason(reason)), None),
-            StatusChange::Ready { renditions } => {
-                (None, Some(to_json("renditions", renditions)?))
+            StatusChange::Failed { reason } => {
+                (Some(super::super::queue::clip_reason(reason)), None)
             }
+            StatusChange::Ready { renditions } => (None, Some(to_json("renditions", renditions)?)),
             StatusChange::Pending | StatusChange::Processing => (None, None),
         };
         let sources = VideoStatus::sources_of(next)

@@ -31,7 +31,10 @@ pub async fn delivers_to_every_subscriber_in_order(fx: BusFixture) {
         subs.push(fx.bus.subscribe(&t).await.unwrap());
     }
     for i in 0..20 {
-        fx.bus.publish(&t, Bytes::from(format!("event {i}"))).await.unwrap();
+        fx.bus
+            .publish(&t, Bytes::from(format!("event {i}")))
+            .await
+            .unwrap();
     }
     for sub in &mut subs {
         for i in 0..20 {
@@ -58,15 +61,24 @@ pub async fn topics_are_isolated(fx: BusFixture) {
 pub async fn delivers_across_handles(fx: BusFixture) {
     let t = topic();
     let mut sub = fx.other.subscribe(&t).await.unwrap();
-    fx.bus.publish(&t, Bytes::from_static(b"\x00binary\xffpayload")).await.unwrap();
-    assert_eq!(next_event(&mut sub).await, Bytes::from_static(b"\x00binary\xffpayload"));
+    fx.bus
+        .publish(&t, Bytes::from_static(b"\x00binary\xffpayload"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut sub).await,
+        Bytes::from_static(b"\x00binary\xffpayload")
+    );
 }
 
 pub async fn dropped_subscriptions_are_fine(fx: BusFixture) {
     let t = topic();
     let sub = fx.bus.subscribe(&t).await.unwrap();
     drop(sub);
-    fx.bus.publish(&t, Bytes::from("nobody listens")).await.unwrap();
+    fx.bus
+        .publish(&t, Bytes::from("nobody listens"))
+        .await
+        .unwrap();
     let mut again = fx.bus.subscribe(&t).await.unwrap();
     fx.bus.publish(&t, Bytes::from("back")).await.unwrap();
     assert_eq!(next_event(&mut again).await, "back");
@@ -87,7 +99,10 @@ pub async fn slow_subscribers_lag_without_blocking(fx: BusFixture) {
     let mut slow = fx.bus.subscribe(&t).await.unwrap();
     let total = SUBSCRIPTION_BUFFER + 50;
     for i in 0..total {
-        fx.bus.publish(&t, Bytes::from(i.to_string())).await.unwrap();
+        fx.bus
+            .publish(&t, Bytes::from(i.to_string()))
+            .await
+            .unwrap();
     }
     // Read until the last event: some were dropped and reported.
     let last = (total - 1).to_string();
@@ -103,6 +118,13 @@ pub async fn slow_subscribers_lag_without_blocking(fx: BusFixture) {
             }
         }
     }
-    assert!(lagged > 0, "a subscriber {total} events behind must be told it lagged");
-    assert_eq!(events + lagged, total as u64, "every event is delivered or counted");
+    assert!(
+        lagged > 0,
+        "a subscriber {total} events behind must be told it lagged"
+    );
+    assert_eq!(
+        events + lagged,
+        total as u64,
+        "every event is delivered or counted"
+    );
 }

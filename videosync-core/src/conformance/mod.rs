@@ -20,7 +20,12 @@
 //!
 //! This module is test code shipped as a library so that backends outside
 //! this crate can run it too; it panics on failure like any test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::any::Any;
 use std::future::Future;
@@ -65,7 +70,10 @@ pub fn service_url(var: &str) -> Option<String> {
 
 /// A short random name for a test's own namespace.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// A database URL for a fresh Postgres schema of its own, so tests run in
@@ -184,22 +192,26 @@ macro_rules! __conformance_cases {
 #[macro_export]
 macro_rules! store_suite {
     ($make:expr) => {
-        $crate::__conformance_cases!(store, $make, [
-            put_get_round_trip,
-            missing_objects_are_not_found,
-            ranges,
-            streaming_put_and_get,
-            failed_stream_keeps_the_old_object,
-            readers_never_see_partial_writes,
-            list_by_prefix_in_key_order,
-            delete_is_idempotent,
-            copy_replaces_the_target,
-            multipart_upload,
-            multipart_rejects_bad_parts,
-            multipart_abort_leaves_nothing,
-            presign_round_trip_over_http,
-            keys_with_awkward_characters,
-        ]);
+        $crate::__conformance_cases!(
+            store,
+            $make,
+            [
+                put_get_round_trip,
+                missing_objects_are_not_found,
+                ranges,
+                streaming_put_and_get,
+                failed_stream_keeps_the_old_object,
+                readers_never_see_partial_writes,
+                list_by_prefix_in_key_order,
+                delete_is_idempotent,
+                copy_replaces_the_target,
+                multipart_upload,
+                multipart_rejects_bad_parts,
+                multipart_abort_leaves_nothing,
+                presign_round_trip_over_http,
+                keys_with_awkward_characters,
+            ]
+        );
     };
 }
 
@@ -207,22 +219,26 @@ macro_rules! store_suite {
 #[macro_export]
 macro_rules! queue_suite {
     ($make:expr) => {
-        $crate::__conformance_cases!(queue, $make, [
-            enqueue_reserve_ack,
-            priority_then_age_order,
-            run_after_waits,
-            lease_expiry_redelivers,
-            heartbeat_extends_the_lease,
-            expired_or_stale_leases_are_conflicts,
-            retry_with_backoff_then_dead_letter,
-            requeue_dead_letters,
-            dedupe_while_live,
-            lost_leases_exhaust_attempts,
-            jobs_survive_a_restart,
-            concurrent_workers_never_share_a_job,
-            bad_input_is_rejected,
-            wall_clock_stepping_back_keeps_leases,
-        ]);
+        $crate::__conformance_cases!(
+            queue,
+            $make,
+            [
+                enqueue_reserve_ack,
+                priority_then_age_order,
+                run_after_waits,
+                lease_expiry_redelivers,
+                heartbeat_extends_the_lease,
+                expired_or_stale_leases_are_conflicts,
+                retry_with_backoff_then_dead_letter,
+                requeue_dead_letters,
+                dedupe_while_live,
+                lost_leases_exhaust_attempts,
+                jobs_survive_a_restart,
+                concurrent_workers_never_share_a_job,
+                bad_input_is_rejected,
+                wall_clock_stepping_back_keeps_leases,
+            ]
+        );
     };
 }
 
@@ -230,14 +246,18 @@ macro_rules! queue_suite {
 #[macro_export]
 macro_rules! bus_suite {
     ($make:expr) => {
-        $crate::__conformance_cases!(bus, $make, [
-            delivers_to_every_subscriber_in_order,
-            topics_are_isolated,
-            delivers_across_handles,
-            dropped_subscriptions_are_fine,
-            oversized_events_are_rejected,
-            slow_subscribers_lag_without_blocking,
-        ]);
+        $crate::__conformance_cases!(
+            bus,
+            $make,
+            [
+                delivers_to_every_subscriber_in_order,
+                topics_are_isolated,
+                delivers_across_handles,
+                dropped_subscriptions_are_fine,
+                oversized_events_are_rejected,
+                slow_subscribers_lag_without_blocking,
+            ]
+        );
     };
 }
 
@@ -245,16 +265,20 @@ macro_rules! bus_suite {
 #[macro_export]
 macro_rules! catalog_suite {
     ($make:expr) => {
-        $crate::__conformance_cases!(catalog, $make, [
-            create_and_read_back,
-            status_transitions,
-            illegal_transitions_change_nothing,
-            concurrent_transitions_have_one_winner,
-            list_filters_newest_first,
-            source_metadata_round_trip,
-            unknown_videos_are_not_found,
-            duplicate_ids_and_bad_titles_are_rejected,
-            survives_a_restart,
-        ]);
+        $crate::__conformance_cases!(
+            catalog,
+            $make,
+            [
+                create_and_read_back,
+                status_transitions,
+                illegal_transitions_change_nothing,
+                concurrent_transitions_have_one_winner,
+                list_filters_newest_first,
+                source_metadata_round_trip,
+                unknown_videos_are_not_found,
+                duplicate_ids_and_bad_titles_are_rejected,
+                survives_a_restart,
+            ]
+        );
     };
 }

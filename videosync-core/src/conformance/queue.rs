@@ -41,7 +41,11 @@ pub async fn enqueue_reserve_ack(fx: QueueFixture) {
     let (_clock, q) = open(&fx).await;
     assert!(q.reserve(lease(30)).await.unwrap().is_none(), "empty queue");
     let payload = json!({"video": "7f3a", "rungs": [1080, 720], "note": "ünïcode"});
-    let id = match q.enqueue(NewJob::new("transcode", payload.clone())).await.unwrap() {
+    let id = match q
+        .enqueue(NewJob::new("transcode", payload.clone()))
+        .await
+        .unwrap()
+    {
         Enqueued::New(id) => id,
         other => panic!("expected a new job, got {other:?}"),
     };
@@ -68,7 +72,11 @@ pub async fn enqueue_reserve_ack(fx: QueueFixture) {
     assert_eq!(kind(q.get(id).await), Some(ErrorKind::NotFound));
     assert!(q.reserve(lease(30)).await.unwrap().is_none());
     assert_eq!(q.counts().await.unwrap(), Default::default());
-    assert_eq!(kind(q.ack(&l).await), Some(ErrorKind::NotFound), "double ack");
+    assert_eq!(
+        kind(q.ack(&l).await),
+        Some(ErrorKind::NotFound),
+        "double ack"
+    );
 }
 
 pub async fn priority_then_age_order(fx: QueueFixture) {
@@ -105,7 +113,11 @@ pub async fn run_after_waits(fx: QueueFixture) {
     clock.advance(secs(9));
     assert!(q.reserve(lease(30)).await.unwrap().is_none());
     clock.advance(secs(1));
-    let l = q.reserve(lease(30)).await.unwrap().expect("due at run_after");
+    let l = q
+        .reserve(lease(30))
+        .await
+        .unwrap()
+        .expect("due at run_after");
     assert_eq!(l.job.id, id);
 }
 
@@ -114,7 +126,10 @@ pub async fn lease_expiry_redelivers(fx: QueueFixture) {
     let id = q.enqueue(NewJob::new("k", json!(1))).await.unwrap().id();
     let first = q.reserve(lease(30)).await.unwrap().unwrap();
     clock.advance(secs(29));
-    assert!(q.reserve(lease(30)).await.unwrap().is_none(), "lease still held");
+    assert!(
+        q.reserve(lease(30)).await.unwrap().is_none(),
+        "lease still held"
+    );
     clock.advance(secs(1));
     let second = q.reserve(lease(30)).await.unwrap().expect("redelivered");
     assert_eq!(second.job.id, id);
@@ -134,7 +149,10 @@ pub async fn heartbeat_extends_the_lease(fx: QueueFixture) {
     let until = q.heartbeat(&l, secs(30)).await.unwrap();
     assert_eq!(until, START.saturating_add(secs(50)));
     clock.advance(secs(20));
-    assert!(q.reserve(lease(30)).await.unwrap().is_none(), "extended lease holds");
+    assert!(
+        q.reserve(lease(30)).await.unwrap().is_none(),
+        "extended lease holds"
+    );
     q.heartbeat(&l, secs(30)).await.unwrap();
     clock.advance(secs(29));
     q.ack(&l).await.unwrap();
@@ -167,15 +185,24 @@ pub async fn expired_or_stale_leases_are_conflicts(fx: QueueFixture) {
 
 pub async fn retry_with_backoff_then_dead_letter(fx: QueueFixture) {
     let (clock, q) = open(&fx).await;
-    let id = q.enqueue(NewJob::new("flaky", json!(1))).await.unwrap().id();
+    let id = q
+        .enqueue(NewJob::new("flaky", json!(1)))
+        .await
+        .unwrap()
+        .id();
     let l1 = q.reserve(lease(30)).await.unwrap().unwrap();
     assert_eq!(
         q.fail(&l1, "probe failed: no video stream").await.unwrap(),
-        Failed::Retrying { at: START.saturating_add(secs(1)) }
+        Failed::Retrying {
+            at: START.saturating_add(secs(1))
+        }
     );
     let job = q.get(id).await.unwrap();
     assert_eq!(job.state, JobState::Scheduled);
-    assert_eq!(job.last_error.as_deref(), Some("probe failed: no video stream"));
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("probe failed: no video stream")
+    );
     assert!(q.reserve(lease(30)).await.unwrap().is_none(), "backing off");
     clock.advance(secs(1));
     let l2 = q.reserve(lease(30)).await.unwrap().unwrap();
@@ -183,23 +210,37 @@ pub async fn retry_with_backoff_then_dead_letter(fx: QueueFixture) {
     let now = START.saturating_add(secs(1));
     assert_eq!(
         q.fail(&l2, "again").await.unwrap(),
-        Failed::Retrying { at: now.saturating_add(secs(2)) }
+        Failed::Retrying {
+            at: now.saturating_add(secs(2))
+        }
     );
     clock.advance(secs(1));
-    assert!(q.reserve(lease(30)).await.unwrap().is_none(), "second backoff is 2 s");
+    assert!(
+        q.reserve(lease(30)).await.unwrap().is_none(),
+        "second backoff is 2 s"
+    );
     clock.advance(secs(1));
     let l3 = q.reserve(lease(30)).await.unwrap().unwrap();
     assert_eq!(l3.job.attempts, 3);
-    assert_eq!(q.fail(&l3, "gave up: corrupt input").await.unwrap(), Failed::DeadLettered);
+    assert_eq!(
+        q.fail(&l3, "gave up: corrupt input").await.unwrap(),
+        Failed::DeadLettered
+    );
     let counts = q.counts().await.unwrap();
     assert_eq!((counts.ready, counts.scheduled, counts.dead), (0, 0, 1));
     let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, id);
     assert_eq!(dead[0].state, JobState::Dead);
-    assert_eq!(dead[0].last_error.as_deref(), Some("gave up: corrupt input"));
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("gave up: corrupt input")
+    );
     clock.advance(secs(3600));
-    assert!(q.reserve(lease(30)).await.unwrap().is_none(), "dead letters stay dead");
+    assert!(
+        q.reserve(lease(30)).await.unwrap().is_none(),
+        "dead letters stay dead"
+    );
 }
 
 pub async fn requeue_dead_letters(fx: QueueFixture) {
@@ -213,7 +254,11 @@ pub async fn requeue_dead_letters(fx: QueueFixture) {
     assert_eq!(l.job.max_attempts, 1);
     assert_eq!(q.fail(&l, "boom").await.unwrap(), Failed::DeadLettered);
     let live = q.enqueue(NewJob::new("live", json!(2))).await.unwrap().id();
-    assert_eq!(kind(q.requeue(live).await), Some(ErrorKind::Conflict), "not dead");
+    assert_eq!(
+        kind(q.requeue(live).await),
+        Some(ErrorKind::Conflict),
+        "not dead"
+    );
     assert_eq!(
         kind(q.requeue(crate::JobId::new()).await),
         Some(ErrorKind::NotFound)
@@ -221,7 +266,11 @@ pub async fn requeue_dead_letters(fx: QueueFixture) {
     q.requeue(id).await.unwrap();
     let job = q.get(id).await.unwrap();
     assert_eq!((job.state, job.attempts), (JobState::Ready, 0));
-    assert_eq!(job.last_error.as_deref(), Some("boom"), "the reason is kept");
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("boom"),
+        "the reason is kept"
+    );
     assert!(q.dead_letters(10).await.unwrap().is_empty());
     let mut seen = HashSet::new();
     while let Some(l) = q.reserve(lease(30)).await.unwrap() {
@@ -235,7 +284,9 @@ pub async fn dedupe_while_live(fx: QueueFixture) {
     let (_clock, q) = open(&fx).await;
     let job = || NewJob::new("transcode", json!({"v": 1})).dedupe_key("video:7f3a");
     let first = q.enqueue(job()).await.unwrap();
-    let Enqueued::New(id) = first else { panic!("{first:?}") };
+    let Enqueued::New(id) = first else {
+        panic!("{first:?}")
+    };
     assert_eq!(q.enqueue(job()).await.unwrap(), Enqueued::Duplicate(id));
     assert_eq!(q.counts().await.unwrap().ready, 1);
     let l = q.reserve(lease(30)).await.unwrap().unwrap();
@@ -252,7 +303,10 @@ pub async fn dedupe_while_live(fx: QueueFixture) {
     assert!(matches!(other, Enqueued::New(_)));
     q.ack(&l).await.unwrap();
     let again = q.enqueue(job()).await.unwrap();
-    assert!(matches!(again, Enqueued::New(new) if new != id), "{again:?}");
+    assert!(
+        matches!(again, Enqueued::New(new) if new != id),
+        "{again:?}"
+    );
 }
 
 pub async fn lost_leases_exhaust_attempts(fx: QueueFixture) {
@@ -267,7 +321,10 @@ pub async fn lost_leases_exhaust_attempts(fx: QueueFixture) {
         assert_eq!(l.job.attempts, attempt);
         clock.advance(secs(5)); // The worker dies; its lease runs out.
     }
-    assert!(q.reserve(lease(5)).await.unwrap().is_none(), "no third attempt");
+    assert!(
+        q.reserve(lease(5)).await.unwrap().is_none(),
+        "no third attempt"
+    );
     let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].id, id);
@@ -326,20 +383,39 @@ pub async fn bad_input_is_rejected(fx: QueueFixture) {
         NewJob::new("k", json!(1)).max_attempts(0),
         NewJob::new("k", json!(1)).dedupe_key("a\0b"),
     ] {
-        assert_eq!(kind(q.enqueue(bad.clone()).await), Some(ErrorKind::InvalidInput), "{bad:?}");
+        assert_eq!(
+            kind(q.enqueue(bad.clone()).await),
+            Some(ErrorKind::InvalidInput),
+            "{bad:?}"
+        );
     }
-    assert_eq!(q.counts().await.unwrap(), Default::default(), "nothing stored");
     assert_eq!(
-        kind(q.reserve(ReserveOptions { lease: Duration::ZERO }).await),
+        q.counts().await.unwrap(),
+        Default::default(),
+        "nothing stored"
+    );
+    assert_eq!(
+        kind(
+            q.reserve(ReserveOptions {
+                lease: Duration::ZERO
+            })
+            .await
+        ),
         Some(ErrorKind::InvalidInput)
     );
-    assert_eq!(kind(q.get(crate::JobId::new()).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(q.get(crate::JobId::new()).await),
+        Some(ErrorKind::NotFound)
+    );
     q.enqueue(NewJob::new("k", json!(1))).await.unwrap();
     let l = q.reserve(lease(30)).await.unwrap().unwrap();
     let mut unknown = l.clone();
     unknown.job.id = crate::JobId::new();
     assert_eq!(kind(q.ack(&unknown).await), Some(ErrorKind::NotFound));
-    assert_eq!(kind(q.heartbeat(&l, Duration::ZERO).await), Some(ErrorKind::InvalidInput));
+    assert_eq!(
+        kind(q.heartbeat(&l, Duration::ZERO).await),
+        Some(ErrorKind::InvalidInput)
+    );
     q.ack(&l).await.unwrap();
 }
 
@@ -348,8 +424,14 @@ pub async fn wall_clock_stepping_back_keeps_leases(fx: QueueFixture) {
     q.enqueue(NewJob::new("k", json!(1))).await.unwrap();
     let l = q.reserve(lease(30)).await.unwrap().unwrap();
     clock.rewind(secs(3600));
-    assert!(q.reserve(lease(30)).await.unwrap().is_none(), "the lease still holds");
+    assert!(
+        q.reserve(lease(30)).await.unwrap().is_none(),
+        "the lease still holds"
+    );
     let until = q.heartbeat(&l, secs(30)).await.unwrap();
-    assert_eq!(until, START.saturating_sub(secs(3600)).saturating_add(secs(30)));
+    assert_eq!(
+        until,
+        START.saturating_sub(secs(3600)).saturating_add(secs(30))
+    );
     q.ack(&l).await.unwrap();
 }

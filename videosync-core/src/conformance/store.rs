@@ -33,7 +33,10 @@ pub async fn put_get_round_trip(fx: StoreFixture) {
     assert_eq!(got.meta.size, 8);
     assert_eq!(got.range, 0..8);
     // Replacing changes the content, the size and the etag.
-    let meta2 = s.put(&key, "#EXTM3U\n#EXT-X-VERSION:7\n".into()).await.unwrap();
+    let meta2 = s
+        .put(&key, "#EXTM3U\n#EXT-X-VERSION:7\n".into())
+        .await
+        .unwrap();
     assert_eq!(meta2.size, 25);
     if meta.etag.is_some() && meta2.etag.is_some() {
         assert_ne!(meta.etag, meta2.etag);
@@ -61,10 +64,16 @@ pub async fn missing_objects_are_not_found(fx: StoreFixture) {
     );
     assert!(!s.exists(&key).await.unwrap());
     let err = s.get(&key).await.unwrap_err().to_string();
-    assert!(err.contains("missing.ts"), "the message names the key: {err}");
+    assert!(
+        err.contains("missing.ts"),
+        "the message names the key: {err}"
+    );
     // A prefix of existing objects is not itself an object.
     s.put(&fx.key("dir/file"), "x".into()).await.unwrap();
-    assert_eq!(kind(s.head(&fx.key("dir")).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(s.head(&fx.key("dir")).await),
+        Some(ErrorKind::NotFound)
+    );
 }
 
 pub async fn ranges(fx: StoreFixture) {
@@ -82,7 +91,12 @@ pub async fn ranges(fx: StoreFixture) {
     ];
     for (range, expect) in cases {
         let got = s
-            .get_opts(&key, crate::store::GetOptions { range: Some(range.clone()) })
+            .get_opts(
+                &key,
+                crate::store::GetOptions {
+                    range: Some(range.clone()),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(got.range, expect, "{range}");
@@ -94,7 +108,11 @@ pub async fn ranges(fx: StoreFixture) {
             "{range}"
         );
     }
-    for bad in [GetRange::From(1000), GetRange::Bounded(1000..1010), GetRange::Bounded(5..5)] {
+    for bad in [
+        GetRange::From(1000),
+        GetRange::Bounded(1000..1010),
+        GetRange::Bounded(5..5),
+    ] {
         assert_eq!(
             kind(s.get_range(&key, bad.clone()).await),
             Some(ErrorKind::InvalidInput),
@@ -115,7 +133,10 @@ pub async fn streaming_put_and_get(fx: StoreFixture) {
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     let meta = s
-        .put(&key, PutPayload::Stream(futures::stream::iter(chunks).boxed()))
+        .put(
+            &key,
+            PutPayload::Stream(futures::stream::iter(chunks).boxed()),
+        )
         .await
         .unwrap();
     assert_eq!(meta.size, total as u64);
@@ -195,14 +216,15 @@ pub async fn readers_never_see_partial_writes(fx: StoreFixture) {
 pub async fn list_by_prefix_in_key_order(fx: StoreFixture) {
     let s = &fx.store;
     for rel in ["l/b/2", "l/a", "l/b/1", "l/c", "lx/d", "l/b/10"] {
-        s.put(&fx.key(rel), rel.as_bytes().to_vec().into()).await.unwrap();
+        s.put(&fx.key(rel), rel.as_bytes().to_vec().into())
+            .await
+            .unwrap();
     }
     let names = |metas: Vec<crate::store::ObjectMeta>| -> Vec<String> {
         metas.into_iter().map(|m| m.key.to_string()).collect()
     };
-    let expect = |rels: &[&str]| -> Vec<String> {
-        rels.iter().map(|r| fx.key(r).to_string()).collect()
-    };
+    let expect =
+        |rels: &[&str]| -> Vec<String> { rels.iter().map(|r| fx.key(r).to_string()).collect() };
     assert_eq!(
         names(s.list(Some(&fx.key("l"))).await.unwrap()),
         expect(&["l/a", "l/b/1", "l/b/10", "l/b/2", "l/c"])
@@ -211,7 +233,10 @@ pub async fn list_by_prefix_in_key_order(fx: StoreFixture) {
         names(s.list(Some(&fx.key("l/b"))).await.unwrap()),
         expect(&["l/b/1", "l/b/10", "l/b/2"])
     );
-    assert_eq!(names(s.list(Some(&fx.key("lx"))).await.unwrap()), expect(&["lx/d"]));
+    assert_eq!(
+        names(s.list(Some(&fx.key("lx"))).await.unwrap()),
+        expect(&["lx/d"])
+    );
     assert!(s.list(Some(&fx.key("none"))).await.unwrap().is_empty());
     let sizes: Vec<u64> = s
         .list(Some(&fx.key("l/b")))
@@ -227,7 +252,10 @@ pub async fn list_by_prefix_in_key_order(fx: StoreFixture) {
     };
     assert_eq!(all.len(), 6);
     assert_eq!(s.delete_prefix(&fx.key("l/b")).await.unwrap(), 3);
-    assert_eq!(names(s.list(Some(&fx.key("l"))).await.unwrap()), expect(&["l/a", "l/c"]));
+    assert_eq!(
+        names(s.list(Some(&fx.key("l"))).await.unwrap()),
+        expect(&["l/a", "l/c"])
+    );
 }
 
 pub async fn delete_is_idempotent(fx: StoreFixture) {
@@ -250,7 +278,11 @@ pub async fn copy_replaces_the_target(fx: StoreFixture) {
     s.copy(&from, &to).await.unwrap();
     assert_eq!(s.get_bytes(&to).await.unwrap(), "source");
     s.put(&from, "changed".into()).await.unwrap();
-    assert_eq!(s.get_bytes(&to).await.unwrap(), "source", "a copy is independent");
+    assert_eq!(
+        s.get_bytes(&to).await.unwrap(),
+        "source",
+        "a copy is independent"
+    );
     s.copy(&from, &to).await.unwrap();
     assert_eq!(s.get_bytes(&to).await.unwrap(), "changed");
     assert_eq!(s.get_bytes(&from).await.unwrap(), "changed");
@@ -265,7 +297,10 @@ pub async fn multipart_upload(fx: StoreFixture) {
     let up = s.create_multipart(&key).await.unwrap();
     // Parts may arrive in any order and be re-sent.
     let id3 = s.put_part(&key, &up, 3, p3.clone()).await.unwrap();
-    let _stale = s.put_part(&key, &up, 1, pattern(MIN_PART_SIZE, 9)).await.unwrap();
+    let _stale = s
+        .put_part(&key, &up, 1, pattern(MIN_PART_SIZE, 9))
+        .await
+        .unwrap();
     let id1 = s.put_part(&key, &up, 1, p1.clone()).await.unwrap();
     let id2 = s.put_part(&key, &up, 2, p2.clone()).await.unwrap();
     assert_eq!(
@@ -286,7 +321,10 @@ pub async fn multipart_upload(fx: StoreFixture) {
     assert!(got[p1.len() + p2.len()..] == p3[..]);
     // A range across the part boundary.
     let across = s
-        .get_range(&key, GetRange::Bounded(p1.len() as u64 - 2..p1.len() as u64 + 2))
+        .get_range(
+            &key,
+            GetRange::Bounded(p1.len() as u64 - 2..p1.len() as u64 + 2),
+        )
         .await
         .unwrap();
     assert_eq!(&across[..2], &p1[p1.len() - 2..]);
@@ -312,7 +350,11 @@ pub async fn multipart_rejects_bad_parts(fx: StoreFixture) {
         .complete_multipart(&key, &up, vec![small.clone(), last.clone()])
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "undersized part: {err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "undersized part: {err}"
+    );
     assert_eq!(
         kind(s.complete_multipart(&key, &up, vec![]).await),
         Some(ErrorKind::InvalidInput),
@@ -326,7 +368,10 @@ pub async fn multipart_rejects_bad_parts(fx: StoreFixture) {
     let other = fx.key("mpbad/y");
     let up2 = s.create_multipart(&other).await.unwrap();
     s.abort_multipart(&other, &up2).await.unwrap();
-    let err = s.put_part(&other, &up2, 1, pattern(10, 0)).await.unwrap_err();
+    let err = s
+        .put_part(&other, &up2, 1, pattern(10, 0))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "aborted upload: {err}");
 }
 
@@ -334,7 +379,9 @@ pub async fn multipart_abort_leaves_nothing(fx: StoreFixture) {
     let s = &fx.store;
     let key = fx.key("mpabort/x");
     let up = s.create_multipart(&key).await.unwrap();
-    s.put_part(&key, &up, 1, pattern(MIN_PART_SIZE, 1)).await.unwrap();
+    s.put_part(&key, &up, 1, pattern(MIN_PART_SIZE, 1))
+        .await
+        .unwrap();
     s.abort_multipart(&key, &up).await.unwrap();
     assert_eq!(kind(s.head(&key).await), Some(ErrorKind::NotFound));
     assert!(s.list(Some(&fx.key("mpabort"))).await.unwrap().is_empty());
@@ -367,9 +414,16 @@ pub async fn presign_round_trip_over_http(fx: StoreFixture) {
     // A tampered URL is refused.
     let tampered = get_url.replace("presigned", "presignee");
     let denied = http.get(&tampered).send().await.unwrap();
-    assert!(denied.status().is_client_error(), "tampered: {}", denied.status());
+    assert!(
+        denied.status().is_client_error(),
+        "tampered: {}",
+        denied.status()
+    );
     assert_eq!(
-        kind(s.presign(PresignMethod::Get, &key, Duration::from_secs(8 * 24 * 3600)).await),
+        kind(
+            s.presign(PresignMethod::Get, &key, Duration::from_secs(8 * 24 * 3600))
+                .await
+        ),
         Some(ErrorKind::InvalidInput),
         "expiry beyond seven days"
     );

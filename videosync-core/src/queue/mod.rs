@@ -98,9 +98,8 @@ impl NewJob {
     /// # Errors
     /// [`Error::InvalidInput`] naming the field that is out of bounds.
     pub fn validate(&self) -> Result<()> {
-        let label_ok = |s: &str| {
-            !s.is_empty() && s.len() <= MAX_LABEL_LEN && !s.chars().any(char::is_control)
-        };
+        let label_ok =
+            |s: &str| !s.is_empty() && s.len() <= MAX_LABEL_LEN && !s.chars().any(char::is_control);
         if !label_ok(&self.kind) {
             return Err(Error::invalid_input(format!(
                 "job kind `{}` must be 1 to {MAX_LABEL_LEN} bytes without control characters",
@@ -460,6 +459,40 @@ pub(crate) fn clip_reason(reason: &str) -> String {
     format!("{}…", &reason[..end])
 }
 
+/// The reason recorded for a job whose every attempt ended with a lost lease.
+#[cfg_attr(not(any(feature = "sql", feature = "redis")), allow(dead_code))]
+pub(crate) const LEASE_EXHAUSTED: &str =
+    "the worker's lease ended without an ack on the last attempt";
+
+/// Builds the error for a lease-guarded operation on a job that exists but
+/// whose lease does not match; shared by every backend.
+#[cfg_attr(not(any(feature = "sql", feature = "redis")), allow(dead_code))]
+pub(crate) fn lease_conflict(
+    op: &str,
+    queue: &str,
+    lease: &Lease,
+    job: &Job,
+    token: Option<&str>,
+    until: Option<Timestamp>,
+    now: Timestamp,
+) -> Error {
+    let id = job.id;
+    if job.state != JobState::Running || token != Some(lease.token.as_str()) {
+        return Error::conflict(format!(
+            "{op} of job {id} in {queue}: the worker no longer holds it (it is {} under another lease or state)",
+            job.state
+        ));
+    }
+    match until {
+        Some(until) if until <= now => Error::conflict(format!(
+            "{op} of job {id} in {queue}: the lease expired at {until} (now {now})"
+        )),
+        _ => Error::conflict(format!(
+            "{op} of job {id} in {queue}: the lease is not current"
+        )),
+    }
+}
+
 /// The queue behind a URL: `sqlite://path`, `postgres://...` or `redis://...`,
 /// with `queue` the queue's name.
 ///
@@ -514,8 +547,14 @@ mod tests {
         let cases = [
             (NewJob::new("", serde_json::json!({})), "job kind"),
             (NewJob::new("k\n", serde_json::json!({})), "job kind"),
-            (NewJob::new("k", serde_json::json!({})).priority(i32::MAX), "priority"),
-            (NewJob::new("k", serde_json::json!({})).max_attempts(0), "attempt"),
+            (
+                NewJob::new("k", serde_json::json!({})).priority(i32::MAX),
+                "priority",
+            ),
+            (
+                NewJob::new("k", serde_json::json!({})).max_attempts(0),
+                "attempt",
+            ),
             (
                 NewJob::new("k", serde_json::json!({})).dedupe_key("x".repeat(300)),
                 "dedupe key",
@@ -526,7 +565,11 @@ mod tests {
             ),
         ];
         for (job, field) in cases {
-            let msg = job.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            let msg = job
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(msg.contains(field), "{field}: {msg}");
         }
     }

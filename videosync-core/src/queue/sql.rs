@@ -15,8 +15,8 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::{
-    clip_reason, validate_lease, validate_queue_name, Enqueued, Failed, Job, JobQueue, JobState,
-    Lease, NewJob, QueueCounts, ReserveOptions, RetryPolicy,
+    clip_reason, lease_conflict, validate_lease, validate_queue_name, Enqueued, Failed, Job,
+    JobQueue, JobState, Lease, NewJob, QueueCounts, ReserveOptions, RetryPolicy, LEASE_EXHAUSTED,
 };
 use crate::sql::{col, convert, Database};
 use crate::{Clock, Error, JobId, Result, Timestamp};
@@ -123,7 +123,15 @@ impl SqlQueue {
             Ok(None) => Error::not_found(format!(
                 "{op} of job {id} in {self}: no such job (acked, or never enqueued)"
             )),
-            Ok(Some(row)) => lease_conflict(op, &self.to_string(), lease, &row.job, row.lease_token.as_deref(), row.lease_until, now),
+            Ok(Some(row)) => lease_conflict(
+                op,
+                &self.to_string(),
+                lease,
+                &row.job,
+                row.lease_token.as_deref(),
+                row.lease_until,
+                now,
+            ),
         }
     }
 
@@ -140,36 +148,6 @@ impl SqlQueue {
         .await
         .map_err(|e| convert(&format!("dead-lettering expired jobs in {self}"), e))?;
         Ok(())
-    }
-}
-
-/// The reason recorded for a job whose every attempt ended with a lost lease.
-pub(crate) const LEASE_EXHAUSTED: &str =
-    "the worker's lease ended without an ack on the last attempt";
-
-/// Builds the error for a lease-guarded operation on a job that exists but
-/// whose lease does not match; shared by every backend.
-pub(crate) fn lease_conflict(
-    op: &str,
-    queue: &str,
-    lease: &Lease,
-    job: &Job,
-    token: Option<&str>,
-    until: Option<Timestamp>,
-    now: Timestamp,
-) -> Error {
-    let id = job.id;
-    if job.state != JobState::Running || token != Some(lease.token.as_str()) {
-        return Error::conflict(format!(
-            "{op} of job {id} in {queue}: the worker no longer holds it (it is {} under another lease or state)",
-            job.state
-        ));
-    }
-    match until {
-        Some(until) if until <= now => Error::conflict(format!(
-            "{op} of job {id} in {queue}: the lease expired at {until} (now {now})"
-        )),
-        _ => Error::conflict(format!("{op} of job {id} in {queue}: the lease is not current")),
     }
 }
 
@@ -355,7 +333,9 @@ impl JobQueue for SqlQueue {
             .fetch_all(self.db.pool())
             .await
             .map_err(|e| convert(&format!("listing dead letters of {self}"), e))?;
-        rows.iter().map(|r| self.row(r, now).map(|r| r.job)).collect()
+        rows.iter()
+            .map(|r| self.row(r, now).map(|r| r.job))
+            .collect()
     }
 
     async fn requeue(&self, id: JobId) -> Result<()> {
@@ -371,9 +351,9 @@ impl JobQueue for SqlQueue {
         .execute(self.db.pool())
         .await
         .map_err(|e| match convert(&what, e) {
-            Error::AlreadyExists { .. } => Error::conflict(format!(
-                "{what}: a live job holds its dedupe key"
-            )),
+            Error::AlreadyExists { .. } => {
+                Error::conflict(format!("{what}: a live job holds its dedupe key"))
+            }
             other => other,
         })?;
         if done.rows_affected() == 1 {

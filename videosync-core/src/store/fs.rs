@@ -159,11 +159,7 @@ impl FsStore {
 
     /// Writes `body` to a fresh temporary file, flushed to disk. On failure the
     /// temporary file is removed.
-    async fn write_temp(
-        &self,
-        what: &str,
-        mut body: super::ByteStream,
-    ) -> Result<(PathBuf, u64)> {
+    async fn write_temp(&self, what: &str, mut body: super::ByteStream) -> Result<(PathBuf, u64)> {
         let tmp = self.temp_path();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp)
@@ -257,7 +253,10 @@ impl FsStore {
             Err(e) if is_missing(&e) => {
                 Err(Error::not_found(format!("{key} in {self}: no such object")))
             }
-            Err(e) => Err(Error::from_io(format!("reading metadata of {key} in {self}"), e)),
+            Err(e) => Err(Error::from_io(
+                format!("reading metadata of {key} in {self}"),
+                e,
+            )),
         }
     }
 
@@ -318,10 +317,7 @@ fn walk(objects: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> std::io::Resul
             };
             // Files that are not valid keys were not written by this store;
             // they are not objects.
-            let Some(key) = rel
-                .to_str()
-                .and_then(|s| ObjectKey::parse(s).ok())
-            else {
+            let Some(key) = rel.to_str().and_then(|s| ObjectKey::parse(s).ok()) else {
                 continue;
             };
             out.push(meta_from(key, &entry.metadata()?));
@@ -498,10 +494,7 @@ impl ObjectStore for FsStore {
             sizes.push(size);
         }
         check_completion(key, &parts, |p| {
-            parts
-                .iter()
-                .position(|q| q == p)
-                .and_then(|i| sizes[i])
+            parts.iter().position(|q| q == p).and_then(|i| sizes[i])
         })?;
         let paths: Vec<PathBuf> = parts.iter().filter_map(part_path).collect();
         let body = futures::stream::iter(paths)
@@ -550,9 +543,14 @@ mod tests {
     #[tokio::test]
     async fn files_that_are_not_keys_are_not_listed_and_stale_temps_are_swept() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = FsStore::open(dir.path()).await.unwrap_or_else(|e| panic!("{e}"));
+        let store = FsStore::open(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let key = ObjectKey::parse("a/b").unwrap_or_else(|e| panic!("{e}"));
-        store.put(&key, "x".into()).await.unwrap_or_else(|e| panic!("{e}"));
+        store
+            .put(&key, "x".into())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         // A stray file whose name is not a valid key segment.
         std::fs::write(dir.path().join("objects/a/bad\nname"), b"?")
             .unwrap_or_else(|e| panic!("{e}"));
@@ -564,9 +562,16 @@ mod tests {
     #[tokio::test]
     async fn hostile_upload_ids_are_rejected() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = FsStore::open(dir.path()).await.unwrap_or_else(|e| panic!("{e}"));
+        let store = FsStore::open(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let key = ObjectKey::parse("k").unwrap_or_else(|e| panic!("{e}"));
-        for id in ["../../objects", "", "mp-x/../../y", "0123456789abcdef0123456789abcdeg"] {
+        for id in [
+            "../../objects",
+            "",
+            "mp-x/../../y",
+            "0123456789abcdef0123456789abcdeg",
+        ] {
             let err = store
                 .put_part(&key, &MultipartId(id.into()), 1, Bytes::from("x"))
                 .await

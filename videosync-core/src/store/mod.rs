@@ -348,7 +348,10 @@ pub trait ObjectStoreExt: ObjectStore {
     /// # Errors
     /// As [`ObjectStore::get_opts`].
     async fn get_bytes(&self, key: &ObjectKey) -> Result<Bytes> {
-        self.get_opts(key, GetOptions::default()).await?.bytes().await
+        self.get_opts(key, GetOptions::default())
+            .await?
+            .bytes()
+            .await
     }
 
     /// Reads a range of an object into memory.
@@ -490,7 +493,11 @@ pub async fn store_from_url(url: &str) -> Result<DynObjectStore> {
             "unknown object store URL scheme `{}` in `{}`; expected file, memory{}",
             other.escape_debug(),
             crate::redact_url(url),
-            if cfg!(feature = "s3") { " or s3" } else { " (s3 needs the `s3` feature)" }
+            if cfg!(feature = "s3") {
+                " or s3"
+            } else {
+                " (s3 needs the `s3` feature)"
+            }
         ))),
     }
 }

@@ -1,0 +1,76 @@
+# videosync: one-command entry points. See docs/operations.md for what each service needs.
+#
+#   make run     build and serve on http://127.0.0.1:8080 (embedded defaults, data in ./data)
+#   make test    fmt, clippy, docs, then the whole test suite against Postgres, Redis and Garage
+#
+# The build cache lives outside the clone ($(VIDEOSYNC_CACHE)/target), so a fresh clone
+# reuses it. Override anything on the command line: `make run ADDR=0.0.0.0:9000`.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VIDEOSYNC_CACHE ?= $(HOME)/.cache/videosync
+CARGO_TARGET_DIR ?= $(VIDEOSYNC_CACHE)/target
+export VIDEOSYNC_CACHE
+export CARGO_TARGET_DIR
+# No cargo on PATH yet: scripts/deps.sh installs it with rustup into ~/.cargo/bin.
+ifeq ($(shell command -v cargo 2>/dev/null),)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+endif
+
+ADDR ?= 127.0.0.1:8080
+DATA_DIR ?= ./data
+SERVICES_ENV := $(VIDEOSYNC_CACHE)/services.env
+
+.PHONY: help run build test bench services stop-services fmt clean-data
+
+help: ## list the targets
+	@echo "videosync make targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 18
+	@echo "variables: ADDR=$(ADDR) DATA_DIR=$(DATA_DIR) VIDEOSYNC_CACHE=$(VIDEOSYNC_CACHE)"
+	@echo "           CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)"
+
+build: ## install build deps, build the videosync binary (release)
+	@scripts/deps.sh
+	cargo build --release -p videosync-server --bin videosync
+
+run: build ## build, then serve on http://127.0.0.1:8080 (ADDR, DATA_DIR override)
+	@echo "videosync: serving on http://$(ADDR) (data in $(DATA_DIR); Ctrl-C to stop)"
+	exec "$(CARGO_TARGET_DIR)/release/videosync" serve --addr "$(ADDR)" --data-dir "$(DATA_DIR)"
+
+test: ## deps + services, then fmt check, clippy, docs and all tests (stops at the first failure)
+	@scripts/deps.sh test
+	scripts/services.sh start
+	source "$(SERVICES_ENV)"
+	export VIDEOSYNC_REQUIRE_SERVICES=1
+	echo "== cargo fmt --all -- --check"
+	cargo fmt --all -- --check
+	echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	echo "== RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps --all-features"
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+	echo "== cargo test --workspace --all-features"
+	cargo test --workspace --all-features
+
+bench: ## deps + services, then the core benchmarks (report in benches/results/core.json)
+	@scripts/deps.sh test
+	scripts/services.sh start
+	source "$(SERVICES_ENV)"
+	export VIDEOSYNC_REQUIRE_SERVICES=1
+	echo "== cargo bench --all-features --bench core"
+	cargo bench --all-features --bench core
+
+services: ## start (or reuse) Postgres, Redis and Garage; writes services.env under VIDEOSYNC_CACHE
+	@scripts/services.sh start
+
+stop-services: ## stop the services that scripts/services.sh started
+	@scripts/services.sh stop
+
+fmt: ## format the workspace
+	@cargo fmt --all
+
+clean-data: ## delete ./data (the data dir of `make run`)
+	@rm -rf ./data

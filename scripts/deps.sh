@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Install what building (and, with `test`, testing) videosync needs on Debian/Ubuntu.
+#
+#   scripts/deps.sh          build deps: C toolchain, clang, ffmpeg dev libraries, Rust
+#   scripts/deps.sh test     the same, plus PostgreSQL and Redis (server and client)
+#
+# Only missing packages are installed (checked with `dpkg -s`); `apt-get update`
+# runs at most once, and only when something is missing. A second run does nothing.
+set -euo pipefail
+
+mode="${1:-build}"
+case "$mode" in
+    build | test) ;;
+    -h | --help)
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "deps: unknown argument '$mode' (expected nothing or 'test')" >&2
+        exit 2
+        ;;
+esac
+
+build_pkgs=(
+    build-essential pkg-config clang libclang-dev
+    libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
+    libswscale-dev libswresample-dev ffmpeg
+    curl ca-certificates
+)
+test_pkgs=(postgresql postgresql-client redis-server redis-tools)
+
+pkgs=("${build_pkgs[@]}")
+if [[ "$mode" == test ]]; then
+    pkgs+=("${test_pkgs[@]}")
+fi
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "deps: need root to run '$*' and sudo is not installed" >&2
+        exit 1
+    fi
+}
+
+is_installed() {
+    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
+}
+
+if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    echo "deps: this script supports Debian/Ubuntu (dpkg + apt-get); install these by hand:" >&2
+    echo "      ${pkgs[*]}" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    is_installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    echo "deps: installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    echo "deps: system packages present (${#pkgs[@]} checked)"
+fi
+
+# Rust toolchain. rustup installs into ~/.cargo; the Makefile puts ~/.cargo/bin on PATH.
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
+    # shellcheck disable=SC1091
+    source "$HOME/.cargo/env"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "deps: cargo not found; installing Rust with rustup (minimal profile) into ~/.cargo"
+    curl https://sh.rustup.rs -sSf | sh -s -- -y --profile minimal
+    # shellcheck disable=SC1091
+    source "$HOME/.cargo/env"
+    echo "deps: Rust installed; run 'source ~/.cargo/env' to use cargo in this shell"
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+    installed_components="$(rustup component list --installed 2>/dev/null || true)"
+    for c in rustfmt clippy; do
+        if ! grep -q "^$c" <<<"$installed_components"; then
+            echo "deps: adding rustup component $c"
+            rustup component add "$c"
+        fi
+    done
+else
+    for c in rustfmt clippy; do
+        cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 ||
+            echo "deps: warning: cargo $c missing and rustup is not installed; add it by hand" >&2
+    done
+fi
+
+echo "deps: ok ($(cargo --version))"
