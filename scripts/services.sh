@@ -145,7 +145,7 @@ start_postgres() {
     pg_allow_test_login
     # Each conformance test makes a schema of its own (vs_t_*); clear the last
     # run's so the test database does not grow without end.
-    psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d "$PG_DB" -q -v ON_ERROR_STOP=1 -c \
+    PGOPTIONS="-c client_min_messages=warning" psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d "$PG_DB" -q -v ON_ERROR_STOP=1 -c \
         "DO \$\$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'vs\\_t\\_%' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END \$\$" \
         >/dev/null || die "cannot clear old test schemas in $PG_DB"
     log "postgres  $how  postgres://postgres@$PG_HOST:$PG_PORT/$PG_DB"
