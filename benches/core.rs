@@ -13,6 +13,7 @@
 //!     the oldest row returning it): no lease, no retry, no dedupe.
 //!   - `redis` against **LPUSH/RPOP**: a list that loses a job whose worker
 //!     dies.
+//!
 //!   The ratio is the cost of at-least-once delivery.
 //!
 //! Run with `make bench` (starts the services), or
@@ -20,7 +21,12 @@
 //! environment (a backend whose URL is unset is skipped, unless
 //! `VIDEOSYNC_REQUIRE_SERVICES=1`). Writes `benches/results/core.json` and
 //! `benches/results/core.md`.
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -113,7 +119,10 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
 }
 
 fn payload(len: usize) -> Bytes {
-    (0..len).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>().into()
+    (0..len)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// Puts then gets `count` objects of `size` bytes; returns (put, get) MiB/s.
@@ -149,7 +158,9 @@ async fn bench_store(
 async fn bench_raw_files(clock: &SystemClock, dir: &Path, size: usize, count: usize) -> (f64, f64) {
     let data = payload(size);
     tokio::fs::create_dir_all(dir).await.unwrap();
-    let paths: Vec<_> = (0..count).map(|i| dir.join(format!("{size}-{i}"))).collect();
+    let paths: Vec<_> = (0..count)
+        .map(|i| dir.join(format!("{size}-{i}")))
+        .collect();
     let w = Watch::start(clock);
     for p in &paths {
         tokio::fs::write(p, &data).await.unwrap();
@@ -258,7 +269,11 @@ async fn bench_naive_sql(clock: &SystemClock, url: &str, postgres: bool) -> (f64
     )
     .await
     .unwrap();
-    let lock = if postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+    let lock = if postgres {
+        "FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     let take = format!(
         "DELETE FROM {table} WHERE id = (SELECT id FROM {table} ORDER BY id LIMIT 1 {lock}) RETURNING payload"
     );
@@ -281,7 +296,9 @@ async fn bench_naive_sql(clock: &SystemClock, url: &str, postgres: bool) -> (f64
         lat.push(one.secs() * 1000.0);
     }
     let cycle = JOBS as f64 / total.secs();
-    pool.execute(format!("DROP TABLE {table}").as_str()).await.unwrap();
+    pool.execute(format!("DROP TABLE {table}").as_str())
+        .await
+        .unwrap();
     lat.sort_by(f64::total_cmp);
     (cycle, percentile(&lat, 0.99))
 }
@@ -303,7 +320,11 @@ async fn bench_redis_list(clock: &SystemClock, url: &str) -> (f64, f64) {
     let mut lat = Vec::with_capacity(JOBS);
     loop {
         let one = Watch::start(clock);
-        let got: Option<String> = redis::cmd("RPOP").arg(&key).query_async(&mut con).await.unwrap();
+        let got: Option<String> = redis::cmd("RPOP")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
         if got.is_none() {
             break;
         }
@@ -388,15 +409,22 @@ async fn main() {
         machine: Machine {
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
             os: std::env::consts::OS,
-            profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
         },
         store: Vec::new(),
         queue: Vec::new(),
     };
 
-    let fs_store = store_from_url(&format!("file://{}", scratch.path().join("store").display()))
-        .await
-        .unwrap();
+    let fs_store = store_from_url(&format!(
+        "file://{}",
+        scratch.path().join("store").display()
+    ))
+    .await
+    .unwrap();
     for (size, count) in SIZES {
         let (put, get) = bench_store(&clock, &fs_store, "bench", size, count).await;
         let (bput, bget) = bench_raw_files(&clock, &scratch.path().join("raw"), size, count).await;
@@ -412,7 +440,9 @@ async fn main() {
             put_ratio: put / bput,
             get_ratio: get / bget,
         });
-        println!("fs {size}: put {put:.1} MiB/s (raw {bput:.1}), get {get:.1} MiB/s (raw {bget:.1})");
+        println!(
+            "fs {size}: put {put:.1} MiB/s (raw {bput:.1}), get {get:.1} MiB/s (raw {bget:.1})"
+        );
     }
     if let Some(url) = service_url("VIDEOSYNC_TEST_S3_URL") {
         let s3 = store_from_url(&url).await.unwrap();
@@ -432,7 +462,9 @@ async fn main() {
                 put_ratio: put / bput,
                 get_ratio: get / bget,
             });
-            println!("s3 {size}: put {put:.1} MiB/s (raw {bput:.1}), get {get:.1} MiB/s (raw {bget:.1})");
+            println!(
+                "s3 {size}: put {put:.1} MiB/s (raw {bput:.1}), get {get:.1} MiB/s (raw {bget:.1})"
+            );
         }
     }
 
@@ -452,9 +484,14 @@ async fn main() {
         queues.push(("redis".into(), url.clone(), url, "LPUSH/RPOP"));
     }
     for (name, url, baseline_url, baseline) in queues {
-        let q = queue_from_url(&url, &unique_name("bench"), shared_clock.clone(), retry.clone())
-            .await
-            .unwrap();
+        let q = queue_from_url(
+            &url,
+            &unique_name("bench"),
+            shared_clock.clone(),
+            retry.clone(),
+        )
+        .await
+        .unwrap();
         let run = bench_queue(&clock, &q).await;
         let (bcycle, bp99) = match name.as_str() {
             "redis" => bench_redis_list(&clock, &baseline_url).await,

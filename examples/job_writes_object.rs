@@ -74,7 +74,10 @@ async fn main() -> anyhow::Result<()> {
     match store.put(&key, task.text.clone().into_bytes().into()).await {
         Ok(meta) => {
             queue.ack(&lease).await?;
-            println!("job {} wrote {} ({} bytes) and was acked", lease.job.id, meta.key, meta.size);
+            println!(
+                "job {} wrote {} ({} bytes) and was acked",
+                lease.job.id, meta.key, meta.size
+            );
         }
         Err(e) => {
             // Retried with backoff, then dead-lettered with this reason.

@@ -61,7 +61,13 @@ pub fn redact_url(url: &str) -> String {
             let _ = parsed.set_password(Some("***"));
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        // Unparsable: hide everything between the scheme and the last `@`,
+        // where a password would be.
+        Err(_) => match (url.split_once("://"), url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+            _ => url.to_owned(),
+        },
     }
 }
 
@@ -100,5 +106,9 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(super::redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            super::redact_url("redis://u:pa:ss@[bad-host:1"),
+            "redis://***@[bad-host:1"
+        );
     }
 }

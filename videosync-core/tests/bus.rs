@@ -1,5 +1,5 @@
 //! The event bus conformance suite against every backend.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // Test code.
 
 use std::sync::Arc;
 

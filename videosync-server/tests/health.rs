@@ -1,5 +1,5 @@
 //! The health endpoints, in-process through `oneshot`.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // Test code.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! `videosync serve` as a user runs it: starts on embedded defaults, answers
 //! `/healthz`, and stops cleanly on SIGTERM.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // Test code.
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -560,6 +560,78 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn crashed_writers_leftovers_are_swept_but_live_writes_are_not() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = FsStore::open(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key = ObjectKey::parse("v/seg.m4s").unwrap_or_else(|e| panic!("{e}"));
+        store
+            .put(&key, "whole".into())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // What a writer killed mid-write leaves: a half-written temporary
+        // file, never a half-written object.
+        let stale = dir.path().join("staging/tmp-crashed");
+        let live = dir.path().join("staging/tmp-in-progress");
+        for path in [&stale, &live] {
+            std::fs::write(path, b"half").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let two_days_ago = std::time::SystemTime::UNIX_EPOCH
+            + std::fs::metadata(&stale)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default()
+            - Duration::from_secs(48 * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .and_then(|f| f.set_modified(two_days_ago))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let reopened = FsStore::open(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !stale.exists(),
+            "a day-old temporary file is a crashed write"
+        );
+        assert!(live.exists(), "a fresh one may be another process's write");
+        assert_eq!(
+            reopened.get_bytes(&key).await.ok(),
+            Some(Bytes::from("whole"))
+        );
+        assert_eq!(reopened.list(None).await.map(|l| l.len()).ok(), Some(1));
+    }
+
+    proptest::proptest! {
+        /// No string that parses as a key maps outside `objects/`, and
+        /// parsing never panics.
+        #[test]
+        fn no_key_escapes_the_root(s in "[a-z./\\\\\\x00-\\x1f é%]{0,40}") {
+            let root = std::path::PathBuf::from("/data/store");
+            let store = FsStore {
+                objects: root.join("objects"),
+                staging: root.join("staging"),
+                root: root.clone(),
+            };
+            if let Ok(key) = ObjectKey::parse(&s) {
+                let path = store.path_of(&key);
+                proptest::prop_assert!(path.starts_with(root.join("objects")));
+                let rel = path.strip_prefix(root.join("objects")).map_err(|e| {
+                    proptest::test_runner::TestCaseError::fail(e.to_string())
+                })?;
+                for c in rel.components() {
+                    proptest::prop_assert!(
+                        matches!(c, std::path::Component::Normal(_)),
+                        "{s:?} -> {path:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn hostile_upload_ids_are_rejected() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = FsStore::open(dir.path())

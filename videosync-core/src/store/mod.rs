@@ -48,7 +48,10 @@ pub struct ObjectMeta {
     pub key: ObjectKey,
     /// Its size in bytes.
     pub size: u64,
-    /// When it was last written.
+    /// When it was last written. From `head`, `get` and `list` this is the
+    /// backend's own record; from `put` and `complete_multipart` it may be
+    /// the writer's clock (S3 does not return it from a write), so compare
+    /// it loosely.
     pub last_modified: Timestamp,
     /// An opaque version tag that changes when the content changes, where the
     /// backend has one.
@@ -312,7 +315,8 @@ pub trait ObjectStore: fmt::Display + fmt::Debug + Send + Sync + 'static {
         parts: Vec<PartId>,
     ) -> Result<ObjectMeta>;
 
-    /// Abandons a multipart upload and frees its parts.
+    /// Abandons a multipart upload and frees its parts. Aborting an unknown
+    /// or already-aborted upload succeeds.
     ///
     /// # Errors
     /// A backend error.

@@ -31,9 +31,11 @@
 //! - **Streamed reads.** A get hands out the response body chunk by chunk as
 //!   it arrives. The object's size in [`GetResult::meta`] comes from the
 //!   response's `Content-Range`, so metadata and body always belong to the
-//!   same version of the object. When S3 answers a range with 416, a `HEAD`
-//!   tells the object's size so that the result follows
-//!   [`GetRange::resolve`] exactly (an empty object has an empty suffix).
+//!   same version of the object. When S3 answers a range with 416, the size
+//!   it names (or else a `HEAD`) decides the answer, so that the result
+//!   follows [`GetRange::resolve`] exactly (an empty object has an empty
+//!   suffix). An empty bounded range is refused before asking: S3 would
+//!   ignore it as malformed and send the whole object.
 //! - **Multipart checks.** S3 validates parts itself, but S3-compatible
 //!   servers differ in how strictly; `complete_multipart` therefore lists the
 //!   uploaded parts first and checks the caller's list with the same rules as
@@ -47,7 +49,10 @@
 //!   modification time from a write. `put` and `complete_multipart` answer
 //!   the size they sent and the time the write finished on this process's
 //!   [`Clock`] rather than spend a `HEAD` on every write; [`ObjectStore::head`]
-//!   and [`ObjectStore::list`] report the server's own time.
+//!   and [`ObjectStore::list`] report the server's own time (for a
+//!   multipart upload, S3's is when the upload started).
+//! - **Limits.** S3's own: a [`PutPayload::Bytes`] and a copy are single
+//!   requests of at most 5 GiB; a stream is at most 10 000 parts.
 //!
 //! # Errors
 //!
@@ -74,7 +79,7 @@ use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::DateTime;
@@ -557,7 +562,7 @@ impl S3Store {
                 store = %self,
                 key = full,
                 upload_id,
-                error = %DisplayErrorContext(&e),
+                error = %chain(&e),
                 "aborting a failed multipart upload failed; its parts stay until the bucket's lifecycle rules remove them"
             );
         }
@@ -702,7 +707,12 @@ impl ObjectStore for S3Store {
             };
             // The range starts past the end as S3 sees it. Whether that is
             // an error, or an empty body (a suffix of an empty object), or
-            // the object changed since, the size decides.
+            // the object changed since, the size decides. A 416 names the
+            // size (`Content-Range: bytes */1000`), which settles the usual
+            // case, a range past the end, without another request.
+            if let Some(size) = unsatisfied_size(&err) {
+                range.resolve(size, key).map_err(|e| self.located(e))?;
+            }
             let meta = self.head(key).await?;
             let resolved = range.resolve(meta.size, key).map_err(|e| self.located(e))?;
             if resolved.is_empty() {
@@ -809,7 +819,13 @@ impl ObjectStore for S3Store {
             .copy_source(source)
             .send()
             .await
-            .map_err(|e| sdk_error(&what, e))?;
+            .map_err(|e| match sdk_error(&what, e) {
+                // Only the source can be missing; say so.
+                Error::NotFound { .. } => {
+                    Error::not_found(format!("{what}: no such object {from}"))
+                }
+                other => other,
+            })?;
         Ok(())
     }
 
@@ -1020,6 +1036,13 @@ fn is_unsatisfiable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) ->
     status(err) == Some(416) || err.code() == Some("InvalidRange")
 }
 
+/// The object's size from the `Content-Range: bytes */size` of a 416.
+fn unsatisfied_size<E>(err: &SdkError<E, HttpResponse>) -> Option<u64> {
+    let response = err.raw_response().filter(|r| r.status().as_u16() == 416)?;
+    let header = response.headers().get("content-range")?;
+    header.trim().strip_prefix("bytes */")?.trim().parse().ok()
+}
+
 fn is_changed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     status(err) == Some(412) || err.code() == Some("PreconditionFailed")
 }
@@ -1075,6 +1098,19 @@ fn category<E>(err: &SdkError<E, HttpResponse>, code: Option<&str>) -> ErrorKind
     }
 }
 
+/// An error and its sources, `: `-separated (SDK errors say little on their
+/// own: "dispatch failure").
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
+}
+
 /// Converts an SDK error into an [`Error`] whose message starts with `what`.
 fn sdk_error<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
 where
@@ -1093,8 +1129,16 @@ where
                 None => format!("{code}{status}"),
             }
         }
-        (None, Some(status)) => format!("HTTP {status}: {}", DisplayErrorContext(&err)),
-        (None, None) => DisplayErrorContext(&err).to_string(),
+        // A HEAD's error has no body, so no code to tell.
+        (None, Some(403)) if matches!(err, SdkError::ServiceError(_)) => {
+            "HTTP 403: access denied (check the credentials, the region and the bucket's permissions)"
+                .to_owned()
+        }
+        (None, Some(status)) if matches!(err, SdkError::ServiceError(_)) => {
+            format!("HTTP {status}")
+        }
+        (None, Some(status)) => format!("HTTP {status}: {}", chain(&err)),
+        (None, None) => chain(&err),
     };
     match kind {
         ErrorKind::NotFound => Error::not_found(format!("{what}: {detail}")),
@@ -1288,7 +1332,7 @@ mod tests {
             ("s3://b?bogus=1", "unknown parameter `bogus`"),
             ("s3://b?region=a&region=b", "given twice"),
             ("s3://b?region=", "region is empty"),
-            ("s3://b/a/../c", "not a valid key"),
+            ("s3://b/a%5Cb", "not a valid key"),
             ("s3://b:9000", "no port"),
             ("s3://b/%ZZ", "percent-encoded"),
         ];
@@ -1367,5 +1411,98 @@ mod tests {
         );
         let message = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.starts_with("head of a/b from S3(b)"), "{message}");
+    }
+
+    /// The test bucket of `VIDEOSYNC_TEST_S3_URL`, under a fresh prefix; `None`
+    /// to skip where it is not set (a failure under
+    /// `VIDEOSYNC_REQUIRE_SERVICES=1`, as with the conformance suite).
+    async fn test_store() -> Option<S3Store> {
+        let Ok(url) = std::env::var("VIDEOSYNC_TEST_S3_URL") else {
+            assert!(
+                !std::env::var("VIDEOSYNC_REQUIRE_SERVICES").is_ok_and(|v| v == "1"),
+                "VIDEOSYNC_TEST_S3_URL is not set but VIDEOSYNC_REQUIRE_SERVICES=1"
+            );
+            return None;
+        };
+        let mut store = S3Store::from_url(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let prefix = format!("s3-unit/{}", uuid::Uuid::new_v4().simple());
+        store.prefix = Some(ObjectKey::parse(&prefix).unwrap_or_else(|e| panic!("{e}")));
+        Some(store)
+    }
+
+    async fn open_uploads(store: &S3Store) -> usize {
+        let prefix = store.prefix.as_ref().map(|p| format!("{p}/"));
+        store
+            .client
+            .list_multipart_uploads()
+            .bucket(&store.bucket)
+            .set_prefix(prefix)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}", chain(&e)))
+            .uploads()
+            .len()
+    }
+
+    /// The conformance suite sees that a failed streamed put leaves the old
+    /// object; only here can a test see that it leaves no upload behind
+    /// either, also when the put is cancelled.
+    #[tokio::test]
+    async fn failed_and_cancelled_streamed_puts_abort_their_uploads() {
+        let Some(store) = test_store().await else {
+            return;
+        };
+        let key = ObjectKey::parse("big").unwrap_or_else(|e| panic!("{e}"));
+        let chunk = Bytes::from(vec![1u8; 1024 * 1024]);
+        let chunks = || (0..20).map(|_| Ok(chunk.clone())).collect::<Vec<_>>();
+
+        let mut failing = chunks();
+        failing.push(Err(Error::unavailable("client went away", "reset")));
+        let failing = futures::stream::iter(failing).boxed();
+        let err = store.put(&key, PutPayload::Stream(failing)).await.err();
+        assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::Unavailable));
+        assert_eq!(open_uploads(&store).await, 0);
+
+        // A stream that stalls after two parts' worth: the put is cancelled
+        // mid-upload.
+        let stalled = futures::stream::iter(chunks())
+            .chain(futures::stream::pending())
+            .boxed();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let put = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = store.put(&key, PutPayload::Stream(stalled)) => {}
+                    _ = rx => {}
+                }
+            })
+        };
+        // Wait (bounded) until the upload has started, then cancel the put.
+        let mut started = false;
+        for _ in 0..100 {
+            if open_uploads(&store).await > 0 {
+                started = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(started, "the streamed put never started its upload");
+        let _ = tx.send(());
+        put.await.unwrap_or_else(|e| panic!("{e}"));
+        let mut left = usize::MAX;
+        for _ in 0..100 {
+            left = open_uploads(&store).await;
+            if left == 0 {
+                break;
+            }
+        }
+        assert_eq!(left, 0, "the cancelled put's upload was not aborted");
+        assert_eq!(
+            store.head(&key).await.err().map(|e| e.kind()),
+            Some(ErrorKind::NotFound)
+        );
     }
 }
