@@ -54,6 +54,8 @@ test: ## deps + services, then fmt check, clippy, docs and all tests (stops at t
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 	echo "== cargo test --workspace --all-features"
 	cargo test --workspace --all-features
+	echo "== examples (embedded backends)"
+	cargo run --quiet --all-features --example job_writes_object
 
 bench: ## deps + services, then the core benchmarks (report in benches/results/core.json)
 	@scripts/deps.sh test

@@ -798,15 +798,9 @@ impl ObjectStore for S3Store {
             .key(self.full_key(key))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // S3 answers a delete of a missing key with success; some
-            // compatible servers say 404.
-            Err(e) => match sdk_error(&what, e) {
-                Error::NotFound { .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+        // S3 answers a delete of a missing key with success; some compatible
+        // servers say 404, which leaves the same state.
+        gone_is_ok(result.map(|_| ()).map_err(|e| sdk_error(&what, e)))
     }
 
     async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
@@ -892,14 +886,8 @@ impl ObjectStore for S3Store {
             .upload_id(&upload.0)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Aborting an upload that is gone already leaves the same state.
-            Err(e) => match sdk_error(&what, e) {
-                Error::NotFound { .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+        // Aborting an upload that is gone already leaves the same state.
+        gone_is_ok(result.map(|_| ()).map_err(|e| sdk_error(&what, e)))
     }
 
     async fn presign(
@@ -1286,6 +1274,15 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Success for an operation whose goal (something is gone) a `NotFound`
+/// already meets.
+fn gone_is_ok(result: Result<()>) -> Result<()> {
+    match result {
+        Err(Error::NotFound { .. }) => Ok(()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
