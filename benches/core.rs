@@ -478,7 +478,10 @@ async fn main() {
     let mut queues: Vec<(String, String, String, &str)> = vec![(
         "sqlite".into(),
         format!("sqlite://{}", scratch.path().join("queue.db").display()),
-        format!("sqlite://{}?mode=rwc", scratch.path().join("naive.db").display()),
+        format!(
+            "sqlite://{}?mode=rwc",
+            scratch.path().join("naive.db").display()
+        ),
         "naive SQL table",
     )];
     if let Some(base) = service_url("VIDEOSYNC_TEST_POSTGRES_URL") {
