@@ -82,10 +82,7 @@ pub(crate) fn sql_schemes_hint(others: &[&str]) -> String {
         schemes.push("postgres");
     }
     for other in others {
-        let feature_on = match *other {
-            "redis" => cfg!(feature = "redis"),
-            _ => true,
-        };
+        let feature_on = *other != "redis" || cfg!(feature = "redis");
         if feature_on {
             schemes.push(other);
         }

@@ -3,7 +3,7 @@
 //!
 //! Queries go through sqlx's `Any` driver with `$n` placeholders, which both
 //! SQLite and Postgres accept; the few statements that differ by dialect
-//! (`FOR UPDATE SKIP LOCKED`) ask [`Dialect`].
+//! (`FOR UPDATE SKIP LOCKED`) ask the dialect.
 
 use std::fmt;
 use std::str::FromStr;
