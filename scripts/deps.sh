@@ -27,7 +27,7 @@ build_pkgs=(
     libswscale-dev libswresample-dev ffmpeg
     curl ca-certificates
 )
-test_pkgs=(postgresql postgresql-client redis-server redis-tools)
+test_pkgs=(postgresql postgresql-client redis-server redis-tools nodejs)
 
 pkgs=("${build_pkgs[@]}")
 if [[ "$mode" == test ]]; then

@@ -1,5 +1,21 @@
-//! The sans-IO sync engine of videosync: protocol types, clock-offset
-//! estimation, the room timeline, the drift controller and the simulator.
-//! Time comes in as an argument or through [`videosync_core::Clock`].
+//! The sans-IO sync engine of videosync: everyone in a room watches the same
+//! frame at the same moment.
 //!
-//! This crate is the home of the sync work; it holds no public items yet.
+//! - [`state`]: the shared vocabulary: [`state::Playback`] (what plays, from
+//!   where, at which server time), [`state::Command`], [`state::ErrorCode`].
+//! - [`protocol`]: every message between client and server, versioned JSON.
+//! - [`clock`]: NTP-style estimation of the server clock's offset.
+//! - [`room`]: the server's timeline of a room: permissions, scheduling,
+//!   buffering policy.
+//! - [`drift`]: the client's drift controller.
+//!
+//! Sans-IO: no sockets, no timers, no clock reads. Every function that needs
+//! the time takes it as an argument (milliseconds, `f64`), so the engine runs
+//! the same inside a server, a browser (see the JavaScript twin) and the
+//! deterministic simulator.
+
+pub mod clock;
+pub mod drift;
+pub mod protocol;
+pub mod room;
+pub mod state;
