@@ -21,7 +21,10 @@ impl std::fmt::Display for MemberId {
 /// `position_ms`, playing at `rate` or paused.
 ///
 /// A state with `at_ms` in the future is scheduled: every member applies it
-/// at that server instant, so all act together.
+/// at that server instant, so all act together. Changes can come less than
+/// one scheduling lead apart, so a client keeps every pending state and
+/// applies each at its own `at_ms`, in `seq` order, rather than only the
+/// newest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Playback {
     /// What is loaded, if anything.
@@ -34,8 +37,9 @@ pub struct Playback {
     pub at_ms: f64,
     /// Playback rate while playing (1.0 is normal speed).
     pub rate: f64,
-    /// Increases with every change; a client ignores anything older than
-    /// what it has.
+    /// The room's change counter (queue changes use it too, so successive
+    /// playback states may skip numbers); a client ignores anything older
+    /// than what it has.
     pub seq: u64,
 }
 
