@@ -23,7 +23,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
@@ -37,8 +37,29 @@ use crate::{Error, Result, Timestamp};
 /// they belong to writers that crashed.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Read buffer for streamed gets.
-const READ_CHUNK: usize = 256 * 1024;
+/// Read buffer for streamed gets (tokio's file reads go up to 2 MiB a trip).
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// Ranges up to this size are read in one blocking trip and returned as one
+/// chunk; larger ones stream in [`READ_CHUNK`]s.
+const SMALL_READ: u64 = 1024 * 1024;
+
+/// What a get's blocking trip found.
+enum Opened {
+    /// A small range, read whole.
+    Read(ObjectMeta, std::ops::Range<u64>, Bytes),
+    /// A large range, left to stream from the open file.
+    Open(ObjectMeta, std::ops::Range<u64>, std::fs::File),
+}
+
+/// Maps an open or stat failure inside a get's blocking trip.
+fn opened_error(e: std::io::Error) -> Error {
+    if is_missing(&e) {
+        Error::not_found("no such object")
+    } else {
+        Error::from_io("opening", e)
+    }
+}
 
 /// Objects as files under a root directory.
 #[derive(Debug, Clone)]
@@ -336,41 +357,73 @@ impl ObjectStore for FsStore {
 
     async fn get_opts(&self, key: &ObjectKey, opts: GetOptions) -> Result<GetResult> {
         let path = self.path_of(key);
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if is_missing(&e) => {
-                return Err(Error::not_found(format!(
-                    "get of {key} from {self}: no such object"
-                )))
+        let what = format!("get of {key} from {self}");
+        // Every tokio file operation is a trip through the blocking pool, so
+        // open, stat and (for a small range) the read itself happen in one
+        // trip. The metadata is the open file's: a concurrent replace renames
+        // a new file over the path, but this handle keeps reading the old one
+        // whole.
+        let (key2, range_opt) = (key.clone(), opts.range.clone());
+        let opened = tokio::task::spawn_blocking(move || -> Result<Opened> {
+            use std::io::{Read, Seek};
+            let mut file = std::fs::File::open(&path).map_err(opened_error)?;
+            let m = file.metadata().map_err(opened_error)?;
+            if !m.is_file() {
+                return Err(Error::not_found("no such object (it is a prefix)"));
             }
-            Err(e) => return Err(Error::from_io(format!("get of {key} from {self}"), e)),
-        };
-        // Metadata of the open file: a concurrent replace renames a new file
-        // over the path but this handle keeps reading the old one whole.
-        let m = file
-            .metadata()
-            .await
-            .map_err(|e| Error::from_io(format!("get of {key} from {self}"), e))?;
-        if !m.is_file() {
-            return Err(Error::not_found(format!(
-                "get of {key} from {self}: no such object (it is a prefix)"
-            )));
+            let meta = meta_from(key2.clone(), &m);
+            let range = match &range_opt {
+                Some(r) => r.resolve(meta.size, &key2)?,
+                None => 0..meta.size,
+            };
+            if range.start > 0 {
+                file.seek(SeekFrom::Start(range.start))
+                    .map_err(|e| Error::from_io("seeking", e))?;
+            }
+            let len = range.end - range.start;
+            if len <= SMALL_READ {
+                let mut buf = Vec::with_capacity(len as usize);
+                (&mut file)
+                    .take(len)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| Error::from_io("reading", e))?;
+                Ok(Opened::Read(meta, range, Bytes::from(buf)))
+            } else {
+                Ok(Opened::Open(meta, range, file))
+            }
+        })
+        .await
+        .map_err(|e| Error::backend(what.clone(), e))?
+        .map_err(|e| match e {
+            // The range error already names the key and the size.
+            Error::InvalidInput { message } => Error::invalid_input(message),
+            Error::NotFound { message } => Error::not_found(format!("{what}: {message}")),
+            Error::Unavailable { message, source } => Error::Unavailable {
+                message: format!("{what}: {message}"),
+                source,
+            },
+            Error::Backend { message, source } => Error::Backend {
+                message: format!("{what}: {message}"),
+                source,
+            },
+            other => other,
+        })?;
+        match opened {
+            Opened::Read(meta, range, data) => Ok(GetResult {
+                meta,
+                range,
+                body: super::single_chunk(data),
+            }),
+            Opened::Open(meta, range, file) => {
+                let file = tokio::fs::File::from_std(file);
+                let read_what = format!("reading {key} from {self}");
+                let body =
+                    ReaderStream::with_capacity(file.take(range.end - range.start), READ_CHUNK)
+                        .map_err(move |e| Error::from_io(read_what.clone(), e))
+                        .boxed();
+                Ok(GetResult { meta, range, body })
+            }
         }
-        let meta = meta_from(key.clone(), &m);
-        let range = match &opts.range {
-            Some(r) => r.resolve(meta.size, key)?,
-            None => 0..meta.size,
-        };
-        if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start))
-                .await
-                .map_err(|e| Error::from_io(format!("get of {key} from {self}"), e))?;
-        }
-        let what = format!("reading {key} from {self}");
-        let body = ReaderStream::with_capacity(file.take(range.end - range.start), READ_CHUNK)
-            .map_err(move |e| Error::from_io(what.clone(), e))
-            .boxed();
-        Ok(GetResult { meta, range, body })
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
