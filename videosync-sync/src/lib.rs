@@ -8,6 +8,8 @@
 //! - [`room`]: the server's timeline of a room: permissions, scheduling,
 //!   buffering policy.
 //! - [`drift`]: the client's drift controller.
+//! - [`sim`]: the deterministic simulator that measures all of it against
+//!   the policies of Jellyfin SyncPlay, Syncplay and CyTube.
 //!
 //! Sans-IO: no sockets, no timers, no clock reads. Every function that needs
 //! the time takes it as an argument (milliseconds, `f64`), so the engine runs
@@ -18,4 +20,5 @@ pub mod clock;
 pub mod drift;
 pub mod protocol;
 pub mod room;
+pub mod sim;
 pub mod state;

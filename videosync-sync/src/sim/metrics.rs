@@ -1,0 +1,447 @@
+//! What a run measures.
+//!
+//! Every [`SAMPLE_MS`] of server time, once media is loaded, the simulator
+//! compares each joined client's true (on-screen) position with the
+//! *ideal* position, the room's timeline (`Room::playback_at(t)`), and
+//! the clients with each other.
+//!
+//! - **Steady state** excludes [`SETTLE_MS`] after every disturbance: a
+//!   state taking effect (play, pause, seek, rate, load: from its `at_ms`)
+//!   and a join (for everyone); and, for the stalling client alone, its
+//!   stall and its recovery (below). Error percentiles are over the
+//!   steady samples of each client; pairwise ones are over the largest
+//!   difference among the steady clients of each sample.
+//! - **Convergence** after a play, a seek (or load) or a join: the time from the event until every joined client is within
+//!   the bound (20 ms plus half the scenario's asymmetry) of the ideal and
+//!   stays there until the next disturbance. **Catch-up** after a stall is
+//!   the same for the stalled client alone, and that client is out of the
+//!   steady state from the start of its stall until it is back within the
+//!   bound (its recovery shows in the catch-up figures instead). An event followed by another
+//!   disturbance within [`MIN_WINDOW_MS`] (a seek storm) is not judged on
+//!   its own; one whose window ends with a client still outside the bound
+//!   is *unconverged*.
+//! - **Rates**: the time each client plays at a corrective rate, and the
+//!   smallest and largest factor over the room's rate it used.
+
+use serde::Serialize;
+
+use crate::state::Playback;
+
+use super::policy;
+
+/// Sampling period, ms of server time.
+pub const SAMPLE_MS: f64 = 10.0;
+/// Window after a disturbance left out of the steady state.
+pub const SETTLE_MS: f64 = 3000.0;
+/// Shortest window in which convergence is judged.
+pub const MIN_WINDOW_MS: f64 = 2000.0;
+
+/// Percentiles of a set of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Number of samples (all zero when none).
+    pub n: usize,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values`.
+    pub fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            if values.is_empty() {
+                return 0.0;
+            }
+            let rank = (p * values.len() as f64).ceil() as usize;
+            values
+                .get(rank.saturating_sub(1).min(values.len() - 1))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        Percentiles {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            n: values.len(),
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// The scenario.
+    pub scenario: String,
+    /// The policy.
+    pub policy: String,
+    /// The seed.
+    pub seed: u64,
+    /// The accuracy bound: 20 ms plus half the scenario's asymmetry.
+    pub bound_ms: f64,
+    /// |client - ideal| in steady state, ms.
+    pub error_ms: Percentiles,
+    /// Largest pairwise difference among clients in steady state, ms.
+    pub pairwise_ms: Percentiles,
+    /// Largest pairwise difference over every sample, ms.
+    pub pairwise_all_ms: Percentiles,
+    /// Events judged for convergence.
+    pub events: usize,
+    /// Of those, events whose window ended with a client out of bounds.
+    pub unconverged: usize,
+    /// Longest convergence among the converged events, ms.
+    pub convergence_max_ms: f64,
+    /// Median convergence among the converged events, ms.
+    pub convergence_p50_ms: f64,
+    /// Stalls judged for catch-up.
+    pub stalls: usize,
+    /// Of those, stalls whose window ended with the client still out of
+    /// bounds.
+    pub catchup_unconverged: usize,
+    /// Longest catch-up after a stall among those that caught up, ms.
+    pub catchup_max_ms: f64,
+    /// Corrective seeks, all clients.
+    pub seeks: u64,
+    /// Commands the room refused (stale seeks of the storm).
+    pub rejected: u64,
+    /// Client-seconds at a corrective rate.
+    pub corrective_rate_s: f64,
+    /// Fraction of client-time (while playing) at a corrective rate.
+    pub corrective_rate_fraction: f64,
+    /// Smallest corrective rate factor used (1 if none).
+    pub min_rate_factor: f64,
+    /// Largest corrective rate factor used (1 if none).
+    pub max_rate_factor: f64,
+}
+
+impl Metrics {
+    /// Largest distance of a corrective rate from the room's, as a
+    /// fraction (0.05: 5 %).
+    pub fn max_rate_deviation(&self) -> f64 {
+        (self.max_rate_factor - 1.0)
+            .abs()
+            .max((1.0 - self.min_rate_factor).abs())
+    }
+}
+
+/// Collects samples during a run.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    bound_ms: f64,
+    stalls: Vec<(usize, f64, f64)>,
+    disturbances: Vec<f64>,
+    events: Vec<f64>,
+    /// Per stalling client: recovering since the end of its stall (out of
+    /// the steady state until back within the bound).
+    recovering: Vec<bool>,
+    /// (t, client, error) of the clients that stall.
+    stall_errors: Vec<(f64, usize, f64)>,
+    last_state: Option<Playback>,
+    errors: Vec<f64>,
+    pairwise: Vec<f64>,
+    pairwise_all: Vec<f64>,
+    worst: Vec<(f64, f64)>,
+    playing_ms: f64,
+    corrective_ms: f64,
+    min_factor: f64,
+    max_factor: f64,
+    pub(crate) rejected: u64,
+}
+
+impl Recorder {
+    pub(crate) fn new(bound_ms: f64, stalls: Vec<(usize, f64, f64)>) -> Self {
+        let clients = stalls.iter().map(|s| s.0 + 1).max().unwrap_or(0);
+        Recorder {
+            bound_ms,
+            stalls,
+            disturbances: Vec::new(),
+            events: Vec::new(),
+            recovering: vec![false; clients],
+            stall_errors: Vec::new(),
+            last_state: None,
+            errors: Vec::new(),
+            pairwise: Vec::new(),
+            pairwise_all: Vec::new(),
+            worst: Vec::new(),
+            playing_ms: 0.0,
+            corrective_ms: 0.0,
+            min_factor: 1.0,
+            max_factor: 1.0,
+            rejected: 0,
+        }
+    }
+
+    /// The room scheduled `p`.
+    pub(crate) fn on_state(&mut self, p: &Playback) {
+        self.disturbances.push(p.at_ms);
+        let judged = match &self.last_state {
+            None => true,
+            Some(prev) => policy::jumps_for_metrics(p, prev) || (p.playing && !prev.playing),
+        };
+        if judged {
+            self.events.push(p.at_ms);
+        }
+        self.last_state = Some(p.clone());
+    }
+
+    /// A client joined at `t`.
+    pub(crate) fn on_join(&mut self, t: f64) {
+        self.disturbances.push(t);
+        self.events.push(t);
+    }
+
+    fn settling(&self, t: f64) -> bool {
+        self.disturbances
+            .iter()
+            .any(|d| *d <= t && t < d + SETTLE_MS)
+    }
+
+    /// Whether client `c` is stalled, or recovering from a stall, at `t`
+    /// with error `err`.
+    fn stalled(&mut self, c: usize, t: f64, err: f64) -> bool {
+        let Some(recovering) = self.recovering.get_mut(c) else {
+            return false;
+        };
+        let mut has_stalls = false;
+        for (s, a, b) in &self.stalls {
+            if *s != c {
+                continue;
+            }
+            has_stalls = true;
+            if *a <= t && t < *b {
+                *recovering = true;
+                return true;
+            }
+        }
+        if has_stalls {
+            self.stall_errors.push((t, c, err));
+        }
+        if *recovering && err <= self.bound_ms {
+            *recovering = false;
+        }
+        *recovering
+    }
+
+    /// One sample: each client's (position, stalled, corrective factor) if
+    /// it joined.
+    pub(crate) fn sample(
+        &mut self,
+        t: f64,
+        ideal: &Playback,
+        clients: &[Option<(f64, bool, Option<f64>)>],
+    ) {
+        if ideal.media.is_none() {
+            return;
+        }
+        let ideal_pos = ideal.position_at(t);
+        let settling = self.settling(t);
+        let mut steady = Vec::new();
+        let mut all = Vec::new();
+        let mut worst: f64 = 0.0;
+        for (c, client) in clients.iter().enumerate() {
+            let Some((pos, _, factor)) = client else {
+                continue;
+            };
+            let err = (pos - ideal_pos).abs();
+            worst = worst.max(err);
+            all.push(*pos);
+            let stalled = self.stalled(c, t, err);
+            if !settling && !stalled {
+                self.errors.push(err);
+                steady.push(*pos);
+            }
+            if ideal.playing {
+                self.playing_ms += SAMPLE_MS;
+                if let Some(f) = factor {
+                    self.corrective_ms += SAMPLE_MS;
+                    self.min_factor = self.min_factor.min(*f);
+                    self.max_factor = self.max_factor.max(*f);
+                }
+            }
+        }
+        if let Some(spread) = spread(&steady) {
+            self.pairwise.push(spread);
+        }
+        if let Some(spread) = spread(&all) {
+            self.pairwise_all.push(spread);
+        }
+        self.worst.push((t, worst));
+    }
+
+    pub(crate) fn finish(
+        self,
+        scenario: &str,
+        policy: &str,
+        seed: u64,
+        seeks: u64,
+        duration_ms: f64,
+    ) -> Metrics {
+        let mut disturbances = self.disturbances.clone();
+        disturbances.extend(self.stalls.iter().map(|s| s.2));
+        disturbances.sort_by(f64::total_cmp);
+        let mut events = self.events.clone();
+        events.sort_by(f64::total_cmp);
+        events.dedup();
+        let mut judged = 0;
+        let mut unconverged = 0;
+        let mut times = Vec::new();
+        for e in events {
+            let end = disturbances
+                .iter()
+                .copied()
+                .find(|d| *d > e)
+                .unwrap_or(duration_ms)
+                .min(duration_ms);
+            if end - e < MIN_WINDOW_MS {
+                continue;
+            }
+            let from = self.worst.partition_point(|(t, _)| *t < e);
+            let to = self.worst.partition_point(|(t, _)| *t < end);
+            let Some(window) = self.worst.get(from..to) else {
+                continue;
+            };
+            if window.is_empty() {
+                continue;
+            }
+            judged += 1;
+            match window.iter().rposition(|(_, w)| *w > self.bound_ms) {
+                None => times.push(0.0),
+                Some(i) if i + 1 == window.len() => unconverged += 1,
+                Some(i) => {
+                    let t = window.get(i + 1).map_or(end, |s| s.0);
+                    times.push(t - e);
+                }
+            }
+        }
+        let conv = Percentiles::of(times.clone());
+        // Catch-up: from the end of each stall until the stalled client is
+        // within the bound and stays there until the next disturbance.
+        let mut catchups = Vec::new();
+        let mut catchup_unconverged = 0;
+        let mut stalls_judged = 0;
+        for (c, _, e) in &self.stalls {
+            let end = disturbances
+                .iter()
+                .copied()
+                .find(|d| d > e)
+                .unwrap_or(duration_ms)
+                .min(duration_ms);
+            let window: Vec<(f64, f64)> = self
+                .stall_errors
+                .iter()
+                .filter(|(t, s, _)| s == c && t >= e && *t < end)
+                .map(|(t, _, err)| (*t, *err))
+                .collect();
+            if end - e < MIN_WINDOW_MS || window.is_empty() {
+                continue;
+            }
+            stalls_judged += 1;
+            match window.iter().rposition(|(_, w)| *w > self.bound_ms) {
+                None => catchups.push(0.0),
+                Some(i) if i + 1 == window.len() => catchup_unconverged += 1,
+                Some(i) => catchups.push(window.get(i + 1).map_or(end, |s| s.0) - e),
+            }
+        }
+        Metrics {
+            scenario: scenario.to_string(),
+            policy: policy.to_string(),
+            seed,
+            bound_ms: self.bound_ms,
+            error_ms: Percentiles::of(self.errors),
+            pairwise_ms: Percentiles::of(self.pairwise),
+            pairwise_all_ms: Percentiles::of(self.pairwise_all),
+            events: judged,
+            unconverged,
+            convergence_max_ms: times.iter().copied().fold(0.0, f64::max),
+            convergence_p50_ms: conv.p50,
+            stalls: stalls_judged,
+            catchup_unconverged,
+            catchup_max_ms: catchups.iter().copied().fold(0.0, f64::max),
+            seeks,
+            rejected: self.rejected,
+            corrective_rate_s: self.corrective_ms / 1000.0,
+            corrective_rate_fraction: if self.playing_ms > 0.0 {
+                self.corrective_ms / self.playing_ms
+            } else {
+                0.0
+            },
+            min_rate_factor: self.min_factor,
+            max_rate_factor: self.max_factor,
+        }
+    }
+}
+
+fn spread(positions: &[f64]) -> Option<f64> {
+    if positions.len() < 2 {
+        return None;
+    }
+    let max = positions.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = positions.iter().copied().fold(f64::INFINITY, f64::min);
+    Some(max - min)
+}
+
+/// The results as a Markdown table, one row per run.
+///
+/// In a scenario with path asymmetry the pairwise p99 is shown beside its
+/// bound (20 ms plus half the asymmetry).
+pub fn markdown_table(rows: &[Metrics]) -> String {
+    let mut out = String::from(
+        "| scenario | policy | error p50 / p95 / p99 (ms) | pairwise p50 / p95 / p99 (ms) | bound (ms) | pairwise p99, all samples (ms) | convergence p50 / max (ms) | unconverged | stall catch-up max (ms), stalls not caught up | corrective seeks | corrective rate time | rate factors |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for m in rows {
+        let bound = if m.bound_ms > 20.0 {
+            format!("**{:.0}** (20 + asym/2)", m.bound_ms)
+        } else {
+            format!("{:.0}", m.bound_ms)
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} | {:.0} | {} | {} of {} | {}, {} of {} | {} | {:.1} % | {:.3}..{:.3} |\n",
+            m.scenario,
+            m.policy,
+            m.error_ms.p50,
+            m.error_ms.p95,
+            m.error_ms.p99,
+            m.pairwise_ms.p50,
+            m.pairwise_ms.p95,
+            m.pairwise_ms.p99,
+            bound,
+            m.pairwise_all_ms.p99,
+            if m.unconverged < m.events {
+                format!("{:.0} / {:.0}", m.convergence_p50_ms, m.convergence_max_ms)
+            } else {
+                "never".to_string()
+            },
+            m.unconverged,
+            m.events,
+            if m.catchup_unconverged < m.stalls {
+                format!("{:.0}", m.catchup_max_ms)
+            } else {
+                "never".to_string()
+            },
+            m.catchup_unconverged,
+            m.stalls,
+            m.seeks,
+            m.corrective_rate_fraction * 100.0,
+            m.min_rate_factor,
+            m.max_rate_factor,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let p = Percentiles::of((1..=100).map(f64::from).collect());
+        assert_eq!((p.p50, p.p95, p.p99, p.n), (50.0, 95.0, 99.0, 100));
+        assert_eq!(Percentiles::of(Vec::new()).p99, 0.0);
+    }
+}
