@@ -1,0 +1,532 @@
+//! Master and media playlists, written and parsed through m3u8-rs.
+//!
+//! Bandwidths are measured, not planned: [`measure`] takes the produced
+//! segments (size and duration) and gives the peak segment bit rate
+//! (`BANDWIDTH`) and the average over the whole rendition
+//! (`AVERAGE-BANDWIDTH`), both rounded up. A variant that plays with a
+//! separate audio group declares video plus audio, as RFC 8216 section
+//! 4.3.4.2 asks for the sum of the renditions a player would fetch together.
+//!
+//! Every playlist is VOD: `#EXT-X-PLAYLIST-TYPE:VOD`, `#EXT-X-ENDLIST`,
+//! `#EXT-X-INDEPENDENT-SEGMENTS` (each segment opens with a keyframe). fMP4
+//! playlists carry `#EXT-X-MAP:URI="init.mp4"` and version 7; MPEG-TS
+//! playlists version 3 (decimal `EXTINF`).
+//!
+//! `#EXT-X-TARGETDURATION` is the largest segment duration rounded to the
+//! nearest integer, which is exactly what section 4.3.3.1 requires.
+
+use m3u8_rs::{
+    AlternativeMedia, AlternativeMediaType, Map, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
+    MediaSegment, Resolution, VariantStream,
+};
+use serde::{Deserialize, Serialize};
+use videosync_core::catalog::Rendition;
+
+use crate::ladder::{AudioPlan, Rung, SegmentFormat};
+use crate::Error;
+
+/// URI of the fMP4 initialisation segment, relative to its media playlist.
+pub const INIT_SEGMENT_URI: &str = "init.mp4";
+
+/// One produced segment, as the muxer measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    /// URI relative to its media playlist (`seg_00000.m4s`).
+    pub uri: String,
+    /// Duration in seconds.
+    pub duration: f64,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Whether its first video frame is a keyframe (true for audio).
+    pub starts_with_keyframe: bool,
+}
+
+impl SegmentInfo {
+    /// A segment that starts with a keyframe.
+    pub fn new(uri: impl Into<String>, duration: f64, size_bytes: u64) -> Self {
+        SegmentInfo {
+            uri: uri.into(),
+            duration,
+            size_bytes,
+            starts_with_keyframe: true,
+        }
+    }
+}
+
+/// Measured bit rates of one rendition, bits per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bandwidth {
+    /// Highest bit rate of any one segment.
+    pub peak: u64,
+    /// Total bits over total duration.
+    pub average: u64,
+}
+
+fn check_segments(segments: &[SegmentInfo]) -> Result<(), Error> {
+    if segments.is_empty() {
+        return Err(Error::InvalidInput(
+            "a rendition has no segments".to_owned(),
+        ));
+    }
+    for s in segments {
+        if !s.duration.is_finite() || s.duration <= 0.0 {
+            return Err(Error::InvalidInput(format!(
+                "segment {} has duration {}, which is not positive",
+                s.uri, s.duration
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Measures peak and average bit rate from produced segments.
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] when there are no segments or one has a duration
+/// that is not a positive number.
+pub fn measure(segments: &[SegmentInfo]) -> Result<Bandwidth, Error> {
+    check_segments(segments)?;
+    let peak = segments
+        .iter()
+        .map(|s| (s.size_bytes as f64 * 8.0 / s.duration).ceil() as u64)
+        .max()
+        .unwrap_or(0);
+    let bytes: u64 = segments.iter().map(|s| s.size_bytes).sum();
+    let seconds: f64 = segments.iter().map(|s| s.duration).sum();
+    Ok(Bandwidth {
+        peak,
+        average: (bytes as f64 * 8.0 / seconds).ceil() as u64,
+    })
+}
+
+/// `#EXT-X-TARGETDURATION`: the largest duration rounded to the nearest
+/// integer (halves away from zero), at least 1.
+pub fn target_duration(segments: &[SegmentInfo]) -> u64 {
+    segments
+        .iter()
+        .map(|s| s.duration.round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Playlist version for a segment format.
+pub fn version(format: SegmentFormat) -> usize {
+    match format {
+        SegmentFormat::Fmp4 => 7,
+        SegmentFormat::Ts => 3,
+    }
+}
+
+/// A VOD media playlist over `segments`.
+///
+/// # Errors
+///
+/// As [`measure`].
+pub fn media_playlist(
+    format: SegmentFormat,
+    segments: &[SegmentInfo],
+) -> Result<MediaPlaylist, Error> {
+    check_segments(segments)?;
+    let mut out: Vec<MediaSegment> = segments
+        .iter()
+        .map(|s| MediaSegment {
+            uri: s.uri.clone(),
+            // m3u8-rs holds EXTINF as f32; millisecond precision is plenty.
+            duration: ((s.duration * 1000.0).round() / 1000.0) as f32,
+            ..MediaSegment::default()
+        })
+        .collect();
+    if let (SegmentFormat::Fmp4, Some(first)) = (format, out.first_mut()) {
+        first.map = Some(Map {
+            uri: INIT_SEGMENT_URI.to_owned(),
+            ..Map::default()
+        });
+    }
+    Ok(MediaPlaylist {
+        version: Some(version(format)),
+        target_duration: target_duration(segments),
+        segments: out,
+        end_list: true,
+        playlist_type: Some(MediaPlaylistType::Vod),
+        independent_segments: true,
+        ..MediaPlaylist::default()
+    })
+}
+
+/// One video variant of the master playlist.
+#[derive(Debug, Clone, Copy)]
+pub struct VariantInput<'a> {
+    /// URI of its media playlist relative to the master (`720p/index.m3u8`).
+    pub uri: &'a str,
+    /// The rung it encodes.
+    pub rung: &'a Rung,
+    /// Its produced segments.
+    pub segments: &'a [SegmentInfo],
+}
+
+/// The audio rendition of the master playlist.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioInput<'a> {
+    /// URI of its media playlist relative to the master (`audio/index.m3u8`).
+    pub uri: &'a str,
+    /// The planned audio.
+    pub plan: &'a AudioPlan,
+    /// Its produced segments.
+    pub segments: &'a [SegmentInfo],
+}
+
+/// The master playlist of a ladder.
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] when there are no variants, or as [`measure`] for
+/// any rendition.
+pub fn master_playlist(
+    format: SegmentFormat,
+    variants: &[VariantInput<'_>],
+    audio: Option<&AudioInput<'_>>,
+) -> Result<MasterPlaylist, Error> {
+    if variants.is_empty() {
+        return Err(Error::InvalidInput(
+            "a master playlist needs at least one variant".to_owned(),
+        ));
+    }
+    let mut alternatives = Vec::new();
+    if let Some(a) = audio {
+        alternatives.push(AlternativeMedia {
+            media_type: AlternativeMediaType::Audio,
+            uri: Some(a.uri.to_owned()),
+            group_id: a.plan.group_id.clone(),
+            name: "Audio".to_owned(),
+            default: true,
+            autoselect: true,
+            channels: Some(a.plan.channels.to_string()),
+            ..AlternativeMedia::default()
+        });
+    }
+    let mut streams = Vec::with_capacity(variants.len());
+    for v in variants {
+        let r = rendition(v, audio)?;
+        streams.push(VariantStream {
+            uri: v.uri.to_owned(),
+            bandwidth: r.bandwidth,
+            average_bandwidth: Some(r.average_bandwidth),
+            codecs: Some(r.codecs),
+            resolution: Some(Resolution {
+                width: r.width.into(),
+                height: r.height.into(),
+            }),
+            frame_rate: Some(r.frame_rate),
+            audio: audio.map(|a| a.plan.group_id.clone()),
+            ..VariantStream::default()
+        });
+    }
+    Ok(MasterPlaylist {
+        version: Some(version(format)),
+        variants: streams,
+        independent_segments: true,
+        alternatives,
+        ..MasterPlaylist::default()
+    })
+}
+
+/// The catalog row of one variant: the numbers its `EXT-X-STREAM-INF`
+/// declares (bandwidths measured, video plus audio), named after its rung,
+/// with `playlist` set to the variant URI.
+///
+/// # Errors
+///
+/// As [`measure`], for the variant or the audio.
+pub fn rendition(
+    variant: &VariantInput<'_>,
+    audio: Option<&AudioInput<'_>>,
+) -> Result<Rendition, Error> {
+    let bw = measure(variant.segments)?;
+    let mut codecs = variant.rung.codecs();
+    let (mut peak, mut average) = (bw.peak, bw.average);
+    if let Some(a) = audio {
+        let abw = measure(a.segments)?;
+        codecs.push(',');
+        codecs.push_str(a.plan.codecs());
+        peak += abw.peak;
+        average += abw.average;
+    }
+    Ok(Rendition {
+        name: variant.rung.name.clone(),
+        width: variant.rung.width,
+        height: variant.rung.height,
+        bandwidth: peak,
+        average_bandwidth: average,
+        codecs,
+        // FRAME-RATE is written with at most three decimals.
+        frame_rate: (variant.rung.frame_rate * 1000.0).round() / 1000.0,
+        playlist: variant.uri.to_owned(),
+    })
+}
+
+/// The text of a master playlist.
+pub fn master_to_string(playlist: &MasterPlaylist) -> String {
+    let mut buf = Vec::new();
+    // Writing into a Vec cannot fail; a failure would only lose text.
+    let _ = playlist.write_to(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The text of a media playlist.
+pub fn media_to_string(playlist: &MediaPlaylist) -> String {
+    let mut buf = Vec::new();
+    let _ = playlist.write_to(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Parses master playlist text.
+///
+/// # Errors
+///
+/// [`Error::Parse`] when the text is not a master playlist.
+pub fn parse_master(text: &str) -> Result<MasterPlaylist, Error> {
+    m3u8_rs::parse_master_playlist_res(text.as_bytes())
+        .map_err(|e| Error::Parse(format!("master playlist: {e:?}")))
+}
+
+/// Parses media playlist text.
+///
+/// # Errors
+///
+/// [`Error::Parse`] when the text is not a media playlist.
+pub fn parse_media(text: &str) -> Result<MediaPlaylist, Error> {
+    m3u8_rs::parse_media_playlist_res(text.as_bytes())
+        .map_err(|e| Error::Parse(format!("media playlist: {e:?}")))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ladder::{plan, LadderOptions, SourceVideo};
+
+    pub(crate) fn segs(prefix: &str, ext: &str, sizes: &[(f64, u64)]) -> Vec<SegmentInfo> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &(d, b))| SegmentInfo::new(format!("{prefix}{i:05}.{ext}"), d, b))
+            .collect()
+    }
+
+    pub(crate) fn fixture_ladder() -> crate::ladder::Ladder {
+        let source = SourceVideo {
+            width: 1280,
+            height: 720,
+            rotation: 0,
+            frame_rate: 30.0,
+            bit_rate: Some(6_000_000),
+            audio_channels: Some(2),
+            sample_rate: Some(48_000),
+        };
+        let opts = LadderOptions {
+            rungs: vec![720, 360],
+            ..LadderOptions::default()
+        };
+        plan(&source, &opts).unwrap()
+    }
+
+    pub(crate) fn video_720() -> Vec<SegmentInfo> {
+        segs(
+            "seg_",
+            "m4s",
+            &[(4.0, 1_500_000), (4.0, 2_000_000), (2.0, 500_000)],
+        )
+    }
+    pub(crate) fn video_360() -> Vec<SegmentInfo> {
+        segs(
+            "seg_",
+            "m4s",
+            &[(4.0, 400_000), (4.0, 450_000), (2.0, 150_000)],
+        )
+    }
+    pub(crate) fn audio_segs() -> Vec<SegmentInfo> {
+        segs(
+            "seg_",
+            "m4s",
+            &[(4.0, 64_000), (4.0, 64_000), (2.0, 32_000)],
+        )
+    }
+
+    pub(crate) fn fixture_master() -> MasterPlaylist {
+        let ladder = fixture_ladder();
+        let audio_plan = ladder.audio.clone().unwrap();
+        let (v720, v360, a) = (video_720(), video_360(), audio_segs());
+        let variants = [
+            VariantInput {
+                uri: "720p/index.m3u8",
+                rung: &ladder.rungs[0],
+                segments: &v720,
+            },
+            VariantInput {
+                uri: "360p/index.m3u8",
+                rung: &ladder.rungs[1],
+                segments: &v360,
+            },
+        ];
+        let audio = AudioInput {
+            uri: "audio/index.m3u8",
+            plan: &audio_plan,
+            segments: &a,
+        };
+        master_playlist(SegmentFormat::Fmp4, &variants, Some(&audio)).unwrap()
+    }
+
+    const MASTER: &str = "#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8\",GROUP-ID=\"audio\",NAME=\"Audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\"
+#EXT-X-STREAM-INF:BANDWIDTH=4128000,AVERAGE-BANDWIDTH=3328000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30,AUDIO=\"audio\"
+720p/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=1028000,AVERAGE-BANDWIDTH=928000,CODECS=\"avc1.64001e,mp4a.40.2\",RESOLUTION=640x360,FRAME-RATE=30,AUDIO=\"audio\"
+360p/index.m3u8
+";
+
+    const MEDIA_FMP4: &str = "#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-TARGETDURATION:4
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-MAP:URI=\"init.mp4\"
+#EXTINF:4,
+seg_00000.m4s
+#EXTINF:4,
+seg_00001.m4s
+#EXTINF:2,
+seg_00002.m4s
+#EXT-X-ENDLIST
+";
+
+    const MEDIA_TS: &str = "#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-TARGETDURATION:5
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXTINF:4.004,
+seg_00000.ts
+#EXTINF:4.504,
+seg_00001.ts
+#EXTINF:1.335,
+seg_00002.ts
+#EXT-X-ENDLIST
+";
+
+    #[test]
+    fn master_snapshot() {
+        assert_eq!(master_to_string(&fixture_master()), MASTER);
+    }
+
+    #[test]
+    fn media_snapshots() {
+        let pl = media_playlist(SegmentFormat::Fmp4, &video_720()).unwrap();
+        assert_eq!(media_to_string(&pl), MEDIA_FMP4);
+        let ts = segs("seg_", "ts", &[(4.004, 1), (4.504, 1), (1.3347, 1)]);
+        let pl = media_playlist(SegmentFormat::Ts, &ts).unwrap();
+        assert_eq!(media_to_string(&pl), MEDIA_TS);
+    }
+
+    #[test]
+    fn round_trips_through_m3u8_rs() {
+        let master = fixture_master();
+        assert_eq!(parse_master(&master_to_string(&master)).unwrap(), master);
+        assert_eq!(parse_master(MASTER).unwrap(), master);
+        for text in [MEDIA_FMP4, MEDIA_TS] {
+            let parsed = parse_media(text).unwrap();
+            assert_eq!(media_to_string(&parsed), text);
+        }
+        let pl = media_playlist(SegmentFormat::Fmp4, &video_720()).unwrap();
+        assert_eq!(parse_media(&media_to_string(&pl)).unwrap(), pl);
+    }
+
+    #[test]
+    fn bandwidth_is_measured() {
+        assert_eq!(
+            measure(&video_720()).unwrap(),
+            Bandwidth {
+                peak: 4_000_000,
+                average: 3_200_000
+            }
+        );
+        // A rounding remainder goes up, never down.
+        assert_eq!(measure(&segs("s", "ts", &[(3.0, 1)])).unwrap().peak, 3);
+    }
+
+    #[test]
+    fn rendition_row_matches_the_master() {
+        let ladder = fixture_ladder();
+        let audio_plan = ladder.audio.clone().unwrap();
+        let (v, a) = (video_720(), audio_segs());
+        let variant = VariantInput {
+            uri: "720p/index.m3u8",
+            rung: &ladder.rungs[0],
+            segments: &v,
+        };
+        let audio = AudioInput {
+            uri: "audio/index.m3u8",
+            plan: &audio_plan,
+            segments: &a,
+        };
+        let row = rendition(&variant, Some(&audio)).unwrap();
+        assert_eq!(
+            row,
+            Rendition {
+                name: "720p".into(),
+                width: 1280,
+                height: 720,
+                bandwidth: 4_128_000,
+                average_bandwidth: 3_328_000,
+                codecs: "avc1.64001f,mp4a.40.2".into(),
+                frame_rate: 30.0,
+                playlist: "720p/index.m3u8".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn master_without_audio() {
+        let ladder = fixture_ladder();
+        let v = video_720();
+        let variants = [VariantInput {
+            uri: "720p/index.m3u8",
+            rung: &ladder.rungs[0],
+            segments: &v,
+        }];
+        let text = master_to_string(&master_playlist(SegmentFormat::Ts, &variants, None).unwrap());
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=4000000,AVERAGE-BANDWIDTH=3200000,CODECS=\"avc1.64001f\",RESOLUTION=1280x720,FRAME-RATE=30\n\
+             720p/index.m3u8\n"
+        );
+    }
+
+    #[test]
+    fn target_duration_rounds_to_nearest() {
+        assert_eq!(target_duration(&segs("s", "ts", &[(4.4, 1), (3.0, 1)])), 4);
+        assert_eq!(target_duration(&segs("s", "ts", &[(4.5, 1)])), 5);
+        assert_eq!(target_duration(&segs("s", "ts", &[(0.2, 1)])), 1);
+    }
+
+    #[test]
+    fn bad_segments_are_errors() {
+        assert!(matches!(
+            media_playlist(SegmentFormat::Ts, &[]),
+            Err(Error::InvalidInput(_))
+        ));
+        let nan = segs("s", "ts", &[(f64::NAN, 1)]);
+        assert!(matches!(measure(&nan), Err(Error::InvalidInput(_))));
+        assert!(matches!(
+            master_playlist(SegmentFormat::Ts, &[], None),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            parse_media("not a playlist"),
+            Err(Error::Parse(_))
+        ));
+    }
+}
