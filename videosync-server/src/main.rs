@@ -24,6 +24,14 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    /// Probe a media file and print what it contains as JSON.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// The media file.
+    file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +65,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Probe(args) => probe(args).await,
     }
+}
+
+/// Prints the probe as pretty JSON on stdout; on failure the error (which
+/// names the file and the cause) goes to stderr and the exit status is 1.
+#[allow(clippy::print_stdout)] // The JSON on stdout is this command's output.
+async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let probe = videosync_transcode::probe_async(&args.file, Default::default()).await?;
+    let json = serde_json::to_string_pretty(&probe).context("serialising the probe")?;
+    println!("{json}");
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
