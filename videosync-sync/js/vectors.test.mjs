@@ -131,9 +131,12 @@ test("defaults are the Rust defaults the vectors were made with", () => {
   // src/clock.rs and src/drift.rs.
   assert.equal(CLOCK_DEFAULTS.window, 16);
   assert.equal(CLOCK_DEFAULTS.poll_interval_ms, 10000);
-  assert.equal(DRIFT_DEFAULTS.dead_zone_ms, 10);
+  assert.equal(DRIFT_DEFAULTS.dead_zone_ms, 5);
+  assert.equal(DRIFT_DEFAULTS.correction_time_ms, 1000);
   assert.equal(DRIFT_DEFAULTS.max_rate_deviation, 0.05);
-  assert.equal(DRIFT_DEFAULTS.seek_threshold_ms, 1000);
+  assert.equal(DRIFT_DEFAULTS.min_hold_ms, 200);
+  assert.equal(DRIFT_DEFAULTS.seek_threshold_ms, 300);
+  assert.equal(DRIFT_DEFAULTS.cooldown_ms, 300);
 });
 
 test("an unknown option is refused, as serde's deny_unknown_fields does", () => {

@@ -35,14 +35,14 @@ export const CLOCK_DEFAULTS = Object.freeze({
 /** Defaults of DriftController, as DriftConfig::default() in Rust. */
 export const DRIFT_DEFAULTS = Object.freeze({
   enabled: true,
-  dead_zone_ms: 10,
+  dead_zone_ms: 5,
   settle_ratio: 0.5,
-  correction_time_ms: 3000,
+  correction_time_ms: 1000,
   max_rate_deviation: 0.05,
   min_rate_step: 0.002,
-  min_hold_ms: 1000,
-  seek_threshold_ms: 1000,
-  cooldown_ms: 1500,
+  min_hold_ms: 200,
+  seek_threshold_ms: 300,
+  cooldown_ms: 300,
   seek_latency_ms: 200,
   seek_latency_alpha: 0.3,
   max_seek_latency_ms: 5000,
@@ -118,6 +118,9 @@ export class OffsetEstimator {
     this._offset = 0;
     this._anchor = 0;
     this._skew = 0;
+    this._skewKnown = false;
+    this._fitBound = 0;
+    this._heldBack = 0;
     this._blocks = [];
     this._block = null;
     this._blockStart = 0;
@@ -168,6 +171,7 @@ export class OffsetEstimator {
     const raw = this._refit(local);
     const delta = raw - predicted;
     const maxStep = this.config.max_step_ms;
+    this._heldBack = 0;
     if (!wasWarm || Math.abs(delta) <= maxStep) {
       this._offset = raw;
       this._lagging = 0;
@@ -181,6 +185,7 @@ export class OffsetEstimator {
       } else {
         this._offset = predicted - maxStep;
       }
+      this._heldBack = Math.abs(raw - this._offset);
     }
     this._anchor = local;
     return "accepted";
@@ -203,11 +208,16 @@ export class OffsetEstimator {
     this._offset = this._refit(sample.local_ms);
     this._anchor = sample.local_ms;
     this._lagging = 0;
+    this._heldBack = 0;
     return "step";
   }
 
   _refit(at) {
-    this._skew = this._fitSkew();
+    const skew = this._fitSkew();
+    if (skew !== null) {
+      this._skew = skew;
+      this._skewKnown = true;
+    }
     return this._fitOffset(at);
   }
 
@@ -229,7 +239,7 @@ export class OffsetEstimator {
   _fitSkew() {
     const all = this._block === null ? [...this._blocks] : [...this._blocks, this._block];
     const points = withoutQueued(all);
-    if (points.length < 2) return this._skew;
+    if (points.length < 2) return null;
     const n = points.length;
     let sumX = 0;
     let sumY = 0;
@@ -241,7 +251,7 @@ export class OffsetEstimator {
       minX = Math.min(minX, s.local_ms);
       maxX = Math.max(maxX, s.local_ms);
     }
-    if (maxX - minX < this.config.min_skew_span_ms) return this._skew;
+    if (maxX - minX < this.config.min_skew_span_ms) return null;
     const meanX = sumX / n;
     const meanY = sumY / n;
     let sxx = 0;
@@ -251,15 +261,26 @@ export class OffsetEstimator {
       sxx += dx * dx;
       sxy += dx * (s.offset_ms - meanY);
     }
-    if (sxx <= 0) return this._skew;
+    if (sxx <= 0) return null;
     const limit = this.config.max_skew_ppm / 1e6;
     return Math.min(Math.max(sxy / sxx, -limit), limit);
   }
 
+  // Until the skew is known, samples are ranked by their error bound (RTT / 2
+  // plus max_skew_ppm times their age), as in src/clock.rs.
   _fitOffset(at) {
-    const sorted = [...this._samples].sort((a, b) => a.rtt_ms - b.rtt_ms || b.seq - a.seq);
-    const best = withoutQueued(sorted.slice(0, this.config.best_count));
+    const maxSkew = this._skewKnown ? 0 : this.config.max_skew_ppm / 1e6;
+    const bound = (s) => s.rtt_ms / 2 + maxSkew * Math.abs(at - s.local_ms);
+    const sorted = [...this._samples].sort((a, b) => bound(a) - bound(b) || b.seq - a.seq);
+    let ranked = sorted.slice(0, this.config.best_count);
+    if (maxSkew > 0) {
+      const least = ranked.length > 0 ? bound(ranked[0]) : Infinity;
+      const slack = this._bestRtt() / 2;
+      ranked = ranked.filter((s) => bound(s) <= least + slack);
+    }
+    const best = withoutQueued(ranked);
     if (best.length === 0) return this._offset;
+    this._fitBound = maxSkew > 0 ? best.reduce((m, s) => Math.max(m, bound(s)), 0) : 0;
     let sum = 0;
     for (const s of best) sum += s.offset_ms + this._skew * (at - s.local_ms);
     return sum / best.length;
@@ -297,9 +318,13 @@ export class OffsetEstimator {
     return best;
   }
 
-  /** Half the lowest RTT in the window (Infinity before the first sample). */
+  /**
+   * Half the lowest RTT in the window (Infinity before the first sample); until
+   * the skew is known, at least the largest bound of the samples used; plus
+   * how far a smoothed move still lags the fit.
+   */
   uncertaintyMs() {
-    return this._bestRtt() / 2;
+    return Math.max(this._bestRtt() / 2, this._fitBound) + this._heldBack;
   }
 
   /** Half the lowest RTT in the window (Infinity before the first sample). */
@@ -540,7 +565,7 @@ export class DriftController {
   _seek(target, localMs) {
     const position = Math.max(target, 0);
     let backoff = 1;
-    for (let i = 0; i < Math.min(this._seekStreak, 4); i++) backoff *= 2;
+    for (let i = 0; i < Math.min(this._seekStreak, 3); i++) backoff *= 4;
     this._seekStreak += 1;
     this._cooldownUntil = localMs + this.config.cooldown_ms * backoff;
     this._correcting = false;

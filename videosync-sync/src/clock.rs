@@ -14,7 +14,11 @@
 //!
 //! - keeps a sliding window of samples and estimates the offset from its
 //!   lowest-RTT ones (those over twice the best RTT left out), each carried
-//!   forward to now along the skew;
+//!   forward to now along the skew; until the skew is known (the first
+//!   minute), a sample's bound also grows by the largest plausible skew
+//!   ([`ClockConfig::max_skew_ppm`]) times its age, so recent samples are
+//!   preferred over the join burst and the reported uncertainty covers
+//!   what the unknown skew can do;
 //! - fits the skew (the drift rate of one clock against the other) by least
 //!   squares through the lowest-RTT sample of each 30 s block over the last
 //!   ten minutes: a longer baseline than the window, so a few ms of noise
@@ -209,6 +213,16 @@ pub struct OffsetEstimator {
     anchor_ms: f64,
     /// Skew as a ratio (server ms gained per local ms).
     skew: f64,
+    /// Whether a skew was ever fitted. Until then the skew is taken as
+    /// zero, and an old sample may be off by up to `max_skew_ppm` times
+    /// its age.
+    skew_known: bool,
+    /// Until the skew is known, the largest error bound of the samples the
+    /// offset was fitted to (RTT / 2 plus `max_skew_ppm` times their age at
+    /// the fit); zero once it is known (or when no skew is allowed).
+    fit_bound_ms: f64,
+    /// How far the offset was held back from the fit by `max_step_ms`.
+    held_back_ms: f64,
     /// Lowest-RTT sample of each closed skew block, oldest first.
     blocks: VecDeque<Sample>,
     /// Lowest-RTT sample of the open skew block.
@@ -232,6 +246,9 @@ impl OffsetEstimator {
             offset_ms: 0.0,
             anchor_ms: 0.0,
             skew: 0.0,
+            skew_known: false,
+            fit_bound_ms: 0.0,
+            held_back_ms: 0.0,
             blocks: VecDeque::new(),
             block: None,
             block_start_ms: 0.0,
@@ -300,6 +317,7 @@ impl OffsetEstimator {
         let raw = self.refit(local_ms);
         let delta = raw - predicted;
         let max_step = self.config.max_step_ms;
+        self.held_back_ms = 0.0;
         if !was_warm || delta.abs() <= max_step {
             self.offset_ms = raw;
             self.lagging = 0;
@@ -314,6 +332,8 @@ impl OffsetEstimator {
             } else {
                 self.offset_ms = predicted - max_step;
             }
+            // The fit is the better estimate: the bound must cover the gap.
+            self.held_back_ms = (raw - self.offset_ms).abs();
         }
         self.anchor_ms = local_ms;
         SampleOutcome::Accepted
@@ -343,13 +363,17 @@ impl OffsetEstimator {
         self.offset_ms = self.refit(sample.local_ms);
         self.anchor_ms = sample.local_ms;
         self.lagging = 0;
+        self.held_back_ms = 0.0;
         SampleOutcome::Step
     }
 
     /// Refits skew and offset after the window changed; returns the
     /// offset the fit gives at local time `at_ms` and stores the skew.
     fn refit(&mut self, at_ms: f64) -> f64 {
-        self.skew = self.fit_skew();
+        if let Some(skew) = self.fit_skew() {
+            self.skew = skew;
+            self.skew_known = true;
+        }
         self.fit_offset(at_ms)
     }
 
@@ -378,13 +402,13 @@ impl OffsetEstimator {
     }
 
     /// Least-squares slope of offset over local time through the block
-    /// minima (the open block included); the previous skew where they span
-    /// less than `min_skew_span_ms`.
-    fn fit_skew(&self) -> f64 {
+    /// minima (the open block included); none where they span less than
+    /// `min_skew_span_ms`.
+    fn fit_skew(&self) -> Option<f64> {
         let points: Vec<Sample> = self.blocks.iter().copied().chain(self.block).collect();
         let points = without_queued(points);
         if points.len() < 2 {
-            return self.skew;
+            return None;
         }
         let n = points.len() as f64;
         let mut sum_x = 0.0;
@@ -398,7 +422,7 @@ impl OffsetEstimator {
             max_x = max_x.max(s.local_ms);
         }
         if max_x - min_x < self.config.min_skew_span_ms {
-            return self.skew;
+            return None;
         }
         let mean_x = sum_x / n;
         let mean_y = sum_y / n;
@@ -410,27 +434,53 @@ impl OffsetEstimator {
             sxy += dx * (s.offset_ms - mean_y);
         }
         if sxx <= 0.0 {
-            return self.skew;
+            return None;
         }
         let limit = self.config.max_skew_ppm / 1e6;
-        (sxy / sxx).max(-limit).min(limit)
+        Some((sxy / sxx).max(-limit).min(limit))
     }
 
     /// The offset at local time `at_ms`: the mean of the `best_count`
     /// lowest-RTT samples of the window, each carried forward along the skew.
-    fn fit_offset(&self, at_ms: f64) -> f64 {
+    ///
+    /// Until the skew is known, a sample's error bound is its RTT / 2 plus
+    /// `max_skew_ppm` times its age, and the samples are ranked by that
+    /// instead: the join burst's low-RTT samples would otherwise hold the
+    /// estimate back by skew times their age (a 190 ppm clock, 7 ms at
+    /// 40 s). Those whose bound is over twice the best one's are left out,
+    /// and the largest bound of those used widens
+    /// [`uncertainty_ms`](Self::uncertainty_ms).
+    fn fit_offset(&mut self, at_ms: f64) -> f64 {
+        let max_skew = if self.skew_known {
+            0.0
+        } else {
+            self.config.max_skew_ppm / 1e6
+        };
+        let bound = |s: &Sample| s.rtt_ms / 2.0 + max_skew * (at_ms - s.local_ms).abs();
         let mut best: Vec<Sample> = self.samples.iter().copied().collect();
         best.sort_by(|a, b| {
-            a.rtt_ms
-                .partial_cmp(&b.rtt_ms)
+            bound(a)
+                .partial_cmp(&bound(b))
                 .unwrap_or(Ordering::Equal)
                 .then(b.seq.cmp(&a.seq))
         });
         best.truncate(self.config.best_count);
+        if max_skew > 0.0 {
+            // Within half the best RTT of the best bound: on a LAN that is
+            // the latest sample or two, on a long path most of the window.
+            let least = best.first().map_or(f64::INFINITY, bound);
+            let slack = self.best_rtt_ms() / 2.0;
+            best.retain(|s| bound(s) <= least + slack);
+        }
         let best = without_queued(best);
         if best.is_empty() {
             return self.offset_ms;
         }
+        self.fit_bound_ms = if max_skew > 0.0 {
+            best.iter().map(bound).fold(0.0, f64::max)
+        } else {
+            0.0
+        };
         let mut sum = 0.0;
         for s in &best {
             sum += s.offset_ms + self.skew * (at_ms - s.local_ms);
@@ -482,9 +532,13 @@ impl OffsetEstimator {
     }
 
     /// How wrong [`offset_ms`](Self::offset_ms) can be: half the lowest RTT
-    /// in the window (infinite before the first sample).
+    /// in the window (infinite before the first sample); until the skew is
+    /// known, at least the largest bound of the samples used (their RTT / 2
+    /// plus what a skew of up to [`ClockConfig::max_skew_ppm`] can have moved
+    /// them since); plus how far a smoothed move
+    /// ([`ClockConfig::max_step_ms`]) still lags the fit.
     pub fn uncertainty_ms(&self) -> f64 {
-        self.best_rtt_ms() / 2.0
+        (self.best_rtt_ms() / 2.0).max(self.fit_bound_ms) + self.held_back_ms
     }
 
     /// The client's one-way delay to the server: half the lowest RTT in the
@@ -675,6 +729,47 @@ mod tests {
                 worst_late_error < 8.0,
                 "seed {seed}: extrapolated error {worst_late_error} ms"
             );
+        }
+    }
+
+    #[test]
+    fn a_skewed_clock_stays_within_its_uncertainty_before_the_skew_is_fitted() {
+        // A LAN (RTT about 3 ms) to a server whose clock runs 190 ppm fast:
+        // until the skew is fitted, the join burst's samples are 190 ppm x
+        // their age off, 7 ms at 40 s, more than twice the RTT.
+        for seed in 1..=10 {
+            for skew_ppm in [190.0, -190.0] {
+                let mut est = OffsetEstimator::new(ClockConfig::default());
+                let mut link = Link {
+                    offset: 42_000.0,
+                    skew_ppm,
+                    base_ms: 1.2,
+                    jitter_ms: 0.3,
+                    spike_every: 8.0,
+                    spike_ms: 50.0,
+                    rng: Rng(seed),
+                };
+                let mut before_fit = Vec::new();
+                drive(&mut est, &mut link, 300_000.0, |est, link, t3| {
+                    if est.is_warm() {
+                        let error = est.server_time(t3) - link.server(t3);
+                        assert!(
+                            error.abs() <= est.uncertainty_ms() + 1e-9,
+                            "seed {seed}, {skew_ppm} ppm at {t3}: error {error} beyond {}",
+                            est.uncertainty_ms()
+                        );
+                        if (30_000.0..60_000.0).contains(&t3) {
+                            before_fit.push(error.abs());
+                        }
+                    }
+                });
+                // Honest, and also close: recent samples are preferred, so
+                // only a delay spike, not the skew, moves the estimate.
+                before_fit.sort_by(f64::total_cmp);
+                let median = before_fit[before_fit.len() / 2];
+                assert!(median < 2.0, "seed {seed}, {skew_ppm} ppm: {before_fit:?}");
+                assert!(est.uncertainty_ms() < 5.0, "seed {seed}: skew known");
+            }
         }
     }
 

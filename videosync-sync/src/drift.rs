@@ -6,12 +6,12 @@
 //! [`Playback`] in force and what the player reports. The controller answers
 //! with one [`Action`]:
 //!
-//! 1. within the dead zone (default 10 ms): nothing;
+//! 1. within the dead zone (default 5 ms): nothing;
 //! 2. beyond it: a playback-rate nudge proportional to the error (the error
-//!    over three seconds), never more than ±5 % of the room's rate, held for
-//!    at least a second, and back to the room's rate once the error is within
+//!    over one second), never more than ±5 % of the room's rate, held for
+//!    at least 200 ms, and back to the room's rate once the error is within
 //!    half the dead zone;
-//! 3. beyond the hard threshold (default 1000 ms): a seek, aimed ahead by the
+//! 3. beyond the hard threshold (default 300 ms): a seek, aimed ahead by the
 //!    player's seek latency, which the controller learns from the seeks the
 //!    client reports ([`DriftController::on_seek_started`],
 //!    [`DriftController::on_seek_finished`]); then a cooldown.
@@ -88,15 +88,19 @@ pub struct DriftConfig {
     /// Whether the controller corrects at all (default true). A viewer who
     /// turns correction off gets [`Action::None`] from every tick.
     pub enabled: bool,
-    /// Errors up to this are left alone (default 10 ms: under a frame at
-    /// 60 fps, and well under what lips-to-voice sync notices).
+    /// Errors up to this are left alone (default 5 ms: two clients each
+    /// within it are within a frame of each other at 60 fps, and it is over
+    /// twice the ±2 ms jitter of a typical player's position reports).
     pub dead_zone_ms: f64,
     /// A running correction stops when the error is within this fraction of
     /// the dead zone (default 0.5): hysteresis, so the rate does not flap at
     /// the edge.
     pub settle_ratio: f64,
     /// Proportional gain as a time: a nudge aims to remove the error over
-    /// this long (default 3000 ms: 30 ms of error is a 1 % nudge).
+    /// this long (default 1000 ms: 10 ms of error is a 1 % nudge, a lag of
+    /// 50 ms or more gets the full 5 %; tuned in the simulator, where 3000
+    /// ms left lags for seconds and 600 ms overshot through the players'
+    /// rate actuation delay).
     pub correction_time_ms: f64,
     /// Largest nudge, as a fraction of the room's rate (default 0.05: with
     /// pitch preserved, ±5 % is not heard). At most 0.5.
@@ -104,16 +108,21 @@ pub struct DriftConfig {
     /// A nudge is only changed when the new rate differs by at least this
     /// (default 0.002), to spare the player needless rate changes.
     pub min_rate_step: f64,
-    /// A rate, once set, is held at least this long (default 1000 ms),
-    /// except that a seek's cooldown restores the room's rate at once.
+    /// A rate, once set, is held at least this long (default 200 ms: four
+    /// reports at 50 ms, so the nudge can ease off as the error shrinks
+    /// instead of overshooting), except that a seek's cooldown restores the
+    /// room's rate at once.
     pub min_hold_ms: f64,
-    /// Errors of this size or more are fixed by seeking (default 1000 ms: a
-    /// 5 % nudge would need 20 s).
+    /// Errors of this size or more are fixed by seeking (default 300 ms: a
+    /// 5 % nudge would need 6 s, while a seek aimed by the learned latency
+    /// lands within a few tens of ms, which the nudge then removes in about
+    /// a second).
     pub seek_threshold_ms: f64,
     /// After a seek (the controller's or anyone's), no correction for this
-    /// long (default 1500 ms) while the player settles and reports afresh.
-    /// Seeks in a row that do not bring the error under the threshold double
-    /// it each time, up to 16 times.
+    /// long (default 300 ms) while the player settles and reports afresh.
+    /// Seeks in a row that do not bring the error under the threshold
+    /// multiply it by 4 each time, up to 64 times (19.2 s by default), so a
+    /// player that never lands near its target is not seeked every second.
     pub cooldown_ms: f64,
     /// Seek latency assumed until one is observed (default 200 ms).
     pub seek_latency_ms: f64,
@@ -143,14 +152,14 @@ impl Default for DriftConfig {
     fn default() -> Self {
         DriftConfig {
             enabled: true,
-            dead_zone_ms: 10.0,
+            dead_zone_ms: 5.0,
             settle_ratio: 0.5,
-            correction_time_ms: 3000.0,
+            correction_time_ms: 1000.0,
             max_rate_deviation: 0.05,
             min_rate_step: 0.002,
-            min_hold_ms: 1000.0,
-            seek_threshold_ms: 1000.0,
-            cooldown_ms: 1500.0,
+            min_hold_ms: 200.0,
+            seek_threshold_ms: 300.0,
+            cooldown_ms: 300.0,
             seek_latency_ms: 200.0,
             seek_latency_alpha: 0.3,
             max_seek_latency_ms: 5000.0,
@@ -523,8 +532,8 @@ impl DriftController {
     fn seek(&mut self, target_ms: f64, local_ms: f64) -> Action {
         let target_ms = target_ms.max(0.0);
         let mut backoff = 1.0;
-        for _ in 0..self.seek_streak.min(4) {
-            backoff *= 2.0;
+        for _ in 0..self.seek_streak.min(3) {
+            backoff *= 4.0;
         }
         self.seek_streak = self.seek_streak.saturating_add(1);
         self.cooldown_until_ms = local_ms + self.config.cooldown_ms * backoff;
@@ -739,16 +748,17 @@ mod tests {
         );
         assert!(sim.error().abs() <= 10.0, "error {}", sim.error());
         assert_eq!(sim.rate, 1.0, "back at the room's rate");
-        // Gentle: a handful of rate changes, each held a second or more.
+        // Gentle: a handful of rate changes, each held for the hold time.
         assert!(sim.actions.len() <= 12, "{:?}", sim.actions);
+        let hold = DriftConfig::default().min_hold_ms;
         for pair in sim.actions.windows(2) {
-            assert!(pair[1].0 - pair[0].0 >= 1000.0, "{:?}", sim.actions);
+            assert!(pair[1].0 - pair[0].0 >= hold, "{:?}", sim.actions);
         }
     }
 
     #[test]
     fn a_player_ahead_is_slowed_down() {
-        let mut sim = Sim::new(DriftConfig::default(), room(1, true, 0.0, 0.0, 1.5), 300.0);
+        let mut sim = Sim::new(DriftConfig::default(), room(1, true, 0.0, 0.0, 1.5), 250.0);
         sim.run(2_000.0);
         assert_eq!(
             sim.actions.first().map(|a| a.1),
@@ -803,12 +813,12 @@ mod tests {
 
     #[test]
     fn errors_inside_the_dead_zone_are_left_alone() {
-        let mut sim = Sim::new(DriftConfig::default(), room(1, true, 0.0, 0.0, 1.0), -8.0);
+        let mut sim = Sim::new(DriftConfig::default(), room(1, true, 0.0, 0.0, 1.0), -4.0);
         sim.run(20_000.0);
         assert!(sim.actions.is_empty(), "{:?}", sim.actions);
-        sim.position -= 4.0;
+        sim.position -= 3.0;
         sim.run(22_000.0);
-        assert!(!sim.actions.is_empty(), "12 ms is outside");
+        assert!(!sim.actions.is_empty(), "7 ms is outside");
     }
 
     #[test]
@@ -825,7 +835,7 @@ mod tests {
         sim.run(30_000.0);
         assert!(sim.actions.is_empty(), "{:?}", sim.actions);
 
-        let mut sim = Sim::new(config, room(1, true, 0.0, 0.0, 1.0), -400.0);
+        let mut sim = Sim::new(config, room(1, true, 0.0, 0.0, 1.0), -250.0);
         sim.tick_ms = 97.0;
         sim.granularity = 250.0;
         sim.run(40_000.0);
@@ -875,7 +885,13 @@ mod tests {
 
     #[test]
     fn cooldown_after_a_seek() {
-        let mut ctl = DriftController::new(DriftConfig::default());
+        // A long cooldown, and a threshold above the 500 ms left after the
+        // seek, so that only the cooldown holds the nudge back.
+        let mut ctl = DriftController::new(DriftConfig {
+            cooldown_ms: 1500.0,
+            seek_threshold_ms: 1000.0,
+            ..DriftConfig::default()
+        });
         let room = room(1, true, 0.0, 0.0, 1.0);
         let tick = |ctl: &mut DriftController, t: f64, pos: f64, rate: f64| {
             let player = PlayerState {

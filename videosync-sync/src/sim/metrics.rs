@@ -281,7 +281,7 @@ impl Recorder {
         duration_ms: f64,
     ) -> Metrics {
         let mut disturbances = self.disturbances.clone();
-        disturbances.extend(self.stalls.iter().map(|s| s.2));
+        disturbances.extend(self.stalls.iter().map(|s| s.1));
         disturbances.sort_by(f64::total_cmp);
         let mut events = self.events.clone();
         events.sort_by(f64::total_cmp);
