@@ -178,7 +178,8 @@ fn local_for(io: &ClientIo<'_>, server_time: impl Fn(f64) -> f64, server_ms: f64
 /// delay reports to the room (which schedules every change for
 /// `slowest one-way delay + 100 ms`), every state applied at its `at_ms`
 /// on the estimated server clock (a jump aimed ahead by the controller's
-/// learned seek latency), and the [`DriftController`] with default
+/// learned seek latency; the first state as soon as one clock sample is in,
+/// the rest once the estimate is warm), and the [`DriftController`] with default
 /// settings (told the player's report granularity).
 #[derive(Debug, Clone, Copy)]
 pub struct Videosync;
@@ -207,14 +208,21 @@ impl Policy for Videosync {
                 ..DriftConfig::default()
             }),
             tl: Timeline::default(),
+            provisional: None,
         })
     }
 }
+
+/// How far the warm estimate must move from a provisional jump's to aim it
+/// again.
+const REAIM_MS: f64 = 20.0;
 
 struct VideosyncClient {
     est: OffsetEstimator,
     ctl: DriftController,
     tl: Timeline,
+    /// The offset a first jump was aimed with before the estimate was warm.
+    provisional: Option<f64>,
 }
 
 impl VideosyncClient {
@@ -266,7 +274,16 @@ impl ClientPolicy for VideosyncClient {
             self.est.on_ping_sent(local);
             io.send(ClientMsg::Ping { t0: local });
         }
-        if !self.est.is_warm() {
+        // One sample (offset from half its RTT) is enough to aim a first
+        // seek: a late joiner goes to the room's position at once instead
+        // of sitting at 0 through the warm-up burst, and aims it again
+        // (a corrective seek) if the warm estimate moved by more than
+        // `REAIM_MS`; the drift controller takes over from there.
+        if self.est.sample_count() == 0 {
+            return;
+        }
+        let warm = self.est.is_warm();
+        if !warm && self.tl.applied.is_some() {
             return;
         }
         let server = self.est.server_time(local);
@@ -274,8 +291,25 @@ impl ClientPolicy for VideosyncClient {
             let ahead = self.ctl.seek_latency_ms();
             if apply(io, &new, prev.as_ref(), server, ahead) {
                 self.ctl.on_seek_started(local);
+                if !warm {
+                    self.provisional = Some(server - local);
+                }
             }
             self.wake_for_pending(io);
+        }
+        if !warm {
+            return;
+        }
+        if let Some(offset) = self.provisional.take() {
+            // Refine the provisional jump with the warm estimate.
+            if let Some(state) = self.tl.applied.clone() {
+                if state.playing && ((server - local) - offset).abs() > REAIM_MS {
+                    let target = state.position_at(server + self.ctl.seek_latency_ms());
+                    io.seek(target, true);
+                    self.ctl.on_seek_started(local);
+                    return;
+                }
+            }
         }
         let Some(state) = self.tl.applied.clone() else {
             return;
