@@ -1443,6 +1443,33 @@ mod tests {
             .len()
     }
 
+    /// Parts uploaded so far to the first open upload under the store's
+    /// prefix (zero when there is none).
+    async fn parts_uploaded(store: &S3Store) -> usize {
+        let prefix = store.prefix.as_ref().map(|p| format!("{p}/"));
+        let uploads = store
+            .client
+            .list_multipart_uploads()
+            .bucket(&store.bucket)
+            .set_prefix(prefix)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
+        let Some(upload) = uploads.uploads().first() else {
+            return 0;
+        };
+        store
+            .client
+            .list_parts()
+            .bucket(&store.bucket)
+            .key(upload.key().unwrap_or_default())
+            .upload_id(upload.upload_id().unwrap_or_default())
+            .send()
+            .await
+            .map(|r| r.parts().len())
+            .unwrap_or(0)
+    }
+
     /// The conformance suite sees that a failed streamed put leaves the old
     /// object; only here can a test see that it leaves no upload behind
     /// either, also when the put is cancelled.
@@ -1477,24 +1504,30 @@ mod tests {
                 }
             })
         };
-        // Wait (bounded) until the upload has started, then cancel the put.
+        // Wait (bounded) until a part has landed, so the put holds the
+        // upload's id and its abort guard, then cancel the put. (Cancelled
+        // between the server creating the upload and the client hearing of
+        // it, no client can abort it: that orphan is what a bucket's
+        // lifecycle rule for incomplete uploads is for.)
         let mut started = false;
-        for _ in 0..100 {
-            if open_uploads(&store).await > 0 {
+        for _ in 0..200 {
+            if parts_uploaded(&store).await > 0 {
                 started = true;
                 break;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        assert!(started, "the streamed put never started its upload");
+        assert!(started, "the streamed put never uploaded a part");
         let _ = tx.send(());
         put.await.unwrap_or_else(|e| panic!("{e}"));
+        // The abort runs in the background: wait for it, bounded (10 s).
         let mut left = usize::MAX;
-        for _ in 0..100 {
+        for _ in 0..200 {
             left = open_uploads(&store).await;
             if left == 0 {
                 break;
             }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         assert_eq!(left, 0, "the cancelled put's upload was not aborted");
         assert_eq!(
