@@ -73,6 +73,30 @@ struct StoreResult {
     get_ratio: f64,
 }
 
+impl StoreResult {
+    /// A row from (backend, baseline), (object size, count), measured
+    /// (put, get) and baseline (put, get) MiB/s.
+    fn new(
+        (backend, baseline): (&str, &str),
+        (object_bytes, objects): (usize, usize),
+        (put, get): (f64, f64),
+        (bput, bget): (f64, f64),
+    ) -> Self {
+        StoreResult {
+            backend: backend.into(),
+            baseline: baseline.into(),
+            object_bytes,
+            objects,
+            put_mib_s: put,
+            get_mib_s: get,
+            baseline_put_mib_s: bput,
+            baseline_get_mib_s: bget,
+            put_ratio: put / bput,
+            get_ratio: get / bget,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct QueueResult {
     backend: String,
@@ -433,18 +457,12 @@ async fn main() {
     for (size, count) in SIZES {
         let (put, get) = bench_store(&clock, &fs_store, "bench", size, count).await;
         let (bput, bget) = bench_raw_files(&clock, &scratch.path().join("raw"), size, count).await;
-        report.store.push(StoreResult {
-            backend: "fs".into(),
-            baseline: "raw files".into(),
-            object_bytes: size,
-            objects: count,
-            put_mib_s: put,
-            get_mib_s: get,
-            baseline_put_mib_s: bput,
-            baseline_get_mib_s: bget,
-            put_ratio: put / bput,
-            get_ratio: get / bget,
-        });
+        report.store.push(StoreResult::new(
+            ("fs", "raw files"),
+            (size, count),
+            (put, get),
+            (bput, bget),
+        ));
         println!(
             "fs {size}: put {put:.1} MiB/s (raw {bput:.1}), get {get:.1} MiB/s (raw {bget:.1})"
         );
@@ -455,18 +473,12 @@ async fn main() {
         for (size, count) in SIZES {
             let (put, get) = bench_store(&clock, &s3, &prefix, size, count).await;
             let (bput, bget) = bench_raw_http(&clock, &s3, &prefix, size, count).await;
-            report.store.push(StoreResult {
-                backend: "s3 (Garage)".into(),
-                baseline: "raw HTTP, presigned".into(),
-                object_bytes: size,
-                objects: count,
-                put_mib_s: put,
-                get_mib_s: get,
-                baseline_put_mib_s: bput,
-                baseline_get_mib_s: bget,
-                put_ratio: put / bput,
-                get_ratio: get / bget,
-            });
+            report.store.push(StoreResult::new(
+                ("s3 (Garage)", "raw HTTP, presigned"),
+                (size, count),
+                (put, get),
+                (bput, bget),
+            ));
             println!(
                 "s3 {size}: put {put:.1} MiB/s (raw {bput:.1}), get {get:.1} MiB/s (raw {bget:.1})"
             );

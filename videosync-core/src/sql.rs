@@ -81,6 +81,16 @@ impl Database {
                     .trim_start_matches("sqlite://")
                     .trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or(path);
+                // A data directory that does not exist yet is created, as
+                // the file itself is (`mode=rwc`).
+                if let Some(parent) = std::path::Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty() && !path.starts_with(':'))
+                {
+                    tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                        Error::from_io(format!("creating the directory {}", parent.display()), e)
+                    })?;
+                }
                 let url = if url.contains('?') {
                     url.to_owned()
                 } else {
@@ -139,6 +149,13 @@ impl Database {
         };
         db.prepare().await?;
         Ok(db)
+    }
+
+    /// Whether `url` names a database this type connects to (by scheme).
+    pub fn handles(url: &str) -> bool {
+        let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+        (cfg!(feature = "sqlite") && scheme == "sqlite")
+            || (cfg!(feature = "postgres") && matches!(scheme, "postgres" | "postgresql"))
     }
 
     async fn prepare(&self) -> Result<()> {

@@ -16,8 +16,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use videosync_core::bus::{bus_from_url, DynEventBus};
+use videosync_core::catalog::sql::SqlCatalog;
 use videosync_core::catalog::{catalog_from_url, DynCatalog, VideoFilter};
+use videosync_core::queue::sql::SqlQueue;
 use videosync_core::queue::{queue_from_url, DynJobQueue};
+use videosync_core::sql::Database;
 use videosync_core::store::{store_from_url, DynObjectStore};
 use videosync_core::{Clock, ObjectKey, RetryPolicy, SystemClock};
 
@@ -75,29 +78,38 @@ impl Backends {
     /// The first backend that fails to open, saying which.
     pub async fn open(urls: &BackendUrls) -> videosync_core::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-        for url in [&urls.queue, &urls.catalog] {
-            if let Some(path) = url.strip_prefix("sqlite://") {
-                if let Some(parent) = Path::new(path).parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        videosync_core::Error::from_io(
-                            format!("creating the data directory {}", parent.display()),
-                            e,
-                        )
-                    })?;
-                }
-            }
-        }
+        let (queue, catalog): (DynJobQueue, DynCatalog) =
+            if urls.queue == urls.catalog && Database::handles(&urls.queue) {
+                // One database for both (the embedded default): one pool and
+                // one migration run, not two pools contending for one file.
+                let db = Database::connect(&urls.queue).await?;
+                let queue = SqlQueue::new(
+                    db.clone(),
+                    TRANSCODE_QUEUE,
+                    clock.clone(),
+                    RetryPolicy::default(),
+                )?;
+                (
+                    Arc::new(queue),
+                    Arc::new(SqlCatalog::new(db, clock.clone())),
+                )
+            } else {
+                (
+                    queue_from_url(
+                        &urls.queue,
+                        TRANSCODE_QUEUE,
+                        clock.clone(),
+                        RetryPolicy::default(),
+                    )
+                    .await?,
+                    catalog_from_url(&urls.catalog, clock.clone()).await?,
+                )
+            };
         Ok(Backends {
             store: store_from_url(&urls.store).await?,
-            queue: queue_from_url(
-                &urls.queue,
-                TRANSCODE_QUEUE,
-                clock.clone(),
-                RetryPolicy::default(),
-            )
-            .await?,
+            queue,
             bus: bus_from_url(&urls.bus).await?,
-            catalog: catalog_from_url(&urls.catalog, clock.clone()).await?,
+            catalog,
             clock,
         })
     }

@@ -136,9 +136,7 @@ impl Catalog for SqlCatalog {
         let next = change.status();
         let now = self.clock.now();
         let (reason, renditions) = match &change {
-            StatusChange::Failed { reason } => {
-                (Some(super::super::queue::clip_reason(reason)), None)
-            }
+            StatusChange::Failed { reason } => (Some(crate::queue::clip_reason(reason)), None),
             StatusChange::Ready { renditions } => (None, Some(to_json("renditions", renditions)?)),
             StatusChange::Pending | StatusChange::Processing => (None, None),
         };

@@ -163,7 +163,7 @@ impl JobState {
     /// The state with this stored name.
     ///
     /// # Errors
-    /// [`Error::Backend`]-free: an unknown name is [`Error::InvalidInput`].
+    /// [`Error::InvalidInput`] for an unknown name.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "ready" => Ok(JobState::Ready),

@@ -393,6 +393,15 @@ local function rebalance()
   end
 end
 
+-- Indexes a ready or scheduled job by its due time, and as ready when it is
+-- due by the horizon (now).
+local function add_waiting(rank, run_at)
+  redis.call('ZADD', K_WAITING, run_at, rank)
+  if tonumber(run_at) <= now then
+    redis.call('ZADD', K_READY, 0, rank)
+  end
+end
+
 local function release(id, key)
   if key and redis.call('HGET', K_DEDUPE, key) == id then
     redis.call('HDEL', K_DEDUPE, key)
@@ -462,10 +471,7 @@ if key ~= '' then
   redis.call('HSET', jk, 'dedupe_key', key)
   redis.call('HSET', K_DEDUPE, key, id)
 end
-redis.call('ZADD', K_WAITING, ARGV[10], rank)
-if tonumber(ARGV[10]) <= now then
-  redis.call('ZADD', K_READY, 0, rank)
-end
+add_waiting(rank, ARGV[10])
 return {'new'}
 "#;
 
@@ -551,10 +557,7 @@ local rank = make_rank(f[4], ARGV[8], f[5], id)
 redis.call('HSET', jk, 'state', 'ready', 'run_at', ARGV[7], 'rank', rank,
   'last_error', ARGV[6], 'updated_at', NOW)
 redis.call('HDEL', jk, 'lease_token', 'lease_until')
-redis.call('ZADD', K_WAITING, ARGV[7], rank)
-if tonumber(ARGV[7]) <= now then
-  redis.call('ZADD', K_READY, 0, rank)
-end
+add_waiting(rank, ARGV[7])
 return {'retry'}
 "#;
 

@@ -546,9 +546,7 @@ impl ObjectStore for FsStore {
             };
             sizes.push(size);
         }
-        check_completion(key, &parts, |p| {
-            parts.iter().position(|q| q == p).and_then(|i| sizes[i])
-        })?;
+        check_completion(key, &parts, &sizes)?;
         let paths: Vec<PathBuf> = parts.iter().filter_map(part_path).collect();
         let body = futures::stream::iter(paths)
             .then(|path| async move {

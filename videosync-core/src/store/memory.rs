@@ -214,12 +214,16 @@ impl ObjectStore for MemoryStore {
                 .get(&upload.0)
                 .filter(|u| &u.key == key)
                 .ok_or_else(|| self.no_upload(key, upload))?;
-            check_completion(key, &parts, |p| {
-                up.parts
-                    .get(&p.number)
-                    .filter(|(etag, _)| *etag == p.etag)
-                    .map(|(_, d)| d.len() as u64)
-            })?;
+            let sizes: Vec<Option<u64>> = parts
+                .iter()
+                .map(|p| {
+                    up.parts
+                        .get(&p.number)
+                        .filter(|(etag, _)| *etag == p.etag)
+                        .map(|(_, d)| d.len() as u64)
+                })
+                .collect();
+            check_completion(key, &parts, &sizes)?;
             let mut buf = BytesMut::new();
             for p in &parts {
                 if let Some((_, d)) = up.parts.get(&p.number) {

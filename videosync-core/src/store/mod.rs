@@ -411,12 +411,13 @@ pub(crate) fn check_part_number(key: &ObjectKey, number: u32) -> Result<()> {
 }
 
 /// Checks the part list of a completion: strictly ascending numbers, each
-/// known, every part but the last at least [`MIN_PART_SIZE`]. `size_of`
-/// answers the size of an uploaded part, or `None` for an unknown one.
+/// known, every part but the last at least [`MIN_PART_SIZE`]. `sizes`
+/// holds, in the order of `parts`, each uploaded part's size, or `None` for
+/// a part that was not uploaded (or not with that etag).
 pub(crate) fn check_completion(
     key: &ObjectKey,
     parts: &[PartId],
-    size_of: impl Fn(&PartId) -> Option<u64>,
+    sizes: &[Option<u64>],
 ) -> Result<()> {
     if parts.is_empty() {
         return Err(Error::invalid_input(format!(
@@ -433,7 +434,7 @@ pub(crate) fn check_completion(
             )));
         }
         previous = part.number;
-        let size = size_of(part).ok_or_else(|| {
+        let size = sizes.get(i).copied().flatten().ok_or_else(|| {
             Error::invalid_input(format!(
                 "completion of the upload to {key} names part {} (etag {}), which was not uploaded",
                 part.number, part.etag
@@ -466,7 +467,7 @@ pub(crate) fn check_presign_expiry(key: &ObjectKey, expires_in: Duration) -> Res
 /// A payload as a stream, whichever form it came in.
 pub(crate) fn payload_stream(payload: PutPayload) -> ByteStream {
     match payload {
-        PutPayload::Bytes(b) => futures::stream::once(async move { Ok(b) }).boxed(),
+        PutPayload::Bytes(b) => single_chunk(b),
         PutPayload::Stream(s) => s,
     }
 }

@@ -859,8 +859,9 @@ impl ObjectStore for S3Store {
                 .filter(|(etag, _)| same_etag(etag, &p.etag))
                 .map(|(_, size)| *size)
         };
-        check_completion(key, &parts, known).map_err(|e| self.located(e))?;
-        let size = parts.iter().filter_map(known).sum();
+        let sizes: Vec<Option<u64>> = parts.iter().map(known).collect();
+        check_completion(key, &parts, &sizes).map_err(|e| self.located(e))?;
+        let size = sizes.iter().flatten().sum();
         let completed = parts
             .iter()
             .map(|p| completed_part(p.number, p.etag.clone()))

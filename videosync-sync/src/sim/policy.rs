@@ -540,6 +540,26 @@ struct RelayClient {
 const SP_RTT_WEIGHT: f64 = 0.85;
 
 impl RelayClient {
+    /// A client with these parameters (see the fields) and no state yet.
+    fn new(
+        slowdown: Option<(f64, f64, f64)>,
+        seek_ms: f64,
+        compensate: bool,
+        ping_ms: Option<f64>,
+    ) -> Self {
+        RelayClient {
+            slowdown,
+            seek_ms,
+            compensate,
+            ping_ms,
+            srtt: None,
+            last_ping: None,
+            room: None,
+            seq: 0,
+            slowing: false,
+        }
+    }
+
     /// Where the room is now, by the message's stamp.
     fn expected(&self, p: &Playback, sent_ms: f64) -> f64 {
         let mut pos = p.position_at(sent_ms.max(p.at_ms));
@@ -671,17 +691,12 @@ impl Policy for Syncplay {
     }
 
     fn client(&self, _player: &PlayerParams) -> Box<dyn ClientPolicy> {
-        Box::new(RelayClient {
-            slowdown: Some((1500.0, 0.95, 100.0)),
-            seek_ms: 4000.0,
-            compensate: true,
-            ping_ms: Some(1000.0),
-            srtt: None,
-            last_ping: None,
-            room: None,
-            seq: 0,
-            slowing: false,
-        })
+        Box::new(RelayClient::new(
+            Some((1500.0, 0.95, 100.0)),
+            4000.0,
+            true,
+            Some(1000.0),
+        ))
     }
 }
 
@@ -709,17 +724,7 @@ impl Policy for Cytube {
     }
 
     fn client(&self, _player: &PlayerParams) -> Box<dyn ClientPolicy> {
-        Box::new(RelayClient {
-            slowdown: None,
-            seek_ms: 2000.0,
-            compensate: false,
-            ping_ms: None,
-            srtt: None,
-            last_ping: None,
-            room: None,
-            seq: 0,
-            slowing: false,
-        })
+        Box::new(RelayClient::new(None, 2000.0, false, None))
     }
 }
 
