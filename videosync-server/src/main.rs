@@ -26,6 +26,54 @@ enum Command {
     Serve(ServeArgs),
     /// Probe a media file and print what it contains as JSON.
     Probe(ProbeArgs),
+    /// Transcode a media file into an HLS ladder in a directory.
+    Transcode(TranscodeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TranscodeArgs {
+    /// The media file.
+    file: PathBuf,
+    /// Output directory (created; `master.m3u8` is written last).
+    #[arg(long)]
+    out: PathBuf,
+    /// Rung short sides; rungs above the source are dropped.
+    #[arg(long, value_delimiter = ',', default_value = "1080,720,480,360")]
+    rungs: Vec<u32>,
+    /// Target segment length in seconds.
+    #[arg(long, default_value_t = 4)]
+    segment_seconds: u32,
+    /// Segment container.
+    #[arg(long, value_enum, default_value_t = FormatArg::Fmp4)]
+    format: FormatArg,
+    /// x264 preset.
+    #[arg(long, default_value = "veryfast")]
+    preset: String,
+    /// H.264 encoder: auto (NVENC when a GPU is usable), software, nvenc.
+    #[arg(long, value_enum, default_value_t = EncoderArg::Auto)]
+    encoder: EncoderArg,
+    /// Threads per x264 encoder (0: x264 chooses).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Skip the poster and the storyboard.
+    #[arg(long)]
+    no_images: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Fmp4,
+    Ts,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EncoderArg {
+    Auto,
+    Software,
+    Nvenc,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +114,101 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Probe(args) => probe(args).await,
+        Command::Transcode(args) => transcode(args).await,
     }
+}
+
+/// Writes the ladder into `--out`, with a progress bar on a terminal, and
+/// prints the manifest's summary.
+#[allow(clippy::print_stdout)] // The summary on stdout is this command's output.
+async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use std::sync::Arc;
+    use videosync_transcode::{
+        CancelToken, Destination, EncoderChoice, ProgressFn, Stage, TranscodeOptions,
+    };
+
+    // Writes are staged beside the objects (same filesystem) and renamed
+    // into place; the staging folder goes when the run is over.
+    let staging = args.out.join(".videosync-staging");
+    let store = videosync_core::store::fs::FsStore::open_dirs(&args.out, &staging)
+        .await
+        .with_context(|| format!("opening {}", args.out.display()))?;
+    let dest = Destination::new(Arc::new(store), None);
+    let opts = TranscodeOptions {
+        ladder: videosync_hls::ladder::LadderOptions {
+            rungs: args.rungs.clone(),
+            segment_seconds: args.segment_seconds,
+            format: match args.format {
+                FormatArg::Fmp4 => videosync_hls::ladder::SegmentFormat::Fmp4,
+                FormatArg::Ts => videosync_hls::ladder::SegmentFormat::Ts,
+            },
+        },
+        preset: args.preset.clone(),
+        encoder: match args.encoder {
+            EncoderArg::Auto => EncoderChoice::Auto,
+            EncoderArg::Software => EncoderChoice::Software,
+            EncoderArg::Nvenc => EncoderChoice::Nvenc,
+        },
+        threads: args.threads,
+        poster: !args.no_images,
+        storyboard: !args.no_images,
+        timeout: None,
+    };
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg:>10} [{bar:40}] {percent:>3}% {prefix} (eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let progress: Option<ProgressFn> = bar.clone().map(|bar| {
+        Arc::new(move |p: &videosync_transcode::Progress| {
+            bar.set_message(format!("{:?}", p.stage).to_lowercase());
+            if p.stage == Stage::Encoding {
+                bar.set_position((p.percent * 10.0) as u64);
+                bar.set_prefix(format!("{:.0} fps, {:.2}x", p.fps, p.speed));
+            }
+        }) as ProgressFn
+    });
+    let cancel = CancelToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let result = videosync_transcode::transcode(&args.file, &dest, &opts, progress, &cancel).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let _ = tokio::fs::remove_dir_all(&staging).await;
+    let manifest = result?;
+    println!(
+        "{}: {} rungs, {:.1} s, {} segments each, encoder {}",
+        args.out.join(&manifest.master).display(),
+        manifest.renditions.len(),
+        manifest.duration_s,
+        manifest.renditions.first().map_or(0, |r| r.segments),
+        manifest.encoder.ffmpeg_name()
+    );
+    for r in &manifest.renditions {
+        println!(
+            "  {:>6} {}x{} {:.3} fps  peak {} kb/s  avg {} kb/s  {}",
+            r.rendition.name,
+            r.rendition.width,
+            r.rendition.height,
+            r.rendition.frame_rate,
+            r.rendition.bandwidth / 1000,
+            r.rendition.average_bandwidth / 1000,
+            r.rendition.codecs
+        );
+    }
+    Ok(())
 }
 
 /// Prints the probe as pretty JSON on stdout; on failure the error (which

@@ -62,6 +62,36 @@ pub enum TranscodeError {
         #[source]
         source: std::io::Error,
     },
+    /// The caller cancelled the operation; what it wrote was removed.
+    #[error("{op} of {path} cancelled")]
+    Cancelled {
+        /// The operation (`transcode`).
+        op: &'static str,
+        /// The file.
+        path: String,
+    },
+    /// The object store failed while the output was written.
+    #[error("{op} of {path} failed: storing the output: {source}")]
+    Store {
+        /// The operation (`transcode`).
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The store's error.
+        #[source]
+        source: videosync_core::Error,
+    },
+    /// The produced ladder broke an HLS rule or could not be described
+    /// (a bug, never the input's fault); nothing was published.
+    #[error("{op} of {path} failed: the produced ladder is invalid: {reason}")]
+    InvalidOutput {
+        /// The operation (`transcode`).
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// Every violation, in words.
+        reason: String,
+    },
     /// FFmpeg failed in a way that says nothing about the input (a bug, an
     /// allocation failure, an initialisation failure).
     #[error("{op} of {path} failed: {source}")]
@@ -76,6 +106,21 @@ pub enum TranscodeError {
     },
 }
 
+impl TranscodeError {
+    /// Whether running the same job again cannot help: the input is bad or
+    /// unsupported, or the run was cancelled. A worker dead-letters these at
+    /// once instead of retrying.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            TranscodeError::NotFound { .. }
+                | TranscodeError::InvalidInput { .. }
+                | TranscodeError::Unsupported { .. }
+                | TranscodeError::Cancelled { .. }
+        )
+    }
+}
+
 /// An error reported by the FFmpeg libraries, kept opaque so that no
 /// ffmpeg-next type crosses this crate's API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +132,13 @@ impl FfmpegError {
     pub(crate) fn new(e: &ffmpeg_next::Error) -> Self {
         FfmpegError {
             message: e.to_string(),
+        }
+    }
+
+    /// An error described in words (a step around an FFmpeg call).
+    pub(crate) fn msg(message: impl Into<String>) -> Self {
+        FfmpegError {
+            message: message.into(),
         }
     }
 

@@ -34,11 +34,29 @@
 //! `codec`, `format`, `software-resampling` and `software-scaling` are on:
 //! no libavdevice or libavfilter to link.
 
+mod audio;
 mod error;
+mod mp4;
+mod pipeline;
+mod prefilter;
 mod probe;
+mod progress;
+mod segmenter;
+mod thumbs;
+mod transcode;
+mod video;
 
 pub use error::{FfmpegError, TranscodeError};
+pub use pipeline::SegmentRange;
 pub use probe::{
     probe, probe_async, probe_opts, AudioInfo, FieldOrder, FrameRate, Probe, ProbeOptions,
     StreamInfo, StreamKind, VideoInfo,
 };
+pub use progress::{CancelToken, Progress, ProgressFn, Stage};
+pub use segmenter::TIMELINE_OFFSET_S;
+pub use thumbs::Storyboard;
+pub use transcode::{
+    transcode, Destination, Manifest, ManifestAudio, ManifestRendition, SourceSummary,
+    TranscodeOptions,
+};
+pub use video::{nvenc_available, EncoderChoice, VideoEncoder};

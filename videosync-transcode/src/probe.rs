@@ -339,39 +339,7 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
     let deadline = opts.timeout;
     let interrupt = move || clock.monotonic() > deadline;
 
-    let map_ff = |e: ff::Error| -> TranscodeError {
-        match e {
-            ff::Error::Exit => TranscodeError::Timeout {
-                op: OP,
-                path: shown.clone(),
-                after: deadline,
-            },
-            ff::Error::Other { errno } if errno == ENOENT => TranscodeError::NotFound {
-                op: OP,
-                path: shown.clone(),
-            },
-            ff::Error::InvalidData | ff::Error::Eof => {
-                invalid(format!("not a media file, or corrupt or truncated ({e})"))
-            }
-            ff::Error::DemuxerNotFound | ff::Error::DecoderNotFound => {
-                TranscodeError::Unsupported {
-                    op: OP,
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                }
-            }
-            ff::Error::Other { .. } => TranscodeError::Io {
-                op: OP,
-                path: shown.clone(),
-                source: std::io::Error::other(FfmpegError::new(&e)),
-            },
-            _ => TranscodeError::Ffmpeg {
-                op: OP,
-                path: shown.clone(),
-                source: FfmpegError::new(&e),
-            },
-        }
-    };
+    let map_ff = |e: ff::Error| map_error(OP, &shown, Some(deadline), e);
 
     let mut input =
         ff::format::input_with_interrupt_and_dictionary(path, interrupt, dict).map_err(map_ff)?;
@@ -498,11 +466,50 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
 
 const ENOENT: i32 = 2;
 
+/// Maps an FFmpeg error while opening or reading `path` to what it says
+/// about the input.
+pub(crate) fn map_error(
+    op: &'static str,
+    path: &str,
+    timeout: Option<Duration>,
+    e: ff::Error,
+) -> TranscodeError {
+    let path = path.to_owned();
+    match e {
+        ff::Error::Exit => TranscodeError::Timeout {
+            op,
+            path,
+            after: timeout.unwrap_or_default(),
+        },
+        ff::Error::Other { errno } if errno == ENOENT => TranscodeError::NotFound { op, path },
+        ff::Error::InvalidData | ff::Error::Eof => TranscodeError::InvalidInput {
+            op,
+            path,
+            reason: format!("not a media file, or corrupt or truncated ({e})"),
+        },
+        ff::Error::DemuxerNotFound | ff::Error::DecoderNotFound => TranscodeError::Unsupported {
+            op,
+            path,
+            reason: e.to_string(),
+        },
+        ff::Error::Other { .. } => TranscodeError::Io {
+            op,
+            path,
+            source: std::io::Error::other(FfmpegError::new(&e)),
+        },
+        _ => TranscodeError::Ffmpeg {
+            op,
+            path,
+            source: FfmpegError::new(&e),
+        },
+    }
+}
+
 /// Demuxers of FFmpeg's `tty`/`bintext` family, which accept arbitrary
 /// bytes by file extension.
 const TEXT_ART_DEMUXERS: [&str; 5] = ["tty", "bin", "adf", "idf", "xbin"];
 
-fn init() -> Result<(), FfmpegError> {
+pub(crate) fn init() -> Result<(), FfmpegError> {
     static INIT: OnceLock<Result<(), FfmpegError>> = OnceLock::new();
     INIT.get_or_init(|| {
         ff::init().map_err(|e| FfmpegError::new(&e))?;

@@ -87,20 +87,38 @@ impl FsStore {
         if root.as_os_str().is_empty() {
             return Err(Error::invalid_input("filesystem store root is empty"));
         }
-        let objects = root.join("objects");
-        let staging = root.join("staging");
-        for dir in [&objects, &staging] {
+        Self::open_dirs(root.join("objects"), root.join("staging")).await
+    }
+
+    /// Opens (creating if needed) a store whose objects are files directly
+    /// under `objects` (`<objects>/<key>`), staging writes in `staging`,
+    /// which must be on the same filesystem (writes are renamed across).
+    /// This is how a command writes plain output directories.
+    ///
+    /// # Errors
+    /// As [`FsStore::open`].
+    pub async fn open_dirs(objects: impl AsRef<Path>, staging: impl AsRef<Path>) -> Result<Self> {
+        let (objects, staging) = (objects.as_ref(), staging.as_ref());
+        if objects.as_os_str().is_empty() || staging.as_os_str().is_empty() {
+            return Err(Error::invalid_input("filesystem store directory is empty"));
+        }
+        let mut resolved = Vec::with_capacity(2);
+        for dir in [objects, staging] {
             tokio::fs::create_dir_all(dir).await.map_err(|e| {
                 Error::from_io(format!("creating store directory {}", dir.display()), e)
             })?;
+            resolved.push(
+                tokio::fs::canonicalize(dir)
+                    .await
+                    .map_err(|e| Error::from_io(format!("resolving {}", dir.display()), e))?,
+            );
         }
-        let root = tokio::fs::canonicalize(root)
-            .await
-            .map_err(|e| Error::from_io(format!("resolving {}", root.display()), e))?;
+        let staging = resolved.pop().unwrap_or_default();
+        let objects = resolved.pop().unwrap_or_default();
         let store = FsStore {
-            objects: root.join("objects"),
-            staging: root.join("staging"),
-            root,
+            root: objects.clone(),
+            objects,
+            staging,
         };
         store.sweep_stale_temps().await;
         Ok(store)

@@ -1,0 +1,228 @@
+//! The audio rendition: decoded once, downmixed and resampled, encoded once
+//! to AAC-LC, cut at the same segment boundaries as the video.
+
+use std::sync::mpsc::Receiver;
+
+use ff::format::Sample;
+use ff::util::channel_layout::ChannelLayout;
+use ff::Rational;
+use ffmpeg_next as ff;
+use videosync_hls::ladder::{AudioPlan, SegmentFormat};
+
+use crate::segmenter::{Finished, Segmenter};
+
+/// AAC-LC frame length in samples.
+const AAC_FRAME: usize = 1024;
+
+/// Everything the audio thread needs besides its packets.
+pub(crate) struct AudioJob {
+    /// The source stream's codec parameters.
+    pub(crate) params: ff::codec::Parameters,
+    /// The source stream's time base.
+    pub(crate) time_base: Rational,
+    /// The source's start (the video's first timestamp) in seconds; audio
+    /// timestamps are placed relative to it.
+    pub(crate) start_s: f64,
+    pub(crate) plan: AudioPlan,
+    pub(crate) format: SegmentFormat,
+    pub(crate) segment_seconds: u32,
+}
+
+/// One produced audio segment's timing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct AudioSegment {
+    pub(crate) index: u32,
+    pub(crate) duration_s: f64,
+}
+
+/// Encodes the audio packets until the channel closes.
+pub(crate) fn run_audio(
+    job: &AudioJob,
+    packets: &Receiver<ff::Packet>,
+    emit: &mut dyn FnMut(Finished) -> Result<(), String>,
+) -> Result<Vec<AudioSegment>, String> {
+    let mut decoder = ff::codec::Context::from_parameters(job.params.clone())
+        .and_then(|c| c.decoder().audio())
+        .map_err(|e| format!("audio decoder: {e}"))?;
+    let codec = ff::encoder::find_by_name("aac").ok_or("AAC encoder not available")?;
+    let mut enc = ff::codec::Context::new_with_codec(codec)
+        .encoder()
+        .audio()
+        .map_err(|e| format!("aac: {e}"))?;
+    let channels = if job.plan.channels == 1 { 1 } else { 2 };
+    let layout = if channels == 1 {
+        ChannelLayout::MONO
+    } else {
+        ChannelLayout::STEREO
+    };
+    let rate = i32::try_from(job.plan.sample_rate).map_err(|_| "absurd sample rate")?;
+    enc.set_rate(rate);
+    enc.set_channel_layout(layout);
+    enc.set_format(Sample::F32(ff::format::sample::Type::Planar));
+    enc.set_bit_rate(usize::try_from(job.plan.bitrate).unwrap_or(128_000));
+    enc.set_time_base(Rational::new(1, rate));
+    if job.format == SegmentFormat::Fmp4 {
+        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    }
+    let mut encoder = enc.open_as(codec).map_err(|e| format!("open aac: {e}"))?;
+    let tb = Rational::new(1, rate);
+    let mut segmenter = Segmenter::new(job.format, tb);
+    let seg_samples = i64::from(job.segment_seconds) * i64::from(rate);
+
+    let mut resampler: Option<ff::software::resampling::Context> = None;
+    let mut fifo: Vec<Vec<f32>> = vec![Vec::new(); channels];
+    // Output timestamp (samples from the source start) of the next sample
+    // handed to the encoder; set by the first decoded frame.
+    let mut next_pts: Option<i64> = None;
+    let mut segments: Vec<(u32, i64)> = Vec::new();
+    let mut end_pts = 0i64;
+
+    let mut drain = |encoder: &mut ff::encoder::Audio,
+                     segmenter: &mut Segmenter,
+                     segments: &mut Vec<(u32, i64)>,
+                     end_pts: &mut i64|
+     -> Result<(), String> {
+        let mut packet = ff::Packet::empty();
+        while encoder.receive_packet(&mut packet).is_ok() {
+            let pts = packet.pts().unwrap_or(0);
+            let seg = u32::try_from(pts.max(0) / seg_samples).unwrap_or(u32::MAX);
+            if segmenter.current().is_none_or(|cur| seg > cur) {
+                if let Some(done) = segmenter.finish()? {
+                    emit(done)?;
+                }
+                segmenter.begin(seg, encoder)?;
+                segments.push((seg, pts));
+            }
+            *end_pts = pts + packet.duration().max(0);
+            segmenter.write(&mut packet)?;
+        }
+        Ok(())
+    };
+
+    let send = |encoder: &mut ff::encoder::Audio,
+                fifo: &mut Vec<Vec<f32>>,
+                next_pts: &mut i64,
+                n: usize|
+     -> Result<(), String> {
+        let mut frame =
+            ff::frame::Audio::new(Sample::F32(ff::format::sample::Type::Planar), n, layout);
+        frame.set_rate(job.plan.sample_rate);
+        for (ch, buf) in fifo.iter_mut().enumerate() {
+            frame.plane_mut::<f32>(ch)[..n].copy_from_slice(&buf[..n]);
+            buf.drain(..n);
+        }
+        frame.set_pts(Some(*next_pts));
+        *next_pts += i64::try_from(n).unwrap_or(0);
+        encoder
+            .send_frame(&frame)
+            .map_err(|e| format!("encode audio: {e}"))
+    };
+
+    let mut decoded = ff::frame::Audio::empty();
+    let push = |decoded: &ff::frame::Audio,
+                resampler: &mut Option<ff::software::resampling::Context>,
+                fifo: &mut Vec<Vec<f32>>,
+                next_pts: &mut Option<i64>|
+     -> Result<(), String> {
+        if next_pts.is_none() {
+            let at = decoded
+                .timestamp()
+                .or(decoded.pts())
+                .map_or(job.start_s, |t| ts_seconds(t, job.time_base));
+            *next_pts = Some(((at - job.start_s) * f64::from(rate)).round() as i64);
+        }
+        let in_layout = if decoded.channel_layout().bits() == 0 {
+            ChannelLayout::default(i32::from(decoded.channels()))
+        } else {
+            decoded.channel_layout()
+        };
+        let mut input = decoded.clone();
+        input.set_channel_layout(in_layout);
+        if resampler.is_none() {
+            *resampler = Some(
+                ff::software::resampling::Context::get(
+                    input.format(),
+                    in_layout,
+                    input.rate(),
+                    Sample::F32(ff::format::sample::Type::Planar),
+                    layout,
+                    job.plan.sample_rate,
+                )
+                .map_err(|e| format!("audio resampler: {e}"))?,
+            );
+        }
+        let mut out = ff::frame::Audio::empty();
+        if let Some(r) = resampler.as_mut() {
+            r.run(&input, &mut out)
+                .map_err(|e| format!("resample audio: {e}"))?;
+        }
+        append(fifo, &out);
+        Ok(())
+    };
+
+    for packet in packets {
+        // A corrupt packet loses its samples, not the rendition.
+        if decoder.send_packet(&packet).is_err() {
+            continue;
+        }
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            push(&decoded, &mut resampler, &mut fifo, &mut next_pts)?;
+            let mut pts = next_pts.unwrap_or(0);
+            while fifo[0].len() >= AAC_FRAME {
+                send(&mut encoder, &mut fifo, &mut pts, AAC_FRAME)?;
+                drain(&mut encoder, &mut segmenter, &mut segments, &mut end_pts)?;
+            }
+            next_pts = Some(pts);
+        }
+    }
+    if decoder.send_eof().is_ok() {
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            push(&decoded, &mut resampler, &mut fifo, &mut next_pts)?;
+        }
+    }
+    if let Some(r) = resampler.as_mut() {
+        let mut out = ff::frame::Audio::empty();
+        if r.flush(&mut out).is_ok() && out.samples() > 0 {
+            append(&mut fifo, &out);
+        }
+    }
+    let mut pts = next_pts.unwrap_or(0);
+    while !fifo[0].is_empty() {
+        let n = fifo[0].len().min(AAC_FRAME);
+        send(&mut encoder, &mut fifo, &mut pts, n)?;
+        drain(&mut encoder, &mut segmenter, &mut segments, &mut end_pts)?;
+    }
+    encoder
+        .send_eof()
+        .map_err(|e| format!("flush audio encoder: {e}"))?;
+    drain(&mut encoder, &mut segmenter, &mut segments, &mut end_pts)?;
+    if let Some(done) = segmenter.finish()? {
+        emit(done)?;
+    }
+    let mut out = Vec::with_capacity(segments.len());
+    for (i, &(index, start)) in segments.iter().enumerate() {
+        let end = segments.get(i + 1).map_or(end_pts, |s| s.1);
+        out.push(AudioSegment {
+            index,
+            duration_s: (end - start) as f64 / f64::from(rate),
+        });
+    }
+    Ok(out)
+}
+
+fn append(fifo: &mut [Vec<f32>], frame: &ff::frame::Audio) {
+    let n = frame.samples();
+    if n == 0 {
+        return;
+    }
+    for (ch, buf) in fifo.iter_mut().enumerate() {
+        if ch < frame.planes() {
+            buf.extend_from_slice(&frame.plane::<f32>(ch)[..n]);
+        }
+    }
+}
+
+/// A timestamp in seconds.
+pub(crate) fn ts_seconds(ts: i64, tb: Rational) -> f64 {
+    ts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator().max(1))
+}

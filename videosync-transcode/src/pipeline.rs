@@ -1,0 +1,744 @@
+//! The encode step: demux and decode once, fan the frames out to every
+//! rung, the audio and the thumbnails, each on its own thread, and hand
+//! every finished segment to the uploader.
+//!
+//! One [`Part`] is a piece of work over one source: a range of segments of
+//! every rung (the whole source in single-pass mode, one chunk in chunked
+//! mode), and optionally the audio rendition and the images. It runs on
+//! plain threads (never on the async runtime) and returns a [`PartResult`]
+//! that the finishing step ([`crate::ladder`]) turns into playlists.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ff::media::Type as MediaType;
+use ffmpeg_next as ff;
+use serde::{Deserialize, Serialize};
+use videosync_core::{Clock, SystemClock};
+use videosync_hls::ladder::{Ladder, SegmentFormat};
+
+use crate::audio::{run_audio, ts_seconds, AudioJob};
+use crate::error::{FfmpegError, TranscodeError};
+use crate::prefilter::{chain, Prefilter};
+use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
+use crate::segmenter::Finished;
+use crate::thumbs::{run_thumbs, ThumbJob, TileLayout};
+use crate::video::{run_rung, FrameMsg, RungJob, VideoEncoder};
+
+const OP: &str = "transcode";
+
+/// Frames queued per consumer: enough to keep every encoder busy while
+/// the decoder waits on the slowest, little enough to keep memory flat.
+const FRAME_QUEUE: usize = 8;
+
+/// A segment range `[start, end)`; `end == None` runs to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRange {
+    /// First segment number.
+    pub start: u32,
+    /// One past the last segment number, or `None` for the source's end.
+    pub end: Option<u32>,
+}
+
+impl SegmentRange {
+    /// Every segment.
+    pub const ALL: SegmentRange = SegmentRange {
+        start: 0,
+        end: None,
+    };
+}
+
+/// Where produced objects go: relative names (`720p/seg_00000.m4s`) and
+/// their bytes, in production order.
+pub(crate) type UploadTx = tokio::sync::mpsc::Sender<(String, Bytes)>;
+
+/// What a part does.
+pub(crate) struct Part {
+    pub(crate) input: PathBuf,
+    pub(crate) ladder: Ladder,
+    /// Segments of every rung to encode; `None` encodes no video.
+    pub(crate) video: Option<SegmentRange>,
+    pub(crate) audio: bool,
+    pub(crate) poster: bool,
+    pub(crate) storyboard: bool,
+    pub(crate) encoder: VideoEncoder,
+    pub(crate) preset: String,
+    pub(crate) threads: usize,
+    /// Source facts from the probe.
+    pub(crate) interlaced: bool,
+    pub(crate) rotation: u32,
+    pub(crate) duration_s: f64,
+    pub(crate) display: (u32, u32),
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Timing of one video segment, the same for every rung.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SegTiming {
+    pub(crate) index: u32,
+    pub(crate) duration_s: f64,
+}
+
+/// One stored segment of a rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SegStored {
+    pub(crate) index: u32,
+    pub(crate) size: u64,
+    pub(crate) keyframe: bool,
+}
+
+/// One rendition's output in a part.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RenditionPart {
+    pub(crate) segments: Vec<SegStored>,
+    /// FNV-1a of the init segment (fMP4), to check chunks agree.
+    pub(crate) init_digest: Option<u64>,
+}
+
+/// What a part produced; stored as JSON between chunk jobs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PartResult {
+    pub(crate) timeline: Vec<SegTiming>,
+    pub(crate) rungs: Vec<RenditionPart>,
+    pub(crate) audio: Option<(RenditionPart, Vec<SegTiming>)>,
+    pub(crate) poster: bool,
+    pub(crate) storyboard: Option<(u32, u32, f64, u32, usize)>,
+    pub(crate) frames: u64,
+}
+
+/// The relative name of a segment of a rendition.
+pub(crate) fn segment_name(format: SegmentFormat, index: u32) -> String {
+    format!("seg_{index:05}.{}", format.extension())
+}
+
+/// The relative name of storyboard sheet `n`.
+pub(crate) fn sheet_name(n: usize) -> String {
+    format!("sheet_{n:03}.jpg")
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Runs a part to the end. Blocking: call it from a thread of its own.
+pub(crate) fn run_part(
+    part: &Part,
+    uploads: &UploadTx,
+    progress: Option<&ProgressFn>,
+    cancel: &CancelToken,
+) -> Result<PartResult, TranscodeError> {
+    let path = part.input.display().to_string();
+    let ff_err = |msg: String| TranscodeError::Ffmpeg {
+        op: OP,
+        path: path.clone(),
+        source: FfmpegError::msg(msg),
+    };
+    crate::probe::init().map_err(|e| TranscodeError::Ffmpeg {
+        op: OP,
+        path: path.clone(),
+        source: e,
+    })?;
+    let clock = SystemClock::new();
+    let started = clock.monotonic();
+    let deadline = part.timeout.map(|t| started + t);
+    // Stops every thread: the caller's cancel, the time limit, or a
+    // failure anywhere in the part.
+    let stop = Arc::new(AtomicBool::new(false));
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let interrupt = {
+        let (cancel, stop, timed_out, clock) = (
+            cancel.clone(),
+            stop.clone(),
+            timed_out.clone(),
+            clock.clone(),
+        );
+        move || {
+            if deadline.is_some_and(|d| clock.monotonic() > d) {
+                timed_out.store(true, Ordering::SeqCst);
+            }
+            cancel.is_cancelled() || stop.load(Ordering::SeqCst) || timed_out.load(Ordering::SeqCst)
+        }
+    };
+    let stopped = |interrupt: &dyn Fn() -> bool| -> Option<TranscodeError> {
+        if !interrupt() {
+            return None;
+        }
+        Some(if timed_out.load(Ordering::SeqCst) {
+            TranscodeError::Timeout {
+                op: OP,
+                path: path.clone(),
+                after: part.timeout.unwrap_or_default(),
+            }
+        } else {
+            TranscodeError::Cancelled {
+                op: OP,
+                path: path.clone(),
+            }
+        })
+    };
+
+    let mut input = ff::format::input_with_interrupt(&part.input, interrupt.clone())
+        .map_err(|e| crate::probe::map_error(OP, &path, part.timeout, e))?;
+    let vstream =
+        input
+            .streams()
+            .best(MediaType::Video)
+            .ok_or_else(|| TranscodeError::InvalidInput {
+                op: OP,
+                path: path.clone(),
+                reason: "no video stream".to_owned(),
+            })?;
+    let vindex = vstream.index();
+    let vtb = vstream.time_base();
+    let t0 = if vstream.start_time() == ff::ffi::AV_NOPTS_VALUE {
+        0
+    } else {
+        vstream.start_time()
+    };
+    let t0_s = ts_seconds(t0, vtb);
+    let avg = vstream.avg_frame_rate();
+    let nominal_frame_s = if avg.numerator() > 0 && avg.denominator() > 0 {
+        f64::from(avg.denominator()) / f64::from(avg.numerator())
+    } else {
+        1.0 / 30.0
+    };
+    let vparams = vstream.parameters();
+    let audio_stream = if part.audio && part.ladder.audio.is_some() {
+        input
+            .streams()
+            .best(MediaType::Audio)
+            .map(|s| (s.index(), s.parameters(), s.time_base()))
+    } else {
+        None
+    };
+    let need_frames = part.video.is_some() || part.poster || part.storyboard;
+    let range = part.video.unwrap_or(SegmentRange::ALL);
+    let seg_s = f64::from(part.ladder.segment_seconds);
+    let start_s = f64::from(range.start) * seg_s;
+    let end_s = range.end.map(|e| f64::from(e) * seg_s);
+    if range.start > 0 {
+        let ts = ((start_s + t0_s) * 1_000_000.0) as i64;
+        input
+            .seek(ts, ..ts)
+            .map_err(|e| ff_err(format!("seek to {start_s} s: {e}")))?;
+    }
+
+    let mut decoder = if need_frames {
+        let mut ctx = ff::codec::Context::from_parameters(vparams).map_err(|e| {
+            TranscodeError::Unsupported {
+                op: OP,
+                path: path.clone(),
+                reason: format!("video stream: {e}"),
+            }
+        })?;
+        ctx.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        Some(
+            ctx.decoder()
+                .video()
+                .map_err(|e| TranscodeError::Unsupported {
+                    op: OP,
+                    path: path.clone(),
+                    reason: format!("no decoder for the video stream: {e}"),
+                })?,
+        )
+    } else {
+        None
+    };
+    let mut prefilter = chain(part.interlaced, part.rotation).map(|s| Prefilter::new(s, vtb));
+
+    let rung_jobs: Vec<RungJob> = match part.video {
+        Some(_) => part
+            .ladder
+            .rungs
+            .iter()
+            .map(|r| RungJob {
+                rung: r.clone(),
+                format: part.ladder.format,
+                encoder: part.encoder,
+                preset: part.preset.clone(),
+                threads: part.threads,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+
+    std::thread::scope(|scope| -> Result<PartResult, TranscodeError> {
+        let fail = |stop: &AtomicBool, e: String| {
+            stop.store(true, Ordering::SeqCst);
+            e
+        };
+        // Rungs.
+        let mut frame_txs: Vec<SyncSender<FrameMsg>> = Vec::new();
+        let mut rung_handles = Vec::new();
+        for job in &rung_jobs {
+            let (tx, rx): (SyncSender<FrameMsg>, Receiver<FrameMsg>) = sync_channel(FRAME_QUEUE);
+            frame_txs.push(tx);
+            let uploads = uploads.clone();
+            let stop = stop.clone();
+            let fmt = part.ladder.format;
+            rung_handles.push(scope.spawn(move || {
+                let dir = job.rung.name.clone();
+                let mut rendition = RenditionPart::default();
+                let mut emit = |done: Finished| -> Result<(), String> {
+                    if stop.load(Ordering::SeqCst) {
+                        return Err("stopped".to_owned());
+                    }
+                    if let Some(init) = done.init {
+                        let digest = fnv(&init);
+                        if rendition.init_digest.is_none() {
+                            rendition.init_digest = Some(digest);
+                            if range.start == 0 {
+                                send(&uploads, format!("{dir}/init.mp4"), init)?;
+                            }
+                        } else if rendition.init_digest != Some(digest) {
+                            return Err(format!("{dir}: the init segment changed mid-stream"));
+                        }
+                    }
+                    rendition.segments.push(SegStored {
+                        index: done.index,
+                        size: done.bytes.len() as u64,
+                        keyframe: done.starts_with_keyframe,
+                    });
+                    send(
+                        &uploads,
+                        format!("{dir}/{}", segment_name(fmt, done.index)),
+                        done.bytes,
+                    )
+                };
+                let out = run_rung(job, &rx, &mut emit).map_err(|e| fail(&stop, e));
+                drop(rx);
+                out.map(|o| (rendition, o.frames))
+            }));
+        }
+        // Thumbnails.
+        let mut thumb_tx = None;
+        let thumb_handle = if part.poster || part.storyboard {
+            let (tx, rx) = sync_channel::<FrameMsg>(FRAME_QUEUE);
+            thumb_tx = Some(tx);
+            let job = ThumbJob {
+                display: part.display,
+                poster: part
+                    .poster
+                    .then(|| part.ladder.rungs.first().map(|r| (r.width, r.height)))
+                    .flatten(),
+                storyboard: part.storyboard,
+                duration_s: part.duration_s,
+            };
+            let stop = stop.clone();
+            Some(scope.spawn(move || run_thumbs(&job, &rx).map_err(|e| fail(&stop, e))))
+        } else {
+            None
+        };
+        // Audio.
+        let mut audio_tx = None;
+        let audio_handle = match (&audio_stream, &part.ladder.audio) {
+            (Some((_, params, tb)), Some(plan)) => {
+                let (tx, rx) = sync_channel::<ff::Packet>(64);
+                audio_tx = Some(tx);
+                let job = AudioJob {
+                    params: params.clone(),
+                    time_base: *tb,
+                    start_s: t0_s,
+                    plan: plan.clone(),
+                    format: part.ladder.format,
+                    segment_seconds: part.ladder.segment_seconds,
+                };
+                let uploads = uploads.clone();
+                let stop = stop.clone();
+                let fmt = part.ladder.format;
+                Some(scope.spawn(move || {
+                    let mut rendition = RenditionPart::default();
+                    let mut emit = |done: Finished| -> Result<(), String> {
+                        if stop.load(Ordering::SeqCst) {
+                            return Err("stopped".to_owned());
+                        }
+                        if let Some(init) = done.init {
+                            if rendition.init_digest.is_none() {
+                                rendition.init_digest = Some(fnv(&init));
+                                send(&uploads, "audio/init.mp4".to_owned(), init)?;
+                            }
+                        }
+                        rendition.segments.push(SegStored {
+                            index: done.index,
+                            size: done.bytes.len() as u64,
+                            keyframe: true,
+                        });
+                        send(
+                            &uploads,
+                            format!("audio/{}", segment_name(fmt, done.index)),
+                            done.bytes,
+                        )
+                    };
+                    let timing = run_audio(&job, &rx, &mut emit).map_err(|e| fail(&stop, e));
+                    drop(rx);
+                    timing.map(|t| {
+                        let t = t
+                            .into_iter()
+                            .map(|s| SegTiming {
+                                index: s.index,
+                                duration_s: s.duration_s,
+                            })
+                            .collect::<Vec<_>>();
+                        (rendition, t)
+                    })
+                }))
+            }
+            _ => None,
+        };
+
+        // The decode loop, on this thread.
+        let mut state = Decode {
+            t0,
+            vtb,
+            start_s,
+            end_s,
+            seg_s,
+            nominal_frame_s,
+            last_time: None,
+            current: None,
+            timeline: Vec::new(),
+            end_time: None,
+            frames: 0,
+            done: false,
+        };
+        let total_s = end_s.unwrap_or(part.duration_s).max(start_s) - start_s;
+        let mut last_report = started;
+        let mut report = |frames: u64, media_s: f64, stage: Stage, force: bool| {
+            let Some(cb) = progress else { return };
+            let now = clock.monotonic();
+            if !force && now.saturating_sub(last_report) < Duration::from_millis(250) {
+                return;
+            }
+            last_report = now;
+            let wall = now.saturating_sub(started).as_secs_f64().max(1e-6);
+            let media = (media_s - start_s).max(0.0);
+            cb(&Progress {
+                stage,
+                percent: if total_s > 0.0 {
+                    (media / total_s * 100.0).clamp(0.0, 100.0)
+                } else {
+                    0.0
+                },
+                frames,
+                fps: frames as f64 / wall,
+                speed: media / wall,
+                elapsed_ms: u64::try_from(now.saturating_sub(started).as_millis())
+                    .unwrap_or(u64::MAX),
+            });
+        };
+        report(0, start_s, Stage::Encoding, true);
+
+        let mut decoded = ff::frame::Video::empty();
+        let mut read_errors = 0u32;
+        let mut decode_errors = 0u64;
+        let mut packet = ff::Packet::empty();
+        let loop_result: Result<(), TranscodeError> = (|| {
+            loop {
+                if let Some(e) = stopped(&interrupt) {
+                    return Err(e);
+                }
+                match packet.read(&mut input) {
+                    Ok(()) => read_errors = 0,
+                    Err(ff::Error::Eof) => break,
+                    Err(e) => {
+                        if let Some(err) = stopped(&interrupt) {
+                            return Err(err);
+                        }
+                        read_errors += 1;
+                        if read_errors > 64 {
+                            return Err(TranscodeError::InvalidInput {
+                                op: OP,
+                                path: path.clone(),
+                                reason: format!("unreadable past this point ({e})"),
+                            });
+                        }
+                        continue;
+                    }
+                }
+                let index = packet.stream();
+                if let (Some(tx), Some((aidx, ..))) = (&audio_tx, &audio_stream) {
+                    if index == *aidx && tx.send(packet.clone()).is_err() {
+                        break;
+                    }
+                }
+                if index != vindex {
+                    continue;
+                }
+                let Some(dec) = decoder.as_mut() else {
+                    continue;
+                };
+                if dec.send_packet(&packet).is_err() {
+                    decode_errors += 1;
+                    continue;
+                }
+                while dec.receive_frame(&mut decoded).is_ok() {
+                    let frames = filtered(&mut prefilter, &mut decoded).map_err(&ff_err)?;
+                    for f in frames {
+                        if !state.push(f, &frame_txs, thumb_tx.as_ref()) {
+                            return Ok(());
+                        }
+                    }
+                    report(state.frames, state.media_s(), Stage::Encoding, false);
+                }
+                if state.done {
+                    return Ok(());
+                }
+            }
+            if let Some(dec) = decoder.as_mut() {
+                if dec.send_eof().is_ok() {
+                    while dec.receive_frame(&mut decoded).is_ok() {
+                        let frames = filtered(&mut prefilter, &mut decoded).map_err(&ff_err)?;
+                        for f in frames {
+                            if !state.push(f, &frame_txs, thumb_tx.as_ref()) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                if let Some(p) = prefilter.as_mut() {
+                    for f in p.run(None).map_err(&ff_err)? {
+                        if !state.push(f, &frame_txs, thumb_tx.as_ref()) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if loop_result.is_err() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        // Closing the channels ends every consumer.
+        drop(frame_txs);
+        drop(thumb_tx);
+        drop(audio_tx);
+        let mut first_err: Option<String> = None;
+        let mut rungs = Vec::new();
+        let mut frames_encoded = 0u64;
+        for h in rung_handles {
+            match h.join() {
+                Ok(Ok((r, n))) => {
+                    frames_encoded = frames_encoded.max(n);
+                    rungs.push(r);
+                }
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert("a rung thread panicked".to_owned());
+                }
+            }
+        }
+        let thumbs = match thumb_handle.map(|h| h.join()) {
+            None => None,
+            Some(Ok(Ok(t))) => Some(t),
+            Some(Ok(Err(e))) => {
+                first_err.get_or_insert(e);
+                None
+            }
+            Some(Err(_)) => {
+                first_err.get_or_insert("the thumbnail thread panicked".to_owned());
+                None
+            }
+        };
+        let audio = match audio_handle.map(|h| h.join()) {
+            None => None,
+            Some(Ok(Ok(a))) => Some(a),
+            Some(Ok(Err(e))) => {
+                first_err.get_or_insert(e);
+                None
+            }
+            Some(Err(_)) => {
+                first_err.get_or_insert("the audio thread panicked".to_owned());
+                None
+            }
+        };
+        loop_result?;
+        if let Some(e) = stopped(&interrupt).filter(|_| first_err.is_none()) {
+            return Err(e);
+        }
+        if let Some(e) = first_err {
+            if let Some(err) =
+                stopped(&|| cancel.is_cancelled() || timed_out.load(Ordering::SeqCst))
+            {
+                return Err(err);
+            }
+            return Err(ff_err(e));
+        }
+        if need_frames && state.frames == 0 {
+            return Err(TranscodeError::InvalidInput {
+                op: OP,
+                path: path.clone(),
+                reason: if decode_errors > 0 {
+                    format!("no video frame could be decoded ({decode_errors} corrupt packets)")
+                } else {
+                    "no video frame in range".to_owned()
+                },
+            });
+        }
+        report(state.frames, state.media_s(), Stage::Encoding, true);
+
+        let mut result = PartResult {
+            timeline: state.timeline(),
+            rungs,
+            audio,
+            frames: state.frames.max(frames_encoded),
+            ..PartResult::default()
+        };
+        if part.video.is_none() {
+            result.timeline.clear();
+        }
+        if let Some(t) = thumbs {
+            if let Some(poster) = t.poster {
+                send(uploads, "poster.jpg".to_owned(), poster).map_err(&ff_err)?;
+                result.poster = true;
+            }
+            let sheets = t.sheets.len();
+            for (i, sheet) in t.sheets.into_iter().enumerate() {
+                send(uploads, format!("storyboard/{}", sheet_name(i)), sheet).map_err(&ff_err)?;
+            }
+            if let Some(TileLayout {
+                width,
+                height,
+                interval_s,
+            }) = t.layout
+            {
+                result.storyboard = Some((width, height, interval_s, t.tiles, sheets));
+            }
+        }
+        Ok(result)
+    })
+}
+
+fn send(uploads: &UploadTx, name: String, bytes: Vec<u8>) -> Result<(), String> {
+    uploads
+        .blocking_send((name, Bytes::from(bytes)))
+        .map_err(|_| "the store stopped taking objects".to_owned())
+}
+
+fn filtered(
+    prefilter: &mut Option<Prefilter>,
+    frame: &mut ff::frame::Video,
+) -> Result<Vec<ff::frame::Video>, String> {
+    match prefilter {
+        Some(p) => p.run(Some(frame)),
+        // The decoder refills its own frame next time: take this one.
+        None => Ok(vec![std::mem::replace(frame, ff::frame::Video::empty())]),
+    }
+}
+
+/// The decoder side's bookkeeping: frame times, segment starts, the
+/// timeline.
+struct Decode {
+    t0: i64,
+    vtb: ff::Rational,
+    start_s: f64,
+    end_s: Option<f64>,
+    seg_s: f64,
+    nominal_frame_s: f64,
+    last_time: Option<f64>,
+    current: Option<u32>,
+    /// Segment starts: (segment, time of its first frame).
+    timeline: Vec<(u32, f64)>,
+    /// Where the last segment ends: the first frame past the range, or the
+    /// last frame's end.
+    end_time: Option<f64>,
+    frames: u64,
+    done: bool,
+}
+
+impl Decode {
+    fn media_s(&self) -> f64 {
+        self.last_time.unwrap_or(self.start_s)
+    }
+
+    /// Places one frame; `false` when the range is done or a consumer is
+    /// gone.
+    fn push(
+        &mut self,
+        frame: ff::frame::Video,
+        rungs: &[SyncSender<FrameMsg>],
+        thumbs: Option<&SyncSender<FrameMsg>>,
+    ) -> bool {
+        let ts = frame.timestamp().or(frame.pts());
+        let time = match ts {
+            Some(t) => ts_seconds(t - self.t0, self.vtb),
+            None => self.last_time.map_or(0.0, |l| l + self.nominal_frame_s),
+        };
+        // Frames before the start (edit-list pre-roll, a seek's lead-in)
+        // and repeated or backward timestamps are not shown.
+        if time < self.start_s - 1e-6 || self.last_time.is_some_and(|l| time <= l + 1e-9) {
+            return true;
+        }
+        if self.end_s.is_some_and(|e| time >= e - 1e-9) {
+            self.end_time = Some(time);
+            self.done = true;
+            return false;
+        }
+        let segment = ((time / self.seg_s) + 1e-9).floor().max(0.0) as u32;
+        let starts = self.current != Some(segment);
+        if starts {
+            self.current = Some(segment);
+            self.timeline.push((segment, time));
+        }
+        self.last_time = Some(time);
+        self.frames += 1;
+        let msg = FrameMsg {
+            frame: Arc::new(frame),
+            time_s: time,
+            segment,
+            starts,
+        };
+        for tx in rungs {
+            if tx.send(msg.clone()).is_err() {
+                return false;
+            }
+        }
+        if let Some(tx) = thumbs {
+            // The images are optional: a failed thumbnail thread reports
+            // its own error.
+            let _ = tx.send(msg);
+        }
+        true
+    }
+
+    fn timeline(&self) -> Vec<SegTiming> {
+        let end = self
+            .end_time
+            .or(self.last_time.map(|l| l + self.nominal_frame_s))
+            .unwrap_or(0.0);
+        self.timeline
+            .iter()
+            .enumerate()
+            .map(|(i, &(index, start))| {
+                let next = self.timeline.get(i + 1).map_or(end, |n| n.1);
+                SegTiming {
+                    index,
+                    duration_s: next - start,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_in_order() {
+        assert_eq!(segment_name(SegmentFormat::Fmp4, 7), "seg_00007.m4s");
+        assert_eq!(segment_name(SegmentFormat::Ts, 12345), "seg_12345.ts");
+        assert_eq!(sheet_name(2), "sheet_002.jpg");
+    }
+}

@@ -1,0 +1,222 @@
+//! One HLS segment at a time, muxed in memory.
+//!
+//! Every segment gets its own muxer writing into a byte buffer (FFmpeg's
+//! custom I/O), so a segment is complete and in hand the moment it ends and
+//! can go straight to the object store; memory holds one segment per
+//! rendition, whatever the length of the source.
+//!
+//! - MPEG-TS: each segment starts with PAT and PMT and carries the
+//!   timestamps it was given (`mpegts_copyts`), so segments made by
+//!   different muxers, workers or chunks line up.
+//! - fMP4: each muxer writes `ftyp moov moof mdat`; the `ftyp moov` part is
+//!   the rendition's `init.mp4` (identical for every segment of a
+//!   rendition), and the fragment's `tfdt` and sequence number are
+//!   rewritten to the segment's place on the track timeline (see
+//!   [`crate::mp4`]).
+//!
+//! Packets arrive in the encoder's time base with timestamps relative to
+//! the source's start; the segmenter adds [`TIMELINE_OFFSET_S`] so that no
+//! decode timestamp (B-frame reordering, AAC priming) is negative.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ff::format::context::StreamIo;
+use ff::Rational;
+use ffmpeg_next as ff;
+use videosync_hls::ladder::SegmentFormat;
+
+use crate::mp4;
+
+/// Seconds added to every output timestamp: presentation starts at this
+/// time on every rendition, which keeps all decode timestamps positive.
+pub const TIMELINE_OFFSET_S: i64 = 10;
+
+/// A `Write` into a shared buffer the segmenter takes back after the
+/// muxer is done.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A finished segment.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// Segment number (its place on the timeline, `start / segment length`).
+    pub(crate) index: u32,
+    /// The media bytes (`moof mdat`, or the TS packets).
+    pub(crate) bytes: Vec<u8>,
+    /// For fMP4: the rendition's init segment (`ftyp moov`).
+    pub(crate) init: Option<Vec<u8>>,
+    /// Whether the first packet was a keyframe.
+    pub(crate) starts_with_keyframe: bool,
+}
+
+/// An error from the segmenter, as text for the pipeline's error.
+pub(crate) type SegError = String;
+
+struct Open {
+    index: u32,
+    output: ff::format::context::Output,
+    buf: SharedBuf,
+    out_tb: Rational,
+    first_dts: Option<i64>,
+    first_key: bool,
+}
+
+/// Muxes one rendition's packets into a sequence of segments.
+pub(crate) struct Segmenter {
+    format: SegmentFormat,
+    in_tb: Rational,
+    open: Option<Open>,
+}
+
+impl Segmenter {
+    /// A segmenter for packets in time base `in_tb`.
+    pub(crate) fn new(format: SegmentFormat, in_tb: Rational) -> Self {
+        Segmenter {
+            format,
+            in_tb,
+            open: None,
+        }
+    }
+
+    /// Starts segment `index` for the stream of `encoder`; the previous
+    /// segment must have been finished.
+    pub(crate) fn begin(
+        &mut self,
+        index: u32,
+        encoder: &ff::codec::Context,
+    ) -> Result<(), SegError> {
+        if self.open.is_some() {
+            return Err("segment begun twice".to_owned());
+        }
+        let buf = SharedBuf::default();
+        let io = StreamIo::from_write(buf.clone()).map_err(|e| format!("custom I/O: {e}"))?;
+        let name = match self.format {
+            SegmentFormat::Fmp4 => "mp4",
+            SegmentFormat::Ts => "mpegts",
+        };
+        let mut output = ff::format::output_to_stream(io, None, Some(name))
+            .map_err(|e| format!("{name} muxer: {e}"))?;
+        {
+            let mut stream = output
+                .add_stream_with(encoder)
+                .map_err(|e| format!("{name} stream: {e}"))?;
+            stream.set_time_base(self.in_tb);
+        }
+        let mut opts = ff::Dictionary::new();
+        match self.format {
+            SegmentFormat::Fmp4 => {
+                // One fragment per segment, written at the trailer; no
+                // `mfra` index (dropped anyway).
+                opts.set("movflags", "frag_custom+empty_moov+default_base_moof");
+            }
+            SegmentFormat::Ts => {
+                opts.set("mpegts_copyts", "1");
+            }
+        }
+        opts.set("avoid_negative_ts", "disabled");
+        output
+            .write_header_with(opts)
+            .map_err(|e| format!("{name} header: {e}"))?;
+        let out_tb = output
+            .stream(0)
+            .map(|s| s.time_base())
+            .ok_or_else(|| "muxer lost its stream".to_owned())?;
+        self.open = Some(Open {
+            index,
+            output,
+            buf,
+            out_tb,
+            first_dts: None,
+            first_key: false,
+        });
+        Ok(())
+    }
+
+    /// The number of the open segment.
+    pub(crate) fn current(&self) -> Option<u32> {
+        self.open.as_ref().map(|o| o.index)
+    }
+
+    /// Writes one packet (encoder time base, source-relative timestamps)
+    /// to the open segment.
+    pub(crate) fn write(&mut self, packet: &mut ff::Packet) -> Result<(), SegError> {
+        let in_tb = self.in_tb;
+        let open = self
+            .open
+            .as_mut()
+            .ok_or_else(|| "packet outside a segment".to_owned())?;
+        packet.rescale_ts(in_tb, open.out_tb);
+        let offset = TIMELINE_OFFSET_S * i64::from(open.out_tb.denominator())
+            / i64::from(open.out_tb.numerator().max(1));
+        packet.set_pts(packet.pts().map(|p| p + offset));
+        packet.set_dts(packet.dts().map(|d| d + offset));
+        if open.first_dts.is_none() {
+            open.first_dts = packet.dts().or(packet.pts());
+            open.first_key = packet.is_key();
+        }
+        packet.set_stream(0);
+        packet.set_position(-1);
+        packet
+            .write(&mut open.output)
+            .map(|_| ())
+            .map_err(|e| format!("mux segment {}: {e}", open.index))
+    }
+
+    /// Ends the open segment and returns it; `None` when no segment is
+    /// open or the open one got no packet.
+    pub(crate) fn finish(&mut self) -> Result<Option<Finished>, SegError> {
+        let Some(mut open) = self.open.take() else {
+            return Ok(None);
+        };
+        open.output
+            .write_trailer()
+            .map_err(|e| format!("finish segment {}: {e}", open.index))?;
+        drop(open.output);
+        let bytes = open.buf.take();
+        let Some(first_dts) = open.first_dts else {
+            return Ok(None);
+        };
+        match self.format {
+            SegmentFormat::Ts => Ok(Some(Finished {
+                index: open.index,
+                bytes,
+                init: None,
+                starts_with_keyframe: open.first_key,
+            })),
+            SegmentFormat::Fmp4 => {
+                let (init, mut media) = mp4::split_segment(&bytes).map_err(|e| e.to_string())?;
+                let base = u64::try_from(first_dts)
+                    .map_err(|_| format!("segment {} starts before zero", open.index))?;
+                mp4::patch_fragments(&mut media, open.index.wrapping_add(1), base)
+                    .map_err(|e| e.to_string())?;
+                Ok(Some(Finished {
+                    index: open.index,
+                    bytes: media,
+                    init: Some(init),
+                    starts_with_keyframe: open.first_key,
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The poster image and the storyboard (sprite sheets plus a WebVTT track
+//! of `#xywh=` cues) for scrubbing previews.
+
+use std::fmt::Write as _;
+use std::sync::mpsc::Receiver;
+
+use ff::format::Pixel;
+use ff::Rational;
+use ffmpeg_next as ff;
+use serde::{Deserialize, Serialize};
+
+use crate::video::FrameMsg;
+
+/// Tiles per sheet row.
+pub(crate) const STORYBOARD_COLUMNS: u32 = 10;
+/// Tile rows per sheet.
+pub(crate) const STORYBOARD_ROWS: u32 = 10;
+/// Tile width in pixels (the height follows the display aspect ratio).
+pub(crate) const TILE_WIDTH: u32 = 160;
+/// Most tiles in a storyboard; longer sources get longer intervals.
+pub(crate) const MAX_TILES: u32 = 400;
+
+/// The storyboard of a ladder, as written to the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Storyboard {
+    /// The WebVTT track, relative to the ladder root.
+    pub vtt: String,
+    /// The sprite sheets, relative to the ladder root, in order.
+    pub sheets: Vec<String>,
+    /// Tile width in pixels.
+    pub tile_width: u32,
+    /// Tile height in pixels.
+    pub tile_height: u32,
+    /// Tiles per sheet row.
+    pub columns: u32,
+    /// Tile rows per full sheet.
+    pub rows: u32,
+    /// Seconds between tiles.
+    pub interval_s: f64,
+    /// Number of tiles.
+    pub tiles: u32,
+}
+
+/// What the thumbnail thread made: encoded images, ready to store.
+#[derive(Debug, Default)]
+pub(crate) struct Thumbs {
+    /// `poster.jpg`.
+    pub(crate) poster: Option<Vec<u8>>,
+    /// Sheets, in order.
+    pub(crate) sheets: Vec<Vec<u8>>,
+    /// The tile layout, when a storyboard was made.
+    pub(crate) layout: Option<TileLayout>,
+    /// Tile count.
+    pub(crate) tiles: u32,
+}
+
+/// Tile geometry and timing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct TileLayout {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) interval_s: f64,
+}
+
+/// What to make.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ThumbJob {
+    /// Display size of the source (after rotation).
+    pub(crate) display: (u32, u32),
+    /// Poster size (the top rung's).
+    pub(crate) poster: Option<(u32, u32)>,
+    /// Whether to make a storyboard.
+    pub(crate) storyboard: bool,
+    /// Source duration in seconds (for the poster time and tile interval).
+    pub(crate) duration_s: f64,
+}
+
+/// Seconds between storyboard tiles for a source of `duration_s`: one a
+/// second for short clips, longer so that no more than [`MAX_TILES`] are
+/// made.
+pub(crate) fn tile_interval(duration_s: f64) -> f64 {
+    (duration_s / f64::from(MAX_TILES)).ceil().max(1.0)
+}
+
+/// Consumes the decoded frames, picks the poster and the tiles.
+pub(crate) fn run_thumbs(job: &ThumbJob, frames: &Receiver<FrameMsg>) -> Result<Thumbs, String> {
+    let poster_at = (job.duration_s * 0.1).min(10.0);
+    let interval = tile_interval(job.duration_s);
+    let (dw, dh) = job.display;
+    let tile_h =
+        even((f64::from(TILE_WIDTH) * f64::from(dh) / f64::from(dw.max(1))).round() as u32);
+    let layout = TileLayout {
+        width: TILE_WIDTH,
+        height: tile_h,
+        interval_s: interval,
+    };
+    let mut out = Thumbs::default();
+    let mut poster_frame: Option<std::sync::Arc<ff::frame::Video>> = None;
+    let mut tile_scaler = Scaler::default();
+    let mut sheet: Option<ff::frame::Video> = None;
+    let mut next_tile = 0.0f64;
+    let per_sheet = STORYBOARD_COLUMNS * STORYBOARD_ROWS;
+
+    for msg in frames {
+        if job.poster.is_some() && out.poster.is_none() {
+            let take = poster_frame.is_none() || msg.time_s <= poster_at;
+            if take {
+                poster_frame = Some(msg.frame.clone());
+            }
+        }
+        if job.storyboard && msg.time_s + 1e-6 >= next_tile {
+            let tile = tile_scaler.scale(&msg.frame, TILE_WIDTH, tile_h)?;
+            let slot = out.tiles % per_sheet;
+            if slot == 0 {
+                if let Some(done) = sheet.take() {
+                    out.sheets.push(encode_jpeg(&done)?);
+                }
+                sheet = Some(blank_sheet(TILE_WIDTH, tile_h));
+            }
+            if let Some(s) = sheet.as_mut() {
+                blit(
+                    &tile,
+                    s,
+                    (slot % STORYBOARD_COLUMNS) * TILE_WIDTH,
+                    (slot / STORYBOARD_COLUMNS) * tile_h,
+                );
+            }
+            out.tiles += 1;
+            while next_tile <= msg.time_s + 1e-6 {
+                next_tile += interval;
+            }
+        }
+    }
+    if let Some(done) = sheet.take() {
+        // The last sheet keeps only the rows it uses.
+        let used = (out.tiles - 1) % per_sheet / STORYBOARD_COLUMNS + 1;
+        let mut cropped = ff::frame::Video::new(Pixel::YUVJ420P, done.width(), used * tile_h);
+        blit(&done, &mut cropped, 0, 0);
+        out.sheets.push(encode_jpeg(&cropped)?);
+    }
+    if job.storyboard && out.tiles > 0 {
+        out.layout = Some(layout);
+    }
+    if let (Some((w, h)), Some(frame)) = (job.poster, poster_frame) {
+        let mut scaler = Scaler::default();
+        let img = scaler.scale(&frame, w, h)?;
+        out.poster = Some(encode_jpeg(&img)?);
+    }
+    Ok(out)
+}
+
+/// The WebVTT track over the tiles.
+pub(crate) fn storyboard_vtt(
+    layout: TileLayout,
+    tiles: u32,
+    duration_s: f64,
+    sheet_uri: &dyn Fn(usize) -> String,
+) -> String {
+    let mut vtt = String::from("WEBVTT\n");
+    let per_sheet = STORYBOARD_COLUMNS * STORYBOARD_ROWS;
+    for i in 0..tiles {
+        let start = f64::from(i) * layout.interval_s;
+        let end = if i + 1 == tiles {
+            duration_s.max(start + 0.001)
+        } else {
+            f64::from(i + 1) * layout.interval_s
+        };
+        let slot = i % per_sheet;
+        let _ = write!(
+            vtt,
+            "\n{} --> {}\n{}#xywh={},{},{},{}\n",
+            vtt_time(start),
+            vtt_time(end),
+            sheet_uri((i / per_sheet) as usize),
+            (slot % STORYBOARD_COLUMNS) * layout.width,
+            (slot / STORYBOARD_COLUMNS) * layout.height,
+            layout.width,
+            layout.height
+        );
+    }
+    vtt
+}
+
+fn vtt_time(s: f64) -> String {
+    let ms = (s * 1000.0).round().max(0.0) as u64;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+fn even(v: u32) -> u32 {
+    (v.max(2) + 1) & !1
+}
+
+/// A scaler to full-range 4:2:0 (what JPEG wants), rebuilt when the input
+/// changes.
+#[derive(Default)]
+struct Scaler {
+    ctx: Option<(ff::software::scaling::Context, (Pixel, u32, u32, u32, u32))>,
+}
+
+impl Scaler {
+    fn scale(
+        &mut self,
+        src: &ff::frame::Video,
+        w: u32,
+        h: u32,
+    ) -> Result<ff::frame::Video, String> {
+        let key = (src.format(), src.width(), src.height(), w, h);
+        if self.ctx.as_ref().map(|c| c.1) != Some(key) {
+            let ctx = ff::software::scaling::Context::get(
+                key.0,
+                key.1,
+                key.2,
+                Pixel::YUVJ420P,
+                w,
+                h,
+                ff::software::scaling::Flags::BICUBIC,
+            )
+            .map_err(|e| format!("thumbnail scaler: {e}"))?;
+            self.ctx = Some((ctx, key));
+        }
+        let mut out = ff::frame::Video::empty();
+        if let Some((ctx, _)) = self.ctx.as_mut() {
+            ctx.run(src, &mut out)
+                .map_err(|e| format!("thumbnail scale: {e}"))?;
+        }
+        Ok(out)
+    }
+}
+
+fn blank_sheet(tile_w: u32, tile_h: u32) -> ff::frame::Video {
+    let mut sheet = ff::frame::Video::new(
+        Pixel::YUVJ420P,
+        tile_w * STORYBOARD_COLUMNS,
+        tile_h * STORYBOARD_ROWS,
+    );
+    for (plane, value) in [(0, 0u8), (1, 128), (2, 128)] {
+        sheet.data_mut(plane).fill(value);
+    }
+    sheet
+}
+
+/// Copies a 4:2:0 picture into another at (`x`, `y`) (both even), clipped
+/// to the target.
+fn blit(tile: &ff::frame::Video, sheet: &mut ff::frame::Video, x: u32, y: u32) {
+    for plane in 0..3 {
+        let w = tile.width().min(sheet.width().saturating_sub(x));
+        let h = tile.height().min(sheet.height().saturating_sub(y));
+        let (sub, w, h) = if plane == 0 {
+            (1, w, h)
+        } else {
+            (2, w / 2, h / 2)
+        };
+        let (src_stride, dst_stride) = (tile.stride(plane), sheet.stride(plane));
+        let (px, py) = ((x / sub) as usize, (y / sub) as usize);
+        let src = tile.data(plane);
+        let dst = sheet.data_mut(plane);
+        for row in 0..h as usize {
+            let s = row * src_stride;
+            let d = (py + row) * dst_stride + px;
+            if s + w as usize <= src.len() && d + w as usize <= dst.len() {
+                dst[d..d + w as usize].copy_from_slice(&src[s..s + w as usize]);
+            }
+        }
+    }
+}
+
+/// Encodes a full-range 4:2:0 picture as a JPEG.
+fn encode_jpeg(img: &ff::frame::Video) -> Result<Vec<u8>, String> {
+    let codec = ff::encoder::find(ff::codec::Id::MJPEG).ok_or("JPEG encoder not available")?;
+    let mut enc = ff::codec::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| format!("jpeg: {e}"))?;
+    enc.set_width(img.width());
+    enc.set_height(img.height());
+    enc.set_format(Pixel::YUVJ420P);
+    enc.set_time_base(Rational::new(1, 25));
+    // A fixed quantiser of 3 (FFmpeg's `-q:v 3`): good quality at a few kB
+    // per tile.
+    enc.set_flags(ff::codec::Flags::QSCALE);
+    enc.set_global_quality(3 * 118);
+    enc.set_qmin(3);
+    enc.set_qmax(3);
+    let mut opened = enc.open_as(codec).map_err(|e| format!("open jpeg: {e}"))?;
+    let mut frame = img.clone();
+    frame.set_pts(Some(0));
+    opened
+        .send_frame(&frame)
+        .and_then(|()| opened.send_eof())
+        .map_err(|e| format!("jpeg encode: {e}"))?;
+    let mut packet = ff::Packet::empty();
+    opened
+        .receive_packet(&mut packet)
+        .map_err(|e| format!("jpeg encode: {e}"))?;
+    Ok(packet.data().map(<[u8]>::to_vec).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_grows_with_length() {
+        assert_eq!(tile_interval(20.0), 1.0);
+        assert_eq!(tile_interval(400.0), 1.0);
+        assert_eq!(tile_interval(401.0), 2.0);
+        assert_eq!(tile_interval(7200.0), 18.0);
+    }
+
+    #[test]
+    fn vtt_cues_address_tiles() {
+        let layout = TileLayout {
+            width: 160,
+            height: 90,
+            interval_s: 1.0,
+        };
+        let vtt = storyboard_vtt(layout, 102, 101.5, &|i| format!("sheet_{i:03}.jpg"));
+        assert!(vtt.starts_with(
+            "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nsheet_000.jpg#xywh=0,0,160,90\n"
+        ));
+        assert!(vtt.contains("00:00:11.000 --> 00:00:12.000\nsheet_000.jpg#xywh=160,90,160,90\n"));
+        assert!(vtt.contains("00:01:41.000 --> 00:01:41.500\nsheet_001.jpg#xywh=160,0,160,90\n"));
+    }
+}

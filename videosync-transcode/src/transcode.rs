@@ -1,0 +1,731 @@
+//! The public transcode API: a source file in, an HLS ladder in an
+//! [`ObjectStore`] out.
+//!
+//! Layout under the destination prefix:
+//!
+//! ```text
+//! master.m3u8                 written last: the ladder exists once it does
+//! manifest.json               what was made, with measured bandwidths
+//! 1080p/index.m3u8            one folder per rung
+//! 1080p/init.mp4              (fMP4 only)
+//! 1080p/seg_00000.m4s         (.ts for MPEG-TS)
+//! audio/index.m3u8, audio/init.mp4, audio/seg_00000.m4s
+//! poster.jpg
+//! storyboard/storyboard.vtt, storyboard/sheet_000.jpg
+//! ```
+//!
+//! Segments are stored as they are produced. Playlists, the manifest and
+//! the master come at the end, after the ladder passed the validator; on
+//! any failure or cancellation everything written is removed again.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use videosync_core::catalog::Rendition;
+use videosync_core::store::DynObjectStore;
+use videosync_core::{ObjectKey, ObjectStore, SourceMeta};
+use videosync_hls::ladder::{plan, Ladder, LadderOptions, SegmentFormat, SourceVideo};
+use videosync_hls::playlist::{
+    master_playlist, master_to_string, measure, media_playlist, media_to_string, rendition,
+    AudioInput, SegmentInfo, VariantInput,
+};
+use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, ValidateOptions};
+
+use crate::error::TranscodeError;
+use crate::pipeline::{
+    run_part, segment_name, sheet_name, Part, PartResult, RenditionPart, SegTiming, SegmentRange,
+    UploadTx,
+};
+use crate::probe::{probe_async, Probe, ProbeOptions};
+use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
+use crate::thumbs::{storyboard_vtt, Storyboard, TileLayout, STORYBOARD_COLUMNS, STORYBOARD_ROWS};
+use crate::video::{resolve_encoder, EncoderChoice, VideoEncoder};
+
+const OP: &str = "transcode";
+
+/// Objects stored at once.
+const UPLOAD_CONCURRENCY: usize = 4;
+
+/// How to transcode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscodeOptions {
+    /// Rungs, segment length and segment format.
+    pub ladder: LadderOptions,
+    /// x264 preset (`ultrafast` .. `placebo`); ignored by NVENC.
+    pub preset: String,
+    /// Which H.264 encoder.
+    pub encoder: EncoderChoice,
+    /// Threads per x264 encoder; 0 lets x264 choose.
+    pub threads: usize,
+    /// Make `poster.jpg`.
+    pub poster: bool,
+    /// Make the storyboard.
+    pub storyboard: bool,
+    /// Give up after this long (`None`: no limit).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for TranscodeOptions {
+    fn default() -> Self {
+        TranscodeOptions {
+            ladder: LadderOptions::default(),
+            preset: "veryfast".to_owned(),
+            encoder: EncoderChoice::Auto,
+            threads: 0,
+            poster: true,
+            storyboard: true,
+            timeout: None,
+        }
+    }
+}
+
+/// Where a ladder goes: a store and a key prefix (`None`: the store root).
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// The store.
+    pub store: DynObjectStore,
+    /// The prefix every key starts with (`videos/<id>/hls`).
+    pub prefix: Option<ObjectKey>,
+}
+
+impl Destination {
+    /// A destination.
+    pub fn new(store: DynObjectStore, prefix: Option<ObjectKey>) -> Self {
+        Destination { store, prefix }
+    }
+
+    /// The key of `rel` under the prefix.
+    pub(crate) fn key(&self, rel: &str) -> Result<ObjectKey, videosync_core::Error> {
+        let full = match &self.prefix {
+            Some(p) => format!("{}/{rel}", p.as_str()),
+            None => rel.to_owned(),
+        };
+        ObjectKey::parse(&full).map_err(|e| videosync_core::Error::invalid_input(e.to_string()))
+    }
+}
+
+/// The source, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceSummary {
+    /// Catalog-style metadata.
+    #[serde(flatten)]
+    pub meta: SourceMeta,
+    /// Whether the video was interlaced (and so deinterlaced).
+    pub interlaced: bool,
+    /// Bits per sample of the video, when known.
+    pub bit_depth: Option<u32>,
+}
+
+/// The audio rendition in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestAudio {
+    /// Its media playlist.
+    pub playlist: String,
+    /// RFC 6381 codecs string.
+    pub codecs: String,
+    /// Channels.
+    pub channels: u32,
+    /// Sample rate, Hz.
+    pub sample_rate: u32,
+    /// Target bit rate.
+    pub bitrate: u64,
+    /// Measured peak bandwidth.
+    pub bandwidth: u64,
+    /// Measured average bandwidth.
+    pub average_bandwidth: u64,
+    /// Segment count.
+    pub segments: usize,
+}
+
+/// One video rendition in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestRendition {
+    /// As the catalog stores it (bandwidths include the audio).
+    #[serde(flatten)]
+    pub rendition: Rendition,
+    /// Target video bit rate.
+    pub bitrate: u64,
+    /// Measured peak bandwidth of the video alone.
+    pub video_bandwidth: u64,
+    /// Segment count.
+    pub segments: usize,
+}
+
+/// What a transcode made; stored as `manifest.json` beside the master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub version: u32,
+    /// The master playlist, relative to the ladder root.
+    pub master: String,
+    /// The source.
+    pub source: SourceSummary,
+    /// Segment container.
+    pub format: SegmentFormat,
+    /// Target segment length, seconds.
+    pub segment_seconds: u32,
+    /// Duration of the ladder, seconds.
+    pub duration_s: f64,
+    /// The H.264 encoder used.
+    pub encoder: VideoEncoder,
+    /// The x264 preset.
+    pub preset: String,
+    /// Video rungs, largest first.
+    pub renditions: Vec<ManifestRendition>,
+    /// The audio rendition.
+    pub audio: Option<ManifestAudio>,
+    /// The poster, relative to the ladder root.
+    pub poster: Option<String>,
+    /// The storyboard.
+    pub storyboard: Option<Storyboard>,
+    /// Source frames decoded.
+    pub frames: u64,
+    /// Parts the ladder was encoded in (1: single pass).
+    pub chunks: u32,
+}
+
+impl Manifest {
+    /// The renditions as the catalog stores them.
+    pub fn catalog_renditions(&self) -> Vec<Rendition> {
+        self.renditions
+            .iter()
+            .map(|r| r.rendition.clone())
+            .collect()
+    }
+}
+
+/// Everything decided before encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Planned {
+    pub(crate) ladder: Ladder,
+    pub(crate) source: SourceSummary,
+    pub(crate) encoder: VideoEncoder,
+    pub(crate) preset: String,
+    pub(crate) threads: usize,
+    pub(crate) interlaced: bool,
+    pub(crate) rotation: u32,
+    pub(crate) duration_s: f64,
+    pub(crate) display: (u32, u32),
+    pub(crate) poster: bool,
+    pub(crate) storyboard: bool,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Probes and plans.
+pub(crate) async fn prepare(
+    input: &Path,
+    opts: &TranscodeOptions,
+) -> Result<(Probe, Planned), TranscodeError> {
+    let path = input.display().to_string();
+    let probe = probe_async(input, ProbeOptions::default()).await?;
+    let video = probe.require_video()?;
+    if !video.decodable {
+        return Err(TranscodeError::InvalidInput {
+            op: OP,
+            path,
+            reason: format!("the {} video stream has no decodable frame", video.codec),
+        });
+    }
+    let meta = SourceMeta::from(&probe);
+    let mut source = SourceVideo::from_meta(&meta).map_err(|e| TranscodeError::InvalidInput {
+        op: OP,
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    // A source without a usable audio decoder is treated as silent.
+    if probe.audio.is_none() {
+        source.audio_channels = None;
+    }
+    let ladder = plan(&source, &opts.ladder).map_err(|e| TranscodeError::InvalidInput {
+        op: OP,
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let encoder = resolve_encoder(opts.encoder).map_err(|reason| TranscodeError::Unsupported {
+        op: OP,
+        path: path.clone(),
+        reason,
+    })?;
+    let display = video.display_dimensions();
+    let interlaced = video.field_order.is_some_and(|o| o.is_interlaced());
+    let duration_s = probe
+        .duration_ms
+        .or(video.duration_ms)
+        .map_or(0.0, |ms| ms as f64 / 1000.0);
+    let planned = Planned {
+        source: SourceSummary {
+            meta,
+            interlaced,
+            bit_depth: video.bit_depth,
+        },
+        ladder,
+        encoder,
+        preset: opts.preset.clone(),
+        threads: opts.threads,
+        interlaced,
+        rotation: video.rotation,
+        duration_s,
+        display,
+        poster: opts.poster,
+        storyboard: opts.storyboard,
+        timeout: opts.timeout,
+    };
+    Ok((probe, planned))
+}
+
+impl Planned {
+    pub(crate) fn part(&self, input: &Path, video: Option<SegmentRange>, extras: bool) -> Part {
+        Part {
+            input: input.to_path_buf(),
+            ladder: self.ladder.clone(),
+            video,
+            audio: extras,
+            poster: extras && self.poster,
+            storyboard: extras && self.storyboard,
+            encoder: self.encoder,
+            preset: self.preset.clone(),
+            threads: self.threads,
+            interlaced: self.interlaced,
+            rotation: self.rotation,
+            duration_s: self.duration_s,
+            display: self.display,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Stores what the encoding threads produce, a few objects at a time, and
+/// remembers every key written so a failure can remove them.
+pub(crate) struct Uploader {
+    tx: UploadTx,
+    task: tokio::task::JoinHandle<Result<(), videosync_core::Error>>,
+    written: Arc<Mutex<Vec<ObjectKey>>>,
+}
+
+impl Uploader {
+    pub(crate) fn start(dest: &Destination) -> Uploader {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Bytes)>(UPLOAD_CONCURRENCY * 2);
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let dest = dest.clone();
+        let record = written.clone();
+        let task = tokio::spawn(async move {
+            let mut running: JoinSet<Result<ObjectKey, videosync_core::Error>> = JoinSet::new();
+            let mut outcome = Ok(());
+            while let Some((name, bytes)) = rx.recv().await {
+                let key = match dest.key(&name) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                };
+                let store = dest.store.clone();
+                running.spawn(async move { store.put(&key, bytes.into()).await.map(|_| key) });
+                while running.len() >= UPLOAD_CONCURRENCY {
+                    if let Some(done) = running.join_next().await {
+                        if let Err(e) = collect(done, &record) {
+                            outcome = Err(e);
+                        }
+                    }
+                }
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            // Dropping the receiver makes every sender fail fast.
+            drop(rx);
+            while let Some(done) = running.join_next().await {
+                if let Err(e) = collect(done, &record) {
+                    outcome = outcome.and(Err(e));
+                }
+            }
+            outcome
+        });
+        Uploader { tx, task, written }
+    }
+
+    pub(crate) fn sender(&self) -> UploadTx {
+        self.tx.clone()
+    }
+
+    /// Waits for every queued object; the first store error.
+    pub(crate) async fn finish(self) -> (Result<(), videosync_core::Error>, Vec<ObjectKey>) {
+        drop(self.tx);
+        let outcome = match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(videosync_core::Error::unavailable("upload task failed", e)),
+        };
+        let written =
+            std::mem::take(&mut *self.written.lock().unwrap_or_else(PoisonError::into_inner));
+        (outcome, written)
+    }
+}
+
+fn collect(
+    done: Result<Result<ObjectKey, videosync_core::Error>, tokio::task::JoinError>,
+    record: &Mutex<Vec<ObjectKey>>,
+) -> Result<(), videosync_core::Error> {
+    match done {
+        Ok(Ok(key)) => {
+            record
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(key);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(videosync_core::Error::unavailable("upload failed", e)),
+    }
+}
+
+/// Removes what a failed run wrote; best effort, the run's error wins.
+pub(crate) async fn remove_all(store: &dyn ObjectStore, keys: &[ObjectKey]) {
+    for key in keys {
+        let _ = store.delete(key).await;
+    }
+}
+
+/// Runs one part: encoding on a blocking thread, storing on the runtime.
+/// On failure, what the part stored is removed.
+pub(crate) async fn run_part_stored(
+    part: Part,
+    dest: &Destination,
+    progress: Option<ProgressFn>,
+    cancel: &CancelToken,
+) -> Result<(PartResult, Vec<ObjectKey>), TranscodeError> {
+    let path = part.input.display().to_string();
+    let uploader = Uploader::start(dest);
+    let tx = uploader.sender();
+    let cancel_enc = cancel.clone();
+    let encoded = tokio::task::spawn_blocking(move || {
+        let r = run_part(&part, &tx, progress.as_ref(), &cancel_enc);
+        drop(tx);
+        r
+    })
+    .await;
+    let (stored, written) = uploader.finish().await;
+    let result = match encoded {
+        Ok(r) => r,
+        Err(e) => Err(TranscodeError::Ffmpeg {
+            op: OP,
+            path: path.clone(),
+            source: crate::error::FfmpegError::msg(format!("encoding thread failed: {e}")),
+        }),
+    };
+    let result = match (result, stored) {
+        (Ok(r), Ok(())) => Ok(r),
+        // A store failure explains the encoder's "stopped taking objects".
+        (Ok(_) | Err(TranscodeError::Ffmpeg { .. }), Err(e)) => Err(TranscodeError::Store {
+            op: OP,
+            path: path.clone(),
+            source: e,
+        }),
+        (Err(e), _) => Err(e),
+    };
+    match result {
+        Ok(r) => Ok((r, written)),
+        Err(e) => {
+            remove_all(dest.store.as_ref(), &written).await;
+            Err(e)
+        }
+    }
+}
+
+/// Transcodes `input` into an HLS ladder at `dest`: probe, plan, decode
+/// once, encode every rung in parallel, store segments as they are made,
+/// then playlists, manifest and master.
+///
+/// `progress` is called a few times a second from the decoding thread;
+/// `cancel` stops the run, which then removes what it wrote.
+///
+/// # Errors
+///
+/// [`TranscodeError::InvalidInput`] / [`TranscodeError::Unsupported`] /
+/// [`TranscodeError::NotFound`] for a bad source,
+/// [`TranscodeError::Cancelled`], [`TranscodeError::Timeout`],
+/// [`TranscodeError::Store`] when the store fails,
+/// [`TranscodeError::InvalidOutput`] when the produced ladder breaks an HLS
+/// rule. Nothing stays in the store after an error.
+pub async fn transcode(
+    input: impl AsRef<Path>,
+    dest: &Destination,
+    opts: &TranscodeOptions,
+    progress: Option<ProgressFn>,
+    cancel: &CancelToken,
+) -> Result<Manifest, TranscodeError> {
+    let input = input.as_ref();
+    report(progress.as_ref(), Stage::Probing, 0.0);
+    let (_, planned) = prepare(input, opts).await?;
+    let part = planned.part(input, Some(SegmentRange::ALL), true);
+    let (result, written) = run_part_stored(part, dest, progress.clone(), cancel).await?;
+    report(progress.as_ref(), Stage::Finishing, 100.0);
+    match finish(input, &planned, &[result], dest).await {
+        Ok(manifest) => {
+            report(progress.as_ref(), Stage::Done, 100.0);
+            Ok(manifest)
+        }
+        Err(e) => {
+            remove_all(dest.store.as_ref(), &written).await;
+            Err(e)
+        }
+    }
+}
+
+pub(crate) fn report(progress: Option<&ProgressFn>, stage: Stage, percent: f64) {
+    if let Some(cb) = progress {
+        cb(&Progress {
+            stage,
+            percent,
+            frames: 0,
+            fps: 0.0,
+            speed: 0.0,
+            elapsed_ms: 0,
+        });
+    }
+}
+
+/// Writes playlists, images' index, manifest and, last, the master over
+/// the parts' results (one part, or every chunk in order plus the extras).
+pub(crate) async fn finish(
+    input: &Path,
+    planned: &Planned,
+    parts: &[PartResult],
+    dest: &Destination,
+) -> Result<Manifest, TranscodeError> {
+    let path = input.display().to_string();
+    let invalid = |reason: String| TranscodeError::InvalidOutput {
+        op: OP,
+        path: path.clone(),
+        reason,
+    };
+    let store_err = |e: videosync_core::Error| TranscodeError::Store {
+        op: OP,
+        path: path.clone(),
+        source: e,
+    };
+    let ladder = &planned.ladder;
+    let format = ladder.format;
+
+    // The video timeline and every rung's segments, over all parts.
+    let mut timeline: Vec<SegTiming> = Vec::new();
+    let mut rungs: Vec<RenditionPart> = vec![RenditionPart::default(); ladder.rungs.len()];
+    let mut audio: Option<(RenditionPart, Vec<SegTiming>)> = None;
+    let mut poster = false;
+    let mut storyboard = None;
+    let mut frames = 0;
+    for p in parts {
+        timeline.extend_from_slice(&p.timeline);
+        frames += p.frames;
+        for (all, part) in rungs.iter_mut().zip(&p.rungs) {
+            if let (Some(a), Some(b)) = (all.init_digest, part.init_digest) {
+                if a != b {
+                    return Err(invalid(
+                        "chunks disagree on the init segment (encoder settings differ)".to_owned(),
+                    ));
+                }
+            }
+            all.init_digest = all.init_digest.or(part.init_digest);
+            all.segments.extend_from_slice(&part.segments);
+        }
+        if p.audio.is_some() {
+            audio.clone_from(&p.audio);
+        }
+        poster |= p.poster;
+        storyboard = storyboard.or(p.storyboard);
+    }
+    if timeline.is_empty() {
+        return Err(invalid("no video segment was produced".to_owned()));
+    }
+    let duration_s: f64 = timeline.iter().map(|t| t.duration_s).sum();
+
+    let infos = |stored: &[crate::pipeline::SegStored], timing: &[SegTiming]| {
+        let mut out = Vec::with_capacity(stored.len());
+        for s in stored {
+            let Some(t) = timing.iter().find(|t| t.index == s.index) else {
+                return Err(format!("segment {} has no timing", s.index));
+            };
+            let mut info = SegmentInfo::new(segment_name(format, s.index), t.duration_s, s.size);
+            info.starts_with_keyframe = s.keyframe;
+            out.push(info);
+        }
+        Ok(out)
+    };
+    let mut rung_infos = Vec::with_capacity(rungs.len());
+    for (rung, r) in ladder.rungs.iter().zip(&rungs) {
+        if r.segments.len() != timeline.len() {
+            return Err(invalid(format!(
+                "{} has {} segments, the timeline {}",
+                rung.name,
+                r.segments.len(),
+                timeline.len()
+            )));
+        }
+        rung_infos.push(infos(&r.segments, &timeline).map_err(&invalid)?);
+    }
+    let audio_infos = match (&audio, &ladder.audio) {
+        (Some((a, timing)), Some(_)) if !a.segments.is_empty() => {
+            Some(infos(&a.segments, timing).map_err(&invalid)?)
+        }
+        _ => None,
+    };
+
+    let uris: Vec<String> = ladder
+        .rungs
+        .iter()
+        .map(|r| format!("{}/index.m3u8", r.name))
+        .collect();
+    let hls = |e: videosync_hls::Error| invalid(e.to_string());
+    let medias = rung_infos
+        .iter()
+        .map(|s| media_playlist(format, s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(hls)?;
+    let audio_media = audio_infos
+        .as_ref()
+        .map(|s| media_playlist(format, s))
+        .transpose()
+        .map_err(hls)?;
+    let audio_input = match (&audio_infos, &ladder.audio) {
+        (Some(segs), Some(plan)) => Some(AudioInput {
+            uri: "audio/index.m3u8",
+            plan,
+            segments: segs,
+        }),
+        _ => None,
+    };
+    let variants: Vec<VariantInput<'_>> = ladder
+        .rungs
+        .iter()
+        .zip(&uris)
+        .zip(&rung_infos)
+        .map(|((rung, uri), segments)| VariantInput {
+            uri,
+            rung,
+            segments,
+        })
+        .collect();
+    let master = master_playlist(format, &variants, audio_input.as_ref()).map_err(hls)?;
+    let produced = ProducedLadder {
+        master: &master,
+        video: uris
+            .iter()
+            .zip(&medias)
+            .zip(&rung_infos)
+            .map(|((uri, playlist), segments)| ProducedRendition {
+                uri,
+                playlist,
+                segments,
+            })
+            .collect(),
+        audio: match (&audio_media, &audio_infos) {
+            (Some(playlist), Some(segments)) => Some(ProducedRendition {
+                uri: "audio/index.m3u8",
+                playlist,
+                segments,
+            }),
+            _ => None,
+        },
+    };
+    let violations = validate(&produced, &ValidateOptions::default());
+    if !violations.is_empty() {
+        let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        return Err(invalid(text.join("; ")));
+    }
+
+    let mut renditions = Vec::with_capacity(variants.len());
+    for v in &variants {
+        let r = rendition(v, audio_input.as_ref()).map_err(hls)?;
+        let video_bw = measure(v.segments).map_err(hls)?;
+        renditions.push(ManifestRendition {
+            rendition: r,
+            bitrate: v.rung.bitrate,
+            video_bandwidth: video_bw.peak,
+            segments: v.segments.len(),
+        });
+    }
+    let manifest_audio = match (&audio_input, &audio_infos) {
+        (Some(a), Some(segs)) => {
+            let bw = measure(segs).map_err(hls)?;
+            Some(ManifestAudio {
+                playlist: a.uri.to_owned(),
+                codecs: a.plan.codecs().to_owned(),
+                channels: a.plan.channels,
+                sample_rate: a.plan.sample_rate,
+                bitrate: a.plan.bitrate,
+                bandwidth: bw.peak,
+                average_bandwidth: bw.average,
+                segments: segs.len(),
+            })
+        }
+        _ => None,
+    };
+    let storyboard = storyboard.map(|(w, h, interval, tiles, sheets)| Storyboard {
+        vtt: "storyboard/storyboard.vtt".to_owned(),
+        sheets: (0..sheets)
+            .map(|i| format!("storyboard/{}", sheet_name(i)))
+            .collect(),
+        tile_width: w,
+        tile_height: h,
+        columns: STORYBOARD_COLUMNS,
+        rows: STORYBOARD_ROWS,
+        interval_s: interval,
+        tiles,
+    });
+    let manifest = Manifest {
+        version: 1,
+        master: "master.m3u8".to_owned(),
+        source: planned.source.clone(),
+        format,
+        segment_seconds: ladder.segment_seconds,
+        duration_s,
+        encoder: planned.encoder,
+        preset: planned.preset.clone(),
+        renditions,
+        audio: manifest_audio,
+        poster: poster.then(|| "poster.jpg".to_owned()),
+        storyboard: storyboard.clone(),
+        frames,
+        chunks: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+    };
+
+    // Media playlists and side files first, the master last.
+    let mut files: Vec<(String, Bytes)> = Vec::new();
+    for (uri, media) in uris.iter().zip(&medias) {
+        files.push((uri.clone(), Bytes::from(media_to_string(media))));
+    }
+    if let Some(m) = &audio_media {
+        files.push((
+            "audio/index.m3u8".to_owned(),
+            Bytes::from(media_to_string(m)),
+        ));
+    }
+    if let Some(sb) = &storyboard {
+        let layout = TileLayout {
+            width: sb.tile_width,
+            height: sb.tile_height,
+            interval_s: sb.interval_s,
+        };
+        let vtt = storyboard_vtt(layout, sb.tiles, duration_s, &sheet_name);
+        files.push((sb.vtt.clone(), Bytes::from(vtt)));
+    }
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| invalid(e.to_string()))?;
+    files.push(("manifest.json".to_owned(), Bytes::from(json)));
+    files.push((
+        "master.m3u8".to_owned(),
+        Bytes::from(master_to_string(&master)),
+    ));
+    let mut written = Vec::new();
+    for (name, bytes) in files {
+        let key = dest.key(&name).map_err(store_err)?;
+        if let Err(e) = dest.store.put(&key, bytes.into()).await {
+            remove_all(dest.store.as_ref(), &written).await;
+            return Err(store_err(e));
+        }
+        written.push(key);
+    }
+    Ok(manifest)
+}
