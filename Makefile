@@ -25,7 +25,7 @@ ADDR ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 SERVICES_ENV := $(VIDEOSYNC_CACHE)/services.env
 
-.PHONY: help run build test bench services stop-services fmt clean-data
+.PHONY: help run build test bench bench-ladder services stop-services fmt clean-data
 
 help: ## list the targets
 	@echo "videosync make targets:"
@@ -66,6 +66,13 @@ bench: ## deps + services, then the core benchmarks (report in benches/results/c
 	export VIDEOSYNC_REQUIRE_SERVICES=1
 	echo "== cargo bench --all-features --bench core"
 	cargo bench --all-features --bench core
+
+bench-ladder: ## deps, then the ladder benchmark: ffmpeg CLI vs videosync transcode (report in benches/results/ladder.json)
+	@scripts/deps.sh test
+	echo "== cargo build --release -p videosync-server"
+	cargo build --release -p videosync-server
+	echo "== cargo bench --features transcode --bench ladder"
+	cargo bench --features transcode --bench ladder
 
 services: ## start (or reuse) Postgres, Redis and Garage; writes services.env under VIDEOSYNC_CACHE
 	@scripts/services.sh start

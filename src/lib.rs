@@ -7,11 +7,14 @@
 //!   event bus, clock, catalog) with their backends.
 //! - [`hls`]: ladder planning and playlists.
 //! - [`sync`]: the group playback sync engine.
+//! - `transcode` (feature `transcode`): probe, the ladder pipeline, the
+//!   worker loop, through FFmpeg.
 //!
 //! # Features
 //! - `embedded` (default): the SQLite queue and catalog.
 //! - `s3`, `redis`, `postgres`: the backends for a fleet.
 //! - `all-backends`: all of them.
+//! - `transcode`: the FFmpeg transcoder (links the FFmpeg libraries).
 //!
 //! # Examples
 //! ```
@@ -35,3 +38,5 @@
 pub use videosync_core as core;
 pub use videosync_hls as hls;
 pub use videosync_sync as sync;
+#[cfg(feature = "transcode")]
+pub use videosync_transcode as transcode;

@@ -1,0 +1,512 @@
+//! The ladder benchmark: one generated 20 s 1080p30 source with stereo
+//! audio, made into the same four-rung HLS ladder (1080p, 720p, 480p,
+//! 360p; same bit rates, VBV, preset, GOP and 4 s segments) four ways:
+//!
+//! - **a**: one `ffmpeg` process per rung (plus one for the audio), all at
+//!   once; each decodes the source itself.
+//! - **b**: one `ffmpeg` process, `split` filter graph, one HLS muxer.
+//! - **c**: `videosync transcode` (images off, as a and b make none; a
+//!   second row with them on).
+//! - **d**: the limit of any x264 ladder: the four encoders alone, in
+//!   parallel, fed raw frames scaled beforehand (not timed), output
+//!   discarded.
+//!
+//! Each run goes through `/usr/bin/time` for wall time, CPU time (user +
+//! system) and peak resident memory (for several processes, the sum of
+//! their peaks). Quality: PSNR and SSIM of every rung of b and c against
+//! the source scaled to the rung's size (bicubic). Runs alternate over
+//! `VIDEOSYNC_LADDER_RUNS` rounds (default 2) and the median is kept.
+//!
+//! Run with `make bench-ladder`, or build the binary first
+//! (`cargo build --release -p videosync-server`) and run
+//! `cargo bench --features transcode --bench ladder`. Writes
+//! `benches/results/ladder.json` and `benches/results/ladder.md`.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use videosync::hls::ladder::{plan, LadderOptions, Rung, SourceVideo};
+
+const SECONDS: u32 = 20;
+const FPS: u32 = 30;
+const SEGMENT: u32 = 4;
+const PRESET: &str = "veryfast";
+
+#[derive(Debug, Clone, Serialize)]
+struct Measure {
+    wall_s: f64,
+    cpu_s: f64,
+    peak_rss_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Quality {
+    rung: String,
+    psnr_db: f64,
+    ssim: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    cores: usize,
+    source: String,
+    rungs: Vec<Rung>,
+    runs: usize,
+    a_per_rung_processes: Measure,
+    b_split_filter: Measure,
+    c_videosync: Measure,
+    c_videosync_with_images: Measure,
+    d_encoders_only: Measure,
+    ratio_c_a: f64,
+    ratio_c_b: f64,
+    ratio_c_d: f64,
+    quality_b: Vec<Quality>,
+    quality_c: Vec<Quality>,
+    targets: Vec<(String, String, bool)>,
+    commands: Vec<String>,
+}
+
+fn sh(cmd: &str) -> Result<String> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .with_context(|| format!("running {cmd}"))?;
+    if !out.status.success() {
+        bail!(
+            "`{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs the commands at once, each under `/usr/bin/time`: wall time of the
+/// whole group, summed CPU and summed peaks.
+fn timed(cmds: &[String], scratch: &Path) -> Result<Measure> {
+    let clock = videosync::core::SystemClock::new();
+    let mut children = Vec::new();
+    for (i, cmd) in cmds.iter().enumerate() {
+        let stats = scratch.join(format!("time-{i}.txt"));
+        let child = Command::new("/usr/bin/time")
+            .arg("-f")
+            .arg("%U %S %M")
+            .arg("-o")
+            .arg(&stats)
+            .arg("bash")
+            .arg("-c")
+            .arg(format!("exec {cmd}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {cmd}"))?;
+        children.push((child, stats, cmd));
+    }
+    let start = videosync::core::Clock::monotonic(&clock);
+    let mut cpu = 0.0;
+    let mut rss_kib = 0.0;
+    for (child, stats, cmd) in children {
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "`{cmd}` failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+        let text = std::fs::read_to_string(&stats)?;
+        let nums: Vec<f64> = text
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        if nums.len() < 3 {
+            bail!("unreadable /usr/bin/time output: {text}");
+        }
+        cpu += nums[0] + nums[1];
+        rss_kib += nums[2];
+    }
+    let wall = (videosync::core::Clock::monotonic(&clock) - start).as_secs_f64();
+    Ok(Measure {
+        wall_s: wall,
+        cpu_s: cpu,
+        peak_rss_mib: rss_kib / 1024.0,
+    })
+}
+
+fn x264_args(r: &Rung, stream: Option<usize>) -> String {
+    let s = |name: &str| match stream {
+        Some(i) => format!("-{name}:v:{i}"),
+        None => format!("-{name}:v"),
+    };
+    format!(
+        "{} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+        format_args!("{} {}", s("b"), r.bitrate),
+        format_args!("{} {}", s("maxrate"), r.maxrate),
+        format_args!("{} {}", s("bufsize"), r.bufsize),
+        format_args!("{} {}", s("g"), r.keyint),
+        format_args!("{} {}", s("keyint_min"), r.keyint),
+        format_args!("{} 0", s("sc_threshold")),
+        format_args!("{} high", s("profile")),
+        format_args!("{} {}", s("level"), r.level),
+        format_args!("{} {PRESET}", s("preset")),
+        format_args!("{} 1", s("forced-idr")),
+        format_args!("{} yuv420p", s("pix_fmt")),
+        format_args!("{} {}", s("r"), r.frame_rate),
+        format_args!("{} 'expr:gte(t,n_forced*{SEGMENT})'", s("force_key_frames")),
+        format_args!("{} libx264", s("c")),
+    )
+}
+
+fn median(mut v: Vec<Measure>) -> Measure {
+    v.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
+    v[v.len() / 2].clone()
+}
+
+/// PSNR and SSIM of `distorted` against the source scaled to `w`x`h`.
+fn quality(distorted: &Path, source: &Path, rung: &Rung) -> Result<Quality> {
+    let graph = format!(
+        "[0:v]setpts=PTS-STARTPTS[d];[1:v]scale={}:{}:flags=bicubic,setpts=PTS-STARTPTS[r];\
+         [d]split[d1][d2];[r]split[r1][r2];[d1][r1]psnr[p];[d2][r2]ssim[s]",
+        rung.width, rung.height
+    );
+    let out = sh(&format!(
+        "ffmpeg -hide_banner -nostats -i {} -i {} -filter_complex '{graph}' -map '[p]' -f null - -map '[s]' -f null - 2>&1",
+        distorted.display(),
+        source.display()
+    ))?;
+    let grab = |key: &str| -> Result<f64> {
+        let line = out
+            .lines()
+            .find(|l| l.contains(key))
+            .with_context(|| format!("no {key} in ffmpeg output"))?;
+        let after = &line[line.find(key).unwrap() + key.len()..];
+        let num: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        num.parse()
+            .with_context(|| format!("parsing {key} from {line}"))
+    };
+    Ok(Quality {
+        rung: rung.name.clone(),
+        psnr_db: grab("average:")?,
+        ssim: grab("All:")?,
+    })
+}
+
+/// Concatenates an fMP4 rendition (init + segments in order) into one file.
+fn join_rendition(dir: &Path, out: &Path) -> Result<()> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "m4s"))
+        .collect();
+    names.sort();
+    let mut bytes = std::fs::read(dir.join("init.mp4"))?;
+    for n in names {
+        bytes.extend(std::fs::read(n)?);
+    }
+    std::fs::write(out, bytes)?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let videosync = target.join("release/videosync");
+    if !videosync.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release -p videosync-server` first",
+            videosync.display()
+        );
+    }
+    let runs: usize = std::env::var("VIDEOSYNC_LADDER_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let scratch = tempfile::tempdir()?;
+    let s = scratch.path();
+    let source = s.join("source.mp4");
+    println!("generating the source ...");
+    sh(&format!(
+        "ffmpeg -v error -y -f lavfi -i testsrc2=size=1920x1080:rate={FPS} \
+         -f lavfi -i 'sine=frequency=440:sample_rate=48000,aformat=channel_layouts=stereo' \
+         -t {SECONDS} -c:v libx264 -preset veryfast -crf 18 -pix_fmt yuv420p \
+         -c:a aac -b:a 192k {}",
+        source.display()
+    ))?;
+    let ladder = plan(
+        &SourceVideo {
+            width: 1920,
+            height: 1080,
+            rotation: 0,
+            frame_rate: f64::from(FPS),
+            bit_rate: None,
+            audio_channels: Some(2),
+            sample_rate: Some(48_000),
+        },
+        &LadderOptions::default(),
+    )?;
+    let audio = ladder.audio.clone().context("the plan has audio")?;
+    let src = source.display().to_string();
+
+    // a: one process per rung, plus the audio, all at once.
+    let mut a_cmds = Vec::new();
+    for r in &ladder.rungs {
+        let dir = s.join(format!("a/{}", r.name));
+        std::fs::create_dir_all(&dir)?;
+        a_cmds.push(format!(
+            "ffmpeg -v error -y -i {src} -map 0:v -vf scale={}:{}:flags=bicubic {} \
+             -f hls -hls_time {SEGMENT} -hls_playlist_type vod -hls_segment_type fmp4 \
+             -hls_segment_filename {d}/seg_%05d.m4s {d}/index.m3u8",
+            r.width,
+            r.height,
+            x264_args(r, None),
+            d = dir.display()
+        ));
+    }
+    let adir = s.join("a/audio");
+    std::fs::create_dir_all(&adir)?;
+    a_cmds.push(format!(
+        "ffmpeg -v error -y -i {src} -map 0:a -c:a aac -b:a {} -ac 2 -ar {} \
+         -f hls -hls_time {SEGMENT} -hls_playlist_type vod -hls_segment_type fmp4 \
+         -hls_segment_filename {d}/seg_%05d.m4s {d}/index.m3u8",
+        audio.bitrate,
+        audio.sample_rate,
+        d = adir.display()
+    ));
+
+    // b: one process, split filter, one HLS muxer.
+    let bdir = s.join("b");
+    std::fs::create_dir_all(&bdir)?;
+    let n = ladder.rungs.len();
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, r) in ladder.rungs.iter().enumerate() {
+        graph.push_str(&format!(
+            ";[s{i}]scale={}:{}:flags=bicubic[v{i}]",
+            r.width, r.height
+        ));
+    }
+    let mut b_cmd = format!("ffmpeg -v error -y -i {src} -filter_complex '{graph}'");
+    for (i, r) in ladder.rungs.iter().enumerate() {
+        b_cmd.push_str(&format!(" -map '[v{i}]' {}", x264_args(r, Some(i))));
+    }
+    b_cmd.push_str(&format!(
+        " -map 0:a -c:a aac -b:a {} -ac 2 -ar {}",
+        audio.bitrate, audio.sample_rate
+    ));
+    let vmap: Vec<String> = (0..n).map(|i| format!("v:{i},agroup:aud")).collect();
+    b_cmd.push_str(&format!(
+        " -f hls -hls_time {SEGMENT} -hls_playlist_type vod -hls_segment_type fmp4 \
+         -hls_flags independent_segments -master_pl_name master.m3u8 \
+         -var_stream_map '{} a:0,agroup:aud' -hls_segment_filename {d}/%v/seg_%05d.m4s \
+         -hls_fmp4_init_filename init.mp4 {d}/%v/index.m3u8",
+        vmap.join(" "),
+        d = bdir.display()
+    ));
+
+    // c: videosync.
+    let cdir = s.join("c");
+    let c_cmd = format!(
+        "{} transcode {src} --out {} --encoder software --preset {PRESET} --no-images --quiet",
+        videosync.display(),
+        cdir.display()
+    );
+    let c2_cmd = format!(
+        "{} transcode {src} --out {} --encoder software --preset {PRESET} --quiet",
+        videosync.display(),
+        s.join("c2").display()
+    );
+
+    // d: raw frames, scaled beforehand.
+    println!("preparing raw frames for d ...");
+    let mut d_cmds = Vec::new();
+    for r in &ladder.rungs {
+        let raw = s.join(format!("{}.yuv", r.name));
+        sh(&format!(
+            "ffmpeg -v error -y -i {src} -vf scale={}:{}:flags=bicubic -pix_fmt yuv420p -f rawvideo {}",
+            r.width,
+            r.height,
+            raw.display()
+        ))?;
+        d_cmds.push(format!(
+            "ffmpeg -v error -y -f rawvideo -pix_fmt yuv420p -s {}x{} -framerate {FPS} -i {} {} -f null -",
+            r.width,
+            r.height,
+            raw.display(),
+            x264_args(r, None)
+        ));
+    }
+
+    let (mut ma, mut mb, mut mc, mut mc2, mut md) = (vec![], vec![], vec![], vec![], vec![]);
+    for round in 0..runs {
+        println!("round {} of {runs}", round + 1);
+        for dir in ["a", "b", "c", "c2"] {
+            let p = s.join(dir);
+            if p.exists() && dir != "a" {
+                std::fs::remove_dir_all(&p)?;
+            }
+        }
+        for r in &ladder.rungs {
+            std::fs::create_dir_all(bdir.join(r.name.as_str()))?;
+        }
+        ma.push(timed(&a_cmds, s)?);
+        println!("  a {:.2} s", ma.last().unwrap().wall_s);
+        for i in 0..n {
+            std::fs::create_dir_all(bdir.join(i.to_string()))?;
+        }
+        std::fs::create_dir_all(bdir.join(n.to_string()))?;
+        mb.push(timed(std::slice::from_ref(&b_cmd), s)?);
+        println!("  b {:.2} s", mb.last().unwrap().wall_s);
+        mc.push(timed(std::slice::from_ref(&c_cmd), s)?);
+        println!("  c {:.2} s", mc.last().unwrap().wall_s);
+        md.push(timed(&d_cmds, s)?);
+        println!("  d {:.2} s", md.last().unwrap().wall_s);
+        mc2.push(timed(std::slice::from_ref(&c2_cmd), s)?);
+        println!("  c (images) {:.2} s", mc2.last().unwrap().wall_s);
+    }
+    let (a, b, c, c2, d) = (median(ma), median(mb), median(mc), median(mc2), median(md));
+
+    println!("measuring quality ...");
+    let mut quality_b = Vec::new();
+    let mut quality_c = Vec::new();
+    for (i, r) in ladder.rungs.iter().enumerate() {
+        let bj = s.join(format!("b-{}.mp4", r.name));
+        join_rendition(&bdir.join(i.to_string()), &bj)?;
+        quality_b.push(quality(&bj, &source, r)?);
+        let cj = s.join(format!("c-{}.mp4", r.name));
+        join_rendition(&cdir.join(r.name.as_str()), &cj)?;
+        quality_c.push(quality(&cj, &source, r)?);
+    }
+
+    let ratio = |x: &Measure, y: &Measure| x.wall_s / y.wall_s;
+    let (rca, rcb, rcd) = (ratio(&c, &a), ratio(&c, &b), ratio(&c, &d));
+    let worst_psnr = quality_b
+        .iter()
+        .zip(&quality_c)
+        .map(|(b, c)| b.psnr_db - c.psnr_db)
+        .fold(f64::MIN, f64::max);
+    let worst_ssim = quality_b
+        .iter()
+        .zip(&quality_c)
+        .map(|(b, c)| b.ssim - c.ssim)
+        .fold(f64::MIN, f64::max);
+    let targets = vec![
+        ("c/a <= 0.65".to_owned(), format!("{rca:.3}"), rca <= 0.65),
+        ("c/b <= 0.85".to_owned(), format!("{rcb:.3}"), rcb <= 0.85),
+        ("c/d <= 1.2".to_owned(), format!("{rcd:.3}"), rcd <= 1.2),
+        (
+            "PSNR per rung within 0.1 dB of b (or SSIM within 0.002)".to_owned(),
+            format!("worst shortfall {worst_psnr:.3} dB, SSIM {worst_ssim:.4}"),
+            worst_psnr <= 0.1 || worst_ssim <= 0.002,
+        ),
+    ];
+    let report = Report {
+        machine: sh("uname -srm")?.trim().to_owned(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        source: format!(
+            "{SECONDS} s 1920x1080 {FPS} fps testsrc2 (x264 crf 18) + 48 kHz stereo sine (AAC)"
+        ),
+        rungs: ladder.rungs.clone(),
+        runs,
+        a_per_rung_processes: a.clone(),
+        b_split_filter: b.clone(),
+        c_videosync: c.clone(),
+        c_videosync_with_images: c2.clone(),
+        d_encoders_only: d.clone(),
+        ratio_c_a: rca,
+        ratio_c_b: rcb,
+        ratio_c_d: rcd,
+        quality_b: quality_b.clone(),
+        quality_c: quality_c.clone(),
+        targets: targets.clone(),
+        commands: a_cmds
+            .iter()
+            .chain([&b_cmd, &c_cmd, &c2_cmd])
+            .chain(&d_cmds)
+            .cloned()
+            .collect(),
+    };
+    let dir = root.join("benches/results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("ladder.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+
+    let mut md_out = String::from("# Ladder benchmark\n\n");
+    md_out.push_str(&format!(
+        "`make bench-ladder`; {}, {} cores; source: {}; rungs {}; preset {PRESET}, {SEGMENT} s segments, GOP = one segment; median of {runs} runs.\n\n",
+        report.machine,
+        report.cores,
+        report.source,
+        ladder
+            .rungs
+            .iter()
+            .map(|r| format!("{} {} kb/s", r.name, r.bitrate / 1000))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    md_out.push_str(
+        "| run | wall (s) | CPU (s) | peak memory (MiB) | c / this |\n|---|---|---|---|---|\n",
+    );
+    for (name, m) in [
+        ("a: ffmpeg, one process per rung", &a),
+        ("b: ffmpeg, split filter, one HLS muxer", &b),
+        ("c: videosync transcode", &c),
+        ("c: videosync transcode, with poster and storyboard", &c2),
+        ("d: x264 encoders alone on pre-scaled frames (limit)", &d),
+    ] {
+        md_out.push_str(&format!(
+            "| {name} | {:.2} | {:.2} | {:.0} | {:.3} |\n",
+            m.wall_s,
+            m.cpu_s,
+            m.peak_rss_mib,
+            c.wall_s / m.wall_s
+        ));
+    }
+    md_out.push_str(
+        "\n| rung | PSNR b (dB) | PSNR c (dB) | SSIM b | SSIM c |\n|---|---|---|---|---|\n",
+    );
+    for (qb, qc) in quality_b.iter().zip(&quality_c) {
+        md_out.push_str(&format!(
+            "| {} | {:.3} | {:.3} | {:.5} | {:.5} |\n",
+            qb.rung, qb.psnr_db, qc.psnr_db, qb.ssim, qc.ssim
+        ));
+    }
+    md_out.push_str("\n| target | measured | met |\n|---|---|---|\n");
+    for (t, m, ok) in &targets {
+        md_out.push_str(&format!(
+            "| {t} | {m} | {} |\n",
+            if *ok { "yes" } else { "**no**" }
+        ));
+    }
+    std::fs::write(dir.join("ladder.md"), &md_out)?;
+    println!("{md_out}");
+    Ok(())
+}

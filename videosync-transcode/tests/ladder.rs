@@ -1,0 +1,1101 @@
+//! The ladder pipeline end to end, on media the `ffmpeg` CLI generates
+//! during the test: every rung checked with ffprobe (codec, size, keyframe
+//! at every segment start, durations), the playlists read back through
+//! m3u8-rs and validated, and bad input refused with nothing left behind.
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // Test code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use videosync_core::store::fs::FsStore;
+use videosync_core::ObjectStore;
+use videosync_hls::ladder::{LadderOptions, SegmentFormat};
+use videosync_hls::playlist::{parse_master, parse_media, SegmentInfo};
+use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, ValidateOptions};
+use videosync_transcode::{
+    nvenc_available, transcode, CancelToken, Destination, EncoderChoice, Manifest, Progress,
+    ProgressFn, Stage, TranscodeError, TranscodeOptions, VideoEncoder, TIMELINE_OFFSET_S,
+};
+
+mod common;
+use common::{ffmpeg, has_encoder, strs, video_src};
+
+struct Out {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    dest: Destination,
+}
+
+async fn out_dir() -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("out");
+    let store = FsStore::open_dirs(&root, dir.path().join("staging"))
+        .await
+        .unwrap();
+    Out {
+        root,
+        dest: Destination::new(Arc::new(store), None),
+        _dir: dir,
+    }
+}
+
+fn opts(rungs: &[u32], seg: u32, format: SegmentFormat) -> TranscodeOptions {
+    TranscodeOptions {
+        ladder: LadderOptions {
+            rungs: rungs.to_vec(),
+            segment_seconds: seg,
+            format,
+        },
+        preset: "ultrafast".to_owned(),
+        encoder: EncoderChoice::Software,
+        timeout: Some(Duration::from_secs(120)),
+        ..TranscodeOptions::default()
+    }
+}
+
+fn ffprobe_json(args: &[&str], file: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe {args:?} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// One rendition joined into a single file (init + segments for fMP4).
+fn joined(root: &Path, dir: &str, format: SegmentFormat, segments: &[String]) -> PathBuf {
+    let mut bytes = Vec::new();
+    if format == SegmentFormat::Fmp4 {
+        bytes.extend(std::fs::read(root.join(dir).join("init.mp4")).unwrap());
+    }
+    for s in segments {
+        bytes.extend(std::fs::read(root.join(dir).join(s)).unwrap());
+    }
+    let ext = if format == SegmentFormat::Fmp4 {
+        "mp4"
+    } else {
+        "ts"
+    };
+    let path = root.join(format!("{dir}-joined.{ext}"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Reads the ladder back from disk and checks it the way a player would
+/// see it; returns the master text.
+fn check_ladder(root: &Path, manifest: &Manifest) -> String {
+    let format = manifest.format;
+    let master_text = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
+    let master = parse_master(&master_text).unwrap();
+    let medias: Vec<(String, m3u8_rs::MediaPlaylist, Vec<SegmentInfo>)> = master
+        .variants
+        .iter()
+        .map(|v| v.uri.clone())
+        .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
+        .map(|uri| {
+            let text = std::fs::read_to_string(root.join(&uri)).unwrap();
+            let media = parse_media(&text).unwrap();
+            let dir = Path::new(&uri).parent().unwrap();
+            let infos = media
+                .segments
+                .iter()
+                .map(|s| {
+                    let size = std::fs::metadata(root.join(dir).join(&s.uri))
+                        .unwrap()
+                        .len();
+                    SegmentInfo::new(s.uri.clone(), f64::from(s.duration), size)
+                })
+                .collect();
+            (uri, media, infos)
+        })
+        .collect();
+    let n_video = master.variants.len();
+    let produced = ProducedLadder {
+        master: &master,
+        video: medias[..n_video]
+            .iter()
+            .map(|(uri, playlist, segments)| ProducedRendition {
+                uri,
+                playlist,
+                segments,
+            })
+            .collect(),
+        audio: medias
+            .get(n_video)
+            .map(|(uri, playlist, segments)| ProducedRendition {
+                uri,
+                playlist,
+                segments,
+            }),
+    };
+    let violations = validate(&produced, &ValidateOptions::default());
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(manifest.renditions.len(), n_video);
+
+    // Every rung: codec, size, a keyframe exactly at every segment start
+    // and nowhere else, the frame count the segments add up to.
+    let mut counts = Vec::new();
+    for ((uri, media, _), r) in medias[..n_video].iter().zip(&manifest.renditions) {
+        let dir = Path::new(uri).parent().unwrap().to_str().unwrap();
+        let names: Vec<String> = media.segments.iter().map(|s| s.uri.clone()).collect();
+        let file = joined(root, dir, format, &names);
+        let info = ffprobe_json(
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=codec_name,profile,width,height,pix_fmt:frame=pts_time,key_frame",
+            ],
+            &file,
+        );
+        let stream = &info["streams"][0];
+        assert_eq!(stream["codec_name"], "h264", "{uri}");
+        assert_eq!(stream["pix_fmt"], "yuv420p", "{uri}");
+        assert_eq!(
+            stream["width"].as_u64().unwrap(),
+            u64::from(r.rendition.width)
+        );
+        assert_eq!(
+            stream["height"].as_u64().unwrap(),
+            u64::from(r.rendition.height)
+        );
+        let frames = info["frames"].as_array().unwrap();
+        let keys: Vec<f64> = frames
+            .iter()
+            .filter(|f| f["key_frame"] == 1)
+            .map(|f| f["pts_time"].as_str().unwrap().parse::<f64>().unwrap())
+            .collect();
+        let mut start = TIMELINE_OFFSET_S as f64;
+        let mut expected = Vec::new();
+        for s in &media.segments {
+            expected.push(start);
+            start += f64::from(s.duration);
+        }
+        assert_eq!(keys.len(), expected.len(), "{uri}: keyframes {keys:?}");
+        for (k, e) in keys.iter().zip(&expected) {
+            assert!(
+                (k - e).abs() < 0.002,
+                "{uri}: keyframes {keys:?}, segment starts {expected:?}"
+            );
+        }
+        counts.push(frames.len());
+        // MPEG-TS segments must each start with PAT/PMT and decode alone.
+        if format == SegmentFormat::Ts {
+            let first = root.join(dir).join(&names[0]);
+            let alone = ffprobe_json(&["-show_entries", "stream=codec_name"], &first);
+            assert_eq!(alone["streams"][0]["codec_name"], "h264");
+        }
+    }
+    assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+    if let Some((uri, media, _)) = medias.get(n_video) {
+        let dir = Path::new(uri).parent().unwrap().to_str().unwrap();
+        let names: Vec<String> = media.segments.iter().map(|s| s.uri.clone()).collect();
+        let file = joined(root, dir, format, &names);
+        let info = ffprobe_json(
+            &["-show_entries", "stream=codec_name,channels,sample_rate"],
+            &file,
+        );
+        assert_eq!(info["streams"][0]["codec_name"], "aac");
+        assert_eq!(
+            info["streams"][0]["channels"].as_u64(),
+            manifest.audio.as_ref().map(|a| u64::from(a.channels))
+        );
+    }
+    master_text
+}
+
+/// Every object under the output root, relative.
+fn listing(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn clip(dir: &Path, name: &str, size: &str, rate: &str, secs: &str, extra: &[&str]) -> PathBuf {
+    let mut args = video_src(size, rate, secs);
+    args.extend(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            secs,
+        ]
+        .map(String::from),
+    );
+    let mut all = strs(&args);
+    all.extend_from_slice(extra);
+    ffmpeg(dir, name, &all)
+}
+
+fn mask_bandwidths(text: &str) -> String {
+    text.split(',')
+        .map(|part| {
+            for key in ["BANDWIDTH=", "AVERAGE-BANDWIDTH="] {
+                if let Some(rest) = part.strip_prefix(key) {
+                    if rest.chars().all(|c| c.is_ascii_digit()) {
+                        return format!("{key}N");
+                    }
+                }
+            }
+            part.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Compares with `tests/snapshots/NAME`; `VIDEOSYNC_BLESS=1` rewrites it.
+fn snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var("VIDEOSYNC_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing: bless with VIDEOSYNC_BLESS=1", path.display()));
+    assert_eq!(actual, expected, "snapshot {name} differs");
+}
+
+#[tokio::test]
+async fn fmp4_ladder_with_audio_images_and_snapshots() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "clip.mp4",
+        "854x480",
+        "30",
+        "5",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-ac",
+            "2",
+        ],
+    );
+    let out = out_dir().await;
+    let events: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sink = events.clone();
+    let progress: ProgressFn = Arc::new(move |p: &Progress| sink.lock().unwrap().push(p.clone()));
+    let manifest = transcode(
+        &src,
+        &out.dest,
+        &opts(&[1080, 720, 480, 360], 2, SegmentFormat::Fmp4),
+        Some(progress),
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = manifest
+        .renditions
+        .iter()
+        .map(|r| r.rendition.name.as_str())
+        .collect();
+    assert_eq!(names, ["480p", "360p"], "never upscaled");
+    assert_eq!(manifest.encoder, VideoEncoder::Libx264);
+    assert!(
+        (manifest.duration_s - 5.0).abs() < 0.05,
+        "{}",
+        manifest.duration_s
+    );
+    assert_eq!(manifest.renditions[0].segments, 3);
+    let master = check_ladder(&out.root, &manifest);
+
+    // The images and the manifest.
+    let files = listing(&out.root);
+    for f in [
+        "poster.jpg",
+        "storyboard/sheet_000.jpg",
+        "storyboard/storyboard.vtt",
+        "manifest.json",
+        "480p/init.mp4",
+        "audio/init.mp4",
+    ] {
+        assert!(files.contains(&f.to_owned()), "{f} missing from {files:?}");
+    }
+    let poster = ffprobe_json(
+        &["-show_entries", "stream=codec_name,width,height"],
+        &out.root.join("poster.jpg"),
+    );
+    assert_eq!(poster["streams"][0]["codec_name"], "mjpeg");
+    assert_eq!(poster["streams"][0]["width"], 854);
+    let vtt = std::fs::read_to_string(out.root.join("storyboard/storyboard.vtt")).unwrap();
+    assert!(vtt.starts_with("WEBVTT\n"), "{vtt}");
+    assert_eq!(vtt.matches("#xywh=").count(), 5, "{vtt}");
+    let stored: Manifest =
+        serde_json::from_slice(&std::fs::read(out.root.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(stored, manifest);
+
+    // Progress: encoding reports that only go up, then finishing and done.
+    let ev = events.lock().unwrap().clone();
+    assert_eq!(ev.first().map(|p| p.stage), Some(Stage::Probing));
+    assert_eq!(ev.last().map(|p| p.stage), Some(Stage::Done));
+    let enc: Vec<f64> = ev
+        .iter()
+        .filter(|p| p.stage == Stage::Encoding)
+        .map(|p| p.percent)
+        .collect();
+    assert!(enc.windows(2).all(|w| w[0] <= w[1]), "{enc:?}");
+    assert!(enc.last().copied().unwrap_or(0.0) > 95.0, "{enc:?}");
+
+    snapshot("fmp4_master.m3u8", &mask_bandwidths(&master));
+    snapshot(
+        "fmp4_480p.m3u8",
+        &std::fs::read_to_string(out.root.join("480p/index.m3u8")).unwrap(),
+    );
+    snapshot(
+        "fmp4_audio.m3u8",
+        &std::fs::read_to_string(out.root.join("audio/index.m3u8")).unwrap(),
+    );
+}
+
+#[tokio::test]
+async fn mpeg_ts_ladder() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "clip.mkv",
+        "640x360",
+        "25",
+        "3",
+        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &src,
+        &out.dest,
+        &opts(&[360, 240], 1, SegmentFormat::Ts),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(manifest.format, SegmentFormat::Ts);
+    assert_eq!(manifest.renditions.len(), 2);
+    let master = check_ladder(&out.root, &manifest);
+    assert!(master.contains("#EXT-X-VERSION:3"), "{master}");
+    let files = listing(&out.root);
+    assert!(files.contains(&"360p/seg_00002.ts".to_owned()), "{files:?}");
+    assert!(!files.iter().any(|f| f.ends_with("init.mp4")), "{files:?}");
+}
+
+async fn transcodes_to_valid_ladder(src: &Path, rungs: &[u32]) -> (Manifest, Out) {
+    let out = out_dir().await;
+    let manifest = transcode(
+        src,
+        &out.dest,
+        &opts(rungs, 1, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    check_ladder(&out.root, &manifest);
+    (manifest, out)
+}
+
+#[tokio::test]
+async fn odd_dimensions_give_even_rungs() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "odd.mp4",
+        "853x479",
+        "30",
+        "2",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv444p",
+        ],
+    );
+    let (m, _out) = transcodes_to_valid_ladder(&src, &[720, 480, 360]).await;
+    for r in &m.renditions {
+        assert_eq!(r.rendition.width % 2, 0);
+        assert_eq!(r.rendition.height % 2, 0);
+    }
+}
+
+/// The first frame of `file` as 8-bit gray, scaled to `w`x`h`, with
+/// FFmpeg's own autorotation.
+fn gray_frame(file: &Path, w: u32, h: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            &format!("scale={w}:{h}"),
+            "-pix_fmt",
+            "gray",
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Which quarter of a `w`x`h` gray picture is brightest (0 top left, 1 top
+/// right, 2 bottom left, 3 bottom right).
+fn brightest_quarter(px: &[u8], w: usize, h: usize) -> usize {
+    let mut sums = [0u64; 4];
+    for y in 0..h {
+        for x in 0..w {
+            let q = usize::from(y >= h / 2) * 2 + usize::from(x >= w / 2);
+            sums[q] += u64::from(px[y * w + x]);
+        }
+    }
+    (0..4).max_by_key(|&q| sums[q]).unwrap()
+}
+
+#[tokio::test]
+async fn rotated_phone_video_is_upright() {
+    let media = tempfile::tempdir().unwrap();
+    // A white box in the top-left corner, then a quarter-turn display
+    // matrix added by a stream copy (the way phones store portrait video).
+    let plain = ffmpeg(
+        media.path(),
+        "plain.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=black:size=640x360:rate=30",
+            "-vf",
+            "drawbox=x=0:y=0:w=80:h=80:color=white:t=fill",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    let plain_s = plain.to_string_lossy().into_owned();
+    let phone = ffmpeg(
+        media.path(),
+        "phone.mp4",
+        &["-i", &plain_s, "-c", "copy", "-metadata:s:v:0", "rotate=90"],
+    );
+    let (m, out) = transcodes_to_valid_ladder(&phone, &[360]).await;
+    let r = &m.renditions[0].rendition;
+    assert_eq!((r.width, r.height), (360, 640), "portrait");
+    // The picture is turned the way FFmpeg shows the source.
+    let ours = joined(
+        &out.root,
+        "360p",
+        SegmentFormat::Fmp4,
+        &["seg_00000.m4s".to_owned()],
+    );
+    let (w, h) = (36, 64);
+    assert_eq!(
+        brightest_quarter(&gray_frame(&ours, w, h), w as usize, h as usize),
+        brightest_quarter(&gray_frame(&phone, w, h), w as usize, h as usize)
+    );
+}
+
+#[tokio::test]
+async fn ten_bit_hevc_vp9_sources() {
+    let media = tempfile::tempdir().unwrap();
+    let mut sources = vec![clip(
+        media.path(),
+        "10bit.mkv",
+        "640x360",
+        "30",
+        "2",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p10le",
+        ],
+    )];
+    if has_encoder("libx265") {
+        sources.push(clip(
+            media.path(),
+            "hevc.mp4",
+            "640x360",
+            "24",
+            "2",
+            &[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=none",
+            ],
+        ));
+    }
+    if has_encoder("libvpx-vp9") {
+        sources.push(clip(
+            media.path(),
+            "vp9.webm",
+            "640x360",
+            "30",
+            "2",
+            &[
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-c:a",
+                "libopus",
+            ],
+        ));
+    }
+    for src in sources {
+        let (m, _out) = transcodes_to_valid_ladder(&src, &[360]).await;
+        assert_eq!(m.renditions.len(), 1, "{}", src.display());
+    }
+}
+
+#[tokio::test]
+async fn interlaced_source_is_deinterlaced() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "interlaced.ts",
+        "720x576",
+        "25",
+        "2",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-flags",
+            "+ildct+ilme",
+            "-x264opts",
+            "tff=1",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let (m, _out) = transcodes_to_valid_ladder(&src, &[576, 360]).await;
+    assert!(m.source.interlaced);
+}
+
+#[tokio::test]
+async fn five_one_audio_is_downmixed() {
+    let media = tempfile::tempdir().unwrap();
+    let mut args = video_src("640x360", "30", "2");
+    args.extend(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:sample_rate=48000",
+            "-filter_complex",
+            "[1:a]pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0[a]",
+            "-map",
+            "0:v",
+            "-map",
+            "[a]",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ]
+        .map(String::from),
+    );
+    let src = ffmpeg(media.path(), "surround.mp4", &strs(&args));
+    let (m, _out) = transcodes_to_valid_ladder(&src, &[360]).await;
+    assert_eq!(m.audio.as_ref().map(|a| a.channels), Some(2));
+}
+
+#[tokio::test]
+async fn single_frame_and_variable_rate_and_sixty_fps() {
+    let media = tempfile::tempdir().unwrap();
+    let single = ffmpeg(
+        media.path(),
+        "one.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-frames:v",
+            "1",
+            "-c:v",
+            "libx264",
+        ],
+    );
+    let (m, _out) = transcodes_to_valid_ladder(&single, &[360]).await;
+    assert_eq!(m.renditions[0].segments, 1);
+    assert_eq!(m.frames, 1);
+
+    // Variable rate: frames dropped unevenly, timestamps kept.
+    let vfr = ffmpeg(
+        media.path(),
+        "vfr.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-t",
+            "3",
+            "-vf",
+            "select='not(mod(n\\,3))+gt(n\\,45)'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    transcodes_to_valid_ladder(&vfr, &[360]).await;
+
+    // 60 fps: the small rung is capped at 30.
+    let sixty = clip(
+        media.path(),
+        "sixty.mp4",
+        "1280x720",
+        "60",
+        "2",
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let (m, out) = transcodes_to_valid_ladder(&sixty, &[720, 360]).await;
+    let rates: Vec<f64> = m
+        .renditions
+        .iter()
+        .map(|r| r.rendition.frame_rate)
+        .collect();
+    assert_eq!(rates, [60.0, 30.0]);
+    let small = joined(
+        &out.root,
+        "360p",
+        SegmentFormat::Fmp4,
+        &["seg_00000.m4s".to_owned(), "seg_00001.m4s".to_owned()],
+    );
+    let info = ffprobe_json(
+        &["-count_frames", "-show_entries", "stream=nb_read_frames"],
+        &small,
+    );
+    assert_eq!(info["streams"][0]["nb_read_frames"], "60");
+}
+
+/// A bad source: the error kind, a message naming the file, a bounded
+/// time, an empty output.
+async fn refused(src: &Path, want: fn(&TranscodeError) -> bool) {
+    let out = out_dir().await;
+    let e = tokio::time::timeout(
+        Duration::from_secs(60),
+        transcode(
+            src,
+            &out.dest,
+            &opts(&[360], 2, SegmentFormat::Fmp4),
+            None,
+            &CancelToken::new(),
+        ),
+    )
+    .await
+    .expect("bounded time")
+    .expect_err("refused");
+    assert!(want(&e), "{}: unexpected {e:?}", src.display());
+    assert!(e.to_string().contains(&src.display().to_string()), "{e}");
+    assert_eq!(
+        listing(&out.root),
+        Vec::<String>::new(),
+        "{}: output left behind",
+        src.display()
+    );
+}
+
+fn invalid(e: &TranscodeError) -> bool {
+    matches!(e, TranscodeError::InvalidInput { .. }) && e.is_permanent()
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused_cleanly() {
+    let media = tempfile::tempdir().unwrap();
+    let dir = media.path();
+    let empty = dir.join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    refused(&empty, invalid).await;
+
+    let good = clip(
+        dir,
+        "good.mp4",
+        "320x240",
+        "30",
+        "2",
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.join("truncated.mp4");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    refused(&truncated, invalid).await;
+
+    let noise = dir.join("noise.mp4");
+    std::fs::write(
+        &noise,
+        (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    refused(&noise, invalid).await;
+
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "not a video\n".repeat(100)).unwrap();
+    refused(&text, invalid).await;
+
+    let audio_only = ffmpeg(
+        dir,
+        "audio.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            "1",
+            "-c:a",
+            "aac",
+        ],
+    );
+    refused(&audio_only, invalid).await;
+
+    let zero = ffmpeg(
+        dir,
+        "zero.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-frames:v",
+            "0",
+            "-c:v",
+            "libx264",
+        ],
+    );
+    refused(&zero, invalid).await;
+
+    refused(&dir.join("missing.mp4"), |e| {
+        matches!(e, TranscodeError::NotFound { .. })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn absurd_dimensions_are_refused() {
+    let media = tempfile::tempdir().unwrap();
+    // 20 000 x 8 pixels: a real stream, wider than any H.264 level allows.
+    let wide = ffmpeg(
+        media.path(),
+        "wide.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:size=20000x8:rate=1",
+            "-frames:v",
+            "1",
+            "-c:v",
+            "ffv1",
+        ],
+    );
+    refused(&wide, invalid).await;
+}
+
+#[tokio::test]
+async fn corrupt_middle_still_gives_a_valid_ladder_or_a_clean_error() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "clip.ts",
+        "640x360",
+        "30",
+        "3",
+        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+    );
+    let mut bytes = std::fs::read(&src).unwrap();
+    let (a, b) = (bytes.len() / 3, bytes.len() / 2);
+    for (i, byte) in bytes[a..b].iter_mut().enumerate() {
+        *byte = (i.wrapping_mul(31) >> 2) as u8;
+    }
+    let bad = media.path().join("damaged.ts");
+    std::fs::write(&bad, bytes).unwrap();
+    let out = out_dir().await;
+    match transcode(
+        &bad,
+        &out.dest,
+        &opts(&[360], 1, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    {
+        Ok(m) => {
+            check_ladder(&out.root, &m);
+        }
+        Err(e) => {
+            assert!(e.to_string().contains("damaged.ts"), "{e}");
+            assert_eq!(listing(&out.root), Vec::<String>::new());
+        }
+    }
+}
+
+#[tokio::test]
+async fn cancelling_removes_everything() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "long.mp4",
+        "640x360",
+        "30",
+        "20",
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let out = out_dir().await;
+    let cancel = CancelToken::new();
+    let trigger = cancel.clone();
+    let progress: ProgressFn = Arc::new(move |p: &Progress| {
+        if p.stage == Stage::Encoding && p.percent > 10.0 {
+            trigger.cancel();
+        }
+    });
+    let mut o = opts(&[360], 1, SegmentFormat::Fmp4);
+    o.preset = "veryfast".to_owned();
+    let e = transcode(&src, &out.dest, &o, Some(progress), &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TranscodeError::Cancelled { .. }), "{e:?}");
+    assert_eq!(listing(&out.root), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn time_limit_stops_the_run() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "long.mp4",
+        "640x360",
+        "30",
+        "20",
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let out = out_dir().await;
+    let mut o = opts(&[360], 1, SegmentFormat::Fmp4);
+    o.preset = "medium".to_owned();
+    o.timeout = Some(Duration::from_millis(300));
+    let e = transcode(&src, &out.dest, &o, None, &CancelToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TranscodeError::Timeout { .. }), "{e:?}");
+    assert_eq!(listing(&out.root), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn encoder_choice_falls_back_without_a_gpu() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "clip.mp4",
+        "320x240",
+        "30",
+        "1",
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let out = out_dir().await;
+    let mut o = opts(&[240], 1, SegmentFormat::Fmp4);
+    o.encoder = EncoderChoice::Auto;
+    let m = transcode(&src, &out.dest, &o, None, &CancelToken::new())
+        .await
+        .unwrap();
+    let want = if nvenc_available() {
+        VideoEncoder::H264Nvenc
+    } else {
+        VideoEncoder::Libx264
+    };
+    assert_eq!(m.encoder, want);
+    if !nvenc_available() {
+        let out = out_dir().await;
+        o.encoder = EncoderChoice::Nvenc;
+        let e = transcode(&src, &out.dest, &o, None, &CancelToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, TranscodeError::Unsupported { .. }), "{e:?}");
+    }
+}
+
+/// A store that fails every put after the first `n`.
+#[derive(Debug)]
+struct FailingStore {
+    inner: videosync_core::store::memory::MemoryStore,
+    left: Mutex<usize>,
+}
+
+impl std::fmt::Display for FailingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Failing")
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FailingStore {
+    async fn put(
+        &self,
+        key: &videosync_core::ObjectKey,
+        payload: videosync_core::store::PutPayload,
+    ) -> videosync_core::Result<videosync_core::store::ObjectMeta> {
+        {
+            let mut left = self.left.lock().unwrap();
+            if *left == 0 {
+                return Err(videosync_core::Error::unavailable(
+                    "disk full",
+                    std::io::Error::other("ENOSPC"),
+                ));
+            }
+            *left -= 1;
+        }
+        self.inner.put(key, payload).await
+    }
+    async fn get_opts(
+        &self,
+        key: &videosync_core::ObjectKey,
+        opts: videosync_core::store::GetOptions,
+    ) -> videosync_core::Result<videosync_core::store::GetResult> {
+        self.inner.get_opts(key, opts).await
+    }
+    async fn head(
+        &self,
+        key: &videosync_core::ObjectKey,
+    ) -> videosync_core::Result<videosync_core::store::ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: Option<&videosync_core::ObjectKey>,
+    ) -> videosync_core::Result<Vec<videosync_core::store::ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &videosync_core::ObjectKey) -> videosync_core::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn copy(
+        &self,
+        from: &videosync_core::ObjectKey,
+        to: &videosync_core::ObjectKey,
+    ) -> videosync_core::Result<()> {
+        self.inner.copy(from, to).await
+    }
+    async fn create_multipart(
+        &self,
+        key: &videosync_core::ObjectKey,
+    ) -> videosync_core::Result<videosync_core::store::MultipartId> {
+        self.inner.create_multipart(key).await
+    }
+    async fn put_part(
+        &self,
+        key: &videosync_core::ObjectKey,
+        upload: &videosync_core::store::MultipartId,
+        number: u32,
+        data: bytes::Bytes,
+    ) -> videosync_core::Result<videosync_core::store::PartId> {
+        self.inner.put_part(key, upload, number, data).await
+    }
+    async fn complete_multipart(
+        &self,
+        key: &videosync_core::ObjectKey,
+        upload: &videosync_core::store::MultipartId,
+        parts: Vec<videosync_core::store::PartId>,
+    ) -> videosync_core::Result<videosync_core::store::ObjectMeta> {
+        self.inner.complete_multipart(key, upload, parts).await
+    }
+    async fn abort_multipart(
+        &self,
+        key: &videosync_core::ObjectKey,
+        upload: &videosync_core::store::MultipartId,
+    ) -> videosync_core::Result<()> {
+        self.inner.abort_multipart(key, upload).await
+    }
+    async fn presign(
+        &self,
+        method: videosync_core::store::PresignMethod,
+        key: &videosync_core::ObjectKey,
+        expires_in: Duration,
+    ) -> videosync_core::Result<String> {
+        self.inner.presign(method, key, expires_in).await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_fails_the_run_and_leaves_nothing() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "clip.mp4",
+        "640x360",
+        "30",
+        "4",
+        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+    );
+    let store = Arc::new(FailingStore {
+        inner: videosync_core::store::memory::MemoryStore::new(),
+        left: Mutex::new(5),
+    });
+    let dest = Destination::new(
+        store.clone(),
+        Some(videosync_core::ObjectKey::parse("videos/x").unwrap()),
+    );
+    let e = transcode(
+        &src,
+        &dest,
+        &opts(&[360], 1, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, TranscodeError::Store { .. }), "{e:?}");
+    assert!(e.to_string().contains("disk full"), "{e}");
+    assert_eq!(store.inner.list(None).await.unwrap(), vec![]);
+}
