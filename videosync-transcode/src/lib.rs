@@ -35,6 +35,7 @@
 //! no libavdevice or libavfilter to link.
 
 mod audio;
+pub mod chunked;
 mod error;
 mod mp4;
 mod pipeline;
