@@ -20,6 +20,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Which SQL the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // Postgres needs its feature.
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,

@@ -46,6 +46,7 @@ mod segmenter;
 mod thumbs;
 mod transcode;
 mod video;
+pub mod worker;
 
 pub use error::{FfmpegError, TranscodeError};
 pub use pipeline::SegmentRange;
