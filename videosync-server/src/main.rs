@@ -28,6 +28,23 @@ enum Command {
     Probe(ProbeArgs),
     /// Transcode a media file into an HLS ladder in a directory.
     Transcode(TranscodeArgs),
+    /// Run transcode jobs from the queue until stopped (Ctrl-C, SIGTERM).
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    backends: BackendArgs,
+    /// Lease on a job, renewed by heartbeats every third of it.
+    #[arg(long, default_value_t = 60)]
+    lease_seconds: u64,
+    /// Where sources are downloaded while they are transcoded.
+    #[arg(long, env = "VIDEOSYNC_SCRATCH_DIR")]
+    scratch_dir: Option<PathBuf>,
+    /// Remove an uploaded source once its ladder is ready.
+    #[arg(long)]
+    remove_source: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +104,14 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "VIDEOSYNC_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    #[command(flatten)]
+    backends: BackendArgs,
+}
+
+/// Where the backends are; every one defaults to an embedded backend under
+/// the data directory.
+#[derive(Debug, clap::Args)]
+struct BackendArgs {
     /// Data directory of the embedded backends.
     #[arg(long, env = "VIDEOSYNC_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -115,7 +140,58 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Probe(args) => probe(args).await,
         Command::Transcode(args) => transcode(args).await,
+        Command::Worker(args) => worker(args).await,
     }
+}
+
+async fn open_backends(args: BackendArgs) -> anyhow::Result<Backends> {
+    let embedded = BackendUrls::embedded(&args.data_dir);
+    let urls = BackendUrls {
+        store: args.store_url.unwrap_or(embedded.store),
+        queue: args.queue_url.unwrap_or(embedded.queue),
+        bus: args.bus_url.unwrap_or(embedded.bus),
+        catalog: args.catalog_url.unwrap_or(embedded.catalog),
+    };
+    let backends = Backends::open(&urls)
+        .await
+        .context("opening the backends")?;
+    tracing::info!(
+        store = %backends.store,
+        queue = %backends.queue,
+        bus = %backends.bus,
+        catalog = %backends.catalog,
+        "backends open"
+    );
+    Ok(backends)
+}
+
+/// Runs the worker loop until Ctrl-C or SIGTERM; a job in progress when
+/// the signal comes finishes first.
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    use videosync_transcode::worker::{Worker, WorkerConfig};
+    let backends = open_backends(args.backends).await?;
+    let worker = Worker {
+        store: backends.store.clone(),
+        queue: backends.queue.clone(),
+        catalog: backends.catalog.clone(),
+        bus: backends.bus.clone(),
+        config: WorkerConfig {
+            lease: std::time::Duration::from_secs(args.lease_seconds.max(3)),
+            scratch_dir: args.scratch_dir.unwrap_or_else(std::env::temp_dir),
+            remove_source: args.remove_source,
+            ..WorkerConfig::default()
+        },
+    };
+    let stop = videosync_transcode::CancelToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    tracing::info!(queue = %backends.queue, "videosync worker running");
+    worker.run(&stop).await?;
+    tracing::info!("videosync worker stopped");
+    Ok(())
 }
 
 /// Writes the ladder into `--out`, with a progress bar on a terminal, and
@@ -222,23 +298,7 @@ async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let embedded = BackendUrls::embedded(&args.data_dir);
-    let urls = BackendUrls {
-        store: args.store_url.unwrap_or(embedded.store),
-        queue: args.queue_url.unwrap_or(embedded.queue),
-        bus: args.bus_url.unwrap_or(embedded.bus),
-        catalog: args.catalog_url.unwrap_or(embedded.catalog),
-    };
-    let backends = Backends::open(&urls)
-        .await
-        .context("opening the backends")?;
-    tracing::info!(
-        store = %backends.store,
-        queue = %backends.queue,
-        bus = %backends.bus,
-        catalog = %backends.catalog,
-        "backends open"
-    );
+    let backends = open_backends(args.backends).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
