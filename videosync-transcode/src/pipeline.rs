@@ -152,12 +152,7 @@ pub(crate) fn run_part(
     let stop = Arc::new(AtomicBool::new(false));
     let timed_out = Arc::new(AtomicBool::new(false));
     let interrupt = {
-        let (cancel, stop, timed_out, clock) = (
-            cancel.clone(),
-            stop.clone(),
-            timed_out.clone(),
-            clock.clone(),
-        );
+        let (cancel, stop, timed_out) = (cancel.clone(), stop.clone(), timed_out.clone());
         move || {
             if deadline.is_some_and(|d| clock.monotonic() > d) {
                 timed_out.store(true, Ordering::SeqCst);

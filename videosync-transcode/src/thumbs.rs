@@ -200,8 +200,11 @@ fn even(v: u32) -> u32 {
 /// changes.
 #[derive(Default)]
 struct Scaler {
-    ctx: Option<(ff::software::scaling::Context, (Pixel, u32, u32, u32, u32))>,
+    ctx: Option<(ff::software::scaling::Context, ScaleKey)>,
 }
+
+/// Input format and size, output size.
+type ScaleKey = (Pixel, u32, u32, u32, u32);
 
 impl Scaler {
     fn scale(
