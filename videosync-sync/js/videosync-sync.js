@@ -16,7 +16,7 @@
 
 /** Defaults of OffsetEstimator, as ClockConfig::default() in Rust. */
 export const CLOCK_DEFAULTS = Object.freeze({
-  window: 16,
+  window: 32,
   best_count: 6,
   warm_samples: 3,
   max_rtt_ms: 10000,
@@ -29,7 +29,7 @@ export const CLOCK_DEFAULTS = Object.freeze({
   max_skew_ppm: 500,
   warmup_pings: 5,
   warmup_interval_ms: 200,
-  poll_interval_ms: 10000,
+  poll_interval_ms: 2000,
 });
 
 /** Defaults of DriftController, as DriftConfig::default() in Rust. */
@@ -478,6 +478,9 @@ export class DriftController {
     if (this._seq !== playback.seq) {
       this._seq = playback.seq;
       this._resetFilter();
+      // A new room state ends the seek backoff (see drift.rs).
+      this._seekStreak = 0;
+      this._cooldownUntil = Math.min(this._cooldownUntil, localMs + c.cooldown_ms);
     }
     const seeking = this._seekStarted !== null && localMs - this._seekStarted <= c.max_seek_latency_ms;
     const hasMedia = playback.media !== null && playback.media !== undefined;

@@ -122,7 +122,9 @@ pub struct DriftConfig {
     /// long (default 300 ms) while the player settles and reports afresh.
     /// Seeks in a row that do not bring the error under the threshold
     /// multiply it by 4 each time, up to 64 times (19.2 s by default), so a
-    /// player that never lands near its target is not seeked every second.
+    /// player that never lands near its target is not seeked every second;
+    /// a new room state (`seq`) ends the streak and cuts a longer cooldown
+    /// back to this.
     pub cooldown_ms: f64,
     /// Seek latency assumed until one is observed (default 200 ms).
     pub seek_latency_ms: f64,
@@ -402,6 +404,14 @@ impl DriftController {
         if self.seq != Some(playback.seq) {
             self.seq = Some(playback.seq);
             self.reset_filter();
+            // A new room state starts afresh: the backoff of seeks that
+            // kept missing the previous state's position (a paused player
+            // re-aligned over and over) must not hold back the correction
+            // of this one for seconds. The settling after a seek stays.
+            self.seek_streak = 0;
+            self.cooldown_until_ms = self
+                .cooldown_until_ms
+                .min(local_ms + self.config.cooldown_ms);
         }
         let seeking = self
             .seek_started_ms

@@ -175,6 +175,12 @@ pub enum ClientMessage {
         rtt_ms: f64,
         /// How far the clock offset estimate may be off.
         offset_uncertainty_ms: f64,
+        /// How long the player takes to seek, as the client learned it
+        /// (with a margin); the server schedules a seek far enough ahead
+        /// for the slowest member to start seeking early and land on time.
+        /// Absent: not known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seek_latency_ms: Option<f64>,
     },
     /// A chat message to the room.
     Chat {
@@ -533,11 +539,16 @@ impl ClientMessage {
                 rate,
                 rtt_ms,
                 offset_uncertainty_ms,
+                seek_latency_ms,
             } => {
                 check_position("report position_ms", *position_ms)?;
                 check_range("report rate", *rate, 0.0, MAX_REPORTED_RATE)?;
                 check_duration("report rtt_ms", *rtt_ms)?;
-                check_duration("report offset_uncertainty_ms", *offset_uncertainty_ms)
+                check_duration("report offset_uncertainty_ms", *offset_uncertainty_ms)?;
+                match seek_latency_ms {
+                    Some(ms) => check_duration("report seek_latency_ms", *ms),
+                    None => Ok(()),
+                }
             }
             ClientMessage::Chat { text } => check_chat("chat text", text),
             ClientMessage::Typing { .. } => Ok(()),

@@ -61,6 +61,11 @@
 //!   by a current member within the last `delay_fresh_ms`, or 0 when there
 //!   is none. A member without a fresh estimate is not waited for by the
 //!   lead; it catches up with its drift controller.
+//! - A `Seek` gets the *seek lead*: the same, with `slowest` the largest
+//!   sum of a member's fresh one-way delay and its fresh seek latency (see
+//!   [`Room::report_seek_latency`]; 0 for a member that reported none), so
+//!   that every member can start its seek early enough to land on the new
+//!   position at `at_ms` instead of that long after it.
 //! - `at_ms = max(now + lead, latest.at_ms)`: never before `now`, never
 //!   before a state already scheduled (so states take effect in `seq`
 //!   order), and never later than `now + max_lead_ms`.
@@ -156,7 +161,7 @@
 //! - Scheduled states, queue changes, wait-list changes and member changes
 //!   go to [`Recipients::All`] (after a leave, "all" no longer includes the
 //!   member that left).
-//! - Delay reports produce nothing.
+//! - Delay and seek latency reports produce nothing.
 //!
 //! ## Errors
 //!
@@ -663,6 +668,8 @@ struct Member {
     role: Role,
     joined_at_ms: f64,
     delay: Option<DelayEstimate>,
+    /// The time its player needs to seek, as it reported it.
+    seek_latency: Option<DelayEstimate>,
     buffering: Option<Buffering>,
 }
 
@@ -815,6 +822,24 @@ impl Room {
             .min(self.config.max_lead_ms)
     }
 
+    /// The lead a `Seek` scheduled at `now_ms` would get: the slowest fresh
+    /// one-way delay plus seek latency of a member, plus the margin, clamped
+    /// to the configured bounds.
+    pub fn seek_lead_ms(&self, now_ms: f64) -> f64 {
+        let fresh = |d: &Option<DelayEstimate>| {
+            d.filter(|d| now_ms - d.reported_at_ms <= self.config.delay_fresh_ms)
+                .map_or(0.0, |d| d.delay_ms)
+        };
+        let slowest = self
+            .members
+            .values()
+            .map(|m| fresh(&m.delay) + fresh(&m.seek_latency))
+            .fold(0.0, f64::max);
+        (slowest + self.config.margin_ms)
+            .max(self.config.min_lead_ms)
+            .min(self.config.max_lead_ms)
+    }
+
     /// Everything a joiner at `now_ms` needs.
     pub fn snapshot(&self, now_ms: f64) -> Snapshot {
         Snapshot {
@@ -854,6 +879,7 @@ impl Room {
             role,
             joined_at_ms: now_ms,
             delay: None,
+            seek_latency: None,
             buffering: None,
         };
         let info = member_info(member, &joined);
@@ -944,6 +970,38 @@ impl Room {
         if let Some(m) = self.members.get_mut(&member) {
             m.delay = Some(DelayEstimate {
                 delay_ms: one_way_delay_ms,
+                reported_at_ms: now_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records how long `member`'s player takes to seek (its client learns
+    /// it from its own seeks), which counts toward the lead of a `Seek` for
+    /// `delay_fresh_ms`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidValue`] for a bad time or a latency that is not
+    /// finite or not within `0..=`[`MAX_DELAY_MS`]; [`ErrorCode::NotFound`]
+    /// when `member` is not in the room.
+    pub fn report_seek_latency(
+        &mut self,
+        member: MemberId,
+        seek_latency_ms: f64,
+        now_ms: f64,
+    ) -> Result<(), RoomError> {
+        self.check_now(now_ms)?;
+        self.check_member(member, "seek latency report")?;
+        if !(0.0..=MAX_DELAY_MS).contains(&seek_latency_ms) {
+            return Err(RoomError::invalid(format!(
+                "seek latency report of {member} refused: {seek_latency_ms} ms is not within 0..={MAX_DELAY_MS}"
+            )));
+        }
+        self.advance(now_ms);
+        if let Some(m) = self.members.get_mut(&member) {
+            m.seek_latency = Some(DelayEstimate {
+                delay_ms: seek_latency_ms,
                 reported_at_ms: now_ms,
             });
         }
@@ -1145,7 +1203,8 @@ impl Room {
             Command::Seek { position_ms } => {
                 // `+ 0.0` turns a -0.0 into 0.0.
                 let position_ms = position_ms + 0.0;
-                out.push(self.schedule(now_ms, |latest, _| Playback {
+                let lead = self.seek_lead_ms(now_ms);
+                out.push(self.schedule_with(now_ms, lead, |latest, _| Playback {
                     position_ms,
                     ..latest.clone()
                 }));
@@ -1288,8 +1347,19 @@ impl Room {
     /// Schedules the state `next(latest, at_ms)` for everyone (module docs,
     /// "Scheduling"); `at_ms` and `seq` are filled in here.
     fn schedule(&mut self, now_ms: f64, next: impl FnOnce(&Playback, f64) -> Playback) -> Outgoing {
+        let lead = self.lead_ms(now_ms);
+        self.schedule_with(now_ms, lead, next)
+    }
+
+    /// [`Room::schedule`] with a given lead.
+    fn schedule_with(
+        &mut self,
+        now_ms: f64,
+        lead_ms: f64,
+        next: impl FnOnce(&Playback, f64) -> Playback,
+    ) -> Outgoing {
         let latest = self.latest();
-        let at_ms = (now_ms + self.lead_ms(now_ms)).max(latest.at_ms);
+        let at_ms = (now_ms + lead_ms).max(latest.at_ms);
         let mut playback = next(latest, at_ms);
         playback.at_ms = at_ms;
         // Saturating: 2^64 changes will not happen, and a panic must not.

@@ -430,6 +430,7 @@ fn bad_client_input_is_refused_with_the_right_code() {
         ("reported rate 17", r#"{"type":"report","position_ms":1,"rate":17,"rtt_ms":1,"offset_uncertainty_ms":1}"#.into(), InvalidValue),
         ("negative rtt", r#"{"type":"report","position_ms":1,"rate":1,"rtt_ms":-1,"offset_uncertainty_ms":1}"#.into(), InvalidValue),
         ("uncertainty over an hour", r#"{"type":"report","position_ms":1,"rate":1,"rtt_ms":1,"offset_uncertainty_ms":3600001}"#.into(), InvalidValue),
+        ("negative seek latency", r#"{"type":"report","position_ms":1,"rate":1,"rtt_ms":1,"offset_uncertainty_ms":1,"seek_latency_ms":-5}"#.into(), InvalidValue),
         // Timestamps.
         ("far-future t0", r#"{"type":"ping","id":1,"t0_ms":1e14}"#.into(), InvalidValue),
         ("negative t0", r#"{"type":"ping","id":1,"t0_ms":-1}"#.into(), InvalidValue),
@@ -829,14 +830,24 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         }),
         position().prop_map(|position_ms| ClientMessage::Buffering { position_ms }),
         position().prop_map(|position_ms| ClientMessage::Ready { position_ms }),
-        (position(), (0u64..=16_000), duration(), duration()).prop_map(
-            |(position_ms, rate, rtt_ms, offset_uncertainty_ms)| ClientMessage::Report {
-                position_ms,
-                rate: rate as f64 / 1000.0,
-                rtt_ms,
-                offset_uncertainty_ms,
-            }
-        ),
+        (
+            position(),
+            (0u64..=16_000),
+            duration(),
+            duration(),
+            proptest::option::of(duration())
+        )
+            .prop_map(
+                |(position_ms, rate, rtt_ms, offset_uncertainty_ms, seek_latency_ms)| {
+                    ClientMessage::Report {
+                        position_ms,
+                        rate: rate as f64 / 1000.0,
+                        rtt_ms,
+                        offset_uncertainty_ms,
+                        seek_latency_ms,
+                    }
+                }
+            ),
         "x[^\\p{C}\\u{2066}-\\u{2069}\\u{202A}-\\u{202E}]{0,300}"
             .prop_map(|text| ClientMessage::Chat { text }),
         any::<bool>().prop_map(|active| ClientMessage::Typing { active }),

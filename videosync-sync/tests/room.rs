@@ -183,6 +183,45 @@ fn the_lead_covers_the_slowest_fresh_member_plus_the_margin() {
 }
 
 #[test]
+fn a_seek_is_scheduled_far_enough_ahead_for_the_slowest_seeker() {
+    let mut room = playing_room_of_three(RoomConfig::default());
+    room.report(OWNER, 30.0, 1_100.0).unwrap();
+    room.report(BOB, 240.0, 1_100.0).unwrap();
+    room.report_seek_latency(OWNER, 400.0, 1_100.0).unwrap();
+    room.report_seek_latency(BOB, 100.0, 1_100.0).unwrap();
+
+    // Owner: 30 + 400; Bob: 240 + 100; Carol reported nothing.
+    assert_eq!(room.seek_lead_ms(2_000.0), 430.0 + 100.0);
+    let seek = only_scheduled(&send(
+        &mut room,
+        OWNER,
+        Command::Seek {
+            position_ms: 60_000.0,
+        },
+        2_000.0,
+    ));
+    assert_eq!(seek.at_ms, 2_000.0 + 430.0 + 100.0);
+    assert_eq!(seek.position_ms, 60_000.0);
+    // Other changes keep the one-way lead.
+    let pause = only_scheduled(&send(&mut room, OWNER, Command::Pause, 3_000.0));
+    assert_eq!(pause.at_ms, 3_000.0 + 240.0 + 100.0);
+
+    // A nonsense latency is refused and changes nothing.
+    let before = room.clone();
+    for bad in [-1.0, f64::NAN, f64::INFINITY, 60_001.0] {
+        let e = room.report_seek_latency(BOB, bad, 3_000.0).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidValue, "{bad}");
+    }
+    let e = room.report_seek_latency(DAVE, 100.0, 3_000.0).unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert_eq!(room, before);
+
+    // Stale after 30 s, like a delay.
+    room.report(BOB, 240.0, 40_000.0).unwrap();
+    assert_eq!(room.seek_lead_ms(40_000.0), 240.0 + 100.0);
+}
+
+#[test]
 fn the_second_of_two_concurrent_seeks_is_stale() {
     let mut room = playing_room_of_three(RoomConfig::default());
     let seen = room.seq();

@@ -421,7 +421,7 @@ fn clock_cases() -> Vec<Value> {
 
     let mut c = Case::new(
         "warm_up_schedule",
-        "Ping at once on join, four more 200 ms apart, then every 10 s; warm after three samples.",
+        "Ping at once on join, four more 200 ms apart, then every 2 s; warm after three samples.",
     );
     c.step(
         json!({"at": 0.0}),
@@ -431,7 +431,7 @@ fn clock_cases() -> Vec<Value> {
         let t0 = i as f64 * 200.0;
         c.step(json!({"sent": t0}), json!({}));
         let warm = i >= 2;
-        let next = if i < 4 { t0 + 200.0 } else { t0 + 10_000.0 };
+        let next = if i < 4 { t0 + 200.0 } else { t0 + 2000.0 };
         // The skew is not known yet: the oldest sample used (i x 200 ms old)
         // may be off by up to 500 ppm of its age, 0.1 ms a step.
         let uncertainty = 20.0 + 0.1 * i as f64;
@@ -537,7 +537,7 @@ fn clock_cases() -> Vec<Value> {
     c.step(json!({"sent": 8200.0}), json!({}));
     c.step(
         sample(8200.0, 500.0),
-        json!({"outcome": "accepted", "offset_ms": 500.0, "next_ping_at": 18_200.0}),
+        json!({"outcome": "accepted", "offset_ms": 500.0, "next_ping_at": 10_200.0}),
     );
     c.step(
         sample(10_000.0, -1500.0),
@@ -1074,6 +1074,61 @@ fn drift_cases() -> Vec<Value> {
         json!({"tick": {"local_ms": 2250.0, "server_ms": 2250.0, "playback": playback(3, true, 0.0, 9000.0, 1.0), "player": player(0.0, 1.0)}}),
         json!({"action": "none", "error_ms": null}),
     );
+    cases.push(c.build(run_drift));
+
+    let mut c = Case::new(
+        "new_state_ends_seek_backoff",
+        "Paused 30 ms off the room's position, a player that lands 30 ms off every time: the second seek backs \
+         off (1200 ms cooldown). Then the room plays (a new state, seq 2): the backoff ends and the cooldown is cut \
+         to 300 ms, so the 30 ms lag is nudged after five reports instead of after the backed-off cooldown.",
+    );
+    {
+        let paused = |t: f64, first: bool| {
+            let mut tick = json!({"local_ms": t, "server_ms": t,
+                "player": {"position_ms": 5030.0, "rate": 1.0, "playing": false, "busy": false}});
+            if first {
+                tick["playback"] = playback(1, false, 5000.0, 0.0, 1.0);
+            }
+            json!({ "tick": tick })
+        };
+        for i in 0..5 {
+            let t = 1000.0 + i as f64 * 100.0;
+            let want = if i == 4 {
+                json!({"action": "seek", "position_ms": 5000.0})
+            } else {
+                json!({"action": "none"})
+            };
+            c.step(paused(t, i == 0), want);
+        }
+        c.step(json!({"seek_started": 1400.0}), json!({}));
+        c.step(json!({"seek_finished": 1500.0}), json!({}));
+        for i in 0..5 {
+            let t = 1900.0 + i as f64 * 100.0;
+            let want = if i == 4 {
+                json!({"action": "seek", "position_ms": 5000.0})
+            } else {
+                json!({"action": "none"})
+            };
+            c.step(paused(t, false), want);
+        }
+        c.step(json!({"seek_started": 2300.0}), json!({}));
+        c.step(json!({"seek_finished": 2400.0}), json!({}));
+        for i in 0..5 {
+            let t = 2600.0 + i as f64 * 100.0;
+            let mut tick = json!({"local_ms": t, "server_ms": t,
+                "player": player(5000.0 + (t - 2600.0) - 30.0, 1.0)});
+            if i == 0 {
+                tick["playback"] = playback(2, true, 5000.0, 2600.0, 1.0);
+            }
+            let want = if i == 4 {
+                json!({"action": "set_rate", "rate": {"value": 1.03, "tol": 1e-9}})
+            } else {
+                json!({"action": "none"})
+            };
+            c.step(json!({ "tick": tick }), want);
+            c.pin(&["error_ms"]);
+        }
+    }
     cases.push(c.build(run_drift));
 
     let mut c = Case::new(

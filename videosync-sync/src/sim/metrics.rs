@@ -5,15 +5,22 @@
 //! *ideal* position, the room's timeline (`Room::playback_at(t)`), and
 //! the clients with each other.
 //!
-//! - **Steady state** excludes [`SETTLE_MS`] after every disturbance: a
-//!   state taking effect (play, pause, seek, rate, load: from its `at_ms`)
-//!   and a join (for everyone); and, for the stalling client alone, its
+//! - **Steady state** excludes every disturbance and [`SETTLE_MS`] after
+//!   it: a state (play, pause, seek, rate, load) from when the room
+//!   scheduled it until `SETTLE_MS` after its `at_ms` (a client may start a
+//!   seek before `at_ms` so as to land on time: the on-screen jump happens
+//!   in that window, and shows in the all-samples pairwise figure), and a
+//!   join (for everyone); and, for the stalling client alone, its
 //!   stall and its recovery (below). Error percentiles are over the
 //!   steady samples of each client; pairwise ones are over the largest
 //!   difference among the steady clients of each sample.
-//! - **Convergence** after a play, a seek (or load) or a join: the time from the event until every joined client is within
-//!   the bound (20 ms plus half the scenario's asymmetry) of the ideal and
-//!   stays there until the next disturbance. **Catch-up** after a stall is
+//! - **Convergence** after a play, a seek (or load) or a join: the time
+//!   from the event until every joined client is within the bound (20 ms
+//!   plus half the scenario's asymmetry) of the ideal and stays there until
+//!   the next disturbance; a client stalled or recovering from a stall
+//!   (below) is left out until it is back within the bound, as in the
+//!   steady state (a room that gives up waiting for it resumes without it,
+//!   and its recovery is its catch-up). **Catch-up** after a stall is
 //!   the same for the stalled client alone, and that client is out of the
 //!   steady state from the start of its stall until it is back within the
 //!   bound (its recovery shows in the catch-up figures instead). An event followed by another
@@ -22,6 +29,13 @@
 //!   is *unconverged*.
 //! - **Rates**: the time each client plays at a corrective rate, and the
 //!   smallest and largest factor over the room's rate it used.
+//! - **Waits** (a room that waits for buffering members): how often the
+//!   group started waiting, how many members it gave up on at the timeout,
+//!   and the largest spread among the members not waited for while the
+//!   group was paused for a wait (from [`WAIT_SETTLE_MS`] after the pause
+//!   took effect, and only while that pause is the state in force: a seek
+//!   during the wait is a jump, measured by convergence): whether everyone
+//!   stopped at one position.
 
 use serde::Serialize;
 
@@ -35,6 +49,11 @@ pub const SAMPLE_MS: f64 = 10.0;
 pub const SETTLE_MS: f64 = 3000.0;
 /// Shortest window in which convergence is judged.
 pub const MIN_WINDOW_MS: f64 = 2000.0;
+/// Time after a pause for a wait takes effect before the spread of the
+/// paused members is measured: their players' pause actuation, and the
+/// seek each client's drift controller makes to the exact paused position
+/// (after a few reports) when its player stopped a little off it.
+pub const WAIT_SETTLE_MS: f64 = 1000.0;
 
 /// Percentiles of a set of samples.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -116,6 +135,13 @@ pub struct Metrics {
     pub min_rate_factor: f64,
     /// Largest corrective rate factor used (1 if none).
     pub max_rate_factor: f64,
+    /// Times the group started waiting for buffering members.
+    pub group_waits: usize,
+    /// Members the group stopped waiting for at the timeout.
+    pub wait_timeouts: usize,
+    /// Largest spread among the members not waited for while the group was
+    /// paused for a wait, ms (0 if it never was).
+    pub wait_pause_spread_ms: f64,
 }
 
 impl Metrics {
@@ -133,7 +159,9 @@ impl Metrics {
 pub(crate) struct Recorder {
     bound_ms: f64,
     stalls: Vec<(usize, f64, f64)>,
-    disturbances: Vec<f64>,
+    /// (start, end) of every disturbance: from when a change was scheduled
+    /// (or a client joined) to when it took effect.
+    disturbances: Vec<(f64, f64)>,
     events: Vec<f64>,
     /// Per stalling client: recovering since the end of its stall (out of
     /// the steady state until back within the bound).
@@ -150,6 +178,12 @@ pub(crate) struct Recorder {
     min_factor: f64,
     max_factor: f64,
     pub(crate) rejected: u64,
+    waiting: bool,
+    /// The `seq` of every state that pauses without moving the position.
+    plain_pauses: Vec<u64>,
+    group_waits: usize,
+    pub(crate) wait_timeouts: usize,
+    wait_pause_spread: f64,
 }
 
 impl Recorder {
@@ -172,12 +206,25 @@ impl Recorder {
             min_factor: 1.0,
             max_factor: 1.0,
             rejected: 0,
+            waiting: false,
+            plain_pauses: Vec::new(),
+            group_waits: 0,
+            wait_timeouts: 0,
+            wait_pause_spread: 0.0,
         }
     }
 
-    /// The room scheduled `p`.
-    pub(crate) fn on_state(&mut self, p: &Playback) {
-        self.disturbances.push(p.at_ms);
+    /// The room published its wait list.
+    pub(crate) fn on_waiting(&mut self, members: &[crate::state::MemberId]) {
+        if !self.waiting && !members.is_empty() {
+            self.group_waits += 1;
+        }
+        self.waiting = !members.is_empty();
+    }
+
+    /// The room scheduled `p` at `now`.
+    pub(crate) fn on_state(&mut self, p: &Playback, now: f64) {
+        self.disturbances.push((now.min(p.at_ms), p.at_ms));
         let judged = match &self.last_state {
             None => true,
             Some(prev) => policy::jumps_for_metrics(p, prev) || (p.playing && !prev.playing),
@@ -185,19 +232,26 @@ impl Recorder {
         if judged {
             self.events.push(p.at_ms);
         }
+        if self
+            .last_state
+            .as_ref()
+            .is_some_and(|prev| prev.playing && !p.playing && !policy::jumps_for_metrics(p, prev))
+        {
+            self.plain_pauses.push(p.seq);
+        }
         self.last_state = Some(p.clone());
     }
 
     /// A client joined at `t`.
     pub(crate) fn on_join(&mut self, t: f64) {
-        self.disturbances.push(t);
+        self.disturbances.push((t, t));
         self.events.push(t);
     }
 
     fn settling(&self, t: f64) -> bool {
         self.disturbances
             .iter()
-            .any(|d| *d <= t && t < d + SETTLE_MS)
+            .any(|(start, end)| *start <= t && t < end + SETTLE_MS)
     }
 
     /// Whether client `c` is stalled, or recovering from a stall, at `t`
@@ -227,15 +281,30 @@ impl Recorder {
     }
 
     /// One sample: each client's (position, stalled, corrective factor) if
-    /// it joined.
+    /// it joined, and the clients the room is waiting for.
     pub(crate) fn sample(
         &mut self,
         t: f64,
         ideal: &Playback,
         clients: &[Option<(f64, bool, Option<f64>)>],
+        waiting: &[usize],
     ) {
         if ideal.media.is_none() {
             return;
+        }
+        if !waiting.is_empty()
+            && self.plain_pauses.contains(&ideal.seq)
+            && t >= ideal.at_ms + WAIT_SETTLE_MS
+        {
+            let paused: Vec<f64> = clients
+                .iter()
+                .enumerate()
+                .filter(|(c, _)| !waiting.contains(c))
+                .filter_map(|(_, client)| client.map(|(pos, _, _)| pos))
+                .collect();
+            if let Some(s) = spread(&paused) {
+                self.wait_pause_spread = self.wait_pause_spread.max(s);
+            }
         }
         let ideal_pos = ideal.position_at(t);
         let settling = self.settling(t);
@@ -247,9 +316,11 @@ impl Recorder {
                 continue;
             };
             let err = (pos - ideal_pos).abs();
-            worst = worst.max(err);
             all.push(*pos);
             let stalled = self.stalled(c, t, err);
+            if !stalled {
+                worst = worst.max(err);
+            }
             if !settling && !stalled {
                 self.errors.push(err);
                 steady.push(*pos);
@@ -280,9 +351,18 @@ impl Recorder {
         seeks: u64,
         duration_ms: f64,
     ) -> Metrics {
+        // The window of an event at `e` ends when the first disturbance
+        // that takes effect after `e` starts (which may be before `e`: a
+        // change scheduled before the event took effect supersedes it).
         let mut disturbances = self.disturbances.clone();
-        disturbances.extend(self.stalls.iter().map(|s| s.1));
-        disturbances.sort_by(f64::total_cmp);
+        disturbances.extend(self.stalls.iter().map(|s| (s.1, s.1)));
+        let window_end = |e: f64| {
+            disturbances
+                .iter()
+                .filter(|d| d.1 > e)
+                .map(|d| d.0)
+                .fold(duration_ms, f64::min)
+        };
         let mut events = self.events.clone();
         events.sort_by(f64::total_cmp);
         events.dedup();
@@ -290,12 +370,7 @@ impl Recorder {
         let mut unconverged = 0;
         let mut times = Vec::new();
         for e in events {
-            let end = disturbances
-                .iter()
-                .copied()
-                .find(|d| *d > e)
-                .unwrap_or(duration_ms)
-                .min(duration_ms);
+            let end = window_end(e);
             if end - e < MIN_WINDOW_MS {
                 continue;
             }
@@ -324,12 +399,7 @@ impl Recorder {
         let mut catchup_unconverged = 0;
         let mut stalls_judged = 0;
         for (c, _, e) in &self.stalls {
-            let end = disturbances
-                .iter()
-                .copied()
-                .find(|d| d > e)
-                .unwrap_or(duration_ms)
-                .min(duration_ms);
+            let end = window_end(*e);
             let window: Vec<(f64, f64)> = self
                 .stall_errors
                 .iter()
@@ -371,6 +441,9 @@ impl Recorder {
             },
             min_rate_factor: self.min_factor,
             max_rate_factor: self.max_factor,
+            group_waits: self.group_waits,
+            wait_timeouts: self.wait_timeouts,
+            wait_pause_spread_ms: self.wait_pause_spread,
         }
     }
 }

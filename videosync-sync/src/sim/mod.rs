@@ -14,7 +14,9 @@
 //!
 //! The server is the engine's [`Room`] for every policy (each policy
 //! chooses its scheduling lead and whether the server broadcasts its
-//! position periodically); the server clock is the simulation's true time.
+//! position periodically; the scenario chooses the buffering policy, and
+//! the simulator calls [`Room::tick`] at [`Room::next_deadline`]); the
+//! server clock is the simulation's true time.
 //! Events are kept in a queue ordered by (time, sequence number), so equal
 //! times run in the order they were scheduled and a seed replays exactly.
 //!
@@ -39,7 +41,9 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use crate::drift::PlayerState;
-use crate::room::{AllowAll, CommandRequest, Recipients, Role, Room, RoomEvent, Snapshot};
+use crate::room::{
+    AllowAll, CommandRequest, Recipients, Role, Room, RoomConfig, RoomEvent, Snapshot,
+};
 use crate::state::{MemberId, Playback};
 
 use metrics::{Metrics, Recorder};
@@ -62,6 +66,13 @@ pub enum ClientMsg {
     Command(CommandRequest),
     /// The client's one-way delay estimate (what the room schedules by).
     Delay(f64),
+    /// How long the client needs to seek (what the room adds to a seek's
+    /// lead).
+    SeekLatency(f64),
+    /// The client's player is buffering (a stall).
+    Buffering,
+    /// The client's player is ready again, at the room's position.
+    Ready,
 }
 
 /// A message from the server to a client.
@@ -121,6 +132,13 @@ impl ClientIo<'_> {
         self.player.report(self.now)
     }
 
+    /// Whether the player is buffering now (a stall, not a seek): what an
+    /// HTML5 player's `waiting` event says.
+    pub fn is_buffering(&mut self) -> bool {
+        self.player.advance_to(self.now);
+        self.player.is_stalled()
+    }
+
     /// Asks the player to play.
     pub fn play(&mut self) {
         self.player.play(self.now);
@@ -178,6 +196,7 @@ enum Ev {
     ToServer(usize, ClientMsg),
     ToClient(usize, Envelope),
     Script(ScriptAction),
+    RoomTick,
     Heartbeat,
     Sample,
 }
@@ -230,6 +249,8 @@ struct Sim {
     heartbeat_ms: Option<f64>,
     clients: Vec<Client>,
     recorder: Recorder,
+    /// The room deadline a [`Ev::RoomTick`] is queued for.
+    room_tick_at: Option<f64>,
 }
 
 impl Sim {
@@ -289,11 +310,15 @@ impl Sim {
         for o in outgoing {
             let msg = match o.event {
                 RoomEvent::Scheduled(p) => {
-                    self.recorder.on_state(&p);
+                    self.recorder.on_state(&p, self.now);
                     ServerMsg::Scheduled(p)
                 }
                 RoomEvent::Snapshot(s) => ServerMsg::Snapshot(s),
-                // Presence, queue and wait-list events change no position.
+                RoomEvent::Waiting { members } => {
+                    self.recorder.on_waiting(&members);
+                    continue;
+                }
+                // Presence and queue events change no position.
                 _ => continue,
             };
             let to: Vec<usize> = match o.to {
@@ -341,6 +366,7 @@ impl Sim {
             }
             ClientMsg::Command(request) => {
                 match self.room.command(&AllowAll, member, request, now) {
+                    // A play may start a wait for buffering members.
                     Ok(out) => self.fan_out(out),
                     Err(_) => self.recorder.rejected += 1,
                 }
@@ -349,7 +375,45 @@ impl Sim {
                 // A refused report (an out-of-range delay) changes nothing.
                 let _ = self.room.report(member, d, now);
             }
+            ClientMsg::SeekLatency(d) => {
+                let _ = self.room.report_seek_latency(member, d, now);
+            }
+            ClientMsg::Buffering => {
+                if let Ok(out) = self.room.buffering(member, now) {
+                    self.fan_out(out);
+                }
+            }
+            ClientMsg::Ready => {
+                if let Ok(out) = self.room.ready(member, now) {
+                    self.fan_out(out);
+                }
+            }
         }
+        self.schedule_room_tick();
+    }
+
+    /// Queues a [`Ev::RoomTick`] at the room's next deadline, if it has one
+    /// that is not queued yet.
+    fn schedule_room_tick(&mut self) {
+        if let Some(d) = self.room.next_deadline() {
+            if self.room_tick_at != Some(d) {
+                self.room_tick_at = Some(d);
+                self.push(d.max(self.now), Ev::RoomTick);
+            }
+        }
+    }
+
+    /// The room's deadline came: members still buffering leave the wait.
+    fn on_room_tick(&mut self) {
+        let before = self.room.waiting();
+        if let Ok(out) = self.room.tick(self.now) {
+            let after = self.room.waiting();
+            let dropped = before.iter().filter(|m| !after.contains(m)).count();
+            self.recorder.wait_timeouts += dropped;
+            self.fan_out(out);
+        }
+        self.room_tick_at = None;
+        self.schedule_room_tick();
     }
 
     fn on_script(&mut self, action: ScriptAction) {
@@ -387,7 +451,8 @@ impl Sim {
                 })
             })
             .collect();
-        self.recorder.sample(now, &ideal, &positions);
+        let waiting: Vec<usize> = self.room.waiting().into_iter().map(member_index).collect();
+        self.recorder.sample(now, &ideal, &positions, &waiting);
     }
 
     fn run(&mut self, until: f64) {
@@ -405,6 +470,7 @@ impl Sim {
                 Ev::ToServer(c, msg) => self.on_server(c, msg),
                 Ev::ToClient(c, env) => self.with_client(c, |p, io| p.on_message(io, &env)),
                 Ev::Script(action) => self.on_script(action),
+                Ev::RoomTick => self.on_room_tick(),
                 Ev::Heartbeat => {
                     let now = self.now;
                     let mut p = self.room.playback_at(now).clone();
@@ -442,7 +508,11 @@ pub fn run(scenario: &Scenario, policy: PolicyKind, seed: u64) -> Metrics {
 /// links and the players' draws.
 pub fn run_setup(scenario: &Scenario, setup: Setup, policy: PolicyKind, seed: u64) -> Metrics {
     let p = policy.policy();
-    let room = Room::new(p.room_config()).unwrap_or_default();
+    let config = RoomConfig {
+        buffering: scenario.buffering(),
+        ..p.room_config()
+    };
+    let room = Room::new(config).unwrap_or_default();
     let clients = setup
         .clients
         .into_iter()
@@ -468,6 +538,7 @@ pub fn run_setup(scenario: &Scenario, setup: Setup, policy: PolicyKind, seed: u6
         heartbeat_ms: p.heartbeat_ms(),
         clients,
         recorder: Recorder::new(scenario.bound_ms(), setup.stalls),
+        room_tick_at: None,
     };
     for (t, action) in setup.script {
         sim.push(t, Ev::Script(action));

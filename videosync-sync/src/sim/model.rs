@@ -148,7 +148,7 @@ pub struct PlayerParams {
     /// A seek lands up to this far from its target, either way.
     pub seek_land_error_ms: f64,
     /// Play, pause and rate changes take effect after a delay drawn
-    /// uniformly from this range.
+    /// uniformly from this range, in the order they were given.
     pub actuation_ms: (f64, f64),
     /// Stalls, `(start, end)` in true time: the position freezes.
     pub stalls: Vec<(f64, f64)>,
@@ -185,6 +185,8 @@ pub struct Player {
     stalled: bool,
     ops: Vec<(f64, u64, Op)>,
     op_seq: u64,
+    /// When the latest play, pause or rate command takes effect.
+    last_command_at: f64,
     seek_finished: Option<f64>,
 }
 
@@ -204,6 +206,7 @@ impl Player {
             stalled: false,
             ops: Vec::new(),
             op_seq: 0,
+            last_command_at: f64::NEG_INFINITY,
             seek_finished: None,
             params,
         };
@@ -261,28 +264,33 @@ impl Player {
         self.move_to(t);
     }
 
-    fn actuation(&mut self) -> f64 {
+    /// When a command given at `t` takes effect: after the actuation
+    /// delay, and never before a command given earlier (a player applies
+    /// its commands in order).
+    fn actuation(&mut self, t: f64) -> f64 {
         let (lo, hi) = self.params.actuation_ms;
-        self.rng.range(lo, hi.max(lo))
+        let at = (t + self.rng.range(lo, hi.max(lo))).max(self.last_command_at);
+        self.last_command_at = at;
+        at
     }
 
     /// Asks the player to play (takes effect after the actuation delay).
     pub fn play(&mut self, t: f64) {
-        let d = self.actuation();
-        self.push(t + d, Op::Play);
+        let at = self.actuation(t);
+        self.push(at, Op::Play);
     }
 
     /// Asks the player to pause.
     pub fn pause(&mut self, t: f64) {
-        let d = self.actuation();
-        self.push(t + d, Op::Pause);
+        let at = self.actuation(t);
+        self.push(at, Op::Pause);
     }
 
     /// Asks the player for a rate; `correction` is the factor over the
     /// room's rate when this is a correction rather than the room's rate.
     pub fn set_rate(&mut self, t: f64, rate: f64, correction: Option<f64>) {
-        let d = self.actuation();
-        self.push(t + d, Op::Rate { rate, correction });
+        let at = self.actuation(t);
+        self.push(at, Op::Rate { rate, correction });
     }
 
     /// Starts a seek: the picture freezes, the player reports the target

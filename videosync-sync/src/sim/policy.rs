@@ -6,11 +6,12 @@
 //! position periodically) and a client: how it estimates the server clock
 //! or the latency, how it applies a state, and how it corrects drift.
 //!
-//! Every policy's client is given the same player and network, reports no
-//! buffering (the rooms use [`BufferingPolicy::Ignore`], so a stalled member
-//! catches up on its own under every policy) and sends every command
-//! through the room, including its own (it applies them when the room's
-//! state comes back).
+//! Every policy's client is given the same player and network and sends
+//! every command through the room, including its own (it applies them when
+//! the room's state comes back). The scenario sets the room's buffering
+//! policy; only the videosync client reports buffering and ready, so in a
+//! room that waits for buffering members the baselines' stalled members
+//! still catch up on their own (Jellyfin's group wait is not modelled).
 
 use std::collections::VecDeque;
 
@@ -174,13 +175,16 @@ fn local_for(io: &ClientIo<'_>, server_time: impl Fn(f64) -> f64, server_ms: f64
 
 // ---- videosync ----------------------------------------------------------
 
-/// This engine: [`OffsetEstimator`] with its own ping schedule, one-way
-/// delay reports to the room (which schedules every change for
-/// `slowest one-way delay + 100 ms`), every state applied at its `at_ms`
-/// on the estimated server clock (a jump aimed ahead by the controller's
-/// learned seek latency; the first state as soon as one clock sample is in,
-/// the rest once the estimate is warm), and the [`DriftController`] with default
-/// settings (told the player's report granularity).
+/// This engine: [`OffsetEstimator`] with its own ping schedule; one-way
+/// delay and seek allowance reports to the room (which schedules every
+/// change for `slowest one-way delay + 100 ms`, and a seek for the slowest
+/// one-way delay plus seek allowance + 100 ms); every state applied at its
+/// `at_ms` on the estimated server clock (the first as soon as one clock
+/// sample is in, the rest once the estimate is warm); a jump while playing
+/// is a *cued seek* ([`VideosyncClient::cued_seek`]), started a seek
+/// allowance before `at_ms` when the state arrives in time; the
+/// [`DriftController`] with default settings (told the player's report
+/// granularity); buffering and ready reports to the room.
 #[derive(Debug, Clone, Copy)]
 pub struct Videosync;
 
@@ -209,8 +213,28 @@ impl Policy for Videosync {
             }),
             tl: Timeline::default(),
             provisional: None,
+            buffering: Buffer::No,
+            cue: None,
+            in_flight: false,
+            latency_known: false,
+            play_lead_ms: 0.0,
+            learn_play_lead: false,
+            granularity_ms: player.granularity_ms,
         })
     }
+}
+
+/// Where a videosync client is with a stall it reported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Buffer {
+    /// Not buffering.
+    No,
+    /// Reported buffering; the player is still stalled.
+    Stalled,
+    /// The stall ended while the room was paused: seeking to the room's
+    /// paused position before reporting ready, so that the group resumes
+    /// with everyone at one position.
+    Realigning,
 }
 
 /// How far the warm estimate must move from a provisional jump's to aim it
@@ -223,14 +247,263 @@ struct VideosyncClient {
     tl: Timeline,
     /// The offset a first jump was aimed with before the estimate was warm.
     provisional: Option<f64>,
+    buffering: Buffer,
+    /// A cued seek: see [`VideosyncClient::cued_seek`].
+    cue: Option<Cue>,
+    /// A seek is in flight.
+    in_flight: bool,
+    /// A seek has finished, so the controller's seek latency is learned.
+    latency_known: bool,
+    /// How long before the instant to play a cued player is told to play:
+    /// learned from the error the controller first measures after each
+    /// cued play (the player's play latency, and whatever else makes cued
+    /// plays late on this client).
+    play_lead_ms: f64,
+    /// A cued play happened and its first measured error is not yet in.
+    learn_play_lead: bool,
+    granularity_ms: f64,
 }
 
+/// A cued seek: the player was paused and sent to `target_ms`, to play
+/// `state` from where it lands.
+#[derive(Debug, Clone)]
+struct Cue {
+    state: Playback,
+    target_ms: f64,
+    /// Where it landed, once it has.
+    landed_ms: Option<f64>,
+    /// It is the second aim of a cue that landed late.
+    retried: bool,
+}
+
+/// A cued seek aims this many learned seek latencies ahead (a seek takes
+/// 0.8 to 1.2 times a device's typical latency)...
+const CUE_LATENCY_FACTOR: f64 = 1.25;
+/// ...plus this margin, in ms.
+const CUE_MARGIN_MS: f64 = 30.0;
+/// Weight of each measured lateness of a cued play in the play lead.
+const PLAY_LEAD_GAIN: f64 = 0.5;
+/// Largest play lead, in ms.
+const MAX_PLAY_LEAD_MS: f64 = 50.0;
+/// The seek allowance until the client has seen its player seek once.
+const UNKNOWN_SEEK_ALLOWANCE_MS: f64 = 500.0;
+/// A cued seek that lands with the room more than this past its position
+/// is aimed once more.
+const RECUE_MS: f64 = 10.0;
+/// A cued player is woken this long after the instant to play, and plays
+/// when the timeline is within it of the landed position.
+const CUE_WAKE_SLACK_MS: f64 = 0.5;
+
 impl VideosyncClient {
+    fn started_seek(&mut self, local: f64) {
+        self.ctl.on_seek_started(local);
+        self.in_flight = true;
+    }
+
+    /// How long before a jump's `at_ms` a cued seek starts, and what the
+    /// client reports to the room as its seek latency: the learned seek
+    /// latency with a margin.
+    fn seek_allowance_ms(&self) -> f64 {
+        if !self.latency_known {
+            // Nothing learned yet: a generous aim (devices seek in 60 to
+            // 480 ms) costs a wait, a short one a second seek.
+            return UNKNOWN_SEEK_ALLOWANCE_MS;
+        }
+        self.ctl.seek_latency_ms() * CUE_LATENCY_FACTOR + CUE_MARGIN_MS
+    }
+
+    /// Moves the player onto `state` (playing) without the error a seek's
+    /// unpredictable duration leaves: pause, seek to where the room will be
+    /// a little after the seek is expected to land (a seek allowance from
+    /// now, and not before `state.at_ms`: a cue started early aims at the
+    /// position the jump starts from), and play when the timeline reaches
+    /// the position the player landed on ([`Self::play_when_cued`]). What
+    /// is left is the player's play actuation delay, not a fraction of its
+    /// seek latency.
+    ///
+    /// A cued seek in flight whose target is within the seek threshold of
+    /// the new one is not restarted (a player that restarts every seek
+    /// shows the old position until the last one lands): its landing serves
+    /// the new state, and is aimed again if it lands late. One farther away
+    /// is restarted: its landing would be no use.
+    fn cued_seek(
+        &mut self,
+        io: &mut ClientIo<'_>,
+        state: &Playback,
+        server: f64,
+        local: f64,
+        corrective: bool,
+    ) {
+        let target = state.position_at((server + self.seek_allowance_ms()).max(state.at_ms));
+        if self.in_flight {
+            let threshold = self.ctl.config().seek_threshold_ms;
+            if let Some(cue) = &mut self.cue {
+                if cue.landed_ms.is_none() && (cue.target_ms - target).abs() < threshold {
+                    cue.state = state.clone();
+                    return;
+                }
+            }
+        }
+        io.pause();
+        io.seek(target, corrective);
+        self.started_seek(local);
+        self.cue = Some(Cue {
+            state: state.clone(),
+            target_ms: target,
+            landed_ms: None,
+            retried: false,
+        });
+    }
+
+    /// A seek landed: note where (for a cue), aim again if it landed late,
+    /// or wake up when the timeline reaches it.
+    fn after_seek(&mut self, io: &mut ClientIo<'_>, server: f64, local: f64) {
+        let Some(cue) = self.cue.as_mut() else {
+            return;
+        };
+        // A player that reports exact positions says where it landed; a
+        // coarse one is taken to have landed on the target.
+        let landed = if self.granularity_ms > 0.0 {
+            cue.target_ms
+        } else {
+            io.report().position_ms
+        };
+        cue.landed_ms = Some(landed);
+        let state = cue.state.clone();
+        let retried = cue.retried;
+        if !state.playing || state.rate <= 0.0 {
+            return;
+        }
+        if state.position_at(server) - landed > RECUE_MS && !retried {
+            // It took longer than it was aimed for (the first seek of a
+            // device, before its latency is learned): aim once more, with
+            // the latency just learned, instead of nudging the lag away
+            // for a second.
+            self.cue = None;
+            self.cued_seek(io, &state, server, local, true);
+            if let Some(cue) = &mut self.cue {
+                cue.retried = true;
+            }
+            return;
+        }
+        let at = state.at_ms + ((landed - state.position_ms) / state.rate).max(0.0);
+        let at_local = local_for(io, |l| self.est.server_time(l), at);
+        io.wake_at(at_local - self.play_lead_ms + CUE_WAKE_SLACK_MS);
+    }
+
+    /// Plays a cued player once its state is in force and the room's
+    /// timeline reaches where it landed (at once if it is already past it:
+    /// the controller removes the rest).
+    fn play_when_cued(&mut self, io: &mut ClientIo<'_>, server: f64) {
+        let Some(cue) = &self.cue else {
+            return;
+        };
+        let Some(applied) = &self.tl.applied else {
+            return;
+        };
+        let ahead = CUE_WAKE_SLACK_MS + self.play_lead_ms;
+        if applied.seq < cue.state.seq && server + ahead < cue.state.at_ms {
+            return;
+        }
+        if !cue.state.playing {
+            self.cue = None;
+            return;
+        }
+        if let Some(landed) = cue.landed_ms {
+            if cue.state.position_at(server + ahead) >= landed {
+                io.play();
+                self.cue = None;
+                // A coarse player's first errors say too little to learn
+                // from.
+                self.learn_play_lead = self.granularity_ms == 0.0;
+            }
+        }
+    }
+
+    /// The first pending state that jumps while playing (compared with the
+    /// state before it), if any.
+    fn next_jump(&self) -> Option<Playback> {
+        let mut prev = self.tl.applied.as_ref();
+        for next in &self.tl.pending {
+            if next.playing && jumps(next, prev) {
+                return Some(next.clone());
+            }
+            prev = Some(next);
+        }
+        None
+    }
+
+    /// Starts the cued seek of the next jump while playing early, a seek
+    /// allowance before its `at_ms`.
+    fn prepare_next(&mut self, io: &mut ClientIo<'_>, server: f64, local: f64) {
+        let Some(next) = self.next_jump() else {
+            return;
+        };
+        if self.cue.as_ref().is_some_and(|c| c.state.seq >= next.seq) {
+            return;
+        }
+        if server >= next.at_ms - self.seek_allowance_ms() {
+            self.cued_seek(io, &next, server, local, false);
+        }
+    }
+
+    /// Tells the room when the player stalls and when it is ready again.
+    /// Ready means ready to play from the room's position: a stall that
+    /// ends while the room is paused (waiting for this member, or paused by
+    /// anyone) first seeks to the paused position, and reports ready when
+    /// the seek has landed.
+    fn report_buffering(&mut self, io: &mut ClientIo<'_>, local: f64, seek_done: bool) {
+        let stalled = io.is_buffering();
+        match self.buffering {
+            Buffer::No if stalled => {
+                self.buffering = Buffer::Stalled;
+                io.send(ClientMsg::Buffering);
+            }
+            Buffer::Stalled if !stalled => {
+                let paused_at = self
+                    .tl
+                    .applied
+                    .as_ref()
+                    .filter(|s| !s.playing && s.media.is_some())
+                    .map(|s| s.position_ms);
+                match paused_at {
+                    Some(position) => {
+                        let dead_zone = self.ctl.config().dead_zone_ms;
+                        if (io.report().position_ms - position).abs() > dead_zone {
+                            io.seek(position, true);
+                            self.started_seek(local);
+                            self.buffering = Buffer::Realigning;
+                        } else {
+                            self.buffering = Buffer::No;
+                            io.send(ClientMsg::Ready);
+                        }
+                    }
+                    None => {
+                        self.buffering = Buffer::No;
+                        io.send(ClientMsg::Ready);
+                    }
+                }
+            }
+            Buffer::Realigning if stalled => self.buffering = Buffer::Stalled,
+            Buffer::Realigning if seek_done => {
+                self.buffering = Buffer::No;
+                io.send(ClientMsg::Ready);
+            }
+            _ => {}
+        }
+    }
+
     fn wake_for_pending(&self, io: &mut ClientIo<'_>) {
         if let Some(p) = self.tl.pending.first() {
             if self.est.is_warm() {
                 let at = local_for(io, |l| self.est.server_time(l), p.at_ms);
                 io.wake_at(at + 0.01);
+            }
+        }
+        if let Some(next) = self.next_jump() {
+            if self.est.is_warm() {
+                let at = local_for(io, |l| self.est.server_time(l), next.at_ms);
+                io.wake_at(at - self.seek_allowance_ms());
             }
         }
     }
@@ -248,6 +521,7 @@ impl ClientPolicy for VideosyncClient {
                 let d = self.est.one_way_delay_ms();
                 if d.is_finite() {
                     io.send(ClientMsg::Delay(d));
+                    io.send(ClientMsg::SeekLatency(self.seek_allowance_ms()));
                 }
             }
             ServerMsg::Snapshot(s) => {
@@ -267,9 +541,14 @@ impl ClientPolicy for VideosyncClient {
 
     fn on_tick(&mut self, io: &mut ClientIo<'_>) {
         let local = io.local_ms();
+        let mut seek_done = false;
         if let Some(done) = io.take_seek_finished() {
             self.ctl.on_seek_finished(done);
+            self.in_flight = false;
+            self.latency_known = true;
+            seek_done = true;
         }
+        self.report_buffering(io, local, seek_done);
         if self.est.next_ping_at(local) <= local {
             self.est.on_ping_sent(local);
             io.send(ClientMsg::Ping { t0: local });
@@ -283,20 +562,54 @@ impl ClientPolicy for VideosyncClient {
             return;
         }
         let warm = self.est.is_warm();
-        if !warm && self.tl.applied.is_some() {
-            return;
-        }
         let server = self.est.server_time(local);
-        if let Some((new, prev)) = self.tl.promote(server) {
-            let ahead = self.ctl.seek_latency_ms();
-            if apply(io, &new, prev.as_ref(), server, ahead) {
-                self.ctl.on_seek_started(local);
+        let promoted = if warm || self.tl.applied.is_none() {
+            self.tl.promote(server)
+        } else {
+            None
+        };
+        if let Some((new, prev)) = promoted {
+            let prepared = self.cue.as_ref().is_some_and(|c| c.state.seq == new.seq);
+            if new.playing && jumps(&new, prev.as_ref()) {
+                if !prepared {
+                    self.cued_seek(io, &new, server, local, false);
+                }
+                io.set_rate(new.rate);
                 if !warm {
                     self.provisional = Some(server - local);
+                }
+            } else if new.playing && self.in_flight && self.cue.is_none() {
+                // Playing from where a seek is still taking the player (a
+                // resume right after a seek while paused): cue it, rather
+                // than play a player that is not there yet.
+                self.cued_seek(io, &new, server, local, false);
+                io.set_rate(new.rate);
+            } else if new.playing && self.cue.is_some() {
+                // A change that does not move the position (a rate) while
+                // a cue waits: the cue plays on the new timeline, unless it
+                // was started early for a later jump, which supersedes it.
+                if let Some(cue) = &mut self.cue {
+                    if cue.state.seq < new.seq {
+                        cue.state = new.clone();
+                        io.set_rate(new.rate);
+                    }
+                }
+            } else {
+                self.cue = None;
+                let ahead = self.ctl.seek_latency_ms();
+                if apply(io, &new, prev.as_ref(), server, ahead) {
+                    self.started_seek(local);
                 }
             }
             self.wake_for_pending(io);
         }
+        if seek_done {
+            self.after_seek(io, server, local);
+        }
+        if warm {
+            self.prepare_next(io, server, local);
+        }
+        self.play_when_cued(io, server);
         if !warm {
             return;
         }
@@ -304,9 +617,7 @@ impl ClientPolicy for VideosyncClient {
             // Refine the provisional jump with the warm estimate.
             if let Some(state) = self.tl.applied.clone() {
                 if state.playing && ((server - local) - offset).abs() > REAIM_MS {
-                    let target = state.position_at(server + self.ctl.seek_latency_ms());
-                    io.seek(target, true);
-                    self.ctl.on_seek_started(local);
+                    self.cued_seek(io, &state, server, local, true);
                     return;
                 }
             }
@@ -314,8 +625,32 @@ impl ClientPolicy for VideosyncClient {
         let Some(state) = self.tl.applied.clone() else {
             return;
         };
+        let quiet = self
+            .seek_allowance_ms()
+            .max(MAX_PLAY_LEAD_MS + CUE_WAKE_SLACK_MS);
+        if self
+            .tl
+            .pending
+            .first()
+            .is_some_and(|next| next.at_ms <= server + quiet)
+        {
+            // A change is due before a correction could finish (a seek
+            // started now would still be in flight), and a cued player may
+            // already play the next jump: leave the player alone until the
+            // change is in force.
+            return;
+        }
         let report = io.report();
         let action = self.ctl.tick(local, server, &state, &report);
+        if self.learn_play_lead && self.cue.is_none() {
+            if let Some(error) = self.ctl.error_ms() {
+                // Positive: the cued play was late. Half of it each time,
+                // within bounds, so that one odd reading does little.
+                self.play_lead_ms =
+                    (self.play_lead_ms + PLAY_LEAD_GAIN * error).clamp(0.0, MAX_PLAY_LEAD_MS);
+                self.learn_play_lead = false;
+            }
+        }
         match action {
             Action::None => {}
             Action::SetRate(rate) => {
@@ -327,8 +662,12 @@ impl ClientPolicy for VideosyncClient {
                 }
             }
             Action::Seek(target) => {
-                io.seek(target, true);
-                self.ctl.on_seek_started(local);
+                if state.playing {
+                    self.cued_seek(io, &state, server, local, true);
+                } else {
+                    io.seek(target, true);
+                    self.started_seek(local);
+                }
             }
         }
     }

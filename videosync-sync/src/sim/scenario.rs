@@ -16,10 +16,14 @@
 //! | 85 000 | client 2 stalls for 2.5 s (it also stalls at random, 0.3 to 2 s, every 40 s on average) |
 //! | 95 000 | seek |
 //!
+//! The `wait-for-all` scenario adds a 7 s stall of client 2 at 100 000, in
+//! a room that waits at most 4 s for a buffering member.
+//!
 //! Clients differ by seed: clock offset up to ±10 s, skew up to ±200 ppm,
 //! RTT within ±40 % of the scenario's, seek latency 60 to 400 ms typical
 //! for the device (each seek 0.8 to 1.2 times it).
 
+use crate::room::BufferingPolicy;
 use crate::state::Command;
 
 use super::model::{ClientClock, LinkParams, PlayerParams};
@@ -49,6 +53,14 @@ pub struct Scenario {
     pub bad_link: Option<(usize, f64, f64, Option<f64>)>,
     /// Session length.
     pub duration_ms: f64,
+    /// The room's buffering policy: `Some(timeout)` waits for buffering
+    /// members ([`BufferingPolicy::WaitForAll`]) at most `timeout` ms each;
+    /// `None` ignores them ([`BufferingPolicy::Ignore`]).
+    pub wait_for_all_ms: Option<f64>,
+    /// An extra stall of the stalling client, `(start, end)`, on top of the
+    /// scripted one at 85 s (one longer than the wait timeout, to see the
+    /// group give up on it).
+    pub long_stall: Option<(f64, f64)>,
 }
 
 /// One thing the script does.
@@ -98,6 +110,8 @@ impl Scenario {
             granularity_ms: 0.0,
             bad_link: None,
             duration_ms: 120_000.0,
+            wait_for_all_ms: None,
+            long_stall: None,
         }
     }
 
@@ -153,6 +167,27 @@ impl Scenario {
         }
     }
 
+    /// Broadband in a room that waits for buffering members (timeout
+    /// 4 s): the stalling client's 2.5 s stall at 85 s pauses the group,
+    /// which resumes together when it is ready; its 7 s stall at 100 s
+    /// outlasts the timeout, so the group resumes without it and it catches
+    /// up on its own.
+    pub fn wait_for_all() -> Self {
+        Scenario {
+            wait_for_all_ms: Some(4000.0),
+            long_stall: Some((100_000.0, 107_000.0)),
+            ..Scenario::base("wait-for-all", 50.0, 0.2)
+        }
+    }
+
+    /// The room's buffering policy.
+    pub fn buffering(&self) -> BufferingPolicy {
+        match self.wait_for_all_ms {
+            Some(timeout_ms) => BufferingPolicy::WaitForAll { timeout_ms },
+            None => BufferingPolicy::Ignore,
+        }
+    }
+
     /// Every scenario of the bench.
     pub fn all() -> Vec<Scenario> {
         vec![
@@ -163,6 +198,7 @@ impl Scenario {
             Scenario::coarse_player(),
             Scenario::mobile(),
             Scenario::one_bad_link(),
+            Scenario::wait_for_all(),
         ]
     }
 
@@ -210,6 +246,7 @@ impl Scenario {
                 let mut own_stalls = Vec::new();
                 if i == STALLING_CLIENT {
                     own_stalls.push((85_000.0, 87_500.0));
+                    own_stalls.extend(self.long_stall);
                     let mut t = 10_000.0 + rng.exp(40_000.0);
                     while t < self.duration_ms {
                         let len = rng.range(300.0, 2000.0);
