@@ -1,6 +1,45 @@
-//! Transcoding for videosync through FFmpeg (ffmpeg-next): today the probe
-//! of a source file; the ladder pipeline, thumbnails and the worker loop
-//! follow.
+//! Transcoding for videosync through FFmpeg (ffmpeg-next): probe a source,
+//! make its HLS ladder (decode once, scale and encode every rung in
+//! parallel, segments stored as they are made), the poster and the
+//! storyboard, in one pass or in chunks across workers, and the worker loop
+//! that runs it all from a job queue.
+//!
+//! # Transcode
+//!
+//! [`transcode()`] takes a file and a [`Destination`] (an object store and a
+//! prefix) and writes `master.m3u8`, one folder per rung, the audio
+//! rendition, `poster.jpg`, `storyboard/` and `manifest.json`. Inside:
+//!
+//! - one thread demuxes and decodes the video once (FFmpeg frame threads),
+//!   deinterlaces and rotates when the source needs it, and hands every
+//!   frame, shared, to one thread per rung;
+//! - each rung thread scales (swscale, bicubic), encodes (libx264, or NVENC
+//!   with [`EncoderChoice::Auto`] when a GPU is usable) with keyframes
+//!   forced on the frames that start a segment, the same frames for every
+//!   rung, and muxes each segment in memory (fMP4 or MPEG-TS), so a
+//!   finished segment goes straight to the store;
+//! - the audio is decoded, downmixed and encoded once (AAC-LC) on its own
+//!   thread, cut at the same boundaries;
+//! - a thumbnail thread picks the poster and the storyboard tiles;
+//! - at the end the playlists (through `videosync-hls`, with bandwidths
+//!   measured from the produced segments) pass the validator, and the
+//!   master is written last. On any error or cancellation what was written
+//!   is removed.
+//!
+//! ```no_run
+//! # async fn run(store: videosync_core::store::DynObjectStore) -> Result<(), videosync_transcode::TranscodeError> {
+//! use videosync_core::ObjectKey;
+//! use videosync_transcode::{transcode, CancelToken, Destination, TranscodeOptions};
+//! let prefix = ObjectKey::parse("videos/abc/hls").expect("a plain key");
+//! let dest = Destination::new(store, Some(prefix));
+//! let manifest = transcode("upload.mp4", &dest, &TranscodeOptions::default(), None, &CancelToken::new()).await?;
+//! println!("{} rungs", manifest.renditions.len());
+//! # Ok(()) }
+//! ```
+//!
+//! [`chunked`] splits a long source into parts for several workers;
+//! [`worker`] is the loop that reserves jobs, heartbeats, updates the
+//! catalog and publishes progress.
 //!
 //! # Probe
 //!

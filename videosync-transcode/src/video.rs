@@ -211,6 +211,7 @@ pub(crate) fn run_rung(
     let mut last_pts: Option<i64> = None;
     let mut frames_in = 0u64;
     let fps = f64::from(rate.numerator()) / f64::from(rate.denominator());
+    let mut out = ff::frame::Video::empty();
 
     let mut drain = |encoder: &mut ff::encoder::Video,
                      segmenter: &mut Segmenter,
@@ -253,32 +254,35 @@ pub(crate) fn run_rung(
             }
         }
         let src = &*msg.frame;
-        let mut out =
-            if src.width() == r.width && src.height() == r.height && src.format() == Pixel::YUV420P
-            {
-                src.clone()
-            } else {
-                let key = (src.format(), src.width(), src.height());
-                if scaler.as_ref().map(|s| s.1) != Some(key) {
-                    let ctx = ff::software::scaling::Context::get(
-                        key.0,
-                        key.1,
-                        key.2,
-                        Pixel::YUV420P,
-                        r.width,
-                        r.height,
-                        ff::software::scaling::Flags::BICUBIC,
-                    )
-                    .map_err(|e| format!("{}: scaler: {e}", r.name))?;
-                    scaler = Some((ctx, key));
-                }
-                let mut out = ff::frame::Video::empty();
-                if let Some((ctx, _)) = scaler.as_mut() {
-                    ctx.run(src, &mut out)
-                        .map_err(|e| format!("{}: scale: {e}", r.name))?;
-                }
-                out
-            };
+        // One output picture, reused: the encoder copies a frame into its
+        // own buffers before `send_frame` returns (every packet is drained
+        // right after), so the next frame may overwrite it. Fresh buffers
+        // per frame cost page faults and zeroing on every frame.
+        if out.width() != r.width || out.height() != r.height {
+            out = ff::frame::Video::new(Pixel::YUV420P, r.width, r.height);
+        }
+        if src.width() == r.width && src.height() == r.height && src.format() == Pixel::YUV420P {
+            out.clone_from(src);
+        } else {
+            let key = (src.format(), src.width(), src.height());
+            if scaler.as_ref().map(|s| s.1) != Some(key) {
+                let ctx = ff::software::scaling::Context::get(
+                    key.0,
+                    key.1,
+                    key.2,
+                    Pixel::YUV420P,
+                    r.width,
+                    r.height,
+                    ff::software::scaling::Flags::BICUBIC,
+                )
+                .map_err(|e| format!("{}: scaler: {e}", r.name))?;
+                scaler = Some((ctx, key));
+            }
+            if let Some((ctx, _)) = scaler.as_mut() {
+                ctx.run(src, &mut out)
+                    .map_err(|e| format!("{}: scale: {e}", r.name))?;
+            }
+        }
         out.set_pts(Some(pts));
         if msg.starts {
             out.set_kind(ff::picture::Type::I);

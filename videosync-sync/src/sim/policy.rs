@@ -181,7 +181,7 @@ fn local_for(io: &ClientIo<'_>, server_time: impl Fn(f64) -> f64, server_ms: f64
 /// one-way delay plus seek allowance + 100 ms); every state applied at its
 /// `at_ms` on the estimated server clock (the first as soon as one clock
 /// sample is in, the rest once the estimate is warm); a jump while playing
-/// is a *cued seek* ([`VideosyncClient::cued_seek`]), started a seek
+/// is a *cued seek* (`VideosyncClient::cued_seek`), started a seek
 /// allowance before `at_ms` when the state arrives in time; the
 /// [`DriftController`] with default settings (told the player's report
 /// granularity); buffering and ready reports to the room.
