@@ -160,22 +160,26 @@ pub(crate) fn run_part(
             cancel.is_cancelled() || stop.load(Ordering::SeqCst) || timed_out.load(Ordering::SeqCst)
         }
     };
+    // Why the part was stopped from outside (the caller or the clock);
+    // `None` when it runs on, or stops for a failure of its own, which a
+    // thread reports.
     let stopped = |interrupt: &dyn Fn() -> bool| -> Option<TranscodeError> {
-        if !interrupt() {
-            return None;
-        }
-        Some(if timed_out.load(Ordering::SeqCst) {
-            TranscodeError::Timeout {
+        // Evaluated for its side effect: it notices a passed deadline.
+        let _ = interrupt();
+        if timed_out.load(Ordering::SeqCst) {
+            Some(TranscodeError::Timeout {
                 op: OP,
                 path: path.clone(),
                 after: part.timeout.unwrap_or_default(),
-            }
-        } else {
-            TranscodeError::Cancelled {
+            })
+        } else if cancel.is_cancelled() {
+            Some(TranscodeError::Cancelled {
                 op: OP,
                 path: path.clone(),
-            }
-        })
+            })
+        } else {
+            None
+        }
     };
 
     let mut input = ff::format::input_with_interrupt(&part.input, interrupt.clone())
@@ -442,12 +446,19 @@ pub(crate) fn run_part(
                 if let Some(e) = stopped(&interrupt) {
                     return Err(e);
                 }
+                // A consumer failed: stop feeding; its error is reported.
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
                 match packet.read(&mut input) {
                     Ok(()) => read_errors = 0,
                     Err(ff::Error::Eof) => break,
                     Err(e) => {
                         if let Some(err) = stopped(&interrupt) {
                             return Err(err);
+                        }
+                        if stop.load(Ordering::SeqCst) {
+                            return Ok(());
                         }
                         read_errors += 1;
                         if read_errors > 64 {
@@ -559,15 +570,10 @@ pub(crate) fn run_part(
             }
         };
         loop_result?;
-        if let Some(e) = stopped(&interrupt).filter(|_| first_err.is_none()) {
+        if let Some(e) = stopped(&interrupt) {
             return Err(e);
         }
         if let Some(e) = first_err {
-            if let Some(err) =
-                stopped(&|| cancel.is_cancelled() || timed_out.load(Ordering::SeqCst))
-            {
-                return Err(err);
-            }
             return Err(ff_err(e));
         }
         if need_frames && state.frames == 0 {
