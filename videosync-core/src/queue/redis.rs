@@ -160,7 +160,10 @@ impl RedisQueue {
     fn row(&self, pairs: &[String], now: Timestamp) -> Result<Row> {
         let fields: HashMap<&str, &str> = pairs
             .chunks_exact(2)
-            .map(|kv| (kv[0].as_str(), kv[1].as_str()))
+            .filter_map(|kv| match kv {
+                [k, v] => Some((k.as_str(), v.as_str())),
+                _ => None,
+            })
             .collect();
         let id = fields.get("id").copied().unwrap_or("?");
         let what = || format!("decoding job {id} in {self}");

@@ -61,6 +61,16 @@ fn opened_error(e: std::io::Error) -> Error {
     }
 }
 
+/// Creates `dir` if needed and returns its canonical path.
+async fn create_resolved(dir: &Path) -> Result<PathBuf> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| Error::from_io(format!("creating store directory {}", dir.display()), e))?;
+    tokio::fs::canonicalize(dir)
+        .await
+        .map_err(|e| Error::from_io(format!("resolving {}", dir.display()), e))
+}
+
 /// Objects as files under a root directory.
 #[derive(Debug, Clone)]
 pub struct FsStore {
@@ -87,7 +97,10 @@ impl FsStore {
         if root.as_os_str().is_empty() {
             return Err(Error::invalid_input("filesystem store root is empty"));
         }
-        Self::open_dirs(root.join("objects"), root.join("staging")).await
+        let objects = create_resolved(&root.join("objects")).await?;
+        let staging = create_resolved(&root.join("staging")).await?;
+        let root = create_resolved(root).await?;
+        Self::with_dirs(root, objects, staging).await
     }
 
     /// Opens (creating if needed) a store whose objects are files directly
@@ -102,21 +115,14 @@ impl FsStore {
         if objects.as_os_str().is_empty() || staging.as_os_str().is_empty() {
             return Err(Error::invalid_input("filesystem store directory is empty"));
         }
-        let mut resolved = Vec::with_capacity(2);
-        for dir in [objects, staging] {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                Error::from_io(format!("creating store directory {}", dir.display()), e)
-            })?;
-            resolved.push(
-                tokio::fs::canonicalize(dir)
-                    .await
-                    .map_err(|e| Error::from_io(format!("resolving {}", dir.display()), e))?,
-            );
-        }
-        let staging = resolved.pop().unwrap_or_default();
-        let objects = resolved.pop().unwrap_or_default();
+        let objects = create_resolved(objects).await?;
+        let staging = create_resolved(staging).await?;
+        Self::with_dirs(objects.clone(), objects, staging).await
+    }
+
+    async fn with_dirs(root: PathBuf, objects: PathBuf, staging: PathBuf) -> Result<Self> {
         let store = FsStore {
-            root: objects.clone(),
+            root,
             objects,
             staging,
         };
@@ -124,7 +130,7 @@ impl FsStore {
         Ok(store)
     }
 
-    /// The root directory.
+    /// The root directory (the objects' directory for [`FsStore::open_dirs`]).
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -126,7 +126,7 @@ impl ObjectKey {
     pub fn starts_with(&self, prefix: &ObjectKey) -> bool {
         self.0.len() > prefix.0.len()
             && self.0.starts_with(&prefix.0)
-            && self.0.as_bytes()[prefix.0.len()] == b'/'
+            && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/')
     }
 }
 
