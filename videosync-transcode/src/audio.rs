@@ -9,6 +9,7 @@ use ff::Rational;
 use ffmpeg_next as ff;
 use videosync_hls::ladder::{AudioPlan, SegmentFormat};
 
+use crate::pipeline::SegTiming;
 use crate::segmenter::{Finished, Segmenter};
 
 /// AAC-LC frame length in samples.
@@ -28,19 +29,12 @@ pub(crate) struct AudioJob {
     pub(crate) segment_seconds: u32,
 }
 
-/// One produced audio segment's timing.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct AudioSegment {
-    pub(crate) index: u32,
-    pub(crate) duration_s: f64,
-}
-
 /// Encodes the audio packets until the channel closes.
 pub(crate) fn run_audio(
     job: &AudioJob,
     packets: &Receiver<ff::Packet>,
     emit: &mut dyn FnMut(Finished) -> Result<(), String>,
-) -> Result<Vec<AudioSegment>, String> {
+) -> Result<Vec<SegTiming>, String> {
     let mut decoder = ff::codec::Context::from_parameters(job.params.clone())
         .and_then(|c| c.decoder().audio())
         .map_err(|e| format!("audio decoder: {e}"))?;
@@ -202,7 +196,7 @@ pub(crate) fn run_audio(
     let mut out = Vec::with_capacity(segments.len());
     for (i, &(index, start)) in segments.iter().enumerate() {
         let end = segments.get(i + 1).map_or(end_pts, |s| s.1);
-        out.push(AudioSegment {
+        out.push(SegTiming {
             index,
             duration_s: (end - start) as f64 / f64::from(rate),
         });

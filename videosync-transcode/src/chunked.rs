@@ -115,7 +115,7 @@ pub async fn plan(
     segments_per_chunk: u32,
 ) -> Result<ChunkPlan, TranscodeError> {
     let input = input.as_ref();
-    let (_, planned) = prepare(input, opts).await?;
+    let planned = prepare(input, opts).await?;
     let mut parts: Vec<PartSpec> = chunk_ranges(
         planned.duration_s,
         planned.ladder.segment_seconds,

@@ -19,15 +19,16 @@ use ff::media::Type as MediaType;
 use ffmpeg_next as ff;
 use serde::{Deserialize, Serialize};
 use videosync_core::{Clock, SystemClock};
-use videosync_hls::ladder::{Ladder, SegmentFormat};
+use videosync_hls::ladder::SegmentFormat;
 
 use crate::audio::{run_audio, ts_seconds, AudioJob};
 use crate::error::{FfmpegError, TranscodeError};
 use crate::prefilter::{chain, Prefilter};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
 use crate::segmenter::Finished;
-use crate::thumbs::{run_thumbs, ThumbJob, TileLayout};
-use crate::video::{run_rung, FrameMsg, RungJob, VideoEncoder};
+use crate::thumbs::{run_thumbs, Storyboard, ThumbJob};
+use crate::transcode::Planned;
+use crate::video::{run_rung, FrameMsg, RungJob};
 
 const OP: &str = "transcode";
 
@@ -59,21 +60,12 @@ pub(crate) type UploadTx = tokio::sync::mpsc::Sender<(String, Bytes)>;
 /// What a part does.
 pub(crate) struct Part {
     pub(crate) input: PathBuf,
-    pub(crate) ladder: Ladder,
+    /// The ladder and the source facts, decided once for every part.
+    pub(crate) plan: Planned,
     /// Segments of every rung to encode; `None` encodes no video.
     pub(crate) video: Option<SegmentRange>,
-    pub(crate) audio: bool,
-    pub(crate) poster: bool,
-    pub(crate) storyboard: bool,
-    pub(crate) encoder: VideoEncoder,
-    pub(crate) preset: String,
-    pub(crate) threads: usize,
-    /// Source facts from the probe.
-    pub(crate) interlaced: bool,
-    pub(crate) rotation: u32,
-    pub(crate) duration_s: f64,
-    pub(crate) display: (u32, u32),
-    pub(crate) timeout: Option<Duration>,
+    /// Whether this part makes the audio and the images the plan asks for.
+    pub(crate) extras: bool,
 }
 
 /// Timing of one video segment, the same for every rung.
@@ -99,6 +91,50 @@ pub(crate) struct RenditionPart {
     pub(crate) init_digest: Option<u64>,
 }
 
+impl RenditionPart {
+    /// Records a finished segment of the rendition in folder `dir` and
+    /// queues it for the store; the init segment goes too, the first time,
+    /// when `store_init`, and must stay the same.
+    fn store(
+        &mut self,
+        done: Finished,
+        dir: &str,
+        format: SegmentFormat,
+        store_init: bool,
+        uploads: &UploadTx,
+        stop: &AtomicBool,
+    ) -> Result<(), String> {
+        if stop.load(Ordering::SeqCst) {
+            return Err("stopped".to_owned());
+        }
+        if let Some(init) = done.init {
+            let digest = fnv(&init);
+            match self.init_digest {
+                None => {
+                    self.init_digest = Some(digest);
+                    if store_init {
+                        send(uploads, format!("{dir}/init.mp4"), init)?;
+                    }
+                }
+                Some(d) if d != digest => {
+                    return Err(format!("{dir}: the init segment changed mid-stream"));
+                }
+                Some(_) => {}
+            }
+        }
+        self.segments.push(SegStored {
+            index: done.index,
+            size: done.bytes.len() as u64,
+            keyframe: done.starts_with_keyframe,
+        });
+        send(
+            uploads,
+            format!("{dir}/{}", segment_name(format, done.index)),
+            done.bytes,
+        )
+    }
+}
+
 /// What a part produced; stored as JSON between chunk jobs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PartResult {
@@ -106,18 +142,13 @@ pub(crate) struct PartResult {
     pub(crate) rungs: Vec<RenditionPart>,
     pub(crate) audio: Option<(RenditionPart, Vec<SegTiming>)>,
     pub(crate) poster: bool,
-    pub(crate) storyboard: Option<(u32, u32, f64, u32, usize)>,
+    pub(crate) storyboard: Option<Storyboard>,
     pub(crate) frames: u64,
 }
 
 /// The relative name of a segment of a rendition.
 pub(crate) fn segment_name(format: SegmentFormat, index: u32) -> String {
     format!("seg_{index:05}.{}", format.extension())
-}
-
-/// The relative name of storyboard sheet `n`.
-pub(crate) fn sheet_name(n: usize) -> String {
-    format!("sheet_{n:03}.jpg")
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -134,6 +165,9 @@ pub(crate) fn run_part(
     cancel: &CancelToken,
 ) -> Result<PartResult, TranscodeError> {
     let path = part.input.display().to_string();
+    let plan = &part.plan;
+    let make_poster = part.extras && plan.poster;
+    let make_storyboard = part.extras && plan.storyboard;
     let ff_err = |msg: String| TranscodeError::Ffmpeg {
         op: OP,
         path: path.clone(),
@@ -146,7 +180,7 @@ pub(crate) fn run_part(
     })?;
     let clock = SystemClock::new();
     let started = clock.monotonic();
-    let deadline = part.timeout.map(|t| started + t);
+    let deadline = plan.timeout.map(|t| started + t);
     // Stops every thread: the caller's cancel, the time limit, or a
     // failure anywhere in the part.
     let stop = Arc::new(AtomicBool::new(false));
@@ -170,7 +204,7 @@ pub(crate) fn run_part(
             Some(TranscodeError::Timeout {
                 op: OP,
                 path: path.clone(),
-                after: part.timeout.unwrap_or_default(),
+                after: plan.timeout.unwrap_or_default(),
             })
         } else if cancel.is_cancelled() {
             Some(TranscodeError::Cancelled {
@@ -183,7 +217,7 @@ pub(crate) fn run_part(
     };
 
     let mut input = ff::format::input_with_interrupt(&part.input, interrupt.clone())
-        .map_err(|e| crate::probe::map_error(OP, &path, part.timeout, e))?;
+        .map_err(|e| crate::probe::map_error(OP, &path, plan.timeout, e))?;
     let vstream =
         input
             .streams()
@@ -208,7 +242,7 @@ pub(crate) fn run_part(
         1.0 / 30.0
     };
     let vparams = vstream.parameters();
-    let audio_stream = if part.audio && part.ladder.audio.is_some() {
+    let audio_stream = if part.extras && plan.ladder.audio.is_some() {
         input
             .streams()
             .best(MediaType::Audio)
@@ -216,9 +250,9 @@ pub(crate) fn run_part(
     } else {
         None
     };
-    let need_frames = part.video.is_some() || part.poster || part.storyboard;
+    let need_frames = part.video.is_some() || make_poster || make_storyboard;
     let range = part.video.unwrap_or(SegmentRange::ALL);
-    let seg_s = f64::from(part.ladder.segment_seconds);
+    let seg_s = f64::from(plan.ladder.segment_seconds);
     let start_s = f64::from(range.start) * seg_s;
     let end_s = range.end.map(|e| f64::from(e) * seg_s);
     if range.start > 0 {
@@ -253,19 +287,19 @@ pub(crate) fn run_part(
     } else {
         None
     };
-    let mut prefilter = chain(part.interlaced, part.rotation).map(|s| Prefilter::new(s, vtb));
+    let mut prefilter = chain(plan.interlaced, plan.rotation).map(|s| Prefilter::new(s, vtb));
 
     let rung_jobs: Vec<RungJob> = match part.video {
-        Some(_) => part
+        Some(_) => plan
             .ladder
             .rungs
             .iter()
             .map(|r| RungJob {
                 rung: r.clone(),
-                format: part.ladder.format,
-                encoder: part.encoder,
-                preset: part.preset.clone(),
-                threads: part.threads,
+                format: plan.ladder.format,
+                encoder: plan.encoder,
+                preset: plan.preset.clone(),
+                threads: plan.threads,
             })
             .collect(),
         None => Vec::new(),
@@ -284,35 +318,11 @@ pub(crate) fn run_part(
             frame_txs.push(tx);
             let uploads = uploads.clone();
             let stop = stop.clone();
-            let fmt = part.ladder.format;
+            let fmt = plan.ladder.format;
             rung_handles.push(scope.spawn(move || {
-                let dir = job.rung.name.clone();
                 let mut rendition = RenditionPart::default();
-                let mut emit = |done: Finished| -> Result<(), String> {
-                    if stop.load(Ordering::SeqCst) {
-                        return Err("stopped".to_owned());
-                    }
-                    if let Some(init) = done.init {
-                        let digest = fnv(&init);
-                        if rendition.init_digest.is_none() {
-                            rendition.init_digest = Some(digest);
-                            if range.start == 0 {
-                                send(&uploads, format!("{dir}/init.mp4"), init)?;
-                            }
-                        } else if rendition.init_digest != Some(digest) {
-                            return Err(format!("{dir}: the init segment changed mid-stream"));
-                        }
-                    }
-                    rendition.segments.push(SegStored {
-                        index: done.index,
-                        size: done.bytes.len() as u64,
-                        keyframe: done.starts_with_keyframe,
-                    });
-                    send(
-                        &uploads,
-                        format!("{dir}/{}", segment_name(fmt, done.index)),
-                        done.bytes,
-                    )
+                let mut emit = |done: Finished| {
+                    rendition.store(done, &job.rung.name, fmt, range.start == 0, &uploads, &stop)
                 };
                 let out = run_rung(job, &rx, &mut emit).map_err(|e| fail(&stop, e));
                 drop(rx);
@@ -321,17 +331,16 @@ pub(crate) fn run_part(
         }
         // Thumbnails.
         let mut thumb_tx = None;
-        let thumb_handle = if part.poster || part.storyboard {
+        let thumb_handle = if make_poster || make_storyboard {
             let (tx, rx) = sync_channel::<FrameMsg>(FRAME_QUEUE);
             thumb_tx = Some(tx);
             let job = ThumbJob {
-                display: part.display,
-                poster: part
-                    .poster
-                    .then(|| part.ladder.rungs.first().map(|r| (r.width, r.height)))
+                display: plan.display,
+                poster: make_poster
+                    .then(|| plan.ladder.rungs.first().map(|r| (r.width, r.height)))
                     .flatten(),
-                storyboard: part.storyboard,
-                duration_s: part.duration_s,
+                storyboard: make_storyboard,
+                duration_s: plan.duration_s,
             };
             let stop = stop.clone();
             Some(scope.spawn(move || run_thumbs(&job, &rx).map_err(|e| fail(&stop, e))))
@@ -340,56 +349,28 @@ pub(crate) fn run_part(
         };
         // Audio.
         let mut audio_tx = None;
-        let audio_handle = match (&audio_stream, &part.ladder.audio) {
-            (Some((_, params, tb)), Some(plan)) => {
+        let audio_handle = match (&audio_stream, &plan.ladder.audio) {
+            (Some((_, params, tb)), Some(audio_plan)) => {
                 let (tx, rx) = sync_channel::<ff::Packet>(64);
                 audio_tx = Some(tx);
                 let job = AudioJob {
                     params: params.clone(),
                     time_base: *tb,
                     start_s: t0_s,
-                    plan: plan.clone(),
-                    format: part.ladder.format,
-                    segment_seconds: part.ladder.segment_seconds,
+                    plan: audio_plan.clone(),
+                    format: plan.ladder.format,
+                    segment_seconds: plan.ladder.segment_seconds,
                 };
                 let uploads = uploads.clone();
                 let stop = stop.clone();
-                let fmt = part.ladder.format;
+                let fmt = plan.ladder.format;
                 Some(scope.spawn(move || {
                     let mut rendition = RenditionPart::default();
-                    let mut emit = |done: Finished| -> Result<(), String> {
-                        if stop.load(Ordering::SeqCst) {
-                            return Err("stopped".to_owned());
-                        }
-                        if let Some(init) = done.init {
-                            if rendition.init_digest.is_none() {
-                                rendition.init_digest = Some(fnv(&init));
-                                send(&uploads, "audio/init.mp4".to_owned(), init)?;
-                            }
-                        }
-                        rendition.segments.push(SegStored {
-                            index: done.index,
-                            size: done.bytes.len() as u64,
-                            keyframe: true,
-                        });
-                        send(
-                            &uploads,
-                            format!("audio/{}", segment_name(fmt, done.index)),
-                            done.bytes,
-                        )
-                    };
+                    let mut emit =
+                        |done: Finished| rendition.store(done, "audio", fmt, true, &uploads, &stop);
                     let timing = run_audio(&job, &rx, &mut emit).map_err(|e| fail(&stop, e));
                     drop(rx);
-                    timing.map(|t| {
-                        let t = t
-                            .into_iter()
-                            .map(|s| SegTiming {
-                                index: s.index,
-                                duration_s: s.duration_s,
-                            })
-                            .collect::<Vec<_>>();
-                        (rendition, t)
-                    })
+                    timing.map(|t| (rendition, t))
                 }))
             }
             _ => None,
@@ -410,7 +391,7 @@ pub(crate) fn run_part(
             frames: 0,
             done: false,
         };
-        let total_s = end_s.unwrap_or(part.duration_s).max(start_s) - start_s;
+        let total_s = end_s.unwrap_or(plan.duration_s).max(start_s) - start_s;
         let mut last_report = started;
         let mut report = |frames: u64, media_s: f64, stage: Stage, force: bool| {
             let Some(cb) = progress else { return };
@@ -604,17 +585,12 @@ pub(crate) fn run_part(
                 send(uploads, "poster.jpg".to_owned(), poster).map_err(&ff_err)?;
                 result.poster = true;
             }
-            let sheets = t.sheets.len();
-            for (i, sheet) in t.sheets.into_iter().enumerate() {
-                send(uploads, format!("storyboard/{}", sheet_name(i)), sheet).map_err(&ff_err)?;
-            }
-            if let Some(TileLayout {
-                width,
-                height,
-                interval_s,
-            }) = t.layout
-            {
-                result.storyboard = Some((width, height, interval_s, t.tiles, sheets));
+            if let Some(layout) = t.layout {
+                let board = Storyboard::new(layout, t.tiles, t.sheets.len());
+                for (name, sheet) in board.sheets.iter().zip(t.sheets) {
+                    send(uploads, name.clone(), sheet).map_err(&ff_err)?;
+                }
+                result.storyboard = Some(board);
             }
         }
         Ok(result)
@@ -740,6 +716,5 @@ mod tests {
     fn names_sort_in_order() {
         assert_eq!(segment_name(SegmentFormat::Fmp4, 7), "seg_00007.m4s");
         assert_eq!(segment_name(SegmentFormat::Ts, 12345), "seg_12345.ts");
-        assert_eq!(sheet_name(2), "sheet_002.jpg");
     }
 }

@@ -78,6 +78,8 @@ struct Open {
     output: ff::format::context::Output,
     buf: SharedBuf,
     out_tb: Rational,
+    /// [`TIMELINE_OFFSET_S`] in `out_tb`.
+    offset: i64,
     first_dts: Option<i64>,
     first_key: bool,
 }
@@ -147,6 +149,8 @@ impl Segmenter {
             output,
             buf,
             out_tb,
+            offset: TIMELINE_OFFSET_S * i64::from(out_tb.denominator())
+                / i64::from(out_tb.numerator().max(1)),
             first_dts: None,
             first_key: false,
         });
@@ -167,8 +171,7 @@ impl Segmenter {
             .as_mut()
             .ok_or_else(|| "packet outside a segment".to_owned())?;
         packet.rescale_ts(in_tb, open.out_tb);
-        let offset = TIMELINE_OFFSET_S * i64::from(open.out_tb.denominator())
-            / i64::from(open.out_tb.numerator().max(1));
+        let offset = open.offset;
         packet.set_pts(packet.pts().map(|p| p + offset));
         packet.set_dts(packet.dts().map(|d| d + offset));
         if open.first_dts.is_none() {

@@ -149,36 +149,56 @@ pub(crate) fn run_thumbs(job: &ThumbJob, frames: &Receiver<FrameMsg>) -> Result<
     Ok(out)
 }
 
-/// The WebVTT track over the tiles.
-pub(crate) fn storyboard_vtt(
-    layout: TileLayout,
-    tiles: u32,
-    duration_s: f64,
-    sheet_uri: &dyn Fn(usize) -> String,
-) -> String {
-    let mut vtt = String::from("WEBVTT\n");
-    let per_sheet = STORYBOARD_COLUMNS * STORYBOARD_ROWS;
-    for i in 0..tiles {
-        let start = f64::from(i) * layout.interval_s;
-        let end = if i + 1 == tiles {
-            duration_s.max(start + 0.001)
-        } else {
-            f64::from(i + 1) * layout.interval_s
-        };
-        let slot = i % per_sheet;
-        let _ = write!(
-            vtt,
-            "\n{} --> {}\n{}#xywh={},{},{},{}\n",
-            vtt_time(start),
-            vtt_time(end),
-            sheet_uri((i / per_sheet) as usize),
-            (slot % STORYBOARD_COLUMNS) * layout.width,
-            (slot / STORYBOARD_COLUMNS) * layout.height,
-            layout.width,
-            layout.height
-        );
+/// The file name of storyboard sheet `n`, in the storyboard folder.
+pub(crate) fn sheet_name(n: usize) -> String {
+    format!("sheet_{n:03}.jpg")
+}
+
+impl Storyboard {
+    /// The storyboard of `tiles` tiles laid out as `layout` on `sheets`
+    /// sheets, under `storyboard/` in the ladder.
+    pub(crate) fn new(layout: TileLayout, tiles: u32, sheets: usize) -> Self {
+        Storyboard {
+            vtt: "storyboard/storyboard.vtt".to_owned(),
+            sheets: (0..sheets)
+                .map(|i| format!("storyboard/{}", sheet_name(i)))
+                .collect(),
+            tile_width: layout.width,
+            tile_height: layout.height,
+            columns: STORYBOARD_COLUMNS,
+            rows: STORYBOARD_ROWS,
+            interval_s: layout.interval_s,
+            tiles,
+        }
     }
-    vtt
+
+    /// The WebVTT track over the tiles of a source of `duration_s`; cues
+    /// name the sheets relative to the track.
+    pub(crate) fn webvtt(&self, duration_s: f64) -> String {
+        let mut vtt = String::from("WEBVTT\n");
+        let per_sheet = self.columns * self.rows;
+        for i in 0..self.tiles {
+            let start = f64::from(i) * self.interval_s;
+            let end = if i + 1 == self.tiles {
+                duration_s.max(start + 0.001)
+            } else {
+                f64::from(i + 1) * self.interval_s
+            };
+            let slot = i % per_sheet;
+            let _ = write!(
+                vtt,
+                "\n{} --> {}\n{}#xywh={},{},{},{}\n",
+                vtt_time(start),
+                vtt_time(end),
+                sheet_name((i / per_sheet) as usize),
+                (slot % self.columns) * self.tile_width,
+                (slot / self.columns) * self.tile_height,
+                self.tile_width,
+                self.tile_height
+            );
+        }
+        vtt
+    }
 }
 
 fn vtt_time(s: f64) -> String {
@@ -323,7 +343,12 @@ mod tests {
             height: 90,
             interval_s: 1.0,
         };
-        let vtt = storyboard_vtt(layout, 102, 101.5, &|i| format!("sheet_{i:03}.jpg"));
+        let board = Storyboard::new(layout, 102, 2);
+        assert_eq!(
+            board.sheets,
+            ["storyboard/sheet_000.jpg", "storyboard/sheet_001.jpg"]
+        );
+        let vtt = board.webvtt(101.5);
         assert!(vtt.starts_with(
             "WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nsheet_000.jpg#xywh=0,0,160,90\n"
         ));

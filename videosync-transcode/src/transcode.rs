@@ -18,6 +18,7 @@
 //! the master come at the end, after the ladder passed the validator; on
 //! any failure or cancellation everything written is removed again.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -37,12 +38,11 @@ use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, Valid
 
 use crate::error::TranscodeError;
 use crate::pipeline::{
-    run_part, segment_name, sheet_name, Part, PartResult, RenditionPart, SegTiming, SegmentRange,
-    UploadTx,
+    run_part, segment_name, Part, PartResult, RenditionPart, SegTiming, SegmentRange, UploadTx,
 };
-use crate::probe::{probe_async, Probe, ProbeOptions};
+use crate::probe::{probe_async, ProbeOptions};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
-use crate::thumbs::{storyboard_vtt, Storyboard, TileLayout, STORYBOARD_COLUMNS, STORYBOARD_ROWS};
+use crate::thumbs::Storyboard;
 use crate::video::{resolve_encoder, EncoderChoice, VideoEncoder};
 
 const OP: &str = "transcode";
@@ -219,7 +219,7 @@ pub(crate) struct Planned {
 pub(crate) async fn prepare(
     input: &Path,
     opts: &TranscodeOptions,
-) -> Result<(Probe, Planned), TranscodeError> {
+) -> Result<Planned, TranscodeError> {
     let path = input.display().to_string();
     let probe = probe_async(input, ProbeOptions::default()).await?;
     let video = probe.require_video()?;
@@ -274,26 +274,16 @@ pub(crate) async fn prepare(
         storyboard: opts.storyboard,
         timeout: opts.timeout,
     };
-    Ok((probe, planned))
+    Ok(planned)
 }
 
 impl Planned {
     pub(crate) fn part(&self, input: &Path, video: Option<SegmentRange>, extras: bool) -> Part {
         Part {
             input: input.to_path_buf(),
-            ladder: self.ladder.clone(),
+            plan: self.clone(),
             video,
-            audio: extras,
-            poster: extras && self.poster,
-            storyboard: extras && self.storyboard,
-            encoder: self.encoder,
-            preset: self.preset.clone(),
-            threads: self.threads,
-            interlaced: self.interlaced,
-            rotation: self.rotation,
-            duration_s: self.duration_s,
-            display: self.display,
-            timeout: self.timeout,
+            extras,
         }
     }
 }
@@ -459,7 +449,7 @@ pub async fn transcode(
 ) -> Result<Manifest, TranscodeError> {
     let input = input.as_ref();
     report(progress.as_ref(), Stage::Probing, 0.0);
-    let (_, planned) = prepare(input, opts).await?;
+    let planned = prepare(input, opts).await?;
     let part = planned.part(input, Some(SegmentRange::ALL), true);
     let (result, written) = run_part_stored(part, dest, progress.clone(), cancel).await?;
     report(progress.as_ref(), Stage::Finishing, 100.0);
@@ -535,7 +525,9 @@ pub(crate) async fn finish(
             audio.clone_from(&p.audio);
         }
         poster |= p.poster;
-        storyboard = storyboard.or(p.storyboard);
+        if storyboard.is_none() {
+            storyboard.clone_from(&p.storyboard);
+        }
     }
     if timeline.is_empty() {
         return Err(invalid("no video segment was produced".to_owned()));
@@ -543,12 +535,13 @@ pub(crate) async fn finish(
     let duration_s: f64 = timeline.iter().map(|t| t.duration_s).sum();
 
     let infos = |stored: &[crate::pipeline::SegStored], timing: &[SegTiming]| {
+        let durations: HashMap<u32, f64> = timing.iter().map(|t| (t.index, t.duration_s)).collect();
         let mut out = Vec::with_capacity(stored.len());
         for s in stored {
-            let Some(t) = timing.iter().find(|t| t.index == s.index) else {
+            let Some(&duration) = durations.get(&s.index) else {
                 return Err(format!("segment {} has no timing", s.index));
             };
-            let mut info = SegmentInfo::new(segment_name(format, s.index), t.duration_s, s.size);
+            let mut info = SegmentInfo::new(segment_name(format, s.index), duration, s.size);
             info.starts_with_keyframe = s.keyframe;
             out.push(info);
         }
@@ -663,18 +656,6 @@ pub(crate) async fn finish(
         }
         _ => None,
     };
-    let storyboard = storyboard.map(|(w, h, interval, tiles, sheets)| Storyboard {
-        vtt: "storyboard/storyboard.vtt".to_owned(),
-        sheets: (0..sheets)
-            .map(|i| format!("storyboard/{}", sheet_name(i)))
-            .collect(),
-        tile_width: w,
-        tile_height: h,
-        columns: STORYBOARD_COLUMNS,
-        rows: STORYBOARD_ROWS,
-        interval_s: interval,
-        tiles,
-    });
     let manifest = Manifest {
         version: 1,
         master: "master.m3u8".to_owned(),
@@ -704,13 +685,7 @@ pub(crate) async fn finish(
         ));
     }
     if let Some(sb) = &storyboard {
-        let layout = TileLayout {
-            width: sb.tile_width,
-            height: sb.tile_height,
-            interval_s: sb.interval_s,
-        };
-        let vtt = storyboard_vtt(layout, sb.tiles, duration_s, &sheet_name);
-        files.push((sb.vtt.clone(), Bytes::from(vtt)));
+        files.push((sb.vtt.clone(), Bytes::from(sb.webvtt(duration_s))));
     }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| invalid(e.to_string()))?;
     files.push(("manifest.json".to_owned(), Bytes::from(json)));

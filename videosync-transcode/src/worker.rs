@@ -21,7 +21,7 @@
 //! backoff and fail the video only once the job is dead-lettered. Every
 //! failure removes the partial ladder.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -354,7 +354,7 @@ impl Worker {
                         .catalog
                         .set_source_meta(video, m.source.meta.clone())
                         .await;
-                    self.publish(video, None, Stage::Done, None, None).await;
+                    self.publish_done(video, None).await;
                 }
                 Ok(outcome)
             }
@@ -378,8 +378,7 @@ impl Worker {
                             },
                         )
                         .await?;
-                    self.publish(video, None, Stage::Done, None, Some(e.reason.clone()))
-                        .await;
+                    self.publish_done(video, Some(e.reason.clone())).await;
                     Ok(Outcome::Failed { reason: e.reason })
                 } else {
                     self.catalog
@@ -408,14 +407,13 @@ impl Worker {
                 let source = self.download(source_key).await?;
                 let result = async {
                     if let Some(per) = segments_per_chunk {
-                        let plan = chunked::plan(source.path(), options, *per).await?;
+                        let plan = chunked::plan(&source, options, *per).await?;
                         if plan.parts().len() > 2 {
                             return self.enqueue_parts(job, &plan, &dest).await;
                         }
                     }
                     let progress = self.progress_fn(*video, None);
-                    let m =
-                        transcode(source.path(), &dest, options, Some(progress), cancel).await?;
+                    let m = transcode(&source, &dest, options, Some(progress), cancel).await?;
                     Ok(Outcome::Ready(Box::new(m)))
                 }
                 .await;
@@ -436,8 +434,8 @@ impl Worker {
                 let plan: ChunkPlan = self.read_json(&dest, "_parts/plan.json").await?;
                 let source = self.download(source_key).await?;
                 let progress = self.progress_fn(*video, Some(*index));
-                let out = chunked::run(&plan, *index, source.path(), &dest, Some(progress), cancel)
-                    .await?;
+                let out =
+                    chunked::run(&plan, *index, &source, &dest, Some(progress), cancel).await?;
                 self.write_json(&dest, &format!("_parts/part_{index:04}.json"), &out)
                     .await?;
                 // The part that completes the set enqueues the finish.
@@ -579,20 +577,14 @@ impl Worker {
         })
     }
 
-    async fn publish(
-        &self,
-        video: VideoId,
-        part: Option<usize>,
-        stage: Stage,
-        progress: Option<Progress>,
-        error: Option<String>,
-    ) {
+    /// The last event of a video: done, or failed with the reason.
+    async fn publish_done(&self, video: VideoId, error: Option<String>) {
         if let Ok(topic) = progress_topic(video) {
             let event = ProgressEvent {
                 video,
-                part,
-                stage,
-                progress,
+                part: None,
+                stage: Stage::Done,
+                progress: None,
                 error,
             };
             let _ = self.bus.publish_json(&topic, &event).await;
@@ -618,15 +610,4 @@ fn new_job(job: &TranscodeJob) -> Result<NewJob, AttemptError> {
         reason: format!("encoding the job: {e}"),
         permanent: true,
     })
-}
-
-/// The path of a downloaded source.
-trait SourcePath {
-    fn path(&self) -> &Path;
-}
-
-impl SourcePath for tempfile::TempPath {
-    fn path(&self) -> &Path {
-        self
-    }
 }
