@@ -38,6 +38,26 @@ pub enum Error {
         /// What conflicted with what.
         message: String,
     },
+    /// A condition the caller attached did not hold: a version or etag that
+    /// no longer matches (compare-and-set lost), a fence that another holder
+    /// took over. Read the current state and decide again.
+    #[error("{message}")]
+    Precondition {
+        /// Which condition failed, on what.
+        message: String,
+    },
+    /// A conditional read found the caller's copy current (`If-None-Match`).
+    #[error("{message}")]
+    NotModified {
+        /// What was not modified.
+        message: String,
+    },
+    /// The backend refused the caller's credentials for this operation.
+    #[error("{message}")]
+    PermissionDenied {
+        /// What was refused, and by whom.
+        message: String,
+    },
     /// The request itself is malformed: a bad key, a bad URL, an out-of-range
     /// value. Retrying the same request cannot succeed.
     #[error("{message}")]
@@ -83,6 +103,12 @@ pub enum ErrorKind {
     AlreadyExists,
     /// See [`Error::Conflict`].
     Conflict,
+    /// See [`Error::Precondition`].
+    Precondition,
+    /// See [`Error::NotModified`].
+    NotModified,
+    /// See [`Error::PermissionDenied`].
+    PermissionDenied,
     /// See [`Error::InvalidInput`].
     InvalidInput,
     /// See [`Error::NotSupported`].
@@ -99,6 +125,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::AlreadyExists => "already exists",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Precondition => "precondition failed",
+            ErrorKind::NotModified => "not modified",
+            ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::NotSupported => "not supported",
             ErrorKind::Unavailable => "unavailable",
@@ -115,10 +144,34 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Precondition { .. } => ErrorKind::Precondition,
+            Error::NotModified { .. } => ErrorKind::NotModified,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::NotSupported { .. } => ErrorKind::NotSupported,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Backend { .. } => ErrorKind::Backend,
+        }
+    }
+
+    /// A [`Error::Precondition`] with this message.
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Error::Precondition {
+            message: message.into(),
+        }
+    }
+
+    /// A [`Error::NotModified`] with this message.
+    pub fn not_modified(message: impl Into<String>) -> Self {
+        Error::NotModified {
+            message: message.into(),
+        }
+    }
+
+    /// A [`Error::PermissionDenied`] with this message.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            message: message.into(),
         }
     }
 
@@ -180,6 +233,7 @@ impl Error {
         match err.kind() {
             Io::NotFound => Error::not_found(format!("{message}: {err}")),
             Io::AlreadyExists => Error::already_exists(format!("{message}: {err}")),
+            Io::PermissionDenied => Error::permission_denied(format!("{message}: {err}")),
             Io::InvalidInput | Io::InvalidData => Error::invalid_input(format!("{message}: {err}")),
             Io::NotADirectory | Io::IsADirectory | Io::DirectoryNotEmpty => {
                 Error::conflict(format!("{message}: {err}"))
