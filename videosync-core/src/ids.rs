@@ -76,6 +76,11 @@ uuid_id!(
     "user"
 );
 uuid_id!(
+    /// Identifies a login session (one refresh-token family member).
+    SessionId,
+    "session"
+);
+uuid_id!(
     /// Identifies a channel (a room people watch together in).
     ChannelId,
     "channel"

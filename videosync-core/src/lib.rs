@@ -39,8 +39,10 @@ pub mod catalog;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod db;
 mod error;
 mod ids;
+pub mod page;
 pub mod queue;
 #[cfg(feature = "sql")]
 pub mod sql;
@@ -50,7 +52,7 @@ pub use bus::{EventBus, EventBusExt, Topic};
 pub use catalog::{Catalog, NewVideo, Rendition, SourceMeta, Video, VideoStatus};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use ids::{ChannelId, JobId, UserId, VideoId};
+pub use ids::{ChannelId, JobId, SessionId, UserId, VideoId};
 pub use queue::{JobQueue, JobQueueExt, NewJob, RetryPolicy};
 pub use store::{KeyError, ObjectKey, ObjectStore, ObjectStoreExt};
 

@@ -1,22 +1,55 @@
-//! The SQL database behind the SQL queue and catalog: one pool, one dialect,
-//! migrations per dialect applied on connect.
+//! The SQL database behind the SQL backends and the repositories: one pool,
+//! one dialect, one migrator that applies the core's migrations and any
+//! embedder's (the server's) together, and transactions ([`Tx`]) that span
+//! repositories.
 //!
 //! Queries go through sqlx's `Any` driver with `$n` placeholders, which both
 //! SQLite and Postgres accept; the few statements that differ by dialect
 //! (`FOR UPDATE SKIP LOCKED`) ask the dialect.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::Migrator;
-use sqlx::AnyPool;
+use sqlx::migrate::{Migration, Migrator};
+use sqlx::{AnyConnection, AnyPool};
 
-use crate::{Error, Result};
+use crate::{Clock, Error, Result, SystemClock, Timestamp};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Migrations an embedder adds to the core's, one folder per dialect (build
+/// them with `sqlx::migrate!`). Their versions must not collide with the
+/// core's (which stay below 1000): the server numbers its own from 1000.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtraMigrations {
+    /// The SQLite folder.
+    pub sqlite: &'static Migrator,
+    /// The Postgres folder.
+    pub postgres: &'static Migrator,
+}
+
+/// How to open a [`Database`].
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    /// Migrations applied with the core's, in version order, by one migrator.
+    pub extra_migrations: Vec<ExtraMigrations>,
+    /// The clock the repositories stamp rows with.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        DatabaseOptions {
+            extra_migrations: Vec::new(),
+            clock: Arc::new(SystemClock::new()),
+        }
+    }
+}
 
 /// Which SQL the database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +84,7 @@ pub struct Database {
     pool: AnyPool,
     dialect: Dialect,
     shown: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Database {
@@ -73,6 +107,16 @@ impl Database {
     /// [`Error::InvalidInput`] for an unknown scheme or malformed URL,
     /// [`Error::Unavailable`] when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, DatabaseOptions::default()).await
+    }
+
+    /// Connects like [`Database::connect`], with an embedder's migrations and
+    /// clock.
+    ///
+    /// # Errors
+    /// As [`Database::connect`]; also [`Error::InvalidInput`] when two
+    /// migrations share a version.
+    pub async fn connect_with(url: &str, opts: DatabaseOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let scheme = url.split_once(':').map_or(url, |(s, _)| s);
         let (dialect, url, shown) = match scheme {
@@ -147,8 +191,9 @@ impl Database {
             pool,
             dialect,
             shown,
+            clock: opts.clock,
         };
-        db.prepare().await?;
+        db.prepare(&opts.extra_migrations).await?;
         Ok(db)
     }
 
@@ -159,21 +204,100 @@ impl Database {
             || (cfg!(feature = "postgres") && matches!(scheme, "postgres" | "postgresql"))
     }
 
-    async fn prepare(&self) -> Result<()> {
+    async fn prepare(&self, extra: &[ExtraMigrations]) -> Result<()> {
         let what = format!("migrating {self}");
-        match self.dialect {
-            Dialect::Sqlite => {
-                // WAL lets readers run beside the writer and survives in the
-                // file, so setting it once per connect is enough.
-                sqlx::query("PRAGMA journal_mode = WAL")
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| convert(&what, e))?;
-                SQLITE_MIGRATIONS.run(&self.pool).await
-            }
-            Dialect::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await,
+        let migrator = self.migrator(extra)?;
+        if self.dialect == Dialect::Sqlite {
+            // WAL lets readers run beside the writer and survives in the
+            // file, so setting it once per connect is enough.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&self.pool)
+                .await
+                .map_err(|e| convert(&what, e))?;
         }
-        .map_err(|e| Error::backend(what, e))
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::backend(what, e))
+    }
+
+    /// One migrator over the core's migrations and `extra`, in version order:
+    /// sqlx refuses a second migrator on a database whose history it does not
+    /// know, so every folder goes through this one.
+    fn migrator(&self, extra: &[ExtraMigrations]) -> Result<Migrator> {
+        let pick = |m: &ExtraMigrations| match self.dialect {
+            Dialect::Sqlite => m.sqlite,
+            Dialect::Postgres => m.postgres,
+        };
+        let core = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let mut all: Vec<Migration> = core.iter().cloned().collect();
+        for m in extra {
+            all.extend(pick(m).iter().cloned());
+        }
+        all.sort_by_key(|m| m.version);
+        if let Some(pair) = all.windows(2).find(|w| w.first().map(|m| m.version) == w.get(1).map(|m| m.version)) {
+            let version = pair.first().map_or(0, |m| m.version);
+            return Err(Error::invalid_input(format!(
+                "migrating {self}: two migrations have version {version}; embedders number theirs from 1000"
+            )));
+        }
+        Ok(Migrator {
+            migrations: Cow::Owned(all),
+            ..Migrator::DEFAULT
+        })
+    }
+
+    /// Starts a transaction for writing. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout
+    /// instead of one failing when it upgrades a read lock.
+    ///
+    /// Dropping the [`Tx`] without [`Tx::commit`] rolls it back.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when no connection can be had.
+    pub async fn begin(&self) -> Result<Tx> {
+        let inner = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+        .map_err(|e| convert(&format!("starting a transaction on {self}"), e))?;
+        Ok(Tx {
+            inner,
+            dialect: self.dialect,
+            clock: self.clock.clone(),
+        })
+    }
+
+    /// Starts a transaction that only reads (a consistent snapshot, taking
+    /// no write lock on SQLite).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when no connection can be had.
+    pub async fn read(&self) -> Result<Tx> {
+        let inner = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| convert(&format!("starting a read on {self}"), e))?;
+        Ok(Tx {
+            inner,
+            dialect: self.dialect,
+            clock: self.clock.clone(),
+        })
+    }
+
+    /// The same database, stamping rows with `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock rows are stamped with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -199,6 +323,64 @@ impl Database {
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A transaction over the repositories ([`crate::db`]): every repository
+/// trait is implemented for it, so one unit of work can create a user, a
+/// channel and its owner's membership, or mark a video ready and ack its job,
+/// and either all of it happens or none.
+///
+/// Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Tx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tx({:?})", self.dialect)
+    }
+}
+
+impl Tx {
+    /// Makes every change of the transaction durable and visible.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the database went away; nothing was
+    /// committed then (or, if the reply alone was lost, everything was:
+    /// writes that matter carry a version or fence so a retry can tell).
+    pub async fn commit(self) -> Result<()> {
+        self.inner
+            .commit()
+            .await
+            .map_err(|e| convert("committing a transaction", e))
+    }
+
+    /// Undoes every change of the transaction.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the database went away (which rolls back
+    /// too).
+    pub async fn rollback(self) -> Result<()> {
+        self.inner
+            .rollback()
+            .await
+            .map_err(|e| convert("rolling back a transaction", e))
+    }
+
+    /// The time to stamp rows with.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
     }
 }
 

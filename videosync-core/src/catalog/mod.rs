@@ -12,7 +12,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Timestamp, UserId, VideoId};
+use crate::db::Visibility;
+use crate::{ChannelId, Error, Result, Timestamp, UserId, VideoId};
 
 #[cfg(feature = "sql")]
 pub mod sql;
@@ -23,12 +24,20 @@ pub const MAX_TITLE_CHARS: usize = 300;
 /// Where a video stands.
 ///
 /// ```text
-/// pending ──> processing ──> ready
-///    ^            │  │         │
-///    └────────────┘  v         │ (re-transcode)
-///    ^            failed       │
-///    └────────────────┘  <─────┘ processing
+///           ┌──── (taken over: a new fence) ───┐
+///           v                                  │
+/// pending ──> processing ──────────────────> processing ──> ready
+///    ^  ^         │  │                                        │
+///    │  └─────────┘  └──> failed                              │
+///    │  (given back)        │                                 │
+///    └──────── retry ───────┘  <──────── re-transcode ────────┘
 /// ```
+///
+/// A ready video never goes back to processing by itself: a redelivered or
+/// retried job finds it ready and does nothing. Only an explicit
+/// re-transcode moves it to pending, and its published ladder
+/// ([`Video::output_prefix`]) stays in place until the next attempt replaces
+/// it in one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VideoStatus {
@@ -73,18 +82,20 @@ impl VideoStatus {
     /// The statuses a video may move to `next` from.
     pub fn sources_of(next: VideoStatus) -> &'static [VideoStatus] {
         match next {
-            // Back to the queue: a retry after a failure or a worker that gave
-            // the job back.
-            VideoStatus::Pending => &[VideoStatus::Processing, VideoStatus::Failed],
-            // A worker takes it, possibly again (a redelivered job, or a
-            // re-transcode of a ready video).
-            VideoStatus::Processing => &[
-                VideoStatus::Pending,
+            // Back to the queue: a worker gave the job back, a retry after a
+            // failure, or a requested re-transcode.
+            VideoStatus::Pending => &[
                 VideoStatus::Processing,
                 VideoStatus::Failed,
                 VideoStatus::Ready,
             ],
-            VideoStatus::Ready | VideoStatus::Failed => &[VideoStatus::Processing],
+            // A worker takes it, or takes it over from a worker whose lease
+            // ran out (with a new fence).
+            VideoStatus::Processing => &[VideoStatus::Pending, VideoStatus::Processing],
+            VideoStatus::Ready => &[VideoStatus::Processing],
+            // A failed attempt, or a job dead-lettered before any worker
+            // started it.
+            VideoStatus::Failed => &[VideoStatus::Pending, VideoStatus::Processing],
         }
     }
 
@@ -169,6 +180,24 @@ pub struct Video {
     pub source: Option<SourceMeta>,
     /// Its ladder, once ready.
     pub renditions: Vec<Rendition>,
+    /// The channel it belongs to.
+    pub channel_id: Option<ChannelId>,
+    /// What it is about.
+    pub description: String,
+    /// Tags, for search.
+    pub tags: Vec<String>,
+    /// Who may watch it; `None` follows its channel.
+    pub visibility: Option<Visibility>,
+    /// Moves on every change, for compare-and-set.
+    pub version: u64,
+    /// How many transcode attempts have started.
+    pub attempt: u64,
+    /// The fence (queue lease token) of the attempt that owns the work while
+    /// processing; only that attempt may finish or fail it.
+    pub fence: Option<String>,
+    /// Where the published ladder lives (its `master.m3u8` is directly under
+    /// it): the output of the attempt that made the video ready.
+    pub output_prefix: Option<String>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it last changed.
@@ -186,6 +215,14 @@ pub struct NewVideo {
     pub title: String,
     /// Key of the uploaded original.
     pub source_key: Option<String>,
+    /// The channel it belongs to.
+    pub channel_id: Option<ChannelId>,
+    /// Up to 5000 characters.
+    pub description: String,
+    /// Up to 20 tags of 1 to 40 characters.
+    pub tags: Vec<String>,
+    /// Who may watch it; `None` follows its channel.
+    pub visibility: Option<Visibility>,
 }
 
 impl NewVideo {
@@ -196,6 +233,10 @@ impl NewVideo {
             owner: None,
             title: title.into(),
             source_key: None,
+            channel_id: None,
+            description: String::new(),
+            tags: Vec::new(),
+            visibility: None,
         }
     }
 
@@ -204,33 +245,73 @@ impl NewVideo {
     /// # Errors
     /// [`Error::InvalidInput`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        let chars = self.title.chars().count();
-        if chars == 0 || chars > MAX_TITLE_CHARS || self.title.chars().any(char::is_control) {
-            return Err(Error::invalid_input(format!(
-                "video title must be 1 to {MAX_TITLE_CHARS} characters without control characters (got {chars})"
-            )));
-        }
+        check_title(&self.title)?;
         if let Some(key) = &self.source_key {
             crate::ObjectKey::parse(key)?;
         }
-        Ok(())
+        check_description(&self.description)?;
+        check_tags(&self.tags)
     }
+}
+
+/// Checks a video title.
+pub(crate) fn check_title(title: &str) -> Result<()> {
+    let chars = title.chars().count();
+    if chars == 0 || chars > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "video title must be 1 to {MAX_TITLE_CHARS} characters without control characters (got {chars})"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a video description.
+pub(crate) fn check_description(description: &str) -> Result<()> {
+    crate::db::check_text("a video description", description, 0, 5000, &['\n', '\t'])
+}
+
+/// Checks video tags.
+pub(crate) fn check_tags(tags: &[String]) -> Result<()> {
+    if tags.len() > 20 {
+        return Err(Error::invalid_input(format!(
+            "a video has at most 20 tags (got {})",
+            tags.len()
+        )));
+    }
+    for tag in tags {
+        crate::db::check_text("a tag", tag, 1, 40, &[])?;
+    }
+    Ok(())
 }
 
 /// A change of status, with what comes with it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatusChange {
-    /// Back to waiting for a worker.
+    /// Back to waiting for a worker: a worker gave the job back, a retry of
+    /// a failed video, or a requested re-transcode of a ready one.
     Pending,
-    /// A worker took it.
-    Processing,
-    /// Transcoded: its ladder.
+    /// A worker took it (or took it over) under this fence: the token of its
+    /// queue lease. The attempt count moves by one.
+    Processing {
+        /// The lease token that owns the attempt.
+        fence: String,
+    },
+    /// Transcoded by the attempt holding `fence`: its ladder, published in
+    /// one step by pointing the video at `output_prefix`.
     Ready {
+        /// The fence of the attempt that did the work.
+        fence: String,
         /// The rungs.
         renditions: Vec<Rendition>,
+        /// Where the attempt wrote the ladder.
+        output_prefix: String,
     },
-    /// Transcoding failed, and why.
+    /// Transcoding failed, and why. With a fence, only the attempt holding it
+    /// may fail the video; without one (a dead-lettered job, whoever held
+    /// it), any pending or processing video fails.
     Failed {
+        /// The fence of the failing attempt, if the caller holds one.
+        fence: Option<String>,
         /// A readable reason.
         reason: String,
     },
@@ -241,7 +322,7 @@ impl StatusChange {
     pub fn status(&self) -> VideoStatus {
         match self {
             StatusChange::Pending => VideoStatus::Pending,
-            StatusChange::Processing => VideoStatus::Processing,
+            StatusChange::Processing { .. } => VideoStatus::Processing,
             StatusChange::Ready { .. } => VideoStatus::Ready,
             StatusChange::Failed { .. } => VideoStatus::Failed,
         }
@@ -255,7 +336,7 @@ pub struct VideoFilter {
     pub owner: Option<UserId>,
     /// Only in this status.
     pub status: Option<VideoStatus>,
-    /// At most this many (default and cap 1000).
+    /// At most this many (default and cap [`crate::page::MAX_PAGE`]).
     pub limit: Option<usize>,
 }
 
@@ -266,8 +347,15 @@ pub struct VideoFilter {
 /// - [`Catalog::update_status`] applies only the transitions
 ///   [`VideoStatus::can_become`] allows, atomically against concurrent
 ///   updates; another is [`Error::Conflict`] and changes nothing.
-///   `Ready` sets the renditions and clears the failure reason; `Failed` sets
-///   the reason; every change moves `updated_at`.
+/// - Fencing: `Ready`, and `Failed` with a fence, apply only to a processing
+///   video whose fence is the caller's; an expected version applies only when
+///   it matches. Either mismatch is [`Error::Precondition`] and changes
+///   nothing, so a stale worker can never publish, fail or take a video off
+///   air.
+/// - `Processing` moves the attempt count and records the fence; `Ready` sets
+///   the renditions and the output prefix and clears the failure reason;
+///   `Failed` sets the reason and keeps a published ladder; every change
+///   moves `version` and `updated_at`.
 /// - Lists are newest first.
 ///
 /// # Implementing
@@ -293,12 +381,18 @@ pub trait Catalog: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// A backend error.
     async fn list_videos(&self, filter: VideoFilter) -> Result<Vec<Video>>;
 
-    /// Moves a video to a new status.
+    /// Moves a video to a new status, if `expected_version` (when given)
+    /// still holds and the change's fence owns the work.
     ///
     /// # Errors
-    /// [`Error::NotFound`], or [`Error::Conflict`] for a transition the status
-    /// machine forbids.
-    async fn update_status(&self, id: VideoId, change: StatusChange) -> Result<Video>;
+    /// [`Error::NotFound`]; [`Error::Conflict`] for a transition the status
+    /// machine forbids; [`Error::Precondition`] for a stale version or fence.
+    async fn update_status(
+        &self,
+        id: VideoId,
+        expected_version: Option<u64>,
+        change: StatusChange,
+    ) -> Result<Video>;
 
     /// Records what probing the source found.
     ///
@@ -354,7 +448,9 @@ mod tests {
         assert!(Failed.can_become(Pending));
         assert!(!Pending.can_become(Ready));
         assert!(!Ready.can_become(Failed));
-        assert!(!Ready.can_become(Pending));
+        assert!(!Ready.can_become(Processing));
+        assert!(Ready.can_become(Pending));
+        assert!(!Failed.can_become(Processing));
         for s in [Pending, Processing, Ready, Failed] {
             assert_eq!(VideoStatus::parse(s.as_str()).ok(), Some(s));
         }

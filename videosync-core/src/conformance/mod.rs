@@ -37,6 +37,8 @@ use crate::{Clock, ObjectKey};
 
 pub mod bus;
 pub mod catalog;
+#[cfg(feature = "sql")]
+pub mod db;
 pub mod queue;
 pub mod store;
 
@@ -163,6 +165,22 @@ pub struct CatalogFixture {
     pub guard: Option<Box<dyn Any + Send>>,
 }
 
+/// Opens the database under test (migrated, stamping rows with the clock);
+/// called again with the same clock, it opens the same database.
+#[cfg(feature = "sql")]
+pub type DatabaseMaker = Box<
+    dyn Fn(Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = crate::sql::Database> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A database under test, for the repository suite.
+#[cfg(feature = "sql")]
+pub struct DbFixture {
+    pub make: DatabaseMaker,
+    pub guard: Option<Box<dyn Any + Send>>,
+}
+
 /// A bus under test; the suites use random topics.
 pub struct BusFixture {
     pub bus: crate::bus::DynEventBus,
@@ -261,6 +279,34 @@ macro_rules! bus_suite {
     };
 }
 
+/// The repository suite: `db_suite!(|| async { Some(DbFixture) })`.
+#[macro_export]
+macro_rules! db_suite {
+    ($make:expr) => {
+        $crate::__conformance_cases!(
+            db,
+            $make,
+            [
+                users_are_unique_without_regard_to_case,
+                sessions_rotate_and_reuse_is_detected,
+                transactions_commit_or_roll_back_whole,
+                channels_members_and_roles,
+                channel_lists_page_by_cursor,
+                permission_matrix_defaults_and_overrides,
+                channel_updates_compare_and_set,
+                invites_are_redeemed_at_most_max_uses,
+                bans_remove_members_and_expire,
+                messages_get_dense_sequence_numbers,
+                messages_edit_delete_react_and_page,
+                search_ranks_and_hides_what_the_viewer_may_not_see,
+                search_pages_and_survives_hostile_queries,
+                deleting_a_user_cascades,
+                forged_cursors_are_invalid_input,
+            ]
+        );
+    };
+}
+
 /// The catalog suite: `catalog_suite!(|| async { Some(CatalogFixture) })`.
 #[macro_export]
 macro_rules! catalog_suite {
@@ -271,6 +317,7 @@ macro_rules! catalog_suite {
             [
                 create_and_read_back,
                 status_transitions,
+                stale_fences_and_versions_change_nothing,
                 illegal_transitions_change_nothing,
                 concurrent_transitions_have_one_winner,
                 list_filters_newest_first,

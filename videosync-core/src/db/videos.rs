@@ -1,0 +1,506 @@
+//! Videos ([`Videos`]): the catalog record with its metadata, fenced status
+//! changes, per-channel lists and full-text search.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{NewVideo, SourceMeta, StatusChange, Video, VideoFilter};
+use crate::db::Visibility;
+use crate::page::{Page, PageRequest};
+use crate::{ChannelId, Result, UserId, VideoId};
+
+/// A change to a video's metadata: each `Some` field is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VideoUpdate {
+    /// A new title.
+    pub title: Option<String>,
+    /// A new description.
+    pub description: Option<String>,
+    /// New tags (replacing the old).
+    pub tags: Option<Vec<String>>,
+    /// A new visibility (`Some(None)` to follow the channel again).
+    pub visibility: Option<Option<Visibility>>,
+    /// Move it to another channel.
+    pub channel_id: Option<ChannelId>,
+}
+
+/// Who is asking, for filtering what they may see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Viewer {
+    /// The account, or `None` for an anonymous visitor or a guest.
+    pub user: Option<UserId>,
+    /// An instance administrator sees everything.
+    pub is_admin: bool,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// The video.
+    pub video: Video,
+    /// Its relevance: higher is better, comparable within one result list.
+    pub score: f64,
+}
+
+/// Videos.
+///
+/// # Contract
+/// Everything [`crate::Catalog`] promises, plus:
+/// - Metadata updates with an expected version apply only when it matches,
+///   else [`crate::Error::Precondition`].
+/// - [`Videos::search_videos`] matches every word of the query as a prefix
+///   (so results come as a person types) in the title, tags or description,
+///   best first (title over tags over description), and answers only what
+///   the viewer may see: ready videos in public channels (unless the video
+///   itself is not public), every video of the channels the viewer is a
+///   member of, the viewer's own videos, and all of them to an instance
+///   administrator. Unlisted and private channels never show to others.
+///
+/// # Implementing
+/// Implemented for [`crate::sql::Tx`].
+#[async_trait]
+pub trait Videos: Send {
+    /// Creates a video in `pending`.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`], [`crate::Error::AlreadyExists`].
+    async fn create_video(&mut self, new: NewVideo) -> Result<Video>;
+
+    /// One video.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`].
+    async fn video(&mut self, id: VideoId) -> Result<Video>;
+
+    /// Changes a video's metadata.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`], [`crate::Error::NotFound`],
+    /// [`crate::Error::Precondition`].
+    async fn update_video(
+        &mut self,
+        id: VideoId,
+        expected_version: Option<u64>,
+        update: VideoUpdate,
+    ) -> Result<Video>;
+
+    /// Moves a video to a new status (see [`crate::Catalog::update_status`]).
+    ///
+    /// # Errors
+    /// As [`crate::Catalog::update_status`].
+    async fn set_video_status(
+        &mut self,
+        id: VideoId,
+        expected_version: Option<u64>,
+        change: StatusChange,
+    ) -> Result<Video>;
+
+    /// Records what probing the source found.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`].
+    async fn set_video_source(&mut self, id: VideoId, meta: SourceMeta) -> Result<Video>;
+
+    /// Deletes a video record (its objects and jobs are the caller's).
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`].
+    async fn delete_video(&mut self, id: VideoId) -> Result<()>;
+
+    /// Videos matching `filter`, newest first, paged.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] for a bad cursor.
+    async fn videos(&mut self, filter: VideoFilter, page: PageRequest) -> Result<Page<Video>>;
+
+    /// The videos of a channel, newest first.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] for a bad cursor.
+    async fn channel_videos(&mut self, channel: ChannelId, page: PageRequest) -> Result<Page<Video>>;
+
+    /// Full-text search (see the contract).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] for a query over 200 characters or a bad cursor.
+    async fn search_videos(&mut self, query: &str, viewer: Viewer, page: PageRequest) -> Result<Page<SearchHit>>;
+}
+
+/// The words of a search query: letters and digits only, lower-cased, at most 8.
+pub(crate) fn query_words(query: &str) -> Vec<String> {
+    query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .take(8)
+        .collect()
+}
+
+#[cfg(feature = "sql")]
+mod sql {
+    use async_trait::async_trait;
+    use sqlx::any::AnyRow;
+
+    use super::*;
+    use crate::catalog::{check_description, check_tags, check_title, Rendition, VideoStatus};
+    use crate::db::rows::{count, n, opt_parsed, ts};
+    use crate::page::Cursor;
+    use crate::sql::{col, convert, Dialect, Tx};
+    use crate::Error;
+
+    const VIDEO: &str = "v.seq, v.id, v.owner, v.title, v.status, v.failure_reason, v.source_key, v.source_meta, \
+                         v.renditions, v.channel_id, v.description, v.tags, v.visibility, v.version, v.attempt, \
+                         v.fence, v.output_prefix, v.created_at, v.updated_at";
+    const VIDEO_RET: &str = "seq, id, owner, title, status, failure_reason, source_key, source_meta, \
+                             renditions, channel_id, description, tags, visibility, version, attempt, \
+                             fence, output_prefix, created_at, updated_at";
+
+    fn video(r: &AnyRow) -> Result<Video> {
+        let id: String = col(r, "id")?;
+        let json_err =
+            |field: &str, e: serde_json::Error| Error::backend(format!("decoding {field} of video {id}"), e);
+        let source_meta: Option<String> = col(r, "source_meta")?;
+        let renditions: String = col(r, "renditions")?;
+        let tags: String = col(r, "tags")?;
+        Ok(Video {
+            id: id.parse()?,
+            owner: opt_parsed(r, "owner")?,
+            title: col(r, "title")?,
+            status: VideoStatus::parse(&col::<String>(r, "status")?)?,
+            failure_reason: col(r, "failure_reason")?,
+            source_key: col(r, "source_key")?,
+            source: source_meta
+                .map(|s| serde_json::from_str::<SourceMeta>(&s))
+                .transpose()
+                .map_err(|e| json_err("source metadata", e))?,
+            renditions: serde_json::from_str::<Vec<Rendition>>(&renditions)
+                .map_err(|e| json_err("renditions", e))?,
+            channel_id: opt_parsed(r, "channel_id")?,
+            description: col(r, "description")?,
+            tags: serde_json::from_str(&tags).map_err(|e| json_err("tags", e))?,
+            visibility: opt_parsed(r, "visibility")?,
+            version: count(r, "version")?,
+            attempt: count(r, "attempt")?,
+            fence: col(r, "fence")?,
+            output_prefix: col(r, "output_prefix")?,
+            created_at: ts(r, "created_at")?,
+            updated_at: ts(r, "updated_at")?,
+        })
+    }
+
+    fn with_seq(r: &AnyRow) -> Result<(i64, Video)> {
+        Ok((col(r, "seq")?, video(r)?))
+    }
+
+    fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
+        serde_json::to_string(value)
+            .map_err(|e| Error::invalid_input(format!("{what} does not serialize: {e}")))
+    }
+
+    fn no_video(id: VideoId) -> Error {
+        Error::not_found(format!("video {id}: no such video"))
+    }
+
+    fn seq_page(rows: Vec<(i64, Video)>, limit: usize) -> Page<Video> {
+        Page::from_overfetch(rows, limit, |(seq, _)| Cursor::from_fields(&[&seq.to_string()]))
+            .map(|(_, v)| v)
+    }
+
+    /// The visibility filter of search, with the viewer's id as `$2` and
+    /// the admin flag as `$3`.
+    const VISIBLE: &str = "($3 = 1 OR v.owner = $2 \
+        OR (c.visibility = 'public' AND v.status = 'ready' AND COALESCE(v.visibility, 'public') = 'public') \
+        OR EXISTS (SELECT 1 FROM vs_members m WHERE m.channel_id = v.channel_id AND m.user_id = $2))";
+
+    #[async_trait]
+    impl Videos for Tx {
+        async fn create_video(&mut self, new: NewVideo) -> Result<Video> {
+            new.validate()?;
+            let id = new.id.unwrap_or_default();
+            let now = self.now().as_millis();
+            let sql = format!(
+                "INSERT INTO vs_videos (id, owner, title, status, source_key, renditions, channel_id, description, \
+                 tags, visibility, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'pending', $4, '[]', $5, $6, $7, $8, $9, $9) RETURNING {VIDEO_RET}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(id.to_string())
+                .bind(new.owner.map(|o| o.to_string()))
+                .bind(&new.title)
+                .bind(new.source_key.clone())
+                .bind(new.channel_id.map(|c| c.to_string()))
+                .bind(&new.description)
+                .bind(to_json("tags", &new.tags)?)
+                .bind(new.visibility.map(|v| v.as_str()))
+                .bind(now)
+                .fetch_one(self.conn())
+                .await
+                .map_err(|e| convert(&format!("creating video {id}"), e))?;
+            video(&row)
+        }
+
+        async fn video(&mut self, id: VideoId) -> Result<Video> {
+            let sql = format!("SELECT {VIDEO} FROM vs_videos v WHERE v.id = $1");
+            let row = sqlx::query(&sql)
+                .bind(id.to_string())
+                .fetch_optional(self.conn())
+                .await
+                .map_err(|e| convert(&format!("reading video {id}"), e))?;
+            row.map(|r| video(&r)).transpose()?.ok_or_else(|| no_video(id))
+        }
+
+        async fn update_video(
+            &mut self,
+            id: VideoId,
+            expected_version: Option<u64>,
+            update: VideoUpdate,
+        ) -> Result<Video> {
+            if let Some(t) = &update.title {
+                check_title(t)?;
+            }
+            if let Some(d) = &update.description {
+                check_description(d)?;
+            }
+            if let Some(t) = &update.tags {
+                check_tags(t)?;
+            }
+            let tags = update.tags.as_ref().map(|t| to_json("tags", t)).transpose()?;
+            let sql = format!(
+                "UPDATE vs_videos SET title = COALESCE($3, title), description = COALESCE($4, description), \
+                 tags = COALESCE($5, tags), visibility = CASE WHEN $6 = 1 THEN $7 ELSE visibility END, \
+                 channel_id = COALESCE($8, channel_id), version = version + 1, updated_at = $9 \
+                 WHERE id = $1 AND ($2 IS NULL OR version = $2) RETURNING {VIDEO_RET}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(id.to_string())
+                .bind(expected_version.map(n))
+                .bind(update.title)
+                .bind(update.description)
+                .bind(tags)
+                .bind(i64::from(update.visibility.is_some()))
+                .bind(update.visibility.flatten().map(|v| v.as_str()))
+                .bind(update.channel_id.map(|c| c.to_string()))
+                .bind(self.now().as_millis())
+                .fetch_optional(self.conn())
+                .await
+                .map_err(|e| convert(&format!("updating video {id}"), e))?;
+            match row {
+                Some(r) => video(&r),
+                None => {
+                    let current = Videos::video(self, id).await?;
+                    Err(Error::precondition(format!(
+                        "updating video {id}: expected version {}, it is at {}",
+                        expected_version.unwrap_or_default(),
+                        current.version
+                    )))
+                }
+            }
+        }
+
+        async fn set_video_status(
+            &mut self,
+            id: VideoId,
+            expected_version: Option<u64>,
+            change: StatusChange,
+        ) -> Result<Video> {
+            let next = change.status();
+            let what = format!("moving video {id} to {next}");
+            let current = Videos::video(self, id).await?;
+            if let Some(v) = expected_version.filter(|&v| v != current.version) {
+                return Err(Error::precondition(format!(
+                    "{what}: expected version {v}, it is at {}",
+                    current.version
+                )));
+            }
+            if !current.status.can_become(next) {
+                return Err(Error::conflict(format!(
+                    "{what}: a {} video cannot become {next}",
+                    current.status
+                )));
+            }
+            let fence_required = match &change {
+                StatusChange::Ready { fence, .. } | StatusChange::Failed { fence: Some(fence), .. } => {
+                    Some(fence.as_str())
+                }
+                _ => None,
+            };
+            if let Some(fence) = fence_required {
+                if current.fence.as_deref() != Some(fence) {
+                    return Err(Error::precondition(format!(
+                        "{what}: the attempt's fence no longer owns the work (another attempt took it over)"
+                    )));
+                }
+            }
+            let (fence, attempt_step, reason, renditions, prefix): (
+                Option<String>,
+                i64,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ) = match &change {
+                StatusChange::Pending => (None, 0, None, None, None),
+                StatusChange::Processing { fence } => (Some(fence.clone()), 1, None, None, None),
+                StatusChange::Ready {
+                    renditions,
+                    output_prefix,
+                    ..
+                } => {
+                    crate::ObjectKey::parse(output_prefix)?;
+                    (None, 0, None, Some(to_json("renditions", renditions)?), Some(output_prefix.clone()))
+                }
+                StatusChange::Failed { reason, .. } => {
+                    (None, 0, Some(crate::queue::clip_reason(reason)), None, None)
+                }
+            };
+            // Guarded by the version read above: a concurrent change moved it
+            // and this one then matches no row.
+            let sql = format!(
+                "UPDATE vs_videos SET status = $3, fence = $4, attempt = attempt + $5, failure_reason = $6, \
+                 renditions = COALESCE($7, renditions), output_prefix = COALESCE($8, output_prefix), \
+                 version = version + 1, updated_at = $9 WHERE id = $1 AND version = $2 RETURNING {VIDEO_RET}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(id.to_string())
+                .bind(n(current.version))
+                .bind(next.as_str())
+                .bind(fence)
+                .bind(attempt_step)
+                .bind(reason)
+                .bind(renditions)
+                .bind(prefix)
+                .bind(self.now().as_millis())
+                .fetch_optional(self.conn())
+                .await
+                .map_err(|e| convert(&what, e))?;
+            row.map(|r| video(&r)).transpose()?.ok_or_else(|| {
+                Error::precondition(format!("{what}: the video changed meanwhile"))
+            })
+        }
+
+        async fn set_video_source(&mut self, id: VideoId, meta: SourceMeta) -> Result<Video> {
+            let sql = format!(
+                "UPDATE vs_videos SET source_meta = $2, version = version + 1, updated_at = $3 \
+                 WHERE id = $1 RETURNING {VIDEO_RET}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(id.to_string())
+                .bind(to_json("source metadata", &meta)?)
+                .bind(self.now().as_millis())
+                .fetch_optional(self.conn())
+                .await
+                .map_err(|e| convert(&format!("recording the source of video {id}"), e))?;
+            row.map(|r| video(&r)).transpose()?.ok_or_else(|| no_video(id))
+        }
+
+        async fn delete_video(&mut self, id: VideoId) -> Result<()> {
+            let done = sqlx::query("DELETE FROM vs_videos WHERE id = $1")
+                .bind(id.to_string())
+                .execute(self.conn())
+                .await
+                .map_err(|e| convert(&format!("deleting video {id}"), e))?;
+            if done.rows_affected() == 0 {
+                return Err(no_video(id));
+            }
+            Ok(())
+        }
+
+        async fn videos(&mut self, filter: VideoFilter, page: PageRequest) -> Result<Page<Video>> {
+            let before = page.cursor.as_ref().map_or(Ok(i64::MAX), Cursor::number)?;
+            let limit = filter.limit.map_or(page.limit(), |l| l.clamp(1, crate::page::MAX_PAGE));
+            // `$n IS NULL OR ...` keeps one statement for every filter shape.
+            let sql = format!(
+                "SELECT {VIDEO} FROM vs_videos v \
+                 WHERE ($1 IS NULL OR v.owner = $1) AND ($2 IS NULL OR v.status = $2) AND v.seq < $3 \
+                 ORDER BY v.seq DESC LIMIT $4"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(filter.owner.map(|o| o.to_string()))
+                .bind(filter.status.map(|s| s.as_str().to_owned()))
+                .bind(before)
+                .bind(n(limit + 1))
+                .fetch_all(self.conn())
+                .await
+                .map_err(|e| convert("listing videos", e))?;
+            let rows = rows.iter().map(with_seq).collect::<Result<Vec<_>>>()?;
+            Ok(seq_page(rows, limit))
+        }
+
+        async fn channel_videos(&mut self, channel: ChannelId, page: PageRequest) -> Result<Page<Video>> {
+            let before = page.cursor.as_ref().map_or(Ok(i64::MAX), Cursor::number)?;
+            let limit = page.limit();
+            let sql = format!(
+                "SELECT {VIDEO} FROM vs_videos v WHERE v.channel_id = $1 AND v.seq < $2 ORDER BY v.seq DESC LIMIT $3"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(channel.to_string())
+                .bind(before)
+                .bind(n(limit + 1))
+                .fetch_all(self.conn())
+                .await
+                .map_err(|e| convert(&format!("listing the videos of channel {channel}"), e))?;
+            let rows = rows.iter().map(with_seq).collect::<Result<Vec<_>>>()?;
+            Ok(seq_page(rows, limit))
+        }
+
+        async fn search_videos(&mut self, query: &str, viewer: Viewer, page: PageRequest) -> Result<Page<SearchHit>> {
+            if query.chars().count() > 200 {
+                return Err(Error::invalid_input("a search query has at most 200 characters"));
+            }
+            let words = query_words(query);
+            if words.is_empty() {
+                return Ok(Page { items: Vec::new(), next: None });
+            }
+            let offset = page.cursor.as_ref().map_or(Ok(0), Cursor::number)?.max(0);
+            let limit = page.limit();
+            // Words are letters and digits only, so they cannot break out of
+            // the match syntax; each matches as a prefix.
+            let (sql, text) = match self.dialect() {
+                Dialect::Sqlite => (
+                    format!(
+                        "SELECT {VIDEO}, -bm25(vs_videos_fts, 10.0, 5.0, 1.0) AS score \
+                         FROM vs_videos_fts f JOIN vs_videos v ON v.seq = f.rowid \
+                         LEFT JOIN vs_channels c ON c.id = v.channel_id \
+                         WHERE vs_videos_fts MATCH $1 AND {VISIBLE} \
+                         ORDER BY score DESC, v.seq DESC LIMIT $4 OFFSET $5"
+                    ),
+                    words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
+                ),
+                Dialect::Postgres => (
+                    format!(
+                        "SELECT {VIDEO}, ts_rank(v.search, to_tsquery('simple', $1))::float8 AS score \
+                         FROM vs_videos v LEFT JOIN vs_channels c ON c.id = v.channel_id \
+                         WHERE v.search @@ to_tsquery('simple', $1) AND {VISIBLE} \
+                         ORDER BY score DESC, v.seq DESC LIMIT $4 OFFSET $5"
+                    ),
+                    words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
+                ),
+            };
+            let rows = sqlx::query(&sql)
+                .bind(text)
+                .bind(viewer.user.map(|u| u.to_string()).unwrap_or_default())
+                .bind(i64::from(viewer.is_admin))
+                .bind(n(limit + 1))
+                .bind(offset)
+                .fetch_all(self.conn())
+                .await
+                .map_err(|e| convert("searching videos", e))?;
+            let hits = rows
+                .iter()
+                .map(|r| {
+                    Ok(SearchHit {
+                        video: video(r)?,
+                        score: col(r, "score")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let more = hits.len() > limit;
+            let mut items = hits;
+            items.truncate(limit);
+            let next_offset = offset.saturating_add(n(items.len()));
+            Ok(Page {
+                items,
+                next: more.then(|| Cursor::from_fields(&[&next_offset.to_string()])),
+            })
+        }
+    }
+}
