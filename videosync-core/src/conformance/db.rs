@@ -217,6 +217,7 @@ pub async fn channel_lists_page_by_cursor(fx: DbFixture) {
         if vis == Visibility::Public {
             public.push(c.id);
         }
+        clock.advance(Duration::from_millis(1));
         member(&db, c.id, fan.id, Role::Viewer).await;
         clock.advance(Duration::from_millis(1));
     }
