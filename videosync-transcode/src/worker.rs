@@ -19,7 +19,20 @@
 //! [`ProgressEvent`]s. A bad source (the error says the input cannot work)
 //! fails the video at once; other failures go back to the queue with
 //! backoff and fail the video only once the job is dead-lettered. Every
-//! failure removes the partial ladder.
+//! failure removes the attempt's partial ladder.
+//!
+//! # Fencing and crash safety
+//! Each attempt takes the video with a fresh fence
+//! ([`StatusChange::Processing`]) and writes under its own prefix,
+//! `<output_prefix>/a<attempt>`. Only the attempt holding the current fence
+//! can make the video ready, which points it at that prefix in one step;
+//! a stale worker (its lease ran out and another took over) is refused and
+//! removes only its own files. The video is marked ready *before* the job is
+//! acked: a crash in between redelivers a job that finds the video ready and
+//! does nothing, so a retry never takes a ready video off air. Jobs that die
+//! without anyone to fail them (a worker killed on the last attempt) are
+//! swept by [`Worker::sweep_dead_letters`], which fails their videos with
+//! the queue's reason.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,8 +80,10 @@ pub enum TranscodeJob {
         video: VideoId,
         /// Key of the uploaded source.
         source_key: String,
-        /// Where the ladder goes (and `_parts/`).
+        /// The attempt's prefix: where the ladder goes (and `_parts/`).
         output_prefix: String,
+        /// The fence of the attempt the part belongs to.
+        fence: String,
         /// The part's index in the plan.
         index: usize,
     },
@@ -76,8 +91,10 @@ pub enum TranscodeJob {
     Finish {
         /// The catalog row.
         video: VideoId,
-        /// Where the ladder goes.
+        /// The attempt's prefix.
         output_prefix: String,
+        /// The fence of the attempt.
+        fence: String,
     },
 }
 
@@ -89,8 +106,15 @@ impl TranscodeJob {
     pub fn to_new_job(&self) -> Result<NewJob, serde_json::Error> {
         let dedupe = match self {
             TranscodeJob::Ladder { video, .. } => format!("ladder:{}", video.as_uuid()),
-            TranscodeJob::Part { video, index, .. } => format!("part:{}:{index}", video.as_uuid()),
-            TranscodeJob::Finish { video, .. } => format!("finish:{}", video.as_uuid()),
+            TranscodeJob::Part {
+                video,
+                index,
+                fence,
+                ..
+            } => format!("part:{}:{fence}:{index}", video.as_uuid()),
+            TranscodeJob::Finish { video, fence, .. } => {
+                format!("finish:{}:{fence}", video.as_uuid())
+            }
         };
         Ok(NewJob::new(JOB_KIND, serde_json::to_value(self)?).dedupe_key(dedupe))
     }
@@ -103,13 +127,6 @@ impl TranscodeJob {
         }
     }
 
-    fn prefix(&self) -> &str {
-        match self {
-            TranscodeJob::Ladder { output_prefix, .. }
-            | TranscodeJob::Part { output_prefix, .. }
-            | TranscodeJob::Finish { output_prefix, .. } => output_prefix,
-        }
-    }
 }
 
 /// A progress event on the bus.
@@ -280,33 +297,14 @@ impl Worker {
             }
         };
         let video = job.video();
-        // A part of a video that already failed has nothing left to do.
-        if !matches!(job, TranscodeJob::Ladder { .. }) {
-            match self.catalog.get_video(video).await {
-                Ok(v) if v.status == VideoStatus::Failed => {
-                    self.queue.ack(&lease).await?;
-                    return Ok(Outcome::Dropped {
-                        reason: format!("video {} already failed", video.as_uuid()),
-                    });
-                }
-                _ => {}
+        let (fence, prefix) = match self.take(&job).await? {
+            Ok(taken) => taken,
+            Err(reason) => {
+                // Nothing to do for this job: its work is done or superseded.
+                self.ack_quietly(&lease).await;
+                return Ok(Outcome::Dropped { reason });
             }
-        }
-        // The catalog says a worker has it (again).
-        match self
-            .catalog
-            .update_status(video, StatusChange::Processing)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                self.queue.ack(&lease).await?;
-                return Ok(Outcome::Dropped {
-                    reason: format!("video {} is gone", video.as_uuid()),
-                });
-            }
-            Err(e) => return Err(e),
-        }
+        };
 
         // Heartbeats; a lost lease cancels the work.
         let cancel = CancelToken::new();
@@ -331,71 +329,269 @@ impl Worker {
                 }
             })
         };
-        let result = self.attempt(&job, &cancel).await;
+        let result = self.attempt(&job, &fence, &prefix, &cancel).await;
         beat.abort();
         if lost.is_cancelled() {
+            // Another worker has the job (and the video, under its own
+            // fence); this attempt's files are ours alone to remove.
+            if !matches!(job, TranscodeJob::Part { .. }) {
+                self.remove_ladder(&prefix).await;
+            }
             return Ok(Outcome::Dropped {
                 reason: "the job's lease was lost to another worker".to_owned(),
             });
         }
         match result {
+            Ok(Outcome::Ready(m)) => {
+                let source = match &job {
+                    TranscodeJob::Ladder { source_key, .. } => Some(source_key.clone()),
+                    _ => None,
+                };
+                self.publish(&lease, video, &fence, &prefix, source, m).await
+            }
             Ok(outcome) => {
                 self.queue.ack(&lease).await?;
-                if let Outcome::Ready(m) = &outcome {
-                    self.catalog
-                        .update_status(
-                            video,
-                            StatusChange::Ready {
-                                renditions: m.catalog_renditions(),
-                            },
-                        )
-                        .await?;
-                    let _ = self
-                        .catalog
-                        .set_source_meta(video, m.source.meta.clone())
-                        .await;
-                    self.publish_done(video, None).await;
-                }
                 Ok(outcome)
             }
-            Err(e) => {
-                let dead = if e.permanent {
-                    self.queue.ack(&lease).await?;
-                    true
-                } else {
-                    matches!(
-                        self.queue.fail(&lease, &e.reason).await?,
-                        Failed::DeadLettered
-                    )
+            Err(e) => self.give_up_or_retry(&lease, &job, &fence, &prefix, e).await,
+        }
+    }
+
+    /// Takes the video for this job: a ladder job starts a new attempt (a
+    /// fresh fence, its own prefix); a part or finish job continues the
+    /// attempt it belongs to, if that attempt still owns the video.
+    /// `Ok(Err(reason))` when the job has nothing left to do.
+    async fn take(
+        &self,
+        job: &TranscodeJob,
+    ) -> videosync_core::Result<Result<(String, String), String>> {
+        let video = job.video();
+        let current = match self.catalog.get_video(video).await {
+            Ok(v) => v,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(Err(format!("video {} is gone", video.as_uuid())));
+            }
+            Err(e) => return Err(e),
+        };
+        match job {
+            TranscodeJob::Ladder { output_prefix, .. } => {
+                if !current.status.can_become(VideoStatus::Processing) {
+                    return Ok(Err(format!(
+                        "video {} is {}: nothing to transcode",
+                        video.as_uuid(),
+                        current.status
+                    )));
+                }
+                let fence = uuid::Uuid::new_v4().simple().to_string();
+                let change = StatusChange::Processing {
+                    fence: fence.clone(),
                 };
-                if dead {
-                    self.remove_ladder(job.prefix()).await;
-                    self.catalog
-                        .update_status(
-                            video,
-                            StatusChange::Failed {
-                                reason: e.reason.clone(),
-                            },
-                        )
-                        .await?;
-                    self.publish_done(video, Some(e.reason.clone())).await;
-                    Ok(Outcome::Failed { reason: e.reason })
+                match self
+                    .catalog
+                    .update_status(video, Some(current.version), change)
+                    .await
+                {
+                    Ok(v) => Ok(Ok((fence, format!("{output_prefix}/a{}", v.attempt)))),
+                    // Another worker took it meanwhile, or it was deleted.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::Precondition | ErrorKind::Conflict | ErrorKind::NotFound
+                        ) =>
+                    {
+                        Ok(Err(format!("video {}: {e}", video.as_uuid())))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            TranscodeJob::Part {
+                fence,
+                output_prefix,
+                ..
+            }
+            | TranscodeJob::Finish {
+                fence,
+                output_prefix,
+                ..
+            } => {
+                if current.status == VideoStatus::Processing
+                    && current.fence.as_deref() == Some(fence.as_str())
+                {
+                    Ok(Ok((fence.clone(), output_prefix.clone())))
                 } else {
-                    self.catalog
-                        .update_status(video, StatusChange::Pending)
-                        .await?;
-                    Ok(Outcome::Retrying { reason: e.reason })
+                    Ok(Err(format!(
+                        "video {} is {} under another attempt: this part's attempt is over",
+                        video.as_uuid(),
+                        current.status
+                    )))
                 }
             }
         }
     }
 
+    /// Makes the video ready with this attempt's ladder, then acks: a crash
+    /// in between redelivers a job that finds the video ready.
+    async fn publish(
+        &self,
+        lease: &Lease,
+        video: VideoId,
+        fence: &str,
+        prefix: &str,
+        source_key: Option<String>,
+        m: Box<Manifest>,
+    ) -> videosync_core::Result<Outcome> {
+        let before = self.catalog.get_video(video).await?;
+        let change = StatusChange::Ready {
+            fence: fence.to_owned(),
+            renditions: m.catalog_renditions(),
+            output_prefix: prefix.to_owned(),
+        };
+        match self.catalog.update_status(video, None, change).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::Precondition | ErrorKind::Conflict | ErrorKind::NotFound) => {
+                // Superseded: another attempt owns the video now.
+                self.remove_ladder(prefix).await;
+                self.ack_quietly(lease).await;
+                return Ok(Outcome::Dropped {
+                    reason: format!("video {}: {e}", video.as_uuid()),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        let _ = self
+            .catalog
+            .set_source_meta(video, m.source.meta.clone())
+            .await;
+        self.ack_quietly(lease).await;
+        // The previous ladder (a re-transcode) is unreachable now.
+        if let Some(old) = before.output_prefix.filter(|old| old != prefix) {
+            self.remove_ladder(&old).await;
+        }
+        if self.config.remove_source {
+            let source = source_key.or(before.source_key);
+            if let Some(k) = source.as_deref().and_then(|s| ObjectKey::parse(s).ok()) {
+                let _ = self.store.delete(&k).await;
+            }
+        }
+        self.publish_done(video, None).await;
+        Ok(Outcome::Ready(m))
+    }
+
+    async fn give_up_or_retry(
+        &self,
+        lease: &Lease,
+        job: &TranscodeJob,
+        fence: &str,
+        prefix: &str,
+        e: AttemptError,
+    ) -> videosync_core::Result<Outcome> {
+        let video = job.video();
+        if !matches!(job, TranscodeJob::Part { .. }) || e.permanent {
+            self.remove_ladder(prefix).await;
+        }
+        let dead = e.permanent
+            || matches!(
+                self.queue.fail(lease, &e.reason).await?,
+                Failed::DeadLettered
+            );
+        if !dead {
+            // The video stays processing; the next attempt takes it over
+            // with a fresh fence.
+            return Ok(Outcome::Retrying { reason: e.reason });
+        }
+        let change = StatusChange::Failed {
+            fence: Some(fence.to_owned()),
+            reason: e.reason.clone(),
+        };
+        match self.catalog.update_status(video, None, change).await {
+            Ok(_) => self.publish_done(video, Some(e.reason.clone())).await,
+            Err(err) if matches!(err.kind(), ErrorKind::Precondition | ErrorKind::Conflict | ErrorKind::NotFound) => {}
+            Err(err) => return Err(err),
+        }
+        if e.permanent {
+            self.ack_quietly(lease).await;
+        }
+        Ok(Outcome::Failed { reason: e.reason })
+    }
+
+    /// Acks, ignoring a lease that is gone: the job's work is settled
+    /// either way, and a redelivery finds nothing to do.
+    async fn ack_quietly(&self, lease: &Lease) {
+        if let Err(e) = self.queue.ack(lease).await {
+            tracing::debug!(job = %lease.job.id, "ack after settling the video: {e}");
+        }
+    }
+
+    /// Fails the videos of transcode jobs that reached the dead letters with
+    /// nobody left to fail them (a worker killed on the last attempt, a
+    /// lease that ran out once too often), with the queue's reason.
+    /// Idempotent; answers how many videos it failed.
+    ///
+    /// # Errors
+    /// Queue or catalog failures.
+    pub async fn sweep_dead_letters(&self) -> videosync_core::Result<usize> {
+        let mut failed = 0;
+        for dead in self.queue.dead_letters(1000).await? {
+            if dead.kind != JOB_KIND {
+                continue;
+            }
+            let Ok(job) = serde_json::from_value::<TranscodeJob>(dead.payload.clone()) else {
+                continue;
+            };
+            let video = job.video();
+            let reason = dead
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "the transcode job was dead-lettered".to_owned());
+            let Ok(v) = self.catalog.get_video(video).await else {
+                continue;
+            };
+            // Only the attempt the dead job belonged to: a part of an old
+            // attempt says nothing about a newer one.
+            let belongs = match &job {
+                TranscodeJob::Ladder { .. } => true,
+                TranscodeJob::Part { fence, .. } | TranscodeJob::Finish { fence, .. } => {
+                    v.fence.as_deref() == Some(fence.as_str())
+                }
+            };
+            if !belongs || !v.status.can_become(VideoStatus::Failed) {
+                continue;
+            }
+            let change = StatusChange::Failed {
+                fence: None,
+                reason: reason.clone(),
+            };
+            if self
+                .catalog
+                .update_status(video, Some(v.version), change)
+                .await
+                .is_ok()
+            {
+                let attempt_prefix = match &job {
+                    TranscodeJob::Ladder { output_prefix, .. } => (v.status
+                        == VideoStatus::Processing)
+                        .then(|| format!("{output_prefix}/a{}", v.attempt)),
+                    TranscodeJob::Part { output_prefix, .. }
+                    | TranscodeJob::Finish { output_prefix, .. } => Some(output_prefix.clone()),
+                };
+                if let Some(prefix) = attempt_prefix {
+                    self.remove_ladder(&prefix).await;
+                }
+                self.publish_done(video, Some(reason)).await;
+                failed += 1;
+            }
+        }
+        Ok(failed)
+    }
+
     async fn attempt(
         &self,
         job: &TranscodeJob,
+        fence: &str,
+        prefix: &str,
         cancel: &CancelToken,
     ) -> Result<Outcome, AttemptError> {
-        let dest = Destination::new(self.store.clone(), Some(key(job.prefix())?));
+        let dest = Destination::new(self.store.clone(), Some(key(prefix)?));
         match job {
             TranscodeJob::Ladder {
                 video,
@@ -405,25 +601,17 @@ impl Worker {
                 ..
             } => {
                 let source = self.download(source_key).await?;
-                let result = async {
-                    if let Some(per) = segments_per_chunk {
-                        let plan = chunked::plan(&source, options, *per).await?;
-                        if plan.parts().len() > 2 {
-                            return self.enqueue_parts(job, &plan, &dest).await;
-                        }
+                if let Some(per) = segments_per_chunk {
+                    let plan = chunked::plan(&source, options, *per).await?;
+                    if plan.parts().len() > 2 {
+                        return self
+                            .enqueue_parts(*video, source_key, fence, prefix, &plan, &dest)
+                            .await;
                     }
-                    let progress = self.progress_fn(*video, None);
-                    let m = transcode(&source, &dest, options, Some(progress), cancel).await?;
-                    Ok(Outcome::Ready(Box::new(m)))
                 }
-                .await;
-                if result.is_ok()
-                    && self.config.remove_source
-                    && !matches!(result, Ok(Outcome::Planned { .. }))
-                {
-                    let _ = self.store.delete(&key(source_key)?).await;
-                }
-                result
+                let progress = self.progress_fn(*video, None);
+                let m = transcode(&source, &dest, options, Some(progress), cancel).await?;
+                Ok(Outcome::Ready(Box::new(m)))
             }
             TranscodeJob::Part {
                 video,
@@ -447,7 +635,8 @@ impl Worker {
                 if parts == plan.parts().len() {
                     let finish = TranscodeJob::Finish {
                         video: *video,
-                        output_prefix: job.prefix().to_owned(),
+                        output_prefix: prefix.to_owned(),
+                        fence: fence.to_owned(),
                     };
                     self.queue.enqueue(new_job(&finish)?).await?;
                 }
@@ -471,25 +660,20 @@ impl Worker {
 
     async fn enqueue_parts(
         &self,
-        job: &TranscodeJob,
+        video: VideoId,
+        source_key: &str,
+        fence: &str,
+        prefix: &str,
         plan: &ChunkPlan,
         dest: &Destination,
     ) -> Result<Outcome, AttemptError> {
-        let TranscodeJob::Ladder {
-            video, source_key, ..
-        } = job
-        else {
-            return Err(AttemptError {
-                reason: "only a ladder job plans parts".to_owned(),
-                permanent: true,
-            });
-        };
         self.write_json(dest, "_parts/plan.json", plan).await?;
         for index in 0..plan.parts().len() {
             let part = TranscodeJob::Part {
-                video: *video,
-                source_key: source_key.clone(),
-                output_prefix: job.prefix().to_owned(),
+                video,
+                source_key: source_key.to_owned(),
+                output_prefix: prefix.to_owned(),
+                fence: fence.to_owned(),
                 index,
             };
             self.queue.enqueue(new_job(&part)?).await?;

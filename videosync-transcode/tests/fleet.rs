@@ -114,12 +114,12 @@ async fn worker_on_s3_postgres_and_redis() {
 
     let outcome = worker.run_once().await.unwrap();
     assert!(matches!(outcome, Outcome::Ready(_)), "{outcome:?}");
-    assert_eq!(
-        worker.catalog.get_video(video).await.unwrap().status,
-        VideoStatus::Ready
-    );
+    let row = worker.catalog.get_video(video).await.unwrap();
+    assert_eq!(row.status, VideoStatus::Ready);
+    let published = row.output_prefix.unwrap();
+    assert_eq!(published, format!("{root}/hls/a1"));
     let master = store
-        .get_bytes(&ObjectKey::parse(&format!("{root}/hls/master.m3u8")).unwrap())
+        .get_bytes(&ObjectKey::parse(&format!("{published}/master.m3u8")).unwrap())
         .await
         .unwrap();
     let master = parse_master(std::str::from_utf8(&master).unwrap()).unwrap();

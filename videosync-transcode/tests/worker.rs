@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use videosync_core::bus::memory::MemoryBus;
 use videosync_core::bus::Delivery;
-use videosync_core::catalog::catalog_from_url;
-use videosync_core::queue::queue_from_url;
+use videosync_core::catalog::{catalog_from_url, StatusChange};
+use videosync_core::queue::{queue_from_url, ReserveOptions};
 use videosync_core::store::memory::MemoryStore;
 use videosync_core::{
-    NewVideo, ObjectKey, ObjectStore, ObjectStoreExt, RetryPolicy, SystemClock, VideoStatus,
+    ManualClock, NewJob, NewVideo, ObjectKey, ObjectStore, ObjectStoreExt, RetryPolicy, Timestamp,
+    VideoStatus,
 };
 use videosync_hls::ladder::{LadderOptions, SegmentFormat};
 use videosync_transcode::worker::{
-    progress_topic, Outcome, ProgressEvent, TranscodeJob, Worker, WorkerConfig,
+    progress_topic, Outcome, ProgressEvent, TranscodeJob, Worker, WorkerConfig, JOB_KIND,
 };
 use videosync_transcode::{EncoderChoice, Stage, TranscodeOptions};
 
@@ -25,13 +26,14 @@ use common::{ffmpeg, strs, video_src};
 struct Rig {
     _dir: tempfile::TempDir,
     store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
     worker: Worker,
 }
 
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let clock = Arc::new(SystemClock::new());
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
     let retry = RetryPolicy {
         max_attempts: 2,
         base_delay: Duration::from_millis(10),
@@ -43,7 +45,7 @@ async fn rig() -> Rig {
         queue: queue_from_url(&url, "transcode", clock.clone(), retry)
             .await
             .unwrap(),
-        catalog: catalog_from_url(&url, clock).await.unwrap(),
+        catalog: catalog_from_url(&url, clock.clone()).await.unwrap(),
         bus: Arc::new(MemoryBus::new()),
         config: WorkerConfig {
             lease: Duration::from_secs(3),
@@ -55,6 +57,7 @@ async fn rig() -> Rig {
     Rig {
         _dir: dir,
         store,
+        clock,
         worker,
     }
 }
@@ -145,7 +148,9 @@ async fn a_job_becomes_a_ready_video_with_progress_on_the_bus() {
     assert_eq!(row.status, VideoStatus::Ready);
     assert_eq!(row.renditions, manifest.catalog_renditions());
     assert_eq!(row.source.unwrap().width, Some(640));
-    let master = ObjectKey::parse(&format!("videos/{}/hls/master.m3u8", video.as_uuid())).unwrap();
+    let published = format!("videos/{}/hls/a1", video.as_uuid());
+    assert_eq!(row.output_prefix.as_deref(), Some(published.as_str()), "the attempt's prefix is published");
+    let master = ObjectKey::parse(&format!("{published}/master.m3u8")).unwrap();
     assert!(rig.store.exists(&master).await.unwrap());
     assert!(
         !rig.store
@@ -228,17 +233,16 @@ async fn a_missing_source_is_retried_then_dead_lettered() {
     .await;
     let first = rig.worker.run_once().await.unwrap();
     assert!(matches!(first, Outcome::Retrying { .. }), "{first:?}");
-    assert_eq!(
-        rig.worker.catalog.get_video(video).await.unwrap().status,
-        VideoStatus::Pending
-    );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let row = rig.worker.catalog.get_video(video).await.unwrap();
+    assert_eq!(row.status, VideoStatus::Processing, "the next attempt takes it over");
+    assert_eq!(row.attempt, 1);
+    assert_eq!(rig.worker.run_once().await.unwrap(), Outcome::Idle, "backing off");
+    rig.clock.advance(Duration::from_millis(50));
     let second = rig.worker.run_once().await.unwrap();
     assert!(matches!(second, Outcome::Failed { .. }), "{second:?}");
-    assert_eq!(
-        rig.worker.catalog.get_video(video).await.unwrap().status,
-        VideoStatus::Failed
-    );
+    let row = rig.worker.catalog.get_video(video).await.unwrap();
+    assert_eq!((row.status, row.attempt), (VideoStatus::Failed, 2));
+    assert!(row.failure_reason.unwrap().contains("uploads/lost.mp4"));
     assert_eq!(rig.worker.queue.counts().await.unwrap().dead, 1);
 }
 
@@ -246,13 +250,14 @@ async fn a_missing_source_is_retried_then_dead_lettered() {
 async fn a_long_source_is_chunked_across_jobs() {
     let rig = rig().await;
     let (video, source_key) = upload_clip(&rig, "7").await;
-    let prefix = format!("videos/{}/hls", video.as_uuid());
+    let base = format!("videos/{}/hls", video.as_uuid());
+    let prefix = format!("{base}/a1");
     enqueue(
         &rig,
         &TranscodeJob::Ladder {
             video,
             source_key,
-            output_prefix: prefix.clone(),
+            output_prefix: base.clone(),
             options: options(),
             segments_per_chunk: Some(3),
         },
@@ -295,4 +300,80 @@ async fn a_long_source_is_chunked_across_jobs() {
         .await
         .unwrap());
     assert_eq!(rig.worker.queue.counts().await.unwrap(), Default::default());
+}
+
+/// A job delivered again after its video was made ready (a crash between
+/// "ready" and the ack, or a retried "upload complete") does nothing: the
+/// video stays on air with the same ladder.
+#[tokio::test]
+async fn a_redelivered_job_never_takes_a_ready_video_off_air() {
+    let rig = rig().await;
+    let (video, source_key) = upload_clip(&rig, "2").await;
+    let job = TranscodeJob::Ladder {
+        video,
+        source_key,
+        output_prefix: format!("videos/{}/hls", video.as_uuid()),
+        options: options(),
+        segments_per_chunk: None,
+    };
+    enqueue(&rig, &job).await;
+    assert!(matches!(rig.worker.run_once().await.unwrap(), Outcome::Ready(_)));
+    let ready = rig.worker.catalog.get_video(video).await.unwrap();
+    let before = rig.store.list(Some(&ObjectKey::parse("videos").unwrap())).await.unwrap();
+    // The same job again, past any dedupe.
+    rig.worker
+        .queue
+        .enqueue(NewJob::new(JOB_KIND, serde_json::to_value(&job).unwrap()))
+        .await
+        .unwrap();
+    let again = rig.worker.run_once().await.unwrap();
+    assert!(matches!(again, Outcome::Dropped { .. }), "{again:?}");
+    assert_eq!(rig.worker.catalog.get_video(video).await.unwrap(), ready);
+    assert_eq!(rig.store.list(Some(&ObjectKey::parse("videos").unwrap())).await.unwrap(), before);
+    assert_eq!(rig.worker.queue.counts().await.unwrap().ready, 0);
+}
+
+/// A job whose worker died on its last attempt reaches the dead letters by
+/// lease exhaustion with nobody to fail its video; the sweep fails it with
+/// the queue's reason.
+#[tokio::test]
+async fn a_job_dead_lettered_without_its_worker_fails_the_video() {
+    let rig = rig().await;
+    let mut new = NewVideo::titled("orphan");
+    new.source_key = Some("uploads/orphan.mp4".to_owned());
+    let video = rig.worker.catalog.create_video(new).await.unwrap().id;
+    let job = TranscodeJob::Ladder {
+        video,
+        source_key: "uploads/orphan.mp4".to_owned(),
+        output_prefix: "videos/orphan".to_owned(),
+        options: options(),
+        segments_per_chunk: None,
+    };
+    enqueue(&rig, &job).await;
+    let lease = std::time::Duration::from_secs(3);
+    // Two workers in turn reserve the job, take the video and vanish.
+    for attempt in 1..=2 {
+        let held = rig
+            .worker
+            .queue
+            .reserve(ReserveOptions { lease })
+            .await
+            .unwrap()
+            .expect("the job is due");
+        assert_eq!(held.job.attempts, attempt);
+        rig.worker
+            .catalog
+            .update_status(video, None, StatusChange::Processing { fence: format!("crashed-{attempt}") })
+            .await
+            .unwrap();
+        rig.clock.advance(lease + Duration::from_secs(1));
+    }
+    // The next reserve finds the lease run out on the last attempt.
+    assert!(rig.worker.queue.reserve(ReserveOptions { lease }).await.unwrap().is_none());
+    assert_eq!(rig.worker.queue.counts().await.unwrap().dead, 1);
+    assert_eq!(rig.worker.sweep_dead_letters().await.unwrap(), 1);
+    let row = rig.worker.catalog.get_video(video).await.unwrap();
+    assert_eq!(row.status, VideoStatus::Failed);
+    assert!(row.failure_reason.is_some());
+    assert_eq!(rig.worker.sweep_dead_letters().await.unwrap(), 0, "idempotent");
 }

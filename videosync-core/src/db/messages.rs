@@ -12,6 +12,7 @@ use crate::{ChannelId, Error, Result, Timestamp, UserId};
 pub const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// Longest reaction (an emoji or a short name), in characters.
+#[cfg_attr(not(feature = "sql"), allow(dead_code))] // Used by the SQL backend.
 const MAX_REACTION_CHARS: usize = 32;
 
 /// A chat message.
@@ -59,6 +60,7 @@ pub struct NewMessage {
     pub body: String,
 }
 
+#[cfg_attr(not(feature = "sql"), allow(dead_code))] // Used by the SQL backend.
 fn check_body(body: &str) -> Result<()> {
     check_text("a message", body, 1, MAX_MESSAGE_CHARS, &['\n', '\t'])?;
     if body.trim().is_empty() {

@@ -127,6 +127,7 @@ pub trait Videos: Send {
 }
 
 /// The words of a search query: letters and digits only, lower-cased, at most 8.
+#[cfg_attr(not(feature = "sql"), allow(dead_code))] // Used by the SQL backend.
 pub(crate) fn query_words(query: &str) -> Vec<String> {
     query
         .split(|c: char| !c.is_alphanumeric())
