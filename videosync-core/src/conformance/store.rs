@@ -430,7 +430,10 @@ pub async fn create_only_and_compare_and_swap(fx: StoreFixture) {
     assert_eq!(s.get_bytes(&key).await.unwrap(), "v1");
     // The etag a put returns is the one head reports and IfMatch takes.
     let etag = s.head(&key).await.unwrap().etag.expect("an etag");
-    assert_eq!(first.etag.as_deref().map(|e| e.trim_matches('"')), Some(etag.trim_matches('"')));
+    assert_eq!(
+        first.etag.as_deref().map(|e| e.trim_matches('"')),
+        Some(etag.trim_matches('"'))
+    );
     let second = s
         .put_opts(&key, "v2".into(), PutOptions::if_match(etag.clone()))
         .await
@@ -448,8 +451,15 @@ pub async fn create_only_and_compare_and_swap(fx: StoreFixture) {
             PutOptions::if_match("\"nope\""),
         )
         .await;
-    assert_eq!(kind(missing), Some(ErrorKind::Precondition), "no object to match");
-    assert_eq!(kind(s.head(&fx.key("cas/missing")).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(missing),
+        Some(ErrorKind::Precondition),
+        "no object to match"
+    );
+    assert_eq!(
+        kind(s.head(&fx.key("cas/missing")).await),
+        Some(ErrorKind::NotFound)
+    );
     // A streamed create of a taken key is refused too, and changes nothing.
     let stream = futures::stream::iter(vec![Ok(pattern(1000, 1)), Ok(pattern(1000, 2))]).boxed();
     let streamed = s
@@ -527,7 +537,10 @@ pub async fn content_type_and_cache_control_round_trip(fx: StoreFixture) {
         cache_control: Some("public, max-age=2".into()),
         ..PutOptions::default()
     };
-    let put = s.put_opts(&key, "#EXTM3U\n".into(), opts.clone()).await.unwrap();
+    let put = s
+        .put_opts(&key, "#EXTM3U\n".into(), opts.clone())
+        .await
+        .unwrap();
     assert_eq!(put.content_type, opts.content_type);
     let head = s.head(&key).await.unwrap();
     assert_eq!(head.content_type, opts.content_type);
@@ -558,7 +571,9 @@ pub async fn content_type_and_cache_control_round_trip(fx: StoreFixture) {
     // A replacement without attributes has none: they belong to a version.
     s.put(&key, "#EXTM3U\n#2\n".into()).await.unwrap();
     let head = s.head(&key).await.unwrap();
-    assert!(head.content_type.is_none_or(|t| t != "application/vnd.apple.mpegurl"));
+    assert!(head
+        .content_type
+        .is_none_or(|t| t != "application/vnd.apple.mpegurl"));
     assert_eq!(head.cache_control, None);
     // Attributes travel as HTTP headers: no line breaks.
     let bad = PutOptions {
@@ -580,11 +595,17 @@ pub async fn if_none_match_is_not_modified(fx: StoreFixture) {
         range,
         if_none_match: Some(tag.to_owned()),
     };
-    let err = s.get_opts(&key, conditional(&etag, None)).await.unwrap_err();
+    let err = s
+        .get_opts(&key, conditional(&etag, None))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotModified, "{err}");
     assert!(err.to_string().contains("seg.ts"), "{err}");
     assert_eq!(
-        kind(s.get_opts(&key, conditional(&etag, Some(GetRange::Bounded(0..10)))).await),
+        kind(
+            s.get_opts(&key, conditional(&etag, Some(GetRange::Bounded(0..10))))
+                .await
+        ),
         Some(ErrorKind::NotModified),
         "with a range"
     );
@@ -599,7 +620,10 @@ pub async fn if_none_match_is_not_modified(fx: StoreFixture) {
     assert_ne!(fresh.meta.etag, meta.etag);
     assert_eq!(fresh.bytes().await.unwrap(), pattern(1000, 5));
     assert_eq!(
-        kind(s.get_opts(&fx.key("cond/missing"), conditional(&etag, None)).await),
+        kind(
+            s.get_opts(&fx.key("cond/missing"), conditional(&etag, None))
+                .await
+        ),
         Some(ErrorKind::NotFound)
     );
 }
@@ -616,9 +640,14 @@ pub async fn list_stream_starts_after_a_cursor(fx: StoreFixture) {
     let names = |metas: Vec<crate::store::ObjectMeta>| -> Vec<String> {
         metas.into_iter().map(|m| m.key.to_string()).collect()
     };
-    let expect = |rels: &[&str]| -> Vec<String> { rels.iter().map(|r| fx.key(r).to_string()).collect() };
+    let expect =
+        |rels: &[&str]| -> Vec<String> { rels.iter().map(|r| fx.key(r).to_string()).collect() };
     let prefix = fx.key("o");
-    let all: Vec<_> = s.list_stream(Some(&prefix), None).try_collect().await.unwrap();
+    let all: Vec<_> = s
+        .list_stream(Some(&prefix), None)
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(names(all), expect(&rels));
     for (after, rest) in [
         ("o/a-c", &rels[1..]),
@@ -749,22 +778,37 @@ pub async fn multipart_refuses_stale_misordered_and_reused(fx: StoreFixture) {
     let s = &fx.store;
     let key = fx.key("mpneg/x");
     let up = s.create_multipart(&key).await.unwrap();
-    let stale = s.put_part(&key, &up, 1, pattern(MIN_PART_SIZE, 1)).await.unwrap();
-    let p1 = s.put_part(&key, &up, 1, pattern(MIN_PART_SIZE, 2)).await.unwrap();
+    let stale = s
+        .put_part(&key, &up, 1, pattern(MIN_PART_SIZE, 1))
+        .await
+        .unwrap();
+    let p1 = s
+        .put_part(&key, &up, 1, pattern(MIN_PART_SIZE, 2))
+        .await
+        .unwrap();
     let p2 = s.put_part(&key, &up, 2, pattern(10, 3)).await.unwrap();
     assert_ne!(stale.etag, p1.etag, "different content, different etag");
     assert_eq!(
-        kind(s.complete_multipart(&key, &up, vec![stale, p2.clone()]).await),
+        kind(
+            s.complete_multipart(&key, &up, vec![stale, p2.clone()])
+                .await
+        ),
         Some(ErrorKind::InvalidInput),
         "a stale etag"
     );
     assert_eq!(
-        kind(s.complete_multipart(&key, &up, vec![p2.clone(), p1.clone()]).await),
+        kind(
+            s.complete_multipart(&key, &up, vec![p2.clone(), p1.clone()])
+                .await
+        ),
         Some(ErrorKind::InvalidInput),
         "parts out of order"
     );
     assert_eq!(
-        kind(s.complete_multipart(&key, &up, vec![p1.clone(), p1.clone(), p2.clone()]).await),
+        kind(
+            s.complete_multipart(&key, &up, vec![p1.clone(), p1.clone(), p2.clone()])
+                .await
+        ),
         Some(ErrorKind::InvalidInput),
         "a part twice"
     );
@@ -777,7 +821,10 @@ pub async fn multipart_refuses_stale_misordered_and_reused(fx: StoreFixture) {
         "put_part with another key"
     );
     assert_eq!(
-        kind(s.complete_multipart(&other, &up, vec![p1.clone(), p2.clone()]).await),
+        kind(
+            s.complete_multipart(&other, &up, vec![p1.clone(), p2.clone()])
+                .await
+        ),
         Some(ErrorKind::NotFound),
         "complete with another key"
     );
@@ -788,7 +835,10 @@ pub async fn multipart_refuses_stale_misordered_and_reused(fx: StoreFixture) {
         .await
         .unwrap();
     assert_eq!(meta.size, MIN_PART_SIZE as u64 + 10);
-    assert_eq!(s.get_range(&key, GetRange::Suffix(10)).await.unwrap(), pattern(10, 3));
+    assert_eq!(
+        s.get_range(&key, GetRange::Suffix(10)).await.unwrap(),
+        pattern(10, 3)
+    );
     // Completing twice: the upload is gone.
     assert_eq!(
         kind(s.complete_multipart(&key, &up, vec![p1, p2]).await),
@@ -804,7 +854,10 @@ pub async fn multipart_refuses_stale_misordered_and_reused(fx: StoreFixture) {
         Some(ErrorKind::NotFound),
         "completing after an abort"
     );
-    assert_eq!(s.get_range(&key, GetRange::Suffix(10)).await.unwrap(), pattern(10, 3));
+    assert_eq!(
+        s.get_range(&key, GetRange::Suffix(10)).await.unwrap(),
+        pattern(10, 3)
+    );
 }
 
 pub async fn concurrent_resends_of_a_part_keep_one(fx: StoreFixture) {
@@ -867,25 +920,50 @@ pub async fn presigned_urls_are_bound(fx: StoreFixture) {
     };
     // Another type, or a larger body, is refused by the server.
     let wrong_type = send(&put, body.clone(), "text/html").await.unwrap();
-    assert!(wrong_type.status().is_client_error(), "another type: {}", wrong_type.status());
+    assert!(
+        wrong_type.status().is_client_error(),
+        "another type: {}",
+        wrong_type.status()
+    );
     let larger = send(&put, pattern(70_001, 5), "video/mp4").await.unwrap();
-    assert!(larger.status().is_client_error(), "a larger body: {}", larger.status());
+    assert!(
+        larger.status().is_client_error(),
+        "a larger body: {}",
+        larger.status()
+    );
     assert_eq!(kind(s.head(&key).await), Some(ErrorKind::NotFound));
     let ok = send(&put, body.clone(), "video/mp4").await.unwrap();
     assert!(ok.status().is_success(), "presigned PUT: {}", ok.status());
     assert_eq!(s.get_bytes(&key).await.unwrap(), body);
-    assert_eq!(s.head(&key).await.unwrap().content_type.as_deref(), Some("video/mp4"));
+    assert_eq!(
+        s.head(&key).await.unwrap().content_type.as_deref(),
+        Some("video/mp4")
+    );
 
-    let get = signer.sign(&SignRequest::get(key.clone(), ttl)).await.unwrap();
+    let get = signer
+        .sign(&SignRequest::get(key.clone(), ttl))
+        .await
+        .unwrap();
     let got = http.get(&get.url).send().await.unwrap();
     assert!(got.status().is_success(), "presigned GET: {}", got.status());
     assert_eq!(got.bytes().await.unwrap(), body);
     // A tampered URL is refused.
     let tampered = get.url.replace("presigned", "presignee");
     let denied = http.get(&tampered).send().await.unwrap();
-    assert!(denied.status().is_client_error(), "tampered: {}", denied.status());
+    assert!(
+        denied.status().is_client_error(),
+        "tampered: {}",
+        denied.status()
+    );
     assert_eq!(
-        kind(signer.sign(&SignRequest::get(key.clone(), Duration::from_secs(8 * 24 * 3600))).await),
+        kind(
+            signer
+                .sign(&SignRequest::get(
+                    key.clone(),
+                    Duration::from_secs(8 * 24 * 3600)
+                ))
+                .await
+        ),
         Some(ErrorKind::InvalidInput),
         "expiry beyond seven days"
     );
@@ -896,7 +974,10 @@ pub async fn presigned_urls_are_bound(fx: StoreFixture) {
     let part_body = pattern(1000, 6);
     let part = signer
         .sign(&SignRequest {
-            method: SignMethod::UploadPart { upload: up.clone(), number: 1 },
+            method: SignMethod::UploadPart {
+                upload: up.clone(),
+                number: 1,
+            },
             key: mp_key.clone(),
             expires_in: ttl,
             content_type: None,
@@ -904,8 +985,17 @@ pub async fn presigned_urls_are_bound(fx: StoreFixture) {
         })
         .await
         .unwrap();
-    let sent = http.put(&part.url).body(part_body.clone()).send().await.unwrap();
-    assert!(sent.status().is_success(), "presigned part: {}", sent.status());
+    let sent = http
+        .put(&part.url)
+        .body(part_body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        sent.status().is_success(),
+        "presigned part: {}",
+        sent.status()
+    );
     let etag = sent
         .headers()
         .get("etag")
@@ -920,9 +1010,16 @@ pub async fn presigned_urls_are_bound(fx: StoreFixture) {
     // Signed on a clock an hour behind, a five-minute URL has expired.
     if let Some(at) = &fx.signer_at {
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-        clock.set_now(crate::SystemClock::new().now().saturating_sub(Duration::from_secs(3600)));
+        clock.set_now(
+            crate::SystemClock::new()
+                .now()
+                .saturating_sub(Duration::from_secs(3600)),
+        );
         let past = at(clock);
-        let expired = past.sign(&SignRequest::get(key.clone(), ttl)).await.unwrap();
+        let expired = past
+            .sign(&SignRequest::get(key.clone(), ttl))
+            .await
+            .unwrap();
         let refused = http.get(&expired.url).send().await.unwrap();
         assert!(
             refused.status().is_client_error(),

@@ -8,7 +8,6 @@
 //! staging/tmp-<uuid>             a write in progress (renamed into objects/ when complete)
 //! staging/mp-<id>/key            the key of a multipart upload
 //! staging/mp-<id>/part-<n>       its parts
-//! staging/commit.lock            serialises the final step of every write
 //! ```
 //!
 //! [`FsStore::open_dirs`] puts objects straight into a directory of the
@@ -25,10 +24,13 @@
 //! stale `tmp-*`, which [`FsStore::open`] (after a day) and
 //! [`FsStore::sweep`] remove, together with abandoned multipart uploads.
 //!
-//! The final step of a write (check the [`PutMode`], rename) runs under an
-//! exclusive lock on `staging/commit.lock` (`flock`), so create-only and
-//! compare-and-swap writes are atomic also between processes sharing the
-//! directory. It lasts a rename; the data is written before.
+//! The final step of a write (check the [`PutMode`], rename) runs under a
+//! lock per store directory shared by every `FsStore` of the process, so
+//! create-only and compare-and-swap writes are atomic within a process. It
+//! lasts a rename; the data is written before. Two *processes* writing
+//! conditionally to one directory are not serialised (a file lock would
+//! need Rust 1.89, above this crate's MSRV): each write stays atomic, but
+//! two racing creates of one key can both succeed there.
 //!
 //! # Etags
 //!
@@ -96,9 +98,10 @@ enum Opened {
 /// Creates `dir` if needed and returns its canonical path.
 async fn create_resolved(dir: &Path) -> Result<PathBuf> {
     let owned = dir.to_path_buf();
-    blocking(format!("creating store directory {}", dir.display()), move || {
-        create_parent_dirs(&owned)
-    })
+    blocking(
+        format!("creating store directory {}", dir.display()),
+        move || create_parent_dirs(&owned),
+    )
     .await?;
     tokio::fs::canonicalize(dir)
         .await
@@ -276,7 +279,9 @@ impl FsStore {
                         tracing::info!(store = %store, temps = swept.temps, uploads = swept.uploads, "swept stale staging files");
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(store = %store, error = %e, "sweeping stale staging files failed"),
+                    Err(e) => {
+                        tracing::warn!(store = %store, error = %e, "sweeping stale staging files failed")
+                    }
                 }
             }
         })
@@ -358,10 +363,13 @@ impl FsStore {
     /// it (removed again when the guard drops uncommitted: on failure, and
     /// when this future is dropped mid-stream).
     async fn write_temp(&self, what: &str, mut body: ByteStream) -> Result<(TempFile, FileStamp)> {
-        let guard = TempFile::new(self.staging.join(format!("tmp-{}", Uuid::new_v4().simple())));
-        let mut file = tokio::fs::File::create(guard.path())
-            .await
-            .map_err(|e| Error::from_io(format!("{what}: creating {}", guard.path().display()), e))?;
+        let guard = TempFile::new(
+            self.staging
+                .join(format!("tmp-{}", Uuid::new_v4().simple())),
+        );
+        let mut file = tokio::fs::File::create(guard.path()).await.map_err(|e| {
+            Error::from_io(format!("{what}: creating {}", guard.path().display()), e)
+        })?;
         while let Some(chunk) = body.try_next().await? {
             file.write_all(&chunk)
                 .await
@@ -559,19 +567,14 @@ impl Commit {
             _ => Error::from_io(format!("{what}: storing {key} in {store}"), e),
         };
         let parent = self.target.parent().unwrap_or(&self.objects).to_path_buf();
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.staging.join("commit.lock"))
-            .map_err(io)?;
+        let lock = commit_lock(&self.staging);
         // A concurrent delete may remove an empty parent between creating it
         // and the rename; a few tries settle it.
         let mut attempt = 0;
-        loop {
+        let held = loop {
             attempt += 1;
             create_parent_dirs(&parent).map_err(conflict)?;
-            lock.lock().map_err(io)?;
+            let held = lock.lock().unwrap_or_else(|p| p.into_inner());
             match std::fs::symlink_metadata(&self.target) {
                 Ok(m) if m.is_dir() => {
                     return Err(Error::conflict(format!(
@@ -607,21 +610,21 @@ impl Commit {
                 self.write_attrs()?;
             }
             match std::fs::rename(tmp.path(), &self.target) {
-                Ok(()) => break,
+                Ok(()) => break held,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => {
-                    lock.unlock().map_err(io)?;
+                    drop(held);
                     continue;
                 }
                 Err(e) => return Err(conflict(e)),
             }
-        }
+        };
         tmp.disarm();
         if self.attrs.is_empty() {
             // Stale attributes would be ignored (their etag is another
             // version's), but they need not stay.
             let _ = std::fs::remove_file(&self.attrs_path);
         }
-        lock.unlock().map_err(io)?;
+        drop(held);
         // The rename is durable only once the directory entry is on disk.
         sync_dir(&parent).map_err(io)
     }
@@ -629,13 +632,18 @@ impl Commit {
     /// Writes the attributes file of the new version (under the lock, just
     /// before the object's rename).
     fn write_attrs(&self) -> Result<()> {
-        let io = |e: std::io::Error| Error::from_io(format!("{}: storing attributes", self.what), e);
+        let io =
+            |e: std::io::Error| Error::from_io(format!("{}: storing attributes", self.what), e);
         let body = serde_json::to_vec(&AttrsFile {
             etag: self.etag.clone(),
             attrs: self.attrs.clone(),
         })
         .map_err(|e| Error::backend(self.what.clone(), e))?;
-        let parent = self.attrs_path.parent().unwrap_or(&self.staging).to_path_buf();
+        let parent = self
+            .attrs_path
+            .parent()
+            .unwrap_or(&self.staging)
+            .to_path_buf();
         if let Err(e) = create_parent_dirs(&parent) {
             // A leftover attributes file of a deleted object `a` blocks
             // `attrs/a/` for `a/b`: the objects tree allowed `a/b`, so it is
@@ -658,7 +666,10 @@ impl Commit {
         if std::fs::symlink_metadata(&self.attrs_path).is_ok_and(|m| m.is_dir()) {
             std::fs::remove_dir_all(&self.attrs_path).map_err(io)?;
         }
-        let mut tmp = TempFile::new(self.staging.join(format!("tmp-{}", Uuid::new_v4().simple())));
+        let mut tmp = TempFile::new(
+            self.staging
+                .join(format!("tmp-{}", Uuid::new_v4().simple())),
+        );
         {
             let mut f = std::fs::File::create(tmp.path()).map_err(io)?;
             std::io::Write::write_all(&mut f, &body).map_err(io)?;
@@ -668,6 +679,22 @@ impl Commit {
         tmp.disarm();
         sync_dir(&parent).map_err(io)
     }
+}
+
+/// The lock that serialises the final step of writes (and deletes) to the
+/// store whose staging directory is `staging`: one per directory per
+/// process, shared by every `FsStore` opened on it.
+fn commit_lock(staging: &Path) -> Arc<std::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Mutex::default)
+        .lock()
+        // The map is only ever inserted into; a panic elsewhere cannot
+        // leave it half-changed.
+        .unwrap_or_else(|p| p.into_inner());
+    locks.entry(staging.to_path_buf()).or_default().clone()
 }
 
 /// Creates `dir` and its missing ancestors, flushing each new directory's
@@ -688,7 +715,9 @@ fn create_parent_dirs(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut created = dir;
     while created != first_existing {
-        let Some(parent) = created.parent() else { break };
+        let Some(parent) = created.parent() else {
+            break;
+        };
         sync_dir(if parent.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -828,10 +857,9 @@ impl Walker {
                 // Every key under `rel/` sorts before the cursor when `rel/`
                 // does and the cursor is not itself under `rel/`.
                 let under = format!("{rel}/");
-                let skipped = self
-                    .start_after
-                    .as_ref()
-                    .is_some_and(|a| under.as_str() < a.as_str() && !a.as_str().starts_with(&under));
+                let skipped = self.start_after.as_ref().is_some_and(|a| {
+                    under.as_str() < a.as_str() && !a.as_str().starts_with(&under)
+                });
                 if !skipped {
                     self.descend(rel)?;
                 }
@@ -1014,20 +1042,15 @@ impl ObjectStore for FsStore {
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
         let (path, attrs_path) = (self.path_of(key), self.attrs_of(key));
-        let lock_path = self.staging.join("commit.lock");
+        let lock = commit_lock(&self.staging);
         let objects = self.objects.clone();
         let what = format!("delete of {key} from {self}");
         let what2 = what.clone();
         let gone = blocking(what, move || {
-            let lock = std::fs::File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(lock_path)?;
             // Under the commit lock, so that a compare-and-swap write cannot
             // check the old version, then lose it to this delete, then
             // resurrect the key.
-            lock.lock()?;
+            let held = lock.lock().unwrap_or_else(|p| p.into_inner());
             let removed = match std::fs::remove_file(&path) {
                 Ok(()) => true,
                 Err(e) if is_missing(&e) || e.kind() == std::io::ErrorKind::IsADirectory => false,
@@ -1036,7 +1059,7 @@ impl ObjectStore for FsStore {
             if removed {
                 let _ = std::fs::remove_file(&attrs_path);
             }
-            lock.unlock()?;
+            drop(held);
             if removed {
                 if let Some(parent) = path.parent() {
                     sync_dir(parent)?;
@@ -1059,28 +1082,36 @@ impl ObjectStore for FsStore {
         let what = format!("copy of {from} to {to} in {self}");
         let src = self.path_of(from);
         let src_attrs = self.attrs_of(from);
-        let tmp = TempFile::new(self.staging.join(format!("tmp-{}", Uuid::new_v4().simple())));
+        let tmp = TempFile::new(
+            self.staging
+                .join(format!("tmp-{}", Uuid::new_v4().simple())),
+        );
         let tmp_path = tmp.path().to_path_buf();
         let what2 = what.clone();
-        let copied = tokio::task::spawn_blocking(move || -> Result<(TempFile, FileStamp, Attrs)> {
-            let mut source = match std::fs::File::open(&src) {
-                Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => f,
-                Ok(_) => return Err(Error::not_found(format!("{what2}: no such object (a prefix)"))),
-                Err(e) if is_missing(&e) => {
-                    return Err(Error::not_found(format!("{what2}: no such object")))
-                }
-                Err(e) => return Err(Error::from_io(what2, e)),
-            };
-            let io = |e: std::io::Error| Error::from_io(what2.clone(), e);
-            let etag = FileStamp::of(&source.metadata().map_err(io)?).etag();
-            let attrs = read_attrs(&src_attrs, &etag);
-            let mut out = std::fs::File::create(&tmp_path).map_err(io)?;
-            std::io::copy(&mut source, &mut out).map_err(io)?;
-            out.sync_all().map_err(io)?;
-            Ok((tmp, FileStamp::of(&out.metadata().map_err(io)?), attrs))
-        })
-        .await
-        .map_err(|e| Error::backend(what.clone(), e))?;
+        let copied =
+            tokio::task::spawn_blocking(move || -> Result<(TempFile, FileStamp, Attrs)> {
+                let mut source = match std::fs::File::open(&src) {
+                    Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => f,
+                    Ok(_) => {
+                        return Err(Error::not_found(format!(
+                            "{what2}: no such object (a prefix)"
+                        )))
+                    }
+                    Err(e) if is_missing(&e) => {
+                        return Err(Error::not_found(format!("{what2}: no such object")))
+                    }
+                    Err(e) => return Err(Error::from_io(what2, e)),
+                };
+                let io = |e: std::io::Error| Error::from_io(what2.clone(), e);
+                let etag = FileStamp::of(&source.metadata().map_err(io)?).etag();
+                let attrs = read_attrs(&src_attrs, &etag);
+                let mut out = std::fs::File::create(&tmp_path).map_err(io)?;
+                std::io::copy(&mut source, &mut out).map_err(io)?;
+                out.sync_all().map_err(io)?;
+                Ok((tmp, FileStamp::of(&out.metadata().map_err(io)?), attrs))
+            })
+            .await
+            .map_err(|e| Error::backend(what.clone(), e))?;
         let (tmp, stamp, attrs) = copied?;
         self.commit(&what, tmp, stamp, to, PutMode::Overwrite, attrs)
             .await
@@ -1190,7 +1221,9 @@ impl ObjectStore for FsStore {
         let (tmp, stamp) = self.write_temp(&what, body).await?;
         // Claim the upload before publishing: of two concurrent completions
         // (or a completion and an abort) only one gets to rename it away.
-        let claimed = self.staging.join(format!("tmp-{}", Uuid::new_v4().simple()));
+        let claimed = self
+            .staging
+            .join(format!("tmp-{}", Uuid::new_v4().simple()));
         match tokio::fs::rename(&dir, &claimed).await {
             Ok(()) => {}
             Err(e) if is_missing(&e) => {
@@ -1458,7 +1491,13 @@ mod hygiene_tests {
             .sweep(Duration::from_secs(5400))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(swept, Swept { temps: 1, uploads: 1 });
+        assert_eq!(
+            swept,
+            Swept {
+                temps: 1,
+                uploads: 1
+            }
+        );
         assert_eq!(staging_names(&store), Vec::<String>::new());
         assert_eq!(
             store

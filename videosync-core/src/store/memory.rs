@@ -154,7 +154,12 @@ impl ObjectStore for MemoryStore {
                 buf.freeze()
             }
         };
-        self.insert(key, data, &opts.mode, (opts.content_type, opts.cache_control))
+        self.insert(
+            key,
+            data,
+            &opts.mode,
+            (opts.content_type, opts.cache_control),
+        )
     }
 
     async fn get_opts(&self, key: &ObjectKey, opts: GetOptions) -> Result<GetResult> {

@@ -286,7 +286,12 @@ impl GetOptions {
 /// that is whether the reader's copy is current. Quotes and a weak `W/`
 /// prefix do not count; `*` matches anything.
 pub(crate) fn etag_matches(wanted: &str, current: Option<&str>) -> bool {
-    let bare = |e: &str| e.trim().trim_start_matches("W/").trim_matches('"').to_owned();
+    let bare = |e: &str| {
+        e.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_owned()
+    };
     match current {
         None => false,
         Some(_) if wanted.trim() == "*" => true,

@@ -123,7 +123,8 @@ impl SignRequest {
             )));
         }
         if let Some(ct) = &self.content_type {
-            let ok = !ct.is_empty() && ct.len() <= 1024 && ct.bytes().all(|b| (0x20..0x7f).contains(&b));
+            let ok =
+                !ct.is_empty() && ct.len() <= 1024 && ct.bytes().all(|b| (0x20..0x7f).contains(&b));
             if !ok {
                 return Err(Error::invalid_input(format!(
                     "presigned URL for {key}: content type `{}` is empty, too long or not printable ASCII",

@@ -159,7 +159,10 @@ impl S3StoreBuilder {
     /// endpoint that is not an `http` or `https` URL, or an empty region.
     pub async fn build(self) -> Result<S3Store> {
         check_bucket(&self.bucket)?;
-        for endpoint in [&self.endpoint, &self.public_endpoint].into_iter().flatten() {
+        for endpoint in [&self.endpoint, &self.public_endpoint]
+            .into_iter()
+            .flatten()
+        {
             check_endpoint(endpoint)?;
         }
         let region = match self.region {
@@ -215,7 +218,6 @@ impl S3StoreBuilder {
     }
 }
 
-
 /// Checks a bucket name enough that it cannot break a request's URL; the
 /// server checks the rest.
 pub(super) fn check_bucket(bucket: &str) -> Result<()> {
@@ -256,4 +258,3 @@ pub(super) fn check_endpoint(endpoint: &str) -> Result<()> {
     }
     Ok(())
 }
-

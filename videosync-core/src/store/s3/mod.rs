@@ -88,7 +88,6 @@
 //! Every message says what was being done, with which key, in which store:
 //! `get of videos/abc/master.m3u8 from S3(media/prod): no such object`.
 
-
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -380,7 +379,9 @@ impl S3Store {
             (PutMode::IfMatch(want), None) => Err(Error::precondition(format!(
                 "{what}: no object to match etag {want}"
             ))),
-            (PutMode::IfMatch(want), Some(etag)) if !etag.as_deref().is_some_and(|e| same_etag(e, want)) => {
+            (PutMode::IfMatch(want), Some(etag))
+                if !etag.as_deref().is_some_and(|e| same_etag(e, want)) =>
+            {
                 Err(Error::precondition(format!(
                     "{what}: the etag is {}, not {want}",
                     etag.as_deref().unwrap_or("unknown")
@@ -535,9 +536,11 @@ impl ObjectStore for S3Store {
         // left out, since Garage answers such a `start-after` with nothing
         // (AWS starts at the prefix). The filter below drops keys at or
         // before the cursor whatever the server does.
-        let after_full = start_after
-            .map(|a| self.full_key(a))
-            .filter(|a| list_prefix.as_ref().is_none_or(|p| a.as_str() >= p.as_str()));
+        let after_full = start_after.map(|a| self.full_key(a)).filter(|a| {
+            list_prefix
+                .as_ref()
+                .is_none_or(|p| a.as_str() >= p.as_str())
+        });
         let pages = self
             .client
             .list_objects_v2()

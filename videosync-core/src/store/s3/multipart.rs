@@ -41,6 +41,7 @@ impl S3Store {
         result
     }
 
+    #[allow(clippy::too_many_arguments)] // The state of one upload, passed down once.
     async fn stream_parts(
         &self,
         key: &ObjectKey,
@@ -220,7 +221,6 @@ impl S3Store {
         }
         Ok(parts)
     }
-
 }
 
 /// Aborts a multipart upload in the background when a streamed put is
@@ -280,4 +280,3 @@ pub(super) fn completed_part(number: u32, etag: String) -> CompletedPart {
 pub(super) fn part_number_i32(number: u32) -> i32 {
     i32::try_from(number).unwrap_or(i32::MAX)
 }
-

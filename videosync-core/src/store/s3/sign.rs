@@ -70,7 +70,9 @@ impl Signer for S3Signer {
             .content_length
             .map(i64::try_from)
             .transpose()
-            .map_err(|_| Error::invalid_input(format!("{what}: the content length is too large")))?;
+            .map_err(|_| {
+                Error::invalid_input(format!("{what}: the content length is too large"))
+            })?;
         let client = &store.signing_client;
         let full = store.full_key(key);
         let presigned: PresignedRequest = match &request.method {

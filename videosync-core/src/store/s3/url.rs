@@ -108,7 +108,6 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +170,4 @@ mod tests {
         assert!(!err.contains("hunter2"), "the secret is redacted: {err}");
         assert!(err.contains("credentials"), "{err}");
     }
-
 }
