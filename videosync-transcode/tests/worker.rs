@@ -10,9 +10,7 @@ use videosync_core::bus::Delivery;
 use videosync_core::catalog::catalog_from_url;
 use videosync_core::queue::queue_from_url;
 use videosync_core::store::memory::MemoryStore;
-use videosync_core::{
-    NewVideo, ObjectKey, ObjectStore, ObjectStoreExt, RetryPolicy, SystemClock, VideoStatus,
-};
+use videosync_core::{NewVideo, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock, VideoStatus};
 use videosync_hls::ladder::{LadderOptions, SegmentFormat};
 use videosync_transcode::worker::{
     progress_topic, Outcome, ProgressEvent, TranscodeJob, Worker, WorkerConfig,
