@@ -36,7 +36,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use videosync::core::conformance::{postgres_namespace, service_url, unique_name};
 use videosync::core::queue::{queue_from_url, DynJobQueue, ReserveOptions};
-use videosync::core::store::{store_from_url, DynObjectStore, PresignMethod};
+use videosync::core::store::sign::SignRequest;
+use videosync::core::store::{store_from_url, DynObjectStore};
 use videosync::core::{Clock, NewJob, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock};
 
 /// A stopwatch on the project's clock (production code never reads the OS
@@ -212,16 +213,25 @@ async fn bench_raw_http(
         .map(|i| ObjectKey::parse(&format!("{prefix}/raw/{size}/{i}")).unwrap())
         .collect();
     let ttl = Duration::from_secs(600);
+    let signer = store.signer().expect("the S3 store signs URLs");
     let w = Watch::start(clock);
     for k in &keys {
-        let url = store.presign(PresignMethod::Put, k, ttl).await.unwrap();
+        let url = signer
+            .sign(&SignRequest::put(k.clone(), ttl))
+            .await
+            .unwrap()
+            .url;
         let r = http.put(url).body(data.clone()).send().await.unwrap();
         assert!(r.status().is_success(), "{}", r.status());
     }
     let put = mib_s(size * count, w.secs());
     let w = Watch::start(clock);
     for k in &keys {
-        let url = store.presign(PresignMethod::Get, k, ttl).await.unwrap();
+        let url = signer
+            .sign(&SignRequest::get(k.clone(), ttl))
+            .await
+            .unwrap()
+            .url;
         let body = http.get(url).send().await.unwrap().bytes().await.unwrap();
         assert_eq!(body.len(), size);
     }

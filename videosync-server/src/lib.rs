@@ -22,7 +22,7 @@ use videosync_core::queue::sql::SqlQueue;
 use videosync_core::queue::{queue_from_url, DynJobQueue};
 use videosync_core::sql::Database;
 use videosync_core::store::{store_from_url, DynObjectStore};
-use videosync_core::{Clock, ObjectKey, RetryPolicy, SystemClock};
+use videosync_core::{Clock, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock};
 
 /// Name of the queue transcode jobs go on.
 pub const TRANSCODE_QUEUE: &str = "transcode";

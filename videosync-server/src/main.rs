@@ -205,8 +205,17 @@ async fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
     };
 
     // Writes are staged beside the objects (same filesystem) and renamed
-    // into place; the staging folder goes when the run is over.
-    let staging = args.out.join(".videosync-staging");
+    // into place; the staging folder goes when the run is over. It must not
+    // lie inside the output, where its temporary files would be objects.
+    let Some(out_name) = args.out.file_name() else {
+        anyhow::bail!(
+            "--out {} names no directory (give it a name, like ./ladder)",
+            args.out.display()
+        );
+    };
+    let staging = args
+        .out
+        .with_file_name(format!(".{}.videosync-staging", out_name.to_string_lossy()));
     let store = videosync_core::store::fs::FsStore::open_dirs(&args.out, &staging)
         .await
         .with_context(|| format!("opening {}", args.out.display()))?;

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use videosync_core::catalog::Rendition;
 use videosync_core::store::DynObjectStore;
-use videosync_core::{ObjectKey, ObjectStore, SourceMeta};
+use videosync_core::{ObjectKey, ObjectStore, ObjectStoreExt, SourceMeta};
 use videosync_hls::ladder::{plan, Ladder, LadderOptions, SegmentFormat, SourceVideo};
 use videosync_hls::playlist::{
     master_playlist, master_to_string, measure, media_playlist, media_to_string, rendition,

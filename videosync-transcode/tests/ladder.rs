@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use videosync_core::store::fs::FsStore;
-use videosync_core::ObjectStore;
+use videosync_core::{ObjectStore, ObjectStoreExt};
 use videosync_hls::ladder::{LadderOptions, SegmentFormat};
 use videosync_hls::playlist::{parse_master, parse_media, SegmentInfo};
 use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, ValidateOptions};
@@ -977,10 +977,11 @@ impl std::fmt::Display for FailingStore {
 
 #[async_trait::async_trait]
 impl ObjectStore for FailingStore {
-    async fn put(
+    async fn put_opts(
         &self,
         key: &videosync_core::ObjectKey,
         payload: videosync_core::store::PutPayload,
+        opts: videosync_core::store::PutOptions,
     ) -> videosync_core::Result<videosync_core::store::ObjectMeta> {
         {
             let mut left = self.left.lock().unwrap();
@@ -992,7 +993,7 @@ impl ObjectStore for FailingStore {
             }
             *left -= 1;
         }
-        self.inner.put(key, payload).await
+        self.inner.put_opts(key, payload, opts).await
     }
     async fn get_opts(
         &self,
@@ -1007,11 +1008,15 @@ impl ObjectStore for FailingStore {
     ) -> videosync_core::Result<videosync_core::store::ObjectMeta> {
         self.inner.head(key).await
     }
-    async fn list(
+    fn list_stream(
         &self,
         prefix: Option<&videosync_core::ObjectKey>,
-    ) -> videosync_core::Result<Vec<videosync_core::store::ObjectMeta>> {
-        self.inner.list(prefix).await
+        start_after: Option<&videosync_core::ObjectKey>,
+    ) -> futures::stream::BoxStream<
+        'static,
+        videosync_core::Result<videosync_core::store::ObjectMeta>,
+    > {
+        self.inner.list_stream(prefix, start_after)
     }
     async fn delete(&self, key: &videosync_core::ObjectKey) -> videosync_core::Result<()> {
         self.inner.delete(key).await
@@ -1052,14 +1057,6 @@ impl ObjectStore for FailingStore {
         upload: &videosync_core::store::MultipartId,
     ) -> videosync_core::Result<()> {
         self.inner.abort_multipart(key, upload).await
-    }
-    async fn presign(
-        &self,
-        method: videosync_core::store::PresignMethod,
-        key: &videosync_core::ObjectKey,
-        expires_in: Duration,
-    ) -> videosync_core::Result<String> {
-        self.inner.presign(method, key, expires_in).await
     }
 }
 

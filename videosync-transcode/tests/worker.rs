@@ -11,8 +11,7 @@ use videosync_core::catalog::{catalog_from_url, StatusChange};
 use videosync_core::queue::{queue_from_url, ReserveOptions};
 use videosync_core::store::memory::MemoryStore;
 use videosync_core::{
-    ManualClock, NewJob, NewVideo, ObjectKey, ObjectStore, ObjectStoreExt, RetryPolicy, Timestamp,
-    VideoStatus,
+    ManualClock, NewJob, NewVideo, ObjectKey, ObjectStoreExt, RetryPolicy, Timestamp, VideoStatus,
 };
 use videosync_hls::ladder::{LadderOptions, SegmentFormat};
 use videosync_transcode::worker::{

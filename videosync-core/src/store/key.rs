@@ -9,12 +9,18 @@ use crate::Error;
 /// Longest key in bytes; S3's own limit.
 pub const MAX_KEY_LEN: usize = 1024;
 
+/// Longest segment of a key in bytes: the longest file name common
+/// filesystems (ext4, XFS, btrfs, APFS) take, so that a key valid on S3 is
+/// valid on the filesystem backend too.
+pub const MAX_SEGMENT_LEN: usize = 255;
+
 /// The name of an object: `/`-separated segments, safe on every backend.
 ///
 /// A key is checked once, when it is made, so that no backend has to
 /// second-guess it. It has no leading or trailing `/`, no empty segment, no
-/// `.` or `..` segment, no backslash, no NUL or other control character, and
-/// at most [`MAX_KEY_LEN`] bytes. A filesystem backend can therefore map a
+/// `.` or `..` segment, no backslash, no NUL or other control character, no
+/// segment longer than [`MAX_SEGMENT_LEN`] bytes, and at most
+/// [`MAX_KEY_LEN`] bytes. A filesystem backend can therefore map a
 /// key under its root without ever leaving it.
 ///
 /// # Examples
@@ -56,6 +62,14 @@ pub enum KeyError {
         /// The key, escaped.
         key: String,
     },
+    /// A segment is longer than [`MAX_SEGMENT_LEN`] bytes.
+    #[error("object key `{key}` has a segment of {len} bytes; the limit is {MAX_SEGMENT_LEN}")]
+    SegmentTooLong {
+        /// The key, escaped.
+        key: String,
+        /// The long segment's length in bytes.
+        len: usize,
+    },
     /// The key has a control character or a backslash.
     #[error("object key `{key}` has a forbidden character {ch:?}")]
     ForbiddenChar {
@@ -92,6 +106,12 @@ impl ObjectKey {
             match segment {
                 "" => return Err(KeyError::EmptySegment { key: shown() }),
                 "." | ".." => return Err(KeyError::DotSegment { key: shown() }),
+                long if long.len() > MAX_SEGMENT_LEN => {
+                    return Err(KeyError::SegmentTooLong {
+                        key: shown(),
+                        len: long.len(),
+                    })
+                }
                 _ => {}
             }
         }
@@ -204,7 +224,16 @@ mod tests {
                 "{input:?}: {err:?}"
             );
         }
-        let long = "a".repeat(MAX_KEY_LEN + 1);
+        let segment = "s".repeat(MAX_SEGMENT_LEN);
+        assert!(ObjectKey::parse(&format!("a/{segment}")).is_ok());
+        assert_eq!(
+            ObjectKey::parse(&format!("a/{segment}x/b")),
+            Err(KeyError::SegmentTooLong {
+                key: format!("a/{segment}x/b"),
+                len: MAX_SEGMENT_LEN + 1
+            })
+        );
+        let long = ["a"; MAX_KEY_LEN / 2 + 1].join("/");
         assert_eq!(
             ObjectKey::parse(&long),
             Err(KeyError::TooLong {

@@ -3,18 +3,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use uuid::Uuid;
 
 use super::{
-    check_completion, check_part_number, payload_stream, single_chunk, GetOptions, GetResult,
-    MultipartId, ObjectKey, ObjectMeta, ObjectStore, PartId, PresignMethod, PutPayload,
+    check_completion, check_part_number, etag_matches, listed, payload_stream, single_chunk,
+    GetOptions, GetResult, MultipartId, ObjectKey, ObjectMeta, ObjectStore, PartId, PutMode,
+    PutOptions, PutPayload,
 };
 use crate::{Clock, Error, Result, SystemClock};
+
+/// Size of the pieces a get hands out.
+const READ_CHUNK: usize = 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct State {
@@ -75,17 +79,48 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn insert(&self, key: &ObjectKey, data: Bytes) -> ObjectMeta {
+    /// Stores `data` under `key` if `mode` allows, in one critical section,
+    /// so that conditional writes are atomic.
+    fn insert(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+        mode: &PutMode,
+        attrs: (Option<String>, Option<String>),
+    ) -> Result<ObjectMeta> {
         let mut state = self.lock();
+        let current = state.objects.get(key).map(|(_, m)| m.etag.clone());
+        match (mode, current) {
+            (PutMode::Overwrite, _) | (PutMode::Create, None) => {}
+            (PutMode::Create, Some(_)) => {
+                return Err(Error::already_exists(format!(
+                    "create of {key} in {self}: the object exists"
+                )))
+            }
+            (PutMode::IfMatch(want), Some(Some(etag))) if super::same_etag(want, &etag) => {}
+            (PutMode::IfMatch(want), current) => {
+                return Err(Error::precondition(format!(
+                    "put of {key} in {self} if its etag is {want}: {}",
+                    match current {
+                        Some(Some(etag)) => format!("the etag is {etag}"),
+                        _ => "there is no such object".to_owned(),
+                    }
+                )))
+            }
+        }
         state.version += 1;
         let meta = ObjectMeta {
-            key: key.clone(),
-            size: data.len() as u64,
-            last_modified: self.clock.now(),
-            etag: Some(format!("\"m{}\"", state.version)),
+            content_type: attrs.0,
+            cache_control: attrs.1,
+            ..ObjectMeta::new(
+                key.clone(),
+                data.len() as u64,
+                self.clock.now(),
+                Some(format!("\"m{}\"", state.version)),
+            )
         };
         state.objects.insert(key.clone(), (data, meta.clone()));
-        meta
+        Ok(meta)
     }
 
     fn not_found(&self, op: &str, key: &ObjectKey) -> Error {
@@ -101,7 +136,13 @@ impl MemoryStore {
 
 #[async_trait]
 impl ObjectStore for MemoryStore {
-    async fn put(&self, key: &ObjectKey, payload: PutPayload) -> Result<ObjectMeta> {
+    async fn put_opts(
+        &self,
+        key: &ObjectKey,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        opts.check(key)?;
         let data = match payload {
             PutPayload::Bytes(b) => b,
             stream => {
@@ -113,7 +154,12 @@ impl ObjectStore for MemoryStore {
                 buf.freeze()
             }
         };
-        Ok(self.insert(key, data))
+        self.insert(
+            key,
+            data,
+            &opts.mode,
+            (opts.content_type, opts.cache_control),
+        )
     }
 
     async fn get_opts(&self, key: &ObjectKey, opts: GetOptions) -> Result<GetResult> {
@@ -123,17 +169,32 @@ impl ObjectStore for MemoryStore {
             .get(key)
             .cloned()
             .ok_or_else(|| self.not_found("get", key))?;
+        if let Some(wanted) = &opts.if_none_match {
+            if etag_matches(wanted, meta.etag.as_deref()) {
+                return Err(Error::not_modified(format!(
+                    "get of {key} from {self}: not modified (etag {wanted})"
+                )));
+            }
+        }
         let range = match &opts.range {
             Some(r) => r.resolve(meta.size, key)?,
             None => 0..meta.size,
         };
         // Ranges are within `data`: `resolve` clamps them to the size.
         let body = data.slice(range.start as usize..range.end as usize);
-        Ok(GetResult {
-            meta,
-            range,
-            body: single_chunk(body),
-        })
+        // Handed out in pieces, as the other backends stream, so that callers
+        // tested on memory do not come to rely on one chunk (the slices share
+        // the buffer: no copy).
+        let pieces: Vec<Result<Bytes>> = (0..body.len())
+            .step_by(READ_CHUNK)
+            .map(|at| Ok(body.slice(at..body.len().min(at + READ_CHUNK))))
+            .collect();
+        let body = if pieces.is_empty() {
+            single_chunk(body)
+        } else {
+            futures::stream::iter(pieces).boxed()
+        };
+        Ok(GetResult { meta, range, body })
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta> {
@@ -144,14 +205,27 @@ impl ObjectStore for MemoryStore {
             .ok_or_else(|| self.not_found("head", key))
     }
 
-    async fn list(&self, prefix: Option<&ObjectKey>) -> Result<Vec<ObjectMeta>> {
-        Ok(self
+    fn list_stream(
+        &self,
+        prefix: Option<&ObjectKey>,
+        start_after: Option<&ObjectKey>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        // A snapshot: the map is in memory already, and holding the lock
+        // across the stream's lifetime would block every writer.
+        let metas: Vec<Result<ObjectMeta>> = self
             .lock()
             .objects
             .values()
-            .filter(|(_, m)| prefix.is_none_or(|p| m.key.starts_with(p)))
-            .map(|(_, m)| m.clone())
-            .collect())
+            .filter(|(_, m)| listed(&m.key, prefix, start_after))
+            .map(|(_, m)| {
+                Ok(ObjectMeta {
+                    content_type: None,
+                    cache_control: None,
+                    ..m.clone()
+                })
+            })
+            .collect();
+        futures::stream::iter(metas).boxed()
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
@@ -160,14 +234,19 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
-        let data = self
+        let (data, meta) = self
             .lock()
             .objects
             .get(from)
-            .map(|(d, _)| d.clone())
+            .cloned()
             .ok_or_else(|| self.not_found("copy", from))?;
-        self.insert(to, data);
-        Ok(())
+        self.insert(
+            to,
+            data,
+            &PutMode::Overwrite,
+            (meta.content_type, meta.cache_control),
+        )
+        .map(|_| ())
     }
 
     async fn create_multipart(&self, key: &ObjectKey) -> Result<MultipartId> {
@@ -232,23 +311,21 @@ impl ObjectStore for MemoryStore {
             }
             buf.freeze()
         };
-        self.lock().uploads.remove(&upload.0);
-        Ok(self.insert(key, data))
+        // Completing twice, or racing an abort: only the first to take the
+        // upload out of the map writes the object.
+        if self.lock().uploads.remove(&upload.0).is_none() {
+            return Err(self.no_upload(key, upload));
+        }
+        self.insert(key, data, &PutMode::Overwrite, (None, None))
     }
 
-    async fn abort_multipart(&self, _key: &ObjectKey, upload: &MultipartId) -> Result<()> {
-        self.lock().uploads.remove(&upload.0);
+    async fn abort_multipart(&self, key: &ObjectKey, upload: &MultipartId) -> Result<()> {
+        let mut state = self.lock();
+        // An id given with another key names no upload of that key: nothing
+        // to abort, and the real upload stays.
+        if state.uploads.get(&upload.0).is_some_and(|u| &u.key == key) {
+            state.uploads.remove(&upload.0);
+        }
         Ok(())
-    }
-
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        key: &ObjectKey,
-        _expires_in: Duration,
-    ) -> Result<String> {
-        Err(Error::not_supported(format!(
-            "presigned {method:?} of {key}: {self} cannot sign URLs"
-        )))
     }
 }

@@ -1,10 +1,17 @@
 //! Object storage: the [`ObjectStore`] contract and its backends.
 //!
-//! | backend | module | feature | presign |
+//! | backend | module | feature | [`Signer`](sign::Signer) |
 //! |---|---|---|---|
 //! | local filesystem (default) | [`fs`] | always | no |
 //! | in-memory | [`memory`] | always | no |
 //! | S3-compatible (aws-sdk-s3) | `s3` | `s3` | yes |
+//!
+//! Writes take [`PutOptions`] (a [`PutMode`] for create-only and
+//! compare-and-swap writes, a content type and a cache policy that reads
+//! return); reads take [`GetOptions`] (a byte range, `If-None-Match`);
+//! listings are streams in key order that can start after a cursor.
+//! Presigned URLs come from a separate contract, [`sign::Signer`], which a
+//! store that can sign hands out through [`ObjectStore::signer`].
 
 use std::fmt;
 use std::ops::Range;
@@ -14,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::{Error, Result, Timestamp};
@@ -23,8 +31,9 @@ mod key;
 pub mod memory;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod sign;
 
-pub use key::{KeyError, ObjectKey, MAX_KEY_LEN};
+pub use key::{KeyError, ObjectKey, MAX_KEY_LEN, MAX_SEGMENT_LEN};
 
 /// A stream of bytes, as read from or written to a store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
@@ -41,6 +50,11 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Longest lifetime of a presigned URL (seven days, S3's limit).
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Most keys one [`ObjectStore::delete_many`] call hands a backend at once
+/// (S3's `DeleteObjects` limit); [`ObjectStoreExt::delete_prefix`] batches
+/// by it.
+pub const DELETE_BATCH: usize = 1000;
+
 /// What a store knows about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -54,8 +68,106 @@ pub struct ObjectMeta {
     /// it loosely.
     pub last_modified: Timestamp,
     /// An opaque version tag that changes when the content changes, where the
-    /// backend has one.
+    /// backend has one. [`PutMode::IfMatch`] and
+    /// [`GetOptions::if_none_match`] compare against it.
     pub etag: Option<String>,
+    /// The `Content-Type` the object was written with
+    /// ([`PutOptions::content_type`]); `None` when none was given, and in a
+    /// [`ObjectStore::list_stream`] listing (S3 lists no headers).
+    pub content_type: Option<String>,
+    /// The `Cache-Control` the object was written with
+    /// ([`PutOptions::cache_control`]); `None` as for `content_type`.
+    pub cache_control: Option<String>,
+}
+
+impl ObjectMeta {
+    /// Metadata with no content type and no cache policy.
+    pub fn new(key: ObjectKey, size: u64, last_modified: Timestamp, etag: Option<String>) -> Self {
+        ObjectMeta {
+            key,
+            size,
+            last_modified,
+            etag,
+            content_type: None,
+            cache_control: None,
+        }
+    }
+}
+
+/// How a put treats an object that already has the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace it (or create the object).
+    #[default]
+    Overwrite,
+    /// Create the object only if the key is free: [`Error::AlreadyExists`]
+    /// otherwise. Of two concurrent creates, exactly one wins.
+    Create,
+    /// Replace the object only if its current etag is this one (an
+    /// [`ObjectMeta::etag`] read earlier): [`Error::Precondition`] otherwise,
+    /// also when the object is gone. Compare-and-swap: of two concurrent
+    /// updates from the same etag, exactly one wins.
+    IfMatch(String),
+}
+
+/// Options of [`ObjectStore::put_opts`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// What to do when the key is taken.
+    pub mode: PutMode,
+    /// The `Content-Type` to store with the object and hand back from
+    /// `head` and `get` (S3 serves it; delivery answers with it).
+    pub content_type: Option<String>,
+    /// The `Cache-Control` to store with the object, as `content_type`
+    /// (`public, max-age=31536000, immutable` for a segment).
+    pub cache_control: Option<String>,
+}
+
+impl PutOptions {
+    /// Create-only: [`PutMode::Create`] with no attributes.
+    pub fn create() -> Self {
+        PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        }
+    }
+
+    /// Compare-and-swap: [`PutMode::IfMatch`] with no attributes.
+    pub fn if_match(etag: impl Into<String>) -> Self {
+        PutOptions {
+            mode: PutMode::IfMatch(etag.into()),
+            ..PutOptions::default()
+        }
+    }
+
+    /// Checks the attributes: printable ASCII (they travel as HTTP header
+    /// values) and at most 1 KiB each.
+    pub(crate) fn check(&self, key: &ObjectKey) -> Result<()> {
+        for (name, value) in [
+            ("content type", &self.content_type),
+            ("cache control", &self.cache_control),
+        ] {
+            let Some(value) = value else { continue };
+            let ok = !value.is_empty()
+                && value.len() <= 1024
+                && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if !ok {
+                return Err(Error::invalid_input(format!(
+                    "put of {key}: the {name} `{}` is empty, longer than 1024 bytes or not printable ASCII",
+                    value.escape_debug()
+                )));
+            }
+        }
+        if let PutMode::IfMatch(etag) = &self.mode {
+            if etag.is_empty() || etag.len() > 1024 || etag.chars().any(char::is_control) {
+                return Err(Error::invalid_input(format!(
+                    "put of {key}: the etag to match `{}` is empty, too long or has control characters",
+                    etag.escape_debug()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The body of a put.
@@ -154,6 +266,37 @@ impl fmt::Display for GetRange {
 pub struct GetOptions {
     /// Read only these bytes; the whole object when `None`.
     pub range: Option<GetRange>,
+    /// Answer [`Error::NotModified`] instead of the body when the object's
+    /// etag is this one (HTTP's `If-None-Match`, so delivery can answer
+    /// 304). `*` matches any existing object.
+    pub if_none_match: Option<String>,
+}
+
+impl GetOptions {
+    /// Only these bytes.
+    pub fn range(range: GetRange) -> Self {
+        GetOptions {
+            range: Some(range),
+            ..GetOptions::default()
+        }
+    }
+}
+
+/// Whether `current` (an object's etag) satisfies `If-None-Match: wanted`,
+/// that is whether the reader's copy is current. Quotes and a weak `W/`
+/// prefix do not count; `*` matches anything.
+pub(crate) fn etag_matches(wanted: &str, current: Option<&str>) -> bool {
+    let bare = |e: &str| {
+        e.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_owned()
+    };
+    match current {
+        None => false,
+        Some(_) if wanted.trim() == "*" => true,
+        Some(current) => wanted.split(',').any(|w| bare(w) == bare(current)),
+    }
 }
 
 /// What a get returns: the object's metadata, the byte range being sent and
@@ -212,52 +355,79 @@ pub struct PartId {
     pub etag: String,
 }
 
-/// The HTTP method a presigned URL allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PresignMethod {
-    /// Download the object.
-    Get,
-    /// Upload the object (a single `PUT` of the whole body).
-    Put,
-}
-
 /// Object storage.
 ///
 /// # Contract
 /// - Writes are atomic: a reader sees the old object or the new one, never a
-///   part, also when the writer crashes mid-write. A failed streaming put
-///   leaves the old object (or nothing) in place.
-/// - [`ObjectStore::list`] returns every object under a prefix (segment-wise,
-///   see [`ObjectKey::starts_with`]) in ascending key order.
+///   part, also when the writer crashes mid-write. A failed or cancelled
+///   streaming put leaves the old object (or nothing) in place.
+/// - [`PutMode::Create`] and [`PutMode::IfMatch`] are atomic with respect to
+///   every other write through the store: of two concurrent creates of one
+///   key exactly one succeeds, the other gets [`Error::AlreadyExists`]; an
+///   `IfMatch` whose etag is no longer current gets [`Error::Precondition`].
+/// - The content type and cache control a put was given come back from
+///   `head` and `get` (and from the put itself).
+/// - [`ObjectStore::list_stream`] yields every object under a prefix
+///   (segment-wise, see [`ObjectKey::starts_with`]; never the prefix itself)
+///   in ascending key order, only keys after the cursor when one is given.
 /// - A missing object is [`Error::NotFound`]; an unsatisfiable range is
-///   [`Error::InvalidInput`]; a part number outside `1..=10000`, or a part
-///   other than the last smaller than [`MIN_PART_SIZE`], is
+///   [`Error::InvalidInput`]; a matching `If-None-Match` is
+///   [`Error::NotModified`]; a part number outside `1..=10000`, a part other
+///   than the last smaller than [`MIN_PART_SIZE`], a part named with an etag
+///   that is not the latest upload of that number, or parts out of order are
 ///   [`Error::InvalidInput`] (at `put_part` or at `complete_multipart`).
 /// - Nothing of a multipart upload is visible until it is completed; an
-///   aborted one leaves nothing behind.
-/// - [`ObjectStore::presign`] is [`Error::NotSupported`] on backends that
-///   cannot sign; a signed URL works with a plain HTTP client.
+///   aborted one leaves nothing behind; an upload id only works with the key
+///   it was created for; after completion or abort the id is unknown
+///   ([`Error::NotFound`]).
+/// - Stores that can presign URLs hand out a [`sign::Signer`] from
+///   [`ObjectStore::signer`]; the others answer `None`.
+///
+/// # Cancel safety
+/// Dropping a put's future (a client that went away, a timeout) leaves the
+/// old object or nothing, never a partial one, and leaves no temporary data
+/// behind that the backend does not clean up itself (the filesystem removes
+/// its temporary file at once; S3 aborts the multipart upload in the
+/// background). Dropping `complete_multipart` midway leaves either the
+/// completed object or the upload still open, to be completed or aborted
+/// again.
 ///
 /// # Implementing
 /// Convert driver errors at the boundary into the categories above, and
 /// implement `Display` with the backend's name and location (`Fs(/data)`,
 /// `S3(bucket/prefix)`), which every error message should include. Run
-/// `videosync_core::conformance::store` against the backend.
+/// `videosync_core::conformance::store` against the backend. Conveniences
+/// (`put`, `list`, `get_bytes`, `delete_prefix`...) live in
+/// [`ObjectStoreExt`] and go through these methods, so each backend has one
+/// implementation of each operation.
 #[async_trait]
 pub trait ObjectStore: fmt::Display + fmt::Debug + Send + Sync + 'static {
-    /// Writes an object, replacing any object with that key.
+    /// Writes an object as `opts` say: replacing, create-only or
+    /// compare-and-swap, with the content type and cache control to store.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when the key cannot exist next to another key on
-    /// this backend (the filesystem cannot hold both `a` and `a/b`), the
-    /// stream's error when the body fails, or a backend error.
-    async fn put(&self, key: &ObjectKey, payload: PutPayload) -> Result<ObjectMeta>;
+    /// [`Error::AlreadyExists`] for [`PutMode::Create`] on a taken key,
+    /// [`Error::Precondition`] for [`PutMode::IfMatch`] with a stale etag (or
+    /// no object), [`Error::Conflict`] when the key cannot exist next to
+    /// another key on this backend (the filesystem cannot hold both `a` and
+    /// `a/b`), [`Error::InvalidInput`] for malformed attributes, the stream's
+    /// error when the body fails, or a backend error.
+    ///
+    /// # Cancel safety
+    /// See the trait's: a dropped put leaves the old object and no garbage.
+    async fn put_opts(
+        &self,
+        key: &ObjectKey,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta>;
 
     /// Reads an object or a range of it, streamed.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::InvalidInput`] for an unsatisfiable range,
-    /// or a backend error.
+    /// [`Error::NotFound`], [`Error::NotModified`] when
+    /// [`GetOptions::if_none_match`] matches, [`Error::InvalidInput`] for an
+    /// unsatisfiable range, or a backend error.
     async fn get_opts(&self, key: &ObjectKey, opts: GetOptions) -> Result<GetResult>;
 
     /// The object's metadata.
@@ -266,11 +436,20 @@ pub trait ObjectStore: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// [`Error::NotFound`] or a backend error.
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta>;
 
-    /// Every object under `prefix` (every object when `None`), in key order.
+    /// Every object under `prefix` (every object when `None`) whose key sorts
+    /// after `start_after` (all when `None`), in ascending key order, read
+    /// lazily: a page (S3) or a directory (filesystem) at a time.
+    ///
+    /// To resume a listing, pass the last key seen as `start_after`.
+    /// Metadata from a listing has no content type or cache control.
     ///
     /// # Errors
-    /// A backend error.
-    async fn list(&self, prefix: Option<&ObjectKey>) -> Result<Vec<ObjectMeta>>;
+    /// The stream yields a backend error and then ends.
+    fn list_stream(
+        &self,
+        prefix: Option<&ObjectKey>,
+        start_after: Option<&ObjectKey>,
+    ) -> BoxStream<'static, Result<ObjectMeta>>;
 
     /// Deletes an object; deleting a missing object succeeds.
     ///
@@ -278,7 +457,25 @@ pub trait ObjectStore: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// A backend error.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
 
-    /// Copies `from` to `to`, replacing `to`.
+    /// Deletes these objects (missing ones succeed), at most
+    /// [`DELETE_BATCH`] at a time in one request where the backend has a
+    /// batch delete (S3's `DeleteObjects`).
+    ///
+    /// This is an override point, not a convenience: the provided body
+    /// deletes one key after another, which is what the filesystem and
+    /// memory backends want.
+    ///
+    /// # Errors
+    /// The first failure; keys before it may be deleted already.
+    async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies `from` to `to`, replacing `to`, with its content type and
+    /// cache control.
     ///
     /// # Errors
     /// [`Error::NotFound`] when `from` is missing, or a backend error.
@@ -290,11 +487,13 @@ pub trait ObjectStore: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// A backend error.
     async fn create_multipart(&self, key: &ObjectKey) -> Result<MultipartId>;
 
-    /// Uploads part `number` (1-based) of a multipart upload.
+    /// Uploads part `number` (1-based) of a multipart upload. Sending a
+    /// number again replaces the part: the upload that finishes last wins,
+    /// and only its [`PartId`] completes the upload.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown upload, [`Error::InvalidInput`] for a
-    /// bad part number, or a backend error.
+    /// [`Error::NotFound`] for an unknown upload (or one to another key),
+    /// [`Error::InvalidInput`] for a bad part number, or a backend error.
     async fn put_part(
         &self,
         key: &ObjectKey,
@@ -306,8 +505,15 @@ pub trait ObjectStore: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// Assembles the parts, in the order given, into the object.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown upload, [`Error::InvalidInput`] for
-    /// missing, misordered or undersized parts, or a backend error.
+    /// [`Error::NotFound`] for an unknown upload (completed or aborted
+    /// already, or one to another key), [`Error::InvalidInput`] for missing,
+    /// stale, misordered or undersized parts, or a backend error.
+    ///
+    /// # Cancel safety
+    /// A dropped completion leaves the object completed or the upload still
+    /// open; completing again after a lost reply answers
+    /// [`Error::NotFound`] when the first attempt went through (check with
+    /// `head`).
     async fn complete_multipart(
         &self,
         key: &ObjectKey,
@@ -322,23 +528,38 @@ pub trait ObjectStore: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// A backend error.
     async fn abort_multipart(&self, key: &ObjectKey, upload: &MultipartId) -> Result<()>;
 
-    /// A URL that lets anyone holding it `GET` or `PUT` this object until
-    /// `expires_in` has passed (at most [`MAX_PRESIGN_EXPIRY`]).
-    ///
-    /// # Errors
-    /// [`Error::NotSupported`] when the backend cannot sign,
-    /// [`Error::InvalidInput`] for an expiry beyond the limit.
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        key: &ObjectKey,
-        expires_in: Duration,
-    ) -> Result<String>;
+    /// The signer of presigned URLs for this store's objects, or `None` when
+    /// the store cannot sign (filesystem, memory). A capability query, not a
+    /// convenience: stores that sign override it.
+    fn signer(&self) -> Option<Arc<dyn sign::Signer>> {
+        None
+    }
 }
 
 /// Conveniences over [`ObjectStore`], for every store.
 #[async_trait]
 pub trait ObjectStoreExt: ObjectStore {
+    /// Writes an object, replacing any object with that key, with no content
+    /// type or cache control.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put_opts`].
+    ///
+    /// # Cancel safety
+    /// As [`ObjectStore::put_opts`].
+    async fn put(&self, key: &ObjectKey, payload: PutPayload) -> Result<ObjectMeta> {
+        self.put_opts(key, payload, PutOptions::default()).await
+    }
+
+    /// Every object under `prefix` (every object when `None`), in key order,
+    /// collected from [`ObjectStore::list_stream`].
+    ///
+    /// # Errors
+    /// The listing's first error.
+    async fn list(&self, prefix: Option<&ObjectKey>) -> Result<Vec<ObjectMeta>> {
+        self.list_stream(prefix, None).try_collect().await
+    }
+
     /// Reads a whole object.
     ///
     /// # Errors
@@ -363,7 +584,7 @@ pub trait ObjectStoreExt: ObjectStore {
     /// # Errors
     /// As [`ObjectStore::get_opts`].
     async fn get_range(&self, key: &ObjectKey, range: GetRange) -> Result<Bytes> {
-        self.get_opts(key, GetOptions { range: Some(range) })
+        self.get_opts(key, GetOptions::range(range))
             .await?
             .bytes()
             .await
@@ -381,16 +602,24 @@ pub trait ObjectStoreExt: ObjectStore {
         }
     }
 
-    /// Deletes every object under `prefix`; returns how many.
+    /// Deletes every object under `prefix`; returns how many. The listing
+    /// is streamed and deleted in batches of [`DELETE_BATCH`] through
+    /// [`ObjectStore::delete_many`] (one `DeleteObjects` request each on S3).
     ///
     /// # Errors
-    /// The first failing delete.
+    /// The first failing listing or delete.
     async fn delete_prefix(&self, prefix: &ObjectKey) -> Result<usize> {
-        let objects = self.list(Some(prefix)).await?;
-        for meta in &objects {
-            self.delete(&meta.key).await?;
+        let mut listing = self.list_stream(Some(prefix), None).chunks(DELETE_BATCH);
+        let mut deleted = 0;
+        while let Some(batch) = listing.next().await {
+            let keys = batch
+                .into_iter()
+                .map(|m| m.map(|m| m.key))
+                .collect::<Result<Vec<_>>>()?;
+            self.delete_many(&keys).await?;
+            deleted += keys.len();
         }
-        Ok(objects.len())
+        Ok(deleted)
     }
 }
 
@@ -451,19 +680,6 @@ pub(crate) fn check_completion(
     Ok(())
 }
 
-/// Checks a presign expiry against [`MAX_PRESIGN_EXPIRY`].
-#[cfg_attr(not(feature = "s3"), allow(dead_code))]
-pub(crate) fn check_presign_expiry(key: &ObjectKey, expires_in: Duration) -> Result<()> {
-    if expires_in.is_zero() || expires_in > MAX_PRESIGN_EXPIRY {
-        return Err(Error::invalid_input(format!(
-            "presigned URL for {key}: expiry of {}s is outside 1s..={}s",
-            expires_in.as_secs(),
-            MAX_PRESIGN_EXPIRY.as_secs()
-        )));
-    }
-    Ok(())
-}
-
 /// A payload as a stream, whichever form it came in.
 pub(crate) fn payload_stream(payload: PutPayload) -> ByteStream {
     match payload {
@@ -505,4 +721,20 @@ pub async fn store_from_url(url: &str) -> Result<DynObjectStore> {
             }
         ))),
     }
+}
+
+/// Whether `key` belongs in a listing of `prefix` that starts after
+/// `start_after`.
+pub(crate) fn listed(
+    key: &ObjectKey,
+    prefix: Option<&ObjectKey>,
+    start_after: Option<&ObjectKey>,
+) -> bool {
+    prefix.is_none_or(|p| key.starts_with(p)) && start_after.is_none_or(|a| key > a)
+}
+
+/// Whether two etags name the same content; servers differ in whether they
+/// quote them.
+pub(crate) fn same_etag(a: &str, b: &str) -> bool {
+    a.trim_matches('"') == b.trim_matches('"')
 }
