@@ -106,6 +106,16 @@ struct ServeArgs {
     addr: SocketAddr,
     #[command(flatten)]
     backends: BackendArgs,
+    /// Transcode workers run inside the server (0: none; run `videosync
+    /// worker` processes instead).
+    #[arg(long, env = "VIDEOSYNC_WORKERS", default_value_t = 1)]
+    workers: usize,
+    /// Lease on a job, renewed by heartbeats every third of it.
+    #[arg(long, default_value_t = 60)]
+    lease_seconds: u64,
+    /// Where the embedded workers download sources.
+    #[arg(long, env = "VIDEOSYNC_SCRATCH_DIR")]
+    scratch_dir: Option<PathBuf>,
 }
 
 /// Where the backends are; every one defaults to an embedded backend under
@@ -165,23 +175,38 @@ async fn open_backends(args: BackendArgs) -> anyhow::Result<Backends> {
     Ok(backends)
 }
 
-/// Runs the worker loop until Ctrl-C or SIGTERM; a job in progress when
-/// the signal comes finishes first.
-async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+/// A transcode worker over the opened backends.
+fn transcode_worker(
+    backends: &Backends,
+    lease_seconds: u64,
+    scratch_dir: Option<PathBuf>,
+    remove_source: bool,
+) -> videosync_transcode::worker::Worker {
     use videosync_transcode::worker::{Worker, WorkerConfig};
-    let backends = open_backends(args.backends).await?;
-    let worker = Worker {
+    Worker {
         store: backends.store.clone(),
         queue: backends.queue.clone(),
         catalog: backends.catalog.clone(),
         bus: backends.bus.clone(),
         config: WorkerConfig {
-            lease: std::time::Duration::from_secs(args.lease_seconds.max(3)),
-            scratch_dir: args.scratch_dir.unwrap_or_else(std::env::temp_dir),
-            remove_source: args.remove_source,
+            lease: std::time::Duration::from_secs(lease_seconds.max(3)),
+            scratch_dir: scratch_dir.unwrap_or_else(std::env::temp_dir),
+            remove_source,
             ..WorkerConfig::default()
         },
-    };
+    }
+}
+
+/// Runs the worker loop until Ctrl-C or SIGTERM; a job in progress when
+/// the signal comes is cancelled and goes back to the queue.
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let backends = open_backends(args.backends).await?;
+    let worker = transcode_worker(
+        &backends,
+        args.lease_seconds,
+        args.scratch_dir,
+        args.remove_source,
+    );
     let stop = videosync_transcode::CancelToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -312,11 +337,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!("videosync listening on http://{addr}");
+    // The embedded worker pool: uploads turn into ladders with no second
+    // process. Sources are kept: the server decides when originals go.
+    let stop = videosync_transcode::CancelToken::new();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..args.workers {
+        let worker = transcode_worker(&backends, args.lease_seconds, args.scratch_dir.clone(), false);
+        let stop = stop.clone();
+        workers.spawn(async move { worker.run(&stop).await });
+    }
+    tracing::info!(workers = args.workers, "videosync listening on http://{addr}");
     axum::serve(listener, router(std::sync::Arc::new(backends)))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;
+    // Jobs in progress are cancelled and go back to the queue.
+    stop.cancel();
+    while workers.join_next().await.is_some() {}
     tracing::info!("videosync stopped");
     Ok(())
 }

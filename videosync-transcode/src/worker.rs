@@ -178,6 +178,9 @@ pub struct WorkerConfig {
     pub scratch_dir: PathBuf,
     /// Remove the uploaded source once its ladder is ready.
     pub remove_source: bool,
+    /// How often [`Worker::run`] sweeps the dead letters for videos left
+    /// processing ([`Worker::sweep_dead_letters`]).
+    pub sweep_every: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -187,6 +190,7 @@ impl Default for WorkerConfig {
             idle_poll: Duration::from_millis(500),
             scratch_dir: std::env::temp_dir(),
             remove_source: false,
+            sweep_every: Duration::from_secs(30),
         }
     }
 }
@@ -256,6 +260,15 @@ impl Worker {
     /// Only queue or catalog failures around the job (the job's own
     /// failures are an [`Outcome`]).
     pub async fn run_once(&self) -> videosync_core::Result<Outcome> {
+        self.run_once_until(&CancelToken::new()).await
+    }
+
+    /// [`Worker::run_once`], giving the job back to the queue (as a failed
+    /// attempt, retried later) if `stop` is cancelled while it runs.
+    ///
+    /// # Errors
+    /// As [`Worker::run_once`].
+    pub async fn run_once_until(&self, stop: &CancelToken) -> videosync_core::Result<Outcome> {
         let Some(lease) = self
             .queue
             .reserve(ReserveOptions {
@@ -265,25 +278,37 @@ impl Worker {
         else {
             return Ok(Outcome::Idle);
         };
-        self.handle(lease).await
+        self.handle(lease, stop).await
     }
 
-    /// Handles jobs until `stop` is cancelled (checked between jobs; a job
-    /// in progress is cancelled too and goes back to the queue).
+    /// Handles jobs until `stop` is cancelled; a job in progress then is
+    /// cancelled and goes back to the queue. Sweeps the dead letters every
+    /// [`WorkerConfig::sweep_every`].
     ///
     /// # Errors
     /// Never: failures of the queue are retried after the idle wait.
     pub async fn run(&self, stop: &CancelToken) -> videosync_core::Result<()> {
+        let mut sweep = tokio::time::interval(self.config.sweep_every.max(Duration::from_secs(1)));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !stop.is_cancelled() {
-            match self.run_once().await {
-                Ok(Outcome::Idle) | Err(_) => tokio::time::sleep(self.config.idle_poll).await,
+            if tokio::time::timeout(Duration::ZERO, sweep.tick()).await.is_ok() {
+                if let Err(e) = self.sweep_dead_letters().await {
+                    tracing::warn!("sweeping the dead letters: {e}");
+                }
+            }
+            match self.run_once_until(stop).await {
+                Ok(Outcome::Idle) => tokio::time::sleep(self.config.idle_poll).await,
+                Err(e) => {
+                    tracing::warn!("worker: {e}");
+                    tokio::time::sleep(self.config.idle_poll).await;
+                }
                 Ok(_) => {}
             }
         }
         Ok(())
     }
 
-    async fn handle(&self, lease: Lease) -> videosync_core::Result<Outcome> {
+    async fn handle(&self, lease: Lease, stop: &CancelToken) -> videosync_core::Result<Outcome> {
         let job: TranscodeJob = match serde_json::from_value(lease.job.payload.clone()) {
             Ok(j) => j,
             Err(e) => {
@@ -306,21 +331,35 @@ impl Worker {
             }
         };
 
-        // Heartbeats; a lost lease cancels the work.
+        // Heartbeats; a lost lease or a stop cancels the work.
         let cancel = CancelToken::new();
         let lost = CancelToken::new();
         let beat = {
-            let (queue, lease, cancel, lost) = (
+            let (queue, lease, cancel, lost, stop) = (
                 self.queue.clone(),
                 lease.clone(),
                 cancel.clone(),
                 lost.clone(),
+                stop.clone(),
             );
             let every = self.config.lease / 3;
             let extend = self.config.lease;
+            // The stop flag is looked at every quarter second, the lease
+            // renewed every third of it.
+            let tick = every.min(Duration::from_millis(250)).max(Duration::from_millis(1));
             tokio::spawn(async move {
+                let mut since_beat = Duration::ZERO;
                 loop {
-                    tokio::time::sleep(every).await;
+                    tokio::time::sleep(tick).await;
+                    if stop.is_cancelled() {
+                        cancel.cancel();
+                        return;
+                    }
+                    since_beat += tick;
+                    if since_beat < every {
+                        continue;
+                    }
+                    since_beat = Duration::ZERO;
                     if queue.heartbeat(&lease, extend).await.is_err() {
                         lost.cancel();
                         cancel.cancel();

@@ -51,6 +51,7 @@ async fn rig() -> Rig {
             idle_poll: Duration::from_millis(20),
             scratch_dir: dir.path().to_path_buf(),
             remove_source: true,
+            ..WorkerConfig::default()
         },
     };
     Rig {
