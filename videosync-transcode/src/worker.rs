@@ -430,7 +430,16 @@ impl Worker {
                     .update_status(video, Some(current.version), change)
                     .await
                 {
-                    Ok(v) => Ok(Ok((fence, format!("{output_prefix}/a{}", v.attempt)))),
+                    Ok(v) => {
+                        // Taking over from an attempt whose lease ran out
+                        // (its worker died or stalled): its files are
+                        // unreachable, since only this fence can publish.
+                        if current.status == VideoStatus::Processing {
+                            self.remove_ladder(&format!("{output_prefix}/a{}", current.attempt))
+                                .await;
+                        }
+                        Ok(Ok((fence, format!("{output_prefix}/a{}", v.attempt))))
+                    }
                     // Another worker took it meanwhile, or it was deleted.
                     Err(e)
                         if matches!(
