@@ -64,8 +64,15 @@ mod fs_sqlite {
 
     videosync_core::uploads_suite!(|| async {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = FsStore::open(dir.path().join("objects")).await.expect("opening the store");
-        Some(fixture(sqlite_url(&dir), Arc::new(store), None, Some(Box::new(dir))))
+        let store = FsStore::open(dir.path().join("objects"))
+            .await
+            .expect("opening the store");
+        Some(fixture(
+            sqlite_url(&dir),
+            Arc::new(store),
+            None,
+            Some(Box::new(dir)),
+        ))
     });
 }
 
@@ -75,7 +82,12 @@ mod memory_sqlite {
 
     videosync_core::uploads_suite!(|| async {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        Some(fixture(sqlite_url(&dir), Arc::new(MemoryStore::new()), None, Some(Box::new(dir))))
+        Some(fixture(
+            sqlite_url(&dir),
+            Arc::new(MemoryStore::new()),
+            None,
+            Some(Box::new(dir)),
+        ))
     });
 }
 
@@ -102,6 +114,11 @@ mod s3_sqlite {
             .expect("connecting to the S3 test bucket");
         let prefix = ObjectKey::parse(&format!("conformance/{}", unique_name("up"))).unwrap();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        Some(fixture(sqlite_url(&dir), store, Some(prefix), Some(Box::new(dir))))
+        Some(fixture(
+            sqlite_url(&dir),
+            store,
+            Some(prefix),
+            Some(Box::new(dir)),
+        ))
     });
 }

@@ -5,7 +5,12 @@
 //! The child is this very test binary, re-run with `--exact child_appends`
 //! and [`CHILD_ENV`] holding what to do; without that variable the child
 //! test does nothing.
-#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, clippy::print_stderr)] // Test code.
+#![allow(
+    missing_docs,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::print_stderr
+)] // Test code.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -19,12 +24,14 @@ use videosync_core::conformance::{service_url, unique_name};
 use videosync_core::sql::Database;
 use videosync_core::store::{store_from_url, MIN_PART_SIZE};
 use videosync_core::uploads::{NewUpload, StoreUploads, UploadId, UploadOptions};
-use videosync_core::{
-    Clock, ManualClock, ObjectKey, ObjectStoreExt, SystemClock, UploadSessions,
-};
+use videosync_core::{Clock, ManualClock, ObjectKey, ObjectStoreExt, SystemClock, UploadSessions};
 
 const CHILD_ENV: &str = "VIDEOSYNC_UPLOAD_CRASH_CHILD";
+/// Runs that must kill the child mid-upload; a run whose child finished
+/// before the kill landed still checks the object, and another run is added
+/// (up to [`MAX_RUNS`]).
 const RUNS: usize = 10;
+const MAX_RUNS: usize = 20;
 const LEASE: Duration = Duration::from_secs(30);
 
 /// What the child does.
@@ -67,7 +74,11 @@ async fn child_appends() {
         let n = rng.random_range(1..=3 * 1024 * 1024).min(spec.len - offset);
         let chunk = rng.random_range(1..=256 * 1024);
         let end = uploads
-            .append(&id, offset as u64, chunked(data.slice(offset..offset + n), chunk))
+            .append(
+                &id,
+                offset as u64,
+                chunked(data.slice(offset..offset + n), chunk),
+            )
             .await
             .unwrap();
         offset = end as usize;
@@ -81,11 +92,19 @@ fn sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Ten runs: create, start a child, kill it at a random point, resume here.
+/// Runs until [`RUNS`] children were killed mid-upload: create, start a
+/// child, kill it at a random point, resume here, compare hashes.
 async fn crash_and_resume(db_url: impl Fn(usize) -> String, store_url: &str, prefix: &str) {
     let mut rng = rand::rng();
     let mut killed_at = Vec::new();
-    for run in 0..RUNS {
+    for run in 0..MAX_RUNS {
+        let crashed = killed_at
+            .iter()
+            .filter(|(o, l, done)| !done && o < l)
+            .count();
+        if crashed == RUNS {
+            break;
+        }
         let len = 3 * MIN_PART_SIZE + rng.random_range(0..MIN_PART_SIZE);
         let seed = 7000 + run as u64;
         let spec_base = Spec {
@@ -107,7 +126,12 @@ async fn crash_and_resume(db_url: impl Fn(usize) -> String, store_url: &str, pre
             ..spec_base
         };
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_appends", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_appends",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, serde_json::to_string(&spec).unwrap())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -115,30 +139,44 @@ async fn crash_and_resume(db_url: impl Fn(usize) -> String, store_url: &str, pre
             .unwrap();
         // Kill at a random point: once the child has stored a random share
         // of the upload (polled, with a bound), after a further random delay.
-        let target = (len as f64 * rng.random_range(0.0..0.9)) as u64;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let offset = parent.get(&info.id).await.unwrap().offset;
-            if offset >= target || tokio::time::Instant::now() > deadline {
-                break;
+        let target = (len as f64 * rng.random_range(0.0..0.85)) as u64;
+        let reached = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let offset = parent.get(&info.id).await.unwrap().offset;
+                if offset >= target {
+                    return;
+                }
+                assert!(child.try_wait().unwrap().is_none(), "the child ended early");
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            assert!(child.try_wait().unwrap().is_none(), "the child ended early");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
+        })
+        .await;
+        assert!(
+            reached.is_ok(),
+            "run {run}: the child made no progress in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..20))).await;
         let finished_first = child.try_wait().unwrap().is_some();
         child.kill().unwrap(); // SIGKILL on Unix
         let status = child.wait().unwrap();
 
         // A fresh instance whose clock is past the dead child's lease.
-        let later = ManualClock::new(SystemClock::new().now().saturating_add(LEASE + Duration::from_secs(1)));
+        let later = ManualClock::new(
+            SystemClock::new()
+                .now()
+                .saturating_add(LEASE + Duration::from_secs(1)),
+        );
         let resumer = open(&spec, Arc::new(later)).await;
         let offset = resumer.get(&info.id).await.unwrap().offset as usize;
         killed_at.push((offset, len, finished_first || status.success()));
         let data = source(len, seed);
         if offset < len {
             resumer
-                .append(&info.id, offset as u64, chunked(data.slice(offset..), 1 << 20))
+                .append(
+                    &info.id,
+                    offset as u64,
+                    chunked(data.slice(offset..), 1 << 20),
+                )
                 .await
                 .unwrap();
         }
@@ -151,8 +189,14 @@ async fn crash_and_resume(db_url: impl Fn(usize) -> String, store_url: &str, pre
         );
     }
     eprintln!("crash runs (offset at kill, length, child had finished): {killed_at:?}");
-    let crashed = killed_at.iter().filter(|(o, l, done)| !done && o < l).count();
-    assert!(crashed >= RUNS - 1, "most runs must kill the child mid-upload: {killed_at:?}");
+    let crashed = killed_at
+        .iter()
+        .filter(|(o, l, done)| !done && o < l)
+        .count();
+    assert_eq!(
+        crashed, RUNS,
+        "runs that killed the child mid-upload: {killed_at:?}"
+    );
 }
 
 async fn resumer_store(spec: &Spec) -> videosync_core::store::DynObjectStore {
@@ -168,7 +212,12 @@ async fn sigkill_mid_append_fs_sqlite() {
     let root = dir.path().to_owned();
     let store_url = format!("file://{}", root.join("objects").display());
     crash_and_resume(
-        |run| format!("sqlite://{}", root.join(format!("state-{run}.db")).display()),
+        |run| {
+            format!(
+                "sqlite://{}",
+                root.join(format!("state-{run}.db")).display()
+            )
+        },
         &store_url,
         "crash",
     )

@@ -70,18 +70,28 @@ pub async fn round_trip_at_every_chunk_size(fx: UploadsFixture) {
     let data = source(len, 1);
     let key = fx.key("rt/video.mp4");
     let info = u
-        .create(NewUpload::new(key.clone()).total(len as u64).meta("filename", "video.mp4"))
+        .create(
+            NewUpload::new(key.clone())
+                .total(len as u64)
+                .meta("filename", "video.mp4"),
+        )
         .await
         .unwrap();
-    assert_eq!((info.offset, info.total, info.state), (0, Some(len as u64), UploadState::Open));
-    assert_eq!(info.metadata.get("filename").map(String::as_str), Some("video.mp4"));
+    assert_eq!(
+        (info.offset, info.total, info.state),
+        (0, Some(len as u64), UploadState::Open)
+    );
+    assert_eq!(
+        info.metadata.get("filename").map(String::as_str),
+        Some("video.mp4")
+    );
     assert_eq!(info.key, key);
     // (bytes in this append, chunk size inside its body)
     let mut plan: Vec<(usize, usize)> = vec![(1, 1); 40]; // more appends than tail segments
     plan.extend([
         (4096, 1),
         (70_000, 7),
-        (part - 1000, 65_536), // crosses the first part boundary
+        (part - 1000, 65_536),  // crosses the first part boundary
         (part + 17, part + 17), // one chunk larger than a part
         (1, 1),
     ]);
@@ -94,34 +104,58 @@ pub async fn round_trip_at_every_chunk_size(fx: UploadsFixture) {
         assert_eq!(u.get(&info.id).await.unwrap().offset, at as u64);
     }
     let rest = chunked(data.slice(at..), 1024 * 1024);
-    assert_eq!(u.append(&info.id, at as u64, rest).await.unwrap(), len as u64);
+    assert_eq!(
+        u.append(&info.id, at as u64, rest).await.unwrap(),
+        len as u64
+    );
     // Nothing is visible before finishing.
     assert_eq!(kind(fx.store.head(&key).await), Some(ErrorKind::NotFound));
     let meta = u.finish(&info.id).await.unwrap();
     assert_eq!((meta.key.clone(), meta.size), (key.clone(), len as u64));
-    same(&fx.store.get_bytes(&key).await.unwrap(), &data, "finished object");
+    same(
+        &fx.store.get_bytes(&key).await.unwrap(),
+        &data,
+        "finished object",
+    );
     let done = u.get(&info.id).await.unwrap();
-    assert_eq!((done.state, done.offset), (UploadState::Finished, len as u64));
+    assert_eq!(
+        (done.state, done.offset),
+        (UploadState::Finished, len as u64)
+    );
     assert_eq!(staging_objects(&fx, &info.id).await, 0);
 
     // Uploads shorter than a part, and empty ones, work too.
     for n in [0usize, 1, 1000] {
         let key = fx.key(&format!("rt/small-{n}"));
         let small = source(n, 2);
-        let info = u.create(NewUpload::new(key.clone()).total(n as u64)).await.unwrap();
+        let info = u
+            .create(NewUpload::new(key.clone()).total(n as u64))
+            .await
+            .unwrap();
         if n > 0 {
-            u.append(&info.id, 0, chunked(small.clone(), 100)).await.unwrap();
+            u.append(&info.id, 0, chunked(small.clone(), 100))
+                .await
+                .unwrap();
         }
         assert_eq!(u.finish(&info.id).await.unwrap().size, n as u64);
-        same(&fx.store.get_bytes(&key).await.unwrap(), &small, "small object");
+        same(
+            &fx.store.get_bytes(&key).await.unwrap(),
+            &small,
+            "small object",
+        );
     }
 }
 
 pub async fn wrong_offsets_are_conflicts(fx: UploadsFixture) {
     let (_clock, inst) = open(&fx).await;
     let u = &inst.uploads;
-    let info = u.create(NewUpload::new(fx.key("off/a")).total(100)).await.unwrap();
-    u.append(&info.id, 0, chunked(source(10, 3), 4)).await.unwrap();
+    let info = u
+        .create(NewUpload::new(fx.key("off/a")).total(100))
+        .await
+        .unwrap();
+    u.append(&info.id, 0, chunked(source(10, 3), 4))
+        .await
+        .unwrap();
     for at in [0u64, 5, 11, 100] {
         let err = u
             .append(&info.id, at, chunked(source(5, 4), 5))
@@ -129,7 +163,10 @@ pub async fn wrong_offsets_are_conflicts(fx: UploadsFixture) {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
         let msg = err.to_string();
-        assert!(msg.contains("10") && msg.contains(&at.to_string()), "names both offsets: {msg}");
+        assert!(
+            msg.contains("10") && msg.contains(&at.to_string()),
+            "names both offsets: {msg}"
+        );
     }
     assert_eq!(u.get(&info.id).await.unwrap().offset, 10);
 }
@@ -138,16 +175,29 @@ pub async fn bytes_past_the_total_are_invalid(fx: UploadsFixture) {
     let (_clock, inst) = open(&fx).await;
     let u = &inst.uploads;
     let key = fx.key("over/a");
-    let info = u.create(NewUpload::new(key.clone()).total(10)).await.unwrap();
-    let err = u.append(&info.id, 0, chunked(source(11, 5), 3)).await.unwrap_err();
+    let info = u
+        .create(NewUpload::new(key.clone()).total(10))
+        .await
+        .unwrap();
+    let err = u
+        .append(&info.id, 0, chunked(source(11, 5), 3))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert_eq!(u.get(&info.id).await.unwrap().offset, 0, "nothing stored");
     let data = source(10, 6);
-    u.append(&info.id, 0, chunked(data.slice(..6), 6)).await.unwrap();
-    let err = u.append(&info.id, 6, chunked(source(5, 7), 5)).await.unwrap_err();
+    u.append(&info.id, 0, chunked(data.slice(..6), 6))
+        .await
+        .unwrap();
+    let err = u
+        .append(&info.id, 6, chunked(source(5, 7), 5))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert_eq!(u.get(&info.id).await.unwrap().offset, 6);
-    u.append(&info.id, 6, chunked(data.slice(6..), 1)).await.unwrap();
+    u.append(&info.id, 6, chunked(data.slice(6..), 1))
+        .await
+        .unwrap();
     u.finish(&info.id).await.unwrap();
     same(&fx.store.get_bytes(&key).await.unwrap(), &data, "object");
 }
@@ -159,16 +209,26 @@ pub async fn deferred_length(fx: UploadsFixture) {
     let data = source(fx.part_size + 300, 8);
     let info = u.create(NewUpload::new(key.clone())).await.unwrap();
     assert_eq!(info.total, None);
-    u.append(&info.id, 0, chunked(data.slice(..fx.part_size + 100), 65_536))
-        .await
-        .unwrap();
+    u.append(
+        &info.id,
+        0,
+        chunked(data.slice(..fx.part_size + 100), 65_536),
+    )
+    .await
+    .unwrap();
     let err = u.finish(&info.id).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     let err = u.declare_length(&info.id, 50).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     let total = data.len() as u64;
-    assert_eq!(u.declare_length(&info.id, total).await.unwrap().total, Some(total));
-    assert_eq!(u.declare_length(&info.id, total).await.unwrap().total, Some(total));
+    assert_eq!(
+        u.declare_length(&info.id, total).await.unwrap().total,
+        Some(total)
+    );
+    assert_eq!(
+        u.declare_length(&info.id, total).await.unwrap().total,
+        Some(total)
+    );
     let err = u.declare_length(&info.id, total + 1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     // The declared length now bounds appends.
@@ -194,12 +254,16 @@ pub async fn finish_needs_every_byte_and_is_idempotent(fx: UploadsFixture) {
         .create(NewUpload::new(key.clone()).total(data.len() as u64))
         .await
         .unwrap();
-    u.append(&info.id, 0, chunked(data.slice(..100), 100)).await.unwrap();
+    u.append(&info.id, 0, chunked(data.slice(..100), 100))
+        .await
+        .unwrap();
     let err = u.finish(&info.id).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert_eq!(kind(fx.store.head(&key).await), Some(ErrorKind::NotFound));
     assert_eq!(u.get(&info.id).await.unwrap().state, UploadState::Open);
-    u.append(&info.id, 100, chunked(data.slice(100..), 1 << 20)).await.unwrap();
+    u.append(&info.id, 100, chunked(data.slice(100..), 1 << 20))
+        .await
+        .unwrap();
     let first = u.finish(&info.id).await.unwrap();
     let again = u.finish(&info.id).await.unwrap();
     assert_eq!(first, again);
@@ -219,17 +283,35 @@ pub async fn aborted_uploads_are_gone(fx: UploadsFixture) {
     let (_clock, inst) = open(&fx).await;
     let u = &inst.uploads;
     let key = fx.key("abort/a");
-    let info = u.create(NewUpload::new(key.clone()).total(10 * 1024 * 1024 * 1024)).await.unwrap();
+    let info = u
+        .create(NewUpload::new(key.clone()).total(10 * 1024 * 1024 * 1024))
+        .await
+        .unwrap();
     // A full part and a tail.
     let n = fx.part_size + 1000;
-    u.append(&info.id, 0, chunked(source(n, 11), 1 << 20)).await.unwrap();
-    assert!(staging_objects(&fx, &info.id).await > 0, "the tail is stored");
+    u.append(&info.id, 0, chunked(source(n, 11), 1 << 20))
+        .await
+        .unwrap();
+    assert!(
+        staging_objects(&fx, &info.id).await > 0,
+        "the tail is stored"
+    );
     u.abort(&info.id).await.unwrap();
-    assert_eq!(staging_objects(&fx, &info.id).await, 0, "the tail is removed");
-    let err = u.append(&info.id, n as u64, chunked(source(1, 1), 1)).await.unwrap_err();
+    assert_eq!(
+        staging_objects(&fx, &info.id).await,
+        0,
+        "the tail is removed"
+    );
+    let err = u
+        .append(&info.id, n as u64, chunked(source(1, 1), 1))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert_eq!(kind(u.finish(&info.id).await), Some(ErrorKind::NotFound));
-    assert_eq!(kind(u.declare_length(&info.id, 5).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(u.declare_length(&info.id, 5).await),
+        Some(ErrorKind::NotFound)
+    );
     assert_eq!(u.get(&info.id).await.unwrap().state, UploadState::Aborted);
     u.abort(&info.id).await.unwrap();
     assert_eq!(kind(fx.store.head(&key).await), Some(ErrorKind::NotFound));
@@ -240,20 +322,32 @@ pub async fn expiry_removes_state_and_bytes(fx: UploadsFixture) {
     let u = &inst.uploads;
     let hour = Duration::from_secs(3600);
     let key = fx.key("exp/a");
-    let info = u.create(NewUpload::new(key.clone()).ttl(hour)).await.unwrap();
+    let info = u
+        .create(NewUpload::new(key.clone()).ttl(hour))
+        .await
+        .unwrap();
     assert_eq!(info.expires_at, START.saturating_add(hour));
     let n = fx.part_size + 10;
-    u.append(&info.id, 0, chunked(source(n, 12), 1 << 20)).await.unwrap();
+    u.append(&info.id, 0, chunked(source(n, 12), 1 << 20))
+        .await
+        .unwrap();
     // A finished upload past its expiry is forgotten; its object stays.
     let kept = fx.key("exp/kept");
-    let done = u.create(NewUpload::new(kept.clone()).total(3).ttl(hour)).await.unwrap();
-    u.append(&done.id, 0, chunked(Bytes::from_static(b"abc"), 1)).await.unwrap();
+    let done = u
+        .create(NewUpload::new(kept.clone()).total(3).ttl(hour))
+        .await
+        .unwrap();
+    u.append(&done.id, 0, chunked(Bytes::from_static(b"abc"), 1))
+        .await
+        .unwrap();
     u.finish(&done.id).await.unwrap();
 
     clock.advance(Duration::from_secs(1800));
     assert_eq!(u.expire(clock.now()).await.unwrap(), 0);
     // Appending moves the expiry.
-    u.append(&info.id, n as u64, chunked(source(10, 13), 5)).await.unwrap();
+    u.append(&info.id, n as u64, chunked(source(10, 13), 5))
+        .await
+        .unwrap();
     let moved = u.get(&info.id).await.unwrap().expires_at;
     assert_eq!(moved, clock.now().saturating_add(hour));
     clock.advance(Duration::from_secs(3599));
@@ -294,11 +388,19 @@ pub async fn instances_continue_each_other(fx: UploadsFixture) {
     assert_eq!(seen.offset, first as u64);
     let second = first + 5000;
     b.uploads
-        .append(&info.id, seen.offset, chunked(data.slice(first..second), 999))
+        .append(
+            &info.id,
+            seen.offset,
+            chunked(data.slice(first..second), 999),
+        )
         .await
         .unwrap();
     a.uploads
-        .append(&info.id, second as u64, chunked(data.slice(second..), 1 << 20))
+        .append(
+            &info.id,
+            second as u64,
+            chunked(data.slice(second..), 1 << 20),
+        )
         .await
         .unwrap();
     b.uploads.finish(&info.id).await.unwrap();
@@ -356,7 +458,11 @@ pub async fn concurrent_appends_have_one_winner(fx: UploadsFixture) {
     );
     tx.send(Ok(data.slice(1000..))).await.unwrap();
     drop(tx);
-    let end = tokio::time::timeout(WAIT, holder).await.unwrap().unwrap().unwrap();
+    let end = tokio::time::timeout(WAIT, holder)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(end, len as u64);
 
     // Many racers at one offset: one wins, the object is exactly its bytes.
@@ -368,7 +474,11 @@ pub async fn concurrent_appends_have_one_winner(fx: UploadsFixture) {
         .unwrap();
     let mut tasks = Vec::new();
     for i in 0..6u64 {
-        let u = if i % 2 == 0 { inst.uploads.clone() } else { other.uploads.clone() };
+        let u = if i % 2 == 0 {
+            inst.uploads.clone()
+        } else {
+            other.uploads.clone()
+        };
         let id = info2.id.clone();
         let body = source(len, 100 + i);
         tasks.push(tokio::spawn(async move {
@@ -388,7 +498,11 @@ pub async fn concurrent_appends_have_one_winner(fx: UploadsFixture) {
     assert_eq!(winners.len(), 1, "{winners:?}");
     inst.uploads.finish(&info.id).await.unwrap();
     inst.uploads.finish(&info2.id).await.unwrap();
-    same(&fx.store.get_bytes(&key).await.unwrap(), &data, "held upload");
+    same(
+        &fx.store.get_bytes(&key).await.unwrap(),
+        &data,
+        "held upload",
+    );
     same(
         &fx.store.get_bytes(&key2).await.unwrap(),
         &source(len, 100 + winners[0]),
@@ -421,7 +535,11 @@ pub async fn stale_writers_are_fenced(fx: UploadsFixture) {
         .unwrap();
     tx.send(Ok(source(1000, 18))).await.unwrap();
     drop(tx);
-    let err = tokio::time::timeout(WAIT, stalled).await.unwrap().unwrap().unwrap_err();
+    let err = tokio::time::timeout(WAIT, stalled)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Precondition, "{err}");
     assert_eq!(b.uploads.get(&info.id).await.unwrap().offset, 2000);
     b.uploads
@@ -491,21 +609,22 @@ pub async fn cancelled_appends_free_the_upload(fx: UploadsFixture) {
     let _ = task.await;
     // The dropped append keeps the offset it had stored (0) and gives the
     // upload back in the background: wait for that, with a bound.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let at = u.get(&info.id).await.unwrap().offset;
-        assert_eq!(at, 0);
-        match u.append(&info.id, at, chunked(data.clone(), 1000)).await {
-            Ok(end) => {
-                assert_eq!(end, data.len() as u64);
-                break;
+    let resumed = tokio::time::timeout(WAIT, async {
+        loop {
+            let at = u.get(&info.id).await.unwrap().offset;
+            assert_eq!(at, 0);
+            match u.append(&info.id, at, chunked(data.clone(), 1000)).await {
+                Ok(end) => return end,
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("resuming after a cancelled append: {e}"),
             }
-            Err(e) if e.kind() == ErrorKind::Conflict && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("the cancelled append still holds the upload: {e}"),
         }
-    }
+    })
+    .await
+    .expect("the cancelled append still holds the upload");
+    assert_eq!(resumed, data.len() as u64);
     u.finish(&info.id).await.unwrap();
     same(&fx.store.get_bytes(&key).await.unwrap(), &data, "object");
 }
@@ -568,7 +687,10 @@ pub async fn bad_input_is_rejected(fx: UploadsFixture) {
     );
     assert_eq!(kind(u.finish(&unknown).await), Some(ErrorKind::NotFound));
     assert_eq!(kind(u.abort(&unknown).await), Some(ErrorKind::NotFound));
-    assert_eq!(kind(u.declare_length(&unknown, 1).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(u.declare_length(&unknown, 1).await),
+        Some(ErrorKind::NotFound)
+    );
     let msg = u.get(&unknown).await.unwrap_err().to_string();
     assert!(msg.contains(unknown.as_str()), "{msg}");
 }

@@ -477,7 +477,11 @@ fn to_json<T: Serialize>(value: &T) -> Result<String> {
         .map_err(|e| Error::invalid_input(format!("upload state does not serialize: {e}")))
 }
 
-async fn release(db: &Database, id: &UploadId, token: &str) -> std::result::Result<(), sqlx::Error> {
+async fn release(
+    db: &Database,
+    id: &UploadId,
+    token: &str,
+) -> std::result::Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE vs_uploads SET lease_token = NULL, lease_until = NULL \
          WHERE id = $1 AND lease_token = $2",
@@ -549,19 +553,19 @@ impl Drop for Writer<'_> {
 impl<'a> Writer<'a> {
     fn new(up: &'a StoreUploads, row: Row, token: &str) -> Result<Self> {
         let tail_len = row.tail.iter().map(|s| s.size).sum::<u64>();
-        let (part_size, tail_len) = match (usize::try_from(row.part_size), usize::try_from(tail_len))
-        {
-            (Ok(p), Ok(t)) if t < p => (p, t),
-            _ => {
-                return Err(Error::backend(
-                    format!("reading upload {} in {up}", row.info.id),
-                    format!(
-                        "tail of {tail_len} bytes does not fit parts of {} bytes",
-                        row.part_size
-                    ),
-                ))
-            }
-        };
+        let (part_size, tail_len) =
+            match (usize::try_from(row.part_size), usize::try_from(tail_len)) {
+                (Ok(p), Ok(t)) if t < p => (p, t),
+                _ => {
+                    return Err(Error::backend(
+                        format!("reading upload {} in {up}", row.info.id),
+                        format!(
+                            "tail of {tail_len} bytes does not fit parts of {} bytes",
+                            row.part_size
+                        ),
+                    ))
+                }
+            };
         let limit = match (row.info.total, up.opts.max_size) {
             (Some(t), _) => Some(t),
             (None, max) => max,
@@ -667,7 +671,10 @@ impl<'a> Writer<'a> {
             let end = at + bytes.len();
             if bytes.len() as u64 != seg.size || end > room.len() {
                 return Err(Error::backend(
-                    format!("reading tail segment {key} of upload {} in {}", self.id, self.up),
+                    format!(
+                        "reading tail segment {key} of upload {} in {}",
+                        self.id, self.up
+                    ),
                     format!("it has {} bytes, {} were recorded", bytes.len(), seg.size),
                 ));
             }
@@ -717,7 +724,12 @@ impl<'a> Writer<'a> {
         .bind(self.token.as_str())
         .fetch_optional(up.db.pool())
         .await
-        .map_err(|e| convert(&format!("reserving a part number of upload {} in {up}", self.id), e))?;
+        .map_err(|e| {
+            convert(
+                &format!("reserving a part number of upload {} in {up}", self.id),
+                e,
+            )
+        })?;
         let next: i64 = match row {
             Some(r) => col(&r, "next_part")?,
             None => return Err(self.lost("reserving a part number")),
@@ -784,8 +796,8 @@ impl<'a> Writer<'a> {
             Vec::new()
         };
         self.tail.push(Segment { name, size });
-        self.tail_len = usize::try_from(self.tail.iter().map(|s| s.size).sum::<u64>())
-            .unwrap_or(usize::MAX);
+        self.tail_len =
+            usize::try_from(self.tail.iter().map(|s| s.size).sum::<u64>()).unwrap_or(usize::MAX);
         self.offset += pending as u64;
         if let Err(e) = self.commit().await {
             let _ = self.up.store.delete(&seg_key).await;
@@ -814,7 +826,15 @@ impl<'a> Writer<'a> {
         .bind(now.as_millis())
         .execute(up.db.pool())
         .await
-        .map_err(|e| convert(&format!("recording offset {} of upload {} in {up}", self.offset, self.id), e))?;
+        .map_err(|e| {
+            convert(
+                &format!(
+                    "recording offset {} of upload {} in {up}",
+                    self.offset, self.id
+                ),
+                e,
+            )
+        })?;
         if done.rows_affected() == 0 {
             return Err(self.lost(&format!("recording offset {}", self.offset)));
         }
@@ -992,11 +1012,15 @@ impl UploadSessions for StoreUploads {
         let info = row.info;
         match info.state {
             UploadState::Aborted => {
-                return Err(Error::not_found(format!("{what} in {self}: the upload was aborted")))
+                return Err(Error::not_found(format!(
+                    "{what} in {self}: the upload was aborted"
+                )))
             }
             UploadState::Finished if info.total == Some(total) => return Ok(info),
             UploadState::Finished => {
-                return Err(Error::conflict(format!("{what} in {self}: the upload is finished")))
+                return Err(Error::conflict(format!(
+                    "{what} in {self}: the upload is finished"
+                )))
             }
             UploadState::Open => {}
         }
@@ -1074,11 +1098,7 @@ impl UploadSessions for StoreUploads {
                 "{what} in {self}: the object is written, but another writer took the upload over"
             )));
         }
-        if let Err(e) = self
-            .store
-            .delete_prefix(&self.staging_of(id)?)
-            .await
-        {
+        if let Err(e) = self.store.delete_prefix(&self.staging_of(id)?).await {
             tracing::warn!(upload = %id, error = %e, "removing a finished upload's staging objects failed; expiry retries");
         }
         Ok(meta)
