@@ -40,6 +40,9 @@ use videosync::core::store::sign::SignRequest;
 use videosync::core::store::{store_from_url, DynObjectStore};
 use videosync::core::{Clock, NewJob, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock};
 
+#[path = "core/uploads.rs"]
+mod uploads;
+
 /// A stopwatch on the project's clock (production code never reads the OS
 /// clock directly; benches follow the same rule).
 struct Watch {
@@ -119,6 +122,7 @@ struct Report {
     machine: Machine,
     store: Vec<StoreResult>,
     queue: Vec<QueueResult>,
+    uploads: Vec<uploads::UploadResult>,
 }
 
 #[derive(Debug, Serialize)]
@@ -422,6 +426,7 @@ fn markdown(r: &Report) -> String {
          files (no temp file, fsync or rename), raw HTTP on presigned URLs, a naive SQL table queue, \
          Redis LPUSH/RPOP; none of them survives a crash the way the measured backend does.\n",
     );
+    md.push_str(&uploads::markdown(&r.uploads));
     md
 }
 
@@ -456,7 +461,42 @@ async fn main() {
         },
         store: Vec::new(),
         queue: Vec::new(),
+        uploads: Vec::new(),
     };
+    // `VIDEOSYNC_BENCH_ONLY=uploads` runs only that section and writes
+    // `core-uploads.{json,md}`, leaving the full report alone.
+    let only = std::env::var("VIDEOSYNC_BENCH_ONLY").ok();
+    if only.is_none() || only.as_deref() == Some("uploads") {
+        let mib = std::env::var("VIDEOSYNC_BENCH_UPLOAD_MIB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(128);
+        let fs = store_from_url(&format!("file://{}", scratch.path().join("up").display()))
+            .await
+            .unwrap();
+        let db = format!("sqlite://{}", scratch.path().join("up.db").display());
+        let fs_rows = uploads::run(&clock, "fs", fs, "bench", &db, mib << 20).await;
+        report.uploads.extend(fs_rows);
+        if let Some(url) = service_url("VIDEOSYNC_TEST_S3_URL") {
+            let s3 = store_from_url(&url).await.unwrap();
+            let prefix = format!("bench/{}", unique_name("up"));
+            let rows = uploads::run(&clock, "s3 (Garage)", s3, &prefix, &db, mib << 20).await;
+            report.uploads.extend(rows);
+        }
+    }
+    if only.as_deref() == Some("uploads") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = serde_json::to_string_pretty(&report.uploads).unwrap() + "\n";
+        std::fs::write(dir.join("core-uploads.json"), json).unwrap();
+        let md = format!(
+            "# Core benchmark: upload sessions only\n{}",
+            uploads::markdown(&report.uploads)
+        );
+        std::fs::write(dir.join("core-uploads.md"), &md).unwrap();
+        println!("\n{md}");
+        return;
+    }
 
     let fs_store = store_from_url(&format!(
         "file://{}",

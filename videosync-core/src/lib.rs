@@ -8,6 +8,7 @@
 //! | [`EventBus`] | how events reach other processes | in-process (default), Redis (`redis`) |
 //! | [`Clock`] | what time it is | [`SystemClock`], [`ManualClock`] |
 //! | [`Catalog`] | what videos exist and their state | SQLite (default), Postgres (`postgres`) |
+//! | [`UploadSessions`] | resumable uploads (tus) | state in SQL, bytes in any [`ObjectStore`] |
 //!
 //! Each contract is a small object-safe trait held as `Arc<dyn Trait>`;
 //! conveniences live in an `...Ext` trait. Every backend passes the same
@@ -47,6 +48,7 @@ pub mod queue;
 #[cfg(feature = "sql")]
 pub mod sql;
 pub mod store;
+pub mod uploads;
 
 pub use bus::{EventBus, EventBusExt, Topic};
 pub use catalog::{Catalog, NewVideo, Rendition, SourceMeta, Video, VideoStatus};
@@ -55,6 +57,7 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use ids::{ChannelId, JobId, SessionId, UserId, VideoId};
 pub use queue::{JobQueue, JobQueueExt, NewJob, RetryPolicy};
 pub use store::{KeyError, ObjectKey, ObjectStore, ObjectStoreExt};
+pub use uploads::{NewUpload, UploadId, UploadInfo, UploadSessions, UploadState};
 
 /// `url` with any password replaced by `***`, for error messages and logs.
 pub fn redact_url(url: &str) -> String {

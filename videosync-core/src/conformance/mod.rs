@@ -41,6 +41,7 @@ pub mod catalog;
 pub mod db;
 pub mod queue;
 pub mod store;
+pub mod uploads;
 
 /// Start time of the manual clocks the suites use (2023-11-14T22:13:20Z).
 pub const START: crate::Timestamp = crate::Timestamp::from_millis(1_700_000_000_000);
@@ -205,6 +206,55 @@ pub struct BusFixture {
     pub other: crate::bus::DynEventBus,
 }
 
+/// One instance of upload sessions under test.
+pub struct UploadsInstance {
+    pub uploads: crate::uploads::DynUploadSessions,
+    /// The most bytes the instance buffered since the last reset (for the
+    /// memory bound), and the reset.
+    pub peak_buffered: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub reset_peak_buffered: Box<dyn Fn() + Send + Sync>,
+}
+
+impl UploadsInstance {
+    pub fn peak(&self) -> u64 {
+        (self.peak_buffered)()
+    }
+
+    pub fn reset_peak(&self) {
+        (self.reset_peak_buffered)()
+    }
+}
+
+/// Makes upload session instances on one state namespace and store.
+pub type UploadsMaker = Box<
+    dyn Fn(Arc<dyn Clock>) -> Pin<Box<dyn Future<Output = UploadsInstance> + Send>> + Send + Sync,
+>;
+
+/// Upload sessions under test: every call of `make` opens another instance
+/// on the same state and store (as another process would).
+pub struct UploadsFixture {
+    pub make: UploadsMaker,
+    /// The store the objects land in.
+    pub store: crate::store::DynObjectStore,
+    /// Where the test's objects go (a random prefix on a shared store).
+    pub prefix: Option<ObjectKey>,
+    /// The staging prefix the instances were given.
+    pub staging: ObjectKey,
+    /// The part size the instances were given.
+    pub part_size: usize,
+    pub guard: Option<Box<dyn Any + Send>>,
+}
+
+impl UploadsFixture {
+    /// `rel` under the fixture's prefix.
+    pub fn key(&self, rel: &str) -> ObjectKey {
+        match &self.prefix {
+            Some(p) => p.join(rel).unwrap(),
+            None => ObjectKey::parse(rel).unwrap(),
+        }
+    }
+}
+
 /// Expands to one `#[tokio::test]` per case of a suite.
 #[doc(hidden)]
 #[macro_export]
@@ -353,6 +403,33 @@ macro_rules! catalog_suite {
                 unknown_videos_are_not_found,
                 duplicate_ids_and_bad_titles_are_rejected,
                 survives_a_restart,
+            ]
+        );
+    };
+}
+
+/// The upload sessions suite: `uploads_suite!(|| async { Some(UploadsFixture) })`.
+#[macro_export]
+macro_rules! uploads_suite {
+    ($make:expr) => {
+        $crate::__conformance_cases!(
+            uploads,
+            $make,
+            [
+                round_trip_at_every_chunk_size,
+                wrong_offsets_are_conflicts,
+                bytes_past_the_total_are_invalid,
+                deferred_length,
+                finish_needs_every_byte_and_is_idempotent,
+                aborted_uploads_are_gone,
+                expiry_removes_state_and_bytes,
+                instances_continue_each_other,
+                concurrent_appends_have_one_winner,
+                stale_writers_are_fenced,
+                failed_bodies_keep_what_arrived,
+                cancelled_appends_free_the_upload,
+                memory_stays_bounded,
+                bad_input_is_rejected,
             ]
         );
     };
