@@ -20,7 +20,7 @@ use videosync::core::conformance::unique_name;
 use videosync::core::sql::Database;
 use videosync::core::store::{ByteStream, DynObjectStore, PutPayload};
 use videosync::core::uploads::{NewUpload, StoreUploads, UploadOptions};
-use videosync::core::{Clock, ObjectKey, SystemClock, UploadSessions};
+use videosync::core::{Clock, ObjectKey, ObjectStoreExt, SystemClock, UploadSessions};
 
 use super::{mib_s, Watch};
 

@@ -337,12 +337,12 @@ impl StoreUploads {
                 "the row has no result",
             )
         })?;
-        Ok(ObjectMeta {
-            key: row.info.key.clone(),
-            size: stored.size,
-            last_modified: Timestamp::from_millis(stored.last_modified),
-            etag: stored.etag.clone(),
-        })
+        Ok(ObjectMeta::new(
+            row.info.key.clone(),
+            stored.size,
+            Timestamp::from_millis(stored.last_modified),
+            stored.etag.clone(),
+        ))
     }
 
     /// Takes the row for `op`: one guarded `UPDATE` that checks state,
