@@ -37,6 +37,7 @@ use crate::{Clock, ObjectKey};
 
 pub mod bus;
 pub mod catalog;
+pub mod eventlog;
 pub mod queue;
 pub mod store;
 
