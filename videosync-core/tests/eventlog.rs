@@ -105,8 +105,8 @@ mod redis {
 
     impl Drop for DropKeys {
         fn drop(&mut self) {
-            let Ok(mut conn) = ::redis::Client::open(self.url.as_str())
-                .and_then(|c| c.get_connection())
+            let Ok(mut conn) =
+                ::redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
             else {
                 return;
             };

@@ -160,11 +160,26 @@ pub async fn read_after_a_position(fx: EventLogFixture) {
     let read = log.read(&t, Some(&at(3, &epoch)), 4).await.unwrap();
     assert_eq!(read.recovery, Recovery::Recovered);
     assert_eq!(seqs(&read.entries), [4, 5, 6, 7], "limit respected");
-    assert_eq!(read.position, at(10, &epoch), "the head, not the last entry read");
-    let read = log.read(&t, Some(&at(7, &epoch)), usize::MAX).await.unwrap();
-    assert_eq!(seqs(&read.entries), [8, 9, 10], "a huge limit is clamped, not refused");
+    assert_eq!(
+        read.position,
+        at(10, &epoch),
+        "the head, not the last entry read"
+    );
+    let read = log
+        .read(&t, Some(&at(7, &epoch)), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs(&read.entries),
+        [8, 9, 10],
+        "a huge limit is clamped, not refused"
+    );
     let read = log.read(&t, Some(&at(10, &epoch)), 10).await.unwrap();
-    assert_eq!(read.recovery, Recovery::Recovered, "at the head: nothing missed");
+    assert_eq!(
+        read.recovery,
+        Recovery::Recovered,
+        "at the head: nothing missed"
+    );
     assert!(read.entries.is_empty());
 }
 
@@ -255,7 +270,12 @@ pub async fn concurrent_appends_across_handles_have_one_order(fx: EventLogFixtur
         let read = log.read(&t, None, 1000).await.unwrap();
         assert_eq!(read.entries.len(), 100, "read on {log}");
         for e in &read.entries {
-            assert_eq!(Some(&e.payload), by_seq.get(&e.seq), "seq {} on {log}", e.seq);
+            assert_eq!(
+                Some(&e.payload),
+                by_seq.get(&e.seq),
+                "seq {} on {log}",
+                e.seq
+            );
         }
     }
     for want in 1..=100 {
@@ -277,7 +297,11 @@ pub async fn retention_by_count(fx: EventLogFixture) {
     let epoch = log.position(&t).await.unwrap().epoch;
     let old = log.read(&t, Some(&at(2, &epoch)), 100).await.unwrap();
     assert_eq!(old.recovery, Recovery::Lost, "3..7 were trimmed");
-    assert_eq!(seqs(&old.entries), [8, 9, 10, 11, 12], "from the oldest retained");
+    assert_eq!(
+        seqs(&old.entries),
+        [8, 9, 10, 11, 12],
+        "from the oldest retained"
+    );
     assert_eq!(old.position, at(12, &epoch));
     let edge = log.read(&t, Some(&at(6, &epoch)), 100).await.unwrap();
     assert_eq!(edge.recovery, Recovery::Lost, "7 was trimmed");
@@ -329,7 +353,11 @@ pub async fn retention_by_age(fx: EventLogFixture) {
     assert!(gone.entries.is_empty());
     assert_eq!(gone.position, at(6, &epoch));
     let current = log.read(&t, Some(&at(6, &epoch)), 100).await.unwrap();
-    assert_eq!(current.recovery, Recovery::Recovered, "at the head: nothing missed");
+    assert_eq!(
+        current.recovery,
+        Recovery::Recovered,
+        "at the head: nothing missed"
+    );
     assert_eq!(log.append(&t, payload(7)).await.unwrap().seq, 7);
 }
 
@@ -403,7 +431,10 @@ pub async fn epoch_changes_after_history_loss(fx: EventLogFixture) {
     (fx.lose_history)(t.clone()).await;
     let read = log.read(&t, Some(&before), 100).await.unwrap();
     assert_eq!(read.recovery, Recovery::Lost);
-    assert_ne!(read.position.epoch, before.epoch, "a new history, a new epoch");
+    assert_ne!(
+        read.position.epoch, before.epoch,
+        "a new history, a new epoch"
+    );
     assert_eq!(read.position.seq, 0);
     assert!(read.entries.is_empty(), "nothing of the old history shows");
     let appended = log.append(&t, Bytes::from("after")).await.unwrap();
@@ -418,9 +449,15 @@ pub async fn epoch_changes_after_history_loss(fx: EventLogFixture) {
         other => panic!("expected Lost, got {other:?}"),
     }
     assert_eq!((entry.seq, &entry.payload[..]), (1, &b"after"[..]));
+    append_n(&log, &t, 2..=5).await;
     let read = log.read(&t, Some(&before), 100).await.unwrap();
-    assert_eq!(read.recovery, Recovery::Lost, "seq 3 of the old epoch is not seq 3 of the new");
-    assert_eq!(seqs(&read.entries), [1]);
+    assert_eq!(
+        read.recovery,
+        Recovery::Lost,
+        "seq 3 of the old epoch is not seq 3 of the new"
+    );
+    assert_eq!(seqs(&read.entries), [1, 2, 3, 4, 5]);
+    assert_eq!(read.entries[0].payload, "after");
 }
 
 pub async fn entry_times_never_go_back(fx: EventLogFixture) {
@@ -431,7 +468,10 @@ pub async fn entry_times_never_go_back(fx: EventLogFixture) {
     let first = log.append(&t, payload(1)).await.unwrap();
     clock.rewind(Duration::from_secs(5));
     let second = log.append(&t, payload(2)).await.unwrap();
-    assert_eq!(second.at, first.at, "a clock stepped back does not reorder times");
+    assert_eq!(
+        second.at, first.at,
+        "a clock stepped back does not reorder times"
+    );
     clock.advance(Duration::from_secs(10));
     let third = log.append(&t, payload(3)).await.unwrap();
     assert_eq!(third.at, clock.now());
@@ -449,7 +489,10 @@ pub async fn bad_input_is_rejected(fx: EventLogFixture) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    assert!(err.to_string().contains(t.as_str()), "names the topic: {err}");
+    assert!(
+        err.to_string().contains(t.as_str()),
+        "names the topic: {err}"
+    );
     assert_eq!(
         log.position(&t).await.unwrap().seq,
         0,

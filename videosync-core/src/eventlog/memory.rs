@@ -23,8 +23,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::{
-    check_limit, check_payload, Appended, Epoch, EventLog, Follow, LogEntry, LogOptions,
-    LogStream, ReadResult, Recovery, StreamPosition, MEMORY_DEFAULT_MAX_LEN,
+    check_limit, check_payload, Appended, Epoch, EventLog, Follow, LogEntry, LogOptions, LogStream,
+    ReadResult, Recovery, StreamPosition, MEMORY_DEFAULT_MAX_LEN,
 };
 use crate::bus::Topic;
 use crate::{Clock, Result, Timestamp};
@@ -90,7 +90,14 @@ impl TopicLog {
             return None;
         }
         let skip = usize::try_from(seq + 1 - first).unwrap_or(usize::MAX);
-        Some(self.entries.iter().skip(skip).take(limit).cloned().collect())
+        Some(
+            self.entries
+                .iter()
+                .skip(skip)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
     }
 }
 

@@ -56,8 +56,7 @@ use crate::{Clock, Error, Result, Timestamp};
 /// epoch again.
 pub const TAIL_BLOCK: Duration = Duration::from_secs(2);
 
-static SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("redis/eventlog.lua")));
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/eventlog.lua")));
 
 /// An event log on a Redis server (Redis 7 or later: the script declares
 /// its flags with `#!lua`).
@@ -121,7 +120,12 @@ impl RedisLog {
         )
     }
 
-    async fn run(&self, topic: &Topic, args: &[&[u8]], what: &(dyn Fn() -> String + Sync)) -> Result<Value> {
+    async fn run(
+        &self,
+        topic: &Topic,
+        args: &[&[u8]],
+        what: &(dyn Fn() -> String + Sync),
+    ) -> Result<Value> {
         let (stream, meta) = self.keys(topic);
         let now = self.clock.now();
         let cutoff = self
@@ -159,12 +163,7 @@ impl RedisLog {
         let reply = self
             .run(
                 topic,
-                &[
-                    b"read",
-                    seq.as_bytes(),
-                    epoch.as_bytes(),
-                    limit.as_bytes(),
-                ],
+                &[b"read", seq.as_bytes(), epoch.as_bytes(), limit.as_bytes()],
                 &what,
             )
             .await?;
@@ -219,7 +218,11 @@ fn parse_entry(v: &Value) -> Option<LogEntry> {
     let [Value::BulkString(id), Value::Array(fields)] = pair.as_slice() else {
         return None;
     };
-    let seq = std::str::from_utf8(id).ok()?.strip_suffix("-0")?.parse().ok()?;
+    let seq = std::str::from_utf8(id)
+        .ok()?
+        .strip_suffix("-0")?
+        .parse()
+        .ok()?;
     let mut at = None;
     let mut payload = None;
     for field in fields.chunks(2) {

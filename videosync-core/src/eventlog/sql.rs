@@ -183,14 +183,13 @@ impl SqlLog {
                 .await
                 .map_err(|e| convert(&what(), e))?;
         }
-        let row = sqlx::query(
-            "SELECT epoch, head FROM vs_eventlog_heads WHERE log = $1 AND topic = $2",
-        )
-        .bind(&*self.name)
-        .bind(topic.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| convert(&what(), e))?;
+        let row =
+            sqlx::query("SELECT epoch, head FROM vs_eventlog_heads WHERE log = $1 AND topic = $2")
+                .bind(&*self.name)
+                .bind(topic.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| convert(&what(), e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -307,8 +306,8 @@ impl EventLog for SqlLog {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| convert(&what(), e))?;
-        let epoch = Epoch::parse(&col::<String>(&row, "epoch")?)
-            .map_err(|e| Error::backend(what(), e))?;
+        let epoch =
+            Epoch::parse(&col::<String>(&row, "epoch")?).map_err(|e| Error::backend(what(), e))?;
         let seq = seq_of(col(&row, "head")?, &what)?;
         let at = Timestamp::from_millis(col(&row, "last_at")?);
         if epoch == new_epoch {
