@@ -16,6 +16,9 @@
 //!
 //!   The ratio is the cost of at-least-once delivery.
 //!
+//! - Event log append throughput and append -> tail latency on every backend
+//!   against raw Redis `XADD`/`XREAD BLOCK` (see `core/eventlog.rs`).
+//!
 //! Run with `make bench` (starts the services), or
 //! `cargo bench --all-features --bench core` with the service URLs in the
 //! environment (a backend whose URL is unset is skipped, unless
@@ -38,6 +41,9 @@ use videosync::core::conformance::{postgres_namespace, service_url, unique_name}
 use videosync::core::queue::{queue_from_url, DynJobQueue, ReserveOptions};
 use videosync::core::store::{store_from_url, DynObjectStore, PresignMethod};
 use videosync::core::{Clock, NewJob, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock};
+
+#[path = "core/eventlog.rs"]
+mod eventlog;
 
 /// A stopwatch on the project's clock (production code never reads the OS
 /// clock directly; benches follow the same rule).
@@ -118,6 +124,8 @@ struct Report {
     machine: Machine,
     store: Vec<StoreResult>,
     queue: Vec<QueueResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eventlog: Option<eventlog::EventLogReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -412,6 +420,9 @@ fn markdown(r: &Report) -> String {
          files (no temp file, fsync or rename), raw HTTP on presigned URLs, a naive SQL table queue, \
          Redis LPUSH/RPOP; none of them survives a crash the way the measured backend does.\n",
     );
+    if let Some(e) = &r.eventlog {
+        md.push_str(&eventlog::markdown(e));
+    }
     md
 }
 
@@ -446,7 +457,15 @@ async fn main() {
         },
         store: Vec::new(),
         queue: Vec::new(),
+        eventlog: None,
     };
+    // `VIDEOSYNC_BENCH_ONLY=eventlog` runs that section alone, into the
+    // existing report.
+    if std::env::var("VIDEOSYNC_BENCH_ONLY").is_ok_and(|s| s == "eventlog") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+        eventlog::run_only(&clock, &dir).await;
+        return;
+    }
 
     let fs_store = store_from_url(&format!(
         "file://{}",
@@ -535,6 +554,8 @@ async fn main() {
             cycle_ratio: run.cycle_per_s / bcycle,
         });
     }
+
+    report.eventlog = Some(eventlog::run(&clock).await);
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     std::fs::create_dir_all(&dir).unwrap();
