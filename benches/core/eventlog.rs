@@ -344,17 +344,23 @@ pub(crate) fn markdown(r: &EventLogReport) -> String {
 pub(crate) async fn run_only(clock: &SystemClock, dir: &std::path::Path) {
     let report = run(clock).await;
     std::fs::create_dir_all(dir).unwrap();
+    // The section goes last, where a full run puts it, and the rest of the
+    // file keeps its order (a `serde_json::Value` would sort the keys).
     let json_path = dir.join("core.json");
-    let mut json: serde_json::Value = std::fs::read_to_string(&json_path)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_else(|| serde_json::json!({ "bench": "core" }));
-    json["eventlog"] = serde_json::to_value(&report).unwrap();
-    std::fs::write(
-        &json_path,
-        serde_json::to_string_pretty(&json).unwrap() + "\n",
-    )
-    .unwrap();
+    let old = std::fs::read_to_string(&json_path).unwrap_or_default();
+    let head = match old.find(",\n  \"eventlog\": ") {
+        Some(at) => old[..at].to_owned(),
+        None => old.trim_end().strip_suffix('}').map_or_else(
+            || "{\n  \"bench\": \"core\"".to_owned(),
+            |s| s.trim_end().to_owned(),
+        ),
+    };
+    let body = serde_json::to_string_pretty(&report)
+        .unwrap()
+        .replace('\n', "\n  ");
+    let json = format!("{head},\n  \"eventlog\": {body}\n}}\n");
+    serde_json::from_str::<serde_json::Value>(&json).expect("the merged report is JSON");
+    std::fs::write(&json_path, json).unwrap();
     let md_path = dir.join("core.md");
     let old = std::fs::read_to_string(&md_path).unwrap_or_else(|_| "# Core benchmark\n".into());
     let section = markdown(&report);
