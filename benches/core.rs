@@ -16,6 +16,9 @@
 //!
 //!   The ratio is the cost of at-least-once delivery.
 //!
+//! - Event log append throughput and append -> tail latency on every backend
+//!   against raw Redis `XADD`/`XREAD BLOCK` (see `core/eventlog.rs`).
+//!
 //! Run with `make bench` (starts the services), or
 //! `cargo bench --all-features --bench core` with the service URLs in the
 //! environment (a backend whose URL is unset is skipped, unless
@@ -42,6 +45,8 @@ use videosync::core::{Clock, NewJob, ObjectKey, ObjectStoreExt, RetryPolicy, Sys
 
 #[path = "core/uploads.rs"]
 mod uploads;
+#[path = "core/eventlog.rs"]
+mod eventlog;
 
 /// A stopwatch on the project's clock (production code never reads the OS
 /// clock directly; benches follow the same rule).
@@ -123,6 +128,8 @@ struct Report {
     store: Vec<StoreResult>,
     queue: Vec<QueueResult>,
     uploads: Vec<uploads::UploadResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eventlog: Option<eventlog::EventLogReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -427,6 +434,9 @@ fn markdown(r: &Report) -> String {
          Redis LPUSH/RPOP; none of them survives a crash the way the measured backend does.\n",
     );
     md.push_str(&uploads::markdown(&r.uploads));
+    if let Some(e) = &r.eventlog {
+        md.push_str(&eventlog::markdown(e));
+    }
     md
 }
 
@@ -461,8 +471,16 @@ async fn main() {
         },
         store: Vec::new(),
         queue: Vec::new(),
-        uploads: Vec::new(),
+uploads: Vec::new(),
+        eventlog: None,
     };
+    // `VIDEOSYNC_BENCH_ONLY=eventlog` runs that section alone, into the
+    // existing report.
+    if std::env::var("VIDEOSYNC_BENCH_ONLY").is_ok_and(|s| s == "eventlog") {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+        eventlog::run_only(&clock, &dir).await;
+        return;
+    }
     // `VIDEOSYNC_BENCH_ONLY=uploads` runs only that section and writes
     // `core-uploads.{json,md}`, leaving the full report alone.
     let only = std::env::var("VIDEOSYNC_BENCH_ONLY").ok();
@@ -585,6 +603,8 @@ async fn main() {
             cycle_ratio: run.cycle_per_s / bcycle,
         });
     }
+
+    report.eventlog = Some(eventlog::run(&clock).await);
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     std::fs::create_dir_all(&dir).unwrap();

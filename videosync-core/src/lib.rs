@@ -6,6 +6,7 @@
 //! | [`ObjectStore`] | where bytes live | filesystem (default), memory, S3 (`s3`) |
 //! | [`JobQueue`] | how work is handed out | SQLite (default), Postgres (`postgres`), Redis (`redis`) |
 //! | [`EventBus`] | how events reach other processes | in-process (default), Redis (`redis`) |
+//! | [`EventLog`] | ordered, replayable events per topic | in-process, SQLite (default), Postgres (`postgres`), Redis Streams (`redis`) |
 //! | [`Clock`] | what time it is | [`SystemClock`], [`ManualClock`] |
 //! | [`Catalog`] | what videos exist and their state | SQLite (default), Postgres (`postgres`) |
 //! | [`UploadSessions`] | resumable uploads (tus) | state in SQL, bytes in any [`ObjectStore`] |
@@ -42,6 +43,7 @@ pub mod clock;
 pub mod conformance;
 pub mod db;
 mod error;
+pub mod eventlog;
 mod ids;
 pub mod page;
 pub mod queue;
@@ -54,6 +56,7 @@ pub use bus::{EventBus, EventBusExt, Topic};
 pub use catalog::{Catalog, NewVideo, Rendition, SourceMeta, Video, VideoStatus};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use eventlog::{EventLog, EventLogExt, LogOptions, Recovery, StreamPosition};
 pub use ids::{ChannelId, JobId, SessionId, UserId, VideoId};
 pub use queue::{JobQueue, JobQueueExt, NewJob, RetryPolicy};
 pub use store::{KeyError, ObjectKey, ObjectStore, ObjectStoreExt};

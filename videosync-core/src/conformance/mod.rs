@@ -39,6 +39,7 @@ pub mod bus;
 pub mod catalog;
 #[cfg(feature = "sql")]
 pub mod db;
+pub mod eventlog;
 pub mod queue;
 pub mod store;
 pub mod uploads;
