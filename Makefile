@@ -54,8 +54,8 @@ test: ## deps + services, then fmt check, clippy, docs and all tests (stops at t
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 	echo "== cargo test --workspace --all-features"
 	cargo test --workspace --all-features
-	echo "== node --test videosync-sync/js/ (the JavaScript sync client against the shared vectors)"
-	node --test videosync-sync/js/
+	echo "== node --test videosync-sync/js/vectors.test.mjs (the JavaScript sync client against the shared vectors)"
+	node --test videosync-sync/js/vectors.test.mjs
 	echo "== examples (embedded backends)"
 	cargo run --quiet --all-features --example job_writes_object
 	scratch="$$(mktemp -d)"; trap 'rm -rf "$$scratch"' EXIT

@@ -99,9 +99,13 @@ pg_sql() {
 }
 
 # The test URL carries no password. Debian's default pg_hba.conf asks for one over TCP, so
-# on a cluster we manage, allow the postgres user into the test database from loopback.
+# on a cluster this script set up (it installed the server or created the cluster), allow the
+# postgres user into the test database from loopback. A cluster it found running is never
+# edited: the error says what to allow by hand.
 pg_allow_test_login() {
     psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d "$PG_DB" -Atqc 'select 1' >/dev/null 2>&1 && return 0
+    [[ -f "$RUN_DIR/postgres.managed" ]] ||
+        die "postgres://postgres@$PG_HOST:$PG_PORT/$PG_DB refuses a password-less login, and this PostgreSQL was not set up by this script, so its pg_hba.conf is left alone; add 'host $PG_DB postgres 127.0.0.1/32 trust' (and ::1/128) to it and reload, or stop that server so the script can run its own"
     local hba
     hba="$(pg_sql 'show hba_file')" || die "cannot ask PostgreSQL for its hba_file"
     [[ -f "$hba" ]] || die "postgres://postgres@$PG_HOST:$PG_PORT/$PG_DB refuses a password-less login and $hba is not a local file; allow it (trust) by hand"
@@ -120,6 +124,8 @@ start_postgres() {
         ensure_pkgs postgresql-client
     fi
     if ! pg_up; then
+        dpkg -s postgresql 2>/dev/null | grep -q '^Status: install ok installed' ||
+            touch "$RUN_DIR/postgres.managed"
         ensure_pkgs postgresql postgresql-client
         local ver
         # shellcheck disable=SC2012 # version directories are plain numbers
@@ -128,6 +134,7 @@ start_postgres() {
         if [[ ! -d "/etc/postgresql/$ver/$PG_CLUSTER" ]]; then
             log "services: creating PostgreSQL $ver cluster '$PG_CLUSTER' on port $PG_PORT"
             as_root pg_createcluster --port "$PG_PORT" "$ver" "$PG_CLUSTER" >/dev/null
+            touch "$RUN_DIR/postgres.managed"
         fi
         # The package's install script may have started the cluster already.
         if ! pg_up; then
@@ -200,11 +207,15 @@ build_garage() {
     command -v cargo >/dev/null 2>&1 || die "cargo is needed to build Garage; run scripts/deps.sh first"
     log "services: building Garage $GARAGE_VERSION into $VIDEOSYNC_CACHE/garage (once; 15-30 minutes on 2 cores)"
     log "services: build log: $LOG_DIR/garage-build.log"
-    if ! cargo install garage --version "$GARAGE_VERSION" --locked --root "$VIDEOSYNC_CACHE/garage" \
+    # A target directory of its own: an exported CARGO_TARGET_DIR (the Makefile sets the
+    # project's) would fill the project's build cache with gigabytes of Garage.
+    if ! env -u CARGO_TARGET_DIR cargo install garage --version "$GARAGE_VERSION" --locked \
+        --root "$VIDEOSYNC_CACHE/garage" --target-dir "$VIDEOSYNC_CACHE/garage-build" \
         >"$LOG_DIR/garage-build.log" 2>&1; then
         tail -n 20 "$LOG_DIR/garage-build.log" >&2
         die "building Garage failed; full log in $LOG_DIR/garage-build.log"
     fi
+    rm -rf "$VIDEOSYNC_CACHE/garage-build"
 }
 
 # Write the single-node config. The rpc secret and admin token are generated once and kept.
