@@ -18,6 +18,8 @@ use serde::Serialize;
 use videosync_core::bus::{bus_from_url, DynEventBus};
 use videosync_core::catalog::sql::SqlCatalog;
 use videosync_core::catalog::{catalog_from_url, DynCatalog, VideoFilter};
+use videosync_core::eventlog::sql::SqlLog;
+use videosync_core::eventlog::{eventlog_from_url, DynEventLog, LogOptions};
 use videosync_core::queue::sql::SqlQueue;
 use videosync_core::queue::{queue_from_url, DynJobQueue};
 use videosync_core::sql::Database;
@@ -26,6 +28,9 @@ use videosync_core::{Clock, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock}
 
 /// Name of the queue transcode jobs go on.
 pub const TRANSCODE_QUEUE: &str = "transcode";
+
+/// Name of the server's event log (its topics: `transcode.<video>`, ...).
+pub const EVENT_LOG: &str = "events";
 
 /// Where each backend lives, as URLs. [`BackendUrls::embedded`] gives the
 /// single-box defaults under a data directory.
@@ -39,6 +44,10 @@ pub struct BackendUrls {
     pub bus: String,
     /// Catalog database (`sqlite://`, `postgres://`).
     pub catalog: String,
+    /// Event log (`memory://`, `sqlite://`, `postgres://`, `redis://`):
+    /// ordered events other processes read (transcode progress, later rooms
+    /// and chat).
+    pub log: String,
 }
 
 impl BackendUrls {
@@ -50,7 +59,8 @@ impl BackendUrls {
             store: format!("file://{}", data_dir.join("store").display()),
             queue: db.clone(),
             bus: "memory://".to_owned(),
-            catalog: db,
+            catalog: db.clone(),
+            log: db,
         }
     }
 }
@@ -66,6 +76,8 @@ pub struct Backends {
     pub bus: DynEventBus,
     /// The catalog.
     pub catalog: DynCatalog,
+    /// The event log.
+    pub log: DynEventLog,
     /// The clock everything reads.
     pub clock: Arc<dyn Clock>,
 }
@@ -78,20 +90,34 @@ impl Backends {
     /// The first backend that fails to open, saying which.
     pub async fn open(urls: &BackendUrls) -> videosync_core::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-        let (queue, catalog): (DynJobQueue, DynCatalog) =
-            if urls.queue == urls.catalog && Database::handles(&urls.queue) {
+        let shared_db = (urls.queue == urls.catalog && Database::handles(&urls.queue))
+            .then(|| urls.queue.clone());
+        let (queue, catalog, log): (DynJobQueue, DynCatalog, Option<DynEventLog>) =
+            if let Some(url) = shared_db {
                 // One database for both (the embedded default): one pool and
                 // one migration run, not two pools contending for one file.
-                let db = Database::connect(&urls.queue).await?;
+                let db = Database::connect(&url).await?;
                 let queue = SqlQueue::new(
                     db.clone(),
                     TRANSCODE_QUEUE,
                     clock.clone(),
                     RetryPolicy::default(),
                 )?;
+                // The log shares the pool when it lives in the same database.
+                let log: Option<DynEventLog> = if urls.log == url {
+                    Some(Arc::new(SqlLog::new(
+                        db.clone(),
+                        EVENT_LOG,
+                        clock.clone(),
+                        LogOptions::default(),
+                    )?))
+                } else {
+                    None
+                };
                 (
                     Arc::new(queue),
                     Arc::new(SqlCatalog::new(db, clock.clone())),
+                    log,
                 )
             } else {
                 (
@@ -103,13 +129,22 @@ impl Backends {
                     )
                     .await?,
                     catalog_from_url(&urls.catalog, clock.clone()).await?,
+                    None,
                 )
             };
+        let log = match log {
+            Some(log) => log,
+            None => {
+                eventlog_from_url(&urls.log, EVENT_LOG, clock.clone(), LogOptions::default())
+                    .await?
+            }
+        };
         Ok(Backends {
             store: store_from_url(&urls.store).await?,
             queue,
             bus: bus_from_url(&urls.bus).await?,
             catalog,
+            log,
             clock,
         })
     }

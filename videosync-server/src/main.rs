@@ -137,6 +137,9 @@ struct BackendArgs {
     /// Catalog database URL (default: SQLite under the data directory).
     #[arg(long, env = "VIDEOSYNC_CATALOG_URL")]
     catalog_url: Option<String>,
+    /// Event log URL (default: the catalog's database).
+    #[arg(long, env = "VIDEOSYNC_LOG_URL")]
+    log_url: Option<String>,
 }
 
 #[tokio::main]
@@ -160,6 +163,10 @@ async fn open_backends(args: BackendArgs) -> anyhow::Result<Backends> {
         store: args.store_url.unwrap_or(embedded.store),
         queue: args.queue_url.unwrap_or(embedded.queue),
         bus: args.bus_url.unwrap_or(embedded.bus),
+        log: args
+            .log_url
+            .or_else(|| args.catalog_url.clone())
+            .unwrap_or(embedded.log),
         catalog: args.catalog_url.unwrap_or(embedded.catalog),
     };
     let backends = Backends::open(&urls)
@@ -170,6 +177,7 @@ async fn open_backends(args: BackendArgs) -> anyhow::Result<Backends> {
         queue = %backends.queue,
         bus = %backends.bus,
         catalog = %backends.catalog,
+        log = %backends.log,
         "backends open"
     );
     Ok(backends)
@@ -188,6 +196,7 @@ fn transcode_worker(
         queue: backends.queue.clone(),
         catalog: backends.catalog.clone(),
         bus: backends.bus.clone(),
+        log: Some(backends.log.clone()),
         config: WorkerConfig {
             lease: std::time::Duration::from_secs(lease_seconds.max(3)),
             scratch_dir: scratch_dir.unwrap_or_else(std::env::temp_dir),

@@ -130,15 +130,16 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
         // The first worker dies at a random point: before it reserves, while
         // it decodes, encodes or writes segments, or around publishing.
         let mut first = spawn_worker(&data);
-        let kill_after = Duration::from_millis(rng.random_range(50..2000));
+        let kill_after = Duration::from_millis(rng.random_range(50..1500));
         tokio::time::sleep(kill_after).await;
         first.kill().unwrap(); // SIGKILL
         first.wait().unwrap();
         let at_kill = backends.catalog.get_video(video).await.unwrap();
+        eprintln!("run {run}: killed after {kill_after:?}, video {}", at_kill.status);
 
         // A fresh worker finishes the job (after the dead lease runs out).
         let mut second = spawn_worker(&data);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        let mut waited = 0;
         let done = loop {
             let v = backends.catalog.get_video(video).await.unwrap();
             let c = backends.queue.counts().await.unwrap();
@@ -150,8 +151,9 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
             {
                 break v;
             }
+            waited += 1;
             assert!(
-                tokio::time::Instant::now() < deadline,
+                waited < 900,
                 "run {run} (seed {seed}, kill after {kill_after:?}): still {} after 90 s",
                 v.status
             );
@@ -193,7 +195,7 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
         assert!(stray.is_empty(), "{ctx}: files of dead attempts remain: {stray:?}");
     }
     eprintln!("{took_over} of {RUNS} kills landed mid-transcode");
-    // The clip takes about two seconds to transcode here; a test whose kills
+    // The clip takes about 1.3 s to transcode here; a test whose kills
     // all missed the transcode would prove nothing.
     assert!(took_over >= 3, "only {took_over} of {RUNS} kills landed mid-transcode (seed {seed})");
 }

@@ -42,6 +42,7 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use videosync_core::bus::DynEventBus;
+use videosync_core::eventlog::{DynEventLog, EventLogExt};
 use videosync_core::catalog::{DynCatalog, StatusChange};
 use videosync_core::queue::{DynJobQueue, Failed, Lease, ReserveOptions};
 use videosync_core::store::DynObjectStore;
@@ -161,8 +162,12 @@ pub struct Worker {
     pub queue: DynJobQueue,
     /// Video rows.
     pub catalog: DynCatalog,
-    /// Progress events.
+    /// Progress ticks, fire and forget.
     pub bus: DynEventBus,
+    /// Progress kept in order for readers in other processes (the server
+    /// beside a separate `videosync worker`): stage changes, the final
+    /// event, and at most one tick a second.
+    pub log: Option<DynEventLog>,
     /// Tuning.
     pub config: WorkerConfig,
 }
@@ -789,10 +794,17 @@ impl Worker {
     fn progress_fn(&self, video: VideoId, part: Option<usize>) -> ProgressFn {
         let (tx, mut rx) = tokio::sync::watch::channel::<Option<Progress>>(None);
         let bus = self.bus.clone();
+        let log = self.log.clone();
         tokio::spawn(async move {
+            // What went to the log last: its stage and elapsed time.
+            let mut logged: Option<(Stage, u64)> = None;
             while rx.changed().await.is_ok() {
                 let latest = rx.borrow_and_update().clone();
                 if let (Some(p), Ok(topic)) = (latest, progress_topic(video)) {
+                    let due = logged.is_none_or(|(stage, at)| {
+                        stage != p.stage || p.elapsed_ms.saturating_sub(at) >= 1000
+                    });
+                    let (stage, elapsed) = (p.stage, p.elapsed_ms);
                     let event = ProgressEvent {
                         video,
                         part,
@@ -801,6 +813,11 @@ impl Worker {
                         error: None,
                     };
                     let _ = bus.publish_json(&topic, &event).await;
+                    if let (true, Some(log)) = (due, &log) {
+                        if log.append_json(&topic, &event).await.is_ok() {
+                            logged = Some((stage, elapsed));
+                        }
+                    }
                 }
             }
         });
@@ -820,6 +837,11 @@ impl Worker {
                 error,
             };
             let _ = self.bus.publish_json(&topic, &event).await;
+            if let Some(log) = &self.log {
+                if let Err(e) = log.append_json(&topic, &event).await {
+                    tracing::warn!(%video, "recording the final progress event: {e}");
+                }
+            }
         }
     }
 

@@ -47,6 +47,7 @@ async fn worker_on_s3_postgres_and_redis() {
         .unwrap(),
         catalog: catalog_from_url(&db, clock).await.unwrap(),
         bus: bus_from_url(&redis).await.unwrap(),
+        log: None,
         config: WorkerConfig {
             lease: Duration::from_secs(6),
             ..WorkerConfig::default()

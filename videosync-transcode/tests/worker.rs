@@ -46,6 +46,7 @@ async fn rig() -> Rig {
             .unwrap(),
         catalog: catalog_from_url(&url, clock.clone()).await.unwrap(),
         bus: Arc::new(MemoryBus::new()),
+        log: None,
         config: WorkerConfig {
             lease: Duration::from_secs(3),
             idle_poll: Duration::from_millis(20),
