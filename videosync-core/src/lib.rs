@@ -41,6 +41,7 @@ pub mod clock;
 pub mod conformance;
 mod error;
 mod ids;
+pub mod page;
 pub mod queue;
 #[cfg(feature = "sql")]
 pub mod sql;
@@ -51,6 +52,7 @@ pub use catalog::{Catalog, NewVideo, Rendition, SourceMeta, Video, VideoStatus};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use ids::{ChannelId, JobId, UserId, VideoId};
+pub use page::{Cursor, Page};
 pub use queue::{JobQueue, JobQueueExt, NewJob, RetryPolicy};
 pub use store::{KeyError, ObjectKey, ObjectStore, ObjectStoreExt};
 

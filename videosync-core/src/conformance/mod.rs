@@ -133,12 +133,13 @@ impl StoreFixture {
     }
 }
 
-/// Makes queue instances that share one namespace.
+/// Makes queue instances that share one namespace; opening fails as the
+/// backend's open does (a refused clock check, say).
 pub type QueueMaker = Box<
     dyn Fn(
             Arc<dyn Clock>,
-            crate::RetryPolicy,
-        ) -> Pin<Box<dyn Future<Output = crate::queue::DynJobQueue> + Send>>
+            crate::queue::QueueOptions,
+        ) -> Pin<Box<dyn Future<Output = crate::Result<crate::queue::DynJobQueue>> + Send>>
         + Send
         + Sync,
 >;
@@ -237,6 +238,15 @@ macro_rules! queue_suite {
                 concurrent_workers_never_share_a_job,
                 bad_input_is_rejected,
                 wall_clock_stepping_back_keeps_leases,
+                acks_are_idempotent_within_retention,
+                ack_after_the_lease_was_lost_is_a_conflict,
+                requeue_refuses_while_another_job_holds_the_key,
+                final_attempt_heartbeat_and_ack,
+                a_retry_is_ranked_by_its_new_time,
+                dead_letters_page_in_death_order,
+                cancel_waiting_running_and_dead_jobs,
+                reserve_by_kinds,
+                clock_skew_is_checked_at_open,
             ]
         );
     };
