@@ -51,9 +51,14 @@ mod redis {
 #[tokio::test]
 async fn unknown_schemes_are_invalid_input() {
     let clock = Arc::new(videosync_core::SystemClock::new());
-    let err = queue_from_url("mysql://h/db", "q", clock, videosync_core::queue::QueueOptions::default())
-        .await
-        .expect_err("mysql is not a queue backend");
+    let err = queue_from_url(
+        "mysql://h/db",
+        "q",
+        clock,
+        videosync_core::queue::QueueOptions::default(),
+    )
+    .await
+    .expect_err("mysql is not a queue backend");
     assert_eq!(err.kind(), videosync_core::ErrorKind::InvalidInput);
     assert!(
         err.to_string().contains("unknown queue URL scheme `mysql`"),

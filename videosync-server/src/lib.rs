@@ -83,12 +83,13 @@ impl Backends {
                 // One database for both (the embedded default): one pool and
                 // one migration run, not two pools contending for one file.
                 let db = Database::connect(&urls.queue).await?;
-                let queue = SqlQueue::new(
+                let queue = SqlQueue::open(
                     db.clone(),
                     TRANSCODE_QUEUE,
                     clock.clone(),
                     RetryPolicy::default(),
-                )?;
+                )
+                .await?;
                 (
                     Arc::new(queue),
                     Arc::new(SqlCatalog::new(db, clock.clone())),

@@ -241,9 +241,7 @@ impl Worker {
     pub async fn run_once(&self) -> videosync_core::Result<Outcome> {
         let Some(lease) = self
             .queue
-            .reserve(ReserveOptions {
-                lease: self.config.lease,
-            })
+            .reserve(ReserveOptions::lease(self.config.lease))
             .await?
         else {
             return Ok(Outcome::Idle);
@@ -267,7 +265,7 @@ impl Worker {
     }
 
     async fn handle(&self, lease: Lease) -> videosync_core::Result<Outcome> {
-        let job: TranscodeJob = match serde_json::from_value(lease.job.payload.clone()) {
+        let job: TranscodeJob = match serde_json::from_value(lease.job().payload.clone()) {
             Ok(j) => j,
             Err(e) => {
                 // No worker can run it; it goes the queue's way to the

@@ -168,11 +168,9 @@ async fn read(shared: Arc<Shared>, mut stream: PubSubStream) {
                 Err(_silent) => {
                     let sink = shared.state().sink.clone();
                     let alive = match sink {
-                        Some(mut sink) => {
-                            tokio::time::timeout(REPLY_TIMEOUT, sink.ping::<()>())
-                                .await
-                                .is_ok_and(|r| r.is_ok())
-                        }
+                        Some(mut sink) => tokio::time::timeout(REPLY_TIMEOUT, sink.ping::<()>())
+                            .await
+                            .is_ok_and(|r| r.is_ok()),
                         None => false,
                     };
                     if !alive {
@@ -229,7 +227,11 @@ async fn resubscribe(shared: &Shared) -> Result<PubSubStream> {
     let _commands = shared.commands.lock().await;
     let channels: Vec<String> = shared.state().topics.keys().cloned().collect();
     if !channels.is_empty() {
-        let what = format!("subscribing {} topics again on {}", channels.len(), shared.name);
+        let what = format!(
+            "subscribing {} topics again on {}",
+            channels.len(),
+            shared.name
+        );
         tokio::time::timeout(REPLY_TIMEOUT, sink.subscribe(&channels))
             .await
             .map_err(|elapsed| Error::unavailable(what.clone(), elapsed))?
@@ -383,6 +385,7 @@ impl EventBus for RedisBus {
 }
 
 #[cfg(all(test, feature = "conformance"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // Test code.
 mod tests {
     use super::*;
     use crate::conformance::{service_url, unique_name, WAIT};
@@ -447,10 +450,20 @@ mod tests {
             bus.clone().subscribe(&b).await.unwrap(),
         ];
         let ids = pubsub_clients(&mut admin, &user).await;
-        assert_eq!(ids.len(), 1, "one pub/sub connection for three subscriptions");
+        assert_eq!(
+            ids.len(),
+            1,
+            "one pub/sub connection for three subscriptions"
+        );
         publisher.publish(&a, Bytes::from("before")).await.unwrap();
         for sub in &mut subs[..2] {
-            assert_eq!(next(sub).await, Delivery::Event(Event { topic: a.clone(), payload: Bytes::from("before") }));
+            assert_eq!(
+                next(sub).await,
+                Delivery::Event(Event {
+                    topic: a.clone(),
+                    payload: Bytes::from("before")
+                })
+            );
         }
 
         let () = ::redis::cmd("CLIENT")
@@ -465,20 +478,26 @@ mod tests {
         }
         // Events published before the resubscription are lost; publish
         // until one arrives, each wait bounded, all of it within WAIT.
-        let deadline = tokio::time::Instant::now() + WAIT;
-        for (i, sub) in subs.iter_mut().enumerate() {
-            let topic = if i < 2 { &a } else { &b };
-            loop {
-                assert!(tokio::time::Instant::now() < deadline, "no delivery after the reconnection");
-                publisher.publish(topic, Bytes::from("after")).await.unwrap();
-                match tokio::time::timeout(Duration::from_millis(200), sub.recv()).await {
-                    Ok(Some(Delivery::Event(e))) if e.payload == "after" => break,
-                    Ok(Some(other)) => panic!("expected an event, got {other:?}"),
-                    Ok(None) => panic!("the subscription ended"),
-                    Err(_) => {}
+        let back = async {
+            for (i, sub) in subs.iter_mut().enumerate() {
+                let topic = if i < 2 { &a } else { &b };
+                loop {
+                    publisher
+                        .publish(topic, Bytes::from("after"))
+                        .await
+                        .unwrap();
+                    match tokio::time::timeout(Duration::from_millis(200), sub.recv()).await {
+                        Ok(Some(Delivery::Event(e))) if e.payload == "after" => break,
+                        Ok(Some(other)) => panic!("expected an event, got {other:?}"),
+                        Ok(None) => panic!("the subscription ended"),
+                        Err(_) => {}
+                    }
                 }
             }
-        }
+        };
+        tokio::time::timeout(WAIT, back)
+            .await
+            .expect("deliveries again after the reconnection");
         let ids = pubsub_clients(&mut admin, &user).await;
         assert_eq!(ids.len(), 1, "reconnected once");
 
@@ -497,12 +516,19 @@ mod tests {
                 n
             }
         };
-        assert_eq!(count(&mut admin, &a).await, 1, "two local subscriptions, one SUBSCRIBE");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while count(&mut admin, &b).await != 0 {
-            assert!(tokio::time::Instant::now() < deadline, "b was not unsubscribed");
-            tokio::task::yield_now().await;
-        }
+        assert_eq!(
+            count(&mut admin, &a).await,
+            1,
+            "two local subscriptions, one SUBSCRIBE"
+        );
+        let gone = async {
+            while count(&mut admin, &b).await != 0 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(WAIT, gone)
+            .await
+            .expect("the last subscription of b unsubscribes it");
         drop(subs);
         drop(bus);
         let () = ::redis::cmd("ACL")

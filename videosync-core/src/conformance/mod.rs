@@ -139,7 +139,8 @@ pub type QueueMaker = Box<
     dyn Fn(
             Arc<dyn Clock>,
             crate::queue::QueueOptions,
-        ) -> Pin<Box<dyn Future<Output = crate::Result<crate::queue::DynJobQueue>> + Send>>
+        )
+            -> Pin<Box<dyn Future<Output = crate::Result<crate::queue::DynJobQueue>> + Send>>
         + Send
         + Sync,
 >;

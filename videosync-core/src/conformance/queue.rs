@@ -421,10 +421,7 @@ pub async fn bad_input_is_rejected(fx: QueueFixture) {
         "nothing stored"
     );
     assert_eq!(
-        kind(
-            q.reserve(ReserveOptions::lease(Duration::ZERO))
-            .await
-        ),
+        kind(q.reserve(ReserveOptions::lease(Duration::ZERO)).await),
         Some(ErrorKind::InvalidInput)
     );
     assert_eq!(
@@ -515,7 +512,11 @@ pub async fn ack_after_the_lease_was_lost_is_a_conflict(fx: QueueFixture) {
 
 pub async fn requeue_refuses_while_another_job_holds_the_key(fx: QueueFixture) {
     let (clock, q) = open(&fx).await;
-    let job = || NewJob::new("transcode", json!(1)).dedupe_key("video:9").max_attempts(1);
+    let job = || {
+        NewJob::new("transcode", json!(1))
+            .dedupe_key("video:9")
+            .max_attempts(1)
+    };
     let first = q.enqueue(job()).await.unwrap().id();
     let l = q.reserve(lease(30)).await.unwrap().unwrap();
     assert_eq!(q.fail(&l, "broken").await.unwrap(), Failed::DeadLettered);
@@ -533,7 +534,11 @@ pub async fn requeue_refuses_while_another_job_holds_the_key(fx: QueueFixture) {
     assert_eq!(l.job().id, second);
     q.ack(&l).await.unwrap();
     assert_eq!(kind(q.requeue(first).await), Some(ErrorKind::Conflict));
-    assert_eq!(q.get(first).await.unwrap().state, JobState::Dead, "unchanged");
+    assert_eq!(
+        q.get(first).await.unwrap().state,
+        JobState::Dead,
+        "unchanged"
+    );
     clock.advance(RETENTION);
     assert_eq!(kind(q.get(second).await), Some(ErrorKind::NotFound));
     q.requeue(first).await.unwrap();
@@ -577,7 +582,10 @@ pub async fn final_attempt_heartbeat_and_ack(fx: QueueFixture) {
     let job = q.get(id).await.unwrap();
     assert_eq!(job.state, JobState::Dead);
     assert!(job.last_error.unwrap_or_default().contains("lease"));
-    assert_eq!(kind(q.heartbeat(&l, secs(5)).await), Some(ErrorKind::Conflict));
+    assert_eq!(
+        kind(q.heartbeat(&l, secs(5)).await),
+        Some(ErrorKind::Conflict)
+    );
     assert_eq!(kind(q.ack(&l).await), Some(ErrorKind::Conflict));
 }
 
@@ -694,7 +702,10 @@ pub async fn dead_letters_page_in_death_order(fx: QueueFixture) {
 
 pub async fn cancel_waiting_running_and_dead_jobs(fx: QueueFixture) {
     let (clock, q) = open(&fx).await;
-    assert_eq!(kind(q.cancel(JobId::new()).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(q.cancel(JobId::new()).await),
+        Some(ErrorKind::NotFound)
+    );
 
     // Ready and scheduled jobs are removed, and release their dedupe key.
     let ready = q
@@ -714,7 +725,10 @@ pub async fn cancel_waiting_running_and_dead_jobs(fx: QueueFixture) {
     assert_eq!(job.state, JobState::Cancelled);
     assert_eq!(job.finished_at, Some(START));
     clock.advance(secs(60));
-    assert!(q.reserve(lease(30)).await.unwrap().is_none(), "never handed out");
+    assert!(
+        q.reserve(lease(30)).await.unwrap().is_none(),
+        "never handed out"
+    );
     assert!(matches!(
         q.enqueue(NewJob::new("k", json!(3)).dedupe_key("video:1"))
             .await
@@ -729,7 +743,10 @@ pub async fn cancel_waiting_running_and_dead_jobs(fx: QueueFixture) {
     let l = q.reserve(lease(30)).await.unwrap().unwrap();
     assert_eq!(l.job().id, running);
     assert_eq!(q.cancel(running).await.unwrap(), Cancelled::Signalled);
-    assert_eq!(q.cancel(running).await.unwrap(), Cancelled::AlreadyCancelled);
+    assert_eq!(
+        q.cancel(running).await.unwrap(),
+        Cancelled::AlreadyCancelled
+    );
     for (op, r) in [
         ("heartbeat", q.heartbeat(&l, secs(30)).await.map(|_| ())),
         ("ack", q.ack(&l).await.map(|_| ())),

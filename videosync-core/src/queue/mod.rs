@@ -260,8 +260,9 @@ impl LeaseToken {
         LeaseToken(uuid::Uuid::new_v4().simple().to_string())
     }
 
-    /// A token as a backend stored it.
-    #[cfg_attr(not(any(feature = "sql", feature = "redis")), allow(dead_code))]
+    /// A token as a backend stored it (a catalog reading back the fence it
+    /// keeps, say).
+    #[cfg_attr(not(feature = "conformance"), allow(dead_code))]
     pub(crate) fn from_stored(s: impl Into<String>) -> Self {
         LeaseToken(s.into())
     }
@@ -428,10 +429,7 @@ impl Default for ReserveOptions {
 impl ReserveOptions {
     /// The default options with a lease of `lease`.
     pub fn lease(lease: Duration) -> Self {
-        ReserveOptions {
-            lease,
-            kinds: None,
-        }
+        ReserveOptions { lease, kinds: None }
     }
 
     /// These options, restricted to jobs of `kinds`.
@@ -938,9 +936,12 @@ mod tests {
         assert!(ok(0, 6_000, 0));
         assert!(!ok(0, 6_001, 0), "server 6.001 s ahead");
         assert!(!ok(7_000, 0, 7_000), "host 7 s ahead");
-        assert!(ok(0, 9_000, 6_000), "a slow round trip widens the tolerance");
-        let err = judge_clock_skew("Q", ClockCheck::Refuse, t(60_000), t(0), t(60_000))
-            .unwrap_err();
+        assert!(
+            ok(0, 9_000, 6_000),
+            "a slow round trip widens the tolerance"
+        );
+        let err =
+            judge_clock_skew("Q", ClockCheck::Refuse, t(60_000), t(0), t(60_000)).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Precondition);
         assert!(err.to_string().contains("ahead of"), "{err}");
         assert!(judge_clock_skew("q", ClockCheck::Warn, t(60_000), t(0), t(60_000)).is_ok());
@@ -953,7 +954,10 @@ mod tests {
         let none: [&str; 0] = [];
         assert!(ReserveOptions::default().kinds(none).validate().is_err());
         assert!(ReserveOptions::default().kinds([""]).validate().is_err());
-        assert!(ReserveOptions::default().kinds(["transcode"]).validate().is_ok());
+        assert!(ReserveOptions::default()
+            .kinds(["transcode"])
+            .validate()
+            .is_ok());
     }
 
     #[test]

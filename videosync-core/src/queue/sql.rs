@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
 use super::{
-    read_dead_cursor, clip_reason, judge_clock_skew, lease_conflict, vacuum_before, validate_lease,
+    clip_reason, judge_clock_skew, lease_conflict, read_dead_cursor, vacuum_before, validate_lease,
     validate_queue_name, Acked, Cancelled, ClockCheck, Enqueued, Failed, Job, JobQueue, JobState,
     Lease, LeaseToken, NewJob, QueueCounts, QueueOptions, ReserveOptions, LEASE_EXHAUSTED,
 };
@@ -110,7 +110,9 @@ impl SqlQueue {
             Dialect::Postgres => {
                 "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
             }
-            Dialect::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Dialect::Sqlite => {
+                "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+            }
         };
         let before = self.clock.now();
         let server: i64 = sqlx::query_scalar(sql)

@@ -65,13 +65,13 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, Script, ScriptInvocation};
 use async_trait::async_trait;
 
+use super::read_dead_cursor;
 use super::{
     clip_reason, judge_clock_skew, lease_conflict, vacuum_before, validate_lease,
     validate_queue_name, Acked, Cancelled, ClockCheck, Enqueued, Failed, Job, JobQueue, JobState,
     Lease, LeaseToken, NewJob, QueueCounts, QueueOptions, ReserveOptions, LEASE_EXHAUSTED,
 };
 use crate::page::{check_limit, Cursor, Page};
-use super::read_dead_cursor;
 use crate::{redact_url, Clock, Error, JobId, Result, Timestamp};
 
 /// How long opening a connection may take before it is [`Error::Unavailable`].
@@ -141,7 +141,15 @@ impl RedisQueue {
         let (client, conn) = connect(url).await?;
         let base = format!("vs:q:{{{queue}}}:");
         let keys = [
-            "waiting", "ready", "horizon", "running", "final", "dead", "dedupe", "seq", "done",
+            "waiting",
+            "ready",
+            "horizon",
+            "running",
+            "final",
+            "dead",
+            "dedupe",
+            "seq",
+            "done",
             "cancelled",
         ]
         .map(|k| format!("{base}{k}"));
@@ -686,9 +694,7 @@ mod tests {
         let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock::new());
         let open = |url: &'static str| {
             let clock = clock.clone();
-            async move {
-                RedisQueue::connect(url, "q", clock, crate::RetryPolicy::default()).await
-            }
+            async move { RedisQueue::connect(url, "q", clock, crate::RetryPolicy::default()).await }
         };
         for url in [
             "redis://h:notaport/",
