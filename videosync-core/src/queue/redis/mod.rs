@@ -28,7 +28,10 @@
 //!
 //! The scripts live in `queue/redis/*.lua` (one file each, plus
 //! `prelude.lua`, which every script starts with), each flagged with a
-//! `#!lua` line; see [`Scripts`] for what that buys.
+//! `#!lua` line. A script with that line is "flagged": Redis checks up front
+//! whether it may write, refusing it whole when the server is out of memory
+//! rather than failing it halfway at its first write (nothing is rolled
+//! back), and in a cluster confines it to the slot of its declared keys.
 //!
 //! # Semantics
 //! The scripts answer exactly as the SQL backend (`SqlQueue`) does, including
