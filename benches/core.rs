@@ -275,9 +275,7 @@ async fn bench_queue(clock: &SystemClock, q: &DynJobQueue) -> QueueRun {
     loop {
         let one = Watch::start(clock);
         let Some(lease) = q
-            .reserve(ReserveOptions {
-                lease: Duration::from_secs(60),
-            })
+            .reserve(ReserveOptions::lease(Duration::from_secs(60)))
             .await
             .unwrap()
         else {

@@ -64,19 +64,19 @@ async fn main() -> anyhow::Result<()> {
     // that crashed before the ack would see the job come back when the lease
     // ends, so the work is written to be safe to repeat.
     let lease = queue
-        .reserve(ReserveOptions {
-            lease: Duration::from_secs(30),
-        })
+        .reserve(ReserveOptions::lease(Duration::from_secs(30)))
         .await?
         .context("the job we just enqueued is due")?;
-    let task: WriteNote = serde_json::from_value(lease.job.payload.clone())?;
+    let task: WriteNote = serde_json::from_value(lease.job().payload.clone())?;
     let key = ObjectKey::parse(&task.key)?;
     match store.put(&key, task.text.clone().into_bytes().into()).await {
         Ok(meta) => {
             queue.ack(&lease).await?;
             println!(
                 "job {} wrote {} ({} bytes) and was acked",
-                lease.job.id, meta.key, meta.size
+                lease.job().id,
+                meta.key,
+                meta.size
             );
         }
         Err(e) => {

@@ -58,6 +58,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use eventlog::{EventLog, EventLogExt, LogOptions, Recovery, StreamPosition};
 pub use ids::{ChannelId, JobId, SessionId, UserId, VideoId};
+pub use page::{Cursor, Page};
 pub use queue::{JobQueue, JobQueueExt, NewJob, RetryPolicy};
 pub use store::{KeyError, ObjectKey, ObjectStore, ObjectStoreExt};
 pub use uploads::{NewUpload, UploadId, UploadInfo, UploadSessions, UploadState};

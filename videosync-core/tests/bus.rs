@@ -10,10 +10,12 @@ mod memory {
     use super::*;
 
     videosync_core::bus_suite!(|| async {
-        let bus = Arc::new(MemoryBus::new());
+        // Two handles: clones share the topics, as the server and an
+        // embedded worker do.
+        let bus = MemoryBus::new();
         Some(BusFixture {
-            bus: bus.clone(),
-            other: bus,
+            other: Arc::new(bus.clone()),
+            bus: Arc::new(bus),
         })
     });
 }

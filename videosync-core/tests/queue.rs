@@ -10,13 +10,9 @@ use videosync_core::queue::queue_from_url;
 fn fixture(url: String, guard: Option<Box<dyn std::any::Any + Send>>) -> QueueFixture {
     let name = unique_name("q");
     QueueFixture {
-        make: Box::new(move |clock, retry| {
+        make: Box::new(move |clock, opts| {
             let (url, name) = (url.clone(), name.clone());
-            Box::pin(async move {
-                queue_from_url(&url, &name, clock, retry)
-                    .await
-                    .unwrap_or_else(|e| panic!("opening queue {name}: {e}"))
-            })
+            Box::pin(async move { queue_from_url(&url, &name, clock, opts).await })
         }),
         guard,
     }
@@ -55,9 +51,14 @@ mod redis {
 #[tokio::test]
 async fn unknown_schemes_are_invalid_input() {
     let clock = Arc::new(videosync_core::SystemClock::new());
-    let err = queue_from_url("mysql://h/db", "q", clock, Default::default())
-        .await
-        .expect_err("mysql is not a queue backend");
+    let err = queue_from_url(
+        "mysql://h/db",
+        "q",
+        clock,
+        videosync_core::queue::QueueOptions::default(),
+    )
+    .await
+    .expect_err("mysql is not a queue backend");
     assert_eq!(err.kind(), videosync_core::ErrorKind::InvalidInput);
     assert!(
         err.to_string().contains("unknown queue URL scheme `mysql`"),

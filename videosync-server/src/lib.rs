@@ -97,12 +97,13 @@ impl Backends {
                 // One database for both (the embedded default): one pool and
                 // one migration run, not two pools contending for one file.
                 let db = Database::connect(&url).await?;
-                let queue = SqlQueue::new(
+                let queue = SqlQueue::open(
                     db.clone(),
                     TRANSCODE_QUEUE,
                     clock.clone(),
                     RetryPolicy::default(),
-                )?;
+                )
+                .await?;
                 // The log shares the pool when it lives in the same database.
                 let log: Option<DynEventLog> = if urls.log == url {
                     Some(Arc::new(SqlLog::new(

@@ -55,6 +55,9 @@ use crate::error::TranscodeError;
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
 use crate::transcode::{transcode, Destination, Manifest, TranscodeOptions};
 
+/// Pages of 1000 dead letters one sweep reads at most.
+const MAX_SWEEP_PAGES: usize = 20;
+
 /// The job kind of every transcode job.
 pub const JOB_KIND: &str = "transcode";
 
@@ -276,9 +279,7 @@ impl Worker {
     pub async fn run_once_until(&self, stop: &CancelToken) -> videosync_core::Result<Outcome> {
         let Some(lease) = self
             .queue
-            .reserve(ReserveOptions {
-                lease: self.config.lease,
-            })
+            .reserve(ReserveOptions::lease(self.config.lease))
             .await?
         else {
             return Ok(Outcome::Idle);
@@ -314,7 +315,7 @@ impl Worker {
     }
 
     async fn handle(&self, lease: Lease, stop: &CancelToken) -> videosync_core::Result<Outcome> {
-        let job: TranscodeJob = match serde_json::from_value(lease.job.payload.clone()) {
+        let job: TranscodeJob = match serde_json::from_value(lease.job().payload.clone()) {
             Ok(j) => j,
             Err(e) => {
                 // No worker can run it; it goes the queue's way to the
@@ -571,7 +572,7 @@ impl Worker {
     /// either way, and a redelivery finds nothing to do.
     async fn ack_quietly(&self, lease: &Lease) {
         if let Err(e) = self.queue.ack(lease).await {
-            tracing::debug!(job = %lease.job.id, "ack after settling the video: {e}");
+            tracing::debug!(job = %lease.job().id, "ack after settling the video: {e}");
         }
     }
 
@@ -584,7 +585,19 @@ impl Worker {
     /// Queue or catalog failures.
     pub async fn sweep_dead_letters(&self) -> videosync_core::Result<usize> {
         let mut failed = 0;
-        for dead in self.queue.dead_letters(1000).await? {
+        let mut dead_letters = Vec::new();
+        let mut cursor = None;
+        // Every page, up to a bound: dead letters stay until an operator
+        // requeues them, and each sweep looks at all of them.
+        for _ in 0..MAX_SWEEP_PAGES {
+            let page = self.queue.dead_letters(cursor.as_ref(), 1000).await?;
+            dead_letters.extend(page.items);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        for dead in dead_letters {
             if dead.kind != JOB_KIND {
                 continue;
             }

@@ -357,11 +357,11 @@ async fn a_job_dead_lettered_without_its_worker_fails_the_video() {
         let held = rig
             .worker
             .queue
-            .reserve(ReserveOptions { lease })
+            .reserve(ReserveOptions::lease(lease))
             .await
             .unwrap()
             .expect("the job is due");
-        assert_eq!(held.job.attempts, attempt);
+        assert_eq!(held.job().attempts, attempt);
         rig.worker
             .catalog
             .update_status(video, None, StatusChange::Processing { fence: format!("crashed-{attempt}") })
@@ -370,7 +370,7 @@ async fn a_job_dead_lettered_without_its_worker_fails_the_video() {
         rig.clock.advance(lease + Duration::from_secs(1));
     }
     // The next reserve finds the lease run out on the last attempt.
-    assert!(rig.worker.queue.reserve(ReserveOptions { lease }).await.unwrap().is_none());
+    assert!(rig.worker.queue.reserve(ReserveOptions::lease(lease)).await.unwrap().is_none());
     assert_eq!(rig.worker.queue.counts().await.unwrap().dead, 1);
     assert_eq!(rig.worker.sweep_dead_letters().await.unwrap(), 1);
     let row = rig.worker.catalog.get_video(video).await.unwrap();

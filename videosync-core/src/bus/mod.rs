@@ -8,12 +8,19 @@
 //! Delivery is at most once and live only: a subscriber sees what is
 //! published after its [`EventBus::subscribe`] returned, in publish order per
 //! publisher. Durable work goes through a [`crate::JobQueue`] instead.
+//!
+//! A subscription says when it may have missed events: [`Delivery::Lagged`]
+//! when it fell behind, [`Delivery::Disconnected`] when the backend lost its
+//! connection (the subscription then comes back by itself). `recv` answering
+//! `None` means only that the bus behind it has closed.
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -93,13 +100,21 @@ pub enum Delivery {
     Event(Event),
     /// This many events were dropped because the subscriber fell behind.
     Lagged(u64),
+    /// The backend lost its connection: events published until it is back
+    /// are lost, uncounted. The subscription stays open and delivers again
+    /// once the backend has reconnected and subscribed anew, which it does by
+    /// itself. A reader that must not miss anything resynchronises from a
+    /// durable source (a snapshot, an event log) on this signal.
+    Disconnected,
 }
 
 /// A live subscription to one topic; dropping it unsubscribes.
 pub struct Subscription {
-    rx: broadcast::Receiver<Event>,
+    // Declared before the guard, so it is dropped first: a guard that looks
+    // at who still listens (the memory bus's) sees this one gone.
+    stream: BoxStream<'static, Delivery>,
     // Keeps the backend's forwarding machinery (a Redis connection, say)
-    // alive exactly as long as the subscription.
+    // alive exactly as long as the subscription, and unsubscribes on drop.
     _guard: Option<Box<dyn Send + Sync>>,
 }
 
@@ -110,9 +125,36 @@ impl fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// A subscription reading `rx`, keeping `guard` alive while it lives.
-    pub fn new(rx: broadcast::Receiver<Event>, guard: Option<Box<dyn Send + Sync>>) -> Self {
-        Subscription { rx, _guard: guard }
+    /// A subscription yielding `stream`, keeping `guard` alive while it
+    /// lives (and dropping it after the stream). The stream ends when the
+    /// bus has closed.
+    ///
+    /// For `recv` to stay cancel safe, the stream must not lose an item when
+    /// a poll of it is abandoned (streams built with
+    /// [`futures::stream::unfold`] keep their pending future, for instance).
+    pub fn new(stream: BoxStream<'static, Delivery>, guard: Option<Box<dyn Send + Sync>>) -> Self {
+        Subscription {
+            stream,
+            _guard: guard,
+        }
+    }
+
+    /// A subscription reading a broadcast channel of events and
+    /// [`Delivery::Disconnected`] signals; the channel's lag becomes
+    /// [`Delivery::Lagged`] and its closing the end.
+    pub(crate) fn from_broadcast(
+        rx: broadcast::Receiver<Delivery>,
+        guard: Option<Box<dyn Send + Sync>>,
+    ) -> Self {
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            let delivery = match rx.recv().await {
+                Ok(d) => d,
+                Err(broadcast::error::RecvError::Lagged(n)) => Delivery::Lagged(n),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((delivery, rx))
+        });
+        Subscription::new(stream.boxed(), guard)
     }
 
     /// The next delivery, or `None` once the bus behind it has closed.
@@ -120,11 +162,7 @@ impl Subscription {
     /// # Cancel safety
     /// Cancel safe: an event is consumed only when this returns it.
     pub async fn recv(&mut self) -> Option<Delivery> {
-        match self.rx.recv().await {
-            Ok(event) => Some(Delivery::Event(event)),
-            Err(broadcast::error::RecvError::Lagged(n)) => Some(Delivery::Lagged(n)),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
+        self.stream.next().await
     }
 }
 
@@ -134,9 +172,14 @@ impl Subscription {
 /// - Every subscription to a topic that exists when `publish` is called
 ///   receives the event once, in publish order per publisher.
 /// - `subscribe` returns once the subscription is live: an event published
-///   after it returns is delivered.
+///   after it returns is delivered. (One published just before may be
+///   delivered too: a backend that shares one connection among
+///   subscriptions may still have been subscribed to the topic.)
 /// - A slow subscriber loses the oldest events past [`SUBSCRIPTION_BUFFER`]
 ///   and is told with [`Delivery::Lagged`]; it never slows publishers.
+/// - A backend that loses its connection tells every subscription with
+///   [`Delivery::Disconnected`], reconnects and resubscribes by itself; it
+///   never ends a subscription for it.
 /// - A payload over [`MAX_EVENT_LEN`] is [`Error::InvalidInput`].
 ///
 /// # Implementing

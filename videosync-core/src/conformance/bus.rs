@@ -81,7 +81,14 @@ pub async fn dropped_subscriptions_are_fine(fx: BusFixture) {
         .unwrap();
     let mut again = fx.bus.subscribe(&t).await.unwrap();
     fx.bus.publish(&t, Bytes::from("back")).await.unwrap();
-    assert_eq!(next_event(&mut again).await, "back");
+    // An event published just before a subscribe may still reach it (on
+    // Redis, when the handle's connection was still subscribed to the
+    // topic); nothing else may.
+    let mut got = next_event(&mut again).await;
+    if got == "nobody listens" {
+        got = next_event(&mut again).await;
+    }
+    assert_eq!(got, "back");
 }
 
 pub async fn oversized_events_are_rejected(fx: BusFixture) {
@@ -97,6 +104,7 @@ pub async fn oversized_events_are_rejected(fx: BusFixture) {
 pub async fn slow_subscribers_lag_without_blocking(fx: BusFixture) {
     let t = topic();
     let mut slow = fx.bus.subscribe(&t).await.unwrap();
+    let mut fast = fx.bus.subscribe(&t).await.unwrap();
     let total = SUBSCRIPTION_BUFFER + 50;
     for i in 0..total {
         fx.bus
@@ -104,27 +112,42 @@ pub async fn slow_subscribers_lag_without_blocking(fx: BusFixture) {
             .await
             .unwrap();
     }
-    // Read until the last event: some were dropped and reported.
+    // Once another subscriber of the same handle has seen the last event,
+    // every event has reached the local buffers (on Redis, the forwarder has
+    // had them all), so the slow one, which read nothing, has overflowed by
+    // exactly 50, however the forwarding was scheduled.
     let last = (total - 1).to_string();
+    loop {
+        match next(&mut fast).await {
+            Delivery::Event(e) if e.payload == last => break,
+            Delivery::Event(_) | Delivery::Lagged(_) => {}
+            Delivery::Disconnected => panic!("no connection was lost"),
+        }
+    }
     let (mut events, mut lagged) = (0u64, 0u64);
+    let mut first = None;
     loop {
         match next(&mut slow).await {
             Delivery::Lagged(n) => lagged += n,
             Delivery::Event(e) => {
+                first.get_or_insert(e.payload.clone());
                 events += 1;
                 if e.payload == last {
                     break;
                 }
             }
+            Delivery::Disconnected => panic!("no connection was lost"),
         }
     }
-    assert!(
-        lagged > 0,
-        "a subscriber {total} events behind must be told it lagged"
-    );
-    assert_eq!(
-        events + lagged,
-        total as u64,
-        "every event is delivered or counted"
-    );
+    assert_eq!(lagged, 50, "the oldest events past the buffer are reported");
+    assert_eq!(events, SUBSCRIPTION_BUFFER as u64);
+    assert_eq!(first, Some(Bytes::from("50")), "the newest are kept");
+}
+
+pub async fn payloads_of_exactly_the_limit_are_delivered(fx: BusFixture) {
+    let t = topic();
+    let mut sub = fx.other.subscribe(&t).await.unwrap();
+    let payload = Bytes::from(vec![7u8; MAX_EVENT_LEN]);
+    fx.bus.publish(&t, payload.clone()).await.unwrap();
+    assert_eq!(next_event(&mut sub).await, payload);
 }

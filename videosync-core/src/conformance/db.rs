@@ -659,8 +659,9 @@ pub async fn forged_cursors_are_invalid_input(fx: DbFixture) {
     let owner = user(&db, "cursor").await;
     let c = channel(&db, owner.id, "c", Visibility::Public).await;
     let mut tx = db.read().await.unwrap();
-    for forged in ["v1.x", "v1.1.2.3", "v1.-1.abc.def"] {
-        let page = PageRequest::after(Cursor::parse(forged).unwrap(), 5);
+    for fields in [&["x"][..], &["1", "2", "3"], &["-1", "abc", "def"]] {
+        let forged = Cursor::from_fields(fields);
+        let page = PageRequest::after(forged.to_string().parse().unwrap(), 5);
         let results = [
             kind(tx.public_channels(page.clone()).await),
             kind(tx.messages(c.id, page.clone()).await),
@@ -669,5 +670,5 @@ pub async fn forged_cursors_are_invalid_input(fx: DbFixture) {
         ];
         assert!(results.iter().all(|k| *k == Some(ErrorKind::InvalidInput)), "{forged}: {results:?}");
     }
-    assert!(Cursor::parse("'; DROP TABLE").is_err());
+    assert!("'; DROP TABLE".parse::<Cursor>().is_err());
 }

@@ -15,19 +15,38 @@
 //! | `vs:q:{q}:running` | sorted set | held jobs with attempts left, by lease end |
 //! | `vs:q:{q}:final` | sorted set | held jobs on their last attempt, by lease end |
 //! | `vs:q:{q}:dead` | sorted set | `<seq>:<id>` of dead letters, by when they died |
-//! | `vs:q:{q}:dedupe` | hash | dedupe key to the id of the live job holding it |
+//! | `vs:q:{q}:dedupe` | hash | dedupe key to the id of the live or done job holding it |
 //! | `vs:q:{q}:seq` | string | the enqueue counter |
+//! | `vs:q:{q}:done` | sorted set | ids of acked jobs, by when they were acked |
+//! | `vs:q:{q}:cancelled` | sorted set | ids of cancelled jobs, by when they were cancelled |
+//! | `vs:q:{q}:kready:<kind>` | sorted set | the part of `ready` of one kind, for reserves by kind |
 //!
 //! A job's rank is `<1000000 - priority>:<run_at>:<seq>:<id>` with fixed-width
 //! numbers, so byte order is the SQL backend's `ORDER BY priority DESC,
 //! run_at ASC, seq ASC`: `ready` (equal scores order by member) pops the next
 //! job with `ZRANGE 0 0`.
 //!
+//! The scripts live in `queue/redis/*.lua` (one file each, plus
+//! `prelude.lua`, which every script starts with), each flagged with a
+//! `#!lua` line. A script with that line is "flagged": Redis checks up front
+//! whether it may write, refusing it whole when the server is out of memory
+//! rather than failing it halfway at its first write (nothing is rolled
+//! back), and in a cluster confines it to the slot of its declared keys.
+//!
 //! # Semantics
 //! The scripts answer exactly as the SQL backend (`SqlQueue`) does, including
 //! under a wall clock that steps back, because time comes from the queue's
-//! [`Clock`] as an argument (never Redis `TIME`); a test below checks this by
-//! running random operations on both:
+//! [`Clock`] as an argument (never Redis `TIME`, so a test can drive it); a
+//! test below checks this by running random operations on both. One clock
+//! for the fleet comes from the check at connect instead: the queue reads
+//! Redis `TIME` and applies [`ClockCheck`] (refuse or warn when this host is
+//! off by more than [`super::MAX_CLOCK_SKEW`]).
+//!
+//! Done and cancelled jobs stay (indexed in `done` and `cancelled`) for
+//! [`QueueOptions::retention`]; the scripts that dead-letter exhausted leases
+//! (enqueue, reserve, get, counts, the dead-letter listing) vacuum the older
+//! ones, releasing a done job's dedupe key with it.
+//!
 //! - `ready` is `waiting` up to the horizon; a script that needs it first
 //!   moves the horizon to its `now`, in either direction.
 //! - A lease that ended stays in `running` until a reserve takes the job (it
@@ -48,12 +67,14 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, Script, ScriptInvocation};
 use async_trait::async_trait;
-use uuid::Uuid;
 
+use super::read_dead_cursor;
 use super::{
-    clip_reason, lease_conflict, validate_lease, validate_queue_name, Enqueued, Failed, Job,
-    JobQueue, JobState, Lease, NewJob, QueueCounts, ReserveOptions, RetryPolicy, LEASE_EXHAUSTED,
+    clip_reason, judge_clock_skew, lease_conflict, vacuum_before, validate_lease,
+    validate_queue_name, Acked, Cancelled, ClockCheck, Enqueued, Failed, Job, JobQueue, JobState,
+    Lease, LeaseToken, NewJob, QueueCounts, QueueOptions, ReserveOptions, LEASE_EXHAUSTED,
 };
+use crate::page::{check_limit, Cursor, Page};
 use crate::{redact_url, Clock, Error, JobId, Result, Timestamp};
 
 /// How long opening a connection may take before it is [`Error::Unavailable`].
@@ -74,11 +95,13 @@ pub struct RedisQueue {
     /// `Redis(host:port)/<queue>`.
     name: Arc<str>,
     /// The fixed keys, in the order the scripts read `KEYS`.
-    keys: Arc<[String; 8]>,
+    keys: Arc<[String; 10]>,
     /// `vs:q:{<queue>}:job:`, which a job id completes.
     job_prefix: Arc<str>,
+    /// `vs:q:{<queue>}:kready:`, which a kind completes.
+    kind_prefix: Arc<str>,
     clock: Arc<dyn Clock>,
-    retry: RetryPolicy,
+    opts: QueueOptions,
 }
 
 impl fmt::Debug for RedisQueue {
@@ -98,41 +121,84 @@ struct Row {
     job: Job,
     lease_token: Option<String>,
     lease_until: Option<Timestamp>,
+    seq: i64,
 }
 
 impl RedisQueue {
     /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`)
-    /// and opens the queue named `queue` there.
+    /// and opens the queue named `queue` there, after the clock check that
+    /// [`QueueOptions::clock_check`] asks for. `opts` is a [`QueueOptions`]
+    /// or a [`super::RetryPolicy`].
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a bad URL or queue name,
-    /// [`Error::Unavailable`] when the server cannot be reached.
+    /// [`Error::Unavailable`] when the server cannot be reached,
+    /// [`Error::Precondition`] when the clock check refuses.
     pub async fn connect(
         url: &str,
         queue: &str,
         clock: Arc<dyn Clock>,
-        retry: RetryPolicy,
+        opts: impl Into<QueueOptions>,
     ) -> Result<Self> {
         validate_queue_name(queue)?;
         let (client, conn) = connect(url).await?;
         let base = format!("vs:q:{{{queue}}}:");
         let keys = [
-            "waiting", "ready", "horizon", "running", "final", "dead", "dedupe", "seq",
+            "waiting",
+            "ready",
+            "horizon",
+            "running",
+            "final",
+            "dead",
+            "dedupe",
+            "seq",
+            "done",
+            "cancelled",
         ]
         .map(|k| format!("{base}{k}"));
-        Ok(RedisQueue {
+        let q = RedisQueue {
             conn,
             name: format!("{}/{queue}", server_name(&client)).into(),
             keys: Arc::new(keys),
             job_prefix: format!("{base}job:").into(),
+            kind_prefix: format!("{base}kready:").into(),
             clock,
-            retry,
-        })
+            opts: opts.into(),
+        };
+        if q.opts.clock_check != ClockCheck::Off {
+            q.check_clock(q.opts.clock_check).await?;
+        }
+        Ok(q)
+    }
+
+    /// Reads the server's clock (`TIME`) and compares it with the queue's
+    /// [`Clock`], acting as `check` says.
+    ///
+    /// # Errors
+    /// [`Error::Precondition`] for a skew over [`super::MAX_CLOCK_SKEW`]
+    /// under [`ClockCheck::Refuse`], or a Redis error.
+    pub async fn check_clock(&self, check: ClockCheck) -> Result<()> {
+        let what = || format!("reading the clock of {self}");
+        let before = self.clock.now();
+        let (secs, micros): (i64, i64) = ::redis::cmd("TIME")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| convert(&what(), e))?;
+        let after = self.clock.now();
+        let server = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        judge_clock_skew(
+            &self.to_string(),
+            check,
+            before,
+            Timestamp::from_millis(server),
+            after,
+        )
     }
 
     /// An invocation of `script` with the queue's keys and the arguments
-    /// every script reads: the job key prefix, `now` and the reason for
-    /// dead-lettering exhausted leases.
+    /// every script reads: the job key prefix, `now`, the reason for
+    /// dead-lettering exhausted leases, the vacuum horizon and the prefix of
+    /// the per-kind ready sets.
     fn invocation(&self, script: &'static Script, now: Timestamp) -> ScriptInvocation<'static> {
         let mut inv = script.prepare_invoke();
         for key in self.keys.iter() {
@@ -140,7 +206,9 @@ impl RedisQueue {
         }
         inv.arg(&*self.job_prefix)
             .arg(now.as_millis())
-            .arg(LEASE_EXHAUSTED);
+            .arg(LEASE_EXHAUSTED)
+            .arg(vacuum_before(now, self.opts.retention).as_millis())
+            .arg(&*self.kind_prefix);
         inv
     }
 
@@ -206,6 +274,10 @@ impl RedisQueue {
             last_error: optional("last_error"),
             created_at: Timestamp::from_millis(int("created_at")?),
             updated_at: Timestamp::from_millis(int("updated_at")?),
+            finished_at: match fields.get("finished_at") {
+                Some(_) => Some(Timestamp::from_millis(int("finished_at")?)),
+                None => None,
+            },
         };
         let lease_until = match fields.get("lease_until") {
             Some(_) => Some(Timestamp::from_millis(int("lease_until")?)),
@@ -215,16 +287,17 @@ impl RedisQueue {
             job,
             lease_token: optional("lease_token"),
             lease_until,
+            seq: int("seq")?,
         })
     }
 
     /// Explains why a lease-guarded script changed nothing, from its reply:
     /// `missing`, or `conflict` followed by the job's fields.
     fn lease_error(&self, op: &str, lease: &Lease, reply: &[String], now: Timestamp) -> Error {
-        let id = lease.job.id;
+        let id = lease.job().id;
         match reply.split_first() {
             Some((status, _)) if status == "missing" => Error::not_found(format!(
-                "{op} of job {id} in {self}: no such job (acked, or never enqueued)"
+                "{op} of job {id} in {self}: no such job (never enqueued, or vacuumed after the retention window)"
             )),
             Some((status, fields)) if status == "conflict" => match self.row(fields, now) {
                 Ok(row) => lease_conflict(
@@ -313,316 +386,52 @@ fn sortable(t: Timestamp) -> String {
 /// The scripts, run by hash (`EVALSHA`); on a server that does not know one
 /// yet (first use, a restart, `SCRIPT FLUSH`) the driver loads it and runs it
 /// again.
+///
+/// Each lives in its own `.lua` file beside this module and starts with a
+/// `#!lua` line. A script with that line is "flagged": Redis checks up front
+/// whether it may write (refusing it whole when the server is out of memory,
+/// rather than failing it halfway at its first write, with nothing rolled
+/// back), and in a cluster confines it to the slot of its declared keys (all
+/// of a queue's keys share the `{queue}` hash tag). None declares
+/// `no-writes`: every one may dead-letter or vacuum on the way.
 struct Scripts {
     enqueue: Script,
     reserve: Script,
     heartbeat: Script,
     ack: Script,
     fail: Script,
+    cancel: Script,
     get: Script,
     dead_letters: Script,
     requeue: Script,
     counts: Script,
 }
 
+const PRELUDE: &str = include_str!("prelude.lua");
+
+/// The script `source` with the prelude put after its `#!lua` line (which
+/// must stay the first line).
+fn with_prelude(source: &str) -> String {
+    let (shebang, body) = source.split_once('\n').unwrap_or((source, ""));
+    debug_assert!(shebang.starts_with("#!lua"), "{shebang}");
+    format!("{shebang}\n{PRELUDE}\n{body}")
+}
+
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
-    let script = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+    let script = |source: &str| Script::new(&with_prelude(source));
     Scripts {
-        enqueue: script(ENQUEUE),
-        reserve: script(RESERVE),
-        heartbeat: script(HEARTBEAT),
-        ack: script(ACK),
-        fail: script(FAIL),
-        get: script(GET),
-        dead_letters: script(DEAD_LETTERS),
-        requeue: script(REQUEUE),
-        counts: script(COUNTS),
+        enqueue: script(include_str!("enqueue.lua")),
+        reserve: script(include_str!("reserve.lua")),
+        heartbeat: script(include_str!("heartbeat.lua")),
+        ack: script(include_str!("ack.lua")),
+        fail: script(include_str!("fail.lua")),
+        cancel: script(include_str!("cancel.lua")),
+        get: script(include_str!("get.lua")),
+        dead_letters: script(include_str!("dead_letters.lua")),
+        requeue: script(include_str!("requeue.lua")),
+        counts: script(include_str!("counts.lua")),
     }
 });
-
-/// What every script starts with. `KEYS` are the queue's fixed keys;
-/// `ARGV[1..3]` are the job key prefix, now (ms) and the reason for
-/// dead-lettering an exhausted lease; each script's own arguments follow.
-const PRELUDE: &str = r#"
-local K_WAITING, K_READY, K_HORIZON, K_RUNNING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_FINAL, K_DEAD, K_DEDUPE, K_SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local PREFIX, NOW, EXHAUSTED = ARGV[1], ARGV[2], ARGV[3]
-local now = tonumber(NOW)
-
-local function job_key(id)
-  return PREFIX .. id
-end
-
--- A rank is "<7 digits>:<20 digits>:<20 digits>:<id>".
-local function rank_id(rank)
-  return string.sub(rank, 51)
-end
-
-local function make_rank(priority, run_at_sortable, seq, id)
-  return string.format('%07d', 1000000 - tonumber(priority)) .. ':' .. run_at_sortable
-    .. ':' .. seq .. ':' .. id
-end
-
--- Byte order; Lua's `<` on strings follows the server's locale.
-local function before(a, b)
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then
-      return x < y
-    end
-  end
-  return #a < #b
-end
-
--- Moves the horizon to now: `ready` holds exactly the waiting jobs due by now.
-local function rebalance()
-  local h = redis.call('GET', K_HORIZON)
-  if not h then
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', K_WAITING, '-inf', NOW)) do
-      redis.call('ZADD', K_READY, 0, m)
-    end
-  elseif now > tonumber(h) then
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', K_WAITING, '(' .. h, NOW)) do
-      redis.call('ZADD', K_READY, 0, m)
-    end
-  elseif now < tonumber(h) then
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', K_WAITING, '(' .. NOW, h)) do
-      redis.call('ZREM', K_READY, m)
-    end
-  end
-  if h ~= NOW then
-    redis.call('SET', K_HORIZON, NOW)
-  end
-end
-
--- Indexes a ready or scheduled job by its due time, and as ready when it is
--- due by the horizon (now).
-local function add_waiting(rank, run_at)
-  redis.call('ZADD', K_WAITING, run_at, rank)
-  if tonumber(run_at) <= now then
-    redis.call('ZADD', K_READY, 0, rank)
-  end
-end
-
-local function release(id, key)
-  if key and redis.call('HGET', K_DEDUPE, key) == id then
-    redis.call('HDEL', K_DEDUPE, key)
-  end
-end
-
--- Makes a job that is in no index a dead letter.
-local function bury(id, reason)
-  local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'seq', 'dedupe_key')
-  redis.call('HSET', jk, 'state', 'dead', 'last_error', reason, 'updated_at', NOW)
-  redis.call('HDEL', jk, 'lease_token', 'lease_until')
-  redis.call('ZADD', K_DEAD, NOW, f[1] .. ':' .. id)
-  release(id, f[2])
-end
-
--- Dead-letters the jobs whose last lease ended without an ack.
-local function bury_exhausted()
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', K_FINAL, '-inf', NOW)) do
-    redis.call('ZREM', K_FINAL, m)
-    bury(rank_id(m), EXHAUSTED)
-  end
-end
-
--- Nil when ARGV[4] is a job held under token ARGV[5]; else the reply that
--- explains why not.
-local function check_lease(jk)
-  local f = redis.call('HMGET', jk, 'state', 'lease_token', 'lease_until')
-  if not f[1] then
-    return {'missing'}
-  end
-  if f[1] == 'running' and f[2] == ARGV[5] and tonumber(f[3]) > now then
-    return nil
-  end
-  local reply = redis.call('HGETALL', jk)
-  table.insert(reply, 1, 'conflict')
-  return reply
-end
-
-local function unindex_running(rank)
-  redis.call('ZREM', K_RUNNING, rank)
-  redis.call('ZREM', K_FINAL, rank)
-end
-"#;
-
-/// `ARGV[4..]`: id, kind, payload, priority, dedupe key (`''` for none),
-/// max attempts, run_at, run_at sortable.
-const ENQUEUE: &str = r#"
-local id, key = ARGV[4], ARGV[8]
-if key ~= '' then
-  local holder = redis.call('HGET', K_DEDUPE, key)
-  if holder then
-    local state = redis.call('HGET', job_key(holder), 'state')
-    if state and state ~= 'dead' then
-      return {'duplicate', holder}
-    end
-  end
-end
-rebalance()
-local seq = string.format('%020d', redis.call('INCR', K_SEQ))
-local rank = make_rank(ARGV[7], ARGV[11], seq, id)
-local jk = job_key(id)
-redis.call('HSET', jk, 'id', id, 'kind', ARGV[5], 'payload', ARGV[6], 'priority', ARGV[7],
-  'state', 'ready', 'attempts', '0', 'max_attempts', ARGV[9], 'run_at', ARGV[10],
-  'created_at', NOW, 'updated_at', NOW, 'seq', seq, 'rank', rank)
-if key ~= '' then
-  redis.call('HSET', jk, 'dedupe_key', key)
-  redis.call('HSET', K_DEDUPE, key, id)
-end
-add_waiting(rank, ARGV[10])
-return {'new'}
-"#;
-
-/// `ARGV[4..]`: token, lease end. The best of the due ready jobs and the
-/// jobs whose lease ended with attempts left wins.
-const RESERVE: &str = r#"
-bury_exhausted()
-rebalance()
-local best, from = redis.call('ZRANGE', K_READY, 0, 0)[1], 'ready'
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', K_RUNNING, '-inf', NOW)) do
-  if not best or before(m, best) then
-    best, from = m, 'running'
-  end
-end
-if not best then
-  return {}
-end
-if from == 'ready' then
-  redis.call('ZREM', K_READY, best)
-  redis.call('ZREM', K_WAITING, best)
-else
-  redis.call('ZREM', K_RUNNING, best)
-end
-local jk = job_key(rank_id(best))
-local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-redis.call('HSET', jk, 'state', 'running', 'lease_token', ARGV[4], 'lease_until', ARGV[5],
-  'updated_at', NOW)
-if attempts >= tonumber(redis.call('HGET', jk, 'max_attempts')) then
-  redis.call('ZADD', K_FINAL, ARGV[5], best)
-else
-  redis.call('ZADD', K_RUNNING, ARGV[5], best)
-end
-return redis.call('HGETALL', jk)
-"#;
-
-/// `ARGV[4..]`: id, token, new lease end.
-const HEARTBEAT: &str = r#"
-local jk = job_key(ARGV[4])
-local bad = check_lease(jk)
-if bad then
-  return bad
-end
-redis.call('HSET', jk, 'lease_until', ARGV[6], 'updated_at', NOW)
-local f = redis.call('HMGET', jk, 'rank', 'attempts', 'max_attempts')
-if tonumber(f[2]) >= tonumber(f[3]) then
-  redis.call('ZADD', K_FINAL, ARGV[6], f[1])
-else
-  redis.call('ZADD', K_RUNNING, ARGV[6], f[1])
-end
-return {'ok'}
-"#;
-
-/// `ARGV[4..]`: id, token.
-const ACK: &str = r#"
-local jk = job_key(ARGV[4])
-local bad = check_lease(jk)
-if bad then
-  return bad
-end
-local f = redis.call('HMGET', jk, 'rank', 'dedupe_key')
-unindex_running(f[1])
-release(ARGV[4], f[2])
-redis.call('DEL', jk)
-return {'ok'}
-"#;
-
-/// `ARGV[4..]`: id, token, reason, retry time, retry time sortable.
-const FAIL: &str = r#"
-local id = ARGV[4]
-local jk = job_key(id)
-local bad = check_lease(jk)
-if bad then
-  return bad
-end
-local f = redis.call('HMGET', jk, 'rank', 'attempts', 'max_attempts', 'priority', 'seq')
-unindex_running(f[1])
-if tonumber(f[2]) >= tonumber(f[3]) then
-  bury(id, ARGV[6])
-  return {'dead'}
-end
-rebalance()
-local rank = make_rank(f[4], ARGV[8], f[5], id)
-redis.call('HSET', jk, 'state', 'ready', 'run_at', ARGV[7], 'rank', rank,
-  'last_error', ARGV[6], 'updated_at', NOW)
-redis.call('HDEL', jk, 'lease_token', 'lease_until')
-add_waiting(rank, ARGV[7])
-return {'retry'}
-"#;
-
-/// `ARGV[4]`: id.
-const GET: &str = r#"
-bury_exhausted()
-return redis.call('HGETALL', job_key(ARGV[4]))
-"#;
-
-/// `ARGV[4]`: the last index to list (`-1` for none).
-const DEAD_LETTERS: &str = r#"
-bury_exhausted()
-local out = {}
-if tonumber(ARGV[4]) >= 0 then
-  for _, m in ipairs(redis.call('ZRANGE', K_DEAD, 0, ARGV[4])) do
-    -- A dead member is "<20 digits>:<id>".
-    table.insert(out, redis.call('HGETALL', job_key(string.sub(m, 22))))
-  end
-end
-return out
-"#;
-
-/// `ARGV[4..]`: id, now sortable.
-const REQUEUE: &str = r#"
-local id = ARGV[4]
-local jk = job_key(id)
-local f = redis.call('HMGET', jk, 'state', 'dedupe_key', 'priority', 'seq')
-if not f[1] then
-  return {'missing'}
-end
-if f[1] ~= 'dead' then
-  local reply = redis.call('HGETALL', jk)
-  table.insert(reply, 1, 'alive')
-  return reply
-end
-if f[2] then
-  local holder = redis.call('HGET', K_DEDUPE, f[2])
-  if holder and holder ~= id then
-    return {'held'}
-  end
-  redis.call('HSET', K_DEDUPE, f[2], id)
-end
-rebalance()
-local rank = make_rank(f[3], ARGV[5], f[4], id)
-redis.call('HSET', jk, 'state', 'ready', 'attempts', '0', 'run_at', NOW, 'rank', rank,
-  'updated_at', NOW)
-redis.call('ZREM', K_DEAD, f[4] .. ':' .. id)
-redis.call('ZADD', K_WAITING, NOW, rank)
-redis.call('ZADD', K_READY, 0, rank)
-return {'ok'}
-"#;
-
-/// No arguments of its own.
-const COUNTS: &str = r#"
-bury_exhausted()
-return {
-  redis.call('ZCOUNT', K_WAITING, '-inf', NOW),
-  redis.call('ZCOUNT', K_WAITING, '(' .. NOW, '+inf'),
-  redis.call('ZCARD', K_RUNNING) + redis.call('ZCARD', K_FINAL),
-  redis.call('ZCARD', K_DEAD),
-}
-"#;
 
 #[async_trait]
 impl JobQueue for RedisQueue {
@@ -637,7 +446,7 @@ impl JobQueue for RedisQueue {
             .arg(job.payload.to_string())
             .arg(job.priority)
             .arg(job.dedupe_key.as_deref().unwrap_or(""))
-            .arg(job.max_attempts.unwrap_or(self.retry.max_attempts))
+            .arg(job.max_attempts.unwrap_or(self.opts.retry.max_attempts))
             .arg(run_at.as_millis())
             .arg(sortable(run_at));
         let what = || format!("enqueue of a {} job in {self}", job.kind);
@@ -652,12 +461,15 @@ impl JobQueue for RedisQueue {
     }
 
     async fn reserve(&self, opts: ReserveOptions) -> Result<Option<Lease>> {
-        validate_lease(opts.lease)?;
+        opts.validate()?;
         let now = self.clock.now();
-        let token = Uuid::new_v4().simple().to_string();
+        let token = LeaseToken::generate();
         let expires_at = now.saturating_add(opts.lease);
         let mut inv = self.invocation(&SCRIPTS.reserve, now);
-        inv.arg(&token).arg(expires_at.as_millis());
+        inv.arg(token.as_str()).arg(expires_at.as_millis());
+        for kind in opts.kinds.iter().flatten() {
+            inv.arg(kind.as_str());
+        }
         let reply: Vec<String> = self
             .invoke(&inv, || format!("reserving a job in {self}"))
             .await?;
@@ -665,25 +477,20 @@ impl JobQueue for RedisQueue {
             return Ok(None);
         }
         let row = self.row(&reply, now)?;
-        Ok(Some(Lease {
-            job: row.job,
-            token,
-            expires_at,
-        }))
+        Ok(Some(Lease::new(row.job, token, expires_at)))
     }
 
     async fn heartbeat(&self, lease: &Lease, extend: Duration) -> Result<Timestamp> {
         validate_lease(extend)?;
         let now = self.clock.now();
         let until = now.saturating_add(extend);
+        let id = lease.job().id;
         let mut inv = self.invocation(&SCRIPTS.heartbeat, now);
-        inv.arg(lease.job.id.to_string())
-            .arg(&lease.token)
+        inv.arg(id.to_string())
+            .arg(lease.token().as_str())
             .arg(until.as_millis());
         let reply: Vec<String> = self
-            .invoke(&inv, || {
-                format!("heartbeat of job {} in {self}", lease.job.id)
-            })
+            .invoke(&inv, || format!("heartbeat of job {id} in {self}"))
             .await?;
         match reply.as_slice() {
             [status] if status == "ok" => Ok(until),
@@ -691,37 +498,63 @@ impl JobQueue for RedisQueue {
         }
     }
 
-    async fn ack(&self, lease: &Lease) -> Result<()> {
+    async fn ack(&self, lease: &Lease) -> Result<Acked> {
         let now = self.clock.now();
+        let id = lease.job().id;
         let mut inv = self.invocation(&SCRIPTS.ack, now);
-        inv.arg(lease.job.id.to_string()).arg(&lease.token);
+        inv.arg(id.to_string()).arg(lease.token().as_str());
         let reply: Vec<String> = self
-            .invoke(&inv, || format!("ack of job {} in {self}", lease.job.id))
+            .invoke(&inv, || format!("ack of job {id} in {self}"))
             .await?;
         match reply.as_slice() {
-            [status] if status == "ok" => Ok(()),
+            [status] if status == "ok" => Ok(Acked::Done),
+            [status] if status == "already" => Ok(Acked::AlreadyAcked),
             _ => Err(self.lease_error("ack", lease, &reply, now)),
         }
     }
 
     async fn fail(&self, lease: &Lease, reason: &str) -> Result<Failed> {
         let now = self.clock.now();
-        // The token pins the hand-out, so the lease's attempt count is the
-        // stored one.
-        let retry_at = now.saturating_add(self.retry.backoff(lease.job.attempts));
+        let id = lease.job().id;
+        // The script decides retry or dead from the stored attempts. The
+        // delay comes from the lease's count, which is the stored one: the
+        // script acts only under the lease's token, and only a reserve
+        // (which issues a new token) changes the count; leases are made by
+        // the queue alone.
+        let retry_at = now.saturating_add(self.opts.retry.backoff(lease.job().attempts));
         let mut inv = self.invocation(&SCRIPTS.fail, now);
-        inv.arg(lease.job.id.to_string())
-            .arg(&lease.token)
+        inv.arg(id.to_string())
+            .arg(lease.token().as_str())
             .arg(clip_reason(reason))
             .arg(retry_at.as_millis())
             .arg(sortable(retry_at));
         let reply: Vec<String> = self
-            .invoke(&inv, || format!("fail of job {} in {self}", lease.job.id))
+            .invoke(&inv, || format!("fail of job {id} in {self}"))
             .await?;
         match reply.as_slice() {
             [status] if status == "dead" => Ok(Failed::DeadLettered),
             [status] if status == "retry" => Ok(Failed::Retrying { at: retry_at }),
             _ => Err(self.lease_error("fail", lease, &reply, now)),
+        }
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<Cancelled> {
+        let now = self.clock.now();
+        let what = format!("cancel of job {id} in {self}");
+        let mut inv = self.invocation(&SCRIPTS.cancel, now);
+        inv.arg(id.to_string());
+        let reply: Vec<String> = self.invoke(&inv, || what.clone()).await?;
+        match reply.as_slice() {
+            [status] if status == "removed" => Ok(Cancelled::Removed),
+            [status] if status == "signalled" => Ok(Cancelled::Signalled),
+            [status] if status == "already" => Ok(Cancelled::AlreadyCancelled),
+            [status] if status == "done" => {
+                Err(Error::conflict(format!("{what}: it is done already")))
+            }
+            [status] if status == "missing" => {
+                Err(Error::not_found(format!("{what}: no such job")))
+            }
+            _ => Err(unexpected(&what, &reply)),
         }
     }
 
@@ -738,18 +571,39 @@ impl JobQueue for RedisQueue {
         Ok(self.row(&reply, now)?.job)
     }
 
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<Job>> {
+    async fn dead_letters(&self, after: Option<&Cursor>, limit: usize) -> Result<Page<Job>> {
+        let limit = check_limit(limit)?;
+        let (t, s) = match after {
+            Some(c) => {
+                let (t, s) = read_dead_cursor(c, &self.to_string())?;
+                (t.to_string(), format!("{s:020}"))
+            }
+            None => (String::new(), String::new()),
+        };
         let now = self.clock.now();
-        let last = i64::try_from(limit).unwrap_or(i64::MAX) - 1;
         let mut inv = self.invocation(&SCRIPTS.dead_letters, now);
-        inv.arg(last);
+        inv.arg(t).arg(s).arg(limit + 1);
         let reply: Vec<Vec<String>> = self
             .invoke(&inv, || format!("listing dead letters of {self}"))
             .await?;
-        reply
+        let mut rows = reply
             .iter()
-            .map(|fields| self.row(fields, now).map(|r| r.job))
-            .collect()
+            .map(|fields| self.row(fields, now))
+            .collect::<Result<Vec<Row>>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = match rows.last() {
+            Some(last) if more => Some(Cursor::new(format!(
+                "{}:{}",
+                last.job.finished_at.map_or(i64::MIN, Timestamp::as_millis),
+                last.seq
+            ))),
+            _ => None,
+        };
+        Ok(Page {
+            items: rows.into_iter().map(|r| r.job).collect(),
+            next,
+        })
     }
 
     async fn requeue(&self, id: JobId) -> Result<()> {
@@ -783,11 +637,13 @@ impl JobQueue for RedisQueue {
         let what = || format!("counting jobs in {self}");
         let reply: Vec<u64> = self.invoke(&inv, what).await?;
         match reply.as_slice() {
-            &[ready, scheduled, running, dead] => Ok(QueueCounts {
+            &[ready, scheduled, running, dead, done, cancelled] => Ok(QueueCounts {
                 ready,
                 scheduled,
                 running,
                 dead,
+                done,
+                cancelled,
             }),
             _ => Err(Error::backend(
                 what(),
@@ -841,7 +697,7 @@ mod tests {
         let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock::new());
         let open = |url: &'static str| {
             let clock = clock.clone();
-            async move { RedisQueue::connect(url, "q", clock, RetryPolicy::default()).await }
+            async move { RedisQueue::connect(url, "q", clock, crate::RetryPolicy::default()).await }
         };
         for url in [
             "redis://h:notaport/",
@@ -865,7 +721,7 @@ mod tests {
     #[cfg(all(feature = "sqlite", feature = "conformance"))]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_as_the_sql_backend_does() {
-        use crate::queue::{queue_from_url, DynJobQueue};
+        use crate::queue::{queue_from_url, DynJobQueue, RetryPolicy};
         use crate::ManualClock;
 
         let Some(url) = crate::conformance::service_url("VIDEOSYNC_TEST_REDIS_URL") else {
@@ -881,9 +737,15 @@ mod tests {
             };
             let name = crate::conformance::unique_name("diff");
             let sqlite = format!("sqlite://{}", dir.path().join("q.db").display());
+            let opts = QueueOptions {
+                retry,
+                // Short, so that the random walk crosses it.
+                retention: Duration::from_secs(4),
+                clock_check: ClockCheck::Off,
+            };
             let open = |url: String| {
-                let (clock, retry, name) = (clock.clone(), retry.clone(), name.clone());
-                async move { queue_from_url(&url, &name, clock, retry).await.unwrap() }
+                let (clock, opts, name) = (clock.clone(), opts.clone(), name.clone());
+                async move { queue_from_url(&url, &name, clock, opts).await.unwrap() }
             };
             let (sql, red): (DynJobQueue, DynJobQueue) =
                 (open(sqlite).await, open(url.clone()).await);
@@ -900,9 +762,10 @@ mod tests {
             };
             let ms = |n: usize| Duration::from_millis(n as u64);
             let mut leases: Vec<(Lease, Lease)> = Vec::new();
+            let mut cursors: Vec<(Option<Cursor>, Option<Cursor>)> = vec![(None, None)];
             for step in 0..300 {
                 let at = format!("seed {seed}, step {step}");
-                match rnd(12) {
+                match rnd(14) {
                     0 | 1 => {
                         let mut job =
                             NewJob::new(format!("k{}", rnd(3)), serde_json::json!(rnd(9)))
@@ -933,17 +796,18 @@ mod tests {
                         }
                     }
                     2 | 3 => {
-                        let opts = ReserveOptions {
-                            lease: ms(rnd(4000) + 1),
-                        };
+                        let mut opts = ReserveOptions::lease(ms(rnd(4000) + 1));
+                        if rnd(3) == 0 {
+                            opts = opts.kinds((0..=rnd(2)).map(|k| format!("k{k}")));
+                        }
                         match (
                             sql.reserve(opts.clone()).await.unwrap(),
                             red.reserve(opts).await.unwrap(),
                         ) {
                             (None, None) => {}
                             (Some(s), Some(r)) => {
-                                assert_eq!(s.job, diff.job(r.job.clone()), "{at}");
-                                assert_eq!(s.expires_at, r.expires_at, "{at}");
+                                assert_eq!(s.job(), &diff.job(r.job().clone()), "{at}");
+                                assert_eq!(s.expires_at(), r.expires_at(), "{at}");
                                 leases.push((s, r));
                             }
                             other => panic!("{at}: {other:?}"),
@@ -958,8 +822,8 @@ mod tests {
                                 red.heartbeat(&r, extend).await.map(|t| t.to_string()),
                             ),
                             1 => (
-                                sql.ack(&s).await.map(|()| String::new()),
-                                red.ack(&r).await.map(|()| String::new()),
+                                sql.ack(&s).await.map(|a| format!("{a:?}")),
+                                red.ack(&r).await.map(|a| format!("{a:?}")),
                             ),
                             _ => (
                                 sql.fail(&s, "bad").await.map(|f| format!("{f:?}")),
@@ -970,8 +834,12 @@ mod tests {
                     }
                     6 | 7 if !diff.ids.is_empty() => {
                         let (r, s) = diff.ids[rnd(diff.ids.len())];
-                        if rnd(2) == 0 {
+                        let pick = rnd(3);
+                        if pick == 0 {
                             let (a, b) = (sql.get(s).await, red.get(r).await.map(|j| diff.job(j)));
+                            assert_eq!(diff.result(a), diff.result(b), "{at}");
+                        } else if pick == 1 && rnd(3) == 0 {
+                            let (a, b) = (sql.cancel(s).await, red.cancel(r).await);
                             assert_eq!(diff.result(a), diff.result(b), "{at}");
                         } else {
                             let (a, b) = (sql.requeue(s).await, red.requeue(r).await);
@@ -983,16 +851,28 @@ mod tests {
                         red.counts().await.unwrap(),
                         "{at}"
                     ),
-                    9 => {
+                    9 | 12 => {
+                        // From the start or from a cursor of an earlier page.
+                        let (cs, cr) = cursors[rnd(cursors.len())].clone();
                         let limit = rnd(4);
-                        let b: Vec<Job> = red
-                            .dead_letters(limit)
-                            .await
-                            .unwrap()
-                            .into_iter()
-                            .map(|j| diff.job(j))
-                            .collect();
-                        assert_eq!(sql.dead_letters(limit).await.unwrap(), b, "{at}");
+                        let a = sql.dead_letters(cs.as_ref(), limit).await;
+                        let b = red.dead_letters(cr.as_ref(), limit).await;
+                        match (a, b) {
+                            (Ok(a), Ok(b)) => {
+                                let items: Vec<Job> =
+                                    b.items.into_iter().map(|j| diff.job(j)).collect();
+                                assert_eq!(a.items, items, "{at}");
+                                assert_eq!(a.next.is_some(), b.next.is_some(), "{at}");
+                                if a.next.is_some() {
+                                    cursors.push((a.next, b.next));
+                                }
+                            }
+                            (a, b) => assert_eq!(
+                                diff.result(a.map(|_| ())),
+                                diff.result(b.map(|_| ())),
+                                "{at}"
+                            ),
+                        }
                     }
                     10 => clock.advance(ms(rnd(3000))),
                     11 => clock.rewind(ms(rnd(2000))),
