@@ -8,6 +8,7 @@
 //! | [`EventBus`] | how events reach other processes | in-process (default), Redis (`redis`) |
 //! | [`Clock`] | what time it is | [`SystemClock`], [`ManualClock`] |
 //! | [`Catalog`] | what videos exist and their state | SQLite (default), Postgres (`postgres`) |
+//! | [`KeyValue`] | shared state with versions and expiry: presence, rate limits, room state | in-process, SQLite, Postgres, Redis (`redis`) |
 //!
 //! Each contract is a small object-safe trait held as `Arc<dyn Trait>`;
 //! conveniences live in an `...Ext` trait. Every backend passes the same
@@ -41,6 +42,7 @@ pub mod clock;
 pub mod conformance;
 mod error;
 mod ids;
+pub mod kv;
 pub mod queue;
 #[cfg(feature = "sql")]
 pub mod sql;
@@ -51,6 +53,7 @@ pub use catalog::{Catalog, NewVideo, Rendition, SourceMeta, Video, VideoStatus};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use ids::{ChannelId, JobId, UserId, VideoId};
+pub use kv::KeyValue;
 pub use queue::{JobQueue, JobQueueExt, NewJob, RetryPolicy};
 pub use store::{KeyError, ObjectKey, ObjectStore, ObjectStoreExt};
 
