@@ -16,6 +16,9 @@
 //!
 //!   The ratio is the cost of at-least-once delivery.
 //!
+//! - Key-value store: compare-and-set and incr operations per second on every
+//!   backend, beside raw Redis commands (`core/kv.rs`).
+//!
 //! Run with `make bench` (starts the services), or
 //! `cargo bench --all-features --bench core` with the service URLs in the
 //! environment (a backend whose URL is unset is skipped, unless
@@ -38,6 +41,9 @@ use videosync::core::conformance::{postgres_namespace, service_url, unique_name}
 use videosync::core::queue::{queue_from_url, DynJobQueue, ReserveOptions};
 use videosync::core::store::{store_from_url, DynObjectStore, PresignMethod};
 use videosync::core::{Clock, NewJob, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock};
+
+#[path = "core/kv.rs"]
+mod kv;
 
 /// A stopwatch on the project's clock (production code never reads the OS
 /// clock directly; benches follow the same rule).
@@ -118,6 +124,8 @@ struct Report {
     machine: Machine,
     store: Vec<StoreResult>,
     queue: Vec<QueueResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kv: Option<kv::KvReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -412,6 +420,9 @@ fn markdown(r: &Report) -> String {
          files (no temp file, fsync or rename), raw HTTP on presigned URLs, a naive SQL table queue, \
          Redis LPUSH/RPOP; none of them survives a crash the way the measured backend does.\n",
     );
+    if let Some(kv) = &r.kv {
+        md.push_str(&kv::markdown(kv));
+    }
     md
 }
 
@@ -432,6 +443,10 @@ async fn main() {
         return;
     }
     let clock = SystemClock::new();
+    if std::env::var("VIDEOSYNC_BENCH_ONLY").is_ok_and(|only| only == "kv") {
+        kv::run_alone(&clock).await;
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let mut report = Report {
         bench: "core",
@@ -446,6 +461,7 @@ async fn main() {
         },
         store: Vec::new(),
         queue: Vec::new(),
+        kv: None,
     };
 
     let fs_store = store_from_url(&format!(
@@ -535,6 +551,8 @@ async fn main() {
             cycle_ratio: run.cycle_per_s / bcycle,
         });
     }
+
+    report.kv = Some(kv::run(&clock).await);
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     std::fs::create_dir_all(&dir).unwrap();

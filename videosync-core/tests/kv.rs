@@ -11,8 +11,12 @@ use videosync_core::ManualClock;
 /// the store at `url`, both following one manual clock.
 async fn sql_fixture(url: String, guard: Option<Box<dyn std::any::Any + Send>>) -> KvFixture {
     let clock = Arc::new(ManualClock::new(START));
-    let kv = kv_from_url(&url, clock.clone()).await.expect("opening the store");
-    let other = kv_from_url(&url, clock.clone()).await.expect("opening the store");
+    let kv = kv_from_url(&url, clock.clone())
+        .await
+        .expect("opening the store");
+    let other = kv_from_url(&url, clock.clone())
+        .await
+        .expect("opening the store");
     KvFixture {
         kv,
         other,
@@ -64,7 +68,9 @@ mod redis {
         let url = service_url("VIDEOSYNC_TEST_REDIS_URL")?;
         // Redis follows its own clock; the manual one is only for the API.
         let clock = Arc::new(ManualClock::new(START));
-        let kv = kv_from_url(&url, clock.clone()).await.expect("connecting to Redis");
+        let kv = kv_from_url(&url, clock.clone())
+            .await
+            .expect("connecting to Redis");
         let other = kv_from_url(&url, clock).await.expect("connecting to Redis");
         Some(KvFixture {
             kv,
@@ -83,6 +89,9 @@ async fn unknown_schemes_are_invalid_input() {
         .expect_err("mysql is not a key-value backend");
     assert_eq!(err.kind(), videosync_core::ErrorKind::InvalidInput);
     let msg = err.to_string();
-    assert!(msg.contains("unknown key-value URL scheme `mysql`"), "{msg}");
+    assert!(
+        msg.contains("unknown key-value URL scheme `mysql`"),
+        "{msg}"
+    );
     assert!(!msg.contains("secret"), "{msg}");
 }

@@ -30,7 +30,11 @@ fn key(name: &str) -> Key {
 async fn let_expire(fx: &KvFixture) {
     let sentinel = key("sentinel");
     fx.kv
-        .put(&sentinel, Bytes::from("tick"), PutOptions::default().ttl(SHORT))
+        .put(
+            &sentinel,
+            Bytes::from("tick"),
+            PutOptions::default().ttl(SHORT),
+        )
         .await
         .unwrap();
     match &fx.clock {
@@ -42,7 +46,10 @@ async fn let_expire(fx: &KvFixture) {
                 }
             })
             .await;
-            assert!(waited.is_ok(), "a {SHORT:?} TTL did not run out within {WAIT:?}");
+            assert!(
+                waited.is_ok(),
+                "a {SHORT:?} TTL did not run out within {WAIT:?}"
+            );
         }
     }
 }
@@ -56,7 +63,11 @@ pub async fn put_get_overwrite(fx: KvFixture) {
     assert_eq!(fx.kv.get(&k).await.unwrap(), None);
     let v1 = fx
         .kv
-        .put(&k, Bytes::from_static(b"\x00one\xff"), PutOptions::default())
+        .put(
+            &k,
+            Bytes::from_static(b"\x00one\xff"),
+            PutOptions::default(),
+        )
         .await
         .unwrap();
     let got = fx.other.get(&k).await.unwrap().expect("written");
@@ -69,7 +80,11 @@ pub async fn put_get_overwrite(fx: KvFixture) {
         .unwrap();
     assert!(v2 > v1, "an overwrite gets a later version: {v1} then {v2}");
     let got = fx.kv.get(&k).await.unwrap().expect("written");
-    assert_eq!((got.value, got.version), (Bytes::new(), v2), "empty values are values");
+    assert_eq!(
+        (got.value, got.version),
+        (Bytes::new(), v2),
+        "empty values are values"
+    );
     // Other keys are untouched.
     assert_eq!(fx.kv.get(&key("b")).await.unwrap(), None);
 }
@@ -87,7 +102,10 @@ pub async fn create_only_when_absent(fx: KvFixture) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-    assert!(err.to_string().contains(k.as_str()), "the error names the key: {err}");
+    assert!(
+        err.to_string().contains(k.as_str()),
+        "the error names the key: {err}"
+    );
     let got = fx.kv.get(&k).await.unwrap().unwrap();
     assert_eq!((got.value, got.version), (Bytes::from("owner-1"), v1));
     // Gone, it can be created again.
@@ -103,11 +121,19 @@ pub async fn if_version_compare_and_set(fx: KvFixture) {
     let k = key("state");
     let missing = fx
         .kv
-        .put(&k, Bytes::from("x"), PutOptions::if_version(Version::new(1)))
+        .put(
+            &k,
+            Bytes::from("x"),
+            PutOptions::if_version(Version::new(1)),
+        )
         .await
         .unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::Precondition, "{missing}");
-    assert_eq!(fx.kv.get(&k).await.unwrap(), None, "a failed CAS writes nothing");
+    assert_eq!(
+        fx.kv.get(&k).await.unwrap(),
+        None,
+        "a failed CAS writes nothing"
+    );
 
     let v1 = fx
         .kv
@@ -136,7 +162,11 @@ pub async fn if_version_compare_and_set(fx: KvFixture) {
         .put(&k, Bytes::from("again"), PutOptions::if_version(v2))
         .await
         .unwrap_err();
-    assert_eq!(after_delete.kind(), ErrorKind::Precondition, "{after_delete}");
+    assert_eq!(
+        after_delete.kind(),
+        ErrorKind::Precondition,
+        "{after_delete}"
+    );
     assert_eq!(fx.kv.get(&k).await.unwrap(), None);
 }
 
@@ -195,7 +225,12 @@ pub async fn cas_race_counts_every_increment(fx: KvFixture) {
                 };
                 match kv.put(&k, Bytes::from((n + 1).to_string()), opts).await {
                     Ok(_) => return attempt,
-                    Err(e) if matches!(e.kind(), ErrorKind::Precondition | ErrorKind::AlreadyExists) => {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::Precondition | ErrorKind::AlreadyExists
+                        ) =>
+                    {
                         tokio::task::yield_now().await;
                     }
                     Err(e) => panic!("task {i}: {e}"),
@@ -258,7 +293,11 @@ pub async fn incr_ttl_is_set_once(fx: KvFixture) {
     assert_eq!(fx.kv.incr(&forever, 1, None).await.unwrap(), 1);
     assert_eq!(fx.kv.incr(&forever, 1, Some(SHORT)).await.unwrap(), 2);
     let before = fx.kv.get(&window).await.unwrap().unwrap();
-    assert_eq!(before.value, Bytes::from("4"), "a counter reads as its decimal text");
+    assert_eq!(
+        before.value,
+        Bytes::from("4"),
+        "a counter reads as its decimal text"
+    );
 
     let_expire(&fx).await;
     assert_eq!(fx.kv.get(&window).await.unwrap(), None, "the window ended");
@@ -279,11 +318,18 @@ pub async fn counters_and_values_do_not_mix(fx: KvFixture) {
         .await
         .unwrap();
     let err = fx.kv.incr(&k, 1, None).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "a put value is not a counter: {err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "a put value is not a counter: {err}"
+    );
     assert_eq!(value(&fx.kv, &k).await, Some(Bytes::from("7")), "unchanged");
 
     let c = key("counter");
-    assert_eq!(fx.kv.incr(&c, i64::MAX - 1, None).await.unwrap(), i64::MAX - 1);
+    assert_eq!(
+        fx.kv.incr(&c, i64::MAX - 1, None).await.unwrap(),
+        i64::MAX - 1
+    );
     let v = fx.kv.get(&c).await.unwrap().unwrap();
     let err = fx.kv.incr(&c, 2, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "overflow: {err}");
@@ -300,7 +346,10 @@ pub async fn counters_and_values_do_not_mix(fx: KvFixture) {
         .put(&c, Bytes::from("text"), PutOptions::if_version(v.version))
         .await
         .unwrap();
-    assert_eq!(fx.kv.incr(&c, 1, None).await.unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(
+        fx.kv.incr(&c, 1, None).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
 
     // Sets are a namespace apart.
     assert!(fx.kv.set_add(&k, "m", LONG).await.unwrap());
@@ -321,7 +370,11 @@ pub async fn values_expire(fx: KvFixture) {
         .await
         .unwrap();
     fx.kv
-        .put(&made_permanent, Bytes::from("1"), PutOptions::default().ttl(SHORT))
+        .put(
+            &made_permanent,
+            Bytes::from("1"),
+            PutOptions::default().ttl(SHORT),
+        )
         .await
         .unwrap();
     // An overwrite without a TTL drops the expiry.
@@ -357,16 +410,27 @@ pub async fn stale_version_after_expiry_and_recreate_fails(fx: KvFixture) {
     fx.other.sweep().await.unwrap();
     let err = fx
         .kv
-        .put(&k, Bytes::from("owner-1"), PutOptions::if_version(v1).ttl(LONG))
+        .put(
+            &k,
+            Bytes::from("owner-1"),
+            PutOptions::if_version(v1).ttl(LONG),
+        )
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Precondition, "renewing an expired lease: {err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Precondition,
+        "renewing an expired lease: {err}"
+    );
     let v2 = fx
         .other
         .put(&k, Bytes::from("owner-2"), PutOptions::create().ttl(LONG))
         .await
         .unwrap();
-    assert!(v2 > v1, "a re-created key gets a later version: {v1} then {v2}");
+    assert!(
+        v2 > v1,
+        "a re-created key gets a later version: {v1} then {v2}"
+    );
     for stale in [v1, Version::new(v1.get() + 1)] {
         if stale == v2 {
             continue;
@@ -391,13 +455,25 @@ pub async fn versions_grow_across_deletes(fx: KvFixture) {
         last = v;
     };
     for round in 0..3 {
-        let v = fx.kv.put(&k, Bytes::from("a"), PutOptions::default()).await.unwrap();
+        let v = fx
+            .kv
+            .put(&k, Bytes::from("a"), PutOptions::default())
+            .await
+            .unwrap();
         bump(v, "put");
-        let v = fx.kv.put(&k, Bytes::from("b"), PutOptions::default()).await.unwrap();
+        let v = fx
+            .kv
+            .put(&k, Bytes::from("b"), PutOptions::default())
+            .await
+            .unwrap();
         bump(v, "overwrite");
         fx.kv.delete(&k, None).await.unwrap();
         fx.kv.sweep().await.unwrap();
-        let v = fx.other.put(&k, Bytes::from("c"), PutOptions::create()).await.unwrap();
+        let v = fx
+            .other
+            .put(&k, Bytes::from("c"), PutOptions::create())
+            .await
+            .unwrap();
         bump(v, "create after delete");
         fx.kv.delete(&k, Some(v)).await.unwrap();
         fx.kv.incr(&k, 1, None).await.unwrap();
@@ -428,13 +504,25 @@ pub async fn set_members_expire_individually(fx: KvFixture) {
     }
 
     let_expire(&fx).await;
-    assert_eq!(names(fx.kv.set_members(&room).await.unwrap()), ["bob", "carol ☕"]);
+    assert_eq!(
+        names(fx.kv.set_members(&room).await.unwrap()),
+        ["bob", "carol ☕"]
+    );
     assert_eq!(fx.kv.set_len(&room).await.unwrap(), 2);
-    assert!(!fx.kv.set_remove(&room, "alice").await.unwrap(), "expired is not live");
-    assert!(fx.kv.set_add(&room, "alice", LONG).await.unwrap(), "expired, so new again");
+    assert!(
+        !fx.kv.set_remove(&room, "alice").await.unwrap(),
+        "expired is not live"
+    );
+    assert!(
+        fx.kv.set_add(&room, "alice", LONG).await.unwrap(),
+        "expired, so new again"
+    );
     assert!(fx.other.set_remove(&room, "bob").await.unwrap());
     assert!(!fx.other.set_remove(&room, "bob").await.unwrap());
-    assert_eq!(names(fx.kv.set_members(&room).await.unwrap()), ["alice", "carol ☕"]);
+    assert_eq!(
+        names(fx.kv.set_members(&room).await.unwrap()),
+        ["alice", "carol ☕"]
+    );
     assert!(fx.kv.set_members(&key("empty")).await.unwrap().is_empty());
     assert_eq!(fx.kv.set_len(&key("empty")).await.unwrap(), 0);
 }
@@ -444,7 +532,10 @@ pub async fn set_readd_refreshes(fx: KvFixture) {
     assert!(fx.kv.set_add(&room, "alice", SHORT).await.unwrap());
     assert!(fx.kv.set_add(&room, "bob", SHORT).await.unwrap());
     // A heartbeat: alice is added again, with a longer TTL.
-    assert!(!fx.other.set_add(&room, "alice", LONG).await.unwrap(), "not new");
+    assert!(
+        !fx.other.set_add(&room, "alice", LONG).await.unwrap(),
+        "not new"
+    );
     let_expire(&fx).await;
     let members = fx.kv.set_members(&room).await.unwrap();
     assert_eq!(members.len(), 1, "{members:?}");
@@ -494,19 +585,31 @@ pub async fn bad_input_is_rejected(fx: KvFixture) {
     };
     invalid(
         fx.kv
-            .put(&k, Bytes::from(vec![0u8; MAX_VALUE_LEN + 1]), PutOptions::default())
+            .put(
+                &k,
+                Bytes::from(vec![0u8; MAX_VALUE_LEN + 1]),
+                PutOptions::default(),
+            )
             .await
             .map(drop),
     );
     invalid(
         fx.kv
-            .put(&k, Bytes::from("x"), PutOptions::default().ttl(Duration::ZERO))
+            .put(
+                &k,
+                Bytes::from("x"),
+                PutOptions::default().ttl(Duration::ZERO),
+            )
             .await
             .map(drop),
     );
     invalid(
         fx.kv
-            .put(&k, Bytes::from("x"), PutOptions::create().ttl(crate::kv::MAX_TTL * 2))
+            .put(
+                &k,
+                Bytes::from("x"),
+                PutOptions::create().ttl(crate::kv::MAX_TTL * 2),
+            )
             .await
             .map(drop),
     );
@@ -514,7 +617,12 @@ pub async fn bad_input_is_rejected(fx: KvFixture) {
     invalid(fx.kv.set_add(&k, "m", Duration::ZERO).await.map(drop));
     invalid(fx.kv.set_add(&k, "", LONG).await.map(drop));
     invalid(fx.kv.set_add(&k, "a\nb", LONG).await.map(drop));
-    invalid(fx.kv.set_add(&k, &"m".repeat(MAX_MEMBER_LEN + 1), LONG).await.map(drop));
+    invalid(
+        fx.kv
+            .set_add(&k, &"m".repeat(MAX_MEMBER_LEN + 1), LONG)
+            .await
+            .map(drop),
+    );
     invalid(fx.kv.set_remove(&k, "").await.map(drop));
     // Nothing was written by the refused calls.
     assert_eq!(fx.kv.get(&k).await.unwrap(), None);

@@ -163,7 +163,8 @@ impl KeyValue for MemoryKv {
             Entry {
                 data: Data::Bytes(value),
                 version,
-                expires_at: ttl.map(|ms| Timestamp::from_millis(now.as_millis().saturating_add(ms))),
+                expires_at: ttl
+                    .map(|ms| Timestamp::from_millis(now.as_millis().saturating_add(ms))),
             },
         );
         Ok(version)

@@ -369,8 +369,7 @@ pub(crate) fn opt_ttl_millis(op: &str, key: &Key, ttl: Option<Duration>) -> Resu
 
 /// `member` if it is a valid member name.
 pub(crate) fn check_member(op: &str, key: &Key, member: &str) -> Result<()> {
-    if member.is_empty() || member.len() > MAX_MEMBER_LEN || member.chars().any(char::is_control)
-    {
+    if member.is_empty() || member.len() > MAX_MEMBER_LEN || member.chars().any(char::is_control) {
         let shown: String = member.chars().take(64).collect();
         return Err(Error::invalid_input(format!(
             "{op} of set {key}: member `{}` must be 1 to {MAX_MEMBER_LEN} bytes without control characters",
@@ -434,7 +433,10 @@ mod tests {
     fn ttls_round_up_and_are_bounded() {
         let k = Key::parse("k").unwrap();
         assert_eq!(ttl_millis("put", &k, Duration::from_micros(1)).unwrap(), 1);
-        assert_eq!(ttl_millis("put", &k, Duration::from_micros(1500)).unwrap(), 2);
+        assert_eq!(
+            ttl_millis("put", &k, Duration::from_micros(1500)).unwrap(),
+            2
+        );
         assert!(ttl_millis("put", &k, Duration::ZERO).is_err());
         assert!(ttl_millis("put", &k, MAX_TTL + Duration::from_millis(1)).is_err());
     }

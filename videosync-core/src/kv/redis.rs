@@ -9,8 +9,12 @@
 //!
 //! Values share the hash tag `{v}` with the version counter, so a script can
 //! touch both on Redis Cluster too (all values then live on one shard; sets
-//! spread freely). The scripts are in `redis/*.lua`, each declaring its
-//! flags in a `#!lua` line and every key it touches in `KEYS`.
+//! spread freely). The scripts are in `redis/*.lua`, each declaring every
+//! key it touches in `KEYS` and its flags in its first line: `#!lua` alone
+//! for the writers (so Redis refuses them when it is out of memory or a
+//! stale replica, rather than half-apply them), `#!lua flags=no-writes` for
+//! the readers (which replicas may then serve). Reading a value is one
+//! `HMGET`, atomic without a script.
 //!
 //! # Versions
 //! Every write takes `INCR vs:kv:{v}:version`, which nothing deletes, so a
@@ -233,9 +237,9 @@ impl KeyValue for RedisKv {
         let what = || format!("incr of {key} by {by} in {self}");
         let reply: Vec<String> = self.invoke(&inv, what).await?;
         match reply.as_slice() {
-            [status, n] if status == "ok" => n.parse().map_err(|_| {
-                Error::backend(what(), format!("the count `{n}` is not a number"))
-            }),
+            [status, n] if status == "ok" => n
+                .parse()
+                .map_err(|_| Error::backend(what(), format!("the count `{n}` is not a number"))),
             [status] if status == "not_counter" => Err(Error::conflict(format!(
                 "incr of {key} in {self}: it holds a value written by put, not a counter"
             ))),
@@ -252,9 +256,7 @@ impl KeyValue for RedisKv {
         let mut inv = SCRIPTS.set_add.prepare_invoke();
         inv.key(set_key(key)).arg(member).arg(ttl);
         let added: i64 = self
-            .invoke(&inv, || {
-                format!("set_add of {member:?} to {key} in {self}")
-            })
+            .invoke(&inv, || format!("set_add of {member:?} to {key} in {self}"))
             .await?;
         Ok(added == 1)
     }

@@ -139,8 +139,7 @@ const SET_REMOVE: &str =
     "DELETE FROM vs_kv_members WHERE key = $1 AND member = $2 RETURNING expires_at";
 const SET_MEMBERS: &str =
     "SELECT member, expires_at FROM vs_kv_members WHERE key = $1 AND expires_at > $2";
-const SET_LEN: &str =
-    "SELECT COUNT(*) AS n FROM vs_kv_members WHERE key = $1 AND expires_at > $2";
+const SET_LEN: &str = "SELECT COUNT(*) AS n FROM vs_kv_members WHERE key = $1 AND expires_at > $2";
 // The outer `expires_at` test is not redundant: on Postgres a row that a
 // concurrent write revived between the subquery and the delete is re-checked
 // against it and kept.
@@ -428,12 +427,7 @@ impl KeyValue for SqlKv {
             .bind(member)
             .fetch_optional(self.db.pool())
             .await
-            .map_err(|e| {
-                convert(
-                    &format!("set_remove of {member:?} from {key} in {self}"),
-                    e,
-                )
-            })?;
+            .map_err(|e| convert(&format!("set_remove of {member:?} from {key} in {self}"), e))?;
         let was_live = match row {
             None => false,
             Some(row) => col::<i64>(&row, "expires_at")? > now.as_millis(),
@@ -491,6 +485,7 @@ impl KeyValue for SqlKv {
 }
 
 #[cfg(all(test, feature = "sqlite"))]
+#[allow(clippy::unwrap_used)] // Test code.
 mod tests {
     use super::*;
     use crate::ManualClock;
@@ -517,7 +512,11 @@ mod tests {
         let mut last = Version(0);
         for i in 0..5 {
             last = kv
-                .put(&a, Bytes::from(format!("{i}")), PutOptions::default().ttl(ttl))
+                .put(
+                    &a,
+                    Bytes::from(format!("{i}")),
+                    PutOptions::default().ttl(ttl),
+                )
                 .await
                 .unwrap();
         }
@@ -534,7 +533,10 @@ mod tests {
         assert_eq!(kv.sweep().await.unwrap(), 0);
 
         // The swept row's versions stay used: the new row starts above them.
-        let again = kv.put(&a, Bytes::from("new"), PutOptions::create()).await.unwrap();
+        let again = kv
+            .put(&a, Bytes::from("new"), PutOptions::create())
+            .await
+            .unwrap();
         assert!(again > last, "{again} must be above {last}");
     }
 
@@ -555,7 +557,9 @@ mod tests {
         assert_eq!(rows(&kv).await.0, 10);
         clock.advance(SWEEP_INTERVAL);
         let k = Key::parse("trigger").unwrap();
-        kv.put(&k, Bytes::new(), PutOptions::default()).await.unwrap();
+        kv.put(&k, Bytes::new(), PutOptions::default())
+            .await
+            .unwrap();
         assert_eq!(rows(&kv).await.0, 1, "the write swept the expired rows");
     }
 }
