@@ -349,8 +349,14 @@ pub(crate) async fn run_alone(clock: &SystemClock) {
     )
     .unwrap();
     let md = format!(
-        "# Core benchmark: key-value part\n\n{} cores. Reproduce: `VIDEOSYNC_BENCH_ONLY=kv cargo bench --features all-backends --bench core`.\n{}",
+        "# Core benchmark: key-value part\n\n{} cores. Reproduce: \
+         `VIDEOSYNC_BENCH_ONLY=kv cargo bench{} --features all-backends --bench core`.\n{}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if cfg!(debug_assertions) {
+            " --profile dev"
+        } else {
+            ""
+        },
         markdown(&report)
     );
     std::fs::write(dir.join("core-kv.md"), &md).unwrap();
