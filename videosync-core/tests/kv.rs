@@ -95,3 +95,97 @@ async fn unknown_schemes_are_invalid_input() {
     );
     assert!(!msg.contains("secret"), "{msg}");
 }
+
+/// The SQLite file the second process of
+/// [`sqlite_compare_and_set_across_two_processes`] opens.
+const CHILD_URL: &str = "VIDEOSYNC_KV_TEST_CHILD_URL";
+
+/// How many compare-and-set increments each process makes.
+const PER_PROCESS: u64 = 150;
+
+/// Adds one to the decimal counter at `key` by read, then compare-and-set,
+/// retrying until it wins.
+async fn cas_increment(kv: &videosync_core::kv::DynKeyValue, key: &videosync_core::kv::Key) {
+    use videosync_core::kv::PutOptions;
+    for _ in 0..100_000 {
+        let current = kv.get(key).await.unwrap();
+        let (n, opts) = match &current {
+            None => (0u64, PutOptions::create()),
+            Some(v) => (
+                std::str::from_utf8(&v.value).unwrap().parse().unwrap(),
+                PutOptions::if_version(v.version),
+            ),
+        };
+        match kv.put(key, (n + 1).to_string().into(), opts).await {
+            Ok(_) => return,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    videosync_core::ErrorKind::Precondition
+                        | videosync_core::ErrorKind::AlreadyExists
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("never won a compare-and-set on {key}");
+}
+
+/// Two processes on one SQLite file (SQLite's locks between processes are
+/// not the ones between two connections of one process): no increment is
+/// lost. The second process is this test binary running
+/// `sqlite_second_process`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_compare_and_set_across_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kv.db").display());
+    let clock = Arc::new(videosync_core::SystemClock::new());
+    // Migrated before the second process opens it.
+    let kv = kv_from_url(&url, clock).await.unwrap();
+    let key = videosync_core::kv::Key::parse("two-processes").unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sqlite_second_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_URL, &url)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the second process");
+    // Start once the other process is writing, so the two overlap.
+    let started = tokio::time::timeout(videosync_core::conformance::WAIT, async {
+        while kv.get(&key).await.unwrap().is_none() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    if started.is_err() {
+        let _ = child.kill();
+        panic!("the second process wrote nothing");
+    }
+    for _ in 0..PER_PROCESS {
+        cas_increment(&kv, &key).await;
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "the second process failed: {status}");
+    let total = kv.get(&key).await.unwrap().unwrap().value;
+    assert_eq!(total, (2 * PER_PROCESS).to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the second process of sqlite_compare_and_set_across_two_processes"]
+async fn sqlite_second_process() {
+    let Ok(url) = std::env::var(CHILD_URL) else {
+        return;
+    };
+    let clock = Arc::new(videosync_core::SystemClock::new());
+    let kv = kv_from_url(&url, clock).await.unwrap();
+    let key = videosync_core::kv::Key::parse("two-processes").unwrap();
+    for _ in 0..PER_PROCESS {
+        cas_increment(&kv, &key).await;
+    }
+}
