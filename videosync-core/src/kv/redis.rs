@@ -18,7 +18,16 @@
 //!
 //! # Versions
 //! Every write takes `INCR vs:kv:{v}:version`, which nothing deletes, so a
-//! key's versions only grow, across deletes and expiry.
+//! key's versions only grow, across deletes and expiry. Should the counter
+//! vanish all the same (a restart without persistence, an eviction), the
+//! next write starts it again from the server's time in microseconds, which
+//! is above every version handed out before unless the server's clock went
+//! back or it sustained a million writes a second.
+//!
+//! # Operations
+//! Run Redis with persistence (AOF) if values must survive a restart, and
+//! with `maxmemory-policy noeviction` (or a `volatile-*` policy): an evicted
+//! key is data lost, not a cache miss.
 //!
 //! # Time
 //! Expiry follows the Redis server's clock, not the caller's [`crate::Clock`]:
@@ -307,5 +316,50 @@ impl KeyValue for RedisKv {
     async fn sweep(&self) -> Result<u64> {
         // Redis expires keys itself; see the module docs.
         Ok(0)
+    }
+}
+
+#[cfg(all(test, feature = "conformance"))]
+#[allow(clippy::unwrap_used)] // Test code.
+mod tests {
+    use super::*;
+
+    /// A lost version counter (a restart without persistence, an eviction)
+    /// starts again above every version handed out before.
+    #[tokio::test]
+    async fn a_lost_version_counter_never_goes_back() {
+        let Some(url) = crate::conformance::service_url("VIDEOSYNC_TEST_REDIS_URL") else {
+            return;
+        };
+        let kv = RedisKv::connect(&url).await.unwrap();
+        let key = Key::parse(&crate::conformance::unique_name("test:counter-lost:")).unwrap();
+        let v1 = kv
+            .put(
+                &key,
+                Bytes::from("a"),
+                PutOptions::default().ttl(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        let _: i64 = ::redis::cmd("DEL")
+            .arg(VERSION_KEY)
+            .query_async(&mut kv.conn.clone())
+            .await
+            .unwrap();
+        let v2 = kv
+            .put(&key, Bytes::from("b"), PutOptions::if_version(v1))
+            .await
+            .unwrap();
+        assert!(v2 > v1, "{v2} must be above {v1}");
+        kv.delete(&key, None).await.unwrap();
+        let _: i64 = ::redis::cmd("DEL")
+            .arg(VERSION_KEY)
+            .query_async(&mut kv.conn.clone())
+            .await
+            .unwrap();
+        assert_eq!(kv.incr(&key, 1, None).await.unwrap(), 1);
+        let v3 = kv.get(&key).await.unwrap().unwrap().version;
+        assert!(v3 > v2, "{v3} must be above {v2}");
+        kv.delete(&key, None).await.unwrap();
     }
 }
