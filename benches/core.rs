@@ -18,6 +18,8 @@
 //!
 //! - Event log append throughput and append -> tail latency on every backend
 //!   against raw Redis `XADD`/`XREAD BLOCK` (see `core/eventlog.rs`).
+//! - Key-value store: compare-and-set and incr operations per second on every
+//!   backend, beside raw Redis commands (`core/kv.rs`).
 //!
 //! Run with `make bench` (starts the services), or
 //! `cargo bench --all-features --bench core` with the service URLs in the
@@ -47,6 +49,8 @@ use videosync::core::{Clock, NewJob, ObjectKey, ObjectStoreExt, RetryPolicy, Sys
 mod uploads;
 #[path = "core/eventlog.rs"]
 mod eventlog;
+#[path = "core/kv.rs"]
+mod kv;
 
 /// A stopwatch on the project's clock (production code never reads the OS
 /// clock directly; benches follow the same rule).
@@ -130,6 +134,8 @@ struct Report {
     uploads: Vec<uploads::UploadResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     eventlog: Option<eventlog::EventLogReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kv: Option<kv::KvReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -435,6 +441,9 @@ fn markdown(r: &Report) -> String {
     if let Some(e) = &r.eventlog {
         md.push_str(&eventlog::markdown(e));
     }
+    if let Some(kv) = &r.kv {
+        md.push_str(&kv::markdown(kv));
+    }
     md
 }
 
@@ -455,6 +464,10 @@ async fn main() {
         return;
     }
     let clock = SystemClock::new();
+    if std::env::var("VIDEOSYNC_BENCH_ONLY").is_ok_and(|only| only == "kv") {
+        kv::run_alone(&clock).await;
+        return;
+    }
     let scratch = tempfile::tempdir().unwrap();
     let mut report = Report {
         bench: "core",
@@ -471,6 +484,7 @@ async fn main() {
         queue: Vec::new(),
 uploads: Vec::new(),
         eventlog: None,
+        kv: None,
     };
     // `VIDEOSYNC_BENCH_ONLY=eventlog` runs that section alone, into the
     // existing report.
@@ -603,6 +617,7 @@ uploads: Vec::new(),
     }
 
     report.eventlog = Some(eventlog::run(&clock).await);
+    report.kv = Some(kv::run(&clock).await);
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     std::fs::create_dir_all(&dir).unwrap();

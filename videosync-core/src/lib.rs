@@ -10,6 +10,7 @@
 //! | [`Clock`] | what time it is | [`SystemClock`], [`ManualClock`] |
 //! | [`Catalog`] | what videos exist and their state | SQLite (default), Postgres (`postgres`) |
 //! | [`UploadSessions`] | resumable uploads (tus) | state in SQL, bytes in any [`ObjectStore`] |
+//! | [`KeyValue`] | shared state with versions and expiry: presence, rate limits, room state | in-process, SQLite, Postgres, Redis (`redis`) |
 //!
 //! Each contract is a small object-safe trait held as `Arc<dyn Trait>`;
 //! conveniences live in an `...Ext` trait. Every backend passes the same
@@ -45,6 +46,7 @@ pub mod db;
 mod error;
 pub mod eventlog;
 mod ids;
+pub mod kv;
 pub mod page;
 pub mod queue;
 #[cfg(feature = "sql")]
@@ -59,6 +61,7 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use eventlog::{EventLog, EventLogExt, LogOptions, Recovery, StreamPosition};
 pub use ids::{ChannelId, JobId, SessionId, UserId, VideoId};
 pub use page::{Cursor, Page};
+pub use kv::KeyValue;
 pub use queue::{JobQueue, JobQueueExt, NewJob, RetryPolicy};
 pub use store::{KeyError, ObjectKey, ObjectStore, ObjectStoreExt};
 pub use uploads::{NewUpload, UploadId, UploadInfo, UploadSessions, UploadState};
