@@ -45,12 +45,12 @@ use videosync::core::store::sign::SignRequest;
 use videosync::core::store::{store_from_url, DynObjectStore};
 use videosync::core::{Clock, NewJob, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock};
 
-#[path = "core/uploads.rs"]
-mod uploads;
 #[path = "core/eventlog.rs"]
 mod eventlog;
 #[path = "core/kv.rs"]
 mod kv;
+#[path = "core/uploads.rs"]
+mod uploads;
 
 /// A stopwatch on the project's clock (production code never reads the OS
 /// clock directly; benches follow the same rule).
@@ -482,7 +482,7 @@ async fn main() {
         },
         store: Vec::new(),
         queue: Vec::new(),
-uploads: Vec::new(),
+        uploads: Vec::new(),
         eventlog: None,
         kv: None,
     };

@@ -41,10 +41,18 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// A page from `limit + 1` fetched rows: when the extra row is there, it
     /// is dropped and `next` is the cursor of the last item kept.
-    pub fn from_overfetch(mut rows: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> Cursor) -> Self {
+    pub fn from_overfetch(
+        mut rows: Vec<T>,
+        limit: usize,
+        cursor_of: impl Fn(&T) -> Cursor,
+    ) -> Self {
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let next = if more { rows.last().map(cursor_of) } else { None };
+        let next = if more {
+            rows.last().map(cursor_of)
+        } else {
+            None
+        };
         Page { items: rows, next }
     }
 
@@ -243,14 +251,25 @@ mod tests {
     #[test]
     fn fields_round_trip_and_foreign_cursors_are_refused() {
         let c = Cursor::from_fields(&["42"]);
-        assert_eq!(c.to_string().parse::<Cursor>().unwrap().number().unwrap(), 42);
+        assert_eq!(
+            c.to_string().parse::<Cursor>().unwrap().number().unwrap(),
+            42
+        );
         assert!(Cursor::from_fields(&["1", "2"]).number().is_err());
         assert!(Cursor::from_fields(&["abc"]).number().is_err());
-        assert_eq!(Cursor::from_fields(&["7", "id"]).fields(2).unwrap(), ["7", "id"]);
-        let page = Page::from_overfetch(vec![1, 2, 3], 2, |n| Cursor::from_fields(&[&n.to_string()]));
+        assert_eq!(
+            Cursor::from_fields(&["7", "id"]).fields(2).unwrap(),
+            ["7", "id"]
+        );
+        let page =
+            Page::from_overfetch(vec![1, 2, 3], 2, |n| Cursor::from_fields(&[&n.to_string()]));
         assert_eq!(page.items, vec![1, 2]);
         assert_eq!(page.next.unwrap().number().unwrap(), 2);
-        assert!(Page::from_overfetch(vec![1], 2, |_| Cursor::from_fields(&[])).next.is_none());
+        assert!(
+            Page::from_overfetch(vec![1], 2, |_| Cursor::from_fields(&[]))
+                .next
+                .is_none()
+        );
     }
 
     #[test]

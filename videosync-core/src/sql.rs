@@ -238,7 +238,10 @@ impl Database {
             all.extend(pick(m).iter().cloned());
         }
         all.sort_by_key(|m| m.version);
-        if let Some(pair) = all.windows(2).find(|w| w.first().map(|m| m.version) == w.get(1).map(|m| m.version)) {
+        if let Some(pair) = all
+            .windows(2)
+            .find(|w| w.first().map(|m| m.version) == w.get(1).map(|m| m.version))
+        {
             let version = pair.first().map_or(0, |m| m.version);
             return Err(Error::invalid_input(format!(
                 "migrating {self}: two migrations have version {version}; embedders number theirs from 1000"

@@ -351,11 +351,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop = videosync_transcode::CancelToken::new();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..args.workers {
-        let worker = transcode_worker(&backends, args.lease_seconds, args.scratch_dir.clone(), false);
+        let worker = transcode_worker(
+            &backends,
+            args.lease_seconds,
+            args.scratch_dir.clone(),
+            false,
+        );
         let stop = stop.clone();
         workers.spawn(async move { worker.run(&stop).await });
     }
-    tracing::info!(workers = args.workers, "videosync listening on http://{addr}");
+    tracing::info!(
+        workers = args.workers,
+        "videosync listening on http://{addr}"
+    );
     axum::serve(listener, router(std::sync::Arc::new(backends)))
         .with_graceful_shutdown(shutdown_signal())
         .await

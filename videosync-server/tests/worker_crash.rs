@@ -22,7 +22,15 @@ const RUNS: usize = 10;
 fn make_clip(path: &Path) {
     let status = Command::new("ffmpeg")
         .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
-        .args(["testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine", "-t", "20"])
+        .args([
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+            "20",
+        ])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
         .arg(path)
         .status()
@@ -48,7 +56,9 @@ async fn published_files(backends: &Backends, prefix: &str) -> Vec<String> {
         String::from_utf8(backends.store.get_bytes(&key).await.unwrap().to_vec()).unwrap()
     };
     let master = get(format!("{prefix}/master.m3u8")).await;
-    let m3u8_rs::Playlist::MasterPlaylist(master) = m3u8_rs::parse_playlist_res(master.as_bytes()).unwrap() else {
+    let m3u8_rs::Playlist::MasterPlaylist(master) =
+        m3u8_rs::parse_playlist_res(master.as_bytes()).unwrap()
+    else {
         panic!("master.m3u8 is not a master playlist");
     };
     let mut files = vec![format!("{prefix}/master.m3u8")];
@@ -56,11 +66,16 @@ async fn published_files(backends: &Backends, prefix: &str) -> Vec<String> {
     media.extend(master.variants.iter().map(|v| v.uri.clone()));
     media.extend(master.alternatives.iter().filter_map(|a| a.uri.clone()));
     for uri in media {
-        assert!(!uri.contains("..") && !uri.starts_with('/'), "relative URIs only: {uri}");
+        assert!(
+            !uri.contains("..") && !uri.starts_with('/'),
+            "relative URIs only: {uri}"
+        );
         let path = format!("{prefix}/{uri}");
         let dir = path.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap();
         let text = get(path.clone()).await;
-        let m3u8_rs::Playlist::MediaPlaylist(pl) = m3u8_rs::parse_playlist_res(text.as_bytes()).unwrap() else {
+        let m3u8_rs::Playlist::MediaPlaylist(pl) =
+            m3u8_rs::parse_playlist_res(text.as_bytes()).unwrap()
+        else {
             panic!("{path} is not a media playlist");
         };
         files.push(path);
@@ -96,7 +111,10 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
         let source = "uploads/clip.mp4".to_owned();
         backends
             .store
-            .put(&ObjectKey::parse(&source).unwrap(), clip_bytes.clone().into())
+            .put(
+                &ObjectKey::parse(&source).unwrap(),
+                clip_bytes.clone().into(),
+            )
             .await
             .unwrap();
         let video = backends
@@ -125,7 +143,11 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
             },
             segments_per_chunk: None,
         };
-        backends.queue.enqueue(job.to_new_job().unwrap()).await.unwrap();
+        backends
+            .queue
+            .enqueue(job.to_new_job().unwrap())
+            .await
+            .unwrap();
 
         // The first worker dies at a random point: before it reserves, while
         // it decodes, encodes or writes segments, or around publishing.
@@ -135,7 +157,10 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
         first.kill().unwrap(); // SIGKILL
         first.wait().unwrap();
         let at_kill = backends.catalog.get_video(video).await.unwrap();
-        eprintln!("run {run}: killed after {kill_after:?}, video {}", at_kill.status);
+        eprintln!(
+            "run {run}: killed after {kill_after:?}, video {}",
+            at_kill.status
+        );
 
         // A fresh worker finishes the job (after the dead lease runs out).
         let mut second = spawn_worker(&data);
@@ -162,11 +187,22 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
         second.kill().unwrap();
         second.wait().unwrap();
 
-        let ctx = format!("run {run} (seed {seed}, kill after {kill_after:?}, {} at the kill)", at_kill.status);
-        assert_eq!(done.status, VideoStatus::Ready, "{ctx}: {:?}", done.failure_reason);
+        let ctx = format!(
+            "run {run} (seed {seed}, kill after {kill_after:?}, {} at the kill)",
+            at_kill.status
+        );
+        assert_eq!(
+            done.status,
+            VideoStatus::Ready,
+            "{ctx}: {:?}",
+            done.failure_reason
+        );
         if at_kill.status == VideoStatus::Processing {
             took_over += 1;
-            assert!(done.attempt >= 2, "{ctx}: the second worker took over with a new attempt");
+            assert!(
+                done.attempt >= 2,
+                "{ctx}: the second worker took over with a new attempt"
+            );
         }
         let published = done.output_prefix.clone().expect("a published prefix");
         assert_eq!(published, format!("{base}/a{}", done.attempt), "{ctx}");
@@ -175,27 +211,48 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
         let referenced = published_files(&backends, &published).await;
         assert!(referenced.len() > 5, "{ctx}: {referenced:?}");
         for f in &referenced {
-            assert!(f.starts_with(&format!("{published}/")), "{ctx}: {f} outside the published attempt");
             assert!(
-                backends.store.exists(&ObjectKey::parse(f).unwrap()).await.unwrap(),
+                f.starts_with(&format!("{published}/")),
+                "{ctx}: {f} outside the published attempt"
+            );
+            assert!(
+                backends
+                    .store
+                    .exists(&ObjectKey::parse(f).unwrap())
+                    .await
+                    .unwrap(),
                 "{ctx}: {f} is referenced but missing"
             );
         }
         // Ready exactly once: nothing dead-lettered, and the video did not
         // move after it was ready.
         assert_eq!(backends.queue.counts().await.unwrap().dead, 0, "{ctx}");
-        assert_eq!(backends.catalog.get_video(video).await.unwrap(), done, "{ctx}");
+        assert_eq!(
+            backends.catalog.get_video(video).await.unwrap(),
+            done,
+            "{ctx}"
+        );
         // Files of dead attempts are gone (the takeover removes them).
-        let all = backends.store.list(Some(&ObjectKey::parse(&base).unwrap())).await.unwrap();
+        let all = backends
+            .store
+            .list(Some(&ObjectKey::parse(&base).unwrap()))
+            .await
+            .unwrap();
         let stray: Vec<_> = all
             .iter()
             .filter(|m| !m.key.as_str().starts_with(&format!("{published}/")))
             .map(|m| m.key.as_str().to_owned())
             .collect();
-        assert!(stray.is_empty(), "{ctx}: files of dead attempts remain: {stray:?}");
+        assert!(
+            stray.is_empty(),
+            "{ctx}: files of dead attempts remain: {stray:?}"
+        );
     }
     eprintln!("{took_over} of {RUNS} kills landed mid-transcode");
     // The clip takes about 1.3 s to transcode here; a test whose kills
     // all missed the transcode would prove nothing.
-    assert!(took_over >= 3, "only {took_over} of {RUNS} kills landed mid-transcode (seed {seed})");
+    assert!(
+        took_over >= 3,
+        "only {took_over} of {RUNS} kills landed mid-transcode (seed {seed})"
+    );
 }

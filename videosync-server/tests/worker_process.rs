@@ -19,7 +19,15 @@ async fn a_separate_worker_process_reports_progress_to_the_server() {
     let clip = dir.path().join("clip.mp4");
     let status = Command::new("ffmpeg")
         .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
-        .args(["testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine", "-t", "8"])
+        .args([
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+            "8",
+        ])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
         .arg(&clip)
         .status()
@@ -30,7 +38,10 @@ async fn a_separate_worker_process_reports_progress_to_the_server() {
     let source = "uploads/clip.mp4";
     backends
         .store
-        .put(&ObjectKey::parse(source).unwrap(), std::fs::read(&clip).unwrap().into())
+        .put(
+            &ObjectKey::parse(source).unwrap(),
+            std::fs::read(&clip).unwrap().into(),
+        )
         .await
         .unwrap();
     let video = backends
@@ -60,7 +71,11 @@ async fn a_separate_worker_process_reports_progress_to_the_server() {
         },
         segments_per_chunk: None,
     };
-    backends.queue.enqueue(job.to_new_job().unwrap()).await.unwrap();
+    backends
+        .queue
+        .enqueue(job.to_new_job().unwrap())
+        .await
+        .unwrap();
     let mut worker = Command::new(env!("CARGO_BIN_EXE_videosync"))
         .args(["worker", "--data-dir"])
         .arg(&data)
@@ -85,7 +100,14 @@ async fn a_separate_worker_process_reports_progress_to_the_server() {
     .await;
     worker.kill().unwrap();
     worker.wait().unwrap();
-    assert_eq!(outcome.expect("a done event within 60 s"), None, "{stages:?}");
+    assert_eq!(
+        outcome.expect("a done event within 60 s"),
+        None,
+        "{stages:?}"
+    );
     assert!(stages.contains(&Stage::Encoding), "{stages:?}");
-    assert_eq!(backends.catalog.get_video(video).await.unwrap().status, VideoStatus::Ready);
+    assert_eq!(
+        backends.catalog.get_video(video).await.unwrap().status,
+        VideoStatus::Ready
+    );
 }

@@ -42,8 +42,8 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use videosync_core::bus::DynEventBus;
-use videosync_core::eventlog::{DynEventLog, EventLogExt};
 use videosync_core::catalog::{DynCatalog, StatusChange};
+use videosync_core::eventlog::{DynEventLog, EventLogExt};
 use videosync_core::queue::{DynJobQueue, Failed, Lease, ReserveOptions};
 use videosync_core::store::DynObjectStore;
 use videosync_core::{
@@ -130,7 +130,6 @@ impl TranscodeJob {
             | TranscodeJob::Finish { video, .. } => *video,
         }
     }
-
 }
 
 /// A progress event on the bus.
@@ -297,7 +296,10 @@ impl Worker {
         let mut sweep = tokio::time::interval(self.config.sweep_every.max(Duration::from_secs(1)));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !stop.is_cancelled() {
-            if tokio::time::timeout(Duration::ZERO, sweep.tick()).await.is_ok() {
+            if tokio::time::timeout(Duration::ZERO, sweep.tick())
+                .await
+                .is_ok()
+            {
                 if let Err(e) = self.sweep_dead_letters().await {
                     tracing::warn!("sweeping the dead letters: {e}");
                 }
@@ -352,7 +354,9 @@ impl Worker {
             let extend = self.config.lease;
             // The stop flag is looked at every quarter second, the lease
             // renewed every third of it.
-            let tick = every.min(Duration::from_millis(250)).max(Duration::from_millis(1));
+            let tick = every
+                .min(Duration::from_millis(250))
+                .max(Duration::from_millis(1));
             tokio::spawn(async move {
                 let mut since_beat = Duration::ZERO;
                 loop {
@@ -392,13 +396,17 @@ impl Worker {
                     TranscodeJob::Ladder { source_key, .. } => Some(source_key.clone()),
                     _ => None,
                 };
-                self.publish(&lease, video, &fence, &prefix, source, m).await
+                self.publish(&lease, video, &fence, &prefix, source, m)
+                    .await
             }
             Ok(outcome) => {
                 self.queue.ack(&lease).await?;
                 Ok(outcome)
             }
-            Err(e) => self.give_up_or_retry(&lease, &job, &fence, &prefix, e).await,
+            Err(e) => {
+                self.give_up_or_retry(&lease, &job, &fence, &prefix, e)
+                    .await
+            }
         }
     }
 
@@ -502,7 +510,12 @@ impl Worker {
         };
         match self.catalog.update_status(video, None, change).await {
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::Precondition | ErrorKind::Conflict | ErrorKind::NotFound) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Precondition | ErrorKind::Conflict | ErrorKind::NotFound
+                ) =>
+            {
                 // Superseded: another attempt owns the video now.
                 self.remove_ladder(prefix).await;
                 self.ack_quietly(lease).await;
@@ -559,7 +572,11 @@ impl Worker {
         };
         match self.catalog.update_status(video, None, change).await {
             Ok(_) => self.publish_done(video, Some(e.reason.clone())).await,
-            Err(err) if matches!(err.kind(), ErrorKind::Precondition | ErrorKind::Conflict | ErrorKind::NotFound) => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::Precondition | ErrorKind::Conflict | ErrorKind::NotFound
+                ) => {}
             Err(err) => return Err(err),
         }
         if e.permanent {

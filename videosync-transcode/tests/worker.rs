@@ -150,7 +150,11 @@ async fn a_job_becomes_a_ready_video_with_progress_on_the_bus() {
     assert_eq!(row.renditions, manifest.catalog_renditions());
     assert_eq!(row.source.unwrap().width, Some(640));
     let published = format!("videos/{}/hls/a1", video.as_uuid());
-    assert_eq!(row.output_prefix.as_deref(), Some(published.as_str()), "the attempt's prefix is published");
+    assert_eq!(
+        row.output_prefix.as_deref(),
+        Some(published.as_str()),
+        "the attempt's prefix is published"
+    );
     let master = ObjectKey::parse(&format!("{published}/master.m3u8")).unwrap();
     assert!(rig.store.exists(&master).await.unwrap());
     assert!(
@@ -235,9 +239,17 @@ async fn a_missing_source_is_retried_then_dead_lettered() {
     let first = rig.worker.run_once().await.unwrap();
     assert!(matches!(first, Outcome::Retrying { .. }), "{first:?}");
     let row = rig.worker.catalog.get_video(video).await.unwrap();
-    assert_eq!(row.status, VideoStatus::Processing, "the next attempt takes it over");
+    assert_eq!(
+        row.status,
+        VideoStatus::Processing,
+        "the next attempt takes it over"
+    );
     assert_eq!(row.attempt, 1);
-    assert_eq!(rig.worker.run_once().await.unwrap(), Outcome::Idle, "backing off");
+    assert_eq!(
+        rig.worker.run_once().await.unwrap(),
+        Outcome::Idle,
+        "backing off"
+    );
     rig.clock.advance(Duration::from_millis(50));
     let second = rig.worker.run_once().await.unwrap();
     assert!(matches!(second, Outcome::Failed { .. }), "{second:?}");
@@ -318,9 +330,16 @@ async fn a_redelivered_job_never_takes_a_ready_video_off_air() {
         segments_per_chunk: None,
     };
     enqueue(&rig, &job).await;
-    assert!(matches!(rig.worker.run_once().await.unwrap(), Outcome::Ready(_)));
+    assert!(matches!(
+        rig.worker.run_once().await.unwrap(),
+        Outcome::Ready(_)
+    ));
     let ready = rig.worker.catalog.get_video(video).await.unwrap();
-    let before = rig.store.list(Some(&ObjectKey::parse("videos").unwrap())).await.unwrap();
+    let before = rig
+        .store
+        .list(Some(&ObjectKey::parse("videos").unwrap()))
+        .await
+        .unwrap();
     // The same job again, past any dedupe.
     rig.worker
         .queue
@@ -330,7 +349,13 @@ async fn a_redelivered_job_never_takes_a_ready_video_off_air() {
     let again = rig.worker.run_once().await.unwrap();
     assert!(matches!(again, Outcome::Dropped { .. }), "{again:?}");
     assert_eq!(rig.worker.catalog.get_video(video).await.unwrap(), ready);
-    assert_eq!(rig.store.list(Some(&ObjectKey::parse("videos").unwrap())).await.unwrap(), before);
+    assert_eq!(
+        rig.store
+            .list(Some(&ObjectKey::parse("videos").unwrap()))
+            .await
+            .unwrap(),
+        before
+    );
     assert_eq!(rig.worker.queue.counts().await.unwrap().ready, 0);
 }
 
@@ -364,17 +389,33 @@ async fn a_job_dead_lettered_without_its_worker_fails_the_video() {
         assert_eq!(held.job().attempts, attempt);
         rig.worker
             .catalog
-            .update_status(video, None, StatusChange::Processing { fence: format!("crashed-{attempt}") })
+            .update_status(
+                video,
+                None,
+                StatusChange::Processing {
+                    fence: format!("crashed-{attempt}"),
+                },
+            )
             .await
             .unwrap();
         rig.clock.advance(lease + Duration::from_secs(1));
     }
     // The next reserve finds the lease run out on the last attempt.
-    assert!(rig.worker.queue.reserve(ReserveOptions::lease(lease)).await.unwrap().is_none());
+    assert!(rig
+        .worker
+        .queue
+        .reserve(ReserveOptions::lease(lease))
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(rig.worker.queue.counts().await.unwrap().dead, 1);
     assert_eq!(rig.worker.sweep_dead_letters().await.unwrap(), 1);
     let row = rig.worker.catalog.get_video(video).await.unwrap();
     assert_eq!(row.status, VideoStatus::Failed);
     assert!(row.failure_reason.is_some());
-    assert_eq!(rig.worker.sweep_dead_letters().await.unwrap(), 0, "idempotent");
+    assert_eq!(
+        rig.worker.sweep_dead_letters().await.unwrap(),
+        0,
+        "idempotent"
+    );
 }

@@ -77,7 +77,11 @@ impl Catalog for SqlCatalog {
         expected_version: Option<u64>,
         change: StatusChange,
     ) -> Result<Video> {
-        in_tx!(self.db, |tx| tx.set_video_status(id, expected_version, change))
+        in_tx!(self.db, |tx| tx.set_video_status(
+            id,
+            expected_version,
+            change
+        ))
     }
 
     async fn set_source_meta(&self, id: VideoId, meta: SourceMeta) -> Result<Video> {

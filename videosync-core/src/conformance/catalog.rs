@@ -72,7 +72,15 @@ pub async fn create_and_read_back(fx: CatalogFixture) {
     assert!(v.renditions.is_empty() && v.source.is_none() && v.failure_reason.is_none());
     assert_eq!(v.tags, ["sea", "holiday"]);
     assert_eq!(v.description, "A day at the sea.\nWith waves.");
-    assert_eq!((v.version, v.attempt, v.fence.as_deref(), v.output_prefix.as_deref()), (1, 0, None, None));
+    assert_eq!(
+        (
+            v.version,
+            v.attempt,
+            v.fence.as_deref(),
+            v.output_prefix.as_deref()
+        ),
+        (1, 0, None, None)
+    );
     assert_eq!(c.get_video(v.id).await.unwrap(), v);
     let chosen = VideoId::new();
     let mut named = NewVideo::titled("with id");
@@ -84,14 +92,21 @@ pub async fn status_transitions(fx: CatalogFixture) {
     let (clock, c) = open(&fx).await;
     let v = c.create_video(NewVideo::titled("t")).await.unwrap();
     clock.advance(Duration::from_secs(5));
-    let p = c.update_status(v.id, Some(v.version), processing("f1")).await.unwrap();
+    let p = c
+        .update_status(v.id, Some(v.version), processing("f1"))
+        .await
+        .unwrap();
     assert_eq!(p.status, VideoStatus::Processing);
     assert_eq!((p.attempt, p.fence.as_deref()), (1, Some("f1")));
     assert!(p.version > v.version, "every change moves the version");
     assert_eq!(p.updated_at, START.saturating_add(Duration::from_secs(5)));
     assert_eq!(p.created_at, START);
     let f = c
-        .update_status(v.id, None, failed(Some("f1"), "probe of uploads/x failed: no video stream"))
+        .update_status(
+            v.id,
+            None,
+            failed(Some("f1"), "probe of uploads/x failed: no video stream"),
+        )
         .await
         .unwrap();
     assert_eq!(f.status, VideoStatus::Failed);
@@ -99,11 +114,16 @@ pub async fn status_transitions(fx: CatalogFixture) {
         f.failure_reason.as_deref(),
         Some("probe of uploads/x failed: no video stream")
     );
-    c.update_status(v.id, None, StatusChange::Pending).await.unwrap();
+    c.update_status(v.id, None, StatusChange::Pending)
+        .await
+        .unwrap();
     let p2 = c.update_status(v.id, None, processing("f2")).await.unwrap();
     assert_eq!(p2.attempt, 2);
     let ladder = vec![rendition(1080), rendition(720)];
-    let r = c.update_status(v.id, None, ready("f2", ladder.clone())).await.unwrap();
+    let r = c
+        .update_status(v.id, None, ready("f2", ladder.clone()))
+        .await
+        .unwrap();
     assert_eq!(r.status, VideoStatus::Ready);
     assert_eq!(r.renditions, ladder);
     assert_eq!(r.output_prefix.as_deref(), Some("videos/x/f2"));
@@ -111,41 +131,78 @@ pub async fn status_transitions(fx: CatalogFixture) {
     assert_eq!(c.get_video(v.id).await.unwrap(), r);
     // A requested re-transcode keeps the published ladder until the next
     // attempt replaces it.
-    let again = c.update_status(v.id, None, StatusChange::Pending).await.unwrap();
-    assert_eq!((again.renditions, again.output_prefix), (ladder, Some("videos/x/f2".into())));
+    let again = c
+        .update_status(v.id, None, StatusChange::Pending)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.renditions, again.output_prefix),
+        (ladder, Some("videos/x/f2".into()))
+    );
     c.update_status(v.id, None, processing("f3")).await.unwrap();
-    let r3 = c.update_status(v.id, None, ready("f3", vec![rendition(480)])).await.unwrap();
+    let r3 = c
+        .update_status(v.id, None, ready("f3", vec![rendition(480)]))
+        .await
+        .unwrap();
     assert_eq!(r3.output_prefix.as_deref(), Some("videos/x/f3"));
 }
 
 pub async fn stale_fences_and_versions_change_nothing(fx: CatalogFixture) {
     let (_clock, c) = open(&fx).await;
     let v = c.create_video(NewVideo::titled("fenced")).await.unwrap();
-    let p = c.update_status(v.id, None, processing("old")).await.unwrap();
+    let p = c
+        .update_status(v.id, None, processing("old"))
+        .await
+        .unwrap();
     // The lease ran out and another worker took the work over.
-    let taken = c.update_status(v.id, None, processing("new")).await.unwrap();
+    let taken = c
+        .update_status(v.id, None, processing("new"))
+        .await
+        .unwrap();
     assert_eq!(taken.attempt, p.attempt + 1);
-    for change in [ready("old", vec![rendition(360)]), failed(Some("old"), "stale")] {
+    for change in [
+        ready("old", vec![rendition(360)]),
+        failed(Some("old"), "stale"),
+    ] {
         let err = c.update_status(v.id, None, change).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Precondition, "{err}");
     }
-    assert_eq!(c.get_video(v.id).await.unwrap(), taken, "the stale worker changed nothing");
+    assert_eq!(
+        c.get_video(v.id).await.unwrap(),
+        taken,
+        "the stale worker changed nothing"
+    );
     // A stale version is refused too.
     let err = c
         .update_status(v.id, Some(p.version), ready("new", vec![]))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Precondition, "{err}");
-    let r = c.update_status(v.id, Some(taken.version), ready("new", vec![])).await.unwrap();
+    let r = c
+        .update_status(v.id, Some(taken.version), ready("new", vec![]))
+        .await
+        .unwrap();
     // A retried or redelivered job cannot take a ready video off air.
-    for change in [processing("retry"), failed(None, "dead letter"), failed(Some("new"), "late")] {
-        assert_eq!(kind(c.update_status(v.id, None, change).await), Some(ErrorKind::Conflict));
+    for change in [
+        processing("retry"),
+        failed(None, "dead letter"),
+        failed(Some("new"), "late"),
+    ] {
+        assert_eq!(
+            kind(c.update_status(v.id, None, change).await),
+            Some(ErrorKind::Conflict)
+        );
     }
     assert_eq!(c.get_video(v.id).await.unwrap(), r);
     // A dead-lettered job fails the video whoever held it.
     let w = c.create_video(NewVideo::titled("dead")).await.unwrap();
-    c.update_status(w.id, None, processing("crashed")).await.unwrap();
-    let dead = c.update_status(w.id, None, failed(None, "lease exhausted")).await.unwrap();
+    c.update_status(w.id, None, processing("crashed"))
+        .await
+        .unwrap();
+    let dead = c
+        .update_status(w.id, None, failed(None, "lease exhausted"))
+        .await
+        .unwrap();
     assert_eq!(dead.status, VideoStatus::Failed);
     assert_eq!(dead.failure_reason.as_deref(), Some("lease exhausted"));
 }
@@ -162,7 +219,9 @@ pub async fn illegal_transitions_change_nothing(fx: CatalogFixture) {
     assert!(err.to_string().contains("pending"), "{err}");
     assert_eq!(c.get_video(v.id).await.unwrap(), v, "unchanged");
     c.update_status(v.id, None, processing("f")).await.unwrap();
-    c.update_status(v.id, None, ready("f", vec![])).await.unwrap();
+    c.update_status(v.id, None, ready("f", vec![]))
+        .await
+        .unwrap();
     assert_eq!(
         kind(c.update_status(v.id, None, ready("f", vec![])).await),
         Some(ErrorKind::Conflict)
@@ -174,7 +233,10 @@ pub async fn illegal_transitions_change_nothing(fx: CatalogFixture) {
     };
     let w = c.create_video(NewVideo::titled("w")).await.unwrap();
     c.update_status(w.id, None, processing("g")).await.unwrap();
-    assert_eq!(kind(c.update_status(w.id, None, hostile).await), Some(ErrorKind::InvalidInput));
+    assert_eq!(
+        kind(c.update_status(w.id, None, hostile).await),
+        Some(ErrorKind::InvalidInput)
+    );
 }
 
 pub async fn concurrent_transitions_have_one_winner(fx: CatalogFixture) {
@@ -185,7 +247,8 @@ pub async fn concurrent_transitions_have_one_winner(fx: CatalogFixture) {
     for i in 0..8u32 {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
-            c.update_status(v.id, None, ready("f", vec![rendition(100 + i)])).await
+            c.update_status(v.id, None, ready("f", vec![rendition(100 + i)]))
+                .await
         }));
     }
     let mut wins = 0;
@@ -211,7 +274,9 @@ pub async fn list_filters_newest_first(fx: CatalogFixture) {
         ids.push(c.create_video(new).await.unwrap().id);
         clock.advance(Duration::from_millis(10));
     }
-    c.update_status(ids[2], None, processing("f")).await.unwrap();
+    c.update_status(ids[2], None, processing("f"))
+        .await
+        .unwrap();
     let titles = |vs: Vec<crate::Video>| vs.into_iter().map(|v| v.title).collect::<Vec<_>>();
     let mine = c
         .list_videos(VideoFilter {

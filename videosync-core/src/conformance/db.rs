@@ -22,14 +22,20 @@ fn kind<T>(r: crate::Result<T>) -> Option<ErrorKind> {
 
 async fn user(db: &Database, name: &str) -> User {
     let mut tx = db.begin().await.unwrap();
-    let u = tx.create_user(NewUser::new(name, "$argon2id$hash")).await.unwrap();
+    let u = tx
+        .create_user(NewUser::new(name, "$argon2id$hash"))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     u
 }
 
 async fn channel(db: &Database, owner: UserId, name: &str, vis: Visibility) -> Channel {
     let mut tx = db.begin().await.unwrap();
-    let c = tx.create_channel(NewChannel::new(owner, name, vis)).await.unwrap();
+    let c = tx
+        .create_channel(NewChannel::new(owner, name, vis))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     c
 }
@@ -46,7 +52,10 @@ pub async fn users_are_unique_without_regard_to_case(fx: DbFixture) {
     let mut new = NewUser::new("Ada_L", "$argon2id$x");
     new.email = Some("Ada@Example.org".into());
     let ada = tx.create_user(new).await.unwrap();
-    assert_eq!((ada.username.as_str(), ada.display_name.as_str()), ("Ada_L", "Ada_L"));
+    assert_eq!(
+        (ada.username.as_str(), ada.display_name.as_str()),
+        ("Ada_L", "Ada_L")
+    );
     assert_eq!(ada.created_at, START);
     assert!(!ada.is_admin);
     tx.commit().await.unwrap();
@@ -55,12 +64,23 @@ pub async fn users_are_unique_without_regard_to_case(fx: DbFixture) {
         dup.email = email.map(Into::into);
         // A failed statement aborts a Postgres transaction: each try gets its own.
         let mut t2 = db.begin().await.unwrap();
-        assert_eq!(kind(t2.create_user(dup).await), Some(ErrorKind::AlreadyExists), "{name}");
+        assert_eq!(
+            kind(t2.create_user(dup).await),
+            Some(ErrorKind::AlreadyExists),
+            "{name}"
+        );
         drop(t2);
     }
     let mut tx = db.read().await.unwrap();
     assert_eq!(tx.user_by_login("ADA_l").await.unwrap().unwrap().id, ada.id);
-    assert_eq!(tx.user_by_login("ada@EXAMPLE.org").await.unwrap().unwrap().id, ada.id);
+    assert_eq!(
+        tx.user_by_login("ada@EXAMPLE.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        ada.id
+    );
     assert!(tx.user_by_login("nobody").await.unwrap().is_none());
     assert_eq!(tx.count_users().await.unwrap(), 1);
     drop(tx);
@@ -69,15 +89,34 @@ pub async fn users_are_unique_without_regard_to_case(fx: DbFixture) {
     assert_eq!(changed.password_hash, "$argon2id$new");
     assert!(changed.version > ada.version);
     assert!(tx.set_admin(ada.id, true).await.unwrap().is_admin);
-    assert_eq!(tx.set_display_name(ada.id, "Ada Lovelace").await.unwrap().display_name, "Ada Lovelace");
+    assert_eq!(
+        tx.set_display_name(ada.id, "Ada Lovelace")
+            .await
+            .unwrap()
+            .display_name,
+        "Ada Lovelace"
+    );
     for bad in ["ab", "with space", "semi;colon", &"x".repeat(33), "ünï"] {
-        assert_eq!(kind(tx.create_user(NewUser::new(bad, "$h")).await), Some(ErrorKind::InvalidInput), "{bad}");
+        assert_eq!(
+            kind(tx.create_user(NewUser::new(bad, "$h")).await),
+            Some(ErrorKind::InvalidInput),
+            "{bad}"
+        );
     }
     let mut bad_mail = NewUser::new("mailer", "$h");
     bad_mail.email = Some("not-an-address".into());
-    assert_eq!(kind(tx.create_user(bad_mail).await), Some(ErrorKind::InvalidInput));
-    assert_eq!(kind(tx.set_display_name(ada.id, "bell\u{7}").await), Some(ErrorKind::InvalidInput));
-    assert_eq!(kind(tx.user(UserId::new()).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(tx.create_user(bad_mail).await),
+        Some(ErrorKind::InvalidInput)
+    );
+    assert_eq!(
+        kind(tx.set_display_name(ada.id, "bell\u{7}").await),
+        Some(ErrorKind::InvalidInput)
+    );
+    assert_eq!(
+        kind(tx.user(UserId::new()).await),
+        Some(ErrorKind::NotFound)
+    );
     tx.commit().await.unwrap();
 }
 
@@ -96,9 +135,16 @@ pub async fn sessions_rotate_and_reuse_is_detected(fx: DbFixture) {
         .await
         .unwrap();
     assert_eq!(first.family, first.id, "a login starts a family");
-    assert_eq!(first.user_agent.as_deref(), Some("testagent"), "control characters dropped");
+    assert_eq!(
+        first.user_agent.as_deref(),
+        Some("testagent"),
+        "control characters dropped"
+    );
     assert!(tx.use_session(first.id).await.unwrap());
-    assert!(!tx.use_session(first.id).await.unwrap(), "a second use is reuse");
+    assert!(
+        !tx.use_session(first.id).await.unwrap(),
+        "a second use is reuse"
+    );
     let second = tx
         .create_session(NewSession {
             user_id: u.id,
@@ -113,7 +159,12 @@ pub async fn sessions_rotate_and_reuse_is_detected(fx: DbFixture) {
     let found = tx.session_by_token("h2").await.unwrap().unwrap();
     assert!(found.is_live(START));
     assert_eq!(tx.revoke_family(first.family).await.unwrap(), 2);
-    assert!(!tx.session_by_token("h2").await.unwrap().unwrap().is_live(START));
+    assert!(!tx
+        .session_by_token("h2")
+        .await
+        .unwrap()
+        .unwrap()
+        .is_live(START));
     assert!(!tx.use_session(second.id).await.unwrap(), "revoked");
     let third = tx
         .create_session(NewSession {
@@ -153,7 +204,9 @@ pub async fn transactions_commit_or_roll_back_whole(fx: DbFixture) {
     {
         let mut tx = db.begin().await.unwrap();
         let u = tx.create_user(NewUser::new("dropped", "$h")).await.unwrap();
-        tx.create_channel(NewChannel::new(u.id, "never", Visibility::Public)).await.unwrap();
+        tx.create_channel(NewChannel::new(u.id, "never", Visibility::Public))
+            .await
+            .unwrap();
         // Dropped without commit.
     }
     let mut tx = db.begin().await.unwrap();
@@ -162,47 +215,101 @@ pub async fn transactions_commit_or_roll_back_whole(fx: DbFixture) {
     let mut tx = db.read().await.unwrap();
     assert!(tx.user_by_login("dropped").await.unwrap().is_none());
     assert!(tx.user_by_login("kept").await.unwrap().is_none());
-    assert!(tx.public_channels(PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(tx
+        .public_channels(PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     drop(tx);
     let mut tx = db.begin().await.unwrap();
     let u2 = tx.create_user(NewUser::new("kept", "$h")).await.unwrap();
-    let c = tx.create_channel(NewChannel::new(u2.id, "kept", Visibility::Public)).await.unwrap();
+    let c = tx
+        .create_channel(NewChannel::new(u2.id, "kept", Visibility::Public))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut tx = db.read().await.unwrap();
     assert_eq!(tx.channel(c.id).await.unwrap().owner_id, u2.id);
-    assert_eq!(tx.member(c.id, u2.id).await.unwrap().unwrap().role, Role::Owner);
+    assert_eq!(
+        tx.member(c.id, u2.id).await.unwrap().unwrap().role,
+        Role::Owner
+    );
     assert_ne!(u.id, u2.id);
 }
 
 pub async fn channels_members_and_roles(fx: DbFixture) {
     let (_clock, db) = open(&fx).await;
-    let (owner, bob, eve) = (user(&db, "owner").await, user(&db, "bob").await, user(&db, "eve").await);
+    let (owner, bob, eve) = (
+        user(&db, "owner").await,
+        user(&db, "bob").await,
+        user(&db, "eve").await,
+    );
     let c = channel(&db, owner.id, "Film club", Visibility::Private).await;
-    assert_eq!((c.visibility, c.allow_guests, c.version), (Visibility::Private, false, 1));
+    assert_eq!(
+        (c.visibility, c.allow_guests, c.version),
+        (Visibility::Private, false, 1)
+    );
     let mut tx = db.begin().await.unwrap();
     let m = tx.add_member(c.id, bob.id, Role::Viewer).await.unwrap();
     assert_eq!((m.role, m.username.as_str()), (Role::Viewer, "bob"));
-    assert_eq!(kind(tx.add_member(c.id, eve.id, Role::Owner).await), Some(ErrorKind::Conflict));
-    assert_eq!(kind(tx.add_member(ChannelId::new(), eve.id, Role::Viewer).await), Some(ErrorKind::NotFound));
-    assert_eq!(kind(tx.add_member(c.id, UserId::new(), Role::Viewer).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(tx.add_member(c.id, eve.id, Role::Owner).await),
+        Some(ErrorKind::Conflict)
+    );
+    assert_eq!(
+        kind(tx.add_member(ChannelId::new(), eve.id, Role::Viewer).await),
+        Some(ErrorKind::NotFound)
+    );
+    assert_eq!(
+        kind(tx.add_member(c.id, UserId::new(), Role::Viewer).await),
+        Some(ErrorKind::NotFound)
+    );
     tx.commit().await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    assert_eq!(kind(tx.add_member(c.id, bob.id, Role::Admin).await), Some(ErrorKind::AlreadyExists));
+    assert_eq!(
+        kind(tx.add_member(c.id, bob.id, Role::Admin).await),
+        Some(ErrorKind::AlreadyExists)
+    );
     drop(tx);
     let mut tx = db.begin().await.unwrap();
-    assert_eq!(tx.set_role(c.id, bob.id, Role::Moderator).await.unwrap().role, Role::Moderator);
-    assert_eq!(kind(tx.set_role(c.id, owner.id, Role::Viewer).await), Some(ErrorKind::Conflict));
-    assert_eq!(kind(tx.set_role(c.id, bob.id, Role::Owner).await), Some(ErrorKind::Conflict));
-    assert_eq!(kind(tx.set_role(c.id, eve.id, Role::Viewer).await), Some(ErrorKind::NotFound));
-    assert_eq!(kind(tx.remove_member(c.id, owner.id).await), Some(ErrorKind::Conflict));
+    assert_eq!(
+        tx.set_role(c.id, bob.id, Role::Moderator)
+            .await
+            .unwrap()
+            .role,
+        Role::Moderator
+    );
+    assert_eq!(
+        kind(tx.set_role(c.id, owner.id, Role::Viewer).await),
+        Some(ErrorKind::Conflict)
+    );
+    assert_eq!(
+        kind(tx.set_role(c.id, bob.id, Role::Owner).await),
+        Some(ErrorKind::Conflict)
+    );
+    assert_eq!(
+        kind(tx.set_role(c.id, eve.id, Role::Viewer).await),
+        Some(ErrorKind::NotFound)
+    );
+    assert_eq!(
+        kind(tx.remove_member(c.id, owner.id).await),
+        Some(ErrorKind::Conflict)
+    );
     assert!(tx.remove_member(c.id, bob.id).await.unwrap());
     assert!(!tx.remove_member(c.id, bob.id).await.unwrap());
     assert!(tx.member(c.id, bob.id).await.unwrap().is_none());
     assert!(Role::Admin.outranks(Role::Moderator) && !Role::Viewer.outranks(Role::Viewer));
     tx.delete_channel(c.id).await.unwrap();
     assert_eq!(kind(tx.channel(c.id).await), Some(ErrorKind::NotFound));
-    assert!(tx.member(c.id, owner.id).await.unwrap().is_none(), "members go with the channel");
-    assert_eq!(kind(tx.delete_channel(c.id).await), Some(ErrorKind::NotFound));
+    assert!(
+        tx.member(c.id, owner.id).await.unwrap().is_none(),
+        "members go with the channel"
+    );
+    assert_eq!(
+        kind(tx.delete_channel(c.id).await),
+        Some(ErrorKind::NotFound)
+    );
     tx.commit().await.unwrap();
 }
 
@@ -212,7 +319,11 @@ pub async fn channel_lists_page_by_cursor(fx: DbFixture) {
     let fan = user(&db, "fan").await;
     let mut public = Vec::new();
     for i in 0..7 {
-        let vis = if i % 3 == 2 { Visibility::Unlisted } else { Visibility::Public };
+        let vis = if i % 3 == 2 {
+            Visibility::Unlisted
+        } else {
+            Visibility::Public
+        };
         let c = channel(&db, owner.id, &format!("c{i}"), vis).await;
         if vis == Visibility::Public {
             public.push(c.id);
@@ -234,7 +345,10 @@ pub async fn channel_lists_page_by_cursor(fx: DbFixture) {
             None => break,
         }
     }
-    assert_eq!(seen, public, "newest first, unlisted never listed, no duplicates");
+    assert_eq!(
+        seen, public,
+        "newest first, unlisted never listed, no duplicates"
+    );
     let mut mine = Vec::new();
     let mut page = PageRequest::first(3);
     loop {
@@ -250,9 +364,22 @@ pub async fn channel_lists_page_by_cursor(fx: DbFixture) {
     assert!(mine.iter().all(|(_, r)| *r == Role::Viewer));
     let first = public.first().copied().unwrap();
     let members = tx.members(first, PageRequest::first(1)).await.unwrap();
-    assert_eq!(members.items.first().map(|m| m.role), Some(Role::Owner), "in join order");
-    let rest = tx.members(first, PageRequest::after(members.next.unwrap(), 5)).await.unwrap();
-    assert_eq!(rest.items.iter().map(|m| m.username.as_str()).collect::<Vec<_>>(), ["fan"]);
+    assert_eq!(
+        members.items.first().map(|m| m.role),
+        Some(Role::Owner),
+        "in join order"
+    );
+    let rest = tx
+        .members(first, PageRequest::after(members.next.unwrap(), 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items
+            .iter()
+            .map(|m| m.username.as_str())
+            .collect::<Vec<_>>(),
+        ["fan"]
+    );
     assert!(rest.next.is_none());
 }
 
@@ -271,17 +398,35 @@ pub async fn permission_matrix_defaults_and_overrides(fx: DbFixture) {
         .await
         .unwrap();
     assert!(m.allows(Role::Viewer, Permission::ControlPlayback));
-    let m = tx.set_permission(c.id, Role::Admin, Permission::Upload, Some(false)).await.unwrap();
+    let m = tx
+        .set_permission(c.id, Role::Admin, Permission::Upload, Some(false))
+        .await
+        .unwrap();
     assert!(!m.allows(Role::Admin, Permission::Upload));
-    assert!(m.allows(Role::Owner, Permission::Upload), "the owner may always");
-    let m = tx.set_permission(c.id, Role::Viewer, Permission::ControlPlayback, None).await.unwrap();
-    assert!(!m.allows(Role::Viewer, Permission::ControlPlayback), "back to the default");
+    assert!(
+        m.allows(Role::Owner, Permission::Upload),
+        "the owner may always"
+    );
+    let m = tx
+        .set_permission(c.id, Role::Viewer, Permission::ControlPlayback, None)
+        .await
+        .unwrap();
+    assert!(
+        !m.allows(Role::Viewer, Permission::ControlPlayback),
+        "back to the default"
+    );
     assert_eq!(m.table().len(), Role::ALL.len());
     assert_eq!(
-        kind(tx.set_permission(c.id, Role::Owner, Permission::Chat, Some(false)).await),
+        kind(
+            tx.set_permission(c.id, Role::Owner, Permission::Chat, Some(false))
+                .await
+        ),
         Some(ErrorKind::InvalidInput)
     );
-    assert_eq!(kind(tx.permissions(ChannelId::new()).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(tx.permissions(ChannelId::new()).await),
+        Some(ErrorKind::NotFound)
+    );
     tx.commit().await.unwrap();
     assert!("kick_ban".parse::<Permission>().is_ok() && "root".parse::<Permission>().is_err());
 }
@@ -299,25 +444,47 @@ pub async fn channel_updates_compare_and_set(fx: DbFixture) {
         ..Default::default()
     };
     let c2 = tx.update_channel(c.id, Some(c.version), up).await.unwrap();
-    assert_eq!((c2.name.as_str(), c2.visibility, c2.allow_guests), ("after", Visibility::Unlisted, true));
+    assert_eq!(
+        (c2.name.as_str(), c2.visibility, c2.allow_guests),
+        ("after", Visibility::Unlisted, true)
+    );
     assert_eq!(c2.settings["behind"], "wait");
     assert_eq!(c2.description, c.description, "untouched fields stay");
     assert!(c2.version > c.version);
     tx.commit().await.unwrap();
     let mut tx = db.begin().await.unwrap();
     let stale = tx
-        .update_channel(c.id, Some(c.version), ChannelUpdate { name: Some("lost".into()), ..Default::default() })
+        .update_channel(
+            c.id,
+            Some(c.version),
+            ChannelUpdate {
+                name: Some("lost".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(stale.kind(), ErrorKind::Precondition, "{stale}");
     drop(tx);
     let mut tx = db.begin().await.unwrap();
     for bad in [
-        ChannelUpdate { name: Some(String::new()), ..Default::default() },
-        ChannelUpdate { name: Some("   ".into()), ..Default::default() },
-        ChannelUpdate { settings: Some(serde_json::json!([1])), ..Default::default() },
+        ChannelUpdate {
+            name: Some(String::new()),
+            ..Default::default()
+        },
+        ChannelUpdate {
+            name: Some("   ".into()),
+            ..Default::default()
+        },
+        ChannelUpdate {
+            settings: Some(serde_json::json!([1])),
+            ..Default::default()
+        },
     ] {
-        assert_eq!(kind(tx.update_channel(c.id, None, bad).await), Some(ErrorKind::InvalidInput));
+        assert_eq!(
+            kind(tx.update_channel(c.id, None, bad).await),
+            Some(ErrorKind::InvalidInput)
+        );
     }
     assert_eq!(tx.channel(c.id).await.unwrap(), c2, "nothing changed");
 }
@@ -340,8 +507,22 @@ pub async fn invites_are_redeemed_at_most_max_uses(fx: DbFixture) {
         .unwrap();
     assert!(inv.is_usable(START));
     for bad in ["short", "has space in it", "semi;colon;;;;"] {
-        let new = NewInvite { code: bad.into(), ..NewInvite { code: String::new(), channel_id: c.id, created_by: owner.id, role: Role::Viewer, max_uses: None, expires_at: None } };
-        assert_eq!(kind(tx.create_invite(new).await), Some(ErrorKind::InvalidInput), "{bad}");
+        let new = NewInvite {
+            code: bad.into(),
+            ..NewInvite {
+                code: String::new(),
+                channel_id: c.id,
+                created_by: owner.id,
+                role: Role::Viewer,
+                max_uses: None,
+                expires_at: None,
+            }
+        };
+        assert_eq!(
+            kind(tx.create_invite(new).await),
+            Some(ErrorKind::InvalidInput),
+            "{bad}"
+        );
     }
     tx.commit().await.unwrap();
     let mut tasks = Vec::new();
@@ -375,11 +556,21 @@ pub async fn invites_are_redeemed_at_most_max_uses(fx: DbFixture) {
     tx.commit().await.unwrap();
     clock.advance(Duration::from_secs(11));
     let mut tx = db.begin().await.unwrap();
-    assert_eq!(kind(tx.redeem_invite(&timed.code).await), Some(ErrorKind::Conflict), "expired");
-    assert_eq!(kind(tx.redeem_invite("no-such-code").await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(tx.redeem_invite(&timed.code).await),
+        Some(ErrorKind::Conflict),
+        "expired"
+    );
+    assert_eq!(
+        kind(tx.redeem_invite("no-such-code").await),
+        Some(ErrorKind::NotFound)
+    );
     let page = tx.invites(c.id, PageRequest::first(1)).await.unwrap();
     assert_eq!(page.items.len(), 1);
-    let rest = tx.invites(c.id, PageRequest::after(page.next.unwrap(), 10)).await.unwrap();
+    let rest = tx
+        .invites(c.id, PageRequest::after(page.next.unwrap(), 10))
+        .await
+        .unwrap();
     assert_eq!(rest.items.len(), 1);
     tx.revoke_invite(&timed.code).await.unwrap();
     assert!(tx.invite(&timed.code).await.unwrap().revoked);
@@ -403,19 +594,49 @@ pub async fn bans_remove_members_and_expire(fx: DbFixture) {
         .await
         .unwrap();
     assert_eq!(ban.reason, "spam");
-    assert!(tx.member(c.id, troll.id).await.unwrap().is_none(), "banning removes the member");
+    assert!(
+        tx.member(c.id, troll.id).await.unwrap().is_none(),
+        "banning removes the member"
+    );
     assert!(tx.ban_of(c.id, troll.id).await.unwrap().is_some());
-    assert_eq!(tx.bans(c.id, PageRequest::default()).await.unwrap().items.len(), 1);
-    let owner_ban = NewBan { channel_id: c.id, user_id: owner.id, banned_by: troll.id, reason: String::new(), expires_at: None };
+    assert_eq!(
+        tx.bans(c.id, PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let owner_ban = NewBan {
+        channel_id: c.id,
+        user_id: owner.id,
+        banned_by: troll.id,
+        reason: String::new(),
+        expires_at: None,
+    };
     assert_eq!(kind(tx.ban(owner_ban).await), Some(ErrorKind::Conflict));
     tx.commit().await.unwrap();
     clock.advance(Duration::from_secs(61));
     let mut tx = db.begin().await.unwrap();
-    assert!(tx.ban_of(c.id, troll.id).await.unwrap().is_none(), "expired");
-    assert!(tx.bans(c.id, PageRequest::default()).await.unwrap().items.is_empty());
-    tx.ban(NewBan { channel_id: c.id, user_id: troll.id, banned_by: owner.id, reason: "again".into(), expires_at: None })
+    assert!(
+        tx.ban_of(c.id, troll.id).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(tx
+        .bans(c.id, PageRequest::default())
         .await
-        .unwrap();
+        .unwrap()
+        .items
+        .is_empty());
+    tx.ban(NewBan {
+        channel_id: c.id,
+        user_id: troll.id,
+        banned_by: owner.id,
+        reason: "again".into(),
+        expires_at: None,
+    })
+    .await
+    .unwrap();
     assert!(tx.unban(c.id, troll.id).await.unwrap());
     assert!(!tx.unban(c.id, troll.id).await.unwrap());
     tx.commit().await.unwrap();
@@ -481,41 +702,92 @@ pub async fn messages_edit_delete_react_and_page(fx: DbFixture) {
         .unwrap();
     }
     for bad in ["", "   ", "bell\u{7}", &"x".repeat(MAX_MESSAGE_CHARS + 1)] {
-        let new = NewMessage { channel_id: c.id, author_id: None, author_name: "g".into(), body: bad.into() };
-        assert_eq!(kind(tx.post_message(new).await), Some(ErrorKind::InvalidInput));
+        let new = NewMessage {
+            channel_id: c.id,
+            author_id: None,
+            author_name: "g".into(),
+            body: bad.into(),
+        };
+        assert_eq!(
+            kind(tx.post_message(new).await),
+            Some(ErrorKind::InvalidInput)
+        );
     }
     clock.advance(Duration::from_secs(1));
     let edited = tx.edit_message(c.id, 2, "edited").await.unwrap();
-    assert_eq!((edited.body.as_str(), edited.edited_at), ("edited", Some(clock.now())));
+    assert_eq!(
+        (edited.body.as_str(), edited.edited_at),
+        ("edited", Some(clock.now()))
+    );
     assert!(tx.react(c.id, 3, a.id, "👍").await.unwrap());
     assert!(tx.react(c.id, 3, b.id, "👍").await.unwrap());
-    assert!(!tx.react(c.id, 3, b.id, "👍").await.unwrap(), "once per user and emoji");
+    assert!(
+        !tx.react(c.id, 3, b.id, "👍").await.unwrap(),
+        "once per user and emoji"
+    );
     clock.advance(Duration::from_millis(1));
     assert!(tx.react(c.id, 3, b.id, "🎉").await.unwrap());
     let m3 = tx.message(c.id, 3).await.unwrap();
     assert_eq!(m3.reactions.len(), 2);
     assert_eq!(m3.reactions.first().map(|r| r.users.len()), Some(2));
     assert!(tx.unreact(c.id, 3, b.id, "🎉").await.unwrap());
-    assert_eq!(kind(tx.react(c.id, 3, a.id, "two words").await), Some(ErrorKind::InvalidInput));
+    assert_eq!(
+        kind(tx.react(c.id, 3, a.id, "two words").await),
+        Some(ErrorKind::InvalidInput)
+    );
     let gone = tx.delete_message(c.id, 3).await.unwrap();
     assert!(gone.deleted_at.is_some() && gone.body.is_empty() && gone.reactions.is_empty());
-    assert_eq!(tx.delete_message(c.id, 3).await.unwrap().deleted_at, gone.deleted_at, "idempotent");
-    assert_eq!(kind(tx.edit_message(c.id, 3, "zombie").await), Some(ErrorKind::Conflict));
-    assert_eq!(kind(tx.react(c.id, 3, a.id, "👍").await), Some(ErrorKind::Conflict));
+    assert_eq!(
+        tx.delete_message(c.id, 3).await.unwrap().deleted_at,
+        gone.deleted_at,
+        "idempotent"
+    );
+    assert_eq!(
+        kind(tx.edit_message(c.id, 3, "zombie").await),
+        Some(ErrorKind::Conflict)
+    );
+    assert_eq!(
+        kind(tx.react(c.id, 3, a.id, "👍").await),
+        Some(ErrorKind::Conflict)
+    );
     assert_eq!(kind(tx.message(c.id, 99).await), Some(ErrorKind::NotFound));
     let newest = tx.messages(c.id, PageRequest::first(2)).await.unwrap();
-    assert_eq!(newest.items.iter().map(|m| m.seq).collect::<Vec<_>>(), [5, 4]);
-    let older = tx.messages(c.id, PageRequest::after(newest.next.unwrap(), 10)).await.unwrap();
-    assert_eq!(older.items.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 2, 1]);
+    assert_eq!(
+        newest.items.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [5, 4]
+    );
+    let older = tx
+        .messages(c.id, PageRequest::after(newest.next.unwrap(), 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        older.items.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [3, 2, 1]
+    );
     assert!(older.next.is_none());
-    assert_eq!(older.items.first().map(|m| m.deleted_at.is_some()), Some(true), "deleted keep their place");
+    assert_eq!(
+        older.items.first().map(|m| m.deleted_at.is_some()),
+        Some(true),
+        "deleted keep their place"
+    );
     let after = tx.messages_after(c.id, 3, 10).await.unwrap();
     assert_eq!(after.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 5]);
-    assert_eq!(after.first().map(|m| m.body.as_str()), Some("<b>4</b>\nsecond line"), "stored as written");
+    assert_eq!(
+        after.first().map(|m| m.body.as_str()),
+        Some("<b>4</b>\nsecond line"),
+        "stored as written"
+    );
     tx.commit().await.unwrap();
 }
 
-async fn video(db: &Database, title: &str, desc: &str, tags: &[&str], channel: Option<ChannelId>, owner: UserId) -> crate::Video {
+async fn video(
+    db: &Database,
+    title: &str,
+    desc: &str,
+    tags: &[&str],
+    channel: Option<ChannelId>,
+    owner: UserId,
+) -> crate::Video {
     let mut tx = db.begin().await.unwrap();
     let v = tx
         .create_video(NewVideo {
@@ -527,12 +799,18 @@ async fn video(db: &Database, title: &str, desc: &str, tags: &[&str], channel: O
         })
         .await
         .unwrap();
-    tx.set_video_status(v.id, None, StatusChange::Processing { fence: "f".into() }).await.unwrap();
+    tx.set_video_status(v.id, None, StatusChange::Processing { fence: "f".into() })
+        .await
+        .unwrap();
     let v = tx
         .set_video_status(
             v.id,
             None,
-            StatusChange::Ready { fence: "f".into(), renditions: vec![], output_prefix: format!("videos/{}/a1", v.id) },
+            StatusChange::Ready {
+                fence: "f".into(),
+                renditions: vec![],
+                output_prefix: format!("videos/{}/a1", v.id),
+            },
         )
         .await
         .unwrap();
@@ -546,51 +824,161 @@ fn ids(hits: &[SearchHit]) -> Vec<crate::VideoId> {
 
 pub async fn search_ranks_and_hides_what_the_viewer_may_not_see(fx: DbFixture) {
     let (_clock, db) = open(&fx).await;
-    let (owner, insider, outsider, admin) =
-        (user(&db, "uploader").await, user(&db, "insider").await, user(&db, "outsider").await, user(&db, "admin").await);
+    let (owner, insider, outsider, admin) = (
+        user(&db, "uploader").await,
+        user(&db, "insider").await,
+        user(&db, "outsider").await,
+        user(&db, "admin").await,
+    );
     let public = channel(&db, owner.id, "pub", Visibility::Public).await;
     let private = channel(&db, owner.id, "priv", Visibility::Private).await;
     let unlisted = channel(&db, owner.id, "unl", Visibility::Unlisted).await;
     member(&db, private.id, insider.id, Role::Viewer).await;
-    let in_title = video(&db, "Sailing the fjords", "", &[], Some(public.id), owner.id).await;
-    let in_desc = video(&db, "Holiday", "we went sailing once", &[], Some(public.id), owner.id).await;
-    let in_tags = video(&db, "Trip", "", &["sailing", "norway"], Some(public.id), owner.id).await;
+    let in_title = video(
+        &db,
+        "Sailing the fjords",
+        "",
+        &[],
+        Some(public.id),
+        owner.id,
+    )
+    .await;
+    let in_desc = video(
+        &db,
+        "Holiday",
+        "we went sailing once",
+        &[],
+        Some(public.id),
+        owner.id,
+    )
+    .await;
+    let in_tags = video(
+        &db,
+        "Trip",
+        "",
+        &["sailing", "norway"],
+        Some(public.id),
+        owner.id,
+    )
+    .await;
     let secret = video(&db, "Sailing secrets", "", &[], Some(private.id), owner.id).await;
-    let hidden = video(&db, "Sailing unlisted", "", &[], Some(unlisted.id), owner.id).await;
+    let hidden = video(
+        &db,
+        "Sailing unlisted",
+        "",
+        &[],
+        Some(unlisted.id),
+        owner.id,
+    )
+    .await;
     let mut pending_tx = db.begin().await.unwrap();
     let pending = pending_tx
-        .create_video(NewVideo { owner: Some(owner.id), channel_id: Some(public.id), ..NewVideo::titled("Sailing soon") })
+        .create_video(NewVideo {
+            owner: Some(owner.id),
+            channel_id: Some(public.id),
+            ..NewVideo::titled("Sailing soon")
+        })
         .await
         .unwrap();
     pending_tx.commit().await.unwrap();
     let mut tx = db.read().await.unwrap();
-    let anon = tx.search_videos("sail", Viewer::default(), PageRequest::default()).await.unwrap();
-    assert_eq!(ids(&anon.items), [in_title.id, in_tags.id, in_desc.id], "prefix match, title > tags > description");
+    let anon = tx
+        .search_videos("sail", Viewer::default(), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&anon.items),
+        [in_title.id, in_tags.id, in_desc.id],
+        "prefix match, title > tags > description"
+    );
     assert!(anon.items.windows(2).all(|w| w[0].score >= w[1].score));
-    let out = tx.search_videos("sailing", Viewer { user: Some(outsider.id), is_admin: false }, PageRequest::default()).await.unwrap();
+    let out = tx
+        .search_videos(
+            "sailing",
+            Viewer {
+                user: Some(outsider.id),
+                is_admin: false,
+            },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
     assert!(!ids(&out.items).contains(&secret.id) && !ids(&out.items).contains(&hidden.id));
-    assert!(!ids(&out.items).contains(&pending.id), "not ready: only its owner sees it");
-    let ins = tx.search_videos("sailing", Viewer { user: Some(insider.id), is_admin: false }, PageRequest::default()).await.unwrap();
-    assert!(ids(&ins.items).contains(&secret.id), "members see their private channel");
+    assert!(
+        !ids(&out.items).contains(&pending.id),
+        "not ready: only its owner sees it"
+    );
+    let ins = tx
+        .search_videos(
+            "sailing",
+            Viewer {
+                user: Some(insider.id),
+                is_admin: false,
+            },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        ids(&ins.items).contains(&secret.id),
+        "members see their private channel"
+    );
     assert!(!ids(&ins.items).contains(&hidden.id));
-    let own = tx.search_videos("sailing", Viewer { user: Some(owner.id), is_admin: false }, PageRequest::default()).await.unwrap();
+    let own = tx
+        .search_videos(
+            "sailing",
+            Viewer {
+                user: Some(owner.id),
+                is_admin: false,
+            },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(own.items.len(), 6, "the owner sees all of theirs");
-    let adm = tx.search_videos("SAILING", Viewer { user: Some(admin.id), is_admin: true }, PageRequest::default()).await.unwrap();
+    let adm = tx
+        .search_videos(
+            "SAILING",
+            Viewer {
+                user: Some(admin.id),
+                is_admin: true,
+            },
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(adm.items.len(), 6);
-    let both = tx.search_videos("sailing norway", Viewer::default(), PageRequest::default()).await.unwrap();
+    let both = tx
+        .search_videos("sailing norway", Viewer::default(), PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(ids(&both.items), [in_tags.id], "every word must match");
     drop(tx);
     // Edits reach the index.
     let mut tx = db.begin().await.unwrap();
-    tx.update_video(in_desc.id, None, VideoUpdate { title: Some("Kayaking".into()), description: Some(String::new()), ..Default::default() })
-        .await
-        .unwrap();
+    tx.update_video(
+        in_desc.id,
+        None,
+        VideoUpdate {
+            title: Some("Kayaking".into()),
+            description: Some(String::new()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     Videos::delete_video(&mut tx, in_title.id).await.unwrap();
     tx.commit().await.unwrap();
     let mut tx = db.read().await.unwrap();
-    let anon = tx.search_videos("sail", Viewer::default(), PageRequest::default()).await.unwrap();
+    let anon = tx
+        .search_videos("sail", Viewer::default(), PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(ids(&anon.items), [in_tags.id]);
-    let kayak = tx.search_videos("kayak", Viewer::default(), PageRequest::default()).await.unwrap();
+    let kayak = tx
+        .search_videos("kayak", Viewer::default(), PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(ids(&kayak.items), [in_desc.id]);
     assert_eq!(in_desc.status, VideoStatus::Ready);
 }
@@ -600,13 +988,24 @@ pub async fn search_pages_and_survives_hostile_queries(fx: DbFixture) {
     let owner = user(&db, "bulk").await;
     let c = channel(&db, owner.id, "many", Visibility::Public).await;
     for i in 0..7 {
-        video(&db, &format!("Concert part {i}"), "", &[], Some(c.id), owner.id).await;
+        video(
+            &db,
+            &format!("Concert part {i}"),
+            "",
+            &[],
+            Some(c.id),
+            owner.id,
+        )
+        .await;
     }
     let mut tx = db.read().await.unwrap();
     let mut seen = std::collections::BTreeSet::new();
     let mut page = PageRequest::first(3);
     loop {
-        let p = tx.search_videos("concert", Viewer::default(), page.clone()).await.unwrap();
+        let p = tx
+            .search_videos("concert", Viewer::default(), page.clone())
+            .await
+            .unwrap();
         for h in &p.items {
             assert!(seen.insert(h.video.id), "no duplicates across pages");
         }
@@ -616,16 +1015,42 @@ pub async fn search_pages_and_survives_hostile_queries(fx: DbFixture) {
         }
     }
     assert_eq!(seen.len(), 7);
-    for hostile in ["\"", "concert\" OR 1=1 --", "'; DROP TABLE vs_videos; --", "*", "NEAR(", "a:*|b", "(((", "\u{0}", "  "] {
-        let r = tx.search_videos(hostile, Viewer::default(), PageRequest::default()).await;
+    for hostile in [
+        "\"",
+        "concert\" OR 1=1 --",
+        "'; DROP TABLE vs_videos; --",
+        "*",
+        "NEAR(",
+        "a:*|b",
+        "(((",
+        "\u{0}",
+        "  ",
+    ] {
+        let r = tx
+            .search_videos(hostile, Viewer::default(), PageRequest::default())
+            .await;
         assert!(r.is_ok(), "{hostile:?}: {:?}", r.err());
     }
     assert_eq!(
-        kind(tx.search_videos(&"a".repeat(201), Viewer::default(), PageRequest::default()).await),
+        kind(
+            tx.search_videos(&"a".repeat(201), Viewer::default(), PageRequest::default())
+                .await
+        ),
         Some(ErrorKind::InvalidInput)
     );
-    let hits = tx.search_videos("concert\" OR 1=1 --", Viewer::default(), PageRequest::default()).await.unwrap();
-    assert_eq!(hits.items.len(), 0, "quotes and operators are not syntax: `1` matches nothing here");
+    let hits = tx
+        .search_videos(
+            "concert\" OR 1=1 --",
+            Viewer::default(),
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.items.len(),
+        0,
+        "quotes and operators are not syntax: `1` matches nothing here"
+    );
 }
 
 pub async fn deleting_a_user_cascades(fx: DbFixture) {
@@ -636,21 +1061,43 @@ pub async fn deleting_a_user_cascades(fx: DbFixture) {
     member(&db, other.id, gone.id, Role::Moderator).await;
     let mut tx = db.begin().await.unwrap();
     let msg = tx
-        .post_message(NewMessage { channel_id: other.id, author_id: Some(gone.id), author_name: "leaver".into(), body: "bye".into() })
+        .post_message(NewMessage {
+            channel_id: other.id,
+            author_id: Some(gone.id),
+            author_name: "leaver".into(),
+            body: "bye".into(),
+        })
         .await
         .unwrap();
     tx.react(other.id, msg.seq, gone.id, "👋").await.unwrap();
-    tx.create_session(NewSession { user_id: gone.id, family: None, token_hash: "hx".into(), user_agent: None, expires_at: START })
-        .await
-        .unwrap();
+    tx.create_session(NewSession {
+        user_id: gone.id,
+        family: None,
+        token_hash: "hx".into(),
+        user_agent: None,
+        expires_at: START,
+    })
+    .await
+    .unwrap();
     tx.delete_user(gone.id).await.unwrap();
-    assert_eq!(kind(tx.channel(own.id).await), Some(ErrorKind::NotFound), "owned channels go");
+    assert_eq!(
+        kind(tx.channel(own.id).await),
+        Some(ErrorKind::NotFound),
+        "owned channels go"
+    );
     assert!(tx.member(other.id, gone.id).await.unwrap().is_none());
     assert!(tx.session_by_token("hx").await.unwrap().is_none());
     let kept = tx.message(other.id, msg.seq).await.unwrap();
-    assert_eq!((kept.author_id, kept.body.as_str()), (None, "bye"), "messages stay without an author id");
+    assert_eq!(
+        (kept.author_id, kept.body.as_str()),
+        (None, "bye"),
+        "messages stay without an author id"
+    );
     assert!(kept.reactions.is_empty());
-    assert_eq!(kind(tx.delete_user(gone.id).await), Some(ErrorKind::NotFound));
+    assert_eq!(
+        kind(tx.delete_user(gone.id).await),
+        Some(ErrorKind::NotFound)
+    );
     tx.commit().await.unwrap();
 }
 
@@ -668,7 +1115,10 @@ pub async fn forged_cursors_are_invalid_input(fx: DbFixture) {
             kind(tx.members(c.id, page.clone()).await),
             kind(tx.search_videos("x", Viewer::default(), page.clone()).await),
         ];
-        assert!(results.iter().all(|k| *k == Some(ErrorKind::InvalidInput)), "{forged}: {results:?}");
+        assert!(
+            results.iter().all(|k| *k == Some(ErrorKind::InvalidInput)),
+            "{forged}: {results:?}"
+        );
     }
     assert!("'; DROP TABLE".parse::<Cursor>().is_err());
 }

@@ -224,7 +224,13 @@ impl NewChannel {
     /// [`Error::InvalidInput`] naming the field.
     pub fn validate(&self) -> Result<()> {
         check_name(&self.name)?;
-        check_text("a channel description", &self.description, 0, 5000, &['\n', '\t'])?;
+        check_text(
+            "a channel description",
+            &self.description,
+            0,
+            5000,
+            &['\n', '\t'],
+        )?;
         check_settings(&self.settings)
     }
 }
@@ -413,7 +419,11 @@ pub trait Channels: Send {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a bad cursor.
-    async fn channels_of(&mut self, user: UserId, page: PageRequest) -> Result<Page<(Channel, Role)>>;
+    async fn channels_of(
+        &mut self,
+        user: UserId,
+        page: PageRequest,
+    ) -> Result<Page<(Channel, Role)>>;
 
     /// The channel's permission matrix.
     ///
@@ -566,13 +576,14 @@ mod sql {
     use crate::page::Cursor;
     use crate::sql::{col, convert, Tx};
 
-    const CHANNEL: &str = "c.seq, c.id, c.name, c.description, c.owner_id, c.visibility, c.allow_guests, \
+    const CHANNEL: &str =
+        "c.seq, c.id, c.name, c.description, c.owner_id, c.visibility, c.allow_guests, \
                            c.settings, c.version, c.created_at, c.updated_at";
     const CHANNEL_RET: &str = "seq, id, name, description, owner_id, visibility, allow_guests, \
                                settings, version, created_at, updated_at";
-    const MEMBER: &str =
-        "m.channel_id, m.user_id, u.username, u.display_name, m.role, m.joined_at";
-    const INVITE: &str = "code, channel_id, created_by, role, max_uses, uses, expires_at, revoked, created_at";
+    const MEMBER: &str = "m.channel_id, m.user_id, u.username, u.display_name, m.role, m.joined_at";
+    const INVITE: &str =
+        "code, channel_id, created_by, role, max_uses, uses, expires_at, revoked, created_at";
     const BAN: &str = "channel_id, user_id, banned_by, reason, created_at, expires_at";
 
     fn channel(r: &AnyRow) -> Result<Channel> {
@@ -656,7 +667,12 @@ mod sql {
     }
 
     impl Tx {
-        async fn owner_guard(&mut self, channel: ChannelId, user: UserId, what: &str) -> Result<()> {
+        async fn owner_guard(
+            &mut self,
+            channel: ChannelId,
+            user: UserId,
+            what: &str,
+        ) -> Result<()> {
             let c = Channels::channel(self, channel).await?;
             if c.owner_id == user {
                 return Err(Error::conflict(format!(
@@ -711,7 +727,9 @@ mod sql {
                 .fetch_optional(self.conn())
                 .await
                 .map_err(|e| convert(&format!("reading channel {id}"), e))?;
-            row.map(|r| channel(&r)).transpose()?.ok_or_else(|| no_channel(id))
+            row.map(|r| channel(&r))
+                .transpose()?
+                .ok_or_else(|| no_channel(id))
         }
 
         async fn update_channel(
@@ -796,7 +814,11 @@ mod sql {
             .map(|(_, c)| c))
         }
 
-        async fn channels_of(&mut self, user: UserId, page: PageRequest) -> Result<Page<(Channel, Role)>> {
+        async fn channels_of(
+            &mut self,
+            user: UserId,
+            page: PageRequest,
+        ) -> Result<Page<(Channel, Role)>> {
             let (at, after_id) = read_time_cursor(&page)?;
             let limit = page.limit();
             let sql = format!(
@@ -807,7 +829,11 @@ mod sql {
             let rows = sqlx::query(&sql)
                 .bind(user.to_string())
                 .bind(at)
-                .bind(if after_id.is_empty() { "~".to_owned() } else { after_id })
+                .bind(if after_id.is_empty() {
+                    "~".to_owned()
+                } else {
+                    after_id
+                })
                 .bind(n(limit + 1))
                 .fetch_all(self.conn())
                 .await
@@ -816,10 +842,10 @@ mod sql {
                 .iter()
                 .map(|r| Ok((ts(r, "joined_at")?, channel(r)?, parsed::<Role>(r, "role")?)))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(
-                Page::from_overfetch(items, limit, |(at, c, _)| time_cursor(*at, &c.id.to_string()))
-                    .map(|(_, c, r)| (c, r)),
-            )
+            Ok(Page::from_overfetch(items, limit, |(at, c, _)| {
+                time_cursor(*at, &c.id.to_string())
+            })
+            .map(|(_, c, r)| (c, r)))
         }
 
         async fn permissions(&mut self, id: ChannelId) -> Result<PermissionMatrix> {
@@ -873,19 +899,26 @@ mod sql {
             .execute(self.conn())
             .await
             .map_err(|e| convert(&what, e))?;
-            sqlx::query("UPDATE vs_channels SET version = version + 1, updated_at = $2 WHERE id = $1")
-                .bind(id.to_string())
-                .bind(self.now().as_millis())
-                .execute(self.conn())
-                .await
-                .map_err(|e| convert(&what, e))?;
+            sqlx::query(
+                "UPDATE vs_channels SET version = version + 1, updated_at = $2 WHERE id = $1",
+            )
+            .bind(id.to_string())
+            .bind(self.now().as_millis())
+            .execute(self.conn())
+            .await
+            .map_err(|e| convert(&what, e))?;
             Channels::permissions(self, id).await
         }
     }
 
     #[async_trait]
     impl Members for Tx {
-        async fn add_member(&mut self, channel: ChannelId, user: UserId, role: Role) -> Result<Member> {
+        async fn add_member(
+            &mut self,
+            channel: ChannelId,
+            user: UserId,
+            role: Role,
+        ) -> Result<Member> {
             if role == Role::Owner {
                 return Err(Error::conflict(format!(
                     "adding user {user} to channel {channel}: a channel has one owner"
@@ -925,23 +958,32 @@ mod sql {
                 .bind(user.to_string())
                 .fetch_optional(self.conn())
                 .await
-                .map_err(|e| convert(&format!("reading the membership of {user} in {channel}"), e))?;
+                .map_err(|e| {
+                    convert(&format!("reading the membership of {user} in {channel}"), e)
+                })?;
             row.map(|r| member(&r)).transpose()
         }
 
-        async fn set_role(&mut self, channel: ChannelId, user: UserId, role: Role) -> Result<Member> {
+        async fn set_role(
+            &mut self,
+            channel: ChannelId,
+            user: UserId,
+            role: Role,
+        ) -> Result<Member> {
             let what = format!("changing the role of {user} in channel {channel}");
             if role == Role::Owner {
                 return Err(Error::conflict(format!("{what}: a channel has one owner")));
             }
             self.owner_guard(channel, user, &what).await?;
-            let done = sqlx::query("UPDATE vs_members SET role = $3 WHERE channel_id = $1 AND user_id = $2")
-                .bind(channel.to_string())
-                .bind(user.to_string())
-                .bind(role.as_str())
-                .execute(self.conn())
-                .await
-                .map_err(|e| convert(&what, e))?;
+            let done = sqlx::query(
+                "UPDATE vs_members SET role = $3 WHERE channel_id = $1 AND user_id = $2",
+            )
+            .bind(channel.to_string())
+            .bind(user.to_string())
+            .bind(role.as_str())
+            .execute(self.conn())
+            .await
+            .map_err(|e| convert(&what, e))?;
             if done.rows_affected() == 0 {
                 return Err(Error::not_found(format!("{what}: not a member")));
             }
@@ -992,7 +1034,10 @@ mod sql {
     impl Invites for Tx {
         async fn create_invite(&mut self, new: NewInvite) -> Result<Invite> {
             let ok = (8..=64).contains(&new.code.len())
-                && new.code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+                && new
+                    .code
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
             if !ok {
                 return Err(Error::invalid_input(
                     "an invite code must be 8 to 64 characters of A-Z, a-z, 0-9, `_` and `-`",
@@ -1002,7 +1047,9 @@ mod sql {
                 return Err(Error::invalid_input("an invite cannot make an owner"));
             }
             if new.max_uses == Some(0) {
-                return Err(Error::invalid_input("an invite must allow at least one use"));
+                return Err(Error::invalid_input(
+                    "an invite must allow at least one use",
+                ));
             }
             let now = self.now().as_millis();
             let what = format!("creating an invite to channel {}", new.channel_id);
@@ -1054,7 +1101,9 @@ mod sql {
                 Some(r) => invite(&r),
                 None => {
                     Invites::invite(self, code).await?;
-                    Err(Error::conflict("the invite expired, was used up or was revoked"))
+                    Err(Error::conflict(
+                        "the invite expired, was used up or was revoked",
+                    ))
                 }
             }
         }
@@ -1082,13 +1131,19 @@ mod sql {
             let rows = sqlx::query(&sql)
                 .bind(channel.to_string())
                 .bind(at)
-                .bind(if after.is_empty() { "~".to_owned() } else { after })
+                .bind(if after.is_empty() {
+                    "~".to_owned()
+                } else {
+                    after
+                })
                 .bind(n(limit + 1))
                 .fetch_all(self.conn())
                 .await
                 .map_err(|e| convert(&format!("listing the invites of channel {channel}"), e))?;
             let items = rows.iter().map(invite).collect::<Result<Vec<_>>>()?;
-            Ok(Page::from_overfetch(items, limit, |i| time_cursor(i.created_at, &i.code)))
+            Ok(Page::from_overfetch(items, limit, |i| {
+                time_cursor(i.created_at, &i.code)
+            }))
         }
     }
 
@@ -1146,7 +1201,12 @@ mod sql {
                 .bind(self.now().as_millis())
                 .fetch_optional(self.conn())
                 .await
-                .map_err(|e| convert(&format!("reading the ban of {user} in channel {channel}"), e))?;
+                .map_err(|e| {
+                    convert(
+                        &format!("reading the ban of {user} in channel {channel}"),
+                        e,
+                    )
+                })?;
             row.map(|r| ban(&r)).transpose()
         }
 
@@ -1161,7 +1221,11 @@ mod sql {
             let rows = sqlx::query(&sql)
                 .bind(channel.to_string())
                 .bind(at)
-                .bind(if after.is_empty() { "~".to_owned() } else { after })
+                .bind(if after.is_empty() {
+                    "~".to_owned()
+                } else {
+                    after
+                })
                 .bind(n(limit + 1))
                 .bind(self.now().as_millis())
                 .fetch_all(self.conn())

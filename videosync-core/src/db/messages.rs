@@ -110,13 +110,25 @@ pub trait Messages: Send {
     ///
     /// # Errors
     /// [`Error::InvalidInput`], [`Error::NotFound`], [`Error::Conflict`] when deleted.
-    async fn react(&mut self, channel: ChannelId, seq: u64, user: UserId, emoji: &str) -> Result<bool>;
+    async fn react(
+        &mut self,
+        channel: ChannelId,
+        seq: u64,
+        user: UserId,
+        emoji: &str,
+    ) -> Result<bool>;
 
     /// Removes a reaction; `false` when it was not there.
     ///
     /// # Errors
     /// A backend error.
-    async fn unreact(&mut self, channel: ChannelId, seq: u64, user: UserId, emoji: &str) -> Result<bool>;
+    async fn unreact(
+        &mut self,
+        channel: ChannelId,
+        seq: u64,
+        user: UserId,
+        emoji: &str,
+    ) -> Result<bool>;
 
     /// History, newest first: the page before the cursor (the first page is
     /// the newest messages).
@@ -129,7 +141,12 @@ pub trait Messages: Send {
     ///
     /// # Errors
     /// A backend error.
-    async fn messages_after(&mut self, channel: ChannelId, seq: u64, limit: usize) -> Result<Vec<Message>>;
+    async fn messages_after(
+        &mut self,
+        channel: ChannelId,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
 }
 
 #[cfg(feature = "sql")]
@@ -162,7 +179,9 @@ mod sql {
     }
 
     fn no_message(channel: ChannelId, seq: u64) -> Error {
-        Error::not_found(format!("message {seq} of channel {channel}: no such message"))
+        Error::not_found(format!(
+            "message {seq} of channel {channel}: no such message"
+        ))
     }
 
     impl Tx {
@@ -250,7 +269,8 @@ mod sql {
         }
 
         async fn message(&mut self, channel: ChannelId, seq: u64) -> Result<Message> {
-            let sql = format!("SELECT {MESSAGE} FROM vs_messages WHERE channel_id = $1 AND seq = $2");
+            let sql =
+                format!("SELECT {MESSAGE} FROM vs_messages WHERE channel_id = $1 AND seq = $2");
             let row = sqlx::query(&sql)
                 .bind(channel.to_string())
                 .bind(n(seq))
@@ -265,7 +285,12 @@ mod sql {
                 .ok_or_else(|| no_message(channel, seq))
         }
 
-        async fn edit_message(&mut self, channel: ChannelId, seq: u64, body: &str) -> Result<Message> {
+        async fn edit_message(
+            &mut self,
+            channel: ChannelId,
+            seq: u64,
+            body: &str,
+        ) -> Result<Message> {
             check_body(body)?;
             let what = format!("editing message {seq} of channel {channel}");
             self.live_message(channel, seq, &what).await?;
@@ -304,7 +329,13 @@ mod sql {
             Messages::message(self, channel, seq).await
         }
 
-        async fn react(&mut self, channel: ChannelId, seq: u64, user: UserId, emoji: &str) -> Result<bool> {
+        async fn react(
+            &mut self,
+            channel: ChannelId,
+            seq: u64,
+            user: UserId,
+            emoji: &str,
+        ) -> Result<bool> {
             check_text("a reaction", emoji, 1, MAX_REACTION_CHARS, &[])?;
             if emoji.chars().any(char::is_whitespace) {
                 return Err(Error::invalid_input("a reaction must not contain spaces"));
@@ -326,7 +357,13 @@ mod sql {
             Ok(done.rows_affected() == 1)
         }
 
-        async fn unreact(&mut self, channel: ChannelId, seq: u64, user: UserId, emoji: &str) -> Result<bool> {
+        async fn unreact(
+            &mut self,
+            channel: ChannelId,
+            seq: u64,
+            user: UserId,
+            emoji: &str,
+        ) -> Result<bool> {
             let done = sqlx::query(
                 "DELETE FROM vs_reactions WHERE channel_id = $1 AND seq = $2 AND user_id = $3 AND emoji = $4",
             )
@@ -340,7 +377,11 @@ mod sql {
             Ok(done.rows_affected() == 1)
         }
 
-        async fn messages(&mut self, channel: ChannelId, page: PageRequest) -> Result<Page<Message>> {
+        async fn messages(
+            &mut self,
+            channel: ChannelId,
+            page: PageRequest,
+        ) -> Result<Page<Message>> {
             let before = page.cursor.as_ref().map_or(Ok(i64::MAX), Cursor::number)?;
             let limit = page.limit();
             let sql = format!(
@@ -354,14 +395,20 @@ mod sql {
                 .await
                 .map_err(|e| convert(&format!("reading the history of channel {channel}"), e))?;
             let items = rows.iter().map(message).collect::<Result<Vec<_>>>()?;
-            let page = Page::from_overfetch(items, limit, |m| Cursor::from_fields(&[&m.seq.to_string()]));
+            let page =
+                Page::from_overfetch(items, limit, |m| Cursor::from_fields(&[&m.seq.to_string()]));
             Ok(Page {
                 items: self.with_reactions(page.items).await?,
                 next: page.next,
             })
         }
 
-        async fn messages_after(&mut self, channel: ChannelId, seq: u64, limit: usize) -> Result<Vec<Message>> {
+        async fn messages_after(
+            &mut self,
+            channel: ChannelId,
+            seq: u64,
+            limit: usize,
+        ) -> Result<Vec<Message>> {
             let limit = limit.clamp(1, crate::page::MAX_PAGE);
             let sql = format!(
                 "SELECT {MESSAGE} FROM vs_messages WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"

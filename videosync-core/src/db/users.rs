@@ -97,13 +97,15 @@ pub(crate) fn check_username(name: &str) -> Result<()> {
 fn check_email(email: &str) -> Result<()> {
     let ok = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.contains('@'));
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid_input("an e-mail address must look like name@example.org"))
+        Err(Error::invalid_input(
+            "an e-mail address must look like name@example.org",
+        ))
     }
 }
 
@@ -320,7 +322,9 @@ mod sql {
                 .fetch_optional(self.conn())
                 .await
                 .map_err(|e| convert(&format!("updating user {id}"), e))?;
-            row.map(|r| user(&r)).transpose()?.ok_or_else(|| no_user(id))
+            row.map(|r| user(&r))
+                .transpose()?
+                .ok_or_else(|| no_user(id))
         }
     }
 
@@ -341,7 +345,11 @@ mod sql {
                 .bind(new.username.to_ascii_lowercase())
                 .bind(new.email.clone())
                 .bind(new.email.as_ref().map(|e| e.to_ascii_lowercase()))
-                .bind(new.display_name.clone().unwrap_or_else(|| new.username.clone()))
+                .bind(
+                    new.display_name
+                        .clone()
+                        .unwrap_or_else(|| new.username.clone()),
+                )
                 .bind(&new.password_hash)
                 .bind(i64::from(new.is_admin))
                 .bind(now)
@@ -364,12 +372,15 @@ mod sql {
                 .fetch_optional(self.conn())
                 .await
                 .map_err(|e| convert(&format!("reading user {id}"), e))?;
-            row.map(|r| user(&r)).transpose()?.ok_or_else(|| no_user(id))
+            row.map(|r| user(&r))
+                .transpose()?
+                .ok_or_else(|| no_user(id))
         }
 
         async fn user_by_login(&mut self, login: &str) -> Result<Option<User>> {
             let key = login.to_ascii_lowercase();
-            let sql = format!("SELECT {USER} FROM vs_users WHERE username_key = $1 OR email_key = $1");
+            let sql =
+                format!("SELECT {USER} FROM vs_users WHERE username_key = $1 OR email_key = $1");
             let row = sqlx::query(&sql)
                 .bind(key)
                 .fetch_optional(self.conn())
@@ -396,7 +407,9 @@ mod sql {
                 .fetch_optional(self.conn())
                 .await
                 .map_err(|e| convert(&format!("updating user {id}"), e))?;
-            row.map(|r| user(&r)).transpose()?.ok_or_else(|| no_user(id))
+            row.map(|r| user(&r))
+                .transpose()?
+                .ok_or_else(|| no_user(id))
         }
 
         async fn set_display_name(&mut self, id: UserId, display_name: &str) -> Result<User> {
@@ -431,9 +444,12 @@ mod sql {
         async fn create_session(&mut self, new: NewSession) -> Result<Session> {
             let id = SessionId::new();
             let family = new.family.unwrap_or(id);
-            let agent = new
-                .user_agent
-                .map(|a| a.chars().filter(|c| !c.is_control()).take(256).collect::<String>());
+            let agent = new.user_agent.map(|a| {
+                a.chars()
+                    .filter(|c| !c.is_control())
+                    .take(256)
+                    .collect::<String>()
+            });
             let now = self.now().as_millis();
             let sql = format!(
                 "INSERT INTO vs_sessions (id, user_id, family, token_hash, user_agent, created_at, expires_at) \

@@ -117,13 +117,22 @@ pub trait Videos: Send {
     ///
     /// # Errors
     /// [`crate::Error::InvalidInput`] for a bad cursor.
-    async fn channel_videos(&mut self, channel: ChannelId, page: PageRequest) -> Result<Page<Video>>;
+    async fn channel_videos(
+        &mut self,
+        channel: ChannelId,
+        page: PageRequest,
+    ) -> Result<Page<Video>>;
 
     /// Full-text search (see the contract).
     ///
     /// # Errors
     /// [`crate::Error::InvalidInput`] for a query over 200 characters or a bad cursor.
-    async fn search_videos(&mut self, query: &str, viewer: Viewer, page: PageRequest) -> Result<Page<SearchHit>>;
+    async fn search_videos(
+        &mut self,
+        query: &str,
+        viewer: Viewer,
+        page: PageRequest,
+    ) -> Result<Page<SearchHit>>;
 }
 
 /// The words of a search query: letters and digits only, lower-cased, at most 8.
@@ -158,8 +167,9 @@ mod sql {
 
     fn video(r: &AnyRow) -> Result<Video> {
         let id: String = col(r, "id")?;
-        let json_err =
-            |field: &str, e: serde_json::Error| Error::backend(format!("decoding {field} of video {id}"), e);
+        let json_err = |field: &str, e: serde_json::Error| {
+            Error::backend(format!("decoding {field} of video {id}"), e)
+        };
         let source_meta: Option<String> = col(r, "source_meta")?;
         let renditions: String = col(r, "renditions")?;
         let tags: String = col(r, "tags")?;
@@ -203,8 +213,10 @@ mod sql {
     }
 
     fn seq_page(rows: Vec<(i64, Video)>, limit: usize) -> Page<Video> {
-        Page::from_overfetch(rows, limit, |(seq, _)| Cursor::from_fields(&[&seq.to_string()]))
-            .map(|(_, v)| v)
+        Page::from_overfetch(rows, limit, |(seq, _)| {
+            Cursor::from_fields(&[&seq.to_string()])
+        })
+        .map(|(_, v)| v)
     }
 
     /// The visibility filter of search, with the viewer's id as `$2` and
@@ -247,7 +259,9 @@ mod sql {
                 .fetch_optional(self.conn())
                 .await
                 .map_err(|e| convert(&format!("reading video {id}"), e))?;
-            row.map(|r| video(&r)).transpose()?.ok_or_else(|| no_video(id))
+            row.map(|r| video(&r))
+                .transpose()?
+                .ok_or_else(|| no_video(id))
         }
 
         async fn update_video(
@@ -265,7 +279,11 @@ mod sql {
             if let Some(t) = &update.tags {
                 check_tags(t)?;
             }
-            let tags = update.tags.as_ref().map(|t| to_json("tags", t)).transpose()?;
+            let tags = update
+                .tags
+                .as_ref()
+                .map(|t| to_json("tags", t))
+                .transpose()?;
             let sql = format!(
                 "UPDATE vs_videos SET title = COALESCE($3, title), description = COALESCE($4, description), \
                  tags = COALESCE($5, tags), visibility = CASE WHEN $6 = 1 THEN $7 ELSE visibility END, \
@@ -320,9 +338,10 @@ mod sql {
                 )));
             }
             let fence_required = match &change {
-                StatusChange::Ready { fence, .. } | StatusChange::Failed { fence: Some(fence), .. } => {
-                    Some(fence.as_str())
-                }
+                StatusChange::Ready { fence, .. }
+                | StatusChange::Failed {
+                    fence: Some(fence), ..
+                } => Some(fence.as_str()),
                 _ => None,
             };
             if let Some(fence) = fence_required {
@@ -347,7 +366,13 @@ mod sql {
                     ..
                 } => {
                     crate::ObjectKey::parse(output_prefix)?;
-                    (None, 0, None, Some(to_json("renditions", renditions)?), Some(output_prefix.clone()))
+                    (
+                        None,
+                        0,
+                        None,
+                        Some(to_json("renditions", renditions)?),
+                        Some(output_prefix.clone()),
+                    )
                 }
                 StatusChange::Failed { reason, .. } => {
                     (None, 0, Some(crate::queue::clip_reason(reason)), None, None)
@@ -373,9 +398,9 @@ mod sql {
                 .fetch_optional(self.conn())
                 .await
                 .map_err(|e| convert(&what, e))?;
-            row.map(|r| video(&r)).transpose()?.ok_or_else(|| {
-                Error::precondition(format!("{what}: the video changed meanwhile"))
-            })
+            row.map(|r| video(&r))
+                .transpose()?
+                .ok_or_else(|| Error::precondition(format!("{what}: the video changed meanwhile")))
         }
 
         async fn set_video_source(&mut self, id: VideoId, meta: SourceMeta) -> Result<Video> {
@@ -390,7 +415,9 @@ mod sql {
                 .fetch_optional(self.conn())
                 .await
                 .map_err(|e| convert(&format!("recording the source of video {id}"), e))?;
-            row.map(|r| video(&r)).transpose()?.ok_or_else(|| no_video(id))
+            row.map(|r| video(&r))
+                .transpose()?
+                .ok_or_else(|| no_video(id))
         }
 
         async fn delete_video(&mut self, id: VideoId) -> Result<()> {
@@ -407,7 +434,9 @@ mod sql {
 
         async fn videos(&mut self, filter: VideoFilter, page: PageRequest) -> Result<Page<Video>> {
             let before = page.cursor.as_ref().map_or(Ok(i64::MAX), Cursor::number)?;
-            let limit = filter.limit.map_or(page.limit(), |l| l.clamp(1, crate::page::MAX_PAGE));
+            let limit = filter
+                .limit
+                .map_or(page.limit(), |l| l.clamp(1, crate::page::MAX_PAGE));
             // `$n IS NULL OR ...` keeps one statement for every filter shape.
             let sql = format!(
                 "SELECT {VIDEO} FROM vs_videos v \
@@ -426,7 +455,11 @@ mod sql {
             Ok(seq_page(rows, limit))
         }
 
-        async fn channel_videos(&mut self, channel: ChannelId, page: PageRequest) -> Result<Page<Video>> {
+        async fn channel_videos(
+            &mut self,
+            channel: ChannelId,
+            page: PageRequest,
+        ) -> Result<Page<Video>> {
             let before = page.cursor.as_ref().map_or(Ok(i64::MAX), Cursor::number)?;
             let limit = page.limit();
             let sql = format!(
@@ -443,13 +476,23 @@ mod sql {
             Ok(seq_page(rows, limit))
         }
 
-        async fn search_videos(&mut self, query: &str, viewer: Viewer, page: PageRequest) -> Result<Page<SearchHit>> {
+        async fn search_videos(
+            &mut self,
+            query: &str,
+            viewer: Viewer,
+            page: PageRequest,
+        ) -> Result<Page<SearchHit>> {
             if query.chars().count() > 200 {
-                return Err(Error::invalid_input("a search query has at most 200 characters"));
+                return Err(Error::invalid_input(
+                    "a search query has at most 200 characters",
+                ));
             }
             let words = query_words(query);
             if words.is_empty() {
-                return Ok(Page { items: Vec::new(), next: None });
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                });
             }
             let offset = page.cursor.as_ref().map_or(Ok(0), Cursor::number)?.max(0);
             let limit = page.limit();
