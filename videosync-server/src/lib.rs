@@ -23,6 +23,7 @@ use videosync_core::eventlog::{eventlog_from_url, DynEventLog, LogOptions};
 use videosync_core::queue::sql::SqlQueue;
 use videosync_core::queue::{queue_from_url, DynJobQueue};
 use videosync_core::sql::Database;
+use videosync_core::store::fs::FsStore;
 use videosync_core::store::{store_from_url, DynObjectStore};
 use videosync_core::{Clock, ObjectKey, ObjectStoreExt, RetryPolicy, SystemClock};
 
@@ -141,13 +142,32 @@ impl Backends {
             }
         };
         Ok(Backends {
-            store: store_from_url(&urls.store).await?,
+            store: open_store(&urls.store).await?,
             queue,
             bus: bus_from_url(&urls.bus).await?,
             catalog,
             log,
             clock,
         })
+    }
+}
+
+/// How often the filesystem store's staging area is swept, and how old a
+/// temp file or an untouched multipart upload must be to go.
+const STORE_SWEEP: (Duration, Duration) =
+    (Duration::from_secs(3600), Duration::from_secs(48 * 3600));
+
+/// Opens the object store; a filesystem store also gets its periodic sweep
+/// of stale staging files (puts cut off by a crash, abandoned multipart
+/// uploads), which runs for the life of the runtime.
+async fn open_store(url: &str) -> videosync_core::Result<DynObjectStore> {
+    match url.strip_prefix("file://") {
+        Some(path) => {
+            let fs = FsStore::open(path).await?;
+            fs.spawn_sweeper(STORE_SWEEP.0, STORE_SWEEP.1);
+            Ok(Arc::new(fs))
+        }
+        None => store_from_url(url).await,
     }
 }
 

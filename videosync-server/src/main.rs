@@ -360,10 +360,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         workers.spawn(async move { worker.run(&stop).await });
     }
-    tracing::info!(
-        workers = args.workers,
-        "videosync listening on http://{addr}"
-    );
+    tracing::info!(workers = args.workers, "embedded transcode workers started");
+    // Tests and scripts read the address from this line: keep it last.
+    tracing::info!("videosync listening on http://{addr}");
     axum::serve(listener, router(std::sync::Arc::new(backends)))
         .with_graceful_shutdown(shutdown_signal())
         .await
