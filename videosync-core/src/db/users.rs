@@ -310,6 +310,27 @@ mod sql {
     }
 
     impl Tx {
+        /// Revokes the live sessions whose `column` (a fixed name, never
+        /// input) is `value`.
+        async fn revoke_sessions(
+            &mut self,
+            column: &str,
+            value: String,
+            what: &str,
+        ) -> Result<u64> {
+            let now = self.now().as_millis();
+            let sql = format!(
+                "UPDATE vs_sessions SET revoked_at = $2 WHERE {column} = $1 AND revoked_at IS NULL"
+            );
+            let done = sqlx::query(&sql)
+                .bind(value)
+                .bind(now)
+                .execute(self.conn())
+                .await
+                .map_err(|e| convert(&format!("revoking {what}"), e))?;
+            Ok(done.rows_affected())
+        }
+
         async fn update_user(&mut self, id: UserId, set: &str, value: String) -> Result<User> {
             let now = self.now().as_millis();
             let sql = format!(
@@ -496,29 +517,21 @@ mod sql {
         }
 
         async fn revoke_family(&mut self, family: SessionId) -> Result<u64> {
-            let now = self.now().as_millis();
-            let done = sqlx::query(
-                "UPDATE vs_sessions SET revoked_at = $2 WHERE family = $1 AND revoked_at IS NULL",
+            self.revoke_sessions(
+                "family",
+                family.to_string(),
+                &format!("session family {family}"),
             )
-            .bind(family.to_string())
-            .bind(now)
-            .execute(self.conn())
             .await
-            .map_err(|e| convert(&format!("revoking session family {family}"), e))?;
-            Ok(done.rows_affected())
         }
 
         async fn revoke_user_sessions(&mut self, user: UserId) -> Result<u64> {
-            let now = self.now().as_millis();
-            let done = sqlx::query(
-                "UPDATE vs_sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+            self.revoke_sessions(
+                "user_id",
+                user.to_string(),
+                &format!("the sessions of user {user}"),
             )
-            .bind(user.to_string())
-            .bind(now)
-            .execute(self.conn())
             .await
-            .map_err(|e| convert(&format!("revoking the sessions of user {user}"), e))?;
-            Ok(done.rows_affected())
         }
 
         async fn delete_expired_sessions(&mut self, before: Timestamp) -> Result<u64> {
