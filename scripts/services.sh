@@ -152,9 +152,12 @@ start_postgres() {
     pg_allow_test_login
     # Each conformance test makes a schema of its own (vs_t_*); clear the last
     # run's so the test database does not grow without end.
-    PGOPTIONS="-c client_min_messages=warning" psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d "$PG_DB" -q -v ON_ERROR_STOP=1 -c \
-        "DO \$\$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'vs\\_t\\_%' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END \$\$" \
-        >/dev/null || die "cannot clear old test schemas in $PG_DB"
+    # One DROP per statement (psql autocommits each): dropping hundreds of schemas in one
+    # transaction runs out of lock slots (max_locks_per_transaction).
+    local pg=(psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d "$PG_DB" -q -v ON_ERROR_STOP=1)
+    "${pg[@]}" -Atc "SELECT format('DROP SCHEMA %I CASCADE;', nspname) FROM pg_namespace WHERE nspname LIKE 'vs\\_t\\_%'" |
+        PGOPTIONS="-c client_min_messages=warning" "${pg[@]}" >/dev/null ||
+        die "cannot clear old test schemas in $PG_DB"
     log "postgres  $how  postgres://postgres@$PG_HOST:$PG_PORT/$PG_DB"
 }
 
