@@ -172,8 +172,9 @@ impl Gauge {
 
 /// Upload sessions: state in a SQL database, bytes in an object store.
 ///
-/// See the [module docs](self) for where the bytes go, the durability
-/// order, how writers are fenced and what memory an append takes. Any number
+/// The comment at the top of `uploads/session.rs` says where the bytes go,
+/// the durability order, how writers are fenced and what memory an append
+/// takes. Any number
 /// of instances on the same database and store serve the same uploads.
 #[derive(Clone)]
 pub struct StoreUploads {

@@ -83,7 +83,7 @@ impl S3StoreBuilder {
         self
     }
 
-    /// Makes presigned URLs (see [`S3Store::signer`]) for the server at
+    /// Makes presigned URLs (see [`crate::ObjectStore::signer`]) for the server at
     /// `endpoint`: the address a browser reaches (`https://media.example`),
     /// where the store itself may talk to another one
     /// (`http://garage:3900` inside the cluster). Without it, presigned URLs

@@ -64,7 +64,7 @@
 //!   `ListObjectsV2` lazily, a page per request, from `start-after`; S3
 //!   lists in UTF-8 byte order, which is the keys' order.
 //! - **Batched deletes.** [`ObjectStore::delete_many`] sends one
-//!   `DeleteObjects` per [`DELETE_BATCH`](super::DELETE_BATCH) keys.
+//!   `DeleteObjects` per [`DELETE_BATCH`] keys.
 //! - **Presigning.** [`S3Store::signer`] signs locally (SigV4 query
 //!   parameters) for the *public* endpoint, dated by the store's clock; see
 //!   [`sign`].
