@@ -23,7 +23,7 @@
 //! # tokio_test_block_on(async {
 //! let store = MemoryStore::new();
 //! let key = ObjectKey::parse("hello.txt")?;
-//! videosync::core::ObjectStore::put(&store, &key, "hi".into()).await?;
+//! store.put(&key, "hi".into()).await?;
 //! assert_eq!(store.get_bytes(&key).await?, "hi");
 //! # Ok::<(), videosync::core::Error>(())
 //! # });
