@@ -166,8 +166,10 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
         let mut second = spawn_worker(&data);
         let mut waited = 0;
         let done = loop {
-            let v = backends.catalog.get_video(video).await.unwrap();
+            // Counts first: the ack is the worker's last step, so once the
+            // job is settled the video read after it is final.
             let c = backends.queue.counts().await.unwrap();
+            let v = backends.catalog.get_video(video).await.unwrap();
             // Settled: a final status and the job acked (a job whose worker
             // died between "ready" and the ack is redelivered once the lease
             // runs out, and the redelivery must do nothing).
