@@ -6,48 +6,16 @@
 //! printed on failure.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // Test code.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use videosync_core::{NewVideo, ObjectKey, ObjectStoreExt, VideoStatus};
-use videosync_hls::ladder::{LadderOptions, SegmentFormat};
 use videosync_server::{BackendUrls, Backends};
-use videosync_transcode::worker::TranscodeJob;
-use videosync_transcode::{EncoderChoice, TranscodeOptions};
+
+mod common;
+use common::{make_clip, small_ladder_job, spawn_worker};
 
 const RUNS: usize = 10;
-
-fn make_clip(path: &Path) {
-    let status = Command::new("ffmpeg")
-        .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
-        .args([
-            "testsrc2=size=640x360:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine",
-            "-t",
-            "20",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
-        .arg(path)
-        .status()
-        .expect("ffmpeg runs (the test needs the ffmpeg CLI)");
-    assert!(status.success());
-}
-
-fn spawn_worker(data: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_videosync"))
-        .args(["worker", "--lease-seconds", "3", "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting videosync worker")
-}
 
 /// Every object the published ladder references, from its master playlist.
 async fn published_files(backends: &Backends, prefix: &str) -> Vec<String> {
@@ -101,7 +69,7 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let media = tempfile::tempdir().unwrap();
     let clip = media.path().join("clip.mp4");
-    make_clip(&clip);
+    make_clip(&clip, 20);
     let clip_bytes = std::fs::read(&clip).unwrap();
     let mut took_over = 0;
     for run in 0..RUNS {
@@ -127,22 +95,7 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
             .unwrap()
             .id;
         let base = format!("videos/{video}");
-        let job = TranscodeJob::Ladder {
-            video,
-            source_key: source,
-            output_prefix: base.clone(),
-            options: TranscodeOptions {
-                ladder: LadderOptions {
-                    rungs: vec![360, 240],
-                    segment_seconds: 1,
-                    format: SegmentFormat::Fmp4,
-                },
-                preset: "ultrafast".to_owned(),
-                encoder: EncoderChoice::Software,
-                ..TranscodeOptions::default()
-            },
-            segments_per_chunk: None,
-        };
+        let job = small_ladder_job(video, &source, 1);
         backends
             .queue
             .enqueue(job.to_new_job().unwrap())
@@ -151,7 +104,7 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
 
         // The first worker dies at a random point: before it reserves, while
         // it decodes, encodes or writes segments, or around publishing.
-        let mut first = spawn_worker(&data);
+        let mut first = spawn_worker(&data, &["--lease-seconds", "3"]);
         let kill_after = Duration::from_millis(rng.random_range(50..1500));
         tokio::time::sleep(kill_after).await;
         first.kill().unwrap(); // SIGKILL
@@ -163,7 +116,7 @@ async fn a_killed_worker_never_loses_or_corrupts_a_video() {
         );
 
         // A fresh worker finishes the job (after the dead lease runs out).
-        let mut second = spawn_worker(&data);
+        let mut second = spawn_worker(&data, &["--lease-seconds", "3"]);
         let mut waited = 0;
         let done = loop {
             // Counts first: the ack is the worker's last step, so once the

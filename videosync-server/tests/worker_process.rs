@@ -3,36 +3,22 @@
 //! progress reaches the server's side through the shared event log.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // Test code.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use videosync_core::eventlog::TailItem;
 use videosync_core::{NewVideo, ObjectKey, ObjectStoreExt, VideoStatus};
-use videosync_hls::ladder::{LadderOptions, SegmentFormat};
 use videosync_server::{BackendUrls, Backends};
-use videosync_transcode::worker::{progress_topic, ProgressEvent, TranscodeJob};
-use videosync_transcode::{EncoderChoice, Stage, TranscodeOptions};
+use videosync_transcode::worker::{progress_topic, ProgressEvent};
+use videosync_transcode::Stage;
+
+mod common;
+use common::{make_clip, small_ladder_job, spawn_worker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_separate_worker_process_reports_progress_to_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
-        .args([
-            "testsrc2=size=640x360:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine",
-            "-t",
-            "8",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success());
+    make_clip(&clip, 8);
     let data = dir.path().join("data");
     let backends = Backends::open(&BackendUrls::embedded(&data)).await.unwrap();
     let source = "uploads/clip.mp4";
@@ -55,35 +41,13 @@ async fn a_separate_worker_process_reports_progress_to_the_server() {
         .id;
     let topic = progress_topic(video).unwrap();
     let mut tail = backends.log.tail(&topic, None).await.unwrap();
-    let job = TranscodeJob::Ladder {
-        video,
-        source_key: source.to_owned(),
-        output_prefix: format!("videos/{video}"),
-        options: TranscodeOptions {
-            ladder: LadderOptions {
-                rungs: vec![360, 240],
-                segment_seconds: 2,
-                format: SegmentFormat::Fmp4,
-            },
-            preset: "ultrafast".to_owned(),
-            encoder: EncoderChoice::Software,
-            ..TranscodeOptions::default()
-        },
-        segments_per_chunk: None,
-    };
+    let job = small_ladder_job(video, source, 2);
     backends
         .queue
         .enqueue(job.to_new_job().unwrap())
         .await
         .unwrap();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_videosync"))
-        .args(["worker", "--data-dir"])
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = spawn_worker(&data, &[]);
     let mut stages = Vec::new();
     let outcome = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(item) = tail.next().await {

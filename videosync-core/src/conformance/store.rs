@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::StoreFixture;
 use crate::store::sign::{SignMethod, SignRequest};
 use crate::store::{GetOptions, GetRange, PartId, PutOptions, PutPayload, MIN_PART_SIZE};
-use crate::{Clock, Error, ErrorKind, ManualClock, ObjectStoreExt, Timestamp};
+use crate::{Clock, Error, ErrorKind, ManualClock, ObjectKey, ObjectStoreExt, Timestamp};
 
 /// Bigger than the S3 backend's streaming part size (8 MiB) by a margin, so
 /// a streamed put of it goes through a multipart upload there.
@@ -471,44 +471,36 @@ pub async fn create_only_and_compare_and_swap(fx: StoreFixture) {
 
 pub async fn concurrent_creates_have_one_winner(fx: StoreFixture) {
     let key = fx.key("race/create");
-    let mut tasks = Vec::new();
-    for i in 0..8u8 {
-        let (s, key) = (fx.store.clone(), key.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = s
-                .put_opts(&key, vec![i; 100].into(), PutOptions::create())
-                .await;
-            (i, r.map(|_| ()).map_err(|e| e.kind()))
-        }));
-    }
-    let mut winners = Vec::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            (i, Ok(())) => winners.push(i),
-            (_, Err(kind)) => assert_eq!(kind, ErrorKind::AlreadyExists),
-        }
-    }
-    if fx.atomic_conditions {
-        assert_eq!(winners.len(), 1, "exactly one create wins: {winners:?}");
-    }
-    let got = fx.store.get_bytes(&key).await.unwrap();
-    assert!(
-        winners.iter().any(|&i| got == vec![i; 100]),
-        "the object is a winner's: {winners:?}"
-    );
+    race_conditional_puts(&fx, &key, PutOptions::create(), ErrorKind::AlreadyExists).await;
 }
 
 pub async fn concurrent_compare_and_swaps_have_one_winner(fx: StoreFixture) {
     let key = fx.key("race/cas");
     let etag = fx.store.put(&key, "base".into()).await.unwrap();
     let etag = etag.etag.expect("an etag");
+    race_conditional_puts(
+        &fx,
+        &key,
+        PutOptions::if_match(etag),
+        ErrorKind::Precondition,
+    )
+    .await;
+}
+
+/// Eight writers put to `key` at once under the same condition: on a backend
+/// with atomic conditions exactly one wins, every loser fails with
+/// `loser`, and the object is a winner's bytes.
+async fn race_conditional_puts(
+    fx: &StoreFixture,
+    key: &ObjectKey,
+    opts: PutOptions,
+    loser: ErrorKind,
+) {
     let mut tasks = Vec::new();
     for i in 0..8u8 {
-        let (s, key, etag) = (fx.store.clone(), key.clone(), etag.clone());
+        let (s, key, opts) = (fx.store.clone(), key.clone(), opts.clone());
         tasks.push(tokio::spawn(async move {
-            let r = s
-                .put_opts(&key, vec![i; 10].into(), PutOptions::if_match(etag))
-                .await;
+            let r = s.put_opts(&key, vec![i; 100].into(), opts).await;
             (i, r.map(|_| ()).map_err(|e| e.kind()))
         }));
     }
@@ -516,15 +508,19 @@ pub async fn concurrent_compare_and_swaps_have_one_winner(fx: StoreFixture) {
     for t in tasks {
         match t.await.unwrap() {
             (i, Ok(())) => winners.push(i),
-            (_, Err(kind)) => assert_eq!(kind, ErrorKind::Precondition),
+            (_, Err(kind)) => assert_eq!(kind, loser),
         }
     }
     if fx.atomic_conditions {
-        assert_eq!(winners.len(), 1, "exactly one update wins: {winners:?}");
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one conditional put wins: {winners:?}"
+        );
     }
-    let got = fx.store.get_bytes(&key).await.unwrap();
+    let got = fx.store.get_bytes(key).await.unwrap();
     assert!(
-        winners.iter().any(|&i| got == vec![i; 10]),
+        winners.iter().any(|&i| got == vec![i; 100]),
         "the object is a winner's: {winners:?}"
     );
 }
