@@ -30,7 +30,11 @@ pub(crate) fn make_clip(path: &Path, secs: u32) {
 }
 
 /// A quick two-rung ladder job for `video` (360p and 240p, ultrafast).
-pub(crate) fn small_ladder_job(video: VideoId, source_key: &str, segment_seconds: u32) -> TranscodeJob {
+pub(crate) fn small_ladder_job(
+    video: VideoId,
+    source_key: &str,
+    segment_seconds: u32,
+) -> TranscodeJob {
     TranscodeJob::Ladder {
         video,
         source_key: source_key.to_owned(),
