@@ -58,6 +58,7 @@ test: ## deps + services, then fmt check, clippy, docs and all tests (stops at t
 	node --test videosync-sync/js/vectors.test.mjs
 	echo "== examples (embedded backends)"
 	cargo run --quiet --all-features --example job_writes_object
+	cargo run --quiet --all-features --example embed_server
 	scratch="$$(mktemp -d)"; trap 'rm -rf "$$scratch"' EXIT
 	ffmpeg -v error -nostdin -f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine -t 3 -c:v libx264 -preset ultrafast -c:a aac "$$scratch/clip.mp4"
 	cargo run --quiet --all-features --example ladder -- "$$scratch/clip.mp4" "$$scratch/ladder" 360,240

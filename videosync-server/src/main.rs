@@ -3,48 +3,111 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use videosync_server::{router, BackendUrls, Backends};
+use videosync_server::config::{Config, LogFormat};
+use videosync_server::state::open_backends;
+use videosync_server::{App, Backends};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "videosync",
     version,
-    about = "Shared video: upload, transcode, deliver, watch together."
+    about = "Shared video: upload, transcode, deliver, watch together.",
+    after_help = "Settings come from the --config file, then VIDEOSYNC_* environment variables, then flags; \
+                  docs/operations.md lists them all."
 )]
 struct Cli {
+    /// TOML configuration file (also VIDEOSYNC_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded backends (overrides the configuration).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the HTTP API.
+    /// Serve the HTTP API, with embedded transcode workers.
     Serve(ServeArgs),
+    /// Run transcode jobs from the queue until stopped (Ctrl-C, SIGTERM).
+    Worker(WorkerArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Administer the instance: users and dead-lettered jobs.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Probe a media file and print what it contains as JSON.
     Probe(ProbeArgs),
     /// Transcode a media file into an HLS ladder in a directory.
     Transcode(TranscodeArgs),
-    /// Run transcode jobs from the queue until stopped (Ctrl-C, SIGTERM).
-    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a user; the password is read from standard input.
+    CreateUser {
+        /// Login name.
+        username: String,
+        /// Make them an instance administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Make a user an instance administrator (or, with --revoke, no longer).
+    MakeAdmin {
+        /// Login name or e-mail.
+        login: String,
+        /// Take the role away instead.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// List dead-lettered transcode jobs, oldest first.
+    DeadLetters {
+        /// How many at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put a dead-lettered job back on the queue.
+    Requeue {
+        /// The job id.
+        job: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 struct WorkerArgs {
-    #[command(flatten)]
-    backends: BackendArgs,
-    /// Lease on a job, renewed by heartbeats every third of it.
-    #[arg(long, default_value_t = 60)]
-    lease_seconds: u64,
-    /// Where sources are downloaded while they are transcoded.
-    #[arg(long, env = "VIDEOSYNC_SCRATCH_DIR")]
-    scratch_dir: Option<PathBuf>,
     /// Remove an uploaded source once its ladder is ready.
     #[arg(long)]
     remove_source: bool,
+    #[command(flatten)]
+    jobs: JobArgs,
+}
+
+/// How transcode jobs run (overriding the configuration's `[workers]`).
+#[derive(Debug, clap::Args)]
+struct JobArgs {
+    /// Lease on a job in seconds, renewed by heartbeats every third of it.
+    #[arg(long)]
+    lease_seconds: Option<u64>,
+    /// Where sources are downloaded while they are transcoded.
+    #[arg(long)]
+    scratch_dir: Option<PathBuf>,
+}
+
+impl JobArgs {
+    fn apply(&self, config: &mut Config) {
+        if let Some(s) = self.lease_seconds {
+            config.workers.lease_seconds = s;
+        }
+        if let Some(d) = &self.scratch_dir {
+            config.workers.scratch_dir = Some(d.clone());
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,93 +164,169 @@ struct ProbeArgs {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "VIDEOSYNC_ADDR", default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
+    /// Address to listen on (overrides the configuration's `listen`).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Transcode workers inside the server (0: none; run `videosync worker`
+    /// processes instead).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Log lines as JSON objects.
+    #[arg(long)]
+    json_logs: bool,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
     #[command(flatten)]
-    backends: BackendArgs,
-    /// Transcode workers run inside the server (0: none; run `videosync
-    /// worker` processes instead).
-    #[arg(long, env = "VIDEOSYNC_WORKERS", default_value_t = 1)]
-    workers: usize,
-    /// Lease on a job, renewed by heartbeats every third of it.
-    #[arg(long, default_value_t = 60)]
-    lease_seconds: u64,
-    /// Where the embedded workers download sources.
-    #[arg(long, env = "VIDEOSYNC_SCRATCH_DIR")]
-    scratch_dir: Option<PathBuf>,
+    jobs: JobArgs,
 }
 
-/// Where the backends are; every one defaults to an embedded backend under
-/// the data directory.
-#[derive(Debug, clap::Args)]
-struct BackendArgs {
-    /// Data directory of the embedded backends.
-    #[arg(long, env = "VIDEOSYNC_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    /// Object store URL (default: files under the data directory).
-    #[arg(long, env = "VIDEOSYNC_STORE_URL")]
-    store_url: Option<String>,
-    /// Job queue URL (default: SQLite under the data directory).
-    #[arg(long, env = "VIDEOSYNC_QUEUE_URL")]
-    queue_url: Option<String>,
-    /// Event bus URL (default: in-process).
-    #[arg(long, env = "VIDEOSYNC_BUS_URL")]
-    bus_url: Option<String>,
-    /// Catalog database URL (default: SQLite under the data directory).
-    #[arg(long, env = "VIDEOSYNC_CATALOG_URL")]
-    catalog_url: Option<String>,
-    /// Event log URL (default: the catalog's database).
-    #[arg(long, env = "VIDEOSYNC_LOG_URL")]
-    log_url: Option<String>,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
-        Command::Probe(args) => probe(args).await,
-        Command::Transcode(args) => transcode(args).await,
-        Command::Worker(args) => worker(args).await,
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::Error::new(e).context("starting the async runtime")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
     }
 }
 
-async fn open_backends(args: BackendArgs) -> anyhow::Result<Backends> {
-    let embedded = BackendUrls::embedded(&args.data_dir);
-    let urls = BackendUrls {
-        store: args.store_url.unwrap_or(embedded.store),
-        queue: args.queue_url.unwrap_or(embedded.queue),
-        bus: args.bus_url.unwrap_or(embedded.bus),
-        log: args
-            .log_url
-            .or_else(|| args.catalog_url.clone())
-            .unwrap_or(embedded.log),
-        catalog: args.catalog_url.unwrap_or(embedded.catalog),
-    };
-    let backends = Backends::open(&urls)
+/// Prints the error as one line (the chain of causes, joined), with the
+/// backtrace only when `RUST_BACKTRACE` asks for it.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("videosync: {e:#}");
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("{}", e.backtrace());
+        }
+    }
+    ExitCode::FAILURE
+}
+
+/// The configuration: the file, the environment, then the global flags.
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let file = cli
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("VIDEOSYNC_CONFIG").map(PathBuf::from));
+    let mut config = Config::load(file.as_deref(), std::env::vars())?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = load_config(&cli)?;
+    if let Command::Serve(args) = &cli.command {
+        if let Some(addr) = args.addr {
+            config.listen = addr;
+        }
+        if let Some(n) = args.workers {
+            config.workers.count = n;
+        }
+        if args.json_logs {
+            config.log_format = LogFormat::Json;
+        }
+        args.jobs.apply(&mut config);
+    }
+    if let Command::Worker(args) = &cli.command {
+        args.jobs.apply(&mut config);
+    }
+    init_tracing(config.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(config, args).await,
+        Command::Worker(args) => worker(config, args).await,
+        Command::Migrate => migrate(config).await,
+        Command::Admin(cmd) => admin(config, cmd).await,
+        Command::Probe(args) => probe(args).await,
+        Command::Transcode(args) => transcode(args).await,
+    }
+}
+
+/// Migrates the database (opening it runs the migrations).
+#[allow(clippy::print_stdout)] // The confirmation is this command's output.
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let url = config.database_url();
+    let db = videosync_core::sql::Database::connect(&url)
         .await
-        .context("opening the backends")?;
-    tracing::info!(
-        store = %backends.store,
-        queue = %backends.queue,
-        bus = %backends.bus,
-        catalog = %backends.catalog,
-        log = %backends.log,
-        "backends open"
-    );
-    Ok(backends)
+        .with_context(|| format!("migrating {}", videosync_core::redact_url(&url)))?;
+    println!("{db}: schema up to date");
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)] // What the admin commands print is their output.
+async fn admin(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
+    use videosync_core::db::Users;
+    let app = App::from_config(&config).await?;
+    match cmd {
+        AdminCommand::CreateUser { username, admin } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let user = videosync_server::accounts::create_user(&app, &username, password, admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("created user {} ({}){}", user.username, user.id, if user.is_admin { ", instance administrator" } else { "" });
+        }
+        AdminCommand::MakeAdmin { login, revoke } => {
+            let mut tx = app.backends.db.begin().await?;
+            let user = tx
+                .user_by_login(&login)
+                .await?
+                .with_context(|| format!("no user with the login {login}"))?;
+            let user = tx.set_admin(user.id, !revoke).await?;
+            tx.commit().await?;
+            println!(
+                "{} is {}an instance administrator",
+                user.username,
+                if user.is_admin { "" } else { "no longer " }
+            );
+        }
+        AdminCommand::DeadLetters { limit } => {
+            let page = app.backends.queue.dead_letters(None, limit.clamp(1, 1000)).await?;
+            if page.items.is_empty() {
+                println!("no dead-lettered jobs");
+            }
+            for job in page.items {
+                println!(
+                    "{}  {}  attempts {}  {}",
+                    job.id,
+                    job.kind,
+                    job.attempts,
+                    job.last_error.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        AdminCommand::Requeue { job } => {
+            let id: videosync_core::JobId = job
+                .parse()
+                .with_context(|| format!("`{job}` is not a job id"))?;
+            app.backends.queue.requeue(id).await?;
+            println!("job {id} is back on the queue");
+        }
+    }
+    Ok(())
 }
 
 /// A transcode worker over the opened backends.
 fn transcode_worker(
     backends: &Backends,
-    lease_seconds: u64,
-    scratch_dir: Option<PathBuf>,
+    config: &Config,
     remove_source: bool,
 ) -> videosync_transcode::worker::Worker {
     use videosync_transcode::worker::{Worker, WorkerConfig};
@@ -198,8 +337,12 @@ fn transcode_worker(
         bus: backends.bus.clone(),
         log: Some(backends.log.clone()),
         config: WorkerConfig {
-            lease: std::time::Duration::from_secs(lease_seconds.max(3)),
-            scratch_dir: scratch_dir.unwrap_or_else(std::env::temp_dir),
+            lease: std::time::Duration::from_secs(config.workers.lease_seconds.max(3)),
+            scratch_dir: config
+                .workers
+                .scratch_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
             remove_source,
             ..WorkerConfig::default()
         },
@@ -208,14 +351,9 @@ fn transcode_worker(
 
 /// Runs the worker loop until Ctrl-C or SIGTERM; a job in progress when
 /// the signal comes is cancelled and goes back to the queue.
-async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
-    let backends = open_backends(args.backends).await?;
-    let worker = transcode_worker(
-        &backends,
-        args.lease_seconds,
-        args.scratch_dir,
-        args.remove_source,
-    );
+async fn worker(config: Config, args: WorkerArgs) -> anyhow::Result<()> {
+    let backends = open_backends(&config).await?;
+    let worker = transcode_worker(&backends, &config, args.remove_source);
     let stop = videosync_transcode::CancelToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -340,31 +478,30 @@ async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let backends = open_backends(args.backends).await?;
-    let listener = tokio::net::TcpListener::bind(args.addr)
+#[allow(clippy::print_stdout)] // --print-config's output.
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        print!("{}", config.to_redacted_toml());
+        return Ok(());
+    }
+    let app = std::sync::Arc::new(App::from_config(&config).await?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("binding {}", args.addr))?;
+        .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     // The embedded worker pool: uploads turn into ladders with no second
     // process. Sources are kept: the server decides when originals go.
     let stop = videosync_transcode::CancelToken::new();
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..args.workers {
-        let worker = transcode_worker(
-            &backends,
-            args.lease_seconds,
-            args.scratch_dir.clone(),
-            false,
-        );
+    for _ in 0..config.workers.count {
+        let worker = transcode_worker(&app.backends, &config, false);
         let stop = stop.clone();
         workers.spawn(async move { worker.run(&stop).await });
     }
-    tracing::info!(workers = args.workers, "embedded transcode workers started");
+    tracing::info!(workers = config.workers.count, "embedded transcode workers started");
     // Tests and scripts read the address from this line: keep it last.
     tracing::info!("videosync listening on http://{addr}");
-    axum::serve(listener, router(std::sync::Arc::new(backends)))
-        .with_graceful_shutdown(shutdown_signal())
+    videosync_server::serve(listener, app, shutdown_signal())
         .await
         .context("serving")?;
     // Jobs in progress are cancelled and go back to the queue.

@@ -828,8 +828,18 @@ impl Worker {
         tokio::spawn(async move {
             // What went to the log last: its stage and elapsed time.
             let mut logged: Option<(Stage, u64)> = None;
+            // The encoding speed, recorded as a metric once encoding ends.
+            let mut encoding_speed: Option<f64> = None;
             while rx.changed().await.is_ok() {
                 let latest = rx.borrow_and_update().clone();
+                if let Some(p) = &latest {
+                    if p.stage == Stage::Encoding {
+                        encoding_speed = Some(p.speed);
+                    } else if let Some(speed) = encoding_speed.take() {
+                        // Media seconds per wall second: the worker's pace.
+                        metrics::histogram!("videosync_transcode_speed").record(speed);
+                    }
+                }
                 if let (Some(p), Ok(topic)) = (latest, progress_topic(video)) {
                     let due = logged.is_none_or(|(stage, at)| {
                         stage != p.stage || p.elapsed_ms.saturating_sub(at) >= 1000

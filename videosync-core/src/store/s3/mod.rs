@@ -217,7 +217,16 @@ impl S3Store {
     /// is not an [`ObjectKey`], a bad endpoint, an unknown or repeated
     /// parameter, or credentials in the URL.
     pub async fn from_url(url: &str) -> Result<Self> {
-        url::parse_url(url)?.build().await
+        Self::builder_from_url(url)?.build().await
+    }
+
+    /// The settings named by an `s3://` URL (see [`S3Store::from_url`]), to
+    /// be completed (credentials, path style) and then built.
+    ///
+    /// # Errors
+    /// As [`S3Store::from_url`].
+    pub fn builder_from_url(url: &str) -> Result<S3StoreBuilder> {
+        url::parse_url(url)
     }
 
     /// The bucket.

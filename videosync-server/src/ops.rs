@@ -1,0 +1,205 @@
+//! Operations: liveness (`/healthz`), readiness (`/readyz`: every backend
+//! answers), Prometheus metrics (`/metrics`), and the request metrics
+//! middleware.
+//!
+//! Metrics: `http_requests_total{method,route,status}` and the histogram
+//! `http_request_duration_seconds{method,route}` (histograms, not summaries,
+//! so they aggregate across instances); at each scrape, the queue's
+//! `videosync_jobs{state}` and `videosync_queue_depth`; the transcode
+//! workers add `videosync_transcode_speed` (media seconds per wall second).
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use videosync_core::bus::Topic;
+use videosync_core::kv::Key;
+use videosync_core::{ObjectKey, ObjectStoreExt};
+
+use crate::state::AppState;
+
+/// The process's metrics registry (one per process: the recorder is
+/// global).
+#[derive(Clone)]
+pub struct Metrics(Option<PrometheusHandle>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Latency buckets, seconds: 1 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    /// The registry, installed as the global recorder on first use. `None`
+    /// inside when another recorder was installed first (an embedder's):
+    /// `/metrics` then says so and the embedder exports them.
+    pub fn get() -> Metrics {
+        static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+        Metrics(
+            HANDLE
+                .get_or_init(|| {
+                    PrometheusBuilder::new()
+                        .set_buckets_for_metric(
+                            Matcher::Suffix("duration_seconds".to_owned()),
+                            LATENCY_BUCKETS,
+                        )
+                        .ok()?
+                        .install_recorder()
+                        .ok()
+                })
+                .clone(),
+        )
+    }
+}
+
+/// The operations routes (outside `/api/v1`).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// Counts and times every request by its route template (not the raw path,
+/// which would make one series per id).
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = std_now();
+    let response = next.run(req).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed);
+    response
+}
+
+/// Monotonic now for latency measurement only (not domain time, which
+/// comes from the `Clock`).
+#[allow(clippy::disallowed_methods)]
+fn std_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// One backend's answer to the readiness probe.
+#[derive(Debug, Serialize)]
+struct Check {
+    backend: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Readiness {
+    ready: bool,
+    checks: Vec<Check>,
+}
+
+/// How long one readiness probe may take before the backend counts as down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn probe<T>(
+    backend: String,
+    fut: impl Future<Output = videosync_core::Result<T>>,
+) -> Check {
+    let error = match tokio::time::timeout(PROBE_TIMEOUT, fut).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+    };
+    Check {
+        backend,
+        ok: error.is_none(),
+        error,
+    }
+}
+
+/// Readiness: every backend answers. 200 with the checks when all do, 503
+/// when one does not. The store probe writes one small object (a full disk
+/// or a read-only mount fails it), the bus publishes to a probe topic, the
+/// key-value store counts.
+async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    let b = &app.backends;
+    let store = async {
+        let key = ObjectKey::parse(".readyz/probe")?;
+        b.store.put(&key, "ok".into()).await.map(|_| ())
+    };
+    let bus = async {
+        let topic = Topic::parse("readyz")?;
+        b.bus.publish(&topic, "ok".into()).await
+    };
+    let log = async { b.log.position(&Topic::parse("readyz")?).await };
+    let kv = async {
+        let key = Key::parse(&crate::backends::scoped(&b.namespace, "readyz"))?;
+        b.kv.incr(&key, 1, Some(Duration::from_secs(60))).await
+    };
+    let (db, store, queue, bus, log, kv) = tokio::join!(
+        probe(format!("database {}", b.db), b.db.ping()),
+        probe(format!("store {}", b.store), store),
+        probe(format!("queue {}", b.queue), b.queue.counts()),
+        probe(format!("bus {}", b.bus), bus),
+        probe(format!("log {}", b.log), log),
+        probe(format!("kv {}", b.kv), kv),
+    );
+    let checks = vec![db, store, queue, bus, log, kv];
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Readiness { ready, checks }))
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(app): State<AppState>) -> Response {
+    let Some(handle) = &app.metrics.0 else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are exported by the embedding program's own recorder\n",
+        )
+            .into_response();
+    };
+    if let Ok(counts) = app.backends.queue.counts().await {
+        for (state, n) in [
+            ("ready", counts.ready),
+            ("scheduled", counts.scheduled),
+            ("running", counts.running),
+            ("done", counts.done),
+            ("dead", counts.dead),
+            ("cancelled", counts.cancelled),
+        ] {
+            metrics::gauge!("videosync_jobs", "state" => state).set(n as f64);
+        }
+        metrics::gauge!("videosync_queue_depth").set((counts.ready + counts.scheduled) as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
