@@ -24,6 +24,8 @@ endif
 ADDR ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 SERVICES_ENV := $(VIDEOSYNC_CACHE)/services.env
+# The benchmark harnesses `make bench` runs (core, sync, ladder, server, or all).
+BENCH ?= core
 
 .PHONY: help run build test bench bench-ladder services stop-services fmt clean-data
 
@@ -64,20 +66,51 @@ test: ## deps + services, then fmt check, clippy, docs and all tests (stops at t
 	cargo run --quiet --all-features --example ladder -- "$$scratch/clip.mp4" "$$scratch/ladder" 360,240
 	test -s "$$scratch/ladder/master.m3u8"
 
-bench: ## deps + services, then the core benchmarks (report in benches/results/core.json)
-	@scripts/deps.sh test
-	scripts/services.sh start
-	source "$(SERVICES_ENV)"
-	export VIDEOSYNC_REQUIRE_SERVICES=1
-	echo "== cargo bench --all-features --bench core"
-	cargo bench --all-features --bench core
+bench: ## list the benchmark harnesses and run those named in BENCH (default core; BENCH="core server", BENCH=all)
+	@echo "benchmark harnesses (\`make bench BENCH=<name> ...\`; reports in benches/results/<name>.json and .md):"
+	echo "  core    object store, job queue, upload sessions, event log, key-value store beside baselines (services)"
+	echo "  sync    sync simulator: videosync beside Jellyfin SyncPlay, Syncplay and CyTube (no services)"
+	echo "  ladder  HLS ladder: ffmpeg CLI beside videosync transcode, wall/CPU/memory/quality (same as make bench-ladder)"
+	echo "  server  HTTP load with oha (login, channel read, search) and search latency over 100 000 videos on SQLite and Postgres"
+	names="$(BENCH)"
+	if [[ "$$names" == all ]]; then names="core sync ladder server"; fi
+	for b in $$names; do
+		case "$$b" in
+			core | sync | ladder | server) ;;
+			*) echo "make bench: no harness named '$$b' (core, sync, ladder, server, all)" >&2; exit 2 ;;
+		esac
+	done
+	for b in $$names; do
+		echo "== bench $$b"
+		case "$$b" in
+			core)
+				scripts/deps.sh test
+				scripts/services.sh start
+				(source "$(SERVICES_ENV)"; export VIDEOSYNC_REQUIRE_SERVICES=1
+				 echo "== cargo bench --all-features --bench core"
+				 cargo bench --all-features --bench core) ;;
+			sync)
+				scripts/deps.sh
+				echo "== cargo bench --bench sync"
+				cargo bench --bench sync ;;
+			ladder)
+				scripts/deps.sh test
+				echo "== cargo build --release -p videosync-server"
+				cargo build --release -p videosync-server
+				echo "== cargo bench --features transcode --bench ladder"
+				cargo bench --features transcode --bench ladder ;;
+			server)
+				scripts/deps.sh bench
+				scripts/services.sh start
+				(source "$(SERVICES_ENV)"; export VIDEOSYNC_REQUIRE_SERVICES=1
+				 export PATH="$(VIDEOSYNC_CACHE)/tools/bin:$$PATH"
+				 echo "== cargo bench --all-features --bench server"
+				 cargo bench --all-features --bench server) ;;
+		esac
+	done
 
-bench-ladder: ## deps, then the ladder benchmark: ffmpeg CLI vs videosync transcode (report in benches/results/ladder.json)
-	@scripts/deps.sh test
-	echo "== cargo build --release -p videosync-server"
-	cargo build --release -p videosync-server
-	echo "== cargo bench --features transcode --bench ladder"
-	cargo bench --features transcode --bench ladder
+bench-ladder: ## the ladder benchmark alone (make bench BENCH=ladder): ffmpeg CLI vs videosync transcode
+	@$(MAKE) bench BENCH=ladder
 
 services: ## start (or reuse) Postgres, Redis and Garage; writes services.env under VIDEOSYNC_CACHE
 	@scripts/services.sh start

@@ -3,20 +3,25 @@
 #
 #   scripts/deps.sh          build deps: C toolchain, clang, ffmpeg dev libraries, Rust
 #   scripts/deps.sh test     the same, plus PostgreSQL and Redis (server and client)
+#   scripts/deps.sh bench    the same as test, plus the HTTP load tool oha (cargo install,
+#                            into $VIDEOSYNC_CACHE/tools/bin) for the server benchmark
 #
 # Only missing packages are installed (checked with `dpkg -s`); `apt-get update`
 # runs at most once, and only when something is missing. A second run does nothing.
 set -euo pipefail
 
+# The load tool of the server benchmark (`scripts/deps.sh bench`).
+OHA_VERSION=1.16.0
+
 mode="${1:-build}"
 case "$mode" in
-    build | test) ;;
+    build | test | bench) ;;
     -h | --help)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        echo "deps: unknown argument '$mode' (expected nothing or 'test')" >&2
+        echo "deps: unknown argument '$mode' (expected nothing, 'test' or 'bench')" >&2
         exit 2
         ;;
 esac
@@ -30,7 +35,7 @@ build_pkgs=(
 test_pkgs=(postgresql postgresql-client redis-server redis-tools nodejs)
 
 pkgs=("${build_pkgs[@]}")
-if [[ "$mode" == test ]]; then
+if [[ "$mode" == test || "$mode" == bench ]]; then
     pkgs+=("${test_pkgs[@]}")
 fi
 
@@ -95,6 +100,17 @@ else
         cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 ||
             echo "deps: warning: cargo $c missing and rustup is not installed; add it by hand" >&2
     done
+fi
+
+# The server benchmark's load tool: a fixed version, built once into the cache.
+if [[ "$mode" == bench ]]; then
+    tools="${VIDEOSYNC_CACHE:-$HOME/.cache/videosync}/tools"
+    if [[ -x "$tools/bin/oha" ]]; then
+        echo "deps: $("$tools/bin/oha" --version) present in $tools/bin"
+    else
+        echo "deps: installing oha $OHA_VERSION into $tools (cargo install; a few minutes)"
+        cargo install oha --version "$OHA_VERSION" --locked --root "$tools"
+    fi
 fi
 
 echo "deps: ok ($(cargo --version))"

@@ -588,6 +588,9 @@ const IGNORED_ENV: &[&str] = &[
     "VIDEOSYNC_TEST_S3_URL",
     "VIDEOSYNC_CRASH_SEED",
     "VIDEOSYNC_BENCH_ONLY",
+    "VIDEOSYNC_BENCH_QUICK",
+    "VIDEOSYNC_BENCH_UPLOAD_MIB",
+    "VIDEOSYNC_LADDER_RUNS",
 ];
 
 fn env_value(name: &str, value: &str, kind: EnvKind) -> Result<toml::Value> {
