@@ -236,6 +236,8 @@ struct Report {
     machine: Machine,
     plan: Plan,
     seeding: Vec<Seeding>,
+    /// The Postgres server, when there was one.
+    postgres: Option<String>,
     http: HttpReport,
     search: search::SearchReport,
     targets: Vec<TargetCheck>,
@@ -466,6 +468,29 @@ async fn drop_schema(base: &str, schema: &str) {
         .unwrap();
 }
 
+/// The Postgres server's version and the settings that shape search plans.
+async fn pg_settings(url: &str) -> String {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut parts = Vec::new();
+    for (name, q) in [
+        ("", "SELECT split_part(version(), ' on ', 1)"),
+        ("jit", "SHOW jit"),
+        ("jit_above_cost", "SHOW jit_above_cost"),
+        ("shared_buffers", "SHOW shared_buffers"),
+        ("work_mem", "SHOW work_mem"),
+    ] {
+        let row = sqlx::query(q).fetch_one(&mut conn).await.unwrap();
+        let v: String = row.get(0);
+        parts.push(if name.is_empty() {
+            v
+        } else {
+            format!("{name}={v}")
+        });
+    }
+    parts.join(", ")
+}
+
 async fn analyze(url: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
@@ -529,9 +554,11 @@ async fn main() {
     }];
     let pg_base = service_url("VIDEOSYNC_TEST_POSTGRES_URL");
     let mut pg_schema = None;
+    let mut pg_about = None;
     if let Some(base) = &pg_base {
         let url = postgres_namespace(base).await;
         pg_schema = schema_of(&url);
+        pg_about = Some(pg_settings(&url).await);
         let db = Database::connect(&url).await.unwrap();
         let pg = seed::seed(&clock, &db, SEED, sizes, &hash, 4).await;
         analyze(&url).await;
@@ -543,13 +570,26 @@ async fn main() {
             seconds: pg.seconds,
             videos_per_s: plan.videos as f64 / pg.seconds,
         });
+        let member = Viewer {
+            user: Some(pg.member.id),
+            is_admin: false,
+        };
         targets.push(search::Target {
             name: "Postgres".into(),
             db,
-            member: Viewer {
-                user: Some(pg.member.id),
-                is_admin: false,
-            },
+            member,
+        });
+        // The same schema through connections with JIT compilation off:
+        // the planner's cost of ranking every match of a common word is
+        // above `jit_above_cost`, and compiling then takes longer than the
+        // query (see the report).
+        let no_jit = Database::connect(&format!("{url}%20-c%20jit%3Doff"))
+            .await
+            .unwrap();
+        targets.push(search::Target {
+            name: "Postgres, jit=off".into(),
+            db: no_jit,
+            member,
         });
     }
     let matching: Vec<usize> = search::QUERIES
@@ -636,6 +676,7 @@ async fn main() {
         },
         plan,
         seeding,
+        postgres: pg_about,
         http,
         search,
         targets: checks,
@@ -769,6 +810,9 @@ fn markdown(r: &Report) -> String {
             "| {} | {} | {} | {:.1} | {:.0} |\n",
             sd.database, sd.videos, sd.channels, sd.seconds, sd.videos_per_s
         ));
+    }
+    if let Some(pg) = &r.postgres {
+        md.push_str(&format!("\nPostgres: {pg}.\n"));
     }
     md.push_str("\nPostgres runs `ANALYZE` after seeding (as autovacuum would soon after a bulk load); SQLite gets no `ANALYZE` (the server never runs one).\n");
     md
