@@ -604,7 +604,9 @@ async fn update(
         settings: req.settings,
     };
     let mut tx = app.backends.db.begin().await?;
-    let channel = tx.update_channel(p.id, req.expected_version, update).await?;
+    let channel = tx
+        .update_channel(p.id, req.expected_version, update)
+        .await?;
     tx.commit().await?;
     Ok(Json(ChannelView::new(&channel, &l.access, &l.matrix)))
 }
@@ -715,7 +717,9 @@ async fn patch_permissions(
             return Err(ApiError::invalid("the owner may always do everything"));
         }
         if !l.access.may_edit_matrix(role) {
-            return Err(l.access.refuse("only the owner may change the permission matrix"));
+            return Err(l
+                .access
+                .refuse("only the owner may change the permission matrix"));
         }
         changes.push((role, parse::<Permission>(&c.permission)?, c.allowed));
     }
@@ -774,7 +778,9 @@ async fn set_role(
     let Some(current) = member_role(&app, p.id, p.user_id).await? else {
         return Err(ApiError::not_found("no such member"));
     };
-    if !l.access.may_act_on(&l.matrix, Permission::EditChannel, Some(current))
+    if !l
+        .access
+        .may_act_on(&l.matrix, Permission::EditChannel, Some(current))
         || !l.access.may_grant(role)
     {
         return Err(l.access.refuse(
@@ -801,10 +807,13 @@ async fn kick(
     let Some(current) = member_role(&app, p.id, p.user_id).await? else {
         return Err(ApiError::not_found("no such member"));
     };
-    if !l.access.may_act_on(&l.matrix, Permission::KickBan, Some(current)) {
-        return Err(l.access.refuse(
-            "removing a member needs kick_ban and a role above theirs",
-        ));
+    if !l
+        .access
+        .may_act_on(&l.matrix, Permission::KickBan, Some(current))
+    {
+        return Err(l
+            .access
+            .refuse("removing a member needs kick_ban and a role above theirs"));
     }
     let mut tx = app.backends.db.begin().await?;
     tx.remove_member(p.id, p.user_id).await?;
@@ -930,7 +939,12 @@ async fn create_invite(
                 "expires_in_seconds must be 60 to 31536000 (a year)",
             ))
         }
-        Some(s) => Some(app.backends.clock.now().saturating_add(Duration::from_secs(s))),
+        Some(s) => Some(
+            app.backends
+                .clock
+                .now()
+                .saturating_add(Duration::from_secs(s)),
+        ),
         None => None,
     };
     let mut tx = app.backends.db.begin().await?;
@@ -1054,7 +1068,10 @@ async fn accept_invite(
     };
     let member = match tx.member(invite.channel_id, user.id).await? {
         Some(_) => tx.set_role(invite.channel_id, user.id, invite.role).await?,
-        None => tx.add_member(invite.channel_id, user.id, invite.role).await?,
+        None => {
+            tx.add_member(invite.channel_id, user.id, invite.role)
+                .await?
+        }
     };
     tx.commit().await?;
     Ok(Json(MemberView::from(member)))
@@ -1108,9 +1125,16 @@ async fn ban(
     }
     let expires_at = match req.expires_in_seconds {
         Some(s) if !(60..=315_360_000).contains(&s) => {
-            return Err(ApiError::invalid("expires_in_seconds must be 60 to 315360000"))
+            return Err(ApiError::invalid(
+                "expires_in_seconds must be 60 to 315360000",
+            ))
         }
-        Some(s) => Some(app.backends.clock.now().saturating_add(Duration::from_secs(s))),
+        Some(s) => Some(
+            app.backends
+                .clock
+                .now()
+                .saturating_add(Duration::from_secs(s)),
+        ),
         None => None,
     };
     let mut tx = app.backends.db.begin().await?;

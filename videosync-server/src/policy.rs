@@ -64,7 +64,10 @@ pub fn access(channel: &Channel, who: Who, role: Option<Role>, banned: bool) -> 
     let role = if banned { None } else { role };
     let visible = admin
         || role.is_some()
-        || matches!(channel.visibility, Visibility::Public | Visibility::Unlisted);
+        || matches!(
+            channel.visibility,
+            Visibility::Public | Visibility::Unlisted
+        );
     Access {
         visible,
         role,
@@ -149,7 +152,12 @@ impl Access {
     /// Whether they may act on a member who has `target` (kick, ban,
     /// re-role): they need `permission` and must outrank the target;
     /// nobody acts on the owner.
-    pub fn may_act_on(&self, matrix: &PermissionMatrix, permission: Permission, target: Option<Role>) -> bool {
+    pub fn may_act_on(
+        &self,
+        matrix: &PermissionMatrix,
+        permission: Permission,
+        target: Option<Role>,
+    ) -> bool {
         if target == Some(Role::Owner) || !self.allows(matrix, permission) {
             return false;
         }
@@ -235,10 +243,30 @@ mod tests {
         ("anonymous", Who::Anonymous, None, false),
         ("guest", Who::Guest, None, false),
         ("non-member", Who::User { admin: false }, None, false),
-        ("viewer", Who::User { admin: false }, Some(Role::Viewer), false),
-        ("moderator", Who::User { admin: false }, Some(Role::Moderator), false),
-        ("admin", Who::User { admin: false }, Some(Role::Admin), false),
-        ("owner", Who::User { admin: false }, Some(Role::Owner), false),
+        (
+            "viewer",
+            Who::User { admin: false },
+            Some(Role::Viewer),
+            false,
+        ),
+        (
+            "moderator",
+            Who::User { admin: false },
+            Some(Role::Moderator),
+            false,
+        ),
+        (
+            "admin",
+            Who::User { admin: false },
+            Some(Role::Admin),
+            false,
+        ),
+        (
+            "owner",
+            Who::User { admin: false },
+            Some(Role::Owner),
+            false,
+        ),
         ("instance admin", Who::User { admin: true }, None, false),
         ("banned", Who::User { admin: false }, None, true),
     ];
@@ -260,9 +288,13 @@ mod tests {
         ];
         for ((label, who, role, banned), (l2, row)) in CALLERS.iter().zip(expected) {
             assert_eq!(label, l2);
-            for (v, want) in [Visibility::Public, Visibility::Unlisted, Visibility::Private]
-                .into_iter()
-                .zip(row)
+            for (v, want) in [
+                Visibility::Public,
+                Visibility::Unlisted,
+                Visibility::Private,
+            ]
+            .into_iter()
+            .zip(row)
             {
                 let a = access(&channel(v, true), *who, *role, *banned);
                 assert_eq!(a.visible, *want, "{label} in {v}");
@@ -274,13 +306,33 @@ mod tests {
     #[test]
     fn default_permissions_by_caller() {
         use Permission::*;
-        let all = [ControlPlayback, ManageQueue, Upload, Chat, ModerateChat, Invite, KickBan, EditChannel];
+        let all = [
+            ControlPlayback,
+            ManageQueue,
+            Upload,
+            Chat,
+            ModerateChat,
+            Invite,
+            KickBan,
+            EditChannel,
+        ];
         let expected: &[(&str, &[Permission])] = &[
             ("anonymous", &[]),
             ("guest", &[Chat]),
             ("non-member", &[]),
             ("viewer", &[Chat]),
-            ("moderator", &[ControlPlayback, ManageQueue, Upload, Chat, ModerateChat, Invite, KickBan]),
+            (
+                "moderator",
+                &[
+                    ControlPlayback,
+                    ManageQueue,
+                    Upload,
+                    Chat,
+                    ModerateChat,
+                    Invite,
+                    KickBan,
+                ],
+            ),
             ("admin", &all),
             ("owner", &all),
             ("instance admin", &all),
@@ -303,11 +355,23 @@ mod tests {
         let private = access(&channel(Visibility::Private, true), Who::Guest, None, false);
         assert!(!private.visible);
         let g = access(&channel(Visibility::Public, true), Who::Guest, None, false);
-        m.overrides.entry(Role::Viewer).or_default().insert(Permission::ControlPlayback, true);
-        m.overrides.entry(Role::Viewer).or_default().insert(Permission::Upload, true);
+        m.overrides
+            .entry(Role::Viewer)
+            .or_default()
+            .insert(Permission::ControlPlayback, true);
+        m.overrides
+            .entry(Role::Viewer)
+            .or_default()
+            .insert(Permission::Upload, true);
         assert!(g.allows(&m, Permission::ControlPlayback));
-        assert!(!g.allows(&m, Permission::Upload), "uploading needs an account");
-        m.overrides.entry(Role::Viewer).or_default().insert(Permission::Chat, false);
+        assert!(
+            !g.allows(&m, Permission::Upload),
+            "uploading needs an account"
+        );
+        m.overrides
+            .entry(Role::Viewer)
+            .or_default()
+            .insert(Permission::Chat, false);
         assert!(!g.allows(&m, Permission::Chat));
     }
 

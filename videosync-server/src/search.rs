@@ -12,8 +12,8 @@ use videosync_core::db::Videos;
 use crate::auth::Caller;
 use crate::dto::{PageOf, PageParams};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Query;
 use crate::extract::Json;
+use crate::extract::Query;
 use crate::state::AppState;
 use crate::videos::VideoView;
 

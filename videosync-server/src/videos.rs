@@ -118,8 +118,8 @@ impl From<&Video> for VideoView {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVideoRequest {
-    /// 1 to 200 characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// 1 to 300 characters.
+    #[schema(min_length = 1, max_length = 300)]
     pub title: String,
     /// Up to 5000 characters.
     #[serde(default)]
@@ -136,7 +136,7 @@ pub struct CreateVideoRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateVideoRequest {
     /// New title.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 300)]
     pub title: Option<String>,
     /// New description.
     #[schema(max_length = 5000)]
@@ -264,9 +264,9 @@ async fn update(
 ) -> ApiResult<Json<VideoView>> {
     let (video, l) = load_video(&app, &caller, p.id).await?;
     if !may_edit(&caller, &l, &video) {
-        return Err(l.access.refuse(
-            "only the uploader or someone who may edit the channel may change a video",
-        ));
+        return Err(l
+            .access
+            .refuse("only the uploader or someone who may edit the channel may change a video"));
     }
     let update = VideoUpdate {
         title: req.title,
@@ -291,9 +291,9 @@ async fn delete(
 ) -> ApiResult<StatusCode> {
     let (video, l) = load_video(&app, &caller, p.id).await?;
     if !may_edit(&caller, &l, &video) {
-        return Err(l.access.refuse(
-            "only the uploader or someone who may edit the channel may delete a video",
-        ));
+        return Err(l
+            .access
+            .refuse("only the uploader or someone who may edit the channel may delete a video"));
     }
     delete_video(&app, &video).await?;
     Ok(StatusCode::NO_CONTENT)

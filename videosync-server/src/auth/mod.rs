@@ -73,7 +73,9 @@ fn bearer(parts: &Parts) -> ApiResult<Option<&str>> {
         .to_str()
         .map_err(|_| ApiError::unauthenticated("the Authorization header is not text"))?;
     match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err(ApiError::unauthenticated(
