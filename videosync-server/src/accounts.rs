@@ -83,12 +83,15 @@ pub struct RegisterRequest {
     /// At least 8 characters.
     #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
-    /// Optional e-mail address (also a login).
+    /// Optional e-mail address (also a login): `name@example.org`, up to
+    /// 254 bytes, no white space; empty is none.
     #[serde(default)]
+    #[schema(max_length = 254, pattern = "^$|^[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]+@[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]*\\.[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]*$")]
     pub email: Option<String>,
-    /// Optional name shown to others (default: the username).
+    /// Optional name shown to others (default: the username); 1 to 64
+    /// characters, no control characters.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub display_name: Option<String>,
 }
 
@@ -142,8 +145,9 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuestRequest {
-    /// 1 to 64 characters.
-    #[schema(min_length = 1, max_length = 64)]
+    /// 1 to 64 characters, not all white space, no control characters
+    /// (kept without the white space around it).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub display_name: String,
 }
 
@@ -166,8 +170,9 @@ pub struct GuestResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
-    /// New display name (1 to 64 characters).
-    #[schema(min_length = 1, max_length = 64)]
+    /// New display name: 1 to 64 characters, not all white space, no
+    /// control characters (kept without the white space around it).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub display_name: String,
 }
 
@@ -271,7 +276,12 @@ async fn register(
     new.password_hash = app.auth.passwords.hash(&req.password).await?;
     let mut tx = app.backends.db.begin().await?;
     let mut user = tx.create_user(new).await?;
-    if first && tx.count_users().await? == 1 {
+    let only_user = first && tx.count_users().await? == 1;
+    tx.commit().await?;
+    // The key is claimed with no transaction open: on the embedded database
+    // the key-value store is the same SQLite file, whose one writer would be
+    // that transaction, so the claim would wait for it until it timed out.
+    if only_user {
         let key = app.kv_key(FIRST_ADMIN_KEY)?;
         let claimed = app
             .backends
@@ -279,11 +289,16 @@ async fn register(
             .put(&key, user.id.to_string().into(), PutOptions::create())
             .await;
         match claimed {
-            Ok(_) => user = tx.set_admin(user.id, true).await?,
+            Ok(_) => {
+                let mut tx = app.backends.db.begin().await?;
+                user = tx.set_admin(user.id, true).await?;
+                tx.commit().await?;
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
         }
     }
+    let mut tx = app.backends.db.begin().await?;
     let tokens = issue(&app, &mut tx, &user, None, user_agent(&headers)).await?;
     tx.commit().await?;
     tracing::info!(user = %user.id, admin = user.is_admin, "account registered");
@@ -415,8 +430,7 @@ async fn guest(
         Duration::from_secs(3600),
     )
     .await?;
-    let name = req.display_name.trim();
-    crate::policy::check_display_name(name)?;
+    let name = crate::policy::trimmed_display_name(&req.display_name)?;
     let id = new_guest_id();
     let a = &app.auth;
     let token = a
@@ -450,8 +464,7 @@ async fn update_me(
     Authed(user): Authed,
     Json(req): Json<UpdateMeRequest>,
 ) -> ApiResult<Json<UserView>> {
-    let name = req.display_name.trim();
-    crate::policy::check_display_name(name)?;
+    let name = crate::policy::trimmed_display_name(&req.display_name)?;
     let mut tx = app.backends.db.begin().await?;
     let user = tx.set_display_name(user.id, name).await?;
     tx.commit().await?;
