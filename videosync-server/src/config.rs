@@ -452,7 +452,8 @@ impl Config {
                     ConfigError::Invalid(format!(
                         "the configuration file {} is not valid TOML: {}",
                         path.display(),
-                        e.message()
+                        // toml's messages span lines; the error is one line.
+                        e.message().trim().replace('\n', "; ")
                     ))
                 })?
             }
