@@ -88,12 +88,22 @@ pub struct RegisterRequest {
     /// At least 8 characters.
     #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
-    /// Optional e-mail address (also a login).
+    /// Optional e-mail address (also a login): `name@example.org`, up to
+    /// 254 bytes, no white space; empty is none.
     #[serde(default)]
+    #[schema(
+        max_length = 254,
+        pattern = "^$|^[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]+@[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]*\\.[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]*$"
+    )]
     pub email: Option<String>,
-    /// Optional name shown to others (default: the username).
+    /// Optional name shown to others (default: the username); 1 to 64
+    /// characters, no control characters.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub display_name: Option<String>,
 }
 
@@ -147,8 +157,13 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuestRequest {
-    /// 1 to 64 characters.
-    #[schema(min_length = 1, max_length = 64)]
+    /// 1 to 64 characters, not all white space, no control characters
+    /// (kept without the white space around it).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub display_name: String,
 }
 
@@ -171,8 +186,13 @@ pub struct GuestResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
-    /// New display name (1 to 64 characters).
-    #[schema(min_length = 1, max_length = 64)]
+    /// New display name: 1 to 64 characters, not all white space, no
+    /// control characters (kept without the white space around it).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub display_name: String,
 }
 
@@ -469,8 +489,7 @@ async fn guest(
         Duration::from_secs(3600),
     )
     .await?;
-    let name = req.display_name.trim();
-    crate::policy::check_display_name(name)?;
+    let name = crate::policy::trimmed_display_name(&req.display_name)?;
     let id = new_guest_id();
     let a = &app.auth;
     let token = a.keys.issue(
@@ -508,8 +527,7 @@ async fn update_me(
     Authed(user): Authed,
     Json(req): Json<UpdateMeRequest>,
 ) -> ApiResult<Json<UserView>> {
-    let name = req.display_name.trim();
-    crate::policy::check_display_name(name)?;
+    let name = crate::policy::trimmed_display_name(&req.display_name)?;
     let mut tx = app.backends.db.begin().await?;
     let user = tx.set_display_name(user.id, name).await?;
     tx.commit().await?;

@@ -20,7 +20,7 @@ use videosync_core::db::{
 use videosync_core::page::PageRequest;
 use videosync_core::{ChannelId, ErrorKind, UserId};
 
-use crate::auth::{Authed, Caller};
+use crate::auth::{Authed, Caller, Identified};
 use crate::dto::{rfc3339, PageOf, PageParams, PersonView};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -269,12 +269,19 @@ impl From<&PermissionMatrix> for PermissionsView {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
-    /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not all white space, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
-    /// Up to 5000 characters.
+    /// Up to 5000 characters; no control characters but tab and newline.
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: String,
     /// public, unlisted or private.
     #[schema(schema_with = crate::dto::schema::visibility)]
@@ -292,11 +299,18 @@ pub struct CreateChannelRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateChannelRequest {
-    /// New name.
-    #[schema(min_length = 1, max_length = 100)]
+    /// New name (as in creation).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: Option<String>,
-    /// New description.
-    #[schema(max_length = 5000)]
+    /// New description (as in creation).
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: Option<String>,
     /// New visibility.
     #[schema(schema_with = crate::dto::schema::visibility)]
@@ -308,6 +322,7 @@ pub struct UpdateChannelRequest {
     pub settings: Option<serde_json::Value>,
     /// Apply only if the channel is still at this version (else 409
     /// `version_mismatch`).
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub expected_version: Option<u64>,
 }
 
@@ -348,13 +363,15 @@ pub struct SetRoleRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateInviteRequest {
     /// The role it gives (default viewer; below your own).
-    #[schema(schema_with = crate::dto::schema::given_role)]
+    #[schema(schema_with = crate::dto::schema::given_role_or_null)]
     pub role: Option<String>,
     /// How many times it may be used (1 to 100000; default: no limit).
     #[schema(minimum = 1, maximum = 100000)]
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub max_uses: Option<u64>,
     /// Seconds until it stops working (60 to 31536000; default: never).
     #[schema(minimum = 60, maximum = 31536000)]
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub expires_in_seconds: Option<u64>,
 }
 
@@ -362,12 +379,13 @@ pub struct CreateInviteRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BanRequest {
-    /// Why (up to 500 characters).
+    /// Why (up to 500 characters, no control characters).
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub reason: String,
     /// Seconds until it lifts (60 to 315360000; default: for good).
     #[schema(minimum = 60, maximum = 315360000)]
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub expires_in_seconds: Option<u64>,
 }
 
@@ -492,7 +510,7 @@ fn given_role(s: &str) -> ApiResult<Role> {
 // ---------------------------------------------------------------- channels
 
 /// Public channels, newest first.
-#[utoipa::path(get, path = "/channels", tag = "channels", params(PageParams),
+#[utoipa::path(get, path = "/channels", tag = "channels", security(("bearer" = []), ()), params(PageParams),
     responses((status = 200, description = "A page of public channels", body = PageOf<ChannelView>)))]
 async fn list_public(
     State(app): State<AppState>,
@@ -573,7 +591,7 @@ async fn list_mine(
 }
 
 /// One channel.
-#[utoipa::path(get, path = "/channels/{id}", tag = "channels", params(ChannelPath),
+#[utoipa::path(get, path = "/channels/{id}", tag = "channels", security(("bearer" = []), ()), params(ChannelPath),
     responses((status = 200, description = "The channel", body = ChannelView)))]
 async fn get_channel(
     State(app): State<AppState>,
@@ -590,7 +608,7 @@ async fn get_channel(
     responses((status = 200, description = "The updated channel", body = ChannelView)))]
 async fn update(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Json(req): Json<UpdateChannelRequest>,
 ) -> ApiResult<Json<ChannelView>> {
@@ -616,7 +634,7 @@ async fn update(
     params(ChannelPath), responses((status = 204, description = "Deleted")))]
 async fn delete(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
 ) -> ApiResult<StatusCode> {
     let l = load(&app, &caller, p.id).await?;
@@ -683,7 +701,7 @@ pub async fn delete_owned_channels(app: &App, user: UserId) -> ApiResult<()> {
 // ---------------------------------------------------------------- permissions
 
 /// The channel's permission matrix (members only).
-#[utoipa::path(get, path = "/channels/{id}/permissions", tag = "channels",
+#[utoipa::path(get, path = "/channels/{id}/permissions", tag = "channels", security(("bearer" = []), ()),
     params(ChannelPath),
     responses((status = 200, description = "The matrix", body = PermissionsView)))]
 async fn get_permissions(
@@ -702,11 +720,18 @@ async fn get_permissions(
     responses((status = 200, description = "The new matrix", body = PermissionsView)))]
 async fn patch_permissions(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Json(req): Json<PermissionsRequest>,
 ) -> ApiResult<Json<PermissionsView>> {
     let l = load(&app, &caller, p.id).await?;
+    // Asked before the changes are looked at: an empty list must not tell
+    // anyone else that they may edit the matrix.
+    if !l.access.may_edit_matrix(Role::Viewer) {
+        return Err(l
+            .access
+            .refuse("only the owner may change the permission matrix"));
+    }
     if req.changes.len() > 64 {
         return Err(ApiError::invalid("at most 64 changes at once"));
     }
@@ -735,12 +760,12 @@ async fn patch_permissions(
 // ---------------------------------------------------------------- members
 
 /// The channel's members (members and instance administrators only).
-#[utoipa::path(get, path = "/channels/{id}/members", tag = "members",
+#[utoipa::path(get, path = "/channels/{id}/members", tag = "members", security(("bearer" = [])),
     params(ChannelPath, PageParams),
     responses((status = 200, description = "A page of members", body = PageOf<MemberView>)))]
 async fn members(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Query(page): Query<PageParams>,
 ) -> ApiResult<Json<PageOf<MemberView>>> {
@@ -769,7 +794,7 @@ async fn member_role(app: &App, channel: ChannelId, user: UserId) -> ApiResult<O
     responses((status = 200, description = "The member", body = MemberView)))]
 async fn set_role(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<MemberPath>,
     Json(req): Json<SetRoleRequest>,
 ) -> ApiResult<Json<MemberView>> {
@@ -800,7 +825,7 @@ async fn set_role(
     responses((status = 204, description = "Removed")))]
 async fn kick(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<MemberPath>,
 ) -> ApiResult<StatusCode> {
     let l = load(&app, &caller, p.id).await?;
@@ -884,7 +909,7 @@ async fn leave(
     responses((status = 200, description = "A page of invites", body = PageOf<InviteView>)))]
 async fn list_invites(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Query(page): Query<PageParams>,
 ) -> ApiResult<Json<PageOf<InviteView>>> {
@@ -968,7 +993,7 @@ async fn create_invite(
     responses((status = 204, description = "Revoked")))]
 async fn revoke_invite(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelInvitePath>,
 ) -> ApiResult<StatusCode> {
     let l = load(&app, &caller, p.id).await?;
@@ -1085,7 +1110,7 @@ async fn accept_invite(
     responses((status = 200, description = "A page of bans", body = PageOf<BanView>)))]
 async fn list_bans(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Query(page): Query<PageParams>,
 ) -> ApiResult<Json<PageOf<BanView>>> {
@@ -1164,7 +1189,7 @@ async fn ban(
     responses((status = 204, description = "Lifted")))]
 async fn unban(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<MemberPath>,
 ) -> ApiResult<StatusCode> {
     let l = load(&app, &caller, p.id).await?;

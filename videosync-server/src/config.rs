@@ -479,7 +479,8 @@ impl Config {
                     ConfigError::Invalid(format!(
                         "the configuration file {} is not valid TOML: {}",
                         path.display(),
-                        e.message()
+                        // toml's messages span lines; the error is one line.
+                        e.message().trim().replace('\n', "; ")
                     ))
                 })?
             }
@@ -797,6 +798,7 @@ mod tests {
                 (&"VIDEOSYNC_LOG_FORMAT", _) => "json",
                 (&"VIDEOSYNC_REGISTRATION", _) => "closed",
                 (&"VIDEOSYNC_JWT_SECRET", _) => "0123456789abcdef0123456789abcdef",
+                (&"VIDEOSYNC_DATABASE_URL", _) => "sqlite://x.db",
                 _ => "x",
             };
             Config::load(None, env(&[(name, value)]))

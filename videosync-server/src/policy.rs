@@ -204,6 +204,23 @@ pub fn permission_phrase(p: Permission) -> &'static str {
     }
 }
 
+/// A display name as sent (1 to 64 characters, no control characters,
+/// not all white space) without the white space around it. The rules apply
+/// to the name as sent, as the OpenAPI document states them.
+///
+/// # Errors
+/// 422 naming the rule.
+pub fn trimmed_display_name(name: &str) -> ApiResult<&str> {
+    check_display_name(name)?;
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid(
+            "a display name must not be only white space",
+        ));
+    }
+    Ok(trimmed)
+}
+
 /// Checks a display name: 1 to 64 characters, no control characters.
 ///
 /// # Errors

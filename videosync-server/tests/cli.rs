@@ -91,29 +91,11 @@ fn uuid_like() -> String {
     "00000000-0000-4000-8000-000000000000".to_owned()
 }
 
+/// (`--print-config` and bad configurations are in `serve.rs`.)
 #[test]
-fn errors_are_one_clear_line_and_secrets_never_show() {
+fn help_never_shows_secrets_and_backend_mistakes_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_videosync"))
-        .args(["serve", "--print-config"])
-        .env(
-            "VIDEOSYNC_JWT_SECRET",
-            "a-very-secret-value-that-is-long-enough",
-        )
-        .env(
-            "VIDEOSYNC_DATABASE_URL",
-            "postgres://user:hunter2@db.example/videosync",
-        )
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let shown = text(&out.stdout);
-    assert!(shown.contains("[redacted]"), "{shown}");
-    assert!(
-        !shown.contains("a-very-secret") && !shown.contains("hunter2"),
-        "{shown}"
-    );
     let help = Command::new(env!("CARGO_BIN_EXE_videosync"))
         .args(["serve", "--help"])
         .env(
@@ -122,13 +104,9 @@ fn errors_are_one_clear_line_and_secrets_never_show() {
         )
         .output()
         .unwrap();
+    assert!(help.status.success());
     assert!(!text(&help.stdout).contains("a-very-secret"));
-
     for (env, expected) in [
-        (
-            ("VIDEOSYNC_LISTN", "x"),
-            "unknown environment variable VIDEOSYNC_LISTN",
-        ),
         (
             ("VIDEOSYNC_DATABASE_URL", "mysql://db/x"),
             "not sqlite:// or postgres://",

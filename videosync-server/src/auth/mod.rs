@@ -116,6 +116,24 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A caller with credentials (a user or a guest); a request without any
+/// gets 401 before anything is looked up. For the operations whose document
+/// asks for a token: without one, the answer is "sign in", not a 404 for
+/// what an anonymous caller cannot see.
+#[derive(Debug, Clone)]
+pub struct Identified(pub Caller);
+
+impl FromRequestParts<AppState> for Identified {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> ApiResult<Self> {
+        match Caller::from_request_parts(parts, app).await? {
+            Caller::Anonymous => Err(ApiError::unauthenticated("sign in first")),
+            caller => Ok(Identified(caller)),
+        }
+    }
+}
+
 /// A signed-in user; anyone else gets 401.
 #[derive(Debug, Clone)]
 pub struct Authed(pub User);

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod channels;
+mod fuzz_findings;
 mod harness;
 mod matrix;
 mod ops;
