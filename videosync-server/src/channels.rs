@@ -858,11 +858,7 @@ async fn join(
     let caller = Caller::User(Box::new(user.clone()));
     let l = load(&app, &caller, p.id).await?;
     if l.access.banned {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            crate::error::code::BANNED,
-            "you are banned from this channel",
-        ));
+        return Err(ApiError::banned());
     }
     let mut tx = app.backends.db.begin().await?;
     if let Some(m) = tx.member(p.id, user.id).await? {
@@ -927,6 +923,25 @@ const CODE_ALPHABET: &[u8] = b"23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRS
 /// Length of an invite code (about 70 bits).
 const CODE_LEN: usize = 12;
 
+/// The instant `seconds` from now, when given; `seconds` must lie in `range`.
+fn expiry(
+    app: &App,
+    seconds: Option<u64>,
+    range: std::ops::RangeInclusive<u64>,
+    rule: &str,
+) -> ApiResult<Option<videosync_core::Timestamp>> {
+    match seconds {
+        Some(s) if !range.contains(&s) => Err(ApiError::invalid(rule)),
+        Some(s) => Ok(Some(
+            app.backends
+                .clock
+                .now()
+                .saturating_add(Duration::from_secs(s)),
+        )),
+        None => Ok(None),
+    }
+}
+
 fn new_invite_code() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
@@ -958,20 +973,12 @@ async fn create_invite(
     if req.max_uses.is_some_and(|n| !(1..=100_000).contains(&n)) {
         return Err(ApiError::invalid("max_uses must be 1 to 100000"));
     }
-    let expires_at = match req.expires_in_seconds {
-        Some(s) if !(60..=31_536_000).contains(&s) => {
-            return Err(ApiError::invalid(
-                "expires_in_seconds must be 60 to 31536000 (a year)",
-            ))
-        }
-        Some(s) => Some(
-            app.backends
-                .clock
-                .now()
-                .saturating_add(Duration::from_secs(s)),
-        ),
-        None => None,
-    };
+    let expires_at = expiry(
+        &app,
+        req.expires_in_seconds,
+        60..=31_536_000,
+        "expires_in_seconds must be 60 to 31536000 (a year)",
+    )?;
     let mut tx = app.backends.db.begin().await?;
     let invite = tx
         .create_invite(NewInvite {
@@ -1036,11 +1043,7 @@ async fn preview_invite(
     let now = app.backends.clock.now();
     let spent = invite.max_uses.is_some_and(|m| invite.uses >= m);
     if invite.revoked || spent || invite.expires_at.is_some_and(|e| e <= now) {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            crate::error::code::NOT_FOUND,
-            "this invite has expired, was used up or revoked",
-        ));
+        return Err(ApiError::invite_gone());
     }
     let mut tx = app.backends.db.read().await?;
     let channel = tx.channel(invite.channel_id).await?;
@@ -1068,11 +1071,7 @@ async fn accept_invite(
     let invite = usable_invite_record(&app, &p.code).await?;
     let mut tx = app.backends.db.begin().await?;
     if tx.ban_of(invite.channel_id, user.id).await?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            crate::error::code::BANNED,
-            "you are banned from this channel",
-        ));
+        return Err(ApiError::banned());
     }
     if let Some(m) = tx.member(invite.channel_id, user.id).await? {
         if !invite.role.outranks(m.role) {
@@ -1083,11 +1082,7 @@ async fn accept_invite(
     let invite = match tx.redeem_invite(&p.code).await {
         Ok(i) => i,
         Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Precondition) => {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                crate::error::code::NOT_FOUND,
-                "this invite has expired, was used up or revoked",
-            ))
+            return Err(ApiError::invite_gone())
         }
         Err(e) => return Err(e.into()),
     };
@@ -1148,20 +1143,12 @@ async fn ban(
             "a reason is at most 500 characters, without control characters",
         ));
     }
-    let expires_at = match req.expires_in_seconds {
-        Some(s) if !(60..=315_360_000).contains(&s) => {
-            return Err(ApiError::invalid(
-                "expires_in_seconds must be 60 to 315360000",
-            ))
-        }
-        Some(s) => Some(
-            app.backends
-                .clock
-                .now()
-                .saturating_add(Duration::from_secs(s)),
-        ),
-        None => None,
-    };
+    let expires_at = expiry(
+        &app,
+        req.expires_in_seconds,
+        60..=315_360_000,
+        "expires_in_seconds must be 60 to 315360000",
+    )?;
     let mut tx = app.backends.db.begin().await?;
     // The user must exist: a ban on an unknown id is a 404.
     if let Err(e) = videosync_core::db::Users::user(&mut tx, p.user_id).await {

@@ -126,11 +126,7 @@ impl Access {
         } else if self.anonymous {
             Err(ApiError::unauthenticated("sign in first"))
         } else if self.banned {
-            Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                crate::error::code::BANNED,
-                "you are banned from this channel",
-            ))
+            Err(ApiError::banned())
         } else {
             Err(ApiError::forbidden(format!(
                 "you may not {} in this channel",
