@@ -16,20 +16,22 @@
 
 /** Defaults of OffsetEstimator, as ClockConfig::default() in Rust. */
 export const CLOCK_DEFAULTS = Object.freeze({
-  window: 32,
-  best_count: 6,
+  window_ms: 600000,
+  block_ms: 1000,
+  min_skew_span_ms: 60000,
+  skew_refit_ms: 10000,
+  max_skew_ppm: 200,
+  bound_points: 24,
   warm_samples: 3,
   max_rtt_ms: 10000,
-  max_step_ms: 5,
   step_confirm: 3,
-  step_margin_ms: 10,
-  skew_block_ms: 30000,
-  skew_blocks: 20,
-  min_skew_span_ms: 60000,
-  max_skew_ppm: 500,
-  warmup_pings: 5,
-  warmup_interval_ms: 200,
-  poll_interval_ms: 2000,
+  step_margin_ms: 1,
+  join_pings: 10,
+  join_interval_ms: 100,
+  fast_interval_ms: 500,
+  slow_interval_ms: 1000,
+  stable_ms: 2,
+  delay_samples: 256,
 });
 
 /** Defaults of DriftController, as DriftConfig::default() in Rust. */
@@ -39,8 +41,9 @@ export const DRIFT_DEFAULTS = Object.freeze({
   settle_ratio: 0.5,
   correction_time_ms: 1000,
   max_rate_deviation: 0.05,
+  min_rate_deviation: 0.002,
   min_rate_step: 0.002,
-  min_hold_ms: 200,
+  min_hold_ms: 1000,
   seek_threshold_ms: 300,
   cooldown_ms: 300,
   seek_latency_ms: 200,
@@ -77,216 +80,288 @@ function sanitizeClock(config) {
   unknownKeys(config, CLOCK_DEFAULTS, "OffsetEstimator");
   const c = { ...CLOCK_DEFAULTS, ...config };
   const d = CLOCK_DEFAULTS;
-  const window = Math.max(countOr(c.window, d.window), 1);
+  const positive = (v, dflt) => (typeof v === "number" && Number.isFinite(v) && v > 0 ? v : dflt);
   return {
-    window,
-    best_count: clampInt(countOr(c.best_count, d.best_count), 1, window),
-    warm_samples: clampInt(countOr(c.warm_samples, d.warm_samples), 1, window),
-    max_rtt_ms: nonNegativeOr(c.max_rtt_ms, d.max_rtt_ms),
-    max_step_ms: nonNegativeOr(c.max_step_ms, d.max_step_ms),
-    step_confirm: clampInt(countOr(c.step_confirm, d.step_confirm), 1, window),
-    step_margin_ms: nonNegativeOr(c.step_margin_ms, d.step_margin_ms),
-    skew_block_ms: nonNegativeOr(c.skew_block_ms, d.skew_block_ms),
-    skew_blocks: Math.max(countOr(c.skew_blocks, d.skew_blocks), 1),
+    window_ms: positive(c.window_ms, d.window_ms),
+    block_ms: positive(c.block_ms, d.block_ms),
     min_skew_span_ms: nonNegativeOr(c.min_skew_span_ms, d.min_skew_span_ms),
-    max_skew_ppm: nonNegativeOr(c.max_skew_ppm, d.max_skew_ppm),
-    warmup_pings: countOr(c.warmup_pings, d.warmup_pings),
-    warmup_interval_ms: nonNegativeOr(c.warmup_interval_ms, d.warmup_interval_ms),
-    poll_interval_ms: nonNegativeOr(c.poll_interval_ms, d.poll_interval_ms),
+    skew_refit_ms: nonNegativeOr(c.skew_refit_ms, d.skew_refit_ms),
+    max_skew_ppm: Math.min(nonNegativeOr(c.max_skew_ppm, d.max_skew_ppm), 10000),
+    bound_points: clampInt(countOr(c.bound_points, d.bound_points), 2, 256),
+    warm_samples: clampInt(countOr(c.warm_samples, d.warm_samples), 1, 1000),
+    max_rtt_ms: nonNegativeOr(c.max_rtt_ms, d.max_rtt_ms),
+    step_confirm: clampInt(countOr(c.step_confirm, d.step_confirm), 1, 100),
+    step_margin_ms: nonNegativeOr(c.step_margin_ms, d.step_margin_ms),
+    join_pings: Math.min(countOr(c.join_pings, d.join_pings), 1000),
+    join_interval_ms: nonNegativeOr(c.join_interval_ms, d.join_interval_ms),
+    fast_interval_ms: nonNegativeOr(c.fast_interval_ms, d.fast_interval_ms),
+    slow_interval_ms: nonNegativeOr(c.slow_interval_ms, d.slow_interval_ms),
+    stable_ms: nonNegativeOr(c.stable_ms, d.stable_ms),
+    delay_samples: clampInt(countOr(c.delay_samples, d.delay_samples), 1, 100000),
   };
 }
 
-/** Drops samples whose round trip is over twice the best one's; keeps order. */
-function withoutQueued(samples) {
-  let best = Infinity;
-  for (const s of samples) best = Math.min(best, s.rtt_ms);
-  return samples.filter((s) => s.rtt_ms <= best * 2);
-}
+const UP = "up";
+const DOWN = "down";
 
 /**
- * NTP-style estimate of the server clock from four-timestamp pings: offset,
- * skew, uncertainty and the ping schedule. See src/clock.rs.
+ * Estimate of the server clock from one-way samples: an envelope fit with
+ * a certain error bound. See src/clock.rs (same algorithm, same order).
  *
- * addSample() returns "rejected" | "accepted" | "suspect" | "step".
+ * addSample()/addDown()/addUp() return "rejected" | "accepted" | "suspect" | "step".
  */
 export class OffsetEstimator {
   constructor(config = {}) {
     this.config = sanitizeClock(config);
-    this._samples = [];
+    const m = this.config.max_skew_ppm / 1e6;
+    this._up = [];
+    this._down = [];
     this._suspects = [];
-    this._hasEstimate = false;
+    this._skew = 0;
+    this._skewMin = -m;
+    this._skewMax = m;
+    this._skewKnown = false;
+    this._fittedAt = null;
     this._offset = 0;
     this._anchor = 0;
-    this._skew = 0;
-    this._skewKnown = false;
-    this._fitBound = 0;
-    this._heldBack = 0;
-    this._blocks = [];
-    this._block = null;
-    this._blockStart = 0;
-    this._lagging = 0;
-    this._nextSeq = 0;
+    this._hasEstimate = false;
+    this._lastMove = Infinity;
+    this._bestRtt = Infinity;
+    this._pongs = 0;
+    this._recentDown = [];
     this._pingsSent = 0;
     this._lastPing = null;
   }
 
-  /** t0 client send, t1 server receive, t2 server send, t3 client receive. */
+  /** A ping (t0 local send, t1 server receive) and its pong (t2 server send, t3 local receive). */
   addSample(t0, t1, t2, t3) {
-    // Rust's f64 arguments cannot be anything else; here, refuse before
-    // arithmetic coerces null or a string into a number.
-    if (![t0, t1, t2, t3].every((t) => typeof t === "number")) return "rejected";
     const rtt = t3 - t0 - (t2 - t1);
-    const offset = (t1 - t0 + (t2 - t3)) / 2;
-    const local = (t0 + t3) / 2;
     const sane =
+      [t0, t1, t2, t3].every((v) => typeof v === "number" && Number.isFinite(v)) &&
       Number.isFinite(rtt) &&
-      Number.isFinite(offset) &&
-      Number.isFinite(local) &&
       t3 >= t0 &&
       t2 >= t1 &&
       rtt >= 0 &&
       rtt <= this.config.max_rtt_ms;
     if (!sane) return "rejected";
-    const sample = { local_ms: local, offset_ms: offset, rtt_ms: rtt, seq: this._nextSeq };
-    this._nextSeq += 1;
-
-    if (!this._hasEstimate) {
-      this._samples.push(sample);
-      this._noteBlock(sample);
-      this._offset = this._refit(local);
-      this._anchor = local;
-      this._hasEstimate = true;
-      return "accepted";
+    const up = { x: t0, y: t1 - t0 };
+    const down = { x: t3, y: t2 - t3 };
+    const outcome = this._take([[UP, up], [DOWN, down]], t3);
+    if (outcome === "accepted" || outcome === "step") {
+      this._bestRtt = Math.min(this._bestRtt, rtt);
+      this._pongs += 1;
     }
+    return outcome;
+  }
 
-    const predicted = this._offset + this._skew * (local - this._anchor);
-    const bound = rtt / 2 + this.uncertaintyMs() + this.config.step_margin_ms;
-    if (Math.abs(offset - predicted) > bound) return this._suspect(sample);
-    this._suspects = [];
+  /** A server frame stamped serverSentMs arrived at local localMs. */
+  addDown(serverSentMs, localMs) {
+    if (!(Number.isFinite(serverSentMs) && Number.isFinite(localMs))) return "rejected";
+    return this._take([[DOWN, { x: localMs, y: serverSentMs - localMs }]], localMs);
+  }
 
-    const wasWarm = this.isWarm();
-    this._samples.push(sample);
-    while (this._samples.length > this.config.window) this._samples.shift();
-    this._noteBlock(sample);
-    const raw = this._refit(local);
-    const delta = raw - predicted;
-    const maxStep = this.config.max_step_ms;
-    this._heldBack = 0;
-    if (!wasWarm || Math.abs(delta) <= maxStep) {
-      this._offset = raw;
-      this._lagging = 0;
-    } else {
-      this._lagging += 1;
-      if (this._lagging >= this.config.step_confirm) {
-        this._offset = raw;
-        this._lagging = 0;
-      } else if (delta > 0) {
-        this._offset = predicted + maxStep;
-      } else {
-        this._offset = predicted - maxStep;
+  /** A client frame stamped localSentMs reached the server at serverMs. */
+  addUp(localSentMs, serverMs) {
+    if (!(Number.isFinite(serverMs) && Number.isFinite(localSentMs))) return "rejected";
+    return this._take([[UP, { x: localSentMs, y: serverMs - localSentMs }]], localSentMs);
+  }
+
+  _take(points, now) {
+    const latest = this._latestX();
+    if (latest !== null) {
+      if (points.some(([, p]) => p.x < latest - this.config.window_ms)) return "rejected";
+    }
+    if (this._hasEstimate) {
+      const contradicts = points.some(([dir, p]) => {
+        const [lo, hi] = this._boundsAt(p.x);
+        return dir === UP ? p.y < lo - this.config.step_margin_ms : p.y > hi + this.config.step_margin_ms;
+      });
+      if (contradicts) {
+        for (const pt of points) this._suspects.push(pt);
+        const downs = this._suspects.filter(([d]) => d === DOWN).length;
+        const ups = this._suspects.filter(([d]) => d === UP).length;
+        if (Math.max(downs, ups) < this.config.step_confirm) return "suspect";
+        const fresh = this._suspects;
+        this._suspects = [];
+        this._up = [];
+        this._down = [];
+        this._recentDown = [];
+        this._skewKnown = false;
+        this._skew = 0;
+        const m = this.config.max_skew_ppm / 1e6;
+        this._skewMin = -m;
+        this._skewMax = m;
+        this._fittedAt = null;
+        this._bestRtt = Infinity;
+        for (const [dir, p] of fresh) this._insert(dir, p);
+        this._refit(now, true);
+        return "step";
       }
-      this._heldBack = Math.abs(raw - this._offset);
     }
-    this._anchor = local;
+    this._suspects = [];
+    for (const [dir, p] of points) this._insert(dir, p);
+    const due =
+      this._fittedAt === null || now - this._fittedAt >= this.config.skew_refit_ms || now < this._fittedAt;
+    this._refit(now, due);
     return "accepted";
   }
 
-  _suspect(sample) {
-    if (this._suspects.length > 0) {
-      const first = this._suspects[0];
-      const agree = sample.rtt_ms / 2 + first.rtt_ms / 2 + this.config.step_margin_ms;
-      if (Math.abs(sample.offset_ms - first.offset_ms) > agree) this._suspects = [];
-    }
-    this._suspects.push(sample);
-    if (this._suspects.length < this.config.step_confirm) return "suspect";
-    const fresh = this._suspects;
-    this._suspects = [];
-    this._blocks = [];
-    this._block = null;
-    for (const s of fresh) this._noteBlock(s);
-    this._samples = fresh;
-    this._offset = this._refit(sample.local_ms);
-    this._anchor = sample.local_ms;
-    this._lagging = 0;
-    this._heldBack = 0;
-    return "step";
+  _latestX() {
+    const a = this._up.length ? this._up[this._up.length - 1].x : null;
+    const b = this._down.length ? this._down[this._down.length - 1].x : null;
+    if (a !== null && b !== null) return Math.max(a, b);
+    return a !== null ? a : b;
   }
 
-  _refit(at) {
-    const skew = this._fitSkew();
-    if (skew !== null) {
-      this._skew = skew;
-      this._skewKnown = true;
+  _insert(dir, p) {
+    const block = this.config.block_ms;
+    const list = dir === UP ? this._up : this._down;
+    const index = Math.floor(p.x / block);
+    let at = list.length;
+    while (at > 0) {
+      const prev = list[at - 1];
+      if (prev.x <= p.x || Math.floor(prev.x / block) === index) break;
+      at -= 1;
     }
-    return this._fitOffset(at);
+    const same = at > 0 && Math.floor(list[at - 1].x / block) === index ? at - 1 : -1;
+    if (same >= 0) {
+      const q = list[same];
+      const tighter = dir === UP ? p.y <= q.y : p.y >= q.y;
+      if (tighter) list[same] = p;
+    } else {
+      list.splice(at, 0, p);
+    }
+    if (dir === DOWN) {
+      this._recentDown.push(p);
+      while (this._recentDown.length > this.config.delay_samples) this._recentDown.shift();
+    }
+    const newest = this._latestX() ?? p.x;
+    const oldest = newest - this.config.window_ms;
+    while (this._up.length && this._up[0].x < oldest) this._up.shift();
+    while (this._down.length && this._down[0].x < oldest) this._down.shift();
   }
 
-  _noteBlock(sample) {
-    const best = this._block;
-    if (best === null) {
-      this._block = sample;
-      this._blockStart = sample.local_ms;
-    } else if (sample.local_ms - this._blockStart >= this.config.skew_block_ms) {
-      this._blocks.push(best);
-      while (this._blocks.length > this.config.skew_blocks) this._blocks.shift();
-      this._block = sample;
-      this._blockStart = sample.local_ms;
-    } else if (sample.rtt_ms <= best.rtt_ms) {
-      this._block = sample;
+  _refit(now, fitSkew) {
+    if (!this._up.length || !this._down.length) return;
+    const before = this._hasEstimate ? this._offsetAt(now) : null;
+    if (fitSkew) {
+      this._fitSkew();
+      this._fittedAt = now;
     }
+    const [lo, hi] = this._skewKnown
+      ? this._envelopeAt(now, this._skew, this._skew)
+      : this._envelopeAt(now, this._skewMin, this._skewMax);
+    this._offset = (lo + hi) / 2;
+    this._anchor = now;
+    this._hasEstimate = true;
+    if (fitSkew) this._lastMove = before === null ? Infinity : Math.abs(this._offset - before);
+  }
+
+  _envelopeAt(x, bLo, bHi) {
+    let hi = Infinity;
+    for (const p of this._up) {
+      const b = x >= p.x ? bHi : bLo;
+      hi = Math.min(hi, p.y + b * (x - p.x));
+    }
+    let lo = -Infinity;
+    for (const p of this._down) {
+      const b = x >= p.x ? bLo : bHi;
+      lo = Math.max(lo, p.y + b * (x - p.x));
+    }
+    return [lo, hi];
+  }
+
+  _boundsAt(x) {
+    return this._envelopeAt(x, this._skewMin, this._skewMax);
   }
 
   _fitSkew() {
-    const all = this._block === null ? [...this._blocks] : [...this._blocks, this._block];
-    const points = withoutQueued(all);
-    if (points.length < 2) return null;
-    const n = points.length;
-    let sumX = 0;
-    let sumY = 0;
-    let minX = Infinity;
-    let maxX = -Infinity;
-    for (const s of points) {
-      sumX += s.local_ms;
-      sumY += s.offset_ms;
-      minX = Math.min(minX, s.local_ms);
-      maxX = Math.max(maxX, s.local_ms);
+    const m = this.config.max_skew_ppm / 1e6;
+    const first = Math.min(
+      this._up.length ? this._up[0].x : Infinity,
+      this._down.length ? this._down[0].x : Infinity,
+    );
+    const lx = this._latestX();
+    const last = lx === null ? -Infinity : lx;
+    if (!(last - first >= this.config.min_skew_span_ms && this._up.length >= 2) || this._down.length < 2) {
+      this._skewKnown = false;
+      this._skew = 0;
+      this._skewMin = -m;
+      this._skewMax = m;
+      return;
     }
-    if (maxX - minX < this.config.min_skew_span_ms) return null;
-    const meanX = sumX / n;
-    const meanY = sumY / n;
-    let sxx = 0;
-    let sxy = 0;
-    for (const s of points) {
-      const dx = s.local_ms - meanX;
-      sxx += dx * dx;
-      sxy += dx * (s.offset_ms - meanY);
+    const r = (Math.sqrt(5) - 1) / 2;
+    let a = -m;
+    let b = m;
+    let c = b - r * (b - a);
+    let d = a + r * (b - a);
+    let fc = this._objective(c, last);
+    let fd = this._objective(d, last);
+    for (let i = 0; i < 60; i++) {
+      if (fc <= fd) {
+        b = d;
+        d = c;
+        fd = fc;
+        c = b - r * (b - a);
+        fc = this._objective(c, last);
+      } else {
+        a = c;
+        c = d;
+        fc = fd;
+        d = a + r * (b - a);
+        fd = this._objective(d, last);
+      }
     }
-    if (sxx <= 0) return null;
-    const limit = this.config.max_skew_ppm / 1e6;
-    return Math.min(Math.max(sxy / sxx, -limit), limit);
+    const fitted = (a + b) / 2;
+    const [bMin, bMax] = this._feasibleSlopes(fitted, m);
+    this._skewMin = bMin;
+    this._skewMax = bMax;
+    this._skew = Math.min(Math.max(fitted, bMin), bMax);
+    this._skewKnown = true;
   }
 
-  // Until the skew is known, samples are ranked by their error bound (RTT / 2
-  // plus max_skew_ppm times their age), as in src/clock.rs.
-  _fitOffset(at) {
-    const maxSkew = this._skewKnown ? 0 : this.config.max_skew_ppm / 1e6;
-    const bound = (s) => s.rtt_ms / 2 + maxSkew * Math.abs(at - s.local_ms);
-    const sorted = [...this._samples].sort((a, b) => bound(a) - bound(b) || b.seq - a.seq);
-    let ranked = sorted.slice(0, this.config.best_count);
-    if (maxSkew > 0) {
-      const least = ranked.length > 0 ? bound(ranked[0]) : Infinity;
-      const slack = this._bestRtt() / 2;
-      ranked = ranked.filter((s) => bound(s) <= least + slack);
+  _objective(b, x0) {
+    let sumUp = 0;
+    let minUp = Infinity;
+    for (const p of this._up) {
+      const v = p.y - b * (p.x - x0);
+      sumUp += v;
+      minUp = Math.min(minUp, v);
     }
-    const best = withoutQueued(ranked);
-    if (best.length === 0) return this._offset;
-    this._fitBound = maxSkew > 0 ? best.reduce((m, s) => Math.max(m, bound(s)), 0) : 0;
-    let sum = 0;
-    for (const s of best) sum += s.offset_ms + this._skew * (at - s.local_ms);
-    return sum / best.length;
+    let sumDown = 0;
+    let maxDown = -Infinity;
+    for (const p of this._down) {
+      const v = p.y - b * (p.x - x0);
+      sumDown += v;
+      maxDown = Math.max(maxDown, v);
+    }
+    return sumUp - this._up.length * minUp + (this._down.length * maxDown - sumDown);
   }
 
-  /** Records that a ping left at local time `localMs`. */
+  _feasibleSlopes(b, m) {
+    const k = this.config.bound_points;
+    const x0 = this._latestX() ?? 0;
+    const ups = [...this._up].sort((p, q) => p.y - b * (p.x - x0) - (q.y - b * (q.x - x0))).slice(0, k);
+    const downs = [...this._down].sort((p, q) => q.y - b * (q.x - x0) - (p.y - b * (p.x - x0))).slice(0, k);
+    let lo = -m;
+    let hi = m;
+    for (const u of ups) {
+      for (const d of downs) {
+        const dx = u.x - d.x;
+        if (dx === 0) continue;
+        const limit = (u.y - d.y) / dx;
+        if (dx > 0) hi = Math.min(hi, limit);
+        else lo = Math.max(lo, limit);
+      }
+    }
+    if (lo > hi) return [-m, m];
+    return [lo, hi];
+  }
+
+  _offsetAt(localMs) {
+    return this._offset + this._skew * (localMs - this._anchor);
+  }
+
   onPingSent(localMs) {
     if (Number.isFinite(localMs)) {
       this._pingsSent += 1;
@@ -294,61 +369,72 @@ export class OffsetEstimator {
     }
   }
 
-  /** The local time the next ping is due; at or before now means "send now". */
-  nextPingAt(localMs) {
-    if (this._lastPing === null) return localMs;
-    const quick =
-      this._pingsSent < this.config.warmup_pings || !this.isWarm() || this._suspects.length > 0;
-    return this._lastPing + (quick ? this.config.warmup_interval_ms : this.config.poll_interval_ms);
+  isStable() {
+    return this._skewKnown && this._suspects.length === 0 && this._lastMove < this.config.stable_ms;
   }
 
-  /** Server clock minus local clock at the latest accepted sample. */
+  nextPingAt(localMs) {
+    if (this._lastPing === null) return localMs;
+    let interval;
+    if (this._pingsSent < this.config.join_pings || !this.isWarm()) interval = this.config.join_interval_ms;
+    else if (this.isStable()) interval = this.config.slow_interval_ms;
+    else interval = this.config.fast_interval_ms;
+    return this._lastPing + interval;
+  }
+
   offsetMs() {
     return this._offset;
   }
 
-  /** The server's clock at local time `localMs`, extrapolated along the skew. */
   serverTime(localMs) {
-    return localMs + this._offset + this._skew * (localMs - this._anchor);
+    return localMs + this._offsetAt(localMs);
   }
 
-  _bestRtt() {
-    let best = Infinity;
-    for (const s of this._samples) best = Math.min(best, s.rtt_ms);
-    return best;
+  localTime(serverMs) {
+    return (serverMs - this._offset + this._skew * this._anchor) / (1 + this._skew);
   }
 
-  /**
-   * Half the lowest RTT in the window (Infinity before the first sample); until
-   * the skew is known, at least the largest bound of the samples used; plus
-   * how far a smoothed move still lags the fit.
-   */
   uncertaintyMs() {
-    return Math.max(this._bestRtt() / 2, this._fitBound) + this._heldBack;
+    return this.uncertaintyAt(this._anchor);
   }
 
-  /** Half the lowest RTT in the window (Infinity before the first sample). */
+  uncertaintyAt(localMs) {
+    if (!this._up.length || !this._down.length || !Number.isFinite(localMs)) return Infinity;
+    const [lo, hi] = this._boundsAt(localMs);
+    const est = this._offsetAt(localMs);
+    return Math.max(Math.max(hi - est, est - lo), 0);
+  }
+
   oneWayDelayMs() {
-    return this._bestRtt() / 2;
+    return this._bestRtt / 2;
   }
 
-  /** Server clock rate relative to the local one, in ppm. */
+  rttMs() {
+    return this._bestRtt;
+  }
+
+  delayQuantileMs(p) {
+    const floor = this.oneWayDelayMs();
+    if (!Number.isFinite(floor) || this._recentDown.length === 0) return floor;
+    const delays = this._recentDown.map((s) => this._offsetAt(s.x) - s.y).sort((a, b) => a - b);
+    const q = Number.isFinite(p) ? Math.min(Math.max(p, 0), 1) : 1;
+    const rank = clampInt(Math.ceil(q * delays.length), 1, delays.length);
+    return Math.max(delays[rank - 1], floor);
+  }
+
   skewPpm() {
     return this._skew * 1e6;
   }
 
-  /** Enough samples to trust the estimate. */
   isWarm() {
-    return this._samples.length >= this.config.warm_samples;
+    return this._pongs >= this.config.warm_samples;
   }
 
-  /** Samples in the window now. */
   sampleCount() {
-    return this._samples.length;
+    return this._pongs;
   }
 }
 
-/** Playback.position_at of the Rust crate, for a Playback object from the server. */
 export function positionAt(playback, serverMs) {
   if (playback.playing && serverMs > playback.at_ms) {
     return playback.position_ms + (serverMs - playback.at_ms) * playback.rate;
@@ -373,6 +459,10 @@ function sanitizeDrift(config) {
     settle_ratio: Math.min(nonNegativeOr(c.settle_ratio, d.settle_ratio), 1),
     correction_time_ms: correctionTime,
     max_rate_deviation: Math.min(nonNegativeOr(c.max_rate_deviation, d.max_rate_deviation), 0.5),
+    min_rate_deviation: Math.min(
+      nonNegativeOr(c.min_rate_deviation, d.min_rate_deviation),
+      Math.min(nonNegativeOr(c.max_rate_deviation, d.max_rate_deviation), 0.5),
+    ),
     min_rate_step: nonNegativeOr(c.min_rate_step, d.min_rate_step),
     min_hold_ms: nonNegativeOr(c.min_hold_ms, d.min_hold_ms),
     seek_threshold_ms: nonNegativeOr(c.seek_threshold_ms, d.seek_threshold_ms),
@@ -517,7 +607,9 @@ export class DriftController {
     if (Math.abs(error) > deadZone || (this._correcting && Math.abs(error) > settle)) {
       this._correcting = true;
       const max = c.max_rate_deviation;
-      const deviation = Math.min(Math.max(error / c.correction_time_ms, -max), max);
+      let deviation = Math.min(Math.max(error / c.correction_time_ms, -max), max);
+      const min = c.min_rate_deviation;
+      if (Math.abs(deviation) < min) deviation = deviation < 0 ? -min : min;
       const rate = roomRate * (1 + deviation);
       if (holdElapsed && Math.abs(rate - player.rate) >= c.min_rate_step) {
         return this._setRate(rate, localMs);

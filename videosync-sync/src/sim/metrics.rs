@@ -16,8 +16,8 @@
 //!   difference among the steady clients of each sample.
 //! - **Convergence** after a play, a seek (or load) or a join: the time
 //!   from the event until every joined client is within the bound (20 ms
-//!   plus half the scenario's asymmetry) of the ideal and stays there until
-//!   the next disturbance; a client stalled or recovering from a stall
+//!   plus half the scenario's asymmetry) of the ideal and stays there for
+//!   [`STAY_MS`] (2 s); a client stalled or recovering from a stall
 //!   (below) is left out until it is back within the bound, as in the
 //!   steady state (a room that gives up waiting for it resumes without it,
 //!   and its recovery is its catch-up). **Catch-up** after a stall is
@@ -27,8 +27,12 @@
 //!   disturbance within [`MIN_WINDOW_MS`] (a seek storm) is not judged on
 //!   its own; one whose window ends with a client still outside the bound
 //!   is *unconverged*.
-//! - **Rates**: the time each client plays at a corrective rate, and the
-//!   smallest and largest factor over the room's rate it used.
+//! - **Rates**: the time each client plays at a corrective rate, the
+//!   smallest and largest factor over the room's rate it used, and the
+//!   rate changes that took effect per minute per client in steady state.
+//! - **Click-to-effect**: from a play, pause or seek command leaving a
+//!   client until every client is within the bound of the new state (the
+//!   first sample at or after its `at_ms`).
 //! - **Waits** (a room that waits for buffering members): how often the
 //!   group started waiting, how many members it gave up on at the timeout,
 //!   and the largest spread among the members not waited for while the
@@ -45,6 +49,22 @@ use super::policy;
 
 /// Sampling period, ms of server time.
 pub const SAMPLE_MS: f64 = 10.0;
+/// How long every client must stay within the bound for an event to count
+/// as converged.
+pub const STAY_MS: f64 = 2000.0;
+
+/// One client at one sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ClientSample {
+    /// The true (on-screen) position.
+    pub(crate) position_ms: f64,
+    /// Stalled.
+    pub(crate) stalled: bool,
+    /// The corrective rate factor, if one is applied.
+    pub(crate) factor: Option<f64>,
+    /// Rate changes that took effect so far.
+    pub(crate) rate_changes: u64,
+}
 /// Window after a disturbance left out of the steady state.
 pub const SETTLE_MS: f64 = 3000.0;
 /// Shortest window in which convergence is judged.
@@ -142,6 +162,15 @@ pub struct Metrics {
     /// Largest spread among the members not waited for while the group was
     /// paused for a wait, ms (0 if it never was).
     pub wait_pause_spread_ms: f64,
+    /// Rate changes per minute per client, in steady state.
+    pub rate_changes_per_min: f64,
+    /// Click-to-effect latency of play, pause and seek commands, ms.
+    pub click_to_effect_ms: Percentiles,
+    /// Commands a client sent for player events it caused itself (echoes;
+    /// must be 0).
+    pub echo_commands: u64,
+    /// Frames the wire refused (must be 0).
+    pub wire_errors: u64,
 }
 
 impl Metrics {
@@ -184,6 +213,12 @@ pub(crate) struct Recorder {
     group_waits: usize,
     pub(crate) wait_timeouts: usize,
     wait_pause_spread: f64,
+    /// Per client: rate changes at the previous sample.
+    last_changes: Vec<Option<u64>>,
+    steady_changes: u64,
+    steady_client_ms: f64,
+    /// (command send time, the state's at_ms).
+    clicks: Vec<(f64, f64)>,
 }
 
 impl Recorder {
@@ -211,7 +246,17 @@ impl Recorder {
             group_waits: 0,
             wait_timeouts: 0,
             wait_pause_spread: 0.0,
+            last_changes: Vec::new(),
+            steady_changes: 0,
+            steady_client_ms: 0.0,
+            clicks: Vec::new(),
         }
+    }
+
+    /// A play, pause or seek command sent at `sent` (true time) was
+    /// scheduled for `at_ms`.
+    pub(crate) fn on_click(&mut self, sent: f64, at_ms: f64) {
+        self.clicks.push((sent, at_ms));
     }
 
     /// The room published its wait list.
@@ -225,6 +270,7 @@ impl Recorder {
     /// The room scheduled `p` at `now`.
     pub(crate) fn on_state(&mut self, p: &Playback, now: f64) {
         self.disturbances.push((now.min(p.at_ms), p.at_ms));
+
         let judged = match &self.last_state {
             None => true,
             Some(prev) => policy::jumps_for_metrics(p, prev) || (p.playing && !prev.playing),
@@ -240,6 +286,13 @@ impl Recorder {
             self.plain_pauses.push(p.seq);
         }
         self.last_state = Some(p.clone());
+    }
+
+    /// A user acted on a player at `t` (a seek made on the player jumps it
+    /// before the room has scheduled anything): out of the steady state for
+    /// the settling time, not an event of its own.
+    pub(crate) fn on_user(&mut self, t: f64) {
+        self.disturbances.push((t, t));
     }
 
     /// A client joined at `t`.
@@ -286,9 +339,12 @@ impl Recorder {
         &mut self,
         t: f64,
         ideal: &Playback,
-        clients: &[Option<(f64, bool, Option<f64>)>],
+        clients: &[Option<ClientSample>],
         waiting: &[usize],
     ) {
+        if self.last_changes.len() < clients.len() {
+            self.last_changes.resize(clients.len(), None);
+        }
         if ideal.media.is_none() {
             return;
         }
@@ -300,7 +356,7 @@ impl Recorder {
                 .iter()
                 .enumerate()
                 .filter(|(c, _)| !waiting.contains(c))
-                .filter_map(|(_, client)| client.map(|(pos, _, _)| pos))
+                .filter_map(|(_, client)| client.map(|c| c.position_ms))
                 .collect();
             if let Some(s) = spread(&paused) {
                 self.wait_pause_spread = self.wait_pause_spread.max(s);
@@ -312,18 +368,33 @@ impl Recorder {
         let mut all = Vec::new();
         let mut worst: f64 = 0.0;
         for (c, client) in clients.iter().enumerate() {
-            let Some((pos, _, factor)) = client else {
+            let Some(sample) = client else {
                 continue;
             };
+            let pos = &sample.position_ms;
+            let factor = &sample.factor;
             let err = (pos - ideal_pos).abs();
             all.push(*pos);
             let stalled = self.stalled(c, t, err);
             if !stalled {
                 worst = worst.max(err);
             }
+            let previous = self.last_changes.get(c).copied().flatten();
+            if let Some(slot) = self.last_changes.get_mut(c) {
+                *slot = Some(sample.rate_changes);
+            }
             if !settling && !stalled {
+                if err > 100.0 && std::env::var_os("SIMDEBUG").is_some() {
+                    eprintln!("DEBUG t={t} client={c} err={err:.1} ideal={ideal_pos:.1} pos={pos:.1} playing={}", ideal.playing);
+                }
                 self.errors.push(err);
                 steady.push(*pos);
+                if ideal.playing {
+                    self.steady_client_ms += SAMPLE_MS;
+                    if let Some(prev) = previous {
+                        self.steady_changes += sample.rate_changes.saturating_sub(prev);
+                    }
+                }
             }
             if ideal.playing {
                 self.playing_ms += SAMPLE_MS;
@@ -383,13 +454,43 @@ impl Recorder {
                 continue;
             }
             judged += 1;
-            match window.iter().rposition(|(_, w)| *w > self.bound_ms) {
-                None => times.push(0.0),
-                Some(i) if i + 1 == window.len() => unconverged += 1,
-                Some(i) => {
-                    let t = window.get(i + 1).map_or(end, |s| s.0);
-                    times.push(t - e);
+            // The first sample from which every client stays within the
+            // bound for STAY_MS (or to the window's end, if that is
+            // sooner, but at least MIN_WINDOW_MS was there).
+            let mut converged = None;
+            let mut run_start: Option<f64> = None;
+            for (t, w) in window {
+                if *w > self.bound_ms {
+                    run_start = None;
+                    continue;
                 }
+                let start = *run_start.get_or_insert(*t);
+                if *t - start >= STAY_MS - SAMPLE_MS {
+                    converged = Some(start);
+                    break;
+                }
+            }
+            if converged.is_none() {
+                converged = run_start.filter(|s| end - s >= STAY_MS.min(end - e));
+            }
+            match converged {
+                Some(t) => times.push(t - e),
+                None => unconverged += 1,
+            }
+        }
+        // Click-to-effect: from the command to the first sample at or after
+        // the state's instant with every client within the bound.
+        let mut clicks = Vec::new();
+        for (sent, at) in &self.clicks {
+            let from = self.worst.partition_point(|(t, _)| t < at);
+            if let Some((t, _)) = self
+                .worst
+                .get(from..)
+                .unwrap_or(&[])
+                .iter()
+                .find(|(_, w)| *w <= self.bound_ms)
+            {
+                clicks.push(t - sent);
             }
         }
         let conv = Percentiles::of(times.clone());
@@ -444,6 +545,14 @@ impl Recorder {
             group_waits: self.group_waits,
             wait_timeouts: self.wait_timeouts,
             wait_pause_spread_ms: self.wait_pause_spread,
+            rate_changes_per_min: if self.steady_client_ms > 0.0 {
+                self.steady_changes as f64 / (self.steady_client_ms / 60_000.0)
+            } else {
+                0.0
+            },
+            click_to_effect_ms: Percentiles::of(clicks),
+            echo_commands: 0,
+            wire_errors: 0,
         }
     }
 }
