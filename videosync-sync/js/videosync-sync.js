@@ -177,6 +177,15 @@ export class OffsetEstimator {
         return dir === UP ? p.y < lo - this.config.step_margin_ms : p.y > hi + this.config.step_margin_ms;
       });
       if (contradicts) {
+        const margin = this.config.step_margin_ms;
+        const disagree = points.some(([dir, p]) =>
+          this._suspects.some(([d, q]) => {
+            if (dir === UP && d === DOWN) return p.y < q.y - margin;
+            if (dir === DOWN && d === UP) return p.y > q.y + margin;
+            return false;
+          }),
+        );
+        if (disagree) this._suspects = [];
         for (const pt of points) this._suspects.push(pt);
         const downs = this._suspects.filter(([d]) => d === DOWN).length;
         const ups = this._suspects.filter(([d]) => d === UP).length;
@@ -723,5 +732,842 @@ export class DriftController {
       );
     }
     return false;
+  }
+}
+
+// ---------------------------------------------------------------- Session
+
+/** Defaults of Session, as SessionConfig::default() in Rust. */
+export const SESSION_DEFAULTS = Object.freeze({
+  report_granularity_ms: 0,
+  read_noise_ms: 2,
+  unknown_seek_allowance_ms: 1000,
+  buffering_debounce_ms: 1000,
+  report_interval_ms: 1000,
+  echo_window_ms: 5000,
+  output_latency_ms: 0,
+});
+
+/** The protocol version this module speaks, and every one it speaks. */
+export const PROTOCOL_VERSION = 2;
+export const SUPPORTED_VERSIONS = Object.freeze([2]);
+
+const MAX_POSITION_MS = 7 * 24 * 3600 * 1000;
+const MAX_TIMESTAMP_MS = 1e14;
+const MAX_DURATION_MS = 3600000;
+const MIN_RATE = 0.25;
+const MAX_RATE = 4;
+
+const REAIM_MS = 20;
+const CUE_LATENCY_FACTOR = 1.25;
+const FAR_FACTOR = 1.1;
+const FAR_KEPT = 5;
+const NEAR_ALPHA = 0.3;
+const NEAR_GUESS_MS = 150;
+const BEHIND_KEPT_MS = 5000;
+const MAX_SEEK_MS = 10000;
+const CUE_MARGIN_MS = 30;
+const PLAY_LEAD_GAIN = 0.5;
+const MAX_PLAY_LEAD_MS = 50;
+const RECUE_MS = 10;
+const CUE_WAKE_SLACK_MS = 0.5;
+const ECHO_SEEK_MS = 150;
+const ECHO_RATE = 1e-6;
+const FRAME_FRESH_MS = 250;
+
+function refuse(code, message) {
+  return { code, message };
+}
+
+function finite(x) {
+  return typeof x === "number" && Number.isFinite(x);
+}
+
+function validPlayback(p) {
+  return (
+    p !== null &&
+    typeof p === "object" &&
+    finite(p.position_ms) &&
+    p.position_ms >= 0 &&
+    p.position_ms <= MAX_POSITION_MS &&
+    finite(p.at_ms) &&
+    p.at_ms >= 0 &&
+    p.at_ms < MAX_TIMESTAMP_MS &&
+    finite(p.rate) &&
+    p.rate >= MIN_RATE &&
+    p.rate <= MAX_RATE &&
+    Number.isInteger(p.seq)
+  );
+}
+
+function samePlayback(a, b) {
+  return (a.media ?? null) === (b.media ?? null);
+}
+
+/** Whether `next` moves the position rather than continuing `prev`. */
+export function jumps(next, prev) {
+  if (prev === null || prev === undefined) return true;
+  return !samePlayback(prev, next) || Math.abs(next.position_ms - positionAt(prev, next.at_ms)) > 1;
+}
+
+function sanitizeSession(config) {
+  const known = { ...SESSION_DEFAULTS, clock: null, drift: null };
+  unknownKeys(config, known, "Session");
+  const c = { ...SESSION_DEFAULTS, ...config };
+  const d = SESSION_DEFAULTS;
+  return {
+    clock: { ...(config.clock ?? {}) },
+    drift: { seek_threshold_ms: 120, ...(config.drift ?? {}), report_granularity_ms: 0 },
+    report_granularity_ms: nonNegativeOr(c.report_granularity_ms, d.report_granularity_ms),
+    read_noise_ms: nonNegativeOr(c.read_noise_ms, d.read_noise_ms),
+    unknown_seek_allowance_ms: nonNegativeOr(c.unknown_seek_allowance_ms, d.unknown_seek_allowance_ms),
+    buffering_debounce_ms: nonNegativeOr(c.buffering_debounce_ms, d.buffering_debounce_ms),
+    report_interval_ms: nonNegativeOr(c.report_interval_ms, d.report_interval_ms),
+    echo_window_ms: nonNegativeOr(c.echo_window_ms, d.echo_window_ms),
+    output_latency_ms: nonNegativeOr(c.output_latency_ms, d.output_latency_ms),
+  };
+}
+
+/**
+ * The client session of one room connection, sans-IO: server frames,
+ * player reads and events and ticks in; player actions and frames out.
+ * See src/client.rs (same logic, same arithmetic, same order).
+ *
+ * Inputs return null, or {code, message} when refused (nothing changed).
+ * poll() returns the next output: {type: "player", at_ms, action: {action:
+ * "play"|"pause"|"seek"|"set_rate", position_ms?, rate?}} or {type: "send",
+ * frame: {type, ..., sent_ms}} (JSON.stringify it and send it).
+ */
+export class Session {
+  constructor(config = {}) {
+    this.config = sanitizeSession(config);
+    this._est = new OffsetEstimator(this.config.clock);
+    this._ctl = new DriftController(this.config.drift);
+    this._pending = [];
+    this._applied = null;
+    this._seq = 0;
+    this._member = null;
+    this._policy = null;
+    this._queue = [];
+    this._waiting = [];
+    this._provisional = null;
+    this._buffering = { kind: "no", since: null };
+    this._cue = null;
+    this._inFlight = false;
+    this._seekStarted = null;
+    this._nearLatency = null;
+    this._farLatencies = [];
+    this._playLead = 0;
+    this._learnPlayLead = false;
+    this._read = null;
+    this._phase = null;
+    this._frame = null;
+    this._seekDone = null;
+    this._stalled = false;
+    this._issued = [];
+    this._commandedPlaying = null;
+    this._commandedRate = null;
+    this._out = [];
+    this._wakes = [];
+    this._nextPingId = 1;
+    this._nextCommandId = 1;
+    this._pings = [];
+    this._lastReport = null;
+    this._lastServerStamp = null;
+    this._behind = 0;
+    this._reads = 0;
+  }
+
+  // ---- queries
+
+  seq() {
+    return this._seq;
+  }
+
+  member() {
+    return this._member;
+  }
+
+  playback() {
+    return this._applied;
+  }
+
+  queue() {
+    return this._queue;
+  }
+
+  waiting() {
+    return this._waiting;
+  }
+
+  policy() {
+    return this._policy;
+  }
+
+  clock() {
+    return this._est;
+  }
+
+  drift() {
+    return this._ctl;
+  }
+
+  serverTime(localMs) {
+    return this._est.serverTime(localMs);
+  }
+
+  behindMs() {
+    return this._behind;
+  }
+
+  /** The earliest local time the session wants a tick at, or null. */
+  nextWakeMs() {
+    if (this._wakes.length === 0) return null;
+    return this._wakes.reduce((a, b) => Math.min(a, b));
+  }
+
+  /** The next output, or null. */
+  poll() {
+    return this._out.length ? this._out.shift() : null;
+  }
+
+  // ---- settings
+
+  setCorrection(localMs, enabled) {
+    this._ctl.setEnabled(enabled);
+    if (!enabled && this._applied !== null) this._setRate(localMs, this._applied.rate);
+  }
+
+  setOutputLatency(ms) {
+    if (!(finite(ms) && ms >= 0 && ms <= 1000)) {
+      return refuse("invalid_value", `output latency ${ms} ms is not within 0..=1000`);
+    }
+    this.config.output_latency_ms = ms;
+    return null;
+  }
+
+  catchUp() {
+    this._behind = 0;
+  }
+
+  // ---- inputs
+
+  /** The first frame of a connection. */
+  hello(localMs, token, name) {
+    const frame = { type: "hello", versions: [...SUPPORTED_VERSIONS], token, name };
+    if (this._member !== null) frame.resume = { member: this._member, last_seq: this._seq };
+    frame.sent_ms = localMs;
+    return frame;
+  }
+
+  _checkTime(localMs) {
+    if (!finite(localMs) || localMs < 0 || localMs >= MAX_TIMESTAMP_MS) {
+      return refuse("invalid_value", `local time ${localMs} is out of range`);
+    }
+    return null;
+  }
+
+  /** A decoded server frame (an object with type and sent_ms) arrived at localMs. */
+  onMessage(localMs, frame) {
+    const bad = this._checkTime(localMs);
+    if (bad) return bad;
+    if (frame === null || typeof frame !== "object") return refuse("malformed", "not an object");
+    const sent = frame.sent_ms;
+    if (!(finite(sent) && sent >= 0 && sent < MAX_TIMESTAMP_MS)) {
+      return refuse("invalid_value", `server frame stamped ${sent}`);
+    }
+    if (this._lastServerStamp !== null && sent < this._lastServerStamp) {
+      return refuse("invalid_value", `server frame stamped ${sent}, before the previous one`);
+    }
+    switch (frame.type) {
+      case "state": {
+        const p = frame.playback;
+        if (!validPlayback(p)) return refuse("invalid_value", "state out of range");
+        if (p.seq <= this._appliedSeq() || this._pending.some((q) => q.seq === p.seq)) {
+          return refuse("stale", `state seq ${p.seq} is not new`);
+        }
+        break;
+      }
+      case "queue":
+        if (!Number.isInteger(frame.seq)) return refuse("invalid_value", "queue seq");
+        if (frame.seq < this._seq) return refuse("stale", `queue seq ${frame.seq} is older than ${this._seq}`);
+        break;
+      case "pong":
+        if (!this._pings.some(([id]) => id === frame.id)) {
+          return refuse("not_found", `pong ${frame.id} answers no ping`);
+        }
+        if (!(finite(frame.t0_ms) && finite(frame.t1_ms))) return refuse("invalid_value", "pong stamps");
+        break;
+      case "welcome":
+        if (frame.v !== PROTOCOL_VERSION) return refuse("unsupported_version", `welcome of version ${frame.v}`);
+        if (frame.room && !this._validRoom(frame.room)) return refuse("invalid_value", "snapshot out of range");
+        break;
+      case "snapshot":
+        if (!this._validRoom(frame)) return refuse("invalid_value", "snapshot out of range");
+        break;
+      default:
+        break;
+    }
+    this._lastServerStamp = sent;
+    if (frame.type === "pong") {
+      this._pings = this._pings.filter(([id]) => id !== frame.id);
+      this._est.addSample(frame.t0_ms, frame.t1_ms, sent, localMs);
+      if (this._lastReport === null) this._report(localMs);
+    } else {
+      this._est.addDown(sent, localMs);
+      this._take(localMs, frame);
+    }
+    return null;
+  }
+
+  _validRoom(room) {
+    return validPlayback(room.playback) && Array.isArray(room.pending) && room.pending.every(validPlayback);
+  }
+
+  _take(localMs, msg) {
+    switch (msg.type) {
+      case "welcome":
+        this._member = msg.member;
+        if (msg.room) this._take(localMs, { ...msg.room, type: "snapshot" });
+        break;
+      case "snapshot":
+        this._add(msg.playback);
+        for (const p of msg.pending) this._add(p);
+        this._seq = Math.max(this._seq, msg.seq);
+        this._policy = msg.policy;
+        this._queue = [...(msg.queue ?? [])];
+        this._waiting = [...(msg.waiting ?? [])];
+        this._wakeForPending();
+        break;
+      case "state":
+        this._add(msg.playback);
+        this._seq = Math.max(this._seq, msg.playback.seq);
+        this._wakeForPending();
+        break;
+      case "queue":
+        if (msg.offset === 0) this._queue = [];
+        this._queue.push(...(msg.items ?? []));
+        this._queue.length = Math.min(this._queue.length, msg.total);
+        this._seq = Math.max(this._seq, msg.seq);
+        break;
+      case "waiting":
+        this._waiting = [...(msg.members ?? [])];
+        break;
+      default:
+        break;
+    }
+  }
+
+  _appliedSeq() {
+    return this._applied === null ? 0 : this._applied.seq;
+  }
+
+  _add(p) {
+    if (p.seq <= this._appliedSeq() || this._pending.some((q) => q.seq === p.seq)) return false;
+    this._pending.push({ ...p });
+    this._pending.sort((a, b) => a.seq - b.seq);
+    return true;
+  }
+
+  _promote(serverMs) {
+    let due = -1;
+    for (let i = this._pending.length - 1; i >= 0; i--) {
+      if (this._pending[i].at_ms <= serverMs) {
+        due = i;
+        break;
+      }
+    }
+    if (due < 0) return null;
+    const next = this._pending[due];
+    this._pending.splice(0, due + 1);
+    const prev = this._applied;
+    this._applied = next;
+    return [next, prev];
+  }
+
+  /**
+   * A read of the player: {at_ms, position_ms, rate, playing, seeking,
+   * waiting, buffered_ahead_ms?}.
+   */
+  onPlayer(read) {
+    const ok =
+      read !== null &&
+      typeof read === "object" &&
+      finite(read.at_ms) &&
+      finite(read.position_ms) &&
+      finite(read.rate) &&
+      read.position_ms >= 0 &&
+      read.position_ms <= MAX_POSITION_MS &&
+      read.rate >= 0 &&
+      read.rate <= 16 &&
+      (read.buffered_ahead_ms === undefined ||
+        read.buffered_ahead_ms === null ||
+        (finite(read.buffered_ahead_ms) && read.buffered_ahead_ms >= 0 && read.buffered_ahead_ms <= MAX_POSITION_MS));
+    if (!ok) return refuse("invalid_value", "player read out of range");
+    if (this._read !== null && read.at_ms < this._read.at_ms) {
+      return refuse("stale", "player read older than the last");
+    }
+    const r = {
+      at_ms: read.at_ms,
+      position_ms: read.position_ms,
+      rate: read.rate,
+      playing: Boolean(read.playing),
+      seeking: Boolean(read.seeking),
+      waiting: Boolean(read.waiting),
+      buffered_ahead_ms: read.buffered_ahead_ms ?? null,
+    };
+    r.position_ms = this._sense(r);
+    if (this._commandedPlaying === null) this._commandedPlaying = r.playing;
+    if (this._commandedRate === null) this._commandedRate = r.rate;
+    this._read = r;
+    this._reads += 1;
+    return null;
+  }
+
+  _sense(read) {
+    if (this._frame !== null) {
+      const [at, media] = this._frame;
+      if (read.at_ms - at <= FRAME_FRESH_MS && read.playing && !read.seeking && !read.waiting) {
+        return media + read.rate * (read.at_ms - at);
+      }
+    }
+    const g = this.config.report_granularity_ms;
+    if (g <= 0) return read.position_ms;
+    if (!read.playing || read.seeking || read.waiting || read.rate <= 0) {
+      this._phase = null;
+      return read.position_ms + g / 2;
+    }
+    const noise = this.config.read_noise_ms;
+    const lo = read.position_ms - noise - read.rate * read.at_ms;
+    const hi = read.position_ms + g + noise - read.rate * read.at_ms;
+    let phase;
+    const ph = this._phase;
+    if (ph !== null && Math.abs(ph.rate - read.rate) < 1e-12) {
+      const l = Math.max(ph.lo, lo);
+      const h = Math.min(ph.hi, hi);
+      phase = l <= h ? { lo: l, hi: h, rate: read.rate } : { lo, hi, rate: read.rate };
+    } else {
+      phase = { lo, hi, rate: read.rate };
+    }
+    this._phase = phase;
+    return (phase.lo + phase.hi) / 2 + read.rate * read.at_ms;
+  }
+
+  /** A requestVideoFrameCallback sample: mediaTime (ms) shown at expectedDisplayTime (local ms). */
+  onFrame(mediaTimeMs, expectedDisplayMs) {
+    if (!(finite(mediaTimeMs) && mediaTimeMs >= 0 && mediaTimeMs <= MAX_POSITION_MS) || !finite(expectedDisplayMs)) {
+      return refuse("invalid_value", "frame out of range");
+    }
+    this._frame = [expectedDisplayMs, mediaTimeMs];
+    return null;
+  }
+
+  /**
+   * The player reported event ({event: "play"|"pause"|"waiting"|"playing"}
+   * or {event: "seeked", position_ms} or {event: "rate_change", rate}).
+   * Returns {command} when it is the user's (the command is queued to send),
+   * {command: null} when it is an echo or no command, or {code, message}.
+   */
+  onPlayerEvent(localMs, event) {
+    const bad = this._checkTime(localMs);
+    if (bad) return bad;
+    if (event.event === "seeked" && !finite(event.position_ms)) return refuse("invalid_value", "event value is not finite");
+    if (event.event === "rate_change" && !finite(event.rate)) return refuse("invalid_value", "event value is not finite");
+    const window = this.config.echo_window_ms;
+    this._issued = this._issued.filter((i) => localMs - i.at_ms <= window);
+    const tolerance = ECHO_SEEK_MS + this.config.report_granularity_ms;
+    const own = this._issued.findIndex((i) => {
+      const a = i.action;
+      if (a.action === "play" && event.event === "play") return true;
+      if (a.action === "pause" && event.event === "pause") return true;
+      if (a.action === "seek" && event.event === "seeked") return Math.abs(a.position_ms - event.position_ms) <= tolerance;
+      if (a.action === "set_rate" && event.event === "rate_change") return Math.abs(a.rate - event.rate) <= ECHO_RATE;
+      return false;
+    });
+    if (event.event === "seeked") this._seekDone = [localMs, event.position_ms];
+    if (event.event === "waiting") {
+      this._stalled = true;
+      return { command: null };
+    }
+    if (event.event === "playing") {
+      this._stalled = false;
+      return { command: null };
+    }
+    if (own >= 0) {
+      this._issued.splice(own, 1);
+      return { command: null };
+    }
+    let command;
+    switch (event.event) {
+      case "play":
+        command = { command: "play" };
+        this._commandedPlaying = true;
+        break;
+      case "pause":
+        command = { command: "pause" };
+        this._commandedPlaying = false;
+        break;
+      case "seeked":
+        command = { command: "seek", position_ms: Math.min(Math.max(event.position_ms, 0), MAX_POSITION_MS) };
+        break;
+      case "rate_change":
+        if (this._applied !== null && Math.abs(this._applied.rate - event.rate) <= ECHO_RATE) return { command: null };
+        command = { command: "set_rate", rate: event.rate };
+        this._commandedRate = event.rate;
+        break;
+      default:
+        return { command: null };
+    }
+    this.userCommand(localMs, command);
+    return { command };
+  }
+
+  /** The user asked for command ({command: "play"} ...) through the UI; returns its request id. */
+  userCommand(localMs, command) {
+    const id = this._nextCommandId;
+    this._nextCommandId += 1;
+    this._send(localMs, { type: "command", id, based_on_seq: this._seq, ...command });
+    return id;
+  }
+
+  // ---- outputs
+
+  _send(localMs, msg) {
+    this._out.push({ type: "send", frame: { ...msg, sent_ms: localMs } });
+  }
+
+  _act(localMs, action) {
+    this._issued.push({ action, at_ms: localMs });
+    this._out.push({ type: "player", at_ms: localMs, action });
+  }
+
+  _play(localMs) {
+    if (this._commandedPlaying !== true) {
+      this._commandedPlaying = true;
+      this._act(localMs, { action: "play" });
+    }
+  }
+
+  _pause(localMs) {
+    if (this._commandedPlaying !== false) {
+      this._commandedPlaying = false;
+      this._act(localMs, { action: "pause" });
+    }
+  }
+
+  _setRate(localMs, rate) {
+    if (this._commandedRate === null || Math.abs(this._commandedRate - rate) > ECHO_RATE) {
+      this._commandedRate = rate;
+      this._act(localMs, { action: "set_rate", rate });
+    }
+  }
+
+  _seek(localMs, targetMs) {
+    const position = Math.min(Math.max(targetMs, 0), MAX_POSITION_MS);
+    this._seekStarted = [localMs, this._isNear(position)];
+    this._phase = null;
+    this._frame = null;
+    this._act(localMs, { action: "seek", position_ms: position });
+    this._ctl.onSeekStarted(localMs);
+    this._inFlight = true;
+  }
+
+  _wakeAt(localMs) {
+    if (Number.isFinite(localMs)) this._wakes.push(localMs);
+  }
+
+  _report(localMs) {
+    const rtt = this._est.rttMs();
+    if (!Number.isFinite(rtt)) return;
+    const read = this._read;
+    if (read === null) return;
+    this._lastReport = localMs;
+    const clamp = (v) => (Number.isFinite(v) ? Math.min(Math.max(v, 0), MAX_DURATION_MS) : MAX_DURATION_MS);
+    const seekLatency = this._seekAllowance();
+    const msg = {
+      type: "report",
+      position_ms: Math.min(Math.max(read.position_ms, 0), MAX_POSITION_MS),
+      sampled_at_ms: Math.max(Math.min(read.at_ms, localMs), 0),
+      rate: read.rate,
+      rtt_ms: clamp(rtt),
+      delay_ms: clamp(this._est.delayQuantileMs(0.99)),
+      offset_uncertainty_ms: clamp(this._est.uncertaintyAt(localMs)),
+      seek_latency_ms: clamp(seekLatency),
+    };
+    if (read.buffered_ahead_ms !== null) msg.buffered_ahead_ms = read.buffered_ahead_ms;
+    this._send(localMs, msg);
+  }
+
+  // ---- the tick
+
+  tick(localMs) {
+    const bad = this._checkTime(localMs);
+    if (bad) return bad;
+    const local = localMs;
+    this._wakes = this._wakes.filter((w) => w > local + 1e-3);
+    const seekDone = this._seekDone;
+    this._seekDone = null;
+    if (seekDone !== null) {
+      const done = seekDone[0];
+      this._ctl.onSeekFinished(done);
+      this._inFlight = false;
+      if (this._seekStarted !== null) {
+        const [start, near] = this._seekStarted;
+        this._seekStarted = null;
+        const took = done - start;
+        if (took >= 0 && took <= MAX_SEEK_MS) {
+          if (near) {
+            this._nearLatency = this._nearLatency === null ? took : this._nearLatency + NEAR_ALPHA * (took - this._nearLatency);
+          } else {
+            this._farLatencies.push(took);
+            while (this._farLatencies.length > FAR_KEPT) this._farLatencies.shift();
+          }
+        }
+      }
+    }
+    this._reportBuffering(local, seekDone !== null);
+    if (this._est.nextPingAt(local) <= local) {
+      this._est.onPingSent(local);
+      const id = this._nextPingId;
+      this._nextPingId += 1;
+      this._pings.push([id, local]);
+      while (this._pings.length > 64) this._pings.shift();
+      this._send(local, { type: "ping", id });
+    }
+    if (this._lastReport === null || local - this._lastReport >= this.config.report_interval_ms) {
+      this._report(local);
+    }
+    if (this.config.report_granularity_ms > 0) {
+      const dither = 11 + (this._reads % 7) * 3.7;
+      this._wakeAt(local + dither);
+    }
+    if (this._est.sampleCount() === 0) return null;
+    const warm = this._est.isWarm();
+    const server = this._est.serverTime(local);
+    const promoted = warm || this._applied === null ? this._promote(server) : null;
+    if (promoted !== null) this._applyState(local, server, warm, promoted[0], promoted[1]);
+    if (seekDone !== null) this._afterSeek(local, server, seekDone[1]);
+    if (warm) this._prepareNext(local, server);
+    this._playWhenCued(local, server);
+    if (!warm) return null;
+    if (this._provisional !== null) {
+      const offset = this._provisional;
+      this._provisional = null;
+      const state = this._applied;
+      if (state !== null && state.playing && Math.abs(server - local - offset) > REAIM_MS) {
+        this._cuedSeek(local, state, server);
+        return null;
+      }
+    }
+    this._correct(local, server);
+    return null;
+  }
+
+  _applyState(local, server, warm, next, prev) {
+    const prepared = this._cue !== null && this._cue.state.seq === next.seq;
+    if (next.playing && jumps(next, prev)) {
+      this._behind = 0;
+      if (!prepared) this._cuedSeek(local, next, server);
+      this._setRate(local, next.rate);
+      if (!warm) this._provisional = server - local;
+    } else if (next.playing && this._inFlight && this._cue === null) {
+      this._cuedSeek(local, next, server);
+      this._setRate(local, next.rate);
+    } else if (next.playing && this._cue !== null) {
+      if (this._cue.state.seq < next.seq) {
+        this._cue.state = next;
+        this._setRate(local, next.rate);
+      }
+    } else {
+      this._cue = null;
+      if (jumps(next, prev)) {
+        this._behind = 0;
+        const target = next.playing ? positionAt(next, server + this._ctl.seekLatencyMs()) : next.position_ms;
+        this._seek(local, target);
+      }
+      if (next.playing) this._play(local);
+      else this._pause(local);
+      this._setRate(local, next.rate);
+    }
+    this._wakeForPending();
+  }
+
+  _seekAllowance() {
+    return this._farAllowance();
+  }
+
+  _farAllowance() {
+    if (this._farLatencies.length === 0) return this.config.unknown_seek_allowance_ms;
+    const longest = this._farLatencies.reduce((a, b) => Math.max(a, b));
+    return longest * FAR_FACTOR + CUE_MARGIN_MS;
+  }
+
+  _nearAllowance() {
+    return (this._nearLatency === null ? NEAR_GUESS_MS : this._nearLatency) * CUE_LATENCY_FACTOR + CUE_MARGIN_MS;
+  }
+
+  _isNear(targetMs) {
+    const read = this._read;
+    if (read === null || this._inFlight) return false;
+    const ahead = read.buffered_ahead_ms === null ? 0 : read.buffered_ahead_ms;
+    return targetMs >= read.position_ms - BEHIND_KEPT_MS && targetMs <= read.position_ms + ahead;
+  }
+
+  _allowanceFor(targetMs) {
+    return this._isNear(targetMs) ? this._nearAllowance() : this._farAllowance();
+  }
+
+  _cuedSeek(local, state, server) {
+    const rough = positionAt(state, Math.max(server, state.at_ms));
+    let allowance = this._allowanceFor(rough);
+    let target = positionAt(state, Math.max(server + allowance, state.at_ms));
+    if (!this._isNear(target) && this._isNear(rough)) {
+      allowance = this._farAllowance();
+      target = positionAt(state, Math.max(server + allowance, state.at_ms));
+    }
+    if (this._inFlight) {
+      const threshold = this._ctl.config.seek_threshold_ms;
+      const cue = this._cue;
+      if (cue !== null && cue.landed === null && Math.abs(cue.target - target) < threshold) {
+        cue.state = state;
+        return;
+      }
+    }
+    this._pause(local);
+    this._seek(local, target);
+    this._cue = { state, target, landed: null, retried: false };
+  }
+
+  _afterSeek(local, server, landedAt) {
+    const cue = this._cue;
+    if (cue === null) return;
+    const landed = this.config.report_granularity_ms > 0 ? cue.target : landedAt;
+    cue.landed = landed;
+    const state = cue.state;
+    const retried = cue.retried;
+    if (!state.playing || state.rate <= 0) return;
+    if (positionAt(state, server) - landed > RECUE_MS && !retried) {
+      this._cue = null;
+      this._cuedSeek(local, state, server);
+      if (this._cue !== null) this._cue.retried = true;
+      return;
+    }
+    const at = state.at_ms + Math.max((landed - state.position_ms) / state.rate, 0);
+    const atLocal = this._est.localTime(at) - this._lead();
+    this._wakeAt(atLocal - this._playLead + CUE_WAKE_SLACK_MS);
+  }
+
+  _lead() {
+    return this.config.output_latency_ms;
+  }
+
+  _playWhenCued(local, server) {
+    const cue = this._cue;
+    if (cue === null || this._applied === null) return;
+    const ahead = CUE_WAKE_SLACK_MS + this._playLead + this._lead();
+    if (this._applied.seq < cue.state.seq && server + ahead < cue.state.at_ms) return;
+    if (!cue.state.playing) {
+      this._cue = null;
+      return;
+    }
+    if (cue.landed !== null && positionAt(cue.state, server + ahead) >= cue.landed) {
+      this._cue = null;
+      this._play(local);
+      this._learnPlayLead = true;
+    }
+  }
+
+  _nextJump() {
+    let prev = this._applied;
+    for (const next of this._pending) {
+      if (next.playing && jumps(next, prev)) return next;
+      prev = next;
+    }
+    return null;
+  }
+
+  _prepareNext(local, server) {
+    const next = this._nextJump();
+    if (next === null) return;
+    if (this._cue !== null && this._cue.state.seq >= next.seq) return;
+    if (server >= next.at_ms - this._seekAllowance()) this._cuedSeek(local, next, server);
+  }
+
+  _reportBuffering(local, seekDone) {
+    const seeking = this._inFlight || (this._read !== null && this._read.seeking);
+    const stalled = (this._stalled || (this._read !== null && this._read.waiting)) && !seeking;
+    const position = Math.min(Math.max(this._read === null ? 0 : this._read.position_ms, 0), MAX_POSITION_MS);
+    const b = this._buffering;
+    if (b.kind === "no" && b.since === null && stalled) {
+      this._buffering = { kind: "no", since: local };
+    } else if (b.kind === "no" && b.since !== null && !stalled) {
+      this._buffering = { kind: "no", since: null };
+    } else if (b.kind === "no" && b.since !== null && stalled && local - b.since >= this.config.buffering_debounce_ms) {
+      this._buffering = { kind: "stalled" };
+      this._send(local, { type: "buffering", position_ms: position });
+    } else if (b.kind === "stalled" && !stalled) {
+      const a = this._applied;
+      const pausedAt = a !== null && !a.playing && a.media !== null && a.media !== undefined ? a.position_ms : null;
+      if (pausedAt !== null && Math.abs(position - pausedAt) > this._ctl.config.dead_zone_ms) {
+        this._seek(local, pausedAt);
+        this._buffering = { kind: "realigning" };
+      } else {
+        this._buffering = { kind: "no", since: null };
+        if (this._policy !== null && this._policy.behind === "leave" && this._applied !== null) {
+          const server = this._est.serverTime(local);
+          this._behind = Math.max(positionAt(this._applied, server) - position, 0);
+        }
+        this._send(local, { type: "ready", position_ms: position });
+      }
+    } else if (b.kind === "realigning" && stalled) {
+      this._buffering = { kind: "stalled" };
+    } else if (b.kind === "realigning" && seekDone) {
+      this._buffering = { kind: "no", since: null };
+      this._send(local, { type: "ready", position_ms: position });
+    }
+  }
+
+  _wakeForPending() {
+    if (!this._est.isWarm()) return;
+    if (this._pending.length) {
+      const l = this._est.localTime(this._pending[0].at_ms) - this._lead();
+      this._wakeAt(l + 0.01);
+    }
+    const next = this._nextJump();
+    if (next !== null) {
+      const l = this._est.localTime(next.at_ms);
+      this._wakeAt(l - this._seekAllowance());
+    }
+  }
+
+  _correct(local, server) {
+    const state = this._applied;
+    if (state === null) return;
+    const quiet = Math.max(this._seekAllowance(), MAX_PLAY_LEAD_MS + CUE_WAKE_SLACK_MS);
+    if (this._pending.length && this._pending[0].at_ms <= server + quiet) return;
+    const read = this._read;
+    if (read === null) return;
+    const moving = read.playing && !read.seeking && !read.waiting && !this._stalled;
+    const position = moving ? read.position_ms + read.rate * Math.max(local - read.at_ms, 0) : read.position_ms;
+    const player = {
+      position_ms: position,
+      rate: read.rate,
+      playing: read.playing,
+      busy: read.seeking || read.waiting || this._stalled,
+    };
+    const target = server + this._lead() - this._behind / Math.max(state.rate, 1e-9);
+    const action = this._ctl.tick(local, target, state, player);
+    if (this._learnPlayLead && this._cue === null) {
+      const error = this._ctl.errorMs();
+      if (error !== null) {
+        this._playLead = Math.min(Math.max(this._playLead + PLAY_LEAD_GAIN * error, 0), MAX_PLAY_LEAD_MS);
+        this._learnPlayLead = false;
+      }
+    }
+    if (action.type === "set_rate") this._setRate(local, action.rate);
+    else if (action.type === "seek") {
+      if (state.playing) this._cuedSeek(local, state, server);
+      else this._seek(local, action.position_ms);
+    }
   }
 }

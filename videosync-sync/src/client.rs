@@ -621,7 +621,10 @@ impl Session {
                 ));
             }
             ServerMessage::Pong { id, .. } if !self.pings.iter().any(|(p, _)| p == id) => {
-                return Err(refuse(ErrorCode::NotFound, format!("pong {id} answers no ping")));
+                return Err(refuse(
+                    ErrorCode::NotFound,
+                    format!("pong {id} answers no ping"),
+                ));
             }
             ServerMessage::Welcome { v, .. } if *v != PROTOCOL_VERSION => {
                 return Err(refuse(
@@ -682,7 +685,10 @@ impl Session {
                 self.wake_for_pending(local_ms);
             }
             ServerMessage::Queue {
-                seq, offset, items, total,
+                seq,
+                offset,
+                items,
+                total,
             } => {
                 if *offset == 0 {
                     self.queue.clear();
@@ -710,7 +716,9 @@ impl Session {
         if !finite
             || !(0.0..=MAX_POSITION_MS).contains(&read.position_ms)
             || !(0.0..=16.0).contains(&read.rate)
-            || read.buffered_ahead_ms.is_some_and(|b| !(0.0..=MAX_POSITION_MS).contains(&b))
+            || read
+                .buffered_ahead_ms
+                .is_some_and(|b| !(0.0..=MAX_POSITION_MS).contains(&b))
         {
             return Err(refuse(ErrorCode::InvalidValue, "player read out of range"));
         }
@@ -803,15 +811,14 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`ErrorCode::InvalidValue`] for a non-finite time or value.
+    /// [`ErrorCode::InvalidValue`] for a time out of range or a non-finite
+    /// value.
     pub fn on_player_event(
         &mut self,
         local_ms: f64,
         event: PlayerEvent,
     ) -> Result<Option<Command>, SessionError> {
-        if !local_ms.is_finite() {
-            return Err(refuse(ErrorCode::InvalidValue, "event time is not finite"));
-        }
+        self.check_time(local_ms)?;
         match event {
             PlayerEvent::Seeked { position_ms } | PlayerEvent::RateChange { rate: position_ms }
                 if !position_ms.is_finite() =>
@@ -912,7 +919,8 @@ impl Session {
     // ---- outputs ------------------------------------------------------
 
     fn send(&mut self, local_ms: f64, msg: ClientMessage) {
-        self.out.push_back(Output::Send(Stamped::new(local_ms, msg)));
+        self.out
+            .push_back(Output::Send(Stamped::new(local_ms, msg)));
     }
 
     fn act(&mut self, local_ms: f64, action: PlayerAction) {
@@ -975,7 +983,13 @@ impl Session {
             return;
         };
         self.last_report_ms = Some(local_ms);
-        let clamp = |v: f64| if v.is_finite() { v.clamp(0.0, MAX_DURATION_MS) } else { MAX_DURATION_MS };
+        let clamp = |v: f64| {
+            if v.is_finite() {
+                v.clamp(0.0, MAX_DURATION_MS)
+            } else {
+                MAX_DURATION_MS
+            }
+        };
         let seek_latency = self.seek_allowance_ms();
         self.send(
             local_ms,
@@ -1307,7 +1321,10 @@ impl Session {
         // A seek that fetches raises `waiting` too: that is not a stall.
         let seeking = self.in_flight || self.read.is_some_and(|r| r.seeking);
         let stalled = (self.stalled || self.read.is_some_and(|r| r.waiting)) && !seeking;
-        let position = self.read.map_or(0.0, |r| r.position_ms).clamp(0.0, MAX_POSITION_MS);
+        let position = self
+            .read
+            .map_or(0.0, |r| r.position_ms)
+            .clamp(0.0, MAX_POSITION_MS);
         match self.buffering {
             Buffer::No(None) if stalled => self.buffering = Buffer::No(Some(local)),
             Buffer::No(Some(_)) if !stalled => self.buffering = Buffer::No(None),
@@ -1315,7 +1332,12 @@ impl Session {
                 if stalled && local - since >= self.config.buffering_debounce_ms =>
             {
                 self.buffering = Buffer::Stalled;
-                self.send(local, ClientMessage::Buffering { position_ms: position });
+                self.send(
+                    local,
+                    ClientMessage::Buffering {
+                        position_ms: position,
+                    },
+                );
             }
             Buffer::Stalled if !stalled => {
                 let paused_at = self
@@ -1337,14 +1359,24 @@ impl Session {
                                 self.behind_ms = (state.position_at(server) - position).max(0.0);
                             }
                         }
-                        self.send(local, ClientMessage::Ready { position_ms: position });
+                        self.send(
+                            local,
+                            ClientMessage::Ready {
+                                position_ms: position,
+                            },
+                        );
                     }
                 }
             }
             Buffer::Realigning if stalled => self.buffering = Buffer::Stalled,
             Buffer::Realigning if seek_done => {
                 self.buffering = Buffer::No(None);
-                self.send(local, ClientMessage::Ready { position_ms: position });
+                self.send(
+                    local,
+                    ClientMessage::Ready {
+                        position_ms: position,
+                    },
+                );
             }
             _ => {}
         }

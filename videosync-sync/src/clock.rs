@@ -331,7 +331,10 @@ impl OffsetEstimator {
     /// or confirms a step.
     fn take(&mut self, points: &[(Dir, Point)], now: f64) -> SampleOutcome {
         if let Some(latest) = self.latest_x() {
-            if points.iter().any(|(_, p)| p.x < latest - self.config.window_ms) {
+            if points
+                .iter()
+                .any(|(_, p)| p.x < latest - self.config.window_ms)
+            {
                 return SampleOutcome::Rejected;
             }
         }
@@ -344,6 +347,19 @@ impl OffsetEstimator {
                 }
             });
             if contradicts {
+                // Suspects must agree with each other (no up below a down)
+                // to describe one new clock; a lone outlier is dropped.
+                let margin = self.config.step_margin_ms;
+                let disagree = points.iter().any(|(dir, p)| {
+                    self.suspects.iter().any(|(d, q)| match (dir, d) {
+                        (Dir::Up, Dir::Down) => p.y < q.y - margin,
+                        (Dir::Down, Dir::Up) => p.y > q.y + margin,
+                        _ => false,
+                    })
+                });
+                if disagree {
+                    self.suspects.clear();
+                }
                 self.suspects.extend(points.iter().copied());
                 let rows = self
                     .suspects
@@ -698,7 +714,11 @@ impl OffsetEstimator {
             .map(|s| self.offset_at(s.x) - s.y)
             .collect();
         delays.sort_by(f64::total_cmp);
-        let p = if p.is_finite() { p.clamp(0.0, 1.0) } else { 1.0 };
+        let p = if p.is_finite() {
+            p.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
         let rank = ((p * delays.len() as f64).ceil() as usize).clamp(1, delays.len());
         delays.get(rank - 1).copied().unwrap_or(floor).max(floor)
     }
@@ -773,7 +793,12 @@ mod tests {
         }
     }
 
-    fn drive(est: &mut OffsetEstimator, link: &mut Link, until: f64, mut check: impl FnMut(&OffsetEstimator, &Link, f64)) {
+    fn drive(
+        est: &mut OffsetEstimator,
+        link: &mut Link,
+        until: f64,
+        mut check: impl FnMut(&OffsetEstimator, &Link, f64),
+    ) {
         let mut now = 0.0;
         while now < until {
             now = est.next_ping_at(now).max(now);
@@ -817,7 +842,12 @@ mod tests {
         }
         errors.sort_by(f64::total_cmp);
         let p99 = errors[errors.len() * 99 / 100];
-        assert_eq!(outside, 0, "the bound held {} of {checks}", checks - outside);
+        assert_eq!(
+            outside,
+            0,
+            "the bound held {} of {checks}",
+            checks - outside
+        );
         assert!(p99 < 10.0, "p99 error {p99} ms");
     }
 
@@ -852,7 +882,11 @@ mod tests {
         let mut est = OffsetEstimator::new(ClockConfig::default());
         drive(&mut est, &mut link, 60_000.0, |est, link, t3| {
             let err = (est.offset_ms() - link.true_offset(t3)).abs();
-            assert!(err <= est.uncertainty_ms() + 1e-9, "{err} > {}", est.uncertainty_ms());
+            assert!(
+                err <= est.uncertainty_ms() + 1e-9,
+                "{err} > {}",
+                est.uncertainty_ms()
+            );
         });
         // Half the 40 ms asymmetry shows as error; the bound covers it.
         let err = est.offset_ms() - link.true_offset(60_000.0);
@@ -868,7 +902,11 @@ mod tests {
         // A server frame that took only 60 ms down.
         assert_eq!(est.add_down(1500.0, 440.0), SampleOutcome::Accepted);
         assert!(est.uncertainty_at(440.0) < 100.0);
-        assert!((est.offset_ms() - 1080.0).abs() < 0.1, "{}", est.offset_ms());
+        assert!(
+            (est.offset_ms() - 1080.0).abs() < 0.1,
+            "{}",
+            est.offset_ms()
+        );
     }
 
     #[test]
@@ -917,9 +955,15 @@ mod tests {
         }
         let gap = |i: usize| sent[i + 1] - sent[i];
         assert!((gap(0) - 100.0).abs() < 1e-9, "join burst");
-        assert!((gap(20) - 500.0).abs() < 1e-9, "fast until the skew is fitted");
+        assert!(
+            (gap(20) - 500.0).abs() < 1e-9,
+            "fast until the skew is fitted"
+        );
         assert!(est.is_stable());
-        assert!((gap(sent.len() - 2) - 1000.0).abs() < 1e-9, "slow once stable");
+        assert!(
+            (gap(sent.len() - 2) - 1000.0).abs() < 1e-9,
+            "slow once stable"
+        );
     }
 
     #[test]

@@ -892,8 +892,7 @@ pub fn encode<M: WireMessage>(frame: &Stamped<M>) -> String {
     }
 }
 
-const ENCODE_FAILED: &str =
-    r#"{"type":"error","code":"malformed","message":"the sender could not encode a message","sent_ms":0}"#;
+const ENCODE_FAILED: &str = r#"{"type":"error","code":"malformed","message":"the sender could not encode a message","sent_ms":0}"#;
 
 /// Decodes and checks a client frame.
 ///
@@ -907,10 +906,13 @@ pub fn decode_client(text: &str) -> Result<Stamped<ClientMessage>, ProtocolError
         ClientMessage::Command { id, .. } => Some(*id),
         _ => None,
     };
-    frame.msg.validate_stamped(frame.sent_ms).map_err(|e| match id {
-        Some(id) => e.with_request_id(id),
-        None => e,
-    })?;
+    frame
+        .msg
+        .validate_stamped(frame.sent_ms)
+        .map_err(|e| match id {
+            Some(id) => e.with_request_id(id),
+            None => e,
+        })?;
     Ok(frame)
 }
 
@@ -978,9 +980,10 @@ fn decode<M: WireMessage>(text: &str) -> Result<Stamped<M>, ProtocolError> {
                 .take(MAX_OFFERED_VERSIONS + 1)
                 .map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
                 .collect(),
-            (None, Some(serde_json::Value::Number(n))) => {
-                Some(vec![n.as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0)])
-            }
+            (None, Some(serde_json::Value::Number(n))) => Some(vec![n
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0)]),
             _ => None,
         };
         match offered {
@@ -1157,7 +1160,6 @@ fn json_error(context: &str, err: &serde_json::Error) -> ProtocolError {
         ProtocolError::new(ErrorCode::Malformed, format!("{context}: {detail}"))
     }
 }
-
 
 fn version_error(kind: &str, got: &str) -> ProtocolError {
     ProtocolError::new(

@@ -1199,7 +1199,11 @@ impl Room {
                     .last_wait_ms
                     .is_some_and(|last| now_ms - last < self.config.min_wait_gap_ms);
             if too_soon {
-                if let Some(b) = self.members.get_mut(&member).and_then(|m| m.buffering.as_mut()) {
+                if let Some(b) = self
+                    .members
+                    .get_mut(&member)
+                    .and_then(|m| m.buffering.as_mut())
+                {
                     b.given_up = true;
                 }
             } else if self.wants_to_play() {
@@ -1934,7 +1938,13 @@ mod tests {
         room.report_buffered_ahead(B, 500.0, 10.0).unwrap();
         room.command(&AllowAll, A, req(Command::Play, &room), 100.0)
             .unwrap();
-        assert_eq!(room.waiting_list(), vec![Waited { member: B, deadline_ms: 5_100.0 }]);
+        assert_eq!(
+            room.waiting_list(),
+            vec![Waited {
+                member: B,
+                deadline_ms: 5_100.0
+            }]
+        );
         assert!(!room.latest().playing);
         let out = room.report_buffered_ahead(B, 2_500.0, 900.0).unwrap();
         assert!(room.waiting().is_empty());
@@ -1964,7 +1974,9 @@ mod tests {
             })
             .collect();
         assert_eq!(replayed, vec![seen + 1]);
-        assert!(out.iter().all(|o| !matches!(o.event, RoomEvent::Snapshot(_))));
+        assert!(out
+            .iter()
+            .all(|o| !matches!(o.event, RoomEvent::Snapshot(_))));
         // Too far back: the history is gone, a snapshot it is.
         room.leave(B, 30.0).unwrap();
         room.command(&AllowAll, A, req(Command::Pause, &room), 40.0)
@@ -1972,11 +1984,15 @@ mod tests {
         room.command(&AllowAll, A, req(Command::Play, &room), 50.0)
             .unwrap();
         let out = room.resume(B, Role::member(), 0, 60.0).unwrap();
-        assert!(out.iter().any(|o| matches!(o.event, RoomEvent::Snapshot(_))));
+        assert!(out
+            .iter()
+            .any(|o| matches!(o.event, RoomEvent::Snapshot(_))));
         // A seq never issued is refused, the room unchanged.
         room.leave(B, 70.0).unwrap();
         let before = room.clone();
-        let err = room.resume(B, Role::member(), room.seq() + 1, 80.0).unwrap_err();
+        let err = room
+            .resume(B, Role::member(), room.seq() + 1, 80.0)
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidValue);
         assert_eq!(room, before);
     }

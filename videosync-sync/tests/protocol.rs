@@ -54,13 +54,17 @@ fn same_json(original: &str, encoded: &str) -> bool {
 
 fn guide() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
-    std::fs::read_to_string(path).unwrap()
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading docs/protocol.md: {e}"))
 }
 
 #[test]
 fn every_example_in_the_protocol_guide_decodes_and_reencodes_to_itself() {
     let blocks = json_blocks(&guide());
-    assert!(blocks.len() >= 30, "only {} json blocks found", blocks.len());
+    assert!(
+        blocks.len() >= 30,
+        "only {} json blocks found",
+        blocks.len()
+    );
 
     let mut client_types = BTreeSet::new();
     let mut server_types = BTreeSet::new();
@@ -117,11 +121,17 @@ fn the_guides_error_examples_are_what_the_decoder_says() {
     )
     .unwrap_err();
     let reply = encode(&Stamped::new(1_718_000_037_000.0, ServerMessage::from(err)));
-    assert!(guide.contains(&reply), "docs/protocol.md should show {reply}");
+    assert!(
+        guide.contains(&reply),
+        "docs/protocol.md should show {reply}"
+    );
     let err = decode_client(r#"{"type":"hello","v":1,"token":"t","name":"Ada","sent_ms":1}"#)
         .unwrap_err();
     let reply = encode(&Stamped::new(1_718_000_038_000.0, ServerMessage::from(err)));
-    assert!(guide.contains(&reply), "docs/protocol.md should show {reply}");
+    assert!(
+        guide.contains(&reply),
+        "docs/protocol.md should show {reply}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -261,7 +271,11 @@ fn a_full_queue_is_paged_within_the_frame_limit() {
     let mut seen = 0;
     for page in pages {
         let text = encode(&Stamped::new(1.0, page.clone()));
-        assert!(text.len() <= MAX_SERVER_MESSAGE_BYTES, "{} bytes", text.len());
+        assert!(
+            text.len() <= MAX_SERVER_MESSAGE_BYTES,
+            "{} bytes",
+            text.len()
+        );
         let back = decode_server(&text).unwrap();
         let ServerMessage::Queue {
             seq,
@@ -316,7 +330,10 @@ fn error_messages_are_cleaned_and_bounded() {
 
 #[test]
 fn bad_client_input_is_refused_with_the_right_code() {
-    let big = format!(r#"{{"type":"chat","text":"{}","sent_ms":1}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+    let big = format!(
+        r#"{{"type":"chat","text":"{}","sent_ms":1}}"#,
+        "a".repeat(MAX_MESSAGE_BYTES)
+    );
     let cases: Vec<(String, ErrorCode)> = vec![
         (big, ErrorCode::TooLarge),
         ("not json".into(), ErrorCode::Malformed),
@@ -341,7 +358,11 @@ fn bad_client_input_is_refused_with_the_right_code() {
     ];
     for (input, code) in cases {
         let got = decode_client(&input);
-        assert_eq!(got.as_ref().map_err(|e| e.code).err(), Some(code), "{input}: {got:?}");
+        assert_eq!(
+            got.as_ref().map_err(|e| e.code).err(),
+            Some(code),
+            "{input}: {got:?}"
+        );
     }
     let refused = decode_client(
         r#"{"type":"command","id":8,"based_on_seq":41,"command":"set_rate","rate":10,"sent_ms":1}"#,
@@ -366,7 +387,11 @@ fn bad_server_input_is_refused_with_the_right_code() {
     ];
     for (input, code) in cases {
         let got = decode_server(&input);
-        assert_eq!(got.as_ref().map_err(|e| e.code).err(), Some(code), "{input}: {got:?}");
+        assert_eq!(
+            got.as_ref().map_err(|e| e.code).err(),
+            Some(code),
+            "{input}: {got:?}"
+        );
     }
 }
 
@@ -476,13 +501,7 @@ const SHAPES: &[Shape] = &[
             ("resume", &[r#"{"member":17,"last_seq":41}"#, "null", "{}"]),
         ],
     ),
-    (
-        "ping",
-        &[
-            ("id", &["12", "0", "-1", "9007199254740992"]),
-
-        ],
-    ),
+    ("ping", &[("id", &["12", "0", "-1", "9007199254740992"])]),
     (
         "command",
         &[
@@ -636,8 +655,12 @@ fn command_strategy() -> impl Strategy<Value = Command> {
 
 fn client_message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
-        (NAME, "[a-zA-Z0-9.]{0,40}", prop::option::of((wire_id(), wire_id()))).prop_map(
-            |(name, token, resume)| ClientMessage::Hello {
+        (
+            NAME,
+            "[a-zA-Z0-9.]{0,40}",
+            prop::option::of((wire_id(), wire_id()))
+        )
+            .prop_map(|(name, token, resume)| ClientMessage::Hello {
                 versions: vec![1, PROTOCOL_VERSION],
                 token,
                 name,
@@ -645,8 +668,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                     member: MemberId(m),
                     last_seq: s,
                 }),
-            }
-        ),
+            }),
         wire_id().prop_map(|id| ClientMessage::Ping { id }),
         (wire_id(), wire_id(), command_strategy()).prop_map(|(id, based_on_seq, command)| {
             ClientMessage::Command {
@@ -774,17 +796,19 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             t1_ms: 0.0,
         }),
         snapshot_strategy().prop_map(ServerMessage::Snapshot),
-        (playback_strategy(), prop::option::of((wire_id(), wire_id()))).prop_map(
-            |(playback, cause)| ServerMessage::State {
+        (
+            playback_strategy(),
+            prop::option::of((wire_id(), wire_id()))
+        )
+            .prop_map(|(playback, cause)| ServerMessage::State {
                 playback,
                 cause: cause.map(|(by, request_id)| Cause {
                     by: MemberId(by),
                     request_id,
                 }),
-            }
-        ),
-        (wire_id(), prop::collection::vec((wire_id(), media()), 0..5)).prop_map(
-            |(seq, items)| ServerMessage::Queue {
+            }),
+        (wire_id(), prop::collection::vec((wire_id(), media()), 0..5)).prop_map(|(seq, items)| {
+            ServerMessage::Queue {
                 seq,
                 offset: 0,
                 total: items.len() as u64,
@@ -793,7 +817,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                     .map(|(id, media)| QueueItem { id, media })
                     .collect(),
             }
-        ),
+        }),
         member_strategy().prop_map(|member| ServerMessage::Presence {
             event: PresenceEvent::Updated,
             member,

@@ -598,7 +598,11 @@ fn a_joiner_during_a_wait_is_waited_for_only_once_it_buffers() {
         panic!("{out:#?}")
     };
     assert_eq!(
-        snapshot.waiting.iter().map(|w| w.member).collect::<Vec<_>>(),
+        snapshot
+            .waiting
+            .iter()
+            .map(|w| w.member)
+            .collect::<Vec<_>>(),
         vec![BOB]
     );
     assert!(!snapshot.playback.playing || !snapshot.pending.is_empty());

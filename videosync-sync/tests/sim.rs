@@ -26,7 +26,10 @@ fn the_same_seed_gives_the_same_metrics_and_another_seed_does_not() {
         let b = run(&s, policy, 7);
         assert_eq!(a, b, "{policy:?}");
         let c = run(&s, policy, 8);
-        assert_ne!(a.error_ms, c.error_ms, "{policy:?}: the seed changes nothing");
+        assert_ne!(
+            a.error_ms, c.error_ms,
+            "{policy:?}: the seed changes nothing"
+        );
     }
 }
 

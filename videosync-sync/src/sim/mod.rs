@@ -414,8 +414,7 @@ impl Sim {
         };
         match frame.msg {
             ClientMessage::Ping { id } => {
-                // 50 us in the server between receive and send.
-                self.now = now + 0.05;
+                // Answered at once: t1 = t2 (the frame's stamp).
                 self.send_to_client(
                     c,
                     ServerMsg::Wire(ServerMessage::Pong {
@@ -424,7 +423,6 @@ impl Sim {
                         t1_ms: now,
                     }),
                 );
-                self.now = now;
             }
             ClientMessage::Command {
                 command,
@@ -638,7 +636,11 @@ pub fn run_setup(scenario: &Scenario, setup: Setup, policy: PolicyKind, seed: u6
             // NTP-disciplined wall clock (Date).
             let clock = ClientClock {
                 offset_ms: c.clock.offset_ms,
-                skew_ppm: if wall { c.wall_skew_ppm } else { c.clock.skew_ppm },
+                skew_ppm: if wall {
+                    c.wall_skew_ppm
+                } else {
+                    c.clock.skew_ppm
+                },
             };
             Client {
                 clock,

@@ -302,7 +302,8 @@ impl Player {
                     self.pos = land;
                     self.seek_target = None;
                     self.seek_finished = Some(at);
-                    self.events.push((at, PlayerEvent::Seeked { position_ms: land }));
+                    self.events
+                        .push((at, PlayerEvent::Seeked { position_ms: land }));
                     if self.fetching {
                         self.fetching = false;
                         self.events.push((at, PlayerEvent::Playing));
@@ -493,7 +494,10 @@ mod tests {
         assert!((5350.0..=7050.0).contains(&done), "RTT + 0.3..2 s: {done}");
         let events: Vec<PlayerEvent> = p.take_events().into_iter().map(|e| e.1).collect();
         assert!(matches!(events[0], PlayerEvent::Waiting), "{events:?}");
-        assert!(matches!(events[1], PlayerEvent::Seeked { .. }), "{events:?}");
+        assert!(
+            matches!(events[1], PlayerEvent::Seeked { .. }),
+            "{events:?}"
+        );
         assert!(matches!(events[2], PlayerEvent::Playing), "{events:?}");
     }
 

@@ -699,10 +699,8 @@ impl ClientPolicy for RelayClient {
             ServerMsg::Wire(ServerMessage::State { playback, .. }) => {
                 self.apply(io, playback, env.sent_ms, false);
             }
-            ServerMsg::Heartbeat(p) => {
-                if self.room.as_ref().is_some_and(|r| r.media.is_some()) {
-                    self.check(io, p, env.sent_ms);
-                }
+            ServerMsg::Heartbeat(p) if self.room.as_ref().is_some_and(|r| r.media.is_some()) => {
+                self.check(io, p, env.sent_ms);
             }
             _ => {}
         }
