@@ -1,18 +1,32 @@
 // videosync-sync.js: the JavaScript twin of the Rust crate videosync-sync's
-// clock (OffsetEstimator) and drift (DriftController) modules, for the web
-// client. An ES module with no dependencies and no build step.
+// client side: the clock estimator (OffsetEstimator), the drift controller
+// (DriftController) and the client session (Session), for the web app. An ES
+// module with no dependencies and no build step:
+//
+//   import { Session } from "./videosync-sync.js";
+//   const session = new Session();
+//   ws.send(JSON.stringify(session.hello(performance.now(), token, name)));
+//   ws.onmessage = (e) => session.onMessage(performance.now(), JSON.parse(e.data));
+//   video.addEventListener("seeking", () =>
+//     session.onPlayerEvent(performance.now(), { event: "seeking", position_ms: video.currentTime * 1000 }));
+//   // ... seeked, play, pause, ratechange, waiting, playing likewise; then, every 50 ms
+//   // and at session.nextWakeMs():
+//   session.onPlayer({ at_ms: performance.now(), position_ms: video.currentTime * 1000,
+//     rate: video.playbackRate, playing: !video.paused, seeking: video.seeking,
+//     waiting: video.readyState < 3 && !video.seeking });
+//   session.tick(performance.now());
+//   for (let o = session.poll(); o; o = session.poll()) { /* apply o.action or send o.frame */ }
 //
 // Same algorithms, same defaults, same arithmetic in the same order as the
-// Rust code (src/clock.rs, src/drift.rs): read the Rust docs for the why.
-// Both are held to the shared vectors in ../vectors/*.json, by
-// tests/vectors.rs and by vectors.test.mjs (`node --test`). A change to one
-// is a change to both.
+// Rust code (src/clock.rs, src/drift.rs, src/client.rs): read the Rust docs
+// for the why. Both are held to the shared vectors in ../vectors/*.json
+// (clock, drift, and whole scripted sessions), by tests/vectors.rs and by
+// vectors.test.mjs (`node --test`). A change to one is a change to both.
 //
-// Conventions: methods are camelCase; configuration keys and data (Playback
-// from the server, player state) keep the snake_case names of the Rust
-// structs and the JSON protocol. Times are milliseconds; nothing here reads a
-// clock or sets a timer: the caller passes `performance.now()` and its own
-// estimate of the server time.
+// Conventions: methods are camelCase; configuration keys and data (frames,
+// Playback, player reads) keep the snake_case names of the Rust structs and
+// the JSON protocol. Times are milliseconds; nothing here reads a clock or
+// sets a timer: the caller passes `performance.now()`.
 
 /** Defaults of OffsetEstimator, as ClockConfig::default() in Rust. */
 export const CLOCK_DEFAULTS = Object.freeze({
@@ -741,7 +755,7 @@ export class DriftController {
 export const SESSION_DEFAULTS = Object.freeze({
   report_granularity_ms: 0,
   read_noise_ms: 2,
-  unknown_seek_allowance_ms: 1000,
+  unknown_seek_allowance_ms: 2000,
   buffering_debounce_ms: 1000,
   report_interval_ms: 1000,
   echo_window_ms: 5000,
@@ -760,8 +774,8 @@ const MAX_RATE = 4;
 
 const REAIM_MS = 20;
 const CUE_LATENCY_FACTOR = 1.25;
-const FAR_FACTOR = 1.1;
-const FAR_KEPT = 5;
+const FAR_FACTOR = 1.15;
+const FAR_KEPT = 8;
 const NEAR_ALPHA = 0.3;
 const NEAR_GUESS_MS = 150;
 const BEHIND_KEPT_MS = 5000;
@@ -774,6 +788,10 @@ const CUE_WAKE_SLACK_MS = 0.5;
 const ECHO_SEEK_MS = 150;
 const ECHO_RATE = 1e-6;
 const FRAME_FRESH_MS = 250;
+const SHARP_PHASE_MS = 12;
+const ON_TIME_MS = 5;
+const TICK_GAP_ALPHA = 0.3;
+const THROTTLED_GAP_MS = 300;
 
 function refuse(code, message) {
   return { code, message };
@@ -876,6 +894,8 @@ export class Session {
     this._lastServerStamp = null;
     this._behind = 0;
     this._reads = 0;
+    this._lastTick = null;
+    this._tickGap = 50;
   }
 
   // ---- queries
@@ -1142,15 +1162,25 @@ export class Session {
     const hi = read.position_ms + g + noise - read.rate * read.at_ms;
     let phase;
     const ph = this._phase;
-    if (ph !== null && Math.abs(ph.rate - read.rate) < 1e-12) {
-      const l = Math.max(ph.lo, lo);
-      const h = Math.min(ph.hi, hi);
+    const prev = this._read;
+    if (ph !== null && prev !== null) {
+      const d = ph.rate - read.rate;
+      const a = d * prev.at_ms;
+      const b = d * read.at_ms;
+      const l = Math.max(ph.lo + Math.min(a, b), lo);
+      const h = Math.min(ph.hi + Math.max(a, b), hi);
       phase = l <= h ? { lo: l, hi: h, rate: read.rate } : { lo, hi, rate: read.rate };
     } else {
       phase = { lo, hi, rate: read.rate };
     }
     this._phase = phase;
     return (phase.lo + phase.hi) / 2 + read.rate * read.at_ms;
+  }
+
+  _readIsSharp() {
+    if (this.config.report_granularity_ms <= 0) return true;
+    if (this._read !== null && this._frame !== null && this._read.at_ms - this._frame[0] <= FRAME_FRESH_MS) return true;
+    return this._phase !== null && this._phase.hi - this._phase.lo <= SHARP_PHASE_MS;
   }
 
   /** A requestVideoFrameCallback sample: mediaTime (ms) shown at expectedDisplayTime (local ms). */
@@ -1164,27 +1194,23 @@ export class Session {
 
   /**
    * The player reported event ({event: "play"|"pause"|"waiting"|"playing"}
-   * or {event: "seeked", position_ms} or {event: "rate_change", rate}).
+   * or {event: "seeking"|"seeked", position_ms} or {event: "rate_change", rate}).
    * Returns {command} when it is the user's (the command is queued to send),
    * {command: null} when it is an echo or no command, or {code, message}.
    */
   onPlayerEvent(localMs, event) {
     const bad = this._checkTime(localMs);
     if (bad) return bad;
-    if (event.event === "seeked" && !finite(event.position_ms)) return refuse("invalid_value", "event value is not finite");
+    const valued = event.event === "seeking" || event.event === "seeked";
+    if (valued && !finite(event.position_ms)) return refuse("invalid_value", "event value is not finite");
     if (event.event === "rate_change" && !finite(event.rate)) return refuse("invalid_value", "event value is not finite");
     const window = this.config.echo_window_ms;
     this._issued = this._issued.filter((i) => localMs - i.at_ms <= window);
     const tolerance = ECHO_SEEK_MS + this.config.report_granularity_ms;
-    const own = this._issued.findIndex((i) => {
-      const a = i.action;
-      if (a.action === "play" && event.event === "play") return true;
-      if (a.action === "pause" && event.event === "pause") return true;
-      if (a.action === "seek" && event.event === "seeked") return Math.abs(a.position_ms - event.position_ms) <= tolerance;
-      if (a.action === "set_rate" && event.event === "rate_change") return Math.abs(a.rate - event.rate) <= ECHO_RATE;
-      return false;
-    });
-    if (event.event === "seeked") this._seekDone = [localMs, event.position_ms];
+    if (event.event === "seeked") {
+      this._seekDone = [localMs, event.position_ms];
+      return { command: null };
+    }
     if (event.event === "waiting") {
       this._stalled = true;
       return { command: null };
@@ -1193,6 +1219,14 @@ export class Session {
       this._stalled = false;
       return { command: null };
     }
+    const own = this._issued.findIndex((i) => {
+      const a = i.action;
+      if (a.action === "play" && event.event === "play") return true;
+      if (a.action === "pause" && event.event === "pause") return true;
+      if (a.action === "seek" && event.event === "seeking") return Math.abs(a.position_ms - event.position_ms) <= tolerance;
+      if (a.action === "set_rate" && event.event === "rate_change") return Math.abs(a.rate - event.rate) <= ECHO_RATE;
+      return false;
+    });
     if (own >= 0) {
       this._issued.splice(own, 1);
       return { command: null };
@@ -1207,7 +1241,7 @@ export class Session {
         command = { command: "pause" };
         this._commandedPlaying = false;
         break;
-      case "seeked":
+      case "seeking":
         command = { command: "seek", position_ms: Math.min(Math.max(event.position_ms, 0), MAX_POSITION_MS) };
         break;
       case "rate_change":
@@ -1304,6 +1338,11 @@ export class Session {
     const bad = this._checkTime(localMs);
     if (bad) return bad;
     const local = localMs;
+    if (this._lastTick !== null) {
+      const gap = local - this._lastTick;
+      if (gap > 0) this._tickGap += TICK_GAP_ALPHA * (gap - this._tickGap);
+    }
+    this._lastTick = local;
     this._wakes = this._wakes.filter((w) => w > local + 1e-3);
     const seekDone = this._seekDone;
     this._seekDone = null;
@@ -1337,7 +1376,7 @@ export class Session {
     if (this._lastReport === null || local - this._lastReport >= this.config.report_interval_ms) {
       this._report(local);
     }
-    if (this.config.report_granularity_ms > 0) {
+    if (this.config.report_granularity_ms > 0 && !this._wakes.some((w) => w <= local + 50)) {
       const dither = 11 + (this._reads % 7) * 3.7;
       this._wakeAt(local + dither);
     }
@@ -1402,6 +1441,17 @@ export class Session {
     return longest * FAR_FACTOR + CUE_MARGIN_MS;
   }
 
+  _typicalFar() {
+    if (this._farLatencies.length === 0) return this.config.unknown_seek_allowance_ms;
+    let sum = 0;
+    for (const l of this._farLatencies) sum += l;
+    return sum / this._farLatencies.length;
+  }
+
+  _isThrottled() {
+    return this._tickGap > THROTTLED_GAP_MS;
+  }
+
   _nearAllowance() {
     return (this._nearLatency === null ? NEAR_GUESS_MS : this._nearLatency) * CUE_LATENCY_FACTOR + CUE_MARGIN_MS;
   }
@@ -1419,6 +1469,14 @@ export class Session {
 
   _cuedSeek(local, state, server) {
     const rough = positionAt(state, Math.max(server, state.at_ms));
+    if (this._isThrottled()) {
+      const typical = this._isNear(rough) ? this._nearAllowance() : this._typicalFar();
+      const t = positionAt(state, Math.max(server + typical, state.at_ms));
+      this._cue = null;
+      this._seek(local, t);
+      if (server >= state.at_ms) this._play(local);
+      return;
+    }
     let allowance = this._allowanceFor(rough);
     let target = positionAt(state, Math.max(server + allowance, state.at_ms));
     if (!this._isNear(target) && this._isNear(rough)) {
@@ -1470,10 +1528,13 @@ export class Session {
       this._cue = null;
       return;
     }
-    if (cue.landed !== null && positionAt(cue.state, server + ahead) >= cue.landed) {
-      this._cue = null;
-      this._play(local);
-      this._learnPlayLead = true;
+    if (cue.landed !== null) {
+      const past = positionAt(cue.state, server + ahead) - cue.landed;
+      if (past >= 0) {
+        this._cue = null;
+        this._play(local);
+        this._learnPlayLead = past <= ON_TIME_MS;
+      }
     }
   }
 
@@ -1487,6 +1548,7 @@ export class Session {
   }
 
   _prepareNext(local, server) {
+    if (this._isThrottled()) return;
     const next = this._nextJump();
     if (next === null) return;
     if (this._cue !== null && this._cue.state.seq >= next.seq) return;
@@ -1553,7 +1615,7 @@ export class Session {
       position_ms: position,
       rate: read.rate,
       playing: read.playing,
-      busy: read.seeking || read.waiting || this._stalled,
+      busy: read.seeking || read.waiting || this._stalled || !this._readIsSharp(),
     };
     const target = server + this._lead() - this._behind / Math.max(state.rate, 1e-9);
     const action = this._ctl.tick(local, target, state, player);

@@ -13,7 +13,7 @@
 //! - [`Session::on_frame`]: a `requestVideoFrameCallback` sample (media
 //!   time and expected display time): frame-exact, preferred over reads.
 //! - [`Session::on_player_event`]: what the player says happened (`play`,
-//!   `pause`, `seeked`, `ratechange`, `waiting`, `playing`). Every action
+//!   `pause`, `seeking`, `seeked`, `ratechange`, `waiting`, `playing`). Every action
 //!   the session issued is recognised when its event comes back and
 //!   swallowed; anything else is the user's, and becomes a command
 //!   (returned, and sent). So a UI that maps player events to commands can
@@ -95,7 +95,7 @@ pub struct SessionConfig {
     /// may be off before truncation, for the phase bounds.
     pub read_noise_ms: f64,
     /// The allowance of a seek that fetches until one was seen (default
-    /// 1000).
+    /// 2000: an HLS segment fetch takes up to about two seconds).
     pub unknown_seek_allowance_ms: f64,
     /// A stall shorter than this is not reported (default 1000).
     pub buffering_debounce_ms: f64,
@@ -122,7 +122,7 @@ impl Default for SessionConfig {
             },
             report_granularity_ms: 0.0,
             read_noise_ms: 2.0,
-            unknown_seek_allowance_ms: 1000.0,
+            unknown_seek_allowance_ms: 2000.0,
             buffering_debounce_ms: 1000.0,
             report_interval_ms: 1000.0,
             echo_window_ms: 5000.0,
@@ -159,6 +159,12 @@ pub enum PlayerEvent {
     Play,
     /// `pause`.
     Pause,
+    /// `seeking`: a seek to this position started (fired at once, whoever
+    /// set `currentTime`).
+    Seeking {
+        /// Its target.
+        position_ms: f64,
+    },
     /// `seeked`: a seek finished at this position.
     Seeked {
         /// Where it landed.
@@ -319,9 +325,9 @@ const REAIM_MS: f64 = 20.0;
 /// ahead...
 const CUE_LATENCY_FACTOR: f64 = 1.25;
 /// ...and one that fetches this many times the longest recent fetch...
-const FAR_FACTOR: f64 = 1.1;
+const FAR_FACTOR: f64 = 1.15;
 /// Seeks that fetched kept to size the allowance.
-const FAR_KEPT: usize = 5;
+const FAR_KEPT: usize = 8;
 /// Weight of each new seek within the buffer in its average.
 const NEAR_ALPHA: f64 = 0.3;
 /// A seek within the buffer before one was seen, ms.
@@ -346,6 +352,14 @@ const CUE_WAKE_SLACK_MS: f64 = 0.5;
 const ECHO_SEEK_MS: f64 = 150.0;
 /// A reported rate within this of an issued one is its echo.
 const ECHO_RATE: f64 = 1e-6;
+/// Weight of each tick interval in the average.
+const TICK_GAP_ALPHA: f64 = 0.3;
+/// Ticks further apart than this on average: a background tab.
+const THROTTLED_GAP_MS: f64 = 300.0;
+/// A coarse player's phase narrowed to this is good to correct by.
+const SHARP_PHASE_MS: f64 = 12.0;
+/// A cued play this close to the landing's instant was on time.
+const ON_TIME_MS: f64 = 5.0;
 /// Frames newer than this make coarse reads unnecessary.
 const FRAME_FRESH_MS: f64 = 250.0;
 
@@ -398,6 +412,10 @@ pub struct Session {
     /// behind.
     behind_ms: f64,
     reads: u64,
+    last_tick_ms: Option<f64>,
+    /// Average interval between ticks: a background tab's timers fire at
+    /// most once a second.
+    tick_gap_ms: f64,
 }
 
 impl Session {
@@ -442,6 +460,8 @@ impl Session {
             last_server_stamp: None,
             behind_ms: 0.0,
             reads: 0,
+            last_tick_ms: None,
+            tick_gap_ms: 50.0,
         }
     }
 
@@ -759,9 +779,14 @@ impl Session {
         // read <= p + noise and p - noise < read + g.
         let lo = read.position_ms - noise - read.rate * read.at_ms;
         let hi = read.position_ms + g + noise - read.rate * read.at_ms;
-        let phase = match self.phase {
-            Some(ph) if (ph.rate - read.rate).abs() < 1e-12 => {
-                let (l, h) = (ph.lo.max(lo), ph.hi.min(hi));
+        let phase = match (self.phase, self.read) {
+            (Some(ph), Some(prev)) => {
+                // A rate change moves the phase by (old - new) times the
+                // instant it took effect, somewhere since the last read.
+                let d = ph.rate - read.rate;
+                let (a, b) = (d * prev.at_ms, d * read.at_ms);
+                let (l, h) = (ph.lo + a.min(b), ph.hi + a.max(b));
+                let (l, h) = (l.max(lo), h.min(hi));
                 if l <= h {
                     Phase {
                         lo: l,
@@ -784,6 +809,19 @@ impl Session {
         };
         self.phase = Some(phase);
         (phase.lo + phase.hi) / 2.0 + read.rate * read.at_ms
+    }
+
+    /// Whether the latest read's position is known well enough to correct
+    /// by: exact, from a frame, or a coarse player's phase narrowed to a
+    /// few ms.
+    fn read_is_sharp(&self) -> bool {
+        if self.config.report_granularity_ms <= 0.0 {
+            return true;
+        }
+        match (self.read, self.frame) {
+            (Some(r), Some((at, _))) if r.at_ms - at <= FRAME_FRESH_MS => true,
+            _ => self.phase.is_some_and(|ph| ph.hi - ph.lo <= SHARP_PHASE_MS),
+        }
     }
 
     /// A `requestVideoFrameCallback` sample: the frame of media time
@@ -820,7 +858,9 @@ impl Session {
     ) -> Result<Option<Command>, SessionError> {
         self.check_time(local_ms)?;
         match event {
-            PlayerEvent::Seeked { position_ms } | PlayerEvent::RateChange { rate: position_ms }
+            PlayerEvent::Seeking { position_ms }
+            | PlayerEvent::Seeked { position_ms }
+            | PlayerEvent::RateChange { rate: position_ms }
                 if !position_ms.is_finite() =>
             {
                 return Err(refuse(ErrorCode::InvalidValue, "event value is not finite"));
@@ -830,23 +870,13 @@ impl Session {
         let window = self.config.echo_window_ms;
         self.issued.retain(|i| local_ms - i.at_ms <= window);
         let tolerance = ECHO_SEEK_MS + self.config.report_granularity_ms;
-        let own = self.issued.iter().position(|i| match (i.action, event) {
-            (PlayerAction::Play, PlayerEvent::Play) | (PlayerAction::Pause, PlayerEvent::Pause) => {
-                true
-            }
-            (PlayerAction::Seek { position_ms: t }, PlayerEvent::Seeked { position_ms: p }) => {
-                (t - p).abs() <= tolerance
-            }
-            (PlayerAction::SetRate { rate: a }, PlayerEvent::RateChange { rate: b }) => {
-                (a - b).abs() <= ECHO_RATE
-            }
-            _ => false,
-        });
-        if let PlayerEvent::Seeked { position_ms } = event {
-            // Whoever seeked, the seek is over.
-            self.seek_done = Some((local_ms, position_ms));
-        }
         match event {
+            // A seek's end times it (whoever started it); its start, below,
+            // says whose it was.
+            PlayerEvent::Seeked { position_ms } => {
+                self.seek_done = Some((local_ms, position_ms));
+                return Ok(None);
+            }
             PlayerEvent::Waiting => {
                 self.stalled = true;
                 return Ok(None);
@@ -857,6 +887,18 @@ impl Session {
             }
             _ => {}
         }
+        let own = self.issued.iter().position(|i| match (i.action, event) {
+            (PlayerAction::Play, PlayerEvent::Play) | (PlayerAction::Pause, PlayerEvent::Pause) => {
+                true
+            }
+            (PlayerAction::Seek { position_ms: t }, PlayerEvent::Seeking { position_ms: p }) => {
+                (t - p).abs() <= tolerance
+            }
+            (PlayerAction::SetRate { rate: a }, PlayerEvent::RateChange { rate: b }) => {
+                (a - b).abs() <= ECHO_RATE
+            }
+            _ => false,
+        });
         if let Some(i) = own {
             self.issued.remove(i);
             return Ok(None);
@@ -864,7 +906,7 @@ impl Session {
         let command = match event {
             PlayerEvent::Play => Command::Play,
             PlayerEvent::Pause => Command::Pause,
-            PlayerEvent::Seeked { position_ms } => Command::Seek {
+            PlayerEvent::Seeking { position_ms } => Command::Seek {
                 position_ms: position_ms.clamp(0.0, MAX_POSITION_MS),
             },
             PlayerEvent::RateChange { rate } => {
@@ -878,7 +920,9 @@ impl Session {
                 }
                 Command::SetRate { rate }
             }
-            PlayerEvent::Waiting | PlayerEvent::Playing => return Ok(None),
+            PlayerEvent::Seeked { .. } | PlayerEvent::Waiting | PlayerEvent::Playing => {
+                return Ok(None)
+            }
         };
         match event {
             PlayerEvent::Play => self.commanded_playing = Some(true),
@@ -1017,6 +1061,13 @@ impl Session {
     pub fn tick(&mut self, local_ms: f64) -> Result<(), SessionError> {
         self.check_time(local_ms)?;
         let local = local_ms;
+        if let Some(last) = self.last_tick_ms {
+            let gap = local - last;
+            if gap > 0.0 {
+                self.tick_gap_ms += TICK_GAP_ALPHA * (gap - self.tick_gap_ms);
+            }
+        }
+        self.last_tick_ms = Some(local);
         self.wakes.retain(|w| *w > local + 1e-3);
         let seek_done = self.seek_done.take();
         if let Some((done, _)) = seek_done {
@@ -1056,10 +1107,11 @@ impl Session {
         {
             self.report(local);
         }
-        if self.config.report_granularity_ms > 0.0 {
+        if self.config.report_granularity_ms > 0.0 && !self.wakes.iter().any(|w| *w <= local + 50.0)
+        {
             // Dithered reads: a wake at an offset that does not divide the
             // report step, so that successive reads fall at different
-            // phases of it.
+            // phases of it (one such wake pending at a time).
             let dither = 11.0 + ((self.reads % 7) as f64) * 3.7;
             self.wake_at(local + dither);
         }
@@ -1168,6 +1220,23 @@ impl Session {
         }
     }
 
+    /// The average of the latest seeks that fetched (or the guess).
+    fn typical_far_ms(&self) -> f64 {
+        if self.far_latencies.is_empty() {
+            return self.config.unknown_seek_allowance_ms;
+        }
+        let mut sum = 0.0;
+        for l in &self.far_latencies {
+            sum += l;
+        }
+        sum / self.far_latencies.len() as f64
+    }
+
+    /// Whether the timers are throttled (a background tab).
+    fn is_throttled(&self) -> bool {
+        self.tick_gap_ms > THROTTLED_GAP_MS
+    }
+
     /// The learned seek latency within the buffer with a margin.
     fn near_allowance_ms(&self) -> f64 {
         self.near_latency_ms.unwrap_or(NEAR_GUESS_MS) * CUE_LATENCY_FACTOR + CUE_MARGIN_MS
@@ -1200,6 +1269,23 @@ impl Session {
     /// the seek threshold of the new one is kept.
     fn cued_seek(&mut self, local: f64, state: &Playback, server: f64) {
         let rough = state.position_at(server.max(state.at_ms));
+        if self.is_throttled() {
+            // Timers fire once a second: a cued play would start up to a
+            // second late. Seek ahead by the typical latency and keep
+            // playing; the drift controller removes the rest.
+            let typical = if self.is_near(rough) {
+                self.near_allowance_ms()
+            } else {
+                self.typical_far_ms()
+            };
+            let target = state.position_at((server + typical).max(state.at_ms));
+            self.cue = None;
+            self.seek(local, target);
+            if server >= state.at_ms {
+                self.play(local);
+            }
+            return;
+        }
         let mut allowance = self.allowance_for(rough);
         let mut target = state.position_at((server + allowance).max(state.at_ms));
         if !self.is_near(target) && self.is_near(rough) {
@@ -1281,10 +1367,13 @@ impl Session {
             return;
         }
         if let Some(landed) = cue.landed_ms {
-            if cue.state.position_at(server + ahead) >= landed {
+            let past = cue.state.position_at(server + ahead) - landed;
+            if past >= 0.0 {
                 self.cue = None;
                 self.play(local);
-                self.learn_play_lead = true;
+                // Only a play on time says something about the play
+                // latency; one after a late landing says how late it was.
+                self.learn_play_lead = past <= ON_TIME_MS;
             }
         }
     }
@@ -1304,6 +1393,10 @@ impl Session {
     /// Starts the cued seek of the next jump a seek allowance before its
     /// `at_ms`.
     fn prepare_next(&mut self, local: f64, server: f64) {
+        if self.is_throttled() {
+            // No early cue without timers to play it on time.
+            return;
+        }
         let Some(next) = self.next_jump() else {
             return;
         };
@@ -1427,7 +1520,7 @@ impl Session {
             position_ms: position,
             rate: read.rate,
             playing: read.playing,
-            busy: read.seeking || read.waiting || self.stalled,
+            busy: read.seeking || read.waiting || self.stalled || !self.read_is_sharp(),
         };
         // The timeline the player must follow: the output latency ahead,
         // the member's own lag behind.

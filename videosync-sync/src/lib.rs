@@ -4,7 +4,8 @@
 //! - [`state`]: the shared vocabulary: [`state::Playback`] (what plays, from
 //!   where, at which server time), [`state::Command`], [`state::ErrorCode`].
 //! - [`protocol`]: every message between client and server, versioned JSON.
-//! - [`clock`]: NTP-style estimation of the server clock's offset.
+//! - [`clock`]: estimation of the server clock from one-way samples, with
+//!   an error bound that holds.
 //! - [`room`]: the server's timeline of a room: permissions, scheduling,
 //!   buffering policy.
 //! - [`drift`]: the client's drift controller.

@@ -61,11 +61,15 @@
 //!   by a current member within the last `delay_fresh_ms`, or 0 when there
 //!   is none. A member without a fresh estimate is not waited for by the
 //!   lead; it catches up with its drift controller.
-//! - A `Seek` gets the *seek lead*: the same, with `slowest` the largest
-//!   sum of a member's fresh one-way delay and its fresh seek latency (see
-//!   [`Room::report_seek_latency`]; 0 for a member that reported none), so
-//!   that every member can start its seek early enough to land on the new
-//!   position at `at_ms` instead of that long after it.
+//! - A `Seek` gets the *seek lead*: the lead plus the median of the
+//!   members' fresh seek latencies (see [`Room::report_seek_latency`]; 0
+//!   when none reported one), clamped to `min_lead_ms..=max_seek_lead_ms`.
+//!   The median, not the slowest: a slower seeker starts its seek on
+//!   receipt, aimed further ahead, and joins when it lands, rather than
+//!   delaying everyone.
+//! - Delays are what members report: the client reports the 99th
+//!   percentile of its one-way delay from the server, so the lead covers a
+//!   high percentile of every member's delay, not its minimum.
 //! - `at_ms = max(now + lead, latest.at_ms)`: never before `now`, never
 //!   before a state already scheduled (so states take effect in `seq`
 //!   order), and never later than `now + max_lead_ms`.
@@ -454,6 +458,10 @@ pub struct RoomConfig {
     /// The longest lead, in ms: a member slower than this acts late and
     /// catches up (default 2000, at most [`MAX_DELAY_MS`]).
     pub max_lead_ms: f64,
+    /// The longest lead of a `Seek`, in ms (default 3000: an HLS seek
+    /// outside the buffer fetches a segment, up to about two seconds; at
+    /// least `max_lead_ms`, at most [`MAX_DELAY_MS`]).
+    pub max_seek_lead_ms: f64,
     /// How long a delay report counts toward the lead, in ms
     /// (default 30 000).
     pub delay_fresh_ms: f64,
@@ -488,6 +496,7 @@ impl Default for RoomConfig {
             margin_ms: 100.0,
             min_lead_ms: 100.0,
             max_lead_ms: 2_000.0,
+            max_seek_lead_ms: 3_000.0,
             delay_fresh_ms: 30_000.0,
             buffering: BufferingPolicy::default(),
             max_queue_len: 1_000,
@@ -536,6 +545,15 @@ impl RoomConfig {
             return Err(RoomError::invalid(format!(
                 "room config: max_lead_ms {} is not within min_lead_ms {}..={MAX_DELAY_MS}",
                 self.max_lead_ms, self.min_lead_ms
+            )));
+        }
+        if !self.max_seek_lead_ms.is_finite()
+            || self.max_seek_lead_ms < self.max_lead_ms
+            || self.max_seek_lead_ms > MAX_DELAY_MS
+        {
+            return Err(RoomError::invalid(format!(
+                "room config: max_seek_lead_ms {} is not within max_lead_ms {}..={MAX_DELAY_MS}",
+                self.max_seek_lead_ms, self.max_lead_ms
             )));
         }
         if self.max_pending == 0 {
@@ -892,7 +910,7 @@ impl Room {
         let median = latencies.get(latencies.len() / 2).copied().unwrap_or(0.0);
         (self.lead_ms(now_ms) + median)
             .max(self.config.min_lead_ms)
-            .min(self.config.max_lead_ms)
+            .min(self.config.max_seek_lead_ms.max(self.config.max_lead_ms))
     }
 
     /// Everything a joiner at `now_ms` needs.

@@ -135,7 +135,16 @@ fn its_own_actions_never_come_back_as_commands_and_the_users_do() {
         }),
         "{actions:?}"
     );
-    // Its `seeked` comes back: not a command.
+    // Its `seeking` and `seeked` come back: not a command.
+    let got = s
+        .on_player_event(
+            801.0,
+            PlayerEvent::Seeking {
+                position_ms: 42_000.0,
+            },
+        )
+        .unwrap();
+    assert_eq!(got, None);
     let got = s
         .on_player_event(
             880.0,
@@ -150,7 +159,7 @@ fn its_own_actions_never_come_back_as_commands_and_the_users_do() {
     let got = s
         .on_player_event(
             2_000.0,
-            PlayerEvent::Seeked {
+            PlayerEvent::Seeking {
                 position_ms: 90_000.0,
             },
         )
@@ -353,7 +362,7 @@ proptest! {
                 0 => s.tick(a),
                 1 => s.on_player(PlayerRead { at_ms: a, position_ms: b, rate: 1.0, playing: n % 2 == 0, seeking: n == 3, waiting: n == 5, buffered_ahead_ms: None }),
                 2 => s.on_message(a, &Stamped::new(b + SERVER, ServerMessage::State { playback: playback(n, n % 2 == 1, b, a + SERVER), cause: None })),
-                3 => s.on_player_event(a, match n { 0 => PlayerEvent::Play, 1 => PlayerEvent::Pause, 2 => PlayerEvent::Seeked { position_ms: b }, 3 => PlayerEvent::RateChange { rate: b }, 4 => PlayerEvent::Waiting, _ => PlayerEvent::Playing }).map(|_| ()),
+                3 => s.on_player_event(a, match n { 0 => PlayerEvent::Play, 1 => PlayerEvent::Pause, 2 => PlayerEvent::Seeked { position_ms: b }, 3 => PlayerEvent::RateChange { rate: b }, 4 => PlayerEvent::Seeking { position_ms: b }, _ => PlayerEvent::Playing }).map(|_| ()),
                 4 => s.on_message(a, &Stamped::new(b, ServerMessage::Pong { id: n, t0_ms: a, t1_ms: b })),
                 5 => s.on_frame(b, a),
                 6 => s.on_message(a, &Stamped::new(b + SERVER, ServerMessage::Waiting { members: vec![Waited { member: MemberId(n), deadline_ms: b }] })),

@@ -2,7 +2,9 @@
 //! wire, and the engine behaves as a user would check (in sync, a stalled
 //! member caught up, rate changes bounded and rare, no echoes).
 
+use videosync_sync::clock::{ClockConfig, OffsetEstimator};
 use videosync_sync::sim::metrics::Metrics;
+use videosync_sync::sim::model::{Dir, Link};
 use videosync_sync::sim::policy::PolicyKind;
 use videosync_sync::sim::scenario::Scenario;
 use videosync_sync::sim::{run, run_all};
@@ -142,4 +144,74 @@ fn a_fifty_member_room_and_a_background_tab_run() {
         1,
     );
     assert_eq!(m.echo_commands, 0, "{m:?}");
+}
+
+/// The clock estimator's uncertainty is a true bound: over every scenario's
+/// links (asymmetry, spikes, loss, the bad link included), three seeds,
+/// every client's clock (device skew) and ten minutes of its own ping
+/// schedule plus a server frame a second, the true error of the server
+/// time stays within the reported uncertainty at least 99 % of the time.
+#[test]
+fn the_clock_uncertainty_is_a_true_bound_over_every_scenario() {
+    for scenario in Scenario::all() {
+        let mut checks = 0usize;
+        let mut inside = 0usize;
+        let mut errors = Vec::new();
+        for seed in 1..=3 {
+            let setup = scenario.setup(seed);
+            for (i, c) in setup.clients.iter().enumerate().take(6) {
+                let clock = c.clock;
+                let mut link = Link::new(c.link.clone(), seed, i as u64, 600_000.0);
+                let mut est = OffsetEstimator::new(ClockConfig::default());
+                // Pings as the estimator schedules them, a server frame
+                // every second; true time t, local clock.local(t).
+                let mut t = 0.0;
+                let mut next_frame = 500.0;
+                while t < 600_000.0 {
+                    let local = clock.local(t);
+                    let due = clock.true_time(est.next_ping_at(local).max(local));
+                    if next_frame < due {
+                        t = next_frame;
+                        next_frame += 1000.0;
+                        let arrive = link.arrival(Dir::Down, t);
+                        est.add_down(t, clock.local(arrive));
+                    } else {
+                        t = due;
+                        let t0 = clock.local(t);
+                        est.on_ping_sent(t0);
+                        let at_server = link.arrival(Dir::Up, t);
+                        let back = link.arrival(Dir::Down, at_server);
+                        let t3 = clock.local(back);
+                        est.add_sample(t0, at_server, at_server, t3);
+                        if est.is_warm() {
+                            let err = (est.server_time(t3) - back).abs();
+                            checks += 1;
+                            if err <= est.uncertainty_at(t3) {
+                                inside += 1;
+                            }
+                            if back > 60_000.0 {
+                                errors.push(err);
+                            }
+                        }
+                        t = t.max(back.min(t + 50.0));
+                    }
+                }
+            }
+        }
+        let share = inside as f64 / checks as f64;
+        assert!(
+            share >= 0.99,
+            "{}: the bound held {inside} of {checks} times",
+            scenario.name
+        );
+        errors.sort_by(f64::total_cmp);
+        let p99 = errors[errors.len() * 99 / 100];
+        // The error itself: half the path asymmetry (unobservable) plus
+        // a few ms.
+        assert!(
+            p99 <= scenario.asymmetry_ms / 2.0 + 25.0,
+            "{}: p99 error {p99:.1} ms",
+            scenario.name
+        );
+    }
 }

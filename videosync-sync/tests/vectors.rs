@@ -1397,6 +1397,10 @@ impl Script {
                 }
             }
             A::Seek { position_ms } => {
+                self.events.push((
+                    self.now,
+                    json!({"event": "seeking", "position_ms": position_ms}),
+                ));
                 self.seeking = Some((self.now + 80.0, position_ms));
             }
         }
@@ -1553,8 +1557,9 @@ fn session_cases() -> Vec<Value> {
     let mut s = Script::new(
         Case::new(
             "seek_then_user_seek",
-            "In a playing room a seek state arrives 600 ms ahead: the session cues it a seek allowance early and \
-             plays on the new timeline. Then the user drags the seek bar: that `seeked` is no action of the \
+            "In a playing room a seek state arrives 600 ms ahead: the session cues it at once (its seek allowance, \
+             2 s before it has seen a fetch, is longer than the lead), aimed that far ahead, waits paused on the \
+             landing and plays on the new timeline. Then the user drags the seek bar: that `seeking` is no action of the \
              session's, so it becomes a seek command.",
         ),
         json!({}),
@@ -1563,7 +1568,7 @@ fn session_cases() -> Vec<Value> {
     s.welcome(true, 0.0);
     s.run(2_000.0);
     let at = s.state(true, 300_000.0, 600.0);
-    s.run(4_000.0);
+    s.run(5_000.0);
     let room = 300_000.0 + (s.server() - at);
     assert!(
         (room - s.position).abs() < 10.0,
@@ -1574,11 +1579,11 @@ fn session_cases() -> Vec<Value> {
     let local = s.local();
     s.position = 900_000.0;
     s.step(
-        json!({"at": local, "event": {"event": "seeked", "position_ms": 900_000.0}}),
+        json!({"at": local, "event": {"event": "seeking", "position_ms": 900_000.0}}),
         json!({"command": {"command": "seek", "position_ms": 900_000.0}}),
     );
     assert_eq!(s.commands.len(), 1, "the user's seek became a command");
-    s.run(4_200.0);
+    s.run(5_200.0);
     cases.push(s.build());
 
     // 3. Pause and resume: the pause lands everyone on one position.

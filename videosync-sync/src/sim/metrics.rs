@@ -384,9 +384,6 @@ impl Recorder {
                 *slot = Some(sample.rate_changes);
             }
             if !settling && !stalled {
-                if err > 100.0 && std::env::var_os("SIMDEBUG").is_some() {
-                    eprintln!("DEBUG t={t} client={c} err={err:.1} ideal={ideal_pos:.1} pos={pos:.1} playing={}", ideal.playing);
-                }
                 self.errors.push(err);
                 steady.push(*pos);
                 if ideal.playing {
@@ -572,8 +569,8 @@ fn spread(positions: &[f64]) -> Option<f64> {
 /// bound (20 ms plus half the asymmetry).
 pub fn markdown_table(rows: &[Metrics]) -> String {
     let mut out = String::from(
-        "| scenario | policy | error p50 / p95 / p99 (ms) | pairwise p50 / p95 / p99 (ms) | bound (ms) | pairwise p99, all samples (ms) | convergence p50 / max (ms) | unconverged | stall catch-up max (ms), stalls not caught up | corrective seeks | corrective rate time | rate factors |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | policy | error p50 / p95 / p99 (ms) | pairwise p50 / p95 / p99 (ms) | bound (ms) | pairwise p99, all samples (ms) | convergence p50 / max (ms) | unconverged | click-to-effect p50 / p95 (ms) | rate changes / min | rate factors | seeks | echo commands |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for m in rows {
         let bound = if m.bound_ms > 20.0 {
@@ -582,7 +579,7 @@ pub fn markdown_table(rows: &[Metrics]) -> String {
             format!("{:.0}", m.bound_ms)
         };
         out.push_str(&format!(
-            "| {} | {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} | {:.0} | {} | {} of {} | {}, {} of {} | {} | {:.1} % | {:.3}..{:.3} |\n",
+            "| {} | {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} | {:.0} | {} | {} of {} | {:.0} / {:.0} | {:.1} | {:.3}..{:.3} | {} | {} |\n",
             m.scenario,
             m.policy,
             m.error_ms.p50,
@@ -600,17 +597,13 @@ pub fn markdown_table(rows: &[Metrics]) -> String {
             },
             m.unconverged,
             m.events,
-            if m.catchup_unconverged < m.stalls {
-                format!("{:.0}", m.catchup_max_ms)
-            } else {
-                "never".to_string()
-            },
-            m.catchup_unconverged,
-            m.stalls,
-            m.seeks,
-            m.corrective_rate_fraction * 100.0,
+            m.click_to_effect_ms.p50,
+            m.click_to_effect_ms.p95,
+            m.rate_changes_per_min,
             m.min_rate_factor,
             m.max_rate_factor,
+            m.seeks,
+            m.echo_commands,
         ));
     }
     out

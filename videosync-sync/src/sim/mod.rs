@@ -5,18 +5,25 @@
 //! - [`rng`]: SplitMix64 and a counter-based hash; no clock, no `rand`.
 //! - [`model`]: client clocks (offset, skew), links (asymmetric base delay,
 //!   exponential jitter, 1 s spikes, loss as TCP retransmission, in-order
-//!   delivery) and players (applied rate, actuation delay, slow and
-//!   inexact seeks, stalls, noisy and coarse reports).
-//! - [`policy`]: the [`policy::Policy`] trait and its four implementations.
+//!   delivery) and players (applied rate, changes under 0.2 % ignored as
+//!   Chromium does, actuation delay, bimodal HLS seeks, stalls, noisy and
+//!   coarse reads, the events an HTML5 media element fires).
+//! - [`policy`]: the [`policy::Policy`] trait and its five rows: videosync
+//!   (the engine's [`crate::client::Session`] behind a thin adapter),
+//!   Jellyfin SyncPlay default and with correction, Syncplay, CyTube.
 //! - [`scenario`]: the networks and the scripted session.
 //! - [`metrics`]: what is measured, and how "steady state" and
 //!   "convergence" are defined.
 //!
 //! The server is the engine's [`Room`] for every policy (each policy
-//! chooses its scheduling lead and whether the server broadcasts its
-//! position periodically; the scenario chooses the buffering policy, and
-//! the simulator calls [`Room::tick`] at [`Room::next_deadline`]); the
-//! server clock is the simulation's true time.
+//! chooses its scheduling lead, whether the server broadcasts its position
+//! periodically, and, for Jellyfin, its group Waiting state; the scenario
+//! chooses videosync's buffering policy; the simulator calls
+//! [`Room::tick`] at [`Room::next_deadline`]); the server clock is the
+//! simulation's true time. Every message is a protocol v2 frame that goes
+//! through [`crate::protocol::encode`] and the decoders, so what the engine
+//! uses is what the wire carries. Client timers fire up to 4 ms late (a
+//! background tab's at most once a second).
 //! Events are kept in a queue ordered by (time, sequence number), so equal
 //! times run in the order they were scheduled and a seed replays exactly.
 //!

@@ -43,6 +43,9 @@ pub struct LinkParams {
     pub loss: f64,
 }
 
+/// An HLS segment: what a seek outside the buffer fetches before it lands.
+pub const SEGMENT_MS: f64 = 4000.0;
+
 /// Length of a spike.
 pub const SPIKE_MS: f64 = 1000.0;
 
@@ -145,9 +148,9 @@ pub struct PlayerParams {
     /// This device's typical seek duration within the buffer (each such
     /// seek takes 0.8 to 1.2 times it).
     pub seek_latency_ms: f64,
-    /// A seek outside the buffer fetches a segment: the link's RTT plus a
-    /// download of 300 to 2000 ms, `waiting` meanwhile (HLS seeks are
-    /// bimodal).
+    /// A seek outside the buffer fetches a segment ([`SEGMENT_MS`]): the
+    /// link's RTT plus a download of 300 to 2000 ms, `waiting` meanwhile
+    /// (HLS seeks are bimodal).
     pub fetch_rtt_ms: f64,
     /// Media the player buffers ahead of its position at most, ms (what
     /// lies behind, up to the same, stays buffered).
@@ -305,7 +308,9 @@ impl Player {
                     self.events
                         .push((at, PlayerEvent::Seeked { position_ms: land }));
                     if self.fetching {
+                        // A fetch brings a whole segment.
                         self.fetching = false;
+                        self.buffered_ahead = SEGMENT_MS.min(self.params.buffer_ms);
                         self.events.push((at, PlayerEvent::Playing));
                     }
                 }
@@ -357,6 +362,12 @@ impl Player {
     pub fn seek(&mut self, t: f64, target: f64) {
         self.advance_to(t);
         self.ops.retain(|(_, _, op)| !matches!(op, Op::SeekDone(_)));
+        self.events.push((
+            t,
+            PlayerEvent::Seeking {
+                position_ms: target,
+            },
+        ));
         let from = self.seek_target.unwrap_or(self.pos);
         let buffered = self.seek_target.is_none()
             && target >= from - self.params.buffer_ms
@@ -493,12 +504,18 @@ mod tests {
         let done = p.take_seek_finished().unwrap_or(f64::NAN);
         assert!((5350.0..=7050.0).contains(&done), "RTT + 0.3..2 s: {done}");
         let events: Vec<PlayerEvent> = p.take_events().into_iter().map(|e| e.1).collect();
-        assert!(matches!(events[0], PlayerEvent::Waiting), "{events:?}");
         assert!(
-            matches!(events[1], PlayerEvent::Seeked { .. }),
+            matches!(
+                events[..],
+                [
+                    PlayerEvent::Seeking { .. },
+                    PlayerEvent::Waiting,
+                    PlayerEvent::Seeked { .. },
+                    PlayerEvent::Playing
+                ]
+            ),
             "{events:?}"
         );
-        assert!(matches!(events[2], PlayerEvent::Playing), "{events:?}");
     }
 
     #[test]

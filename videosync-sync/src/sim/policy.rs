@@ -17,8 +17,9 @@
 //! The videosync client is a thin adapter around the engine's
 //! [`Session`], driven exactly as a browser drives it: player events in
 //! (and the commands they stand for out: a user's seek is made on the
-//! player, and the session must turn it into a command, while its own
-//! actions must never come back as one), reads, ticks, actions out.
+//! player, and the session must turn its `seeking` into a command, while
+//! its own actions must never come back as one), reads, ticks, actions
+//! out.
 
 use std::collections::VecDeque;
 
@@ -267,7 +268,7 @@ impl ClientPolicy for VideosyncClient {
         match command {
             Command::Seek { position_ms } => {
                 // The user drags the seek bar: the player seeks, and the
-                // session turns its `seeked` event into the command.
+                // session turns its `seeking` event into the command.
                 self.user_events += 1;
                 io.seek(position_ms, false);
             }
@@ -324,6 +325,7 @@ impl Policy for Jellyfin {
             margin_ms: 0.0,
             min_lead_ms: 500.0,
             max_lead_ms: 60_000.0,
+            max_seek_lead_ms: 60_000.0,
             buffering: BufferingPolicy::WaitForAll {
                 timeout_ms: 30_000.0,
             },
@@ -793,6 +795,7 @@ fn relay_room() -> RoomConfig {
         margin_ms: 0.0,
         min_lead_ms: 0.0,
         max_lead_ms: 0.0,
+        max_seek_lead_ms: 0.0,
         buffering: BufferingPolicy::Ignore,
         ..RoomConfig::default()
     }
