@@ -1385,7 +1385,10 @@ export class Session {
     const server = this._est.serverTime(local);
     const promoted = warm || this._applied === null ? this._promote(server) : null;
     if (promoted !== null) this._applyState(local, server, warm, promoted[0], promoted[1]);
-    if (seekDone !== null) this._afterSeek(local, server, seekDone[1]);
+    if (seekDone !== null) {
+      this._afterSeek(local, server, seekDone[1]);
+      this._checkThrottledLanding(local, server, seekDone[0], seekDone[1]);
+    }
     if (warm) this._prepareNext(local, server);
     this._playWhenCued(local, server);
     if (!warm) return null;
@@ -1403,7 +1406,7 @@ export class Session {
   }
 
   _applyState(local, server, warm, next, prev) {
-    const prepared = this._cue !== null && this._cue.state.seq === next.seq;
+    const prepared = this._cue !== null && this._cue.state.seq >= next.seq;
     if (next.playing && jumps(next, prev)) {
       this._behind = 0;
       if (!prepared) this._cuedSeek(local, next, server);
@@ -1515,6 +1518,15 @@ export class Session {
     this._wakeAt(atLocal - this._playLead + CUE_WAKE_SLACK_MS);
   }
 
+  _checkThrottledLanding(local, server, done, landed) {
+    if (!this._isThrottled() || this._cue !== null) return;
+    const state = this._applied;
+    if (state === null || !state.playing || server < state.at_ms) return;
+    const nowAt = landed + state.rate * Math.max(local - done, 0);
+    const error = positionAt(state, server) - nowAt;
+    if (Math.abs(error) > this._ctl.config.seek_threshold_ms) this._cuedSeek(local, state, server);
+  }
+
   _lead() {
     return this.config.output_latency_ms;
   }
@@ -1549,10 +1561,16 @@ export class Session {
 
   _prepareNext(local, server) {
     if (this._isThrottled()) return;
-    const next = this._nextJump();
-    if (next === null) return;
-    if (this._cue !== null && this._cue.state.seq >= next.seq) return;
-    if (server >= next.at_ms - this._seekAllowance()) this._cuedSeek(local, next, server);
+    const allowance = this._seekAllowance();
+    let due = null;
+    let prev = this._applied;
+    for (const next of this._pending) {
+      if (next.playing && jumps(next, prev) && server >= next.at_ms - allowance) due = next;
+      prev = next;
+    }
+    if (due === null) return;
+    if (this._cue !== null && this._cue.state.seq >= due.seq) return;
+    this._cuedSeek(local, due, server);
   }
 
   _reportBuffering(local, seekDone) {

@@ -1129,8 +1129,9 @@ impl Session {
         if let Some((new, prev)) = promoted {
             self.apply_state(local, server, warm, &new, prev.as_ref());
         }
-        if let Some((_, landed)) = seek_done {
+        if let Some((done, landed)) = seek_done {
             self.after_seek(local, server, landed);
+            self.check_throttled_landing(local, server, done, landed);
         }
         if warm {
             self.prepare_next(local, server);
@@ -1159,7 +1160,8 @@ impl Session {
         new: &Playback,
         prev: Option<&Playback>,
     ) {
-        let prepared = self.cue.as_ref().is_some_and(|c| c.state.seq == new.seq);
+        // A cue for this state, or for a later one that supersedes it.
+        let prepared = self.cue.as_ref().is_some_and(|c| c.state.seq >= new.seq);
         if new.playing && jumps(new, prev) {
             self.behind_ms = 0.0;
             if !prepared {
@@ -1343,6 +1345,27 @@ impl Session {
         self.wake_at(at_local - self.play_lead_ms + CUE_WAKE_SLACK_MS);
     }
 
+    /// In a background tab, where reads come once a second, a seek's
+    /// landing says at once how far off it is: one off by more than the
+    /// seek threshold is aimed again (within the buffer, so it lands
+    /// close), without waiting for five reads.
+    fn check_throttled_landing(&mut self, local: f64, server: f64, done: f64, landed: f64) {
+        if !self.is_throttled() || self.cue.is_some() {
+            return;
+        }
+        let Some(state) = self.tl.applied.clone() else {
+            return;
+        };
+        if !state.playing || server < state.at_ms {
+            return;
+        }
+        let now_at = landed + state.rate * (local - done).max(0.0);
+        let error = state.position_at(server) - now_at;
+        if error.abs() > self.ctl.config().seek_threshold_ms {
+            self.cued_seek(local, &state, server);
+        }
+    }
+
     /// How much earlier than the timeline says the player must act: the
     /// output latency.
     fn lead_ms(&self) -> f64 {
@@ -1397,15 +1420,24 @@ impl Session {
             // No early cue without timers to play it on time.
             return;
         }
-        let Some(next) = self.next_jump() else {
+        // The latest jump whose cue is due: in a burst of seeks, the ones
+        // before it will be superseded before they could be shown.
+        let allowance = self.seek_allowance_ms();
+        let mut due = None;
+        let mut prev = self.tl.applied.as_ref();
+        for next in &self.tl.pending {
+            if next.playing && jumps(next, prev) && server >= next.at_ms - allowance {
+                due = Some(next.clone());
+            }
+            prev = Some(next);
+        }
+        let Some(next) = due else {
             return;
         };
         if self.cue.as_ref().is_some_and(|c| c.state.seq >= next.seq) {
             return;
         }
-        if server >= next.at_ms - self.seek_allowance_ms() {
-            self.cued_seek(local, &next, server);
-        }
+        self.cued_seek(local, &next, server);
     }
 
     /// Reports a stall after the debounce, and ready when it ends (after

@@ -30,9 +30,12 @@
 //! - **Rates**: the time each client plays at a corrective rate, the
 //!   smallest and largest factor over the room's rate it used, and the
 //!   rate changes that took effect per minute per client in steady state.
-//! - **Click-to-effect**: from a play, pause or seek command leaving a
-//!   client until every client is within the bound of the new state (the
-//!   first sample at or after its `at_ms`).
+//! - **Click-to-effect**: from a play or pause command leaving a client
+//!   until every client is within the bound of the new state (the first
+//!   sample at or after its `at_ms`); seeks apart (a seek outside the
+//!   buffer fetches a segment first).
+//! - Joins are judged for convergence apart from the other events (a
+//!   joiner's first seek fetches).
 //! - **Waits** (a room that waits for buffering members): how often the
 //!   group started waiting, how many members it gave up on at the timeout,
 //!   and the largest spread among the members not waited for while the
@@ -128,7 +131,7 @@ pub struct Metrics {
     pub pairwise_ms: Percentiles,
     /// Largest pairwise difference over every sample, ms.
     pub pairwise_all_ms: Percentiles,
-    /// Events judged for convergence.
+    /// Events (play, seek, load) judged for convergence.
     pub events: usize,
     /// Of those, events whose window ended with a client out of bounds.
     pub unconverged: usize,
@@ -164,8 +167,17 @@ pub struct Metrics {
     pub wait_pause_spread_ms: f64,
     /// Rate changes per minute per client, in steady state.
     pub rate_changes_per_min: f64,
-    /// Click-to-effect latency of play, pause and seek commands, ms.
+    /// Click-to-effect latency of play and pause commands, ms.
     pub click_to_effect_ms: Percentiles,
+    /// Click-to-effect latency of seek commands, ms (a seek outside the
+    /// buffer fetches a segment first).
+    pub seek_to_effect_ms: Percentiles,
+    /// Joins judged for convergence (not among `events`).
+    pub joins: usize,
+    /// Of those, joins whose window ended with a client out of bounds.
+    pub join_unconverged: usize,
+    /// Longest convergence after a join, ms.
+    pub join_convergence_max_ms: f64,
     /// Commands a client sent for player events it caused itself (echoes;
     /// must be 0).
     pub echo_commands: u64,
@@ -191,7 +203,8 @@ pub(crate) struct Recorder {
     /// (start, end) of every disturbance: from when a change was scheduled
     /// (or a client joined) to when it took effect.
     disturbances: Vec<(f64, f64)>,
-    events: Vec<f64>,
+    /// (time, is a join) of every event judged for convergence.
+    events: Vec<(f64, bool)>,
     /// Per stalling client: recovering since the end of its stall (out of
     /// the steady state until back within the bound).
     recovering: Vec<bool>,
@@ -217,8 +230,8 @@ pub(crate) struct Recorder {
     last_changes: Vec<Option<u64>>,
     steady_changes: u64,
     steady_client_ms: f64,
-    /// (command send time, the state's at_ms).
-    clicks: Vec<(f64, f64)>,
+    /// (command send time, the state's at_ms, a seek).
+    clicks: Vec<(f64, f64, bool)>,
 }
 
 impl Recorder {
@@ -255,8 +268,8 @@ impl Recorder {
 
     /// A play, pause or seek command sent at `sent` (true time) was
     /// scheduled for `at_ms`.
-    pub(crate) fn on_click(&mut self, sent: f64, at_ms: f64) {
-        self.clicks.push((sent, at_ms));
+    pub(crate) fn on_click(&mut self, sent: f64, at_ms: f64, seek: bool) {
+        self.clicks.push((sent, at_ms, seek));
     }
 
     /// The room published its wait list.
@@ -276,7 +289,7 @@ impl Recorder {
             Some(prev) => policy::jumps_for_metrics(p, prev) || (p.playing && !prev.playing),
         };
         if judged {
-            self.events.push(p.at_ms);
+            self.events.push((p.at_ms, false));
         }
         if self
             .last_state
@@ -298,7 +311,7 @@ impl Recorder {
     /// A client joined at `t`.
     pub(crate) fn on_join(&mut self, t: f64) {
         self.disturbances.push((t, t));
-        self.events.push(t);
+        self.events.push((t, true));
     }
 
     fn settling(&self, t: f64) -> bool {
@@ -432,12 +445,15 @@ impl Recorder {
                 .fold(duration_ms, f64::min)
         };
         let mut events = self.events.clone();
-        events.sort_by(f64::total_cmp);
-        events.dedup();
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        events.dedup_by(|a, b| a.0 == b.0);
         let mut judged = 0;
         let mut unconverged = 0;
         let mut times = Vec::new();
-        for e in events {
+        let mut join_judged = 0;
+        let mut join_unconverged = 0;
+        let mut join_times = Vec::new();
+        for (e, join) in events {
             let end = window_end(e);
             if end - e < MIN_WINDOW_MS {
                 continue;
@@ -450,7 +466,11 @@ impl Recorder {
             if window.is_empty() {
                 continue;
             }
-            judged += 1;
+            if join {
+                join_judged += 1;
+            } else {
+                judged += 1;
+            }
             // The first sample from which every client stays within the
             // bound for STAY_MS (or to the window's end, if that is
             // sooner, but at least MIN_WINDOW_MS was there).
@@ -470,15 +490,18 @@ impl Recorder {
             if converged.is_none() {
                 converged = run_start.filter(|s| end - s >= STAY_MS.min(end - e));
             }
-            match converged {
-                Some(t) => times.push(t - e),
-                None => unconverged += 1,
+            match (converged, join) {
+                (Some(t), false) => times.push(t - e),
+                (Some(t), true) => join_times.push(t - e),
+                (None, false) => unconverged += 1,
+                (None, true) => join_unconverged += 1,
             }
         }
         // Click-to-effect: from the command to the first sample at or after
         // the state's instant with every client within the bound.
         let mut clicks = Vec::new();
-        for (sent, at) in &self.clicks {
+        let mut seek_clicks = Vec::new();
+        for (sent, at, seek) in &self.clicks {
             let from = self.worst.partition_point(|(t, _)| t < at);
             if let Some((t, _)) = self
                 .worst
@@ -487,7 +510,11 @@ impl Recorder {
                 .iter()
                 .find(|(_, w)| *w <= self.bound_ms)
             {
-                clicks.push(t - sent);
+                if *seek {
+                    seek_clicks.push(t - sent);
+                } else {
+                    clicks.push(t - sent);
+                }
             }
         }
         let conv = Percentiles::of(times.clone());
@@ -548,6 +575,10 @@ impl Recorder {
                 0.0
             },
             click_to_effect_ms: Percentiles::of(clicks),
+            seek_to_effect_ms: Percentiles::of(seek_clicks),
+            joins: join_judged,
+            join_unconverged,
+            join_convergence_max_ms: join_times.iter().copied().fold(0.0, f64::max),
             echo_commands: 0,
             wire_errors: 0,
         }

@@ -451,7 +451,7 @@ impl Sim {
                                 .map_or(now, |cl| cl.clock.true_time(frame.sent_ms));
                             for o in &out {
                                 if let RoomEvent::Scheduled(p) = &o.event {
-                                    self.recorder.on_click(sent, p.at_ms);
+                                    self.recorder.on_click(sent, p.at_ms, seek);
                                 }
                             }
                         }
