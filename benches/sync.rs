@@ -300,7 +300,7 @@ fn report(
         let ratios: Vec<String> = t
             .worst_ratio_per_seed
             .iter()
-            .map(|(seed, r, p)| format!("{seed}: {r:.1}× {}", p.split(' ').next().unwrap_or(p)))
+            .map(|(seed, r, p)| format!("{seed}: {r:.1}× {}", short_name(p)))
             .collect();
         md.push_str(&format!(
             "| {} | {} ≤ {:.0}{}: {} | {}: {} | {}: {} | {:.0} ≤ {:.0}: {} | {:.0}: {} | {:.1}/min: {} | {}; {} |\n",
@@ -343,6 +343,17 @@ fn report(
         ));
     }
     md
+}
+
+/// A policy's name, short enough for a table cell.
+fn short_name(policy: &str) -> &str {
+    if policy.contains("default") {
+        "jellyfin-default"
+    } else if policy.contains("correction") {
+        "jellyfin-correction"
+    } else {
+        policy
+    }
 }
 
 fn fmt_ms(ms: f64) -> String {

@@ -379,3 +379,113 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_reconnect_resumes_from_the_newest_seq_seen() {
+    let mut s = joined();
+    s.on_message(
+        600.0,
+        &Stamped::new(
+            995_590.0,
+            ServerMessage::State {
+                playback: playback(5, false, 1_000.0, 995_700.0),
+                cause: None,
+            },
+        ),
+    )
+    .unwrap();
+    let hello = s.hello(700.0, "token", "Ada");
+    assert_eq!(hello.sent_ms, 700.0);
+    let ClientMessage::Hello {
+        versions, resume, ..
+    } = hello.msg
+    else {
+        panic!("not a hello")
+    };
+    assert_eq!(versions, vec![2]);
+    let resume = resume.expect("a member resumes");
+    assert_eq!((resume.member, resume.last_seq), (MemberId(7), 5));
+    // The server resumes: a welcome without the room, then what was
+    // missed; the session takes them as any other.
+    s.on_message(
+        800.0,
+        &Stamped::new(
+            995_790.0,
+            ServerMessage::Welcome {
+                v: 2,
+                member: MemberId(7),
+                room: None,
+            },
+        ),
+    )
+    .unwrap();
+    s.on_message(
+        810.0,
+        &Stamped::new(
+            995_800.0,
+            ServerMessage::State {
+                playback: playback(6, true, 1_000.0, 995_900.0),
+                cause: None,
+            },
+        ),
+    )
+    .unwrap();
+    assert_eq!(s.seq(), 6);
+    // A welcome of another version is refused.
+    let err = s
+        .on_message(
+            820.0,
+            &Stamped::new(
+                995_810.0,
+                ServerMessage::Welcome {
+                    v: 1,
+                    member: MemberId(7),
+                    room: None,
+                },
+            ),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnsupportedVersion);
+}
+
+#[test]
+fn frame_callbacks_are_preferred_over_coarse_reads() {
+    // A player whose currentTime is truncated to 250 ms: with a fresh
+    // requestVideoFrameCallback sample the session takes the frame's media
+    // time, carried to the read, not the truncated read (the first report,
+    // sent once a pong is in, shows the sensed position).
+    let mut s = Session::new(SessionConfig {
+        report_granularity_ms: 250.0,
+        ..SessionConfig::default()
+    });
+    s.on_frame(10_123.0, 1_000.0).unwrap();
+    s.on_player(read(1_050.0, 10_000.0, true)).unwrap();
+    s.tick(1_050.0).unwrap();
+    let pings: Vec<u64> = drain(&mut s)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send(Stamped {
+                msg: ClientMessage::Ping { id },
+                ..
+            }) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let pong = ServerMessage::Pong {
+        id: pings[0],
+        t0_ms: 1_050.0,
+        t1_ms: 5_000.0,
+    };
+    s.on_message(1_070.0, &Stamped::new(5_000.0, pong)).unwrap();
+    let report = drain(&mut s)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Send(Stamped {
+                msg: ClientMessage::Report { position_ms, .. },
+                ..
+            }) => Some(position_ms),
+            _ => None,
+        })
+        .expect("a report after the first pong");
+    assert_eq!(report, 10_173.0, "the frame's time carried 50 ms");
+}

@@ -40,8 +40,9 @@
 //!   group started waiting, how many members it gave up on at the timeout,
 //!   and the largest spread among the members not waited for while the
 //!   group was paused for a wait (from [`WAIT_SETTLE_MS`] after the pause
-//!   took effect, and only while that pause is the state in force: a seek
-//!   during the wait is a jump, measured by convergence): whether everyone
+//!   took effect, and only while that pause is the state in force and no
+//!   other change is scheduled: a seek during the wait is a jump, measured
+//!   by convergence, and a client may cue it early): whether everyone
 //!   stopped at one position.
 
 use serde::Serialize;
@@ -364,6 +365,7 @@ impl Recorder {
         if !waiting.is_empty()
             && self.plain_pauses.contains(&ideal.seq)
             && t >= ideal.at_ms + WAIT_SETTLE_MS
+            && !self.settling(t)
         {
             let paused: Vec<f64> = clients
                 .iter()
