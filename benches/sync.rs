@@ -208,16 +208,24 @@ fn target_row(s: &Scenario, seeds: &[u64], runs: &[Metrics]) -> TargetRow {
             m.join_unconverged == 0 && m.join_convergence_max_ms <= 1000.0
         }),
         click_target_ms: click_target,
-        click_p95_worst_ms: max(vs.iter().map(|m| m.click_to_effect_ms.p95)),
-        click_met_seeds: met(&|m| m.click_to_effect_ms.p95 <= click_target),
-        seek_p95_worst_ms: max(vs.iter().map(|m| m.seek_to_effect_ms.p95)),
-        seek_met_seeds: met(&|m| m.seek_to_effect_ms.p95 <= click_target),
+        click_p95_worst_ms: max(vs.iter().map(|m| p95_or_never(&m.click_to_effect_ms))),
+        click_met_seeds: met(&|m| p95_or_never(&m.click_to_effect_ms) <= click_target),
+        seek_p95_worst_ms: max(vs.iter().map(|m| p95_or_never(&m.seek_to_effect_ms))),
+        seek_met_seeds: met(&|m| p95_or_never(&m.seek_to_effect_ms) <= click_target),
         rate_changes_worst_per_min: max(vs.iter().map(|m| m.rate_changes_per_min)),
         rate_met_seeds: met(&|m| {
             m.max_rate_deviation() <= 0.05 + 1e-9 && m.rate_changes_per_min <= 6.0
         }),
         worst_ratio_per_seed,
         ratio_met_seeds,
+    }
+}
+
+fn p95_or_never(p: &videosync::sync::sim::metrics::Percentiles) -> f64 {
+    if p.n == 0 {
+        f64::INFINITY
+    } else {
+        p.p95
     }
 }
 
@@ -266,7 +274,7 @@ fn report(
             }
             let med = |f: &dyn Fn(&Metrics) -> f64| median(r.iter().map(|m| f(m)).collect());
             md.push_str(&format!(
-                "| {} | {} | {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.0} | {:.0} / {:.0} | {} of {} | {:.0} ({} unconverged) | {:.0} / {:.0} | {:.1} | {:.3}..{:.3} | {:.0} | {} | {} |\n",
+                "| {} | {} | {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.0} | {:.0} / {:.0} | {} of {} | {:.0} ({} unconverged) | {} / {} | {:.1} | {:.3}..{:.3} | {:.0} | {} | {} |\n",
                 s.name,
                 name,
                 med(&|m| m.error_ms.p50),
@@ -281,8 +289,8 @@ fn report(
                 r.iter().map(|m| m.events).sum::<usize>(),
                 med(&|m| m.join_convergence_max_ms),
                 r.iter().map(|m| m.join_unconverged).sum::<usize>(),
-                max(r.iter().map(|m| m.click_to_effect_ms.p95)),
-                max(r.iter().map(|m| m.seek_to_effect_ms.p95)),
+                worst_p95(r.iter().map(|m| &m.click_to_effect_ms)),
+                worst_p95(r.iter().map(|m| &m.seek_to_effect_ms)),
                 max(r.iter().map(|m| m.rate_changes_per_min)),
                 r.iter().map(|m| m.min_rate_factor).fold(f64::INFINITY, f64::min),
                 r.iter().map(|m| m.max_rate_factor).fold(0.0, f64::max),
@@ -303,7 +311,7 @@ fn report(
             .map(|(seed, r, p)| format!("{seed}: {r:.1}× {}", short_name(p)))
             .collect();
         md.push_str(&format!(
-            "| {} | {} ≤ {:.0}{}: {} | {}: {} | {}: {} | {:.0} ≤ {:.0}: {} | {:.0}: {} | {:.1}/min: {} | {}; {} |\n",
+            "| {} | {} ≤ {:.0}{}: {} | {}: {} | {}: {} | {} ≤ {:.0}: {} | {}: {} | {:.1}/min: {} | {}; {} |\n",
             t.scenario,
             fmt_ms(t.pairwise_p99_worst_ms),
             t.pairwise_target_ms,
@@ -313,10 +321,10 @@ fn report(
             seeds_text(&t.convergence_met_seeds, seeds),
             fmt_ms(t.join_convergence_worst_ms),
             seeds_text(&t.join_convergence_met_seeds, seeds),
-            t.click_p95_worst_ms,
+            fmt_whole(t.click_p95_worst_ms),
             t.click_target_ms,
             seeds_text(&t.click_met_seeds, seeds),
-            t.seek_p95_worst_ms,
+            fmt_whole(t.seek_p95_worst_ms),
             seeds_text(&t.seek_met_seeds, seeds),
             t.rate_changes_worst_per_min,
             seeds_text(&t.rate_met_seeds, seeds),
@@ -345,6 +353,21 @@ fn report(
     md
 }
 
+/// The worst seed's p95, or "never" when a seed never had every client
+/// within the bound after such a command.
+fn worst_p95<'a>(
+    p: impl Iterator<Item = &'a videosync::sync::sim::metrics::Percentiles>,
+) -> String {
+    let mut worst: f64 = 0.0;
+    for p in p {
+        if p.n == 0 {
+            return "never".to_owned();
+        }
+        worst = worst.max(p.p95);
+    }
+    format!("{worst:.0}")
+}
+
 /// A policy's name, short enough for a table cell.
 fn short_name(policy: &str) -> &str {
     if policy.contains("default") {
@@ -353,6 +376,14 @@ fn short_name(policy: &str) -> &str {
         "jellyfin-correction"
     } else {
         policy
+    }
+}
+
+fn fmt_whole(ms: f64) -> String {
+    if ms.is_finite() {
+        format!("{ms:.0}")
+    } else {
+        "never".to_owned()
     }
 }
 
