@@ -1,7 +1,8 @@
 # videosync: one-command entry points. See docs/operations.md for what each service needs.
 #
 #   make run     build and serve on http://127.0.0.1:8080 (embedded defaults, data in ./data)
-#   make test    fmt, clippy, docs, then the whole test suite against Postgres, Redis and Garage
+#   make test    fmt, clippy, docs, then the whole test suite against Postgres, Redis and Garage,
+#                and the API fuzzer (schemathesis) against the built server
 #
 # The build cache lives outside the clone ($(VIDEOSYNC_CACHE)/target), so a fresh clone
 # reuses it. Override anything on the command line: `make run ADDR=0.0.0.0:9000`.
@@ -56,6 +57,8 @@ test: ## deps + services, then fmt check, clippy, docs and all tests (stops at t
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 	echo "== cargo test --workspace --all-features"
 	cargo test --workspace --all-features
+	echo "== scripts/api-fuzz.sh (schemathesis against videosync serve: embedded, then Postgres + Redis + S3)"
+	scripts/api-fuzz.sh
 	echo "== node --test videosync-sync/js/vectors.test.mjs (the JavaScript sync client against the shared vectors)"
 	node --test videosync-sync/js/vectors.test.mjs
 	echo "== examples (embedded backends)"

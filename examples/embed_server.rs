@@ -38,7 +38,10 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("opening the backends")?;
-    println!("store {}, queue {}, database {}", backends.store, backends.queue, backends.db);
+    println!(
+        "store {}, queue {}, database {}",
+        backends.store, backends.queue, backends.db
+    );
 
     // Settings as a program chooses them (here: no file, no environment).
     let config = Config {
@@ -49,9 +52,10 @@ async fn main() -> anyhow::Result<()> {
     let app = Arc::new(App::new(backends, &config, &secret)?);
 
     // The server's router is an axum Router: merge routes of your own.
-    let routes = router(app).merge(
-        axum::Router::new().route("/hello", get(|| async { "hello from the embedding program\n" })),
-    );
+    let routes = router(app).merge(axum::Router::new().route(
+        "/hello",
+        get(|| async { "hello from the embedding program\n" }),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -65,32 +69,55 @@ async fn main() -> anyhow::Result<()> {
     println!("serving on http://{addr}");
 
     let http = reqwest::Client::new();
-    let hello = http.get(format!("http://{addr}/hello")).send().await?.text().await?;
+    let hello = http
+        .get(format!("http://{addr}/hello"))
+        .send()
+        .await?
+        .text()
+        .await?;
     print!("GET /hello: {hello}");
-    let signed_up: serde_json::Value = http
-        .post(format!("http://{addr}/api/v1/auth/register"))
-        .json(&serde_json::json!({"username": "ada", "password": "correct horse battery"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let signed_up = post_json(
+        &http,
+        &format!("http://{addr}/api/v1/auth/register"),
+        None,
+        serde_json::json!({"username": "ada", "password": "correct horse battery"}),
+    )
+    .await?;
     let token = signed_up["access_token"].as_str().context("no token")?;
-    let channel: serde_json::Value = http
-        .post(format!("http://{addr}/api/v1/channels"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"name": "Film club", "visibility": "public"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let channel = post_json(
+        &http,
+        &format!("http://{addr}/api/v1/channels"),
+        Some(token),
+        serde_json::json!({"name": "Film club", "visibility": "public"}),
+    )
+    .await?;
     println!(
         "signed up {} (instance admin: {}) and made channel {} ({})",
-        signed_up["user"]["username"], signed_up["user"]["is_admin"], channel["name"], channel["id"]
+        signed_up["user"]["username"],
+        signed_up["user"]["is_admin"],
+        channel["name"],
+        channel["id"]
     );
     let _ = stop.send(());
     server.await??;
     println!("stopped");
     Ok(())
+}
+
+/// POSTs `body` as JSON and reads the JSON answer, failing on an error status.
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let text = req.send().await?.error_for_status()?.text().await?;
+    Ok(serde_json::from_str(&text)?)
 }

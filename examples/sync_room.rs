@@ -1,6 +1,8 @@
 //! A small simulated room: five viewers on home broadband, one of them on
-//! a lossy mobile link (RTT 400 ms, 50 % jitter, 1 s spikes), run under
-//! videosync and the three baseline policies; prints the error table.
+//! a lossy mobile link (RTT 400 ms, 50 % jitter, 1 s spikes), ten minutes,
+//! run under videosync (the engine's client session) and the baseline
+//! rows (Jellyfin SyncPlay default and with correction, Syncplay, CyTube);
+//! prints the table.
 //!
 //! ```text
 //! cargo run --release --example sync_room

@@ -2,9 +2,12 @@
 # Install what building (and, with `test`, testing) videosync needs on Debian/Ubuntu.
 #
 #   scripts/deps.sh          build deps: C toolchain, clang, ffmpeg dev libraries, Rust
-#   scripts/deps.sh test     the same, plus PostgreSQL and Redis (server and client)
-#   scripts/deps.sh bench    the same as test, plus the HTTP load tool oha (cargo install,
-#                            into $VIDEOSYNC_CACHE/tools/bin) for the server benchmark
+#   scripts/deps.sh test     the same, plus PostgreSQL and Redis (server and client), and
+#                            the Python test tools (scripts/requirements-test.txt) in a
+#                            virtual environment at $VIDEOSYNC_CACHE/venv
+#   scripts/deps.sh bench    the system packages of test (no Python tools), plus the HTTP
+#                            load tool oha (cargo install, into $VIDEOSYNC_CACHE/tools/bin)
+#                            for the server benchmark
 #
 # Only missing packages are installed (checked with `dpkg -s`); `apt-get update`
 # runs at most once, and only when something is missing. A second run does nothing.
@@ -32,7 +35,7 @@ build_pkgs=(
     libswscale-dev libswresample-dev ffmpeg
     curl ca-certificates
 )
-test_pkgs=(postgresql postgresql-client redis-server redis-tools nodejs)
+test_pkgs=(postgresql postgresql-client redis-server redis-tools nodejs python3 python3-venv)
 
 pkgs=("${build_pkgs[@]}")
 if [[ "$mode" == test || "$mode" == bench ]]; then
@@ -100,6 +103,27 @@ else
         cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 ||
             echo "deps: warning: cargo $c missing and rustup is not installed; add it by hand" >&2
     done
+fi
+
+# Python test tools (schemathesis), pinned, in a virtual environment of the
+# system Python. The requirements file is copied into the environment once it
+# is installed, so a second run compares two files and installs nothing.
+if [[ "$mode" == test ]]; then
+    cache="${VIDEOSYNC_CACHE:-$HOME/.cache/videosync}"
+    venv="$cache/venv"
+    requirements="$(dirname "$0")/requirements-test.txt"
+    if [[ ! -x "$venv/bin/python" ]]; then
+        echo "deps: making the Python virtual environment $venv"
+        mkdir -p "$cache"
+        /usr/bin/python3 -m venv "$venv"
+    fi
+    if ! cmp -s "$requirements" "$venv/requirements-test.txt"; then
+        echo "deps: installing the Python test tools into $venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --requirement "$requirements"
+        cp "$requirements" "$venv/requirements-test.txt"
+    else
+        echo "deps: Python test tools present ($venv)"
+    fi
 fi
 
 # The server benchmark's load tool: a fixed version, built once into the cache.

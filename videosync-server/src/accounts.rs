@@ -78,17 +78,32 @@ impl From<&User> for UserView {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// 3 to 32 of `A-Z a-z 0-9 _ . -`; unique, case-insensitively.
-    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]+$", example = "ada")]
+    #[schema(
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[A-Za-z0-9_.-]+$",
+        example = "ada"
+    )]
     pub username: String,
     /// At least 8 characters.
     #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
-    /// Optional e-mail address (also a login).
+    /// Optional e-mail address (also a login): `name@example.org`, up to
+    /// 254 bytes, no white space; empty is none.
     #[serde(default)]
+    #[schema(
+        max_length = 254,
+        pattern = "^$|^[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]+@[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]*\\.[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000@]*$"
+    )]
     pub email: Option<String>,
-    /// Optional name shown to others (default: the username).
+    /// Optional name shown to others (default: the username); 1 to 64
+    /// characters, no control characters.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub display_name: Option<String>,
 }
 
@@ -142,8 +157,13 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuestRequest {
-    /// 1 to 64 characters.
-    #[schema(min_length = 1, max_length = 64)]
+    /// 1 to 64 characters, not all white space, no control characters
+    /// (kept without the white space around it).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub display_name: String,
 }
 
@@ -166,8 +186,13 @@ pub struct GuestResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
-    /// New display name (1 to 64 characters).
-    #[schema(min_length = 1, max_length = 64)]
+    /// New display name: 1 to 64 characters, not all white space, no
+    /// control characters (kept without the white space around it).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub display_name: String,
 }
 
@@ -222,9 +247,13 @@ async fn issue(
     })
     .await?;
     Ok(TokenResponse {
-        access_token: a
-            .keys
-            .issue(TokenKind::User, &user.id.to_string(), "", now, a.access_ttl_s)?,
+        access_token: a.keys.issue(
+            TokenKind::User,
+            &user.id.to_string(),
+            "",
+            now,
+            a.access_ttl_s,
+        )?,
         token_type: "Bearer".to_owned(),
         expires_in: a.access_ttl_s,
         refresh_token: refresh,
@@ -269,23 +298,41 @@ async fn register(
         ));
     }
     new.password_hash = app.auth.passwords.hash(&req.password).await?;
-    let mut tx = app.backends.db.begin().await?;
-    let mut user = tx.create_user(new).await?;
-    if first && tx.count_users().await? == 1 {
-        let key = app.kv_key(FIRST_ADMIN_KEY)?;
-        let claimed = app
+    // The first account administers the instance. The claim is one atomic
+    // create in the shared key-value store, made before the transaction
+    // (the store may share the database, whose write lock the transaction
+    // holds), so of two first sign-ups on a new fleet only one wins.
+    let key = app.kv_key(FIRST_ADMIN_KEY)?;
+    let claimed = first
+        && match app
             .backends
             .kv
-            .put(&key, user.id.to_string().into(), PutOptions::create())
-            .await;
-        match claimed {
-            Ok(_) => user = tx.set_admin(user.id, true).await?,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            .put(&key, new.username.clone().into(), PutOptions::create())
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
             Err(e) => return Err(e.into()),
-        }
+        };
+    new.is_admin = claimed;
+    let created = async {
+        let mut tx = app.backends.db.begin().await?;
+        let user = tx.create_user(new).await?;
+        let tokens = issue(&app, &mut tx, &user, None, user_agent(&headers)).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>((user, tokens))
     }
-    let tokens = issue(&app, &mut tx, &user, None, user_agent(&headers)).await?;
-    tx.commit().await?;
+    .await;
+    let (user, tokens) = match created {
+        Ok(done) => done,
+        Err(e) => {
+            if claimed {
+                // Give the claim back, so the next sign-up can take it.
+                let _ = app.backends.kv.delete(&key, None).await;
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(user = %user.id, admin = user.is_admin, "account registered");
     Ok((StatusCode::CREATED, Json(tokens)))
 }
@@ -302,7 +349,13 @@ async fn login(
 ) -> ApiResult<Json<TokenResponse>> {
     let l = &app.limits;
     let minute = Duration::from_secs(60);
-    ratelimit::check(&app, &format!("login-ip:{ip}"), l.login_per_ip_per_minute, minute).await?;
+    ratelimit::check(
+        &app,
+        &format!("login-ip:{ip}"),
+        l.login_per_ip_per_minute,
+        minute,
+    )
+    .await?;
     ratelimit::check(
         &app,
         &format!("login-account:{}", req.login.to_lowercase()),
@@ -329,7 +382,12 @@ async fn login(
         app.auth.passwords.waste_one_check(&req.password).await?;
         return Err(denied());
     };
-    if !app.auth.passwords.verify(&req.password, &user.password_hash).await? {
+    if !app
+        .auth
+        .passwords
+        .verify(&req.password, &user.password_hash)
+        .await?
+    {
         return Err(denied());
     }
     let mut tx = app.backends.db.begin().await?;
@@ -350,7 +408,10 @@ async fn refresh(
 ) -> ApiResult<Json<TokenResponse>> {
     let invalid = || ApiError::unauthenticated("the refresh token is not valid; sign in again");
     let mut tx = app.backends.db.begin().await?;
-    let Some(session) = tx.session_by_token(&refresh_token_hash(&req.refresh_token)).await? else {
+    let Some(session) = tx
+        .session_by_token(&refresh_token_hash(&req.refresh_token))
+        .await?
+    else {
         return Err(invalid());
     };
     let now = app.backends.clock.now();
@@ -373,7 +434,14 @@ async fn refresh(
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(invalid()),
         Err(e) => return Err(e.into()),
     };
-    let tokens = issue(&app, &mut tx, &user, Some(session.family), user_agent(&headers)).await?;
+    let tokens = issue(
+        &app,
+        &mut tx,
+        &user,
+        Some(session.family),
+        user_agent(&headers),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(tokens))
 }
@@ -383,11 +451,17 @@ async fn refresh(
 #[utoipa::path(post, path = "/auth/logout", tag = "accounts",
     request_body = LogoutRequest,
     responses((status = 204, description = "Logged out")))]
-async fn logout(State(app): State<AppState>, Json(req): Json<LogoutRequest>) -> ApiResult<StatusCode> {
+async fn logout(
+    State(app): State<AppState>,
+    Json(req): Json<LogoutRequest>,
+) -> ApiResult<StatusCode> {
     let mut tx = app.backends.db.begin().await?;
     // An unknown token is already logged out: the answer is the same, so it
     // tells nothing about which tokens exist.
-    if let Some(session) = tx.session_by_token(&refresh_token_hash(&req.refresh_token)).await? {
+    if let Some(session) = tx
+        .session_by_token(&refresh_token_hash(&req.refresh_token))
+        .await?
+    {
         if req.everywhere {
             tx.revoke_user_sessions(session.user_id).await?;
         } else {
@@ -415,13 +489,16 @@ async fn guest(
         Duration::from_secs(3600),
     )
     .await?;
-    let name = req.display_name.trim();
-    crate::policy::check_display_name(name)?;
+    let name = crate::policy::trimmed_display_name(&req.display_name)?;
     let id = new_guest_id();
     let a = &app.auth;
-    let token = a
-        .keys
-        .issue(TokenKind::Guest, &id, name, app.backends.clock.now(), a.guest_ttl_s)?;
+    let token = a.keys.issue(
+        TokenKind::Guest,
+        &id,
+        name,
+        app.backends.clock.now(),
+        a.guest_ttl_s,
+    )?;
     Ok((
         StatusCode::CREATED,
         Json(GuestResponse {
@@ -450,8 +527,7 @@ async fn update_me(
     Authed(user): Authed,
     Json(req): Json<UpdateMeRequest>,
 ) -> ApiResult<Json<UserView>> {
-    let name = req.display_name.trim();
-    crate::policy::check_display_name(name)?;
+    let name = crate::policy::trimmed_display_name(&req.display_name)?;
     let mut tx = app.backends.db.begin().await?;
     let user = tx.set_display_name(user.id, name).await?;
     tx.commit().await?;
@@ -501,7 +577,12 @@ async fn delete_me(
     Authed(user): Authed,
     Json(req): Json<DeleteMeRequest>,
 ) -> ApiResult<StatusCode> {
-    if !app.auth.passwords.verify(&req.password, &user.password_hash).await? {
+    if !app
+        .auth
+        .passwords
+        .verify(&req.password, &user.password_hash)
+        .await?
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             code::INVALID_CREDENTIALS,

@@ -20,7 +20,7 @@ use videosync_core::db::{
 use videosync_core::page::PageRequest;
 use videosync_core::{ChannelId, ErrorKind, UserId};
 
-use crate::auth::{Authed, Caller};
+use crate::auth::{Authed, Caller, Identified};
 use crate::dto::{rfc3339, PageOf, PageParams, PersonView};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -269,12 +269,19 @@ impl From<&PermissionMatrix> for PermissionsView {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
-    /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not all white space, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
-    /// Up to 5000 characters.
+    /// Up to 5000 characters; no control characters but tab and newline.
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: String,
     /// public, unlisted or private.
     #[schema(schema_with = crate::dto::schema::visibility)]
@@ -292,11 +299,18 @@ pub struct CreateChannelRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateChannelRequest {
-    /// New name.
-    #[schema(min_length = 1, max_length = 100)]
+    /// New name (as in creation).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: Option<String>,
-    /// New description.
-    #[schema(max_length = 5000)]
+    /// New description (as in creation).
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: Option<String>,
     /// New visibility.
     #[schema(schema_with = crate::dto::schema::visibility)]
@@ -308,6 +322,7 @@ pub struct UpdateChannelRequest {
     pub settings: Option<serde_json::Value>,
     /// Apply only if the channel is still at this version (else 409
     /// `version_mismatch`).
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub expected_version: Option<u64>,
 }
 
@@ -348,13 +363,15 @@ pub struct SetRoleRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateInviteRequest {
     /// The role it gives (default viewer; below your own).
-    #[schema(schema_with = crate::dto::schema::given_role)]
+    #[schema(schema_with = crate::dto::schema::given_role_or_null)]
     pub role: Option<String>,
     /// How many times it may be used (1 to 100000; default: no limit).
     #[schema(minimum = 1, maximum = 100000)]
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub max_uses: Option<u64>,
     /// Seconds until it stops working (60 to 31536000; default: never).
     #[schema(minimum = 60, maximum = 31536000)]
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub expires_in_seconds: Option<u64>,
 }
 
@@ -362,12 +379,13 @@ pub struct CreateInviteRequest {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BanRequest {
-    /// Why (up to 500 characters).
+    /// Why (up to 500 characters, no control characters).
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub reason: String,
     /// Seconds until it lifts (60 to 315360000; default: for good).
     #[schema(minimum = 60, maximum = 315360000)]
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub expires_in_seconds: Option<u64>,
 }
 
@@ -492,7 +510,7 @@ fn given_role(s: &str) -> ApiResult<Role> {
 // ---------------------------------------------------------------- channels
 
 /// Public channels, newest first.
-#[utoipa::path(get, path = "/channels", tag = "channels", params(PageParams),
+#[utoipa::path(get, path = "/channels", tag = "channels", security(("bearer" = []), ()), params(PageParams),
     responses((status = 200, description = "A page of public channels", body = PageOf<ChannelView>)))]
 async fn list_public(
     State(app): State<AppState>,
@@ -573,7 +591,7 @@ async fn list_mine(
 }
 
 /// One channel.
-#[utoipa::path(get, path = "/channels/{id}", tag = "channels", params(ChannelPath),
+#[utoipa::path(get, path = "/channels/{id}", tag = "channels", security(("bearer" = []), ()), params(ChannelPath),
     responses((status = 200, description = "The channel", body = ChannelView)))]
 async fn get_channel(
     State(app): State<AppState>,
@@ -590,7 +608,7 @@ async fn get_channel(
     responses((status = 200, description = "The updated channel", body = ChannelView)))]
 async fn update(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Json(req): Json<UpdateChannelRequest>,
 ) -> ApiResult<Json<ChannelView>> {
@@ -604,7 +622,9 @@ async fn update(
         settings: req.settings,
     };
     let mut tx = app.backends.db.begin().await?;
-    let channel = tx.update_channel(p.id, req.expected_version, update).await?;
+    let channel = tx
+        .update_channel(p.id, req.expected_version, update)
+        .await?;
     tx.commit().await?;
     Ok(Json(ChannelView::new(&channel, &l.access, &l.matrix)))
 }
@@ -614,7 +634,7 @@ async fn update(
     params(ChannelPath), responses((status = 204, description = "Deleted")))]
 async fn delete(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
 ) -> ApiResult<StatusCode> {
     let l = load(&app, &caller, p.id).await?;
@@ -681,7 +701,7 @@ pub async fn delete_owned_channels(app: &App, user: UserId) -> ApiResult<()> {
 // ---------------------------------------------------------------- permissions
 
 /// The channel's permission matrix (members only).
-#[utoipa::path(get, path = "/channels/{id}/permissions", tag = "channels",
+#[utoipa::path(get, path = "/channels/{id}/permissions", tag = "channels", security(("bearer" = []), ()),
     params(ChannelPath),
     responses((status = 200, description = "The matrix", body = PermissionsView)))]
 async fn get_permissions(
@@ -700,11 +720,18 @@ async fn get_permissions(
     responses((status = 200, description = "The new matrix", body = PermissionsView)))]
 async fn patch_permissions(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Json(req): Json<PermissionsRequest>,
 ) -> ApiResult<Json<PermissionsView>> {
     let l = load(&app, &caller, p.id).await?;
+    // Asked before the changes are looked at: an empty list must not tell
+    // anyone else that they may edit the matrix.
+    if !l.access.may_edit_matrix(Role::Viewer) {
+        return Err(l
+            .access
+            .refuse("only the owner may change the permission matrix"));
+    }
     if req.changes.len() > 64 {
         return Err(ApiError::invalid("at most 64 changes at once"));
     }
@@ -715,7 +742,9 @@ async fn patch_permissions(
             return Err(ApiError::invalid("the owner may always do everything"));
         }
         if !l.access.may_edit_matrix(role) {
-            return Err(l.access.refuse("only the owner may change the permission matrix"));
+            return Err(l
+                .access
+                .refuse("only the owner may change the permission matrix"));
         }
         changes.push((role, parse::<Permission>(&c.permission)?, c.allowed));
     }
@@ -731,12 +760,12 @@ async fn patch_permissions(
 // ---------------------------------------------------------------- members
 
 /// The channel's members (members and instance administrators only).
-#[utoipa::path(get, path = "/channels/{id}/members", tag = "members",
+#[utoipa::path(get, path = "/channels/{id}/members", tag = "members", security(("bearer" = [])),
     params(ChannelPath, PageParams),
     responses((status = 200, description = "A page of members", body = PageOf<MemberView>)))]
 async fn members(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Query(page): Query<PageParams>,
 ) -> ApiResult<Json<PageOf<MemberView>>> {
@@ -765,7 +794,7 @@ async fn member_role(app: &App, channel: ChannelId, user: UserId) -> ApiResult<O
     responses((status = 200, description = "The member", body = MemberView)))]
 async fn set_role(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<MemberPath>,
     Json(req): Json<SetRoleRequest>,
 ) -> ApiResult<Json<MemberView>> {
@@ -774,7 +803,9 @@ async fn set_role(
     let Some(current) = member_role(&app, p.id, p.user_id).await? else {
         return Err(ApiError::not_found("no such member"));
     };
-    if !l.access.may_act_on(&l.matrix, Permission::EditChannel, Some(current))
+    if !l
+        .access
+        .may_act_on(&l.matrix, Permission::EditChannel, Some(current))
         || !l.access.may_grant(role)
     {
         return Err(l.access.refuse(
@@ -794,17 +825,20 @@ async fn set_role(
     responses((status = 204, description = "Removed")))]
 async fn kick(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<MemberPath>,
 ) -> ApiResult<StatusCode> {
     let l = load(&app, &caller, p.id).await?;
     let Some(current) = member_role(&app, p.id, p.user_id).await? else {
         return Err(ApiError::not_found("no such member"));
     };
-    if !l.access.may_act_on(&l.matrix, Permission::KickBan, Some(current)) {
-        return Err(l.access.refuse(
-            "removing a member needs kick_ban and a role above theirs",
-        ));
+    if !l
+        .access
+        .may_act_on(&l.matrix, Permission::KickBan, Some(current))
+    {
+        return Err(l
+            .access
+            .refuse("removing a member needs kick_ban and a role above theirs"));
     }
     let mut tx = app.backends.db.begin().await?;
     tx.remove_member(p.id, p.user_id).await?;
@@ -824,11 +858,7 @@ async fn join(
     let caller = Caller::User(Box::new(user.clone()));
     let l = load(&app, &caller, p.id).await?;
     if l.access.banned {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            crate::error::code::BANNED,
-            "you are banned from this channel",
-        ));
+        return Err(ApiError::banned());
     }
     let mut tx = app.backends.db.begin().await?;
     if let Some(m) = tx.member(p.id, user.id).await? {
@@ -875,7 +905,7 @@ async fn leave(
     responses((status = 200, description = "A page of invites", body = PageOf<InviteView>)))]
 async fn list_invites(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Query(page): Query<PageParams>,
 ) -> ApiResult<Json<PageOf<InviteView>>> {
@@ -892,6 +922,25 @@ async fn list_invites(
 const CODE_ALPHABET: &[u8] = b"23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
 /// Length of an invite code (about 70 bits).
 const CODE_LEN: usize = 12;
+
+/// The instant `seconds` from now, when given; `seconds` must lie in `range`.
+fn expiry(
+    app: &App,
+    seconds: Option<u64>,
+    range: std::ops::RangeInclusive<u64>,
+    rule: &str,
+) -> ApiResult<Option<videosync_core::Timestamp>> {
+    match seconds {
+        Some(s) if !range.contains(&s) => Err(ApiError::invalid(rule)),
+        Some(s) => Ok(Some(
+            app.backends
+                .clock
+                .now()
+                .saturating_add(Duration::from_secs(s)),
+        )),
+        None => Ok(None),
+    }
+}
 
 fn new_invite_code() -> String {
     use rand::Rng;
@@ -924,15 +973,12 @@ async fn create_invite(
     if req.max_uses.is_some_and(|n| !(1..=100_000).contains(&n)) {
         return Err(ApiError::invalid("max_uses must be 1 to 100000"));
     }
-    let expires_at = match req.expires_in_seconds {
-        Some(s) if !(60..=31_536_000).contains(&s) => {
-            return Err(ApiError::invalid(
-                "expires_in_seconds must be 60 to 31536000 (a year)",
-            ))
-        }
-        Some(s) => Some(app.backends.clock.now().saturating_add(Duration::from_secs(s))),
-        None => None,
-    };
+    let expires_at = expiry(
+        &app,
+        req.expires_in_seconds,
+        60..=31_536_000,
+        "expires_in_seconds must be 60 to 31536000 (a year)",
+    )?;
     let mut tx = app.backends.db.begin().await?;
     let invite = tx
         .create_invite(NewInvite {
@@ -954,7 +1000,7 @@ async fn create_invite(
     responses((status = 204, description = "Revoked")))]
 async fn revoke_invite(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelInvitePath>,
 ) -> ApiResult<StatusCode> {
     let l = load(&app, &caller, p.id).await?;
@@ -997,11 +1043,7 @@ async fn preview_invite(
     let now = app.backends.clock.now();
     let spent = invite.max_uses.is_some_and(|m| invite.uses >= m);
     if invite.revoked || spent || invite.expires_at.is_some_and(|e| e <= now) {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            crate::error::code::NOT_FOUND,
-            "this invite has expired, was used up or revoked",
-        ));
+        return Err(ApiError::invite_gone());
     }
     let mut tx = app.backends.db.read().await?;
     let channel = tx.channel(invite.channel_id).await?;
@@ -1029,11 +1071,7 @@ async fn accept_invite(
     let invite = usable_invite_record(&app, &p.code).await?;
     let mut tx = app.backends.db.begin().await?;
     if tx.ban_of(invite.channel_id, user.id).await?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            crate::error::code::BANNED,
-            "you are banned from this channel",
-        ));
+        return Err(ApiError::banned());
     }
     if let Some(m) = tx.member(invite.channel_id, user.id).await? {
         if !invite.role.outranks(m.role) {
@@ -1044,17 +1082,16 @@ async fn accept_invite(
     let invite = match tx.redeem_invite(&p.code).await {
         Ok(i) => i,
         Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::Precondition) => {
-            return Err(ApiError::new(
-                StatusCode::GONE,
-                crate::error::code::NOT_FOUND,
-                "this invite has expired, was used up or revoked",
-            ))
+            return Err(ApiError::invite_gone())
         }
         Err(e) => return Err(e.into()),
     };
     let member = match tx.member(invite.channel_id, user.id).await? {
         Some(_) => tx.set_role(invite.channel_id, user.id, invite.role).await?,
-        None => tx.add_member(invite.channel_id, user.id, invite.role).await?,
+        None => {
+            tx.add_member(invite.channel_id, user.id, invite.role)
+                .await?
+        }
     };
     tx.commit().await?;
     Ok(Json(MemberView::from(member)))
@@ -1068,7 +1105,7 @@ async fn accept_invite(
     responses((status = 200, description = "A page of bans", body = PageOf<BanView>)))]
 async fn list_bans(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
     Query(page): Query<PageParams>,
 ) -> ApiResult<Json<PageOf<BanView>>> {
@@ -1106,13 +1143,12 @@ async fn ban(
             "a reason is at most 500 characters, without control characters",
         ));
     }
-    let expires_at = match req.expires_in_seconds {
-        Some(s) if !(60..=315_360_000).contains(&s) => {
-            return Err(ApiError::invalid("expires_in_seconds must be 60 to 315360000"))
-        }
-        Some(s) => Some(app.backends.clock.now().saturating_add(Duration::from_secs(s))),
-        None => None,
-    };
+    let expires_at = expiry(
+        &app,
+        req.expires_in_seconds,
+        60..=315_360_000,
+        "expires_in_seconds must be 60 to 315360000",
+    )?;
     let mut tx = app.backends.db.begin().await?;
     // The user must exist: a ban on an unknown id is a 404.
     if let Err(e) = videosync_core::db::Users::user(&mut tx, p.user_id).await {
@@ -1140,7 +1176,7 @@ async fn ban(
     responses((status = 204, description = "Lifted")))]
 async fn unban(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<MemberPath>,
 ) -> ApiResult<StatusCode> {
     let l = load(&app, &caller, p.id).await?;

@@ -177,7 +177,7 @@ impl Default for Config {
 }
 
 /// The database (`sqlite://` or `postgres://`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// Its URL (default: SQLite in the data directory).
@@ -186,13 +186,32 @@ pub struct DatabaseConfig {
 }
 
 /// A backend that is embedded by default (`embedded`, or a URL).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     /// `embedded` (the default: the database, or in-process for the bus)
     /// or a URL (`redis://`, `postgres://`, `sqlite://`, `memory://`).
     #[serde(serialize_with = "redacted_url")]
     pub url: Option<String>,
+}
+
+/// Debug output of a URL setting, with any password cut out.
+fn debug_url(name: &str, url: &Option<String>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct(name)
+        .field("url", &url.as_deref().map(videosync_core::redact_url))
+        .finish()
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_url("DatabaseConfig", &self.url, f)
+    }
+}
+
+impl fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_url("BackendConfig", &self.url, f)
+    }
 }
 
 /// The object store (`file://` or `s3://`).
@@ -360,7 +379,11 @@ pub const ENV_VARS: &[(&str, &str, EnvKind)] = &[
         "store.secret_access_key",
         EnvKind::Text,
     ),
-    ("VIDEOSYNC_STORE_PATH_STYLE", "store.path_style", EnvKind::Bool),
+    (
+        "VIDEOSYNC_STORE_PATH_STYLE",
+        "store.path_style",
+        EnvKind::Bool,
+    ),
     (
         "VIDEOSYNC_STORE_PUBLIC_ENDPOINT",
         "store.public_endpoint",
@@ -423,7 +446,11 @@ pub const ENV_VARS: &[(&str, &str, EnvKind)] = &[
         "workers.lease_seconds",
         EnvKind::Integer,
     ),
-    ("VIDEOSYNC_SCRATCH_DIR", "workers.scratch_dir", EnvKind::Text),
+    (
+        "VIDEOSYNC_SCRATCH_DIR",
+        "workers.scratch_dir",
+        EnvKind::Text,
+    ),
 ];
 
 /// What `embedded` means for a backend URL.
@@ -452,7 +479,8 @@ impl Config {
                     ConfigError::Invalid(format!(
                         "the configuration file {} is not valid TOML: {}",
                         path.display(),
-                        e.message()
+                        // toml's messages span lines; the error is one line.
+                        e.message().trim().replace('\n', "; ")
                     ))
                 })?
             }
@@ -474,9 +502,8 @@ impl Config {
             };
             set_path(&mut table, path, env_value(&name, &value, kind)?);
         }
-        let config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
-            ConfigError::Invalid(format!("invalid configuration: {}", e.message()))
-        })?;
+        let config: Config = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(format!("invalid configuration: {}", e.message())))?;
         config.validate()?;
         Ok(config)
     }
@@ -488,7 +515,9 @@ impl Config {
             return bad("auth.access_ttl_seconds must be 1 to 86400".to_owned());
         }
         if self.auth.refresh_ttl_seconds < self.auth.access_ttl_seconds {
-            return bad("auth.refresh_ttl_seconds must not be below auth.access_ttl_seconds".into());
+            return bad(
+                "auth.refresh_ttl_seconds must not be below auth.access_ttl_seconds".into(),
+            );
         }
         if !(8..=4 * 1024 * 1024).contains(&self.auth.argon2_memory_kib) {
             return bad("auth.argon2_memory_kib must be 8 to 4194304".to_owned());
@@ -502,9 +531,22 @@ impl Config {
         if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.expose().len() < 32 {
             return bad("auth.jwt_secret must be at least 32 characters".to_owned());
         }
+        if let Some(url) = &self.database.url {
+            if !["sqlite:", "postgres:", "postgresql:"]
+                .iter()
+                .any(|p| url.starts_with(p))
+            {
+                return bad(format!(
+                    "the database URL `{}` is not sqlite:// or postgres://",
+                    videosync_core::redact_url(url)
+                ));
+            }
+        }
         if let Some(ns) = &self.namespace {
             let ok = (1..=32).contains(&ns.len())
-                && ns.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+                && ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
             if !ok {
                 return bad(format!(
                     "namespace `{}` must be 1 to 32 characters of A-Z, a-z, 0-9, `_` and `-`",
@@ -525,9 +567,10 @@ impl Config {
 
     /// The database URL.
     pub fn database_url(&self) -> String {
-        self.database.url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("videosync.db").display())
-        })
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("videosync.db").display()))
     }
 
     /// Whether the database is the embedded SQLite one (a single box).
@@ -595,19 +638,13 @@ const IGNORED_ENV: &[&str] = &[
 
 fn env_value(name: &str, value: &str, kind: EnvKind) -> Result<toml::Value> {
     let bad = |what: &str| {
-        ConfigError::Invalid(format!(
-            "{name}=`{}` is not {what}",
-            value.escape_debug()
-        ))
+        ConfigError::Invalid(format!("{name}=`{}` is not {what}", value.escape_debug()))
     };
     Ok(match kind {
         EnvKind::Text => toml::Value::String(value.to_owned()),
-        EnvKind::Integer => toml::Value::Integer(
-            value
-                .trim()
-                .parse()
-                .map_err(|_| bad("a whole number"))?,
-        ),
+        EnvKind::Integer => {
+            toml::Value::Integer(value.trim().parse().map_err(|_| bad("a whole number"))?)
+        }
         EnvKind::Bool => toml::Value::Boolean(match value.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => true,
             "0" | "false" | "no" | "off" => false,
@@ -671,7 +708,10 @@ mod tests {
             env(&[
                 ("VIDEOSYNC_LISTEN", "0.0.0.0:9000"),
                 ("VIDEOSYNC_STORE_PATH_STYLE", "no"),
-                ("VIDEOSYNC_CORS_ORIGINS", "https://a.example, https://b.example"),
+                (
+                    "VIDEOSYNC_CORS_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
                 ("PATH", "/bin"),
             ]),
         )
@@ -699,12 +739,9 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{}\n{:?}", c.to_redacted_toml(), c);
-        for secret in ["s3cr3t", "AKIAsecretkey", "hunter3"] {
+        for secret in ["s3cr3t", "AKIAsecretkey", "hunter2", "hunter3"] {
             assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
         }
-        // Debug of the URL fields is not used in logs; the TOML is what
-        // people see.
-        assert!(!c.to_redacted_toml().contains("hunter2"));
         assert!(c.to_redacted_toml().contains("[redacted]"));
         assert_eq!(c.auth.jwt_secret.expose().len(), 34);
     }
@@ -712,13 +749,28 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("VIDEOSYNC_LISTN", "x")], "unknown environment variable VIDEOSYNC_LISTN"),
-            (&[("VIDEOSYNC_WORKERS", "two")], "VIDEOSYNC_WORKERS=`two` is not a whole number"),
+            (
+                &[("VIDEOSYNC_LISTN", "x")],
+                "unknown environment variable VIDEOSYNC_LISTN",
+            ),
+            (
+                &[("VIDEOSYNC_WORKERS", "two")],
+                "VIDEOSYNC_WORKERS=`two` is not a whole number",
+            ),
             (&[("VIDEOSYNC_LISTEN", "nowhere")], "invalid configuration"),
-            (&[("VIDEOSYNC_REGISTRATION", "maybe")], "invalid configuration"),
-            (&[("VIDEOSYNC_JWT_SECRET", "short")], "at least 32 characters"),
+            (
+                &[("VIDEOSYNC_REGISTRATION", "maybe")],
+                "invalid configuration",
+            ),
+            (
+                &[("VIDEOSYNC_JWT_SECRET", "short")],
+                "at least 32 characters",
+            ),
             (&[("VIDEOSYNC_PUBLIC_URL", "ftp://x")], "not an http(s) URL"),
-            (&[("VIDEOSYNC_ACCESS_TTL_SECONDS", "0")], "access_ttl_seconds"),
+            (
+                &[("VIDEOSYNC_ACCESS_TTL_SECONDS", "0")],
+                "access_ttl_seconds",
+            ),
         ];
         for (vars, expected) in cases {
             let err = Config::load(None, env(vars)).unwrap_err().to_string();
@@ -749,6 +801,7 @@ mod tests {
                 (&"VIDEOSYNC_LOG_FORMAT", _) => "json",
                 (&"VIDEOSYNC_REGISTRATION", _) => "closed",
                 (&"VIDEOSYNC_JWT_SECRET", _) => "0123456789abcdef0123456789abcdef",
+                (&"VIDEOSYNC_DATABASE_URL", _) => "sqlite://x.db",
                 _ => "x",
             };
             Config::load(None, env(&[(name, value)]))

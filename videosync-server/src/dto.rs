@@ -96,10 +96,82 @@ impl From<&User> for PersonView {
     }
 }
 
+/// Reads an optional whole number that the JSON spells `7` or `7.0`: JSON
+/// Schema's `integer` admits both, so a client whose numbers are all
+/// floats is not refused for it. Anything else (a fraction, a negative, a
+/// string) is the usual 422.
+///
+/// # Errors
+/// When the value is not a whole number that fits `T`.
+pub fn whole_number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    // Past 2^53 a float no longer spells one whole number.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=EXACT).contains(f))
+            .and_then(|f| format!("{f:.0}").parse().ok())
+    });
+    let value =
+        whole.ok_or_else(|| D::Error::custom(format!("{n} is not a whole number of 0 or more")))?;
+    T::try_from(value)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{n} is out of range")))
+}
+
 /// Schema helpers for the core's enums (the core knows nothing of OpenAPI).
 pub mod schema {
-    use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
     use utoipa::openapi::RefOr;
+
+    fn tag_list(types: SchemaType) -> RefOr<Schema> {
+        let tag = ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .min_length(Some(1))
+            .max_length(Some(40))
+            .pattern(Some("^[^\\u0000-\\u001F\\u007F-\\u009F]*$"));
+        ArrayBuilder::new()
+            .schema_type(types)
+            .items(tag)
+            .max_items(Some(20))
+            .description(Some(
+                "Up to 20 tags of 1 to 40 characters, no control characters.",
+            ))
+            .into()
+    }
+
+    /// A video's tags.
+    pub fn tags() -> RefOr<Schema> {
+        tag_list(SchemaType::new(Type::Array))
+    }
+
+    /// A video's tags, or `null` for no change.
+    pub fn tags_or_null() -> RefOr<Schema> {
+        tag_list(SchemaType::from_iter([Type::Array, Type::Null]))
+    }
+
+    /// A role to give, or `null` for the default.
+    pub fn given_role_or_null() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .enum_values(Some([
+                serde_json::Value::from("admin"),
+                serde_json::Value::from("moderator"),
+                serde_json::Value::from("viewer"),
+                serde_json::Value::Null,
+            ]))
+            .description(Some(
+                "A role to give (a channel has one owner); null or absent: viewer.",
+            ))
+            .into()
+    }
 
     fn text_enum(values: &[&str], description: &str) -> RefOr<Schema> {
         ObjectBuilder::new()

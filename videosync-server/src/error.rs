@@ -133,6 +133,24 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code::NOT_FOUND, message)
     }
 
+    /// 403 `banned`.
+    pub fn banned() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            code::BANNED,
+            "you are banned from this channel",
+        )
+    }
+
+    /// 410 for an invite that can no longer be used.
+    pub fn invite_gone() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            code::NOT_FOUND,
+            "this invite has expired, was used up or revoked",
+        )
+    }
+
     /// 409 `conflict`.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code::CONFLICT, message)
@@ -240,10 +258,9 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

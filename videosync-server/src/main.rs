@@ -281,7 +281,16 @@ async fn admin(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
             let user = videosync_server::accounts::create_user(&app, &username, password, admin)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            println!("created user {} ({}){}", user.username, user.id, if user.is_admin { ", instance administrator" } else { "" });
+            println!(
+                "created user {} ({}){}",
+                user.username,
+                user.id,
+                if user.is_admin {
+                    ", instance administrator"
+                } else {
+                    ""
+                }
+            );
         }
         AdminCommand::MakeAdmin { login, revoke } => {
             let mut tx = app.backends.db.begin().await?;
@@ -298,7 +307,11 @@ async fn admin(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
             );
         }
         AdminCommand::DeadLetters { limit } => {
-            let page = app.backends.queue.dead_letters(None, limit.clamp(1, 1000)).await?;
+            let page = app
+                .backends
+                .queue
+                .dead_letters(None, limit.clamp(1, 1000))
+                .await?;
             if page.items.is_empty() {
                 println!("no dead-lettered jobs");
             }
@@ -498,7 +511,10 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         workers.spawn(async move { worker.run(&stop).await });
     }
-    tracing::info!(workers = config.workers.count, "embedded transcode workers started");
+    tracing::info!(
+        workers = config.workers.count,
+        "embedded transcode workers started"
+    );
     // Tests and scripts read the address from this line: keep it last.
     tracing::info!("videosync listening on http://{addr}");
     videosync_server::serve(listener, app, shutdown_signal())

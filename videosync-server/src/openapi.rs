@@ -49,11 +49,17 @@ impl Modify for Security {
 
 /// The error answers every operation may give, all with [`ErrorBody`].
 const ERRORS: &[(&str, &str)] = &[
-    ("400", "Malformed request (not JSON, a bad path or query parameter)"),
+    (
+        "400",
+        "Malformed request (not JSON, a bad path or query parameter)",
+    ),
     ("401", "No valid credentials"),
     ("403", "Not allowed"),
     ("404", "Not found, or not visible to the caller"),
-    ("409", "Conflicts with the current state, or a version mismatch"),
+    (
+        "409",
+        "Conflicts with the current state, or a version mismatch",
+    ),
     ("410", "An invite that expired, was used up or revoked"),
     ("413", "Body over the size limit"),
     ("415", "Body is not JSON"),

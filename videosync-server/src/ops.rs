@@ -122,10 +122,7 @@ struct Readiness {
 /// How long one readiness probe may take before the backend counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-async fn probe<T>(
-    backend: String,
-    fut: impl Future<Output = videosync_core::Result<T>>,
-) -> Check {
+async fn probe<T>(backend: String, fut: impl Future<Output = videosync_core::Result<T>>) -> Check {
     let error = match tokio::time::timeout(PROBE_TIMEOUT, fut).await {
         Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(e.to_string()),

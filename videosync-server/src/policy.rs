@@ -64,7 +64,10 @@ pub fn access(channel: &Channel, who: Who, role: Option<Role>, banned: bool) -> 
     let role = if banned { None } else { role };
     let visible = admin
         || role.is_some()
-        || matches!(channel.visibility, Visibility::Public | Visibility::Unlisted);
+        || matches!(
+            channel.visibility,
+            Visibility::Public | Visibility::Unlisted
+        );
     Access {
         visible,
         role,
@@ -123,11 +126,7 @@ impl Access {
         } else if self.anonymous {
             Err(ApiError::unauthenticated("sign in first"))
         } else if self.banned {
-            Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                crate::error::code::BANNED,
-                "you are banned from this channel",
-            ))
+            Err(ApiError::banned())
         } else {
             Err(ApiError::forbidden(format!(
                 "you may not {} in this channel",
@@ -149,7 +148,12 @@ impl Access {
     /// Whether they may act on a member who has `target` (kick, ban,
     /// re-role): they need `permission` and must outrank the target;
     /// nobody acts on the owner.
-    pub fn may_act_on(&self, matrix: &PermissionMatrix, permission: Permission, target: Option<Role>) -> bool {
+    pub fn may_act_on(
+        &self,
+        matrix: &PermissionMatrix,
+        permission: Permission,
+        target: Option<Role>,
+    ) -> bool {
         if target == Some(Role::Owner) || !self.allows(matrix, permission) {
             return false;
         }
@@ -196,6 +200,23 @@ pub fn permission_phrase(p: Permission) -> &'static str {
     }
 }
 
+/// A display name as sent (1 to 64 characters, no control characters,
+/// not all white space) without the white space around it. The rules apply
+/// to the name as sent, as the OpenAPI document states them.
+///
+/// # Errors
+/// 422 naming the rule.
+pub fn trimmed_display_name(name: &str) -> ApiResult<&str> {
+    check_display_name(name)?;
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid(
+            "a display name must not be only white space",
+        ));
+    }
+    Ok(trimmed)
+}
+
 /// Checks a display name: 1 to 64 characters, no control characters.
 ///
 /// # Errors
@@ -235,10 +256,30 @@ mod tests {
         ("anonymous", Who::Anonymous, None, false),
         ("guest", Who::Guest, None, false),
         ("non-member", Who::User { admin: false }, None, false),
-        ("viewer", Who::User { admin: false }, Some(Role::Viewer), false),
-        ("moderator", Who::User { admin: false }, Some(Role::Moderator), false),
-        ("admin", Who::User { admin: false }, Some(Role::Admin), false),
-        ("owner", Who::User { admin: false }, Some(Role::Owner), false),
+        (
+            "viewer",
+            Who::User { admin: false },
+            Some(Role::Viewer),
+            false,
+        ),
+        (
+            "moderator",
+            Who::User { admin: false },
+            Some(Role::Moderator),
+            false,
+        ),
+        (
+            "admin",
+            Who::User { admin: false },
+            Some(Role::Admin),
+            false,
+        ),
+        (
+            "owner",
+            Who::User { admin: false },
+            Some(Role::Owner),
+            false,
+        ),
         ("instance admin", Who::User { admin: true }, None, false),
         ("banned", Who::User { admin: false }, None, true),
     ];
@@ -260,9 +301,13 @@ mod tests {
         ];
         for ((label, who, role, banned), (l2, row)) in CALLERS.iter().zip(expected) {
             assert_eq!(label, l2);
-            for (v, want) in [Visibility::Public, Visibility::Unlisted, Visibility::Private]
-                .into_iter()
-                .zip(row)
+            for (v, want) in [
+                Visibility::Public,
+                Visibility::Unlisted,
+                Visibility::Private,
+            ]
+            .into_iter()
+            .zip(row)
             {
                 let a = access(&channel(v, true), *who, *role, *banned);
                 assert_eq!(a.visible, *want, "{label} in {v}");
@@ -274,13 +319,33 @@ mod tests {
     #[test]
     fn default_permissions_by_caller() {
         use Permission::*;
-        let all = [ControlPlayback, ManageQueue, Upload, Chat, ModerateChat, Invite, KickBan, EditChannel];
+        let all = [
+            ControlPlayback,
+            ManageQueue,
+            Upload,
+            Chat,
+            ModerateChat,
+            Invite,
+            KickBan,
+            EditChannel,
+        ];
         let expected: &[(&str, &[Permission])] = &[
             ("anonymous", &[]),
             ("guest", &[Chat]),
             ("non-member", &[]),
             ("viewer", &[Chat]),
-            ("moderator", &[ControlPlayback, ManageQueue, Upload, Chat, ModerateChat, Invite, KickBan]),
+            (
+                "moderator",
+                &[
+                    ControlPlayback,
+                    ManageQueue,
+                    Upload,
+                    Chat,
+                    ModerateChat,
+                    Invite,
+                    KickBan,
+                ],
+            ),
             ("admin", &all),
             ("owner", &all),
             ("instance admin", &all),
@@ -303,11 +368,23 @@ mod tests {
         let private = access(&channel(Visibility::Private, true), Who::Guest, None, false);
         assert!(!private.visible);
         let g = access(&channel(Visibility::Public, true), Who::Guest, None, false);
-        m.overrides.entry(Role::Viewer).or_default().insert(Permission::ControlPlayback, true);
-        m.overrides.entry(Role::Viewer).or_default().insert(Permission::Upload, true);
+        m.overrides
+            .entry(Role::Viewer)
+            .or_default()
+            .insert(Permission::ControlPlayback, true);
+        m.overrides
+            .entry(Role::Viewer)
+            .or_default()
+            .insert(Permission::Upload, true);
         assert!(g.allows(&m, Permission::ControlPlayback));
-        assert!(!g.allows(&m, Permission::Upload), "uploading needs an account");
-        m.overrides.entry(Role::Viewer).or_default().insert(Permission::Chat, false);
+        assert!(
+            !g.allows(&m, Permission::Upload),
+            "uploading needs an account"
+        );
+        m.overrides
+            .entry(Role::Viewer)
+            .or_default()
+            .insert(Permission::Chat, false);
         assert!(!g.allows(&m, Permission::Chat));
     }
 

@@ -12,8 +12,8 @@ use videosync_core::db::Videos;
 use crate::auth::Caller;
 use crate::dto::{PageOf, PageParams};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Query;
 use crate::extract::Json;
+use crate::extract::Query;
 use crate::state::AppState;
 use crate::videos::VideoView;
 
@@ -29,8 +29,13 @@ pub const MAX_QUERY_CHARS: usize = 200;
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// Words to find (each matches as a prefix), 1 to 200 characters.
-    #[param(min_length = 1, max_length = 200)]
+    /// Words to find (each matches as a prefix): 1 to 200 characters, not
+    /// all white space.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub q: String,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
@@ -49,15 +54,16 @@ pub struct SearchHitView {
 }
 
 /// Search videos.
-#[utoipa::path(get, path = "/search/videos", tag = "search", params(SearchParams),
+#[utoipa::path(get, path = "/search/videos", tag = "search", security(("bearer" = []), ()), params(SearchParams),
     responses((status = 200, description = "A page of results, best first", body = PageOf<SearchHitView>)))]
 async fn search_videos(
     State(app): State<AppState>,
     caller: Caller,
     Query(params): Query<SearchParams>,
 ) -> ApiResult<Json<PageOf<SearchHitView>>> {
+    // The length is the query's as sent, as the document states it.
     let q = params.q.trim();
-    if q.is_empty() || q.chars().count() > MAX_QUERY_CHARS {
+    if q.is_empty() || params.q.chars().count() > MAX_QUERY_CHARS {
         return Err(ApiError::invalid(format!(
             "q must be 1 to {MAX_QUERY_CHARS} characters"
         )));

@@ -101,8 +101,10 @@ impl App {
     /// # Errors
     /// A backend that does not open, or a missing secret, saying which.
     pub async fn from_config(config: &Config) -> anyhow::Result<App> {
-        let backends = open_backends(config).await?;
+        // The secret first: a missing one is a mistake to report before
+        // anything slow is tried.
         let secret = resolve_jwt_secret(config)?;
+        let backends = open_backends(config).await?;
         App::new(backends, config, &secret)
     }
 }
@@ -192,7 +194,10 @@ pub fn resolve_jwt_secret(config: &Config) -> anyhow::Result<Secret> {
 fn generated_secret(path: &Path) -> anyhow::Result<Secret> {
     match std::fs::read_to_string(path) {
         Ok(s) if s.trim().len() >= 32 => return Ok(Secret::new(s.trim())),
-        Ok(_) => anyhow::bail!("{} holds no usable secret (under 32 characters)", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} holds no usable secret (under 32 characters)",
+            path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use videosync_core::db::{Permission, VideoUpdate, Videos};
 use videosync_core::{ErrorKind, NewVideo, ObjectKey, ObjectStoreExt, Video, VideoId, VideoStatus};
 
-use crate::auth::{Authed, Caller};
+use crate::auth::{Authed, Caller, Identified};
 use crate::channels::{load, ChannelPath, Loaded};
 use crate::dto::{rfc3339, PageOf, PageParams};
 use crate::error::{ApiError, ApiResult};
@@ -118,16 +118,23 @@ impl From<&Video> for VideoView {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVideoRequest {
-    /// 1 to 200 characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// 1 to 300 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 300,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub title: String,
-    /// Up to 5000 characters.
+    /// Up to 5000 characters; no control characters but tab and newline.
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: String,
-    /// Up to 20 tags of 1 to 40 characters.
+    /// Up to 20 tags of 1 to 40 characters, no control characters.
     #[serde(default)]
-    #[schema(max_items = 20)]
+    #[schema(schema_with = crate::dto::schema::tags)]
     pub tags: Vec<String>,
 }
 
@@ -135,16 +142,24 @@ pub struct CreateVideoRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVideoRequest {
-    /// New title.
-    #[schema(min_length = 1, max_length = 200)]
+    /// New title (as in creation).
+    #[schema(
+        min_length = 1,
+        max_length = 300,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub title: Option<String>,
-    /// New description.
-    #[schema(max_length = 5000)]
+    /// New description (as in creation).
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: Option<String>,
-    /// New tags (replace the old).
-    #[schema(max_items = 20)]
+    /// New tags, replacing the old (as in creation).
+    #[schema(schema_with = crate::dto::schema::tags_or_null)]
     pub tags: Option<Vec<String>>,
     /// Apply only if the video is still at this version (else 409).
+    #[serde(default, deserialize_with = "crate::dto::whole_number")]
     pub expected_version: Option<u64>,
 }
 
@@ -195,7 +210,7 @@ fn may_edit(caller: &Caller, l: &Loaded, video: &Video) -> bool {
 }
 
 /// The channel's videos, newest first (non-members see finished ones).
-#[utoipa::path(get, path = "/channels/{id}/videos", tag = "videos",
+#[utoipa::path(get, path = "/channels/{id}/videos", tag = "videos", security(("bearer" = []), ()),
     params(ChannelPath, PageParams),
     responses((status = 200, description = "A page of videos", body = PageOf<VideoView>)))]
 async fn channel_videos(
@@ -241,7 +256,7 @@ async fn create(
 }
 
 /// One video.
-#[utoipa::path(get, path = "/videos/{id}", tag = "videos", params(VideoPath),
+#[utoipa::path(get, path = "/videos/{id}", tag = "videos", security(("bearer" = []), ()), params(VideoPath),
     responses((status = 200, description = "The video", body = VideoView)))]
 async fn get_video(
     State(app): State<AppState>,
@@ -258,15 +273,15 @@ async fn get_video(
     responses((status = 200, description = "The updated video", body = VideoView)))]
 async fn update(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<VideoPath>,
     Json(req): Json<UpdateVideoRequest>,
 ) -> ApiResult<Json<VideoView>> {
     let (video, l) = load_video(&app, &caller, p.id).await?;
     if !may_edit(&caller, &l, &video) {
-        return Err(l.access.refuse(
-            "only the uploader or someone who may edit the channel may change a video",
-        ));
+        return Err(l
+            .access
+            .refuse("only the uploader or someone who may edit the channel may change a video"));
     }
     let update = VideoUpdate {
         title: req.title,
@@ -286,14 +301,14 @@ async fn update(
     params(VideoPath), responses((status = 204, description = "Deleted")))]
 async fn delete(
     State(app): State<AppState>,
-    caller: Caller,
+    Identified(caller): Identified,
     Path(p): Path<VideoPath>,
 ) -> ApiResult<StatusCode> {
     let (video, l) = load_video(&app, &caller, p.id).await?;
     if !may_edit(&caller, &l, &video) {
-        return Err(l.access.refuse(
-            "only the uploader or someone who may edit the channel may delete a video",
-        ));
+        return Err(l
+            .access
+            .refuse("only the uploader or someone who may edit the channel may delete a video"));
     }
     delete_video(&app, &video).await?;
     Ok(StatusCode::NO_CONTENT)

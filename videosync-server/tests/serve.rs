@@ -1,88 +1,551 @@
-//! `videosync serve` as a user runs it: starts on embedded defaults, answers
-//! `/healthz`, and stops cleanly on SIGTERM.
+//! `videosync serve` as an operator runs it: the real binary, on the
+//! embedded backends and on Postgres + Redis + S3, walked over TCP through
+//! the sign-up → channel → invite → join → members → search flow, then
+//! stopped with SIGTERM; `--print-config` keeps its secrets, and a bad
+//! configuration is one clear line and exit status 1.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // Test code.
 #![cfg(unix)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(30);
+use serde_json::{json, Value};
+use videosync_core::conformance::{postgres_namespace, service_url, unique_name};
 
-fn http_get(addr: &str, path: &str) -> String {
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A signing key of the right length that must never be printed.
+const JWT_SECRET: &str = "serve-test-secret-serve-test-secret-7f3a";
+
+/// The binary with a clean environment: nothing of the caller's that the
+/// configuration reads (it refuses unknown `VIDEOSYNC_*` variables, and a
+/// `VIDEOSYNC_DATABASE_URL` of the caller's must not redirect a test).
+fn videosync() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_videosync"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("VIDEOSYNC_") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.env("NO_COLOR", "1").env_remove("RUST_BACKTRACE");
+    cmd
+}
+
+/// A running `videosync serve` and its log lines.
+struct Server {
+    child: Child,
+    addr: String,
+    log: Receiver<String>,
+    seen: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `serve` on a free port with the settings in `env`.
+    fn start(env: &[(&str, String)]) -> Server {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut cmd = videosync();
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--workers", "0"])
+            .env("VIDEOSYNC_DATA_DIR", dir.path().join("data"))
+            // Cheap hashes: the flow signs up three people on a debug build.
+            .env("VIDEOSYNC_ARGON2_MEMORY_KIB", "64")
+            .env("VIDEOSYNC_ARGON2_ITERATIONS", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting videosync serve");
+        // Read the log (stdout) and errors (stderr) on threads, so a silent
+        // server cannot hang the test.
+        let (tx, log) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        for pipe in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(stderr)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut seen = Vec::new();
+        let addr = loop {
+            let Ok(line) = log.recv_timeout(WAIT) else {
+                let _ = child.kill();
+                panic!("videosync serve logged no address within {WAIT:?}: {seen:#?}");
+            };
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                seen.push(line.clone());
+                break rest.trim().to_owned();
+            }
+            seen.push(line);
+        };
+        Server {
+            child,
+            addr,
+            log,
+            seen,
+            _dir: dir,
+        }
+    }
+
+    /// One request over a fresh connection: the status and the JSON body
+    /// (`Null` when empty).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, _, body) = http(&self.addr, method, path, token, body);
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or_else(|e| {
+                panic!(
+                    "{method} {path}: a body that is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&body)
+                )
+            })
+        };
+        (status, body)
+    }
+
+    /// A call that must answer `expected`; answers the body.
+    #[track_caller]
+    fn expect(
+        &self,
+        expected: u16,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let (status, body) = self.call(method, path, token, body);
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        body
+    }
+
+    /// Sends SIGTERM; the server must exit 0 within 30 s, having logged
+    /// that it stopped. Answers every log line.
+    fn stop(mut self) -> Vec<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("sending SIGTERM");
+        assert!(status.success());
+        let mut exit = None;
+        for _ in 0..300 {
+            if let Some(code) = self.child.try_wait().expect("polling the child") {
+                exit = Some(code);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let Some(code) = exit else {
+            let _ = self.child.kill();
+            panic!("videosync serve did not stop within 30 s of SIGTERM");
+        };
+        // The pipes close with the process; collect what is left.
+        let mut log = std::mem::take(&mut self.seen);
+        while let Ok(line) = self.log.recv_timeout(Duration::from_secs(5)) {
+            log.push(line);
+        }
+        assert!(code.success(), "exit status {code}: {log:#?}");
+        assert!(
+            log.iter().any(|l| l.contains("videosync stopped")),
+            "{log:#?}"
+        );
+        log
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request, `Connection: close`; answers the
+/// status, the headers (lower-case names) and the body (de-chunked).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, HashMap<String, String>, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).expect("connecting to the server");
     stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("sending the request");
-    let mut response = String::new();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     stream
-        .read_to_string(&mut response)
-        .expect("reading the response");
-    response
+        .write_all(req.as_bytes())
+        .expect("sending the request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("reading the response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {status_line:?}"));
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("a hex chunk size");
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn register(server: &Server, username: &str) -> (String, Value) {
+    let body = server.expect(
+        201,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"username": username, "password": format!("password of {username}")})),
+    );
+    (
+        body["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned(),
+        body,
+    )
+}
+
+/// The flow of docs/api.md, over TCP.
+fn walk_the_flow(server: &Server) {
+    let (health_status, _, health) = http(&server.addr, "GET", "/healthz", None, None);
+    assert_eq!((health_status, health.as_slice()), (200, &b"ok\n"[..]));
+    let (ready_status, _, ready) = http(&server.addr, "GET", "/readyz", None, None);
+    assert_eq!(ready_status, 200, "{}", String::from_utf8_lossy(&ready));
+
+    // The first account on an empty instance is its administrator.
+    let (owner, owner_body) = register(server, "ada");
+    assert_eq!(owner_body["user"]["is_admin"], true, "{owner_body}");
+    let (bob, bob_body) = register(server, "bob");
+    assert_eq!(bob_body["user"]["is_admin"], false, "{bob_body}");
+    let (outsider, _) = register(server, "eve");
+
+    let me = server.expect(200, "GET", "/api/v1/me", Some(&bob), None);
+    assert_eq!(me["username"], "bob");
+
+    let channel = server.expect(
+        201,
+        "POST",
+        "/api/v1/channels",
+        Some(&owner),
+        Some(json!({"name": "Film club", "visibility": "private"})),
+    );
+    let channel = channel["id"].as_str().expect("a channel id").to_owned();
+    server.expect(
+        201,
+        "POST",
+        &format!("/api/v1/channels/{channel}/videos"),
+        Some(&owner),
+        Some(json!({"title": "Harbour at dawn", "tags": ["sea"]})),
+    );
+
+    // Private: bob sees nothing until he joins, and it looks like nothing is there.
+    let hidden = server.expect(
+        404,
+        "GET",
+        &format!("/api/v1/channels/{channel}"),
+        Some(&bob),
+        None,
+    );
+    assert_eq!(hidden["error"]["code"], "not_found");
+
+    let invite = server.expect(
+        201,
+        "POST",
+        &format!("/api/v1/channels/{channel}/invites"),
+        Some(&owner),
+        Some(json!({"role": "viewer", "max_uses": 1})),
+    );
+    let code = invite["code"].as_str().expect("an invite code");
+    let joined = server.expect(
+        200,
+        "POST",
+        &format!("/api/v1/invites/{code}/accept"),
+        Some(&bob),
+        Some(json!({})),
+    );
+    assert_eq!(joined["role"], "viewer", "{joined}");
+    // Used up: the next person is turned away.
+    let gone = server.call(
+        "POST",
+        &format!("/api/v1/invites/{code}/accept"),
+        Some(&outsider),
+        Some(json!({})),
+    );
+    assert_eq!(gone.0, 410, "{}", gone.1);
+
+    let members = server.expect(
+        200,
+        "GET",
+        &format!("/api/v1/channels/{channel}/members"),
+        Some(&bob),
+        None,
+    );
+    let mut roles: Vec<(String, String)> = members["items"]
+        .as_array()
+        .expect("a page of members")
+        .iter()
+        .map(|m| {
+            (
+                m["user"]["username"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                m["role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        [
+            ("ada".to_owned(), "owner".to_owned()),
+            ("bob".to_owned(), "viewer".to_owned())
+        ],
+        "{members}"
+    );
+
+    let titles = |token: &str| -> Vec<String> {
+        let hits = server.expect(
+            200,
+            "GET",
+            "/api/v1/search/videos?q=harbour",
+            Some(token),
+            None,
+        );
+        hits["items"]
+            .as_array()
+            .expect("a page of hits")
+            .iter()
+            .map(|h| h["video"]["title"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        titles(&bob),
+        ["Harbour at dawn"],
+        "a member finds the channel's video"
+    );
+    assert!(
+        titles(&outsider).is_empty(),
+        "a non-member finds nothing of a private channel"
+    );
+
+    let (metrics_status, _, metrics) = http(&server.addr, "GET", "/metrics", None, None);
+    assert_eq!(metrics_status, 200);
+    assert!(
+        String::from_utf8_lossy(&metrics).contains("http_requests"),
+        "the requests are counted"
+    );
 }
 
 #[test]
-fn serve_starts_answers_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_videosync"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting videosync serve");
-
-    // Read the log on a thread so a silent server cannot hang the test.
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = loop {
-        let line = rx.recv_timeout(WAIT).expect("the server logs its address");
-        if let Some((_, rest)) = line.split_once("listening on http://") {
-            break rest.trim().to_owned();
-        }
-    };
-
-    let health = http_get(&addr, "/healthz");
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.ends_with("ok\n"), "{health}");
-    let ready = http_get(&addr, "/readyz");
-    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
-
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("sending SIGTERM");
-    assert!(status.success());
-    let mut stopped = false;
-    for _ in 0..300 {
-        if let Some(code) = child.try_wait().expect("polling the child") {
-            assert!(code.success(), "exit status {code}");
-            stopped = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if !stopped {
-        let _ = child.kill();
-        panic!("videosync serve did not stop within 30 s of SIGTERM");
-    }
-    let log: Vec<String> = rx.try_iter().collect();
+fn embedded_serve_walks_the_flow_over_tcp_and_stops_on_sigterm() {
+    let server = Server::start(&[("VIDEOSYNC_JWT_SECRET", JWT_SECRET.to_owned())]);
+    walk_the_flow(&server);
+    let log = server.stop();
     assert!(
-        log.iter().any(|l| l.contains("videosync stopped")),
-        "{log:?}"
+        !log.iter().any(|l| l.contains(JWT_SECRET)),
+        "the secret is logged: {log:#?}"
     );
+}
+
+#[test]
+fn services_serve_walks_the_flow_over_tcp_and_stops_on_sigterm() {
+    let (Some(pg), Some(redis), Some(s3)) = (
+        service_url("VIDEOSYNC_TEST_POSTGRES_URL"),
+        service_url("VIDEOSYNC_TEST_REDIS_URL"),
+        service_url("VIDEOSYNC_TEST_S3_URL"),
+    ) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let database = runtime.block_on(postgres_namespace(&pg));
+    // The test bucket, under a prefix of this run's own.
+    let store = match s3.split_once('?') {
+        Some((bucket, query)) => format!(
+            "{}/{}?{query}",
+            bucket.trim_end_matches('/'),
+            unique_name("serve-")
+        ),
+        None => format!("{}/{}", s3.trim_end_matches('/'), unique_name("serve-")),
+    };
+    let server = Server::start(&[
+        ("VIDEOSYNC_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("VIDEOSYNC_DATABASE_URL", database),
+        ("VIDEOSYNC_STORE_URL", store),
+        ("VIDEOSYNC_QUEUE_URL", redis.clone()),
+        ("VIDEOSYNC_BUS_URL", redis.clone()),
+        ("VIDEOSYNC_LOG_URL", redis.clone()),
+        ("VIDEOSYNC_KV_URL", redis),
+        ("VIDEOSYNC_NAMESPACE", unique_name("serve")),
+    ]);
+    walk_the_flow(&server);
+    let log = server.stop();
+    assert!(
+        !log.iter().any(|l| l.contains(JWT_SECRET)),
+        "the secret is logged: {log:#?}"
+    );
+}
+
+#[test]
+fn print_config_shows_the_settings_but_no_secret() {
+    let out = videosync()
+        .args(["serve", "--print-config"])
+        .env("VIDEOSYNC_JWT_SECRET", JWT_SECRET)
+        .env("VIDEOSYNC_STORE_SECRET_ACCESS_KEY", "store-secret-key-42")
+        .env(
+            "VIDEOSYNC_DATABASE_URL",
+            "postgres://app:db-password-42@db.internal/videosync",
+        )
+        .env(
+            "VIDEOSYNC_QUEUE_URL",
+            "redis://:redis-password-42@cache.internal:6379",
+        )
+        .env("VIDEOSYNC_LISTEN", "0.0.0.0:9000")
+        .output()
+        .expect("running videosync serve --print-config");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("listen = \"0.0.0.0:9000\""), "{stdout}");
+    assert!(
+        stdout.contains("db.internal"),
+        "the database is named: {stdout}"
+    );
+    assert!(stdout.contains("[redacted]"), "{stdout}");
+    for secret in [
+        JWT_SECRET,
+        "store-secret-key-42",
+        "db-password-42",
+        "redis-password-42",
+    ] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+        assert!(!stderr.contains(secret), "{secret} printed:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_configuration_is_one_clear_line_and_exit_status_1() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bad_toml = dir.path().join("videosync.toml");
+    std::fs::write(&bad_toml, "listen = [\n").expect("writing the file");
+    // (environment, extra arguments, what the one line says)
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<String>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            vec![("VIDEOSYNC_LISTN", "0.0.0.0:80".to_owned())],
+            vec![],
+            "unknown environment variable VIDEOSYNC_LISTN",
+        ),
+        (
+            vec![("VIDEOSYNC_WORKERS", "two".to_owned())],
+            vec![],
+            "VIDEOSYNC_WORKERS=`two` is not a whole number",
+        ),
+        (
+            vec![("VIDEOSYNC_JWT_SECRET", "short".to_owned())],
+            vec![],
+            "at least 32 characters",
+        ),
+        (
+            vec![],
+            vec!["--config".to_owned(), bad_toml.display().to_string()],
+            "is not valid TOML",
+        ),
+        (
+            vec![],
+            vec![
+                "--config".to_owned(),
+                dir.path().join("missing.toml").display().to_string(),
+            ],
+            "cannot read the configuration file",
+        ),
+    ];
+    for (env, args, expected) in cases {
+        let mut cmd = videosync();
+        cmd.args(&args).args(["serve", "--addr", "127.0.0.1:0"]);
+        cmd.env("VIDEOSYNC_DATA_DIR", dir.path().join("data"));
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("running videosync serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = format!("{env:?} {args:?}");
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: one line, not a dump:\n{stderr}");
+        assert!(lines[0].starts_with("videosync: "), "{what}: {stderr}");
+        assert!(lines[0].contains(expected), "{what}: {stderr}");
+        assert!(
+            !stderr.contains("Error {") && !stderr.contains("backtrace"),
+            "{what}: {stderr}"
+        );
+    }
+    // The secret of a rejected setting is not echoed back either.
+    let out = videosync()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("VIDEOSYNC_DATA_DIR", dir.path().join("data"))
+        .env("VIDEOSYNC_JWT_SECRET", "tooshort-but-secret")
+        .output()
+        .expect("running videosync serve");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("tooshort-but-secret"));
 }

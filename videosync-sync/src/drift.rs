@@ -105,13 +105,17 @@ pub struct DriftConfig {
     /// Largest nudge, as a fraction of the room's rate (default 0.05: with
     /// pitch preserved, ±5 % is not heard). At most 0.5.
     pub max_rate_deviation: f64,
+    /// Smallest nudge, as a fraction of the room's rate (default 0.002:
+    /// Chromium ignores playback-rate changes smaller than 0.2 % on media
+    /// with an audio track, so a smaller nudge would do nothing there).
+    pub min_rate_deviation: f64,
     /// A nudge is only changed when the new rate differs by at least this
     /// (default 0.002), to spare the player needless rate changes.
     pub min_rate_step: f64,
-    /// A rate, once set, is held at least this long (default 200 ms: four
-    /// reports at 50 ms, so the nudge can ease off as the error shrinks
-    /// instead of overshooting), except that a seek's cooldown restores the
-    /// room's rate at once.
+    /// A rate, once set, is held at least this long (default 1000 ms:
+    /// rapid `playbackRate` writes crackle on iOS Safari, so a nudge lasts
+    /// whole seconds and the rate changes at most once a second), except
+    /// that a seek's cooldown restores the room's rate at once.
     pub min_hold_ms: f64,
     /// Errors of this size or more are fixed by seeking (default 300 ms: a
     /// 5 % nudge would need 6 s, while a seek aimed by the learned latency
@@ -158,8 +162,9 @@ impl Default for DriftConfig {
             settle_ratio: 0.5,
             correction_time_ms: 1000.0,
             max_rate_deviation: 0.05,
+            min_rate_deviation: 0.002,
             min_rate_step: 0.002,
-            min_hold_ms: 200.0,
+            min_hold_ms: 1000.0,
             seek_threshold_ms: 300.0,
             cooldown_ms: 300.0,
             seek_latency_ms: 200.0,
@@ -192,6 +197,8 @@ impl DriftConfig {
             correction_time_ms,
             max_rate_deviation: non_negative_or(self.max_rate_deviation, d.max_rate_deviation)
                 .min(0.5),
+            min_rate_deviation: non_negative_or(self.min_rate_deviation, d.min_rate_deviation)
+                .min(non_negative_or(self.max_rate_deviation, d.max_rate_deviation).min(0.5)),
             min_rate_step: non_negative_or(self.min_rate_step, d.min_rate_step),
             min_hold_ms: non_negative_or(self.min_hold_ms, d.min_hold_ms),
             seek_threshold_ms: non_negative_or(self.seek_threshold_ms, d.seek_threshold_ms),
@@ -466,7 +473,11 @@ impl DriftController {
         if error.abs() > dead_zone || (self.correcting && error.abs() > settle) {
             self.correcting = true;
             let max = self.config.max_rate_deviation;
-            let deviation = (error / self.config.correction_time_ms).max(-max).min(max);
+            let mut deviation = (error / self.config.correction_time_ms).max(-max).min(max);
+            let min = self.config.min_rate_deviation;
+            if deviation.abs() < min {
+                deviation = if deviation < 0.0 { -min } else { min };
+            }
             let rate = room_rate * (1.0 + deviation);
             if hold_elapsed && (rate - player.rate).abs() >= self.config.min_rate_step {
                 return self.set_rate(rate, local_ms);
@@ -743,6 +754,35 @@ mod tests {
                 .iter()
                 .filter(|(_, a)| matches!(a, Action::Seek(_)))
                 .count()
+        }
+    }
+
+    #[test]
+    fn nudges_are_at_least_two_tenths_of_a_percent_and_held_a_second() {
+        let room = room(1, true, 0.0, 0.0, 1.0);
+        let mut ctl = DriftController::new(DriftConfig::default());
+        let mut rates = Vec::new();
+        // 7 ms behind: 0.7 %; then 1 ms past the dead zone's edge: the
+        // proportional nudge would be 0.06 %, it is 0.2 %.
+        for i in 0..40 {
+            let t = 10_000.0 + i as f64 * 50.0;
+            let behind = if i < 20 { 7.0 } else { 6.0 };
+            let player = PlayerState {
+                position_ms: t - behind,
+                rate: 1.0,
+                playing: true,
+                busy: false,
+            };
+            if let Action::SetRate(r) = ctl.tick(t, t, &room, &player) {
+                rates.push((t, r));
+            }
+        }
+        assert!(!rates.is_empty());
+        for (_, r) in &rates {
+            assert!((r - 1.0).abs() >= 0.002 - 1e-12, "{rates:?}");
+        }
+        for w in rates.windows(2) {
+            assert!(w[1].0 - w[0].0 >= 1000.0, "held a second: {rates:?}");
         }
     }
 

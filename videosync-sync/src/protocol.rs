@@ -1,29 +1,39 @@
 //! Every message between a client and the server: versioned JSON, one
-//! message per WebSocket text frame.
+//! message per WebSocket text frame (protocol version 2).
 //!
 //! A message is a JSON object whose `"type"` field names it in snake_case:
 //! [`ClientMessage`] for what a client sends, [`ServerMessage`] for what the
-//! server sends. Times and positions are milliseconds as JSON numbers; a
-//! state applies at the server time it names. `docs/protocol.md` is the
-//! guide for implementers of other clients; its examples are tested against
-//! this module.
+//! server sends. Every frame also carries `"sent_ms"`, the sender's clock
+//! when it sent the frame ([`Stamped`]): the server's clock on a server
+//! frame, the client's local clock on a client frame. These stamps are
+//! one-way clock samples ([`crate::clock`]). Times and positions are
+//! milliseconds as JSON numbers; a state applies at the server time it
+//! names. `docs/protocol.md` is the guide for implementers of other
+//! clients; its examples are tested against this module.
 //!
 //! Decoding is strict and total: [`decode_client`] and [`decode_server`]
-//! check, in order, the size, the JSON, the `type`, the protocol version and
-//! then every value, and return a [`ProtocolError`] whose [`ErrorCode`] says
-//! which check failed. No input makes them panic. A decoded message is
-//! always valid, and [`encode`] of it decodes to an equal message.
+//! check, in order, the size, the JSON, the `type`, the protocol version,
+//! the stamp and then every value, and return a [`ProtocolError`] whose
+//! [`ErrorCode`] says which check failed. No input makes them panic. A
+//! decoded message is always valid, and [`encode`] of it decodes to an
+//! equal message.
+//!
+//! Versions: a client offers every version it speaks in `hello`
+//! (`"versions"`); the server picks the highest one it speaks too
+//! ([`negotiate`]) and names it in `welcome`, or refuses with
+//! `unsupported_version`.
 //!
 //! # Examples
 //!
 //! ```
-//! use videosync_sync::protocol::{decode_client, encode, ClientMessage, ServerMessage};
+//! use videosync_sync::protocol::{decode_client, encode, ClientMessage, ServerMessage, Stamped};
 //! use videosync_sync::state::{Command, ErrorCode};
 //!
-//! let frame = r#"{"type":"command","id":7,"based_on_seq":41,"command":"seek","position_ms":90000}"#;
-//! let msg = decode_client(frame)?;
+//! let frame = r#"{"type":"command","id":7,"based_on_seq":41,"command":"seek","position_ms":90000,"sent_ms":5000}"#;
+//! let got = decode_client(frame)?;
+//! assert_eq!(got.sent_ms, 5000.0);
 //! assert_eq!(
-//!     msg,
+//!     got.msg,
 //!     ClientMessage::Command {
 //!         id: 7,
 //!         based_on_seq: 41,
@@ -32,28 +42,36 @@
 //! );
 //!
 //! // A rate outside MIN_RATE..=MAX_RATE is refused, naming the request.
-//! let frame = r#"{"type":"command","id":8,"based_on_seq":41,"command":"set_rate","rate":10}"#;
+//! let frame = r#"{"type":"command","id":8,"based_on_seq":41,"command":"set_rate","rate":10,"sent_ms":5001}"#;
 //! let err = decode_client(frame).unwrap_err();
 //! assert_eq!(err.code, ErrorCode::InvalidValue);
 //! assert_eq!(err.request_id, Some(8));
 //!
-//! // What the server sends back.
-//! let reply = encode(&ServerMessage::from(err));
+//! // What the server sends back, stamped with its clock.
+//! let reply = encode(&Stamped::new(123_456.0, ServerMessage::from(err)));
 //! assert!(reply.starts_with(r#"{"type":"error","code":"invalid_value","#));
+//! assert!(reply.ends_with(r#","sent_ms":123456.0}"#));
 //! # Ok::<(), videosync_sync::protocol::ProtocolError>(())
 //! ```
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::room::{self, BufferingPolicy, RoomEvent};
 use crate::state::{
-    Command, ErrorCode, MemberId, Playback, QueueItem, MAX_MEDIA_LEN, MAX_RATE, MIN_RATE,
+    Command, ErrorCode, MemberId, Playback, QueueItem, Waited, MAX_MEDIA_LEN, MAX_RATE, MIN_RATE,
 };
 
-/// The protocol version this crate speaks. A client names it in `hello`,
-/// the server in `welcome`; a change that an older peer would misread
-/// raises it.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Every version this crate speaks, oldest first. Version 1 (no stamps, no
+/// pending states in the snapshot) is no longer spoken: a version 1 client
+/// is refused with `unsupported_version` and told to reload.
+pub const SUPPORTED_VERSIONS: &[u32] = &[2];
+
+/// Most versions a `hello` may offer.
+pub const MAX_OFFERED_VERSIONS: usize = 16;
 
 /// Largest message a client may send, in bytes of JSON text (16 KiB).
 ///
@@ -64,19 +82,32 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// Largest message the server may send, in bytes of JSON text (1 MiB).
 ///
 /// Larger than [`MAX_MESSAGE_BYTES`] because a `snapshot` grows with the
-/// room's members and queue; a client still bounds what it buffers.
+/// room's members; the queue is paged ([`QUEUE_PAGE_ITEMS`]) so that a full
+/// queue always fits.
 pub const MAX_SERVER_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Most queue items in one `queue` message or in a `snapshot`: 256 items of
+/// at most [`MAX_MEDIA_LEN`] bytes are about 540 KB of JSON, within
+/// [`MAX_SERVER_MESSAGE_BYTES`] with room for the rest of a snapshot.
+pub const QUEUE_PAGE_ITEMS: usize = 256;
+
+/// Most members a `snapshot` or a `waiting` lists.
+pub const MAX_MEMBERS: usize = 1000;
+
+/// Most pending states a `snapshot` carries (a room schedules at most a few
+/// ahead; see [`crate::room::RoomConfig::max_pending`]).
+pub const MAX_PENDING: usize = 64;
 
 /// Largest media position, in milliseconds (7 days). Positions lie in
 /// `0.0..=MAX_POSITION_MS`.
 pub const MAX_POSITION_MS: f64 = 7.0 * 24.0 * 3600.0 * 1000.0;
 
 /// Timestamps lie in `0.0..MAX_TIMESTAMP_MS` (10^14 ms, about the year 5138):
-/// wide enough for Unix epoch milliseconds and for monotonic clocks that
-/// start at zero, narrow enough to refuse garbage.
+/// wide enough for the server clock (Unix-epoch anchored) and for a
+/// client's monotonic clock, narrow enough to refuse garbage.
 pub const MAX_TIMESTAMP_MS: f64 = 1e14;
 
-/// Durations (round-trip time, offset uncertainty, wait timeout) lie in
+/// Durations (round-trip time, delays, offset uncertainty, timeouts) lie in
 /// `0.0..=MAX_DURATION_MS` (one hour).
 pub const MAX_DURATION_MS: f64 = 3_600_000.0;
 
@@ -109,18 +140,41 @@ pub const MAX_EMOJI_CHARS: usize = 16;
 /// [`ProtocolError`] is made.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 256;
 
+/// A message with the sender's clock at sending: the frame on the wire.
+///
+/// `sent_ms` is the server clock on a server frame, the client's local
+/// (monotonic) clock on a client frame. On the wire it is the `"sent_ms"`
+/// field beside the message's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamped<M> {
+    /// The sender's clock when it sent the frame, in ms.
+    pub sent_ms: f64,
+    /// The message.
+    pub msg: M,
+}
+
+impl<M> Stamped<M> {
+    /// `msg` sent at `sent_ms`.
+    pub fn new(sent_ms: f64, msg: M) -> Self {
+        Stamped { sent_ms, msg }
+    }
+}
+
 /// A message a client sends to the server.
 ///
 /// On the wire: a JSON object with `"type"` set to the variant's snake_case
-/// name and the variant's fields beside it.
+/// name, the variant's fields and `"sent_ms"` beside it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// The first message of a connection: who the client is and which
-    /// protocol it speaks. The server answers `welcome` or an error.
+    /// protocol versions it speaks. The server answers `welcome` or an
+    /// error.
     Hello {
-        /// Protocol version; must be [`PROTOCOL_VERSION`].
-        v: u32,
+        /// Every protocol version the client speaks (1..=
+        /// [`MAX_OFFERED_VERSIONS`] of them); the server picks the highest
+        /// it speaks too.
+        versions: Vec<u32>,
         /// Opaque credential the server checks; at most [`MAX_TOKEN_LEN`]
         /// bytes, no control characters.
         token: String,
@@ -131,12 +185,11 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<Resume>,
     },
-    /// A clock probe; the server answers `pong` at once.
+    /// A clock probe; the server answers `pong` at once. Its `sent_ms` is
+    /// the NTP t0.
     Ping {
         /// Chosen by the client to match the `pong`.
         id: u64,
-        /// Client clock when sent (the NTP t0).
-        t0_ms: f64,
     },
     /// Asks the room to do something. On the wire the [`Command`] is
     /// flattened into the message: its `"command"` tag and fields sit beside
@@ -153,7 +206,8 @@ pub enum ClientMessage {
         #[serde(flatten)]
         command: Command,
     },
-    /// The player stalled at this position.
+    /// The player has been stalled for a while (the client debounces short
+    /// stalls) at this position.
     Buffering {
         /// Where it stalled.
         position_ms: f64,
@@ -166,21 +220,30 @@ pub enum ClientMessage {
     /// Periodic report of the player and the client's clock estimate, so the
     /// server knows each member's latency and drift.
     Report {
-        /// The player's position now.
+        /// The player's position at `sampled_at_ms`.
         position_ms: f64,
+        /// The client's local clock when `position_ms` was read (at or
+        /// before the frame's `sent_ms`).
+        sampled_at_ms: f64,
         /// The rate the player runs at, drift nudges included;
         /// 0..=[`MAX_REPORTED_RATE`].
         rate: f64,
         /// Round-trip time to the server, from the clock estimate.
         rtt_ms: f64,
-        /// How far the clock offset estimate may be off.
+        /// A high percentile (99th) of the client's one-way delay from the
+        /// server: the server schedules states at least this far ahead so
+        /// that they reach this member in time.
+        delay_ms: f64,
+        /// How far the clock offset estimate may be off (a bound).
         offset_uncertainty_ms: f64,
         /// How long the player takes to seek, as the client learned it
-        /// (with a margin); the server schedules a seek far enough ahead
-        /// for the slowest member to start seeking early and land on time.
-        /// Absent: not known.
+        /// (with a margin). Absent: not known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seek_latency_ms: Option<f64>,
+        /// How much media the player holds ahead of its position, in ms.
+        /// Absent: not known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        buffered_ahead_ms: Option<f64>,
     },
     /// A chat message to the room.
     Chat {
@@ -198,86 +261,89 @@ pub enum ClientMessage {
         /// A short string, normally one emoji: 1..=[`MAX_EMOJI_CHARS`]
         /// characters, no whitespace or control characters.
         emoji: String,
-        /// The media position it reacts to, if any.
+        /// The media position it refers to, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_position_ms: Option<f64>,
     },
 }
 
-/// What a reconnecting client asks to keep.
+/// Continue an earlier membership: the member id the server gave, and the
+/// newest room `seq` the client saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resume {
-    /// The member id the client had. The server grants it only to the same
-    /// authenticated user, and otherwise assigns a new one.
+    /// The member id of the earlier connection.
     pub member: MemberId,
-    /// The last room `seq` the client applied.
+    /// The newest room `seq` the client saw.
     pub last_seq: u64,
 }
 
 /// A message the server sends to a client.
-///
-/// On the wire: a JSON object with `"type"` set to the variant's snake_case
-/// name and the variant's fields beside it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// The answer to `hello`: the client is a member now.
+    /// The answer to `hello`: the version chosen, the member id, and the
+    /// room, unless the connection resumed and the missed events follow.
     Welcome {
-        /// Protocol version the server speaks; [`PROTOCOL_VERSION`].
+        /// The protocol version of this connection, one the client offered.
         v: u32,
-        /// The id the client has in this room.
+        /// The client's member id (to resume with).
         member: MemberId,
-        /// Server clock when sent; a first, rough offset estimate.
-        server_time_ms: f64,
-        /// The room as it is.
-        room: RoomSnapshot,
+        /// The room now; absent when the server resumes the connection and
+        /// sends the events the client missed instead (each `state` and
+        /// `queue` with its `seq`, then the `waiting` list).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomSnapshot>,
     },
-    /// The answer to `ping`: with the client's receive time t3, the NTP
-    /// four-timestamp exchange.
+    /// The answer to a `ping`. Its `sent_ms` is the NTP t2.
     Pong {
         /// The ping's id.
         id: u64,
-        /// The ping's t0, echoed.
+        /// The ping's `sent_ms`, echoed (NTP t0).
         t0_ms: f64,
-        /// Server clock when the ping arrived.
+        /// The server clock when the ping arrived (NTP t1).
         t1_ms: f64,
-        /// Server clock when the pong left; `t2_ms >= t1_ms`.
-        t2_ms: f64,
     },
-    /// The whole room, sent when the client may have missed changes.
+    /// The whole room, for a joiner or after a gap.
     Snapshot(RoomSnapshot),
-    /// A new room playback state. It is scheduled: every member applies it
-    /// at server time `playback.at_ms`.
+    /// A new playback state, to apply at its `at_ms`.
     State {
-        /// The new state.
+        /// The state.
         playback: Playback,
-        /// The command that caused it; absent for changes the server made
-        /// itself (end of a wait, end of media).
+        /// The command that caused it, if a member's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cause: Option<Cause>,
     },
-    /// The room is held for buffering members (wait-for-all).
+    /// One page of the queue: the items from `offset` on, of `total`.
+    /// A change of the queue sends every page, from offset 0.
+    Queue {
+        /// The room's `seq` after the change.
+        seq: u64,
+        /// Index of the first item of this page.
+        offset: u64,
+        /// Items in the whole queue.
+        total: u64,
+        /// At most [`QUEUE_PAGE_ITEMS`] items, in order.
+        items: Vec<QueueItem>,
+    },
+    /// Who the group waits for, each until its own deadline (empty: no
+    /// one).
     Waiting {
-        /// Who the room waits for; empty when the hold is over.
-        for_members: Vec<MemberId>,
-        /// Server time at which the room goes on without them.
-        deadline_ms: f64,
+        /// In id order.
+        members: Vec<Waited>,
     },
     /// A member joined, left or changed.
     Presence {
         /// What happened.
         event: PresenceEvent,
-        /// The member, as it is now (as it was, for `left`).
+        /// The member.
         member: MemberInfo,
     },
-    /// A chat message, relayed to everyone including its sender.
+    /// A chat message (its `sent_ms` is when the server relayed it).
     Chat {
-        /// Who wrote it.
+        /// The sender.
         from: MemberId,
-        /// The text, as validated on the way in.
+        /// The text.
         text: String,
-        /// Server clock when the server received it.
-        server_time_ms: f64,
     },
     /// A member started or stopped typing.
     Typing {
@@ -286,104 +352,147 @@ pub enum ServerMessage {
         /// True while typing.
         active: bool,
     },
-    /// A member reacted.
+    /// A reaction.
     Reaction {
         /// Who.
         member: MemberId,
-        /// The reaction.
+        /// The emoji.
         emoji: String,
-        /// The media position it reacts to, if any.
+        /// The media position it refers to, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_position_ms: Option<f64>,
     },
-    /// A message was refused, or something went wrong.
+    /// A refusal.
     Error {
-        /// What kind of failure; what the client should do depends on it.
+        /// What the client can act on.
         code: ErrorCode,
-        /// For people and logs; at most [`MAX_ERROR_MESSAGE_CHARS`]
-        /// characters.
+        /// For people and logs, at most [`MAX_ERROR_MESSAGE_CHARS`].
         message: String,
-        /// The `id` of the refused `command`, when known.
+        /// The refused command's id, when it could be read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<u64>,
     },
 }
 
-/// The whole state of a room, as `welcome` and `snapshot` carry it.
+/// The room at one instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomSnapshot {
-    /// The current (or scheduled) playback state.
+    /// The room's change counter: the `seq` a client bases its commands on
+    /// and resumes from.
+    pub seq: u64,
+    /// The state in force.
     pub playback: Playback,
-    /// What plays next, in order.
+    /// States scheduled after it, in order (at most [`MAX_PENDING`]); apply
+    /// each at its `at_ms`.
+    pub pending: Vec<Playback>,
+    /// Items in the whole queue.
+    pub queue_total: u64,
+    /// The first page of the queue (at most [`QUEUE_PAGE_ITEMS`]); `queue`
+    /// messages with the rest follow.
     pub queue: Vec<QueueItem>,
-    /// Everyone in the room, the receiver included.
+    /// Everyone in the room, in id order.
     pub members: Vec<MemberInfo>,
-    /// Buffering members the room is held for; empty when not held.
-    pub waiting_for: Vec<MemberId>,
-    /// The room's buffering policy.
+    /// Who the group waits for, each with its deadline.
+    pub waiting: Vec<Waited>,
+    /// What the room does when a member falls behind.
     pub policy: RoomPolicy,
 }
 
-/// How a room treats buffering members; set per channel.
+/// What happens to a member who falls behind (its player stalls), and how
+/// a play starts; chosen per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RoomPolicy {
-    /// Hold playback while any member buffers.
-    pub wait_for_all: bool,
-    /// How long a hold lasts at most before the room goes on.
+    /// What happens to a member who falls behind.
+    pub behind: Behind,
+    /// How long the group waits for one member (`behind` = `wait`), ms.
     pub wait_timeout_ms: f64,
+    /// A play waits until every member reports at least this much buffered
+    /// ahead (0: it does not wait), ms.
+    pub start_ahead_ms: f64,
+    /// How long a play waits for that at most, ms.
+    pub start_timeout_ms: f64,
+}
+
+/// What happens to a member whose player falls behind the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behind {
+    /// The group pauses and waits for it (with a timeout).
+    Wait,
+    /// It plays on from where it is, behind the room, until its viewer
+    /// catches up.
+    Leave,
+    /// It catches up at once by skipping ahead to the room's position.
+    Skip,
+}
+
+impl RoomPolicy {
+    /// The policy a room with this buffering policy follows.
+    pub fn of(config: &room::RoomConfig) -> Self {
+        let (behind, wait_timeout_ms) = match config.buffering {
+            BufferingPolicy::Ignore => (Behind::Skip, 0.0),
+            BufferingPolicy::LeaveBehind => (Behind::Leave, 0.0),
+            BufferingPolicy::WaitForAll { timeout_ms } => (Behind::Wait, timeout_ms),
+        };
+        RoomPolicy {
+            behind,
+            wait_timeout_ms,
+            start_ahead_ms: config.start_ahead_ms,
+            start_timeout_ms: config.start_timeout_ms,
+        }
+    }
 }
 
 /// A member as others see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
-    /// The member's id.
+    /// Its id.
     pub id: MemberId,
-    /// Display name.
+    /// Its display name.
     pub name: String,
-    /// Role label, such as `"host"` or `"viewer"`; what a role may do is
-    /// the server's business.
+    /// Its role label.
     pub role: String,
-    /// Whether the member's player is stalled.
+    /// Whether its player reports buffering.
     pub buffering: bool,
 }
 
-/// The command behind a `state`.
+/// The command a state resulted from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cause {
-    /// The member who sent the command.
+    /// Who sent it.
     pub by: MemberId,
-    /// The command's client request id.
+    /// Its request id.
     pub request_id: u64,
 }
 
-/// What a `presence` message reports.
+/// What happened to a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceEvent {
-    /// The member joined.
+    /// It joined.
     Joined,
-    /// The member left.
+    /// It left.
     Left,
-    /// The member's name, role or buffering changed.
+    /// Its role or buffering flag changed.
     Updated,
 }
 
-/// Why a message was refused: a code to act on and a message for people.
+/// Why a message was refused: the code a client acts on, a message for
+/// people and, for a command, its request id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} ({}){}", .message, code_label(.code), request_label(.request_id))]
 pub struct ProtocolError {
-    /// What kind of failure.
+    /// What went wrong, stable across versions.
     pub code: ErrorCode,
-    /// What was wrong, for people and logs.
+    /// For people: what was refused and why (control characters replaced,
+    /// at most [`MAX_ERROR_MESSAGE_CHARS`]).
     pub message: String,
-    /// The `id` of the `command` refused, when it could be read.
+    /// The refused command's `id`, when it could be read.
     pub request_id: Option<u64>,
 }
 
 impl ProtocolError {
-    /// An error with `code` and `message`, the message cut to
-    /// [`MAX_ERROR_MESSAGE_CHARS`] and its control characters replaced, so
-    /// that the error always makes a valid `error` message.
+    /// An error with `code` and a cleaned, bounded `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ProtocolError {
             code,
@@ -392,13 +501,13 @@ impl ProtocolError {
         }
     }
 
-    /// The same error, naming the request it refuses.
+    /// The same error, naming the refused request.
     pub fn with_request_id(mut self, request_id: u64) -> Self {
         self.request_id = Some(request_id);
         self
     }
 
-    /// The `error` message that tells the client.
+    /// The `error` message to send back.
     pub fn to_message(&self) -> ServerMessage {
         ServerMessage::Error {
             code: self.code,
@@ -414,8 +523,6 @@ impl From<ProtocolError> for ServerMessage {
     }
 }
 
-/// The wire name of an error code, as in JSON. (`ErrorCode` has no
-/// `Display` of its own.)
 fn code_label(code: &ErrorCode) -> &'static str {
     code.as_str()
 }
@@ -427,23 +534,54 @@ fn request_label(request_id: &Option<u64>) -> String {
     }
 }
 
-/// A message of either direction: what [`encode`] takes.
+/// The highest version both sides speak, of those a client `offered`.
 ///
-/// Implemented by [`ClientMessage`] and [`ServerMessage`] only.
+/// # Errors
+///
+/// [`ErrorCode::UnsupportedVersion`] when there is none, naming what each
+/// side speaks.
+pub fn negotiate(offered: &[u32]) -> Result<u32, ProtocolError> {
+    offered
+        .iter()
+        .copied()
+        .filter(|v| SUPPORTED_VERSIONS.contains(v))
+        .max()
+        .ok_or_else(|| {
+            ProtocolError::new(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "no common protocol version: the client speaks {}, this side {}",
+                    list_versions(offered.iter().take(MAX_OFFERED_VERSIONS).copied()),
+                    list_versions(SUPPORTED_VERSIONS.iter().copied()),
+                ),
+            )
+        })
+}
+
+fn list_versions(versions: impl Iterator<Item = u32>) -> String {
+    let list: Vec<String> = versions.map(|v| v.to_string()).collect();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// A message type of the protocol: [`ClientMessage`] or [`ServerMessage`].
+/// Sealed: only those two implement it.
 pub trait WireMessage: Serialize + DeserializeOwned + sealed::Sealed {
-    /// Every `type` of this direction.
+    /// Every `type` name.
     const TYPES: &'static [&'static str];
-    /// The size limit of this direction, in bytes of JSON text.
+    /// The size limit of a frame.
     const MAX_BYTES: usize;
-    /// This message's `type`.
+    /// This message's `type` name.
     fn kind(&self) -> &'static str;
-    /// Checks every value against the protocol's bounds.
+    /// Checks every value.
     ///
     /// # Errors
     ///
-    /// [`ErrorCode::InvalidValue`] naming the first field out of bounds, or
-    /// [`ErrorCode::UnsupportedVersion`] for a version other than
-    /// [`PROTOCOL_VERSION`].
+    /// [`ErrorCode::InvalidValue`] or [`ErrorCode::UnsupportedVersion`],
+    /// naming the first bad field.
     fn validate(&self) -> Result<(), ProtocolError>;
 }
 
@@ -482,23 +620,28 @@ impl ClientMessage {
         }
     }
 
-    /// Checks every value against the protocol's bounds; [`decode_client`]
-    /// does this, and a client may before sending.
+    /// Checks every value (see the guide's table of bounds).
     ///
     /// # Errors
     ///
-    /// [`ErrorCode::UnsupportedVersion`] for a `hello` with a version other
-    /// than [`PROTOCOL_VERSION`]; [`ErrorCode::InvalidValue`] naming the
-    /// first field out of bounds.
+    /// The first bad value, as [`ErrorCode::InvalidValue`] (or
+    /// [`ErrorCode::UnsupportedVersion`] for a `hello` with no common
+    /// version).
     pub fn validate(&self) -> Result<(), ProtocolError> {
         match self {
             ClientMessage::Hello {
-                v,
+                versions,
                 token,
                 name,
                 resume,
             } => {
-                check_version("hello", u64::from(*v))?;
+                if versions.is_empty() || versions.len() > MAX_OFFERED_VERSIONS {
+                    return Err(invalid(format!(
+                        "hello offers {} versions, it must offer 1..={MAX_OFFERED_VERSIONS}",
+                        versions.len()
+                    )));
+                }
+                negotiate(versions)?;
                 if token.len() > MAX_TOKEN_LEN {
                     return Err(invalid(format!(
                         "hello token is {} bytes, the limit is {MAX_TOKEN_LEN}",
@@ -515,10 +658,7 @@ impl ClientMessage {
                 }
                 Ok(())
             }
-            ClientMessage::Ping { id, t0_ms } => {
-                check_id("ping id", *id)?;
-                check_timestamp("ping t0_ms", *t0_ms)
-            }
+            ClientMessage::Ping { id } => check_id("ping id", *id),
             ClientMessage::Command {
                 id,
                 based_on_seq,
@@ -536,17 +676,25 @@ impl ClientMessage {
             }
             ClientMessage::Report {
                 position_ms,
+                sampled_at_ms,
                 rate,
                 rtt_ms,
+                delay_ms,
                 offset_uncertainty_ms,
                 seek_latency_ms,
+                buffered_ahead_ms,
             } => {
                 check_position("report position_ms", *position_ms)?;
+                check_timestamp("report sampled_at_ms", *sampled_at_ms)?;
                 check_range("report rate", *rate, 0.0, MAX_REPORTED_RATE)?;
                 check_duration("report rtt_ms", *rtt_ms)?;
+                check_duration("report delay_ms", *delay_ms)?;
                 check_duration("report offset_uncertainty_ms", *offset_uncertainty_ms)?;
-                match seek_latency_ms {
-                    Some(ms) => check_duration("report seek_latency_ms", *ms),
+                if let Some(ms) = seek_latency_ms {
+                    check_duration("report seek_latency_ms", *ms)?;
+                }
+                match buffered_ahead_ms {
+                    Some(ms) => check_position("report buffered_ahead_ms", *ms),
                     None => Ok(()),
                 }
             }
@@ -564,12 +712,25 @@ impl ClientMessage {
             }
         }
     }
+
+    /// Checks what only the frame knows: a report sampled after the frame
+    /// was sent is refused.
+    fn validate_stamped(&self, sent_ms: f64) -> Result<(), ProtocolError> {
+        if let ClientMessage::Report { sampled_at_ms, .. } = self {
+            if *sampled_at_ms > sent_ms {
+                return Err(invalid(format!(
+                    "report sampled_at_ms {sampled_at_ms} is after the frame's sent_ms {sent_ms}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl ServerMessage {
     /// Every server message `type`.
     pub const TYPES: &'static [&'static str] = &[
-        "welcome", "pong", "snapshot", "state", "waiting", "presence", "chat", "typing",
+        "welcome", "pong", "snapshot", "state", "queue", "waiting", "presence", "chat", "typing",
         "reaction", "error",
     ];
 
@@ -580,6 +741,7 @@ impl ServerMessage {
             ServerMessage::Pong { .. } => "pong",
             ServerMessage::Snapshot(_) => "snapshot",
             ServerMessage::State { .. } => "state",
+            ServerMessage::Queue { .. } => "queue",
             ServerMessage::Waiting { .. } => "waiting",
             ServerMessage::Presence { .. } => "presence",
             ServerMessage::Chat { .. } => "chat",
@@ -589,43 +751,29 @@ impl ServerMessage {
         }
     }
 
-    /// Checks every value against the protocol's bounds; [`decode_server`]
-    /// does this, and a server may before sending.
+    /// Checks every value.
     ///
     /// # Errors
     ///
-    /// [`ErrorCode::UnsupportedVersion`] for a `welcome` with a version
-    /// other than [`PROTOCOL_VERSION`]; [`ErrorCode::InvalidValue`] naming
-    /// the first field out of bounds.
+    /// The first bad value, as [`ErrorCode::InvalidValue`] (or
+    /// [`ErrorCode::UnsupportedVersion`] for a `welcome` naming a version
+    /// this side does not speak).
     pub fn validate(&self) -> Result<(), ProtocolError> {
         match self {
-            ServerMessage::Welcome {
-                v,
-                member,
-                server_time_ms,
-                room,
-            } => {
-                check_version("welcome", u64::from(*v))?;
+            ServerMessage::Welcome { v, member, room } => {
+                if !SUPPORTED_VERSIONS.contains(v) {
+                    return Err(version_error("welcome", &v.to_string()));
+                }
                 check_member("welcome member", *member)?;
-                check_timestamp("welcome server_time_ms", *server_time_ms)?;
-                check_snapshot("welcome room", room)
+                match room {
+                    Some(room) => check_snapshot("welcome room", room),
+                    None => Ok(()),
+                }
             }
-            ServerMessage::Pong {
-                id,
-                t0_ms,
-                t1_ms,
-                t2_ms,
-            } => {
+            ServerMessage::Pong { id, t0_ms, t1_ms } => {
                 check_id("pong id", *id)?;
                 check_timestamp("pong t0_ms", *t0_ms)?;
-                check_timestamp("pong t1_ms", *t1_ms)?;
-                check_timestamp("pong t2_ms", *t2_ms)?;
-                if t2_ms < t1_ms {
-                    return Err(invalid(format!(
-                        "pong t2_ms {t2_ms} is before t1_ms {t1_ms}"
-                    )));
-                }
-                Ok(())
+                check_timestamp("pong t1_ms", *t1_ms)
             }
             ServerMessage::Snapshot(room) => check_snapshot("snapshot", room),
             ServerMessage::State { playback, cause } => {
@@ -636,22 +784,22 @@ impl ServerMessage {
                 }
                 Ok(())
             }
-            ServerMessage::Waiting {
-                for_members,
-                deadline_ms,
+            ServerMessage::Queue {
+                seq,
+                offset,
+                total,
+                items,
             } => {
-                check_members("waiting for_members", for_members)?;
-                check_timestamp("waiting deadline_ms", *deadline_ms)
+                check_id("queue seq", *seq)?;
+                check_id("queue offset", *offset)?;
+                check_id("queue total", *total)?;
+                check_queue_page("queue", *offset, *total, items)
             }
+            ServerMessage::Waiting { members } => check_waited("waiting members", members),
             ServerMessage::Presence { member, .. } => check_member_info("presence member", member),
-            ServerMessage::Chat {
-                from,
-                text,
-                server_time_ms,
-            } => {
+            ServerMessage::Chat { from, text } => {
                 check_member("chat from", *from)?;
-                check_chat("chat text", text)?;
-                check_timestamp("chat server_time_ms", *server_time_ms)
+                check_chat("chat text", text)
             }
             ServerMessage::Typing { member, .. } => check_member("typing member", *member),
             ServerMessage::Reaction {
@@ -687,6 +835,19 @@ impl ServerMessage {
             }
         }
     }
+
+    /// Checks what only the frame knows: a pong's receive time cannot be
+    /// after its send time.
+    fn validate_stamped(&self, sent_ms: f64) -> Result<(), ProtocolError> {
+        if let ServerMessage::Pong { t1_ms, .. } = self {
+            if *t1_ms > sent_ms {
+                return Err(invalid(format!(
+                    "pong t1_ms {t1_ms} is after the frame's sent_ms {sent_ms}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl WireMessage for ClientMessage {
@@ -711,65 +872,62 @@ impl WireMessage for ServerMessage {
     }
 }
 
-/// The JSON text of a message: one WebSocket text frame.
+/// The JSON text of a frame: the message's fields, then `"sent_ms"`.
 ///
-/// Fields appear in a fixed order, `"type"` first; absent optional fields
-/// are left out; `f64` fields are written in their shortest exact form
-/// (`1000.0`, `0.1`).
-///
-/// Encoding does not validate: a message built with out-of-bounds values
-/// (NaN becomes `null`) is refused by the receiver. Call
-/// [`ClientMessage::validate`] or [`ServerMessage::validate`] first when the
-/// values come from outside.
-pub fn encode<M: WireMessage>(msg: &M) -> String {
-    match serde_json::to_string(msg) {
+/// Encoding does not validate (the receiver does): a NaN is written as
+/// `null`, which the receiver refuses.
+pub fn encode<M: WireMessage>(frame: &Stamped<M>) -> String {
+    let body = match serde_json::to_string(&frame.msg) {
         Ok(text) => text,
         // serde_json fails only for maps with non-string keys and for
         // `Serialize` impls that return errors; these types have neither.
         // Still, a wire encoder must not panic: send a frame every
         // receiver reads as an error.
-        Err(_) => ENCODE_FAILED.to_owned(),
+        Err(_) => return ENCODE_FAILED.to_owned(),
+    };
+    let stamp = serde_json::to_string(&frame.sent_ms).unwrap_or_else(|_| "null".to_owned());
+    match body.strip_suffix('}') {
+        Some(open) if open.len() > 1 => format!("{open},\"sent_ms\":{stamp}}}"),
+        _ => ENCODE_FAILED.to_owned(),
     }
 }
 
-const ENCODE_FAILED: &str =
-    r#"{"type":"error","code":"malformed","message":"the sender could not encode a message"}"#;
+const ENCODE_FAILED: &str = r#"{"type":"error","code":"malformed","message":"the sender could not encode a message","sent_ms":0}"#;
 
-/// Reads a message a client sent.
-///
-/// Checks, in order: size ([`ErrorCode::TooLarge`] above
-/// [`MAX_MESSAGE_BYTES`]), JSON syntax and a string `"type"`
-/// ([`ErrorCode::Malformed`]), the type ([`ErrorCode::UnknownType`]), the
-/// version of a `hello` ([`ErrorCode::UnsupportedVersion`]), the shape
-/// ([`ErrorCode::Malformed`]), and every value ([`ErrorCode::InvalidValue`];
-/// see [`ClientMessage::validate`]). Unknown fields are ignored.
+/// Decodes and checks a client frame.
 ///
 /// # Errors
 ///
-/// A [`ProtocolError`] whose code names the first check that failed; for a
-/// `command` whose `id` could be read, it carries that id.
-pub fn decode_client(text: &str) -> Result<ClientMessage, ProtocolError> {
-    decode(text)
+/// The first failed check (module docs); the `request_id` of a refused
+/// `command` is set when its `id` could be read.
+pub fn decode_client(text: &str) -> Result<Stamped<ClientMessage>, ProtocolError> {
+    let frame: Stamped<ClientMessage> = decode(text)?;
+    let id = match &frame.msg {
+        ClientMessage::Command { id, .. } => Some(*id),
+        _ => None,
+    };
+    frame
+        .msg
+        .validate_stamped(frame.sent_ms)
+        .map_err(|e| match id {
+            Some(id) => e.with_request_id(id),
+            None => e,
+        })?;
+    Ok(frame)
 }
 
-/// Reads a message the server sent; for clients and the simulator.
-///
-/// The same checks as [`decode_client`], with the limit
-/// [`MAX_SERVER_MESSAGE_BYTES`], the version checked in `welcome`, and the
-/// values checked by [`ServerMessage::validate`].
+/// Decodes and checks a server frame.
 ///
 /// # Errors
 ///
-/// A [`ProtocolError`] whose code names the first check that failed. A
-/// client should ignore a message of [`ErrorCode::UnknownType`]: a newer
-/// server may send types this version does not know.
-pub fn decode_server(text: &str) -> Result<ServerMessage, ProtocolError> {
-    decode(text)
+/// The first failed check (module docs).
+pub fn decode_server(text: &str) -> Result<Stamped<ServerMessage>, ProtocolError> {
+    let frame: Stamped<ServerMessage> = decode(text)?;
+    frame.msg.validate_stamped(frame.sent_ms)?;
+    Ok(frame)
 }
 
-/// The fields read before the message itself: enough to tell an unknown
-/// type from a malformed message, a wrong version from a wrong shape, and
-/// which request an error refers to.
+/// The fields every frame is checked for before its shape.
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(rename = "type")]
@@ -777,10 +935,14 @@ struct Envelope {
     #[serde(default)]
     v: Option<serde_json::Value>,
     #[serde(default)]
+    versions: Option<serde_json::Value>,
+    #[serde(default)]
     id: Option<serde_json::Value>,
+    #[serde(default)]
+    sent_ms: Option<serde_json::Value>,
 }
 
-fn decode<M: WireMessage>(text: &str) -> Result<M, ProtocolError> {
+fn decode<M: WireMessage>(text: &str) -> Result<Stamped<M>, ProtocolError> {
     if text.len() > M::MAX_BYTES {
         return Err(ProtocolError::new(
             ErrorCode::TooLarge,
@@ -808,28 +970,181 @@ fn decode<M: WireMessage>(text: &str) -> Result<M, ProtocolError> {
         Some(id) => err.with_request_id(id),
         None => err,
     };
-    // The version is checked before the shape: a later version may change
-    // the shape, and its client should hear "unsupported version", not
-    // "malformed".
-    if kind == "hello" || kind == "welcome" {
+    // The version is checked before the shape: another version may have
+    // another shape, and its peer should hear "unsupported version", not
+    // "malformed". A version 1 hello names one version in "v".
+    if kind == "hello" {
+        let offered: Option<Vec<u32>> = match (&envelope.versions, &envelope.v) {
+            (Some(serde_json::Value::Array(list)), _) => list
+                .iter()
+                .take(MAX_OFFERED_VERSIONS + 1)
+                .map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
+                .collect(),
+            (None, Some(serde_json::Value::Number(n))) => Some(vec![n
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0)]),
+            _ => None,
+        };
+        match offered {
+            Some(list) => {
+                negotiate(&list)?;
+            }
+            None => {
+                return Err(ProtocolError::new(
+                    ErrorCode::Malformed,
+                    "hello has no \"versions\" list of integers",
+                ))
+            }
+        }
+    }
+    if kind == "welcome" {
         match &envelope.v {
             Some(serde_json::Value::Number(n)) => {
-                if n.as_u64() != Some(u64::from(PROTOCOL_VERSION)) {
+                let speaks = n
+                    .as_u64()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .is_some_and(|v| SUPPORTED_VERSIONS.contains(&v));
+                if !speaks {
                     return Err(version_error(kind, &n.to_string()));
                 }
             }
             _ => {
                 return Err(ProtocolError::new(
                     ErrorCode::Malformed,
-                    format!("{kind} has no numeric \"v\""),
+                    "welcome has no numeric \"v\"",
                 ))
             }
         }
     }
+    let sent_ms = match &envelope.sent_ms {
+        Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        _ => {
+            return Err(attach(ProtocolError::new(
+                ErrorCode::Malformed,
+                format!("{kind} has no numeric \"sent_ms\""),
+            )))
+        }
+    };
+    check_timestamp(&format!("{kind} sent_ms"), sent_ms).map_err(attach)?;
     let msg: M = serde_json::from_str(text)
         .map_err(|e| attach(json_error(&format!("malformed {kind} message"), &e)))?;
     msg.validate().map_err(attach)?;
-    Ok(msg)
+    Ok(Stamped { sent_ms, msg })
+}
+
+/// The messages a room event becomes on the wire, for the members it is
+/// addressed to. `member_info` gives each member's name (the room knows
+/// ids and roles only); `policy` is the room's. A queue change becomes
+/// every page of the queue; a snapshot is followed by the pages of the
+/// queue after its first.
+pub fn server_messages(
+    event: &RoomEvent,
+    policy: RoomPolicy,
+    name: &dyn Fn(MemberId) -> String,
+) -> Vec<ServerMessage> {
+    match event {
+        RoomEvent::Scheduled(playback) => vec![ServerMessage::State {
+            playback: playback.clone(),
+            cause: None,
+        }],
+        RoomEvent::Snapshot(snapshot) => {
+            let mut out = vec![ServerMessage::Snapshot(RoomSnapshot::of(
+                snapshot, policy, name,
+            ))];
+            out.extend(
+                queue_pages(snapshot.seq, &snapshot.queue)
+                    .into_iter()
+                    .skip(1),
+            );
+            out
+        }
+        RoomEvent::Waiting { members } => vec![ServerMessage::Waiting {
+            members: members.clone(),
+        }],
+        RoomEvent::QueueChanged { seq, items } => queue_pages(*seq, items),
+        RoomEvent::MemberJoined(info) => vec![ServerMessage::Presence {
+            event: PresenceEvent::Joined,
+            member: wire_member(info, name),
+        }],
+        RoomEvent::MemberLeft(id) => vec![ServerMessage::Presence {
+            event: PresenceEvent::Left,
+            member: MemberInfo {
+                id: *id,
+                name: name(*id),
+                role: "member".to_owned(),
+                buffering: false,
+            },
+        }],
+        RoomEvent::MemberUpdated(info) => vec![ServerMessage::Presence {
+            event: PresenceEvent::Updated,
+            member: wire_member(info, name),
+        }],
+    }
+}
+
+fn wire_member(info: &room::MemberInfo, name: &dyn Fn(MemberId) -> String) -> MemberInfo {
+    MemberInfo {
+        id: info.id,
+        name: name(info.id),
+        role: info.role.as_str().to_owned(),
+        buffering: info.is_buffering(),
+    }
+}
+
+/// The queue as `queue` messages of at most [`QUEUE_PAGE_ITEMS`] items (one
+/// empty page for an empty queue).
+pub fn queue_pages(seq: u64, items: &[QueueItem]) -> Vec<ServerMessage> {
+    let total = items.len() as u64;
+    if items.is_empty() {
+        return vec![ServerMessage::Queue {
+            seq,
+            offset: 0,
+            total,
+            items: Vec::new(),
+        }];
+    }
+    items
+        .chunks(QUEUE_PAGE_ITEMS)
+        .enumerate()
+        .map(|(i, page)| ServerMessage::Queue {
+            seq,
+            offset: (i * QUEUE_PAGE_ITEMS) as u64,
+            total,
+            items: page.to_vec(),
+        })
+        .collect()
+}
+
+impl RoomSnapshot {
+    /// The wire form of a room's snapshot: the first page of the queue, the
+    /// members named by `name`.
+    pub fn of(
+        snapshot: &room::Snapshot,
+        policy: RoomPolicy,
+        name: &dyn Fn(MemberId) -> String,
+    ) -> Self {
+        RoomSnapshot {
+            seq: snapshot.seq,
+            playback: snapshot.playback.clone(),
+            pending: snapshot.pending.iter().take(MAX_PENDING).cloned().collect(),
+            queue_total: snapshot.queue.len() as u64,
+            queue: snapshot
+                .queue
+                .iter()
+                .take(QUEUE_PAGE_ITEMS)
+                .cloned()
+                .collect(),
+            members: snapshot
+                .members
+                .iter()
+                .take(MAX_MEMBERS)
+                .map(|m| wire_member(m, name))
+                .collect(),
+            waiting: snapshot.waiting.iter().take(MAX_MEMBERS).copied().collect(),
+            policy,
+        }
+    }
 }
 
 /// Classifies a serde_json error: a number too large for an `f64` (such as
@@ -850,18 +1165,11 @@ fn version_error(kind: &str, got: &str) -> ProtocolError {
     ProtocolError::new(
         ErrorCode::UnsupportedVersion,
         format!(
-            "{kind} asks for protocol version {}, this side speaks {PROTOCOL_VERSION}",
-            truncate(got, 32)
+            "{kind} names protocol version {}, this side speaks {}",
+            truncate(got, 32),
+            list_versions(SUPPORTED_VERSIONS.iter().copied())
         ),
     )
-}
-
-fn check_version(kind: &str, v: u64) -> Result<(), ProtocolError> {
-    if v == u64::from(PROTOCOL_VERSION) {
-        Ok(())
-    } else {
-        Err(version_error(kind, &v.to_string()))
-    }
 }
 
 fn invalid(message: impl Into<String>) -> ProtocolError {
@@ -909,10 +1217,6 @@ fn check_id(field: &str, value: u64) -> Result<(), ProtocolError> {
 
 fn check_member(field: &str, member: MemberId) -> Result<(), ProtocolError> {
     check_id(field, member.0)
-}
-
-fn check_members(field: &str, members: &[MemberId]) -> Result<(), ProtocolError> {
-    members.iter().try_for_each(|m| check_member(field, *m))
 }
 
 fn check_rate(field: &str, value: f64) -> Result<(), ProtocolError> {
@@ -1026,19 +1330,94 @@ fn check_member_info(field: &str, info: &MemberInfo) -> Result<(), ProtocolError
 }
 
 fn check_snapshot(field: &str, room: &RoomSnapshot) -> Result<(), ProtocolError> {
+    check_id(&format!("{field} seq"), room.seq)?;
     check_playback(&format!("{field} playback"), &room.playback)?;
-    for item in &room.queue {
-        check_id(&format!("{field} queue item id"), item.id)?;
-        check_media(&format!("{field} queue item media"), &item.media)?;
+    if room.pending.len() > MAX_PENDING {
+        return Err(invalid(format!(
+            "{field} has {} pending states, the limit is {MAX_PENDING}",
+            room.pending.len()
+        )));
+    }
+    let mut last = &room.playback;
+    for p in &room.pending {
+        check_playback(&format!("{field} pending"), p)?;
+        if p.seq <= last.seq || p.at_ms < last.at_ms {
+            return Err(invalid(format!(
+                "{field} pending state seq {} at {} does not follow seq {} at {}",
+                p.seq, p.at_ms, last.seq, last.at_ms
+            )));
+        }
+        last = p;
+    }
+    if last.seq > room.seq {
+        return Err(invalid(format!(
+            "{field} holds state seq {} above the room's seq {}",
+            last.seq, room.seq
+        )));
+    }
+    check_id(&format!("{field} queue_total"), room.queue_total)?;
+    check_queue_page(field, 0, room.queue_total, &room.queue)?;
+    if room.members.len() > MAX_MEMBERS {
+        return Err(invalid(format!(
+            "{field} lists {} members, the limit is {MAX_MEMBERS}",
+            room.members.len()
+        )));
     }
     for member in &room.members {
         check_member_info(&format!("{field} member"), member)?;
     }
-    check_members(&format!("{field} waiting_for"), &room.waiting_for)?;
+    check_waited(&format!("{field} waiting"), &room.waiting)?;
     check_duration(
         &format!("{field} policy.wait_timeout_ms"),
         room.policy.wait_timeout_ms,
+    )?;
+    check_duration(
+        &format!("{field} policy.start_ahead_ms"),
+        room.policy.start_ahead_ms,
+    )?;
+    check_duration(
+        &format!("{field} policy.start_timeout_ms"),
+        room.policy.start_timeout_ms,
     )
+}
+
+fn check_queue_page(
+    field: &str,
+    offset: u64,
+    total: u64,
+    items: &[QueueItem],
+) -> Result<(), ProtocolError> {
+    if items.len() > QUEUE_PAGE_ITEMS {
+        return Err(invalid(format!(
+            "{field} page holds {} items, the limit is {QUEUE_PAGE_ITEMS}",
+            items.len()
+        )));
+    }
+    if offset.saturating_add(items.len() as u64) > total {
+        return Err(invalid(format!(
+            "{field} page of {} items at offset {offset} runs past the total {total}",
+            items.len()
+        )));
+    }
+    for item in items {
+        check_id(&format!("{field} item id"), item.id)?;
+        check_media(&format!("{field} item media"), &item.media)?;
+    }
+    Ok(())
+}
+
+fn check_waited(field: &str, members: &[Waited]) -> Result<(), ProtocolError> {
+    if members.len() > MAX_MEMBERS {
+        return Err(invalid(format!(
+            "{field} lists {} members, the limit is {MAX_MEMBERS}",
+            members.len()
+        )));
+    }
+    for w in members {
+        check_member(&format!("{field} member"), w.member)?;
+        check_timestamp(&format!("{field} deadline_ms"), w.deadline_ms)?;
+    }
+    Ok(())
 }
 
 /// At most `max` characters of `s`, marked with an ellipsis when cut.

@@ -61,11 +61,15 @@
 //!   by a current member within the last `delay_fresh_ms`, or 0 when there
 //!   is none. A member without a fresh estimate is not waited for by the
 //!   lead; it catches up with its drift controller.
-//! - A `Seek` gets the *seek lead*: the same, with `slowest` the largest
-//!   sum of a member's fresh one-way delay and its fresh seek latency (see
-//!   [`Room::report_seek_latency`]; 0 for a member that reported none), so
-//!   that every member can start its seek early enough to land on the new
-//!   position at `at_ms` instead of that long after it.
+//! - A `Seek` gets the *seek lead*: the lead plus the median of the
+//!   members' fresh seek latencies (see [`Room::report_seek_latency`]; 0
+//!   when none reported one), clamped to `min_lead_ms..=max_seek_lead_ms`.
+//!   The median, not the slowest: a slower seeker starts its seek on
+//!   receipt, aimed further ahead, and joins when it lands, rather than
+//!   delaying everyone.
+//! - Delays are what members report: the client reports the 99th
+//!   percentile of its one-way delay from the server, so the lead covers a
+//!   high percentile of every member's delay, not its minimum.
 //! - `at_ms = max(now + lead, latest.at_ms)`: never before `now`, never
 //!   before a state already scheduled (so states take effect in `seq`
 //!   order), and never later than `now + max_lead_ms`.
@@ -169,13 +173,13 @@
 //! leaves the room exactly as it was (`==` to a clone taken before), and no
 //! method panics on any input.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::state::{
-    Command, ErrorCode, MemberId, Playback, QueueItem, MAX_MEDIA_LEN, MAX_RATE, MIN_RATE,
+    Command, ErrorCode, MemberId, Playback, QueueItem, Waited, MAX_MEDIA_LEN, MAX_RATE, MIN_RATE,
 };
 
 /// Largest server time and media position the room accepts, in ms: 2^53,
@@ -419,8 +423,13 @@ impl Permissions for RoleTable {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 pub enum BufferingPolicy {
-    /// Nothing: a buffering member catches up on its own.
+    /// Nothing: a buffering member catches up on its own, by skipping
+    /// ahead to the room's position once it plays again.
     Ignore,
+    /// Nothing: a buffering member plays on from where it stalled, behind
+    /// the room, until its viewer asks to catch up (the client keeps the
+    /// offset; see [`crate::client`]).
+    LeaveBehind,
     /// The group pauses for buffering members and resumes when all are
     /// ready, waiting for each at most `timeout_ms` (see the module docs).
     WaitForAll {
@@ -449,6 +458,10 @@ pub struct RoomConfig {
     /// The longest lead, in ms: a member slower than this acts late and
     /// catches up (default 2000, at most [`MAX_DELAY_MS`]).
     pub max_lead_ms: f64,
+    /// The longest lead of a `Seek`, in ms (default 3000: an HLS seek
+    /// outside the buffer fetches a segment, up to about two seconds; at
+    /// least `max_lead_ms`, at most [`MAX_DELAY_MS`]).
+    pub max_seek_lead_ms: f64,
     /// How long a delay report counts toward the lead, in ms
     /// (default 30 000).
     pub delay_fresh_ms: f64,
@@ -459,6 +472,22 @@ pub struct RoomConfig {
     /// The most playback changes scheduled ahead at once before commands
     /// are refused with [`ErrorCode::RateLimited`] (default 8, at least 1).
     pub max_pending: usize,
+    /// A `Play` waits until every member reports at least this much media
+    /// buffered ahead ([`Room::report_buffered_ahead`]), so that the room
+    /// starts together instead of stalling one by one (default 0: it does
+    /// not wait).
+    pub start_ahead_ms: f64,
+    /// How long a `Play` waits for that at most (default 5000).
+    pub start_timeout_ms: f64,
+    /// Under [`BufferingPolicy::WaitForAll`], a group wait does not start
+    /// within this long of the start of the previous one (default 30 000):
+    /// a member that buffers again so soon catches up on its own, so that
+    /// one flaky member cannot pause the room every few seconds.
+    pub min_wait_gap_ms: f64,
+    /// How many recent changes (states and queue changes) the room keeps
+    /// to resume a reconnecting member with ([`Room::resume`]) (default
+    /// 256).
+    pub history_len: usize,
 }
 
 impl Default for RoomConfig {
@@ -467,10 +496,15 @@ impl Default for RoomConfig {
             margin_ms: 100.0,
             min_lead_ms: 100.0,
             max_lead_ms: 2_000.0,
+            max_seek_lead_ms: 3_000.0,
             delay_fresh_ms: 30_000.0,
             buffering: BufferingPolicy::default(),
             max_queue_len: 1_000,
             max_pending: 8,
+            start_ahead_ms: 0.0,
+            start_timeout_ms: 5_000.0,
+            min_wait_gap_ms: 30_000.0,
+            history_len: 256,
         }
     }
 }
@@ -490,6 +524,9 @@ impl RoomConfig {
             ("min_lead_ms", self.min_lead_ms),
             ("max_lead_ms", self.max_lead_ms),
             ("delay_fresh_ms", self.delay_fresh_ms),
+            ("start_ahead_ms", self.start_ahead_ms),
+            ("start_timeout_ms", self.start_timeout_ms),
+            ("min_wait_gap_ms", self.min_wait_gap_ms),
         ];
         for (name, value) in fields {
             if !value.is_finite() || value < 0.0 {
@@ -510,6 +547,15 @@ impl RoomConfig {
                 self.max_lead_ms, self.min_lead_ms
             )));
         }
+        if !self.max_seek_lead_ms.is_finite()
+            || self.max_seek_lead_ms < self.max_lead_ms
+            || self.max_seek_lead_ms > MAX_DELAY_MS
+        {
+            return Err(RoomError::invalid(format!(
+                "room config: max_seek_lead_ms {} is not within max_lead_ms {}..={MAX_DELAY_MS}",
+                self.max_seek_lead_ms, self.max_lead_ms
+            )));
+        }
         if self.max_pending == 0 {
             return Err(RoomError::invalid("room config: max_pending is 0"));
         }
@@ -519,7 +565,7 @@ impl RoomConfig {
 
 fn validate_policy(policy: BufferingPolicy) -> Result<(), RoomError> {
     match policy {
-        BufferingPolicy::Ignore => Ok(()),
+        BufferingPolicy::Ignore | BufferingPolicy::LeaveBehind => Ok(()),
         BufferingPolicy::WaitForAll { timeout_ms }
             if timeout_ms.is_finite() && timeout_ms >= 0.0 =>
         {
@@ -568,10 +614,11 @@ pub enum RoomEvent {
     Scheduled(Playback),
     /// Everything a joiner needs.
     Snapshot(Snapshot),
-    /// The members the group is waiting for (empty: no one).
+    /// The members the group is waiting for, each with its deadline
+    /// (empty: no one).
     Waiting {
         /// In id order.
-        members: Vec<MemberId>,
+        members: Vec<Waited>,
     },
     /// The queue changed; here is all of it.
     QueueChanged {
@@ -622,8 +669,8 @@ pub struct Snapshot {
     pub queue: Vec<QueueItem>,
     /// Everyone in the room, the joiner included, in id order.
     pub members: Vec<MemberInfo>,
-    /// Who the group is waiting for, in id order.
-    pub waiting: Vec<MemberId>,
+    /// Who the group is waiting for, in id order, each with its deadline.
+    pub waiting: Vec<Waited>,
 }
 
 /// Why a room refused a call; the room is unchanged.
@@ -670,6 +717,8 @@ struct Member {
     delay: Option<DelayEstimate>,
     /// The time its player needs to seek, as it reported it.
     seek_latency: Option<DelayEstimate>,
+    /// How much media its player holds ahead, as it reported it.
+    buffered_ahead_ms: Option<f64>,
     buffering: Option<Buffering>,
 }
 
@@ -695,6 +744,13 @@ pub struct Room {
     position_seq: u64,
     /// The time of the latest accepted call.
     last_now_ms: Option<f64>,
+    /// When the latest group wait for a buffering member started.
+    last_wait_ms: Option<f64>,
+    /// The latest changes, oldest first, to resume members with.
+    history: VecDeque<RoomEvent>,
+    /// The `seq` before the oldest change in `history`: a member that saw
+    /// this one can be resumed from the history.
+    history_from: u64,
 }
 
 impl Default for Room {
@@ -728,6 +784,9 @@ impl Room {
             seq: 0,
             position_seq: 0,
             last_now_ms: None,
+            last_wait_ms: None,
+            history: VecDeque::new(),
+            history_from: 0,
         }
     }
 
@@ -794,6 +853,17 @@ impl Room {
         self.waiting.keys().copied().collect()
     }
 
+    /// Who the group is waiting for, in id order, each with its deadline.
+    pub fn waiting_list(&self) -> Vec<Waited> {
+        self.waiting
+            .iter()
+            .map(|(&member, &deadline_ms)| Waited {
+                member,
+                deadline_ms,
+            })
+            .collect()
+    }
+
     /// Whether the group plays, or waits to resume (see the module docs).
     pub fn wants_to_play(&self) -> bool {
         self.latest().playing || !self.waiting.is_empty()
@@ -822,22 +892,25 @@ impl Room {
             .min(self.config.max_lead_ms)
     }
 
-    /// The lead a `Seek` scheduled at `now_ms` would get: the slowest fresh
-    /// one-way delay plus seek latency of a member, plus the margin, clamped
-    /// to the configured bounds.
+    /// The lead a `Seek` scheduled at `now_ms` would get: the lead plus
+    /// the median fresh seek latency of the members (0 when none reported
+    /// one), clamped to the configured bounds. The median, not the slowest:
+    /// a member that seeks slower starts its seek on receipt, aimed further
+    /// ahead, and joins the others when it lands, rather than delaying
+    /// everyone.
     pub fn seek_lead_ms(&self, now_ms: f64) -> f64 {
-        let fresh = |d: &Option<DelayEstimate>| {
-            d.filter(|d| now_ms - d.reported_at_ms <= self.config.delay_fresh_ms)
-                .map_or(0.0, |d| d.delay_ms)
-        };
-        let slowest = self
+        let mut latencies: Vec<f64> = self
             .members
             .values()
-            .map(|m| fresh(&m.delay) + fresh(&m.seek_latency))
-            .fold(0.0, f64::max);
-        (slowest + self.config.margin_ms)
+            .filter_map(|m| m.seek_latency)
+            .filter(|d| now_ms - d.reported_at_ms <= self.config.delay_fresh_ms)
+            .map(|d| d.delay_ms)
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let median = latencies.get(latencies.len() / 2).copied().unwrap_or(0.0);
+        (self.lead_ms(now_ms) + median)
             .max(self.config.min_lead_ms)
-            .min(self.config.max_lead_ms)
+            .min(self.config.max_seek_lead_ms.max(self.config.max_lead_ms))
     }
 
     /// Everything a joiner at `now_ms` needs.
@@ -848,7 +921,7 @@ impl Room {
             pending: self.pending(now_ms).to_vec(),
             queue: self.queue.clone(),
             members: self.members(),
-            waiting: self.waiting(),
+            waiting: self.waiting_list(),
         }
     }
 
@@ -880,6 +953,7 @@ impl Room {
             joined_at_ms: now_ms,
             delay: None,
             seek_latency: None,
+            buffered_ahead_ms: None,
             buffering: None,
         };
         let info = member_info(member, &joined);
@@ -1008,6 +1082,104 @@ impl Room {
         Ok(())
     }
 
+    /// Records how much media `member`'s player holds ahead of its
+    /// position. A `Play` under [`RoomConfig::start_ahead_ms`] waits for
+    /// members with less; a member it waits for leaves the wait list once
+    /// it reports enough (and is not buffering).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidValue`] for a bad time or an amount that is not
+    /// finite or not within `0..=`[`MAX_TIME_MS`]; [`ErrorCode::NotFound`]
+    /// when `member` is not in the room.
+    pub fn report_buffered_ahead(
+        &mut self,
+        member: MemberId,
+        ahead_ms: f64,
+        now_ms: f64,
+    ) -> Result<Vec<Outgoing>, RoomError> {
+        self.check_now(now_ms)?;
+        self.check_member(member, "buffer report")?;
+        if !(0.0..=MAX_TIME_MS).contains(&ahead_ms) {
+            return Err(RoomError::invalid(format!(
+                "buffer report of {member} refused: {ahead_ms} ms is not within 0..={MAX_TIME_MS}"
+            )));
+        }
+        self.advance(now_ms);
+        let mut out = Vec::new();
+        let Some(m) = self.members.get_mut(&member) else {
+            return Ok(out);
+        };
+        m.buffered_ahead_ms = Some(ahead_ms);
+        let enough = ahead_ms >= self.config.start_ahead_ms && m.buffering.is_none();
+        if enough && self.waiting.contains_key(&member) {
+            self.stop_waiting_for(&[member], now_ms, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// A member reconnects: `member` (a new connection, or the id it had)
+    /// joins with `role`, and is brought up to date from `last_seq`, the
+    /// newest `seq` it saw. If the room still holds every change after
+    /// `last_seq`, it gets them ([`RoomEvent::Scheduled`] and
+    /// [`RoomEvent::QueueChanged`], in order) and the wait list; otherwise
+    /// a [`Snapshot`]. Either way it ends with the same view. The others
+    /// get [`RoomEvent::MemberJoined`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidValue`]: a bad time, `member` already in the
+    /// room, or a `last_seq` the room never issued (above [`Room::seq`]).
+    pub fn resume(
+        &mut self,
+        member: MemberId,
+        role: Role,
+        last_seq: u64,
+        now_ms: f64,
+    ) -> Result<Vec<Outgoing>, RoomError> {
+        self.check_now(now_ms)?;
+        if last_seq > self.seq {
+            return Err(RoomError::invalid(format!(
+                "resume of {member} refused: seq {last_seq} was never issued (the room is at {})",
+                self.seq
+            )));
+        }
+        let mut out = self.join(member, role, now_ms)?;
+        if last_seq >= self.history_from {
+            let missed: Vec<Outgoing> = self
+                .history
+                .iter()
+                .filter(|e| event_seq(e).is_some_and(|s| s > last_seq))
+                .map(|e| Outgoing {
+                    to: Recipients::Member(member),
+                    event: e.clone(),
+                })
+                .collect();
+            // The joiner's snapshot is replaced by what it missed.
+            out.retain(|o| !matches!(o.event, RoomEvent::Snapshot(_)));
+            let mut replay = missed;
+            replay.push(Outgoing {
+                to: Recipients::Member(member),
+                event: RoomEvent::Waiting {
+                    members: self.waiting_list(),
+                },
+            });
+            replay.extend(out);
+            out = replay;
+        }
+        Ok(out)
+    }
+
+    /// Keeps `event` (a change with a `seq`) for [`Room::resume`].
+    fn remember(&mut self, event: RoomEvent) {
+        self.history.push_back(event);
+        while self.history.len() > self.config.history_len {
+            if let Some(old) = self.history.pop_front() {
+                self.history_from = event_seq(&old).unwrap_or(self.history_from);
+            }
+        }
+    }
+
     // ---- buffering ----------------------------------------------------
 
     /// `member`'s player is buffering (see the module docs for what the
@@ -1037,7 +1209,25 @@ impl Room {
             event: RoomEvent::MemberUpdated(member_info(member, m)),
         });
         if let BufferingPolicy::WaitForAll { timeout_ms } = self.config.buffering {
-            if self.wants_to_play() {
+            // A new group wait so soon after the last one would let one
+            // flaky member pause the room every few seconds: it catches up
+            // on its own instead (a wait in progress still takes it in).
+            let too_soon = self.waiting.is_empty()
+                && self
+                    .last_wait_ms
+                    .is_some_and(|last| now_ms - last < self.config.min_wait_gap_ms);
+            if too_soon {
+                if let Some(b) = self
+                    .members
+                    .get_mut(&member)
+                    .and_then(|m| m.buffering.as_mut())
+                {
+                    b.given_up = true;
+                }
+            } else if self.wants_to_play() {
+                if self.waiting.is_empty() {
+                    self.last_wait_ms = Some(now_ms);
+                }
                 self.waiting.insert(member, now_ms + timeout_ms);
                 if self.latest().playing {
                     out.push(self.schedule(now_ms, |latest, at_ms| Playback {
@@ -1369,6 +1559,7 @@ impl Room {
             self.pending.pop();
         }
         self.pending.push(playback.clone());
+        self.remember(RoomEvent::Scheduled(playback.clone()));
         Outgoing {
             to: Recipients::All,
             event: RoomEvent::Scheduled(playback),
@@ -1378,6 +1569,26 @@ impl Room {
     fn play(&mut self, now_ms: f64, out: &mut Vec<Outgoing>) {
         if self.wants_to_play() {
             return;
+        }
+        if self.config.start_ahead_ms > 0.0 {
+            // Start together: wait for the members that have reported too
+            // little buffered ahead (or are buffering), at most the start
+            // timeout.
+            let threshold = self.config.start_ahead_ms;
+            let deadline = now_ms + self.config.start_timeout_ms;
+            self.waiting = self
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.buffering.is_some_and(|b| !b.given_up)
+                        || m.buffered_ahead_ms.is_some_and(|a| a < threshold)
+                })
+                .map(|(&id, _)| (id, deadline))
+                .collect();
+            if !self.waiting.is_empty() {
+                out.push(self.waiting_event());
+                return;
+            }
         }
         if let BufferingPolicy::WaitForAll { timeout_ms } = self.config.buffering {
             let deadline = now_ms + timeout_ms;
@@ -1392,10 +1603,10 @@ impl Room {
                 return;
             }
         }
-        out.push(self.resume(now_ms));
+        out.push(self.resume_group(now_ms));
     }
 
-    fn resume(&mut self, now_ms: f64) -> Outgoing {
+    fn resume_group(&mut self, now_ms: f64) -> Outgoing {
         self.schedule(now_ms, |latest, at_ms| Playback {
             playing: true,
             position_ms: latest.position_at(at_ms),
@@ -1417,7 +1628,7 @@ impl Room {
         // The list was not empty, so the group wanted to play, and was
         // paused for the wait: resume it.
         if self.waiting.is_empty() {
-            out.push(self.resume(now_ms));
+            out.push(self.resume_group(now_ms));
         }
     }
 
@@ -1425,24 +1636,35 @@ impl Room {
         Outgoing {
             to: Recipients::All,
             event: RoomEvent::Waiting {
-                members: self.waiting(),
+                members: self.waiting_list(),
             },
         }
     }
 
     fn queue_changed(&mut self) -> Outgoing {
         self.seq = self.seq.saturating_add(1);
+        let event = RoomEvent::QueueChanged {
+            seq: self.seq,
+            items: self.queue.clone(),
+        };
+        self.remember(event.clone());
         Outgoing {
             to: Recipients::All,
-            event: RoomEvent::QueueChanged {
-                seq: self.seq,
-                items: self.queue.clone(),
-            },
+            event,
         }
     }
 
     fn queue_index(&self, item: u64) -> Option<usize> {
         self.queue.iter().position(|q| q.id == item)
+    }
+}
+
+/// The `seq` of a change event (a state or a queue change).
+fn event_seq(event: &RoomEvent) -> Option<u64> {
+    match event {
+        RoomEvent::Scheduled(p) => Some(p.seq),
+        RoomEvent::QueueChanged { seq, .. } => Some(*seq),
+        _ => None,
     }
 }
 
@@ -1689,9 +1911,107 @@ mod tests {
             .unwrap();
         assert!(room.waiting().is_empty());
         assert!(room.latest().playing);
-        // Ready, then buffering again: a new episode, waited for again.
-        room.ready(B, 14_000.0).unwrap();
-        room.buffering(B, 15_000.0).unwrap();
+        // Ready, then buffering again: a new episode, waited for again
+        // (once the gap since the last group wait has passed).
+        room.ready(B, 40_000.0).unwrap();
+        room.buffering(B, 41_000.0).unwrap();
         assert_eq!(room.waiting(), vec![B]);
+    }
+
+    #[test]
+    fn a_member_that_buffers_again_soon_does_not_pause_the_group_again() {
+        let mut room = loaded_room();
+        room.join(B, Role::member(), 0.0).unwrap();
+        room.command(&AllowAll, A, req(Command::Play, &room), 100.0)
+            .unwrap();
+        room.buffering(B, 1_000.0).unwrap();
+        room.ready(B, 2_000.0).unwrap();
+        assert!(room.waiting().is_empty());
+        let before = room.latest().clone();
+        // Five seconds later: within min_wait_gap_ms (30 s).
+        let out = room.buffering(B, 7_000.0).unwrap();
+        assert!(room.waiting().is_empty());
+        assert_eq!(room.latest(), &before, "no pause scheduled");
+        assert!(out
+            .iter()
+            .all(|o| !matches!(o.event, RoomEvent::Scheduled(_))));
+        // After the gap, it is waited for again.
+        room.ready(B, 8_000.0).unwrap();
+        room.buffering(B, 31_500.0).unwrap();
+        assert_eq!(room.waiting(), vec![B]);
+    }
+
+    #[test]
+    fn a_play_waits_until_everyone_has_enough_buffered() {
+        let mut room = Room::new(RoomConfig {
+            start_ahead_ms: 2_000.0,
+            ..RoomConfig::default()
+        })
+        .unwrap();
+        room.join(A, Role::owner(), 0.0).unwrap();
+        room.join(B, Role::member(), 0.0).unwrap();
+        let load = req(Command::Load { media: "v".into() }, &room);
+        room.command(&AllowAll, A, load, 0.0).unwrap();
+        room.report_buffered_ahead(A, 5_000.0, 10.0).unwrap();
+        room.report_buffered_ahead(B, 500.0, 10.0).unwrap();
+        room.command(&AllowAll, A, req(Command::Play, &room), 100.0)
+            .unwrap();
+        assert_eq!(
+            room.waiting_list(),
+            vec![Waited {
+                member: B,
+                deadline_ms: 5_100.0
+            }]
+        );
+        assert!(!room.latest().playing);
+        let out = room.report_buffered_ahead(B, 2_500.0, 900.0).unwrap();
+        assert!(room.waiting().is_empty());
+        assert!(room.latest().playing, "{out:?}");
+    }
+
+    #[test]
+    fn a_resume_replays_what_was_missed_or_sends_a_snapshot() {
+        let mut room = Room::new(RoomConfig {
+            history_len: 2,
+            ..RoomConfig::default()
+        })
+        .unwrap();
+        room.join(A, Role::owner(), 0.0).unwrap();
+        let load = req(Command::Load { media: "v".into() }, &room);
+        room.command(&AllowAll, A, load, 0.0).unwrap();
+        let seen = room.seq();
+        room.command(&AllowAll, A, req(Command::Play, &room), 10.0)
+            .unwrap();
+        let out = room.resume(B, Role::member(), seen, 20.0).unwrap();
+        let replayed: Vec<u64> = out
+            .iter()
+            .filter(|o| o.to == Recipients::Member(B))
+            .filter_map(|o| match &o.event {
+                RoomEvent::Scheduled(p) => Some(p.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replayed, vec![seen + 1]);
+        assert!(out
+            .iter()
+            .all(|o| !matches!(o.event, RoomEvent::Snapshot(_))));
+        // Too far back: the history is gone, a snapshot it is.
+        room.leave(B, 30.0).unwrap();
+        room.command(&AllowAll, A, req(Command::Pause, &room), 40.0)
+            .unwrap();
+        room.command(&AllowAll, A, req(Command::Play, &room), 50.0)
+            .unwrap();
+        let out = room.resume(B, Role::member(), 0, 60.0).unwrap();
+        assert!(out
+            .iter()
+            .any(|o| matches!(o.event, RoomEvent::Snapshot(_))));
+        // A seq never issued is refused, the room unchanged.
+        room.leave(B, 70.0).unwrap();
+        let before = room.clone();
+        let err = room
+            .resume(B, Role::member(), room.seq() + 1, 80.0)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidValue);
+        assert_eq!(room, before);
     }
 }

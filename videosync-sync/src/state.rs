@@ -126,6 +126,16 @@ pub enum Command {
     },
 }
 
+/// A member the group is waiting for, and until when (server time) it
+/// waits for that member at most.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Waited {
+    /// Who.
+    pub member: MemberId,
+    /// The server time the group stops waiting for this member.
+    pub deadline_ms: f64,
+}
+
 /// Error codes a client can show or act on; stable across versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -49,7 +49,7 @@ fn only_scheduled(out: &[Outgoing]) -> Playback {
 /// The last wait list published in `out`, if any.
 fn waiting(out: &[Outgoing]) -> Option<Vec<MemberId>> {
     out.iter().rev().find_map(|o| match &o.event {
-        RoomEvent::Waiting { members } => Some(members.clone()),
+        RoomEvent::Waiting { members } => Some(members.iter().map(|w| w.member).collect()),
         _ => None,
     })
 }
@@ -183,15 +183,17 @@ fn the_lead_covers_the_slowest_fresh_member_plus_the_margin() {
 }
 
 #[test]
-fn a_seek_is_scheduled_far_enough_ahead_for_the_slowest_seeker() {
+fn a_seek_is_scheduled_ahead_by_the_lead_plus_the_median_seek_allowance() {
     let mut room = playing_room_of_three(RoomConfig::default());
     room.report(OWNER, 30.0, 1_100.0).unwrap();
     room.report(BOB, 240.0, 1_100.0).unwrap();
     room.report_seek_latency(OWNER, 400.0, 1_100.0).unwrap();
     room.report_seek_latency(BOB, 100.0, 1_100.0).unwrap();
 
-    // Owner: 30 + 400; Bob: 240 + 100; Carol reported nothing.
-    assert_eq!(room.seek_lead_ms(2_000.0), 430.0 + 100.0);
+    // The lead (Bob's 240 + 100) plus the median of 100 and 400 (the upper
+    // one of two); Carol reported nothing. A slower seeker starts early,
+    // aimed further ahead, rather than delaying everyone.
+    assert_eq!(room.seek_lead_ms(2_000.0), 340.0 + 400.0);
     let seek = only_scheduled(&send(
         &mut room,
         OWNER,
@@ -200,7 +202,7 @@ fn a_seek_is_scheduled_far_enough_ahead_for_the_slowest_seeker() {
         },
         2_000.0,
     ));
-    assert_eq!(seek.at_ms, 2_000.0 + 430.0 + 100.0);
+    assert_eq!(seek.at_ms, 2_000.0 + 340.0 + 400.0);
     assert_eq!(seek.position_ms, 60_000.0);
     // Other changes keep the one-way lead.
     let pause = only_scheduled(&send(&mut room, OWNER, Command::Pause, 3_000.0));
@@ -585,14 +587,24 @@ fn leaving_during_a_wait_releases_the_group() {
 
 #[test]
 fn a_joiner_during_a_wait_is_waited_for_only_once_it_buffers() {
-    let mut room = playing_room_of_three(RoomConfig::default());
+    let mut room = playing_room_of_three(RoomConfig {
+        min_wait_gap_ms: 0.0,
+        ..RoomConfig::default()
+    });
     room.buffering(BOB, 5_000.0).unwrap();
 
     let out = room.join(DAVE, Role::member(), 5_500.0).unwrap();
     let RoomEvent::Snapshot(snapshot) = &out[0].event else {
         panic!("{out:#?}")
     };
-    assert_eq!(snapshot.waiting, vec![BOB]);
+    assert_eq!(
+        snapshot
+            .waiting
+            .iter()
+            .map(|w| w.member)
+            .collect::<Vec<_>>(),
+        vec![BOB]
+    );
     assert!(!snapshot.playback.playing || !snapshot.pending.is_empty());
     assert_eq!(room.waiting(), vec![BOB]);
 

@@ -73,7 +73,9 @@ fn bearer(parts: &Parts) -> ApiResult<Option<&str>> {
         .to_str()
         .map_err(|_| ApiError::unauthenticated("the Authorization header is not text"))?;
     match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err(ApiError::unauthenticated(
@@ -110,6 +112,24 @@ impl FromRequestParts<AppState> for Caller {
                 tx.commit().await?;
                 Ok(Caller::User(Box::new(user)))
             }
+        }
+    }
+}
+
+/// A caller with credentials (a user or a guest); a request without any
+/// gets 401 before anything is looked up. For the operations whose document
+/// asks for a token: without one, the answer is "sign in", not a 404 for
+/// what an anonymous caller cannot see.
+#[derive(Debug, Clone)]
+pub struct Identified(pub Caller);
+
+impl FromRequestParts<AppState> for Identified {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> ApiResult<Self> {
+        match Caller::from_request_parts(parts, app).await? {
+            Caller::Anonymous => Err(ApiError::unauthenticated("sign in first")),
+            caller => Ok(Identified(caller)),
         }
     }
 }

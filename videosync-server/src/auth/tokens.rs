@@ -111,7 +111,9 @@ impl TokenKeys {
     /// anything else wrong (malformed, another key, another algorithm).
     pub fn verify(&self, token: &str, now: Timestamp) -> ApiResult<Claims> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::unauthenticated(format!("the access token is not valid ({e})")))?;
+            .map_err(|e| {
+                ApiError::unauthenticated(format!("the access token is not valid ({e})"))
+            })?;
         let now_s = now.as_millis().max(0) as u64 / 1000;
         if data.claims.exp <= now_s {
             return Err(ApiError::new(
@@ -167,7 +169,10 @@ mod tests {
         let c = keys.verify(&t, now()).unwrap();
         assert_eq!((c.sub.as_str(), c.kind), ("u1", TokenKind::User));
         let later = Timestamp::from_millis(now().as_millis() + 60_000);
-        assert_eq!(keys.verify(&t, later).unwrap_err().code, code::TOKEN_EXPIRED);
+        assert_eq!(
+            keys.verify(&t, later).unwrap_err().code,
+            code::TOKEN_EXPIRED
+        );
     }
 
     #[test]
@@ -175,12 +180,18 @@ mod tests {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
         let other = TokenKeys::new(b"another key, another key, another");
         let t = other.issue(TokenKind::User, "u1", "", now(), 60).unwrap();
-        assert_eq!(keys.verify(&t, now()).unwrap_err().code, code::UNAUTHENTICATED);
+        assert_eq!(
+            keys.verify(&t, now()).unwrap_err().code,
+            code::UNAUTHENTICATED
+        );
         // alg: none, with the same claims and no signature.
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let body = t.split('.').nth(1).unwrap();
         for forged in [format!("{header}.{body}."), format!("{header}.{body}")] {
-            assert_eq!(keys.verify(&forged, now()).unwrap_err().code, code::UNAUTHENTICATED);
+            assert_eq!(
+                keys.verify(&forged, now()).unwrap_err().code,
+                code::UNAUTHENTICATED
+            );
         }
         // A flipped bit in the payload.
         let good = keys.issue(TokenKind::User, "u1", "", now(), 60).unwrap();

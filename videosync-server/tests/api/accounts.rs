@@ -18,36 +18,69 @@ async fn sign_up_sign_in_and_me() {
         let second = t.register("Second").await;
         let (status, me) = t.get("/api/v1/me", Some(&first.token)).await;
         assert_eq!(status, StatusCode::OK, "{me}");
-        assert_eq!(me["is_admin"], true, "{:?}: the first account administers", t.set);
+        assert_eq!(
+            me["is_admin"], true,
+            "{:?}: the first account administers",
+            t.set
+        );
         let (_, me2) = t.get("/api/v1/me", Some(&second.token)).await;
         assert_eq!(me2["is_admin"], false);
         // Names are unique without regard to case.
         let dup = t
-            .post("/api/v1/auth/register", None, json!({"username": "second", "password": "long enough"}))
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"username": "second", "password": "long enough"}),
+            )
             .await;
         assert_error(&dup, StatusCode::CONFLICT, "already_exists");
         // Log in by name (any case) and by e-mail.
         let ok = t
-            .post("/api/v1/auth/login", None, json!({"login": "SECOND", "password": second.password()}))
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": "SECOND", "password": second.password()}),
+            )
             .await;
         assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
         assert_eq!(ok.1["token_type"], "Bearer");
         let wrong = t
-            .post("/api/v1/auth/login", None, json!({"login": "second", "password": "not it at all"}))
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": "second", "password": "not it at all"}),
+            )
             .await;
         assert_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_credentials");
         let nobody = t
-            .post("/api/v1/auth/login", None, json!({"login": "nobody", "password": "whatever1"}))
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": "nobody", "password": "whatever1"}),
+            )
             .await;
-        assert_eq!(nobody.1, wrong.1, "an unknown login answers as a wrong password");
+        assert_eq!(
+            nobody.1, wrong.1,
+            "an unknown login answers as a wrong password"
+        );
         // Display name.
         let (status, me) = t
-            .call(Method::PATCH, "/api/v1/me", Some(&second.token), Some(json!({"display_name": "Zweite"})))
+            .call(
+                Method::PATCH,
+                "/api/v1/me",
+                Some(&second.token),
+                Some(json!({"display_name": "Zweite"})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(me["display_name"], "Zweite");
         let bad = t
-            .call(Method::PATCH, "/api/v1/me", Some(&second.token), Some(json!({"display_name": "a\u{0}b"})))
+            .call(
+                Method::PATCH,
+                "/api/v1/me",
+                Some(&second.token),
+                Some(json!({"display_name": "a\u{0}b"})),
+            )
             .await;
         assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     }
@@ -68,12 +101,20 @@ async fn registration_checks_its_fields() {
         let r = t.post("/api/v1/auth/register", None, body.clone()).await;
         assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     }
-    for body in [json!({"username": "okname"}), json!({"username": 5, "password": "long enough"}), json!([])] {
+    for body in [
+        json!({"username": "okname"}),
+        json!({"username": 5, "password": "long enough"}),
+        json!([]),
+    ] {
         let r = t.post("/api/v1/auth/register", None, body).await;
         assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     }
     let r = t
-        .post("/api/v1/auth/register", None, json!({"username": "okname", "password": "long enough", "admin": true}))
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "okname", "password": "long enough", "admin": true}),
+        )
         .await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     // Not JSON, or not said to be JSON.
@@ -86,7 +127,11 @@ async fn registration_checks_its_fields() {
         .header("content-type", "text/plain")
         .body(axum::body::Body::from("{}"))
         .unwrap();
-    assert_error(&t.send(req).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_error(
+        &t.send(req).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
     let big = json!({"username": "okname", "password": "p".repeat(100_000)});
     let r = t.post("/api/v1/auth/register", None, big).await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
@@ -96,25 +141,57 @@ async fn registration_checks_its_fields() {
 async fn refresh_tokens_rotate_and_reuse_revokes_the_login() {
     for t in TestApp::each().await {
         let u = t.register("rotor").await;
-        let r1 = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": u.refresh})).await;
+        let r1 = t
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": u.refresh}),
+            )
+            .await;
         assert_eq!(r1.0, StatusCode::OK, "{}", r1.1);
         let second = User::from_tokens(&r1.1);
         assert_ne!(second.refresh, u.refresh);
         // The first token again: stolen. The whole login ends.
-        let reuse = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": u.refresh})).await;
+        let reuse = t
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": u.refresh}),
+            )
+            .await;
         assert_error(&reuse, StatusCode::UNAUTHORIZED, "refresh_token_reused");
         let after = t
-            .post("/api/v1/auth/refresh", None, json!({"refresh_token": second.refresh}))
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": second.refresh}),
+            )
             .await;
         assert_error(&after, StatusCode::UNAUTHORIZED, "unauthenticated");
         // Another login of the same account is untouched.
         let other = t
-            .post("/api/v1/auth/login", None, json!({"login": "rotor", "password": u.password()}))
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": "rotor", "password": u.password()}),
+            )
             .await;
         let other = User::from_tokens(&other.1);
-        let ok = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": other.refresh})).await;
+        let ok = t
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": other.refresh}),
+            )
+            .await;
         assert_eq!(ok.0, StatusCode::OK);
-        let junk = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": "junk"})).await;
+        let junk = t
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": "junk"}),
+            )
+            .await;
         assert_error(&junk, StatusCode::UNAUTHORIZED, "unauthenticated");
     }
 }
@@ -124,13 +201,29 @@ async fn logout_password_change_and_account_deletion() {
     for t in TestApp::each().await {
         let u = t.register("leaver").await;
         let a = t
-            .post("/api/v1/auth/login", None, json!({"login": "leaver", "password": u.password()}))
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": "leaver", "password": u.password()}),
+            )
             .await;
         let a = User::from_tokens(&a.1);
         // Logging out one login leaves the other.
-        let r = t.post("/api/v1/auth/logout", None, json!({"refresh_token": u.refresh})).await;
+        let r = t
+            .post(
+                "/api/v1/auth/logout",
+                None,
+                json!({"refresh_token": u.refresh}),
+            )
+            .await;
         assert_eq!(r.0, StatusCode::NO_CONTENT);
-        let r = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": u.refresh})).await;
+        let r = t
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": u.refresh}),
+            )
+            .await;
         assert_eq!(r.0, StatusCode::UNAUTHORIZED);
         // Changing the password ends every login and answers a new one.
         let wrong = t
@@ -139,25 +232,57 @@ async fn logout_password_change_and_account_deletion() {
             .await;
         assert_error(&wrong, StatusCode::FORBIDDEN, "invalid_credentials");
         let changed = t
-            .call(Method::PUT, "/api/v1/me/password", Some(&a.token),
-                Some(json!({"current_password": u.password(), "new_password": "a new password"})))
+            .call(
+                Method::PUT,
+                "/api/v1/me/password",
+                Some(&a.token),
+                Some(json!({"current_password": u.password(), "new_password": "a new password"})),
+            )
             .await;
         assert_eq!(changed.0, StatusCode::OK, "{}", changed.1);
         let fresh = User::from_tokens(&changed.1);
-        let r = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": a.refresh})).await;
+        let r = t
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": a.refresh}),
+            )
+            .await;
         assert_eq!(r.0, StatusCode::UNAUTHORIZED);
-        let old = t.post("/api/v1/auth/login", None, json!({"login": "leaver", "password": u.password()})).await;
+        let old = t
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": "leaver", "password": u.password()}),
+            )
+            .await;
         assert_eq!(old.0, StatusCode::UNAUTHORIZED);
-        let new = t.post("/api/v1/auth/login", None, json!({"login": "leaver", "password": "a new password"})).await;
+        let new = t
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": "leaver", "password": "a new password"}),
+            )
+            .await;
         assert_eq!(new.0, StatusCode::OK);
         // Deleting the account takes its channels and ends its tokens.
         let channel = t.channel(&fresh, "public", false).await;
         let r = t
-            .call(Method::DELETE, "/api/v1/me", Some(&fresh.token), Some(json!({"password": "wrong password"})))
+            .call(
+                Method::DELETE,
+                "/api/v1/me",
+                Some(&fresh.token),
+                Some(json!({"password": "wrong password"})),
+            )
             .await;
         assert_error(&r, StatusCode::FORBIDDEN, "invalid_credentials");
         let r = t
-            .call(Method::DELETE, "/api/v1/me", Some(&fresh.token), Some(json!({"password": "a new password"})))
+            .call(
+                Method::DELETE,
+                "/api/v1/me",
+                Some(&fresh.token),
+                Some(json!({"password": "a new password"})),
+            )
             .await;
         assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
         let r = t.get("/api/v1/me", Some(&fresh.token)).await;
@@ -175,7 +300,8 @@ async fn forged_expired_and_malformed_tokens_are_refused() {
     let (payload, _sig) = rest.split_once('.').unwrap();
     let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let hs512 = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
-    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     let mut admin_claims = claims.clone();
     admin_claims["sub"] = json!(uuid::Uuid::new_v4().to_string());
     let other_key = jsonwebtoken::encode(
@@ -188,7 +314,11 @@ async fn forged_expired_and_malformed_tokens_are_refused() {
         format!("{none}.{payload}."),
         format!("{none}.{payload}"),
         format!("{hs512}.{payload}.{}", rest.split_once('.').unwrap().1),
-        format!("{header}.{}.{}", URL_SAFE_NO_PAD.encode(admin_claims.to_string()), rest.split_once('.').unwrap().1),
+        format!(
+            "{header}.{}.{}",
+            URL_SAFE_NO_PAD.encode(admin_claims.to_string()),
+            rest.split_once('.').unwrap().1
+        ),
         other_key,
         "garbage".to_owned(),
         String::new(),
@@ -201,7 +331,11 @@ async fn forged_expired_and_malformed_tokens_are_refused() {
         .header("authorization", format!("Basic {}", u.token))
         .body(axum::body::Body::empty())
         .unwrap();
-    assert_error(&t.send(req).await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_error(
+        &t.send(req).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
     // A bad token on a public endpoint is refused too, not read as anonymous.
     let r = t.get("/api/v1/channels", Some("garbage")).await;
     assert_eq!(r.0, StatusCode::UNAUTHORIZED);
@@ -210,11 +344,27 @@ async fn forged_expired_and_malformed_tokens_are_refused() {
     t.advance(Duration::from_secs(15 * 60));
     let r = t.get("/api/v1/me", Some(&u.token)).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "token_expired");
-    let r = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": u.refresh})).await;
-    assert_eq!(r.0, StatusCode::OK, "the refresh token outlives the access token");
+    let r = t
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": u.refresh}),
+        )
+        .await;
+    assert_eq!(
+        r.0,
+        StatusCode::OK,
+        "the refresh token outlives the access token"
+    );
     t.advance(Duration::from_secs(31 * 24 * 3600));
     let r2 = User::from_tokens(&r.1);
-    let r = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": r2.refresh})).await;
+    let r = t
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": r2.refresh}),
+        )
+        .await;
     assert_eq!(r.0, StatusCode::UNAUTHORIZED, "refresh tokens expire too");
 }
 
@@ -225,7 +375,11 @@ async fn closed_registration_admits_only_the_first_account() {
     let t = TestApp::with_config(Set::Embedded, config).await.unwrap();
     let first = t.register("founder").await;
     let r = t
-        .post("/api/v1/auth/register", None, json!({"username": "late", "password": "long enough"}))
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "late", "password": "long enough"}),
+        )
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "registration_closed");
     // The administrator makes accounts out of band.
@@ -233,7 +387,13 @@ async fn closed_registration_admits_only_the_first_account() {
         .await
         .unwrap();
     assert!(!user.is_admin);
-    let r = t.post("/api/v1/auth/login", None, json!({"login": "late", "password": "long enough"})).await;
+    let r = t
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "late", "password": "long enough"}),
+        )
+        .await;
     assert_eq!(r.0, StatusCode::OK);
     let (_, me) = t.get("/api/v1/me", Some(&first.token)).await;
     assert_eq!(me["is_admin"], true);
@@ -272,13 +432,21 @@ async fn logins_are_rate_limited_per_account_across_instances() {
         // Other accounts are not held up, and the window passes.
         t.register("bystander").await;
         let r = t
-            .post("/api/v1/auth/login", None, json!({"login": "bystander", "password": "password-bystander"}))
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"login": "bystander", "password": "password-bystander"}),
+            )
             .await;
         assert_eq!(r.0, StatusCode::OK);
         if set == Set::Embedded {
             t.advance(Duration::from_secs(61));
             let r = t
-                .post("/api/v1/auth/login", None, json!({"login": "target", "password": "password-target"}))
+                .post(
+                    "/api/v1/auth/login",
+                    None,
+                    json!({"login": "target", "password": "password-target"}),
+                )
                 .await;
             assert_eq!(r.0, StatusCode::OK, "{}", r.1);
         }
@@ -288,13 +456,21 @@ async fn logins_are_rate_limited_per_account_across_instances() {
 #[tokio::test]
 async fn guests_get_a_named_token() {
     let t = TestApp::new(Set::Embedded).await.unwrap();
-    let r = t.post("/api/v1/auth/guest", None, json!({"display_name": "  Visitor  "})).await;
+    let r = t
+        .post(
+            "/api/v1/auth/guest",
+            None,
+            json!({"display_name": "  Visitor  "}),
+        )
+        .await;
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
     assert_eq!(r.1["display_name"], "Visitor");
     let token = r.1["access_token"].as_str().unwrap();
     // A guest has no account.
     let me = t.get("/api/v1/me", Some(token)).await;
     assert_error(&me, StatusCode::FORBIDDEN, "forbidden");
-    let bad = t.post("/api/v1/auth/guest", None, json!({"display_name": ""})).await;
+    let bad = t
+        .post("/api/v1/auth/guest", None, json!({"display_name": ""}))
+        .await;
     assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
 }

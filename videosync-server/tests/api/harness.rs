@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use videosync_core::conformance::{postgres_namespace, service_url, unique_name};
 use videosync_core::store::s3::S3Store;
-use videosync_core::{Clock, ManualClock, Timestamp};
+use videosync_core::{Clock, ManualClock, SystemClock};
 use videosync_server::config::{Config, Secret};
 use videosync_server::{router, App, AppState, BackendUrls, Backends};
 
@@ -59,7 +59,9 @@ impl TestApp {
     /// configured (and not required).
     pub async fn with_config(set: Set, config: Config) -> Option<TestApp> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
+        // Starts at the real time: the queue checks the database server's
+        // clock against it.
+        let clock = Arc::new(ManualClock::new(SystemClock::new().now()));
         let (urls, store) = match set {
             Set::Embedded => (BackendUrls::embedded(dir.path()), None),
             Set::Services => {
@@ -89,9 +91,7 @@ impl TestApp {
         let backends = Backends::open_with(&urls, clock_dyn, store)
             .await
             .expect("opening the backends");
-        let app = Arc::new(
-            App::new(backends, &config, &Secret::new(SECRET)).expect("the app"),
-        );
+        let app = Arc::new(App::new(backends, &config, &Secret::new(SECRET)).expect("the app"));
         Some(TestApp {
             set,
             router: router(app.clone()),
@@ -167,7 +167,11 @@ impl TestApp {
                 json!({"username": username, "password": format!("password-{username}")}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "registering {username}: {body}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "registering {username}: {body}"
+        );
         User::from_tokens(&body)
     }
 
@@ -197,7 +201,11 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{invite}");
         let code = invite["code"].as_str().unwrap();
         let (status, body) = self
-            .post(&format!("/api/v1/invites/{code}/accept"), Some(&user.token), json!({}))
+            .post(
+                &format!("/api/v1/invites/{code}/accept"),
+                Some(&user.token),
+                json!({}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["role"], role);
@@ -239,7 +247,9 @@ pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, code: &str
     assert_eq!(result.0, status, "{}", result.1);
     assert_eq!(result.1["error"]["code"], code, "{}", result.1);
     assert!(
-        result.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        result.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{}",
         result.1
     );

@@ -1,9 +1,15 @@
 //! The REST API in-process (`oneshot` on `router(state)`), on the embedded
 //! backends and on Postgres + Redis + S3 (Garage).
-#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used, unreachable_pub)] // Test code.
+#![allow(
+    missing_docs,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    unreachable_pub
+)] // Test code.
 
 mod accounts;
 mod channels;
+mod fuzz_findings;
 mod harness;
 mod matrix;
 mod ops;

@@ -12,7 +12,14 @@ use crate::harness::{TestApp, User};
 
 /// The callers, in the order of the expectation rows.
 const CALLERS: [&str; 9] = [
-    "anonymous", "guest", "non-member", "viewer", "moderator", "admin", "owner", "instance admin",
+    "anonymous",
+    "guest",
+    "non-member",
+    "viewer",
+    "moderator",
+    "admin",
+    "owner",
+    "instance admin",
     "banned",
 ];
 
@@ -56,7 +63,9 @@ impl Fixture {
         let owner = t.register(&name("own")).await;
         let channel = t.channel(&owner, visibility, true).await;
         let mut tokens = vec![None];
-        let guest = t.post("/api/v1/auth/guest", None, json!({"display_name": "g"})).await;
+        let guest = t
+            .post("/api/v1/auth/guest", None, json!({"display_name": "g"}))
+            .await;
         tokens.push(Some(guest.1["access_token"].as_str().unwrap().to_owned()));
         tokens.push(Some(t.register(&name("out")).await.token));
         for role in ["viewer", "moderator", "admin"] {
@@ -69,17 +78,40 @@ impl Fixture {
         let banned = t.register(&name("ban")).await;
         t.add_member(&channel, &owner, &banned, "viewer").await;
         let r = t
-            .call(Method::PUT, &format!("/api/v1/channels/{channel}/bans/{}", banned.id), Some(&owner.token), Some(json!({"reason": "spam"})))
+            .call(
+                Method::PUT,
+                &format!("/api/v1/channels/{channel}/bans/{}", banned.id),
+                Some(&owner.token),
+                Some(json!({"reason": "spam"})),
+            )
             .await;
         assert_eq!(r.0, StatusCode::OK, "{}", r.1);
         tokens.push(Some(banned.token));
         let video = |title: &str| json!({"title": title, "tags": ["matrix"]});
-        let ready = t.post(&format!("/api/v1/channels/{channel}/videos"), Some(&owner.token), video("ready one")).await;
+        let ready = t
+            .post(
+                &format!("/api/v1/channels/{channel}/videos"),
+                Some(&owner.token),
+                video("ready one"),
+            )
+            .await;
         assert_eq!(ready.0, StatusCode::CREATED, "{}", ready.1);
         let ready_video = ready.1["id"].as_str().unwrap().to_owned();
         make_ready(t, &ready_video).await;
-        let pending = t.post(&format!("/api/v1/channels/{channel}/videos"), Some(&owner.token), video("pending one")).await;
-        let invite = t.post(&format!("/api/v1/channels/{channel}/invites"), Some(&owner.token), json!({})).await;
+        let pending = t
+            .post(
+                &format!("/api/v1/channels/{channel}/videos"),
+                Some(&owner.token),
+                video("pending one"),
+            )
+            .await;
+        let invite = t
+            .post(
+                &format!("/api/v1/channels/{channel}/invites"),
+                Some(&owner.token),
+                json!({}),
+            )
+            .await;
         Fixture {
             channel,
             owner,
@@ -111,18 +143,33 @@ impl Fixture {
             Target::Banned => {
                 let u = t.register(&self.fresh_name("tb")).await;
                 let r = t
-                    .call(Method::PUT, &format!("/api/v1/channels/{c}/bans/{}", u.id), Some(&owner.token), Some(json!({})))
+                    .call(
+                        Method::PUT,
+                        &format!("/api/v1/channels/{c}/bans/{}", u.id),
+                        Some(&owner.token),
+                        Some(json!({})),
+                    )
                     .await;
                 assert_eq!(r.0, StatusCode::OK);
                 u.id
             }
             Target::Invite => {
-                let r = t.post(&format!("/api/v1/channels/{c}/invites"), Some(&owner.token), json!({})).await;
+                let r = t
+                    .post(
+                        &format!("/api/v1/channels/{c}/invites"),
+                        Some(&owner.token),
+                        json!({}),
+                    )
+                    .await;
                 r.1["code"].as_str().unwrap().to_owned()
             }
             Target::Video => {
                 let r = t
-                    .post(&format!("/api/v1/channels/{c}/videos"), Some(&owner.token), json!({"title": "doomed"}))
+                    .post(
+                        &format!("/api/v1/channels/{c}/videos"),
+                        Some(&owner.token),
+                        json!({"title": "doomed"}),
+                    )
                     .await;
                 let id = r.1["id"].as_str().unwrap().to_owned();
                 make_ready(t, &id).await;
@@ -179,50 +226,182 @@ fn cases() -> Vec<Case> {
         visible,
     };
     let mut v = vec![
-        case(M::GET, "/api/v1/channels/{c}", None, Target::None, false, [200; 9]),
-        case(M::PATCH, "/api/v1/channels/{c}", Some(json!({"description": "changed"})), Target::None, false,
-            [401, 403, 403, 403, 403, 200, 200, 200, 403]),
-        case(M::GET, "/api/v1/channels/{c}/permissions", None, Target::None, false, [200; 9]),
-        case(M::PATCH, "/api/v1/channels/{c}/permissions",
-            Some(json!({"changes": [{"role": "viewer", "permission": "upload", "allowed": false}]})),
-            Target::None, false, [401, 403, 403, 403, 403, 403, 200, 200, 403]),
-        case(M::GET, "/api/v1/channels/{c}/members", None, Target::None, false,
-            [401, 403, 403, 200, 200, 200, 200, 200, 403]),
-        case(M::PUT, "/api/v1/channels/{c}/members/{t}", Some(json!({"role": "moderator"})), Target::Viewer, false,
-            [401, 403, 403, 403, 403, 200, 200, 200, 403]),
-        case(M::DELETE, "/api/v1/channels/{c}/members/{t}", None, Target::Viewer, false,
-            [401, 403, 403, 403, 204, 204, 204, 204, 403]),
-        case(M::GET, "/api/v1/channels/{c}/invites", None, Target::None, false,
-            [401, 403, 403, 403, 200, 200, 200, 200, 403]),
-        case(M::POST, "/api/v1/channels/{c}/invites", Some(json!({})), Target::None, true,
-            [401, 403, 403, 403, 201, 201, 201, 201, 403]),
-        case(M::DELETE, "/api/v1/channels/{c}/invites/{t}", None, Target::Invite, false,
-            [401, 403, 403, 403, 204, 204, 204, 204, 403]),
-        case(M::GET, "/api/v1/channels/{c}/bans", None, Target::None, false,
-            [401, 403, 403, 403, 200, 200, 200, 200, 403]),
-        case(M::PUT, "/api/v1/channels/{c}/bans/{t}", Some(json!({"reason": "matrix"})), Target::User, true,
-            [401, 403, 403, 403, 200, 200, 200, 200, 403]),
-        case(M::DELETE, "/api/v1/channels/{c}/bans/{t}", None, Target::Banned, false,
-            [401, 403, 403, 403, 204, 204, 204, 204, 403]),
-        case(M::GET, "/api/v1/channels/{c}/videos", None, Target::None, false, [200; 9]),
-        case(M::POST, "/api/v1/channels/{c}/videos", Some(json!({"title": "new"})), Target::None, true,
-            [401, 403, 403, 403, 201, 201, 201, 201, 403]),
-        case(M::GET, "/api/v1/videos/{v}", None, Target::None, false, [200; 9]),
-        case(M::GET, "/api/v1/videos/{p}", None, Target::None, false,
-            [404, 404, 404, 200, 200, 200, 200, 200, 404]),
-        case(M::PATCH, "/api/v1/videos/{v}", Some(json!({"title": "renamed"})), Target::None, false,
-            [401, 403, 403, 403, 403, 200, 200, 200, 403]),
-        case(M::DELETE, "/api/v1/videos/{t}", None, Target::Video, false,
-            [401, 403, 403, 403, 403, 204, 204, 204, 403]),
+        case(
+            M::GET,
+            "/api/v1/channels/{c}",
+            None,
+            Target::None,
+            false,
+            [200; 9],
+        ),
+        case(
+            M::PATCH,
+            "/api/v1/channels/{c}",
+            Some(json!({"description": "changed"})),
+            Target::None,
+            false,
+            [401, 403, 403, 403, 403, 200, 200, 200, 403],
+        ),
+        case(
+            M::GET,
+            "/api/v1/channels/{c}/permissions",
+            None,
+            Target::None,
+            false,
+            [200; 9],
+        ),
+        case(
+            M::PATCH,
+            "/api/v1/channels/{c}/permissions",
+            Some(
+                json!({"changes": [{"role": "viewer", "permission": "upload", "allowed": false}]}),
+            ),
+            Target::None,
+            false,
+            [401, 403, 403, 403, 403, 403, 200, 200, 403],
+        ),
+        case(
+            M::GET,
+            "/api/v1/channels/{c}/members",
+            None,
+            Target::None,
+            false,
+            [401, 403, 403, 200, 200, 200, 200, 200, 403],
+        ),
+        case(
+            M::PUT,
+            "/api/v1/channels/{c}/members/{t}",
+            Some(json!({"role": "moderator"})),
+            Target::Viewer,
+            false,
+            [401, 403, 403, 403, 403, 200, 200, 200, 403],
+        ),
+        case(
+            M::DELETE,
+            "/api/v1/channels/{c}/members/{t}",
+            None,
+            Target::Viewer,
+            false,
+            [401, 403, 403, 403, 204, 204, 204, 204, 403],
+        ),
+        case(
+            M::GET,
+            "/api/v1/channels/{c}/invites",
+            None,
+            Target::None,
+            false,
+            [401, 403, 403, 403, 200, 200, 200, 200, 403],
+        ),
+        case(
+            M::POST,
+            "/api/v1/channels/{c}/invites",
+            Some(json!({})),
+            Target::None,
+            true,
+            [401, 403, 403, 403, 201, 201, 201, 201, 403],
+        ),
+        case(
+            M::DELETE,
+            "/api/v1/channels/{c}/invites/{t}",
+            None,
+            Target::Invite,
+            false,
+            [401, 403, 403, 403, 204, 204, 204, 204, 403],
+        ),
+        case(
+            M::GET,
+            "/api/v1/channels/{c}/bans",
+            None,
+            Target::None,
+            false,
+            [401, 403, 403, 403, 200, 200, 200, 200, 403],
+        ),
+        case(
+            M::PUT,
+            "/api/v1/channels/{c}/bans/{t}",
+            Some(json!({"reason": "matrix"})),
+            Target::User,
+            true,
+            [401, 403, 403, 403, 200, 200, 200, 200, 403],
+        ),
+        case(
+            M::DELETE,
+            "/api/v1/channels/{c}/bans/{t}",
+            None,
+            Target::Banned,
+            false,
+            [401, 403, 403, 403, 204, 204, 204, 204, 403],
+        ),
+        case(
+            M::GET,
+            "/api/v1/channels/{c}/videos",
+            None,
+            Target::None,
+            false,
+            [200; 9],
+        ),
+        case(
+            M::POST,
+            "/api/v1/channels/{c}/videos",
+            Some(json!({"title": "new"})),
+            Target::None,
+            true,
+            [401, 403, 403, 403, 201, 201, 201, 201, 403],
+        ),
+        case(
+            M::GET,
+            "/api/v1/videos/{v}",
+            None,
+            Target::None,
+            false,
+            [200; 9],
+        ),
+        case(
+            M::GET,
+            "/api/v1/videos/{p}",
+            None,
+            Target::None,
+            false,
+            [404, 404, 404, 200, 200, 200, 200, 200, 404],
+        ),
+        case(
+            M::PATCH,
+            "/api/v1/videos/{v}",
+            Some(json!({"title": "renamed"})),
+            Target::None,
+            false,
+            [401, 403, 403, 403, 403, 200, 200, 200, 403],
+        ),
+        case(
+            M::DELETE,
+            "/api/v1/videos/{t}",
+            None,
+            Target::Video,
+            false,
+            [401, 403, 403, 403, 403, 204, 204, 204, 403],
+        ),
     ];
     v.push(Case {
         by_code: true,
-        ..case(M::GET, "/api/v1/invites/{i}", None, Target::None, false, [200; 9])
+        ..case(
+            M::GET,
+            "/api/v1/invites/{i}",
+            None,
+            Target::None,
+            false,
+            [200; 9],
+        )
     });
     v.push(Case {
         by_code: true,
-        ..case(M::POST, "/api/v1/invites/{t}/accept", None, Target::Invite, true,
-            [401, 403, 200, 200, 200, 200, 200, 200, 403])
+        ..case(
+            M::POST,
+            "/api/v1/invites/{t}/accept",
+            None,
+            Target::Invite,
+            true,
+            [401, 403, 200, 200, 200, 200, 200, 200, 403],
+        )
     });
     v
 }
@@ -236,7 +415,8 @@ fn private_row(case: &Case) -> [u16; 9] {
     }
     for (i, caller) in CALLERS.iter().enumerate() {
         match *caller {
-            "anonymous" if case.account_first => row[i] = 401,
+            // What needs a sign-in says so first, whatever the channel.
+            "anonymous" if case.account_first || case.visible[0] == 401 => row[i] = 401,
             "guest" if case.account_first => row[i] = 403,
             "anonymous" | "guest" | "non-member" | "banned" => row[i] = 404,
             _ => {}
@@ -245,13 +425,24 @@ fn private_row(case: &Case) -> [u16; 9] {
     row
 }
 
-async fn run_case(t: &TestApp, fx: &Fixture, case: &Case, row: [u16; 9], visibility: &str) -> Vec<String> {
+async fn run_case(
+    t: &TestApp,
+    fx: &Fixture,
+    case: &Case,
+    row: [u16; 9],
+    visibility: &str,
+) -> Vec<String> {
     let mut failures = Vec::new();
     for (i, caller) in CALLERS.iter().enumerate() {
         let target = fx.target(t, case.target).await;
         let path = fx.path(case.path, &target);
-        let body = case.body.clone().or_else(|| (case.method == Method::POST).then(|| json!({})));
-        let (status, answer) = t.call(case.method.clone(), &path, fx.tokens[i].as_deref(), body).await;
+        let body = case
+            .body
+            .clone()
+            .or_else(|| (case.method == Method::POST).then(|| json!({})));
+        let (status, answer) = t
+            .call(case.method.clone(), &path, fx.tokens[i].as_deref(), body)
+            .await;
         if status.as_u16() != row[i] {
             failures.push(format!(
                 "{:?} {visibility}: {caller} {} {} -> {status} (expected {}): {answer}",
@@ -273,11 +464,20 @@ async fn every_endpoint_for_every_caller_and_visibility() {
         for (n, visibility) in ["public", "unlisted", "private"].into_iter().enumerate() {
             let fx = Fixture::new(&t, &admin, &format!("m{n}"), visibility).await;
             for case in cases() {
-                let row = if visibility == "private" { private_row(&case) } else { case.visible };
+                let row = if visibility == "private" {
+                    private_row(&case)
+                } else {
+                    case.visible
+                };
                 failures.extend(run_case(&t, &fx, &case, row, visibility).await);
             }
         }
-        assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} mismatches:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 }
 
@@ -289,20 +489,33 @@ async fn join_leave_and_delete_for_every_caller_and_visibility() {
         let admin = t.register("rootadmin").await;
         let mut failures = Vec::new();
         let rows: [(&str, Method, [u16; 9], [u16; 9]); 3] = [
-            ("/api/v1/channels/{c}/join", Method::POST,
+            (
+                "/api/v1/channels/{c}/join",
+                Method::POST,
                 [401, 403, 200, 200, 200, 200, 200, 200, 403],
-                [401, 403, 404, 200, 200, 200, 200, 403, 404]),
-            ("/api/v1/channels/{c}/leave", Method::POST,
+                [401, 403, 404, 200, 200, 200, 200, 403, 404],
+            ),
+            (
+                "/api/v1/channels/{c}/leave",
+                Method::POST,
                 [401, 403, 404, 204, 204, 204, 409, 404, 404],
-                [401, 403, 404, 204, 204, 204, 409, 404, 404]),
-            ("/api/v1/channels/{c}", Method::DELETE,
+                [401, 403, 404, 204, 204, 204, 409, 404, 404],
+            ),
+            (
+                "/api/v1/channels/{c}",
+                Method::DELETE,
                 [401, 403, 403, 403, 403, 403, 204, 204, 403],
-                [404, 404, 404, 403, 403, 403, 204, 204, 404]),
+                [401, 404, 404, 403, 403, 403, 204, 204, 404],
+            ),
         ];
         let mut n = 0;
         for (path, method, visible, private) in rows {
             for visibility in ["public", "unlisted", "private"] {
-                let row = if visibility == "private" { private } else { visible };
+                let row = if visibility == "private" {
+                    private
+                } else {
+                    visible
+                };
                 let mut fx = None;
                 for (i, caller) in CALLERS.iter().enumerate() {
                     // A delete that succeeds takes the channel: fresh one next.
@@ -313,7 +526,12 @@ async fn join_leave_and_delete_for_every_caller_and_visibility() {
                     let fx = fx.as_ref().unwrap();
                     let body = (method == Method::POST).then(|| json!({}));
                     let (status, answer) = t
-                        .call(method.clone(), &fx.path(path, ""), fx.tokens[i].as_deref(), body)
+                        .call(
+                            method.clone(),
+                            &fx.path(path, ""),
+                            fx.tokens[i].as_deref(),
+                            body,
+                        )
                         .await;
                     if status.as_u16() != row[i] {
                         failures.push(format!(
@@ -324,6 +542,11 @@ async fn join_leave_and_delete_for_every_caller_and_visibility() {
                 }
             }
         }
-        assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} mismatches:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 }

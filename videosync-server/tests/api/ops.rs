@@ -53,19 +53,34 @@ async fn unknown_backend_urls_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut urls = BackendUrls::embedded(dir.path());
     urls.queue = "mysql://localhost/db".into();
-    let err = Backends::open(&urls).await.expect_err("mysql is not a backend");
+    let err = Backends::open(&urls)
+        .await
+        .expect_err("mysql is not a backend");
     assert_eq!(err.kind(), videosync_core::ErrorKind::InvalidInput);
     let mut urls = BackendUrls::embedded(dir.path());
     urls.database = "memory://".into();
-    let err = Backends::open(&urls).await.expect_err("the database must be SQL");
-    assert!(err.to_string().contains("not sqlite:// or postgres://"), "{err}");
+    let err = Backends::open(&urls)
+        .await
+        .expect_err("the database must be SQL");
+    assert!(
+        err.to_string().contains("not sqlite:// or postgres://"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let t = TestApp::new(Set::Embedded).await.unwrap();
-    assert_error(&t.get("/no/such/route", None).await, StatusCode::NOT_FOUND, "not_found");
-    assert_error(&t.get("/api/v1/nothing", None).await, StatusCode::NOT_FOUND, "not_found");
+    assert_error(
+        &t.get("/no/such/route", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &t.get("/api/v1/nothing", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     let r = t.call(Method::DELETE, "/api/v1/channels", None, None).await;
     assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
@@ -75,7 +90,10 @@ async fn headers_request_ids_and_metrics() {
     let t = TestApp::new(Set::Embedded).await.unwrap();
     let response = tower::ServiceExt::oneshot(
         t.router.clone(),
-        Request::get("/api/v1/channels").header("x-request-id", "abc-123").body(Body::empty()).unwrap(),
+        Request::get("/api/v1/channels")
+            .header("x-request-id", "abc-123")
+            .body(Body::empty())
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -90,14 +108,28 @@ async fn headers_request_ids_and_metrics() {
     )
     .await
     .unwrap();
-    assert!(response.headers()["x-request-id"].len() >= 32, "one is made when none comes");
+    assert!(
+        response.headers()["x-request-id"].len() >= 32,
+        "one is made when none comes"
+    );
     t.get("/api/v1/channels/not-a-uuid", None).await;
     let (status, text) = t.get("/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
-    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/api/v1/channels\",status=\"200\"}"), "{text}");
-    assert!(text.contains("route=\"/api/v1/channels/{id}\",status=\"400\""), "routes, not raw paths: {text}");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "histograms: {text}");
+    assert!(
+        text.contains(
+            "http_requests_total{method=\"GET\",route=\"/api/v1/channels\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("route=\"/api/v1/channels/{id}\",status=\"400\""),
+        "routes, not raw paths: {text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "histograms: {text}"
+    );
     assert!(text.contains("videosync_queue_depth"), "{text}");
 }
 
@@ -112,13 +144,23 @@ async fn cors_follows_the_configuration() {
             .uri("/api/v1/channels")
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization,content-type")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
             .body(Body::empty())
             .unwrap()
     };
-    let ok = tower::ServiceExt::oneshot(t.router.clone(), preflight("https://app.example")).await.unwrap();
-    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example");
-    let other = tower::ServiceExt::oneshot(t.router.clone(), preflight("https://evil.example")).await.unwrap();
+    let ok = tower::ServiceExt::oneshot(t.router.clone(), preflight("https://app.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = tower::ServiceExt::oneshot(t.router.clone(), preflight("https://evil.example"))
+        .await
+        .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 
@@ -130,14 +172,30 @@ async fn the_openapi_document_describes_every_route() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for p in [
-        "/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout",
-        "/api/v1/auth/guest", "/api/v1/me", "/api/v1/me/password", "/api/v1/me/channels",
-        "/api/v1/channels", "/api/v1/channels/{id}", "/api/v1/channels/{id}/permissions",
-        "/api/v1/channels/{id}/members", "/api/v1/channels/{id}/members/{user_id}",
-        "/api/v1/channels/{id}/join", "/api/v1/channels/{id}/leave", "/api/v1/channels/{id}/invites",
-        "/api/v1/channels/{id}/invites/{code}", "/api/v1/invites/{code}", "/api/v1/invites/{code}/accept",
-        "/api/v1/channels/{id}/bans", "/api/v1/channels/{id}/bans/{user_id}",
-        "/api/v1/channels/{id}/videos", "/api/v1/videos/{id}", "/api/v1/search/videos",
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/guest",
+        "/api/v1/me",
+        "/api/v1/me/password",
+        "/api/v1/me/channels",
+        "/api/v1/channels",
+        "/api/v1/channels/{id}",
+        "/api/v1/channels/{id}/permissions",
+        "/api/v1/channels/{id}/members",
+        "/api/v1/channels/{id}/members/{user_id}",
+        "/api/v1/channels/{id}/join",
+        "/api/v1/channels/{id}/leave",
+        "/api/v1/channels/{id}/invites",
+        "/api/v1/channels/{id}/invites/{code}",
+        "/api/v1/invites/{code}",
+        "/api/v1/invites/{code}/accept",
+        "/api/v1/channels/{id}/bans",
+        "/api/v1/channels/{id}/bans/{user_id}",
+        "/api/v1/channels/{id}/videos",
+        "/api/v1/videos/{id}",
+        "/api/v1/search/videos",
     ] {
         assert!(paths.contains_key(p), "{p} missing from the document");
     }
@@ -145,8 +203,14 @@ async fn the_openapi_document_describes_every_route() {
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             let r = &op["responses"];
-            assert!(r["404"]["content"]["application/json"].is_object(), "{method} {path}");
+            assert!(
+                r["404"]["content"]["application/json"].is_object(),
+                "{method} {path}"
+            );
         }
     }
-    assert_eq!(doc, serde_json::to_value(videosync_server::openapi_document()).unwrap());
+    assert_eq!(
+        doc,
+        serde_json::to_value(videosync_server::openapi_document()).unwrap()
+    );
 }

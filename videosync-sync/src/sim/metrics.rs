@@ -16,8 +16,8 @@
 //!   difference among the steady clients of each sample.
 //! - **Convergence** after a play, a seek (or load) or a join: the time
 //!   from the event until every joined client is within the bound (20 ms
-//!   plus half the scenario's asymmetry) of the ideal and stays there until
-//!   the next disturbance; a client stalled or recovering from a stall
+//!   plus half the scenario's asymmetry) of the ideal and stays there for
+//!   [`STAY_MS`] (2 s); a client stalled or recovering from a stall
 //!   (below) is left out until it is back within the bound, as in the
 //!   steady state (a room that gives up waiting for it resumes without it,
 //!   and its recovery is its catch-up). **Catch-up** after a stall is
@@ -27,14 +27,22 @@
 //!   disturbance within [`MIN_WINDOW_MS`] (a seek storm) is not judged on
 //!   its own; one whose window ends with a client still outside the bound
 //!   is *unconverged*.
-//! - **Rates**: the time each client plays at a corrective rate, and the
-//!   smallest and largest factor over the room's rate it used.
+//! - **Rates**: the time each client plays at a corrective rate, the
+//!   smallest and largest factor over the room's rate it used, and the
+//!   rate changes that took effect per minute per client in steady state.
+//! - **Click-to-effect**: from a play or pause command leaving a client
+//!   until every client is within the bound of the new state (the first
+//!   sample at or after its `at_ms`); seeks apart (a seek outside the
+//!   buffer fetches a segment first).
+//! - Joins are judged for convergence apart from the other events (a
+//!   joiner's first seek fetches).
 //! - **Waits** (a room that waits for buffering members): how often the
 //!   group started waiting, how many members it gave up on at the timeout,
 //!   and the largest spread among the members not waited for while the
 //!   group was paused for a wait (from [`WAIT_SETTLE_MS`] after the pause
-//!   took effect, and only while that pause is the state in force: a seek
-//!   during the wait is a jump, measured by convergence): whether everyone
+//!   took effect, and only while that pause is the state in force and no
+//!   other change is scheduled: a seek during the wait is a jump, measured
+//!   by convergence, and a client may cue it early): whether everyone
 //!   stopped at one position.
 
 use serde::Serialize;
@@ -45,6 +53,22 @@ use super::policy;
 
 /// Sampling period, ms of server time.
 pub const SAMPLE_MS: f64 = 10.0;
+/// How long every client must stay within the bound for an event to count
+/// as converged.
+pub const STAY_MS: f64 = 2000.0;
+
+/// One client at one sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ClientSample {
+    /// The true (on-screen) position.
+    pub(crate) position_ms: f64,
+    /// Stalled.
+    pub(crate) stalled: bool,
+    /// The corrective rate factor, if one is applied.
+    pub(crate) factor: Option<f64>,
+    /// Rate changes that took effect so far.
+    pub(crate) rate_changes: u64,
+}
 /// Window after a disturbance left out of the steady state.
 pub const SETTLE_MS: f64 = 3000.0;
 /// Shortest window in which convergence is judged.
@@ -108,7 +132,7 @@ pub struct Metrics {
     pub pairwise_ms: Percentiles,
     /// Largest pairwise difference over every sample, ms.
     pub pairwise_all_ms: Percentiles,
-    /// Events judged for convergence.
+    /// Events (play, seek, load) judged for convergence.
     pub events: usize,
     /// Of those, events whose window ended with a client out of bounds.
     pub unconverged: usize,
@@ -142,6 +166,24 @@ pub struct Metrics {
     /// Largest spread among the members not waited for while the group was
     /// paused for a wait, ms (0 if it never was).
     pub wait_pause_spread_ms: f64,
+    /// Rate changes per minute per client, in steady state.
+    pub rate_changes_per_min: f64,
+    /// Click-to-effect latency of play and pause commands, ms.
+    pub click_to_effect_ms: Percentiles,
+    /// Click-to-effect latency of seek commands, ms (a seek outside the
+    /// buffer fetches a segment first).
+    pub seek_to_effect_ms: Percentiles,
+    /// Joins judged for convergence (not among `events`).
+    pub joins: usize,
+    /// Of those, joins whose window ended with a client out of bounds.
+    pub join_unconverged: usize,
+    /// Longest convergence after a join, ms.
+    pub join_convergence_max_ms: f64,
+    /// Commands a client sent for player events it caused itself (echoes;
+    /// must be 0).
+    pub echo_commands: u64,
+    /// Frames the wire refused (must be 0).
+    pub wire_errors: u64,
 }
 
 impl Metrics {
@@ -162,7 +204,8 @@ pub(crate) struct Recorder {
     /// (start, end) of every disturbance: from when a change was scheduled
     /// (or a client joined) to when it took effect.
     disturbances: Vec<(f64, f64)>,
-    events: Vec<f64>,
+    /// (time, is a join) of every event judged for convergence.
+    events: Vec<(f64, bool)>,
     /// Per stalling client: recovering since the end of its stall (out of
     /// the steady state until back within the bound).
     recovering: Vec<bool>,
@@ -184,6 +227,12 @@ pub(crate) struct Recorder {
     group_waits: usize,
     pub(crate) wait_timeouts: usize,
     wait_pause_spread: f64,
+    /// Per client: rate changes at the previous sample.
+    last_changes: Vec<Option<u64>>,
+    steady_changes: u64,
+    steady_client_ms: f64,
+    /// (command send time, the state's at_ms, a seek).
+    clicks: Vec<(f64, f64, bool)>,
 }
 
 impl Recorder {
@@ -211,7 +260,17 @@ impl Recorder {
             group_waits: 0,
             wait_timeouts: 0,
             wait_pause_spread: 0.0,
+            last_changes: Vec::new(),
+            steady_changes: 0,
+            steady_client_ms: 0.0,
+            clicks: Vec::new(),
         }
+    }
+
+    /// A play, pause or seek command sent at `sent` (true time) was
+    /// scheduled for `at_ms`.
+    pub(crate) fn on_click(&mut self, sent: f64, at_ms: f64, seek: bool) {
+        self.clicks.push((sent, at_ms, seek));
     }
 
     /// The room published its wait list.
@@ -225,12 +284,13 @@ impl Recorder {
     /// The room scheduled `p` at `now`.
     pub(crate) fn on_state(&mut self, p: &Playback, now: f64) {
         self.disturbances.push((now.min(p.at_ms), p.at_ms));
+
         let judged = match &self.last_state {
             None => true,
             Some(prev) => policy::jumps_for_metrics(p, prev) || (p.playing && !prev.playing),
         };
         if judged {
-            self.events.push(p.at_ms);
+            self.events.push((p.at_ms, false));
         }
         if self
             .last_state
@@ -242,10 +302,17 @@ impl Recorder {
         self.last_state = Some(p.clone());
     }
 
+    /// A user acted on a player at `t` (a seek made on the player jumps it
+    /// before the room has scheduled anything): out of the steady state for
+    /// the settling time, not an event of its own.
+    pub(crate) fn on_user(&mut self, t: f64) {
+        self.disturbances.push((t, t));
+    }
+
     /// A client joined at `t`.
     pub(crate) fn on_join(&mut self, t: f64) {
         self.disturbances.push((t, t));
-        self.events.push(t);
+        self.events.push((t, true));
     }
 
     fn settling(&self, t: f64) -> bool {
@@ -286,21 +353,25 @@ impl Recorder {
         &mut self,
         t: f64,
         ideal: &Playback,
-        clients: &[Option<(f64, bool, Option<f64>)>],
+        clients: &[Option<ClientSample>],
         waiting: &[usize],
     ) {
+        if self.last_changes.len() < clients.len() {
+            self.last_changes.resize(clients.len(), None);
+        }
         if ideal.media.is_none() {
             return;
         }
         if !waiting.is_empty()
             && self.plain_pauses.contains(&ideal.seq)
             && t >= ideal.at_ms + WAIT_SETTLE_MS
+            && !self.settling(t)
         {
             let paused: Vec<f64> = clients
                 .iter()
                 .enumerate()
                 .filter(|(c, _)| !waiting.contains(c))
-                .filter_map(|(_, client)| client.map(|(pos, _, _)| pos))
+                .filter_map(|(_, client)| client.map(|c| c.position_ms))
                 .collect();
             if let Some(s) = spread(&paused) {
                 self.wait_pause_spread = self.wait_pause_spread.max(s);
@@ -312,18 +383,30 @@ impl Recorder {
         let mut all = Vec::new();
         let mut worst: f64 = 0.0;
         for (c, client) in clients.iter().enumerate() {
-            let Some((pos, _, factor)) = client else {
+            let Some(sample) = client else {
                 continue;
             };
+            let pos = &sample.position_ms;
+            let factor = &sample.factor;
             let err = (pos - ideal_pos).abs();
             all.push(*pos);
             let stalled = self.stalled(c, t, err);
             if !stalled {
                 worst = worst.max(err);
             }
+            let previous = self.last_changes.get(c).copied().flatten();
+            if let Some(slot) = self.last_changes.get_mut(c) {
+                *slot = Some(sample.rate_changes);
+            }
             if !settling && !stalled {
                 self.errors.push(err);
                 steady.push(*pos);
+                if ideal.playing {
+                    self.steady_client_ms += SAMPLE_MS;
+                    if let Some(prev) = previous {
+                        self.steady_changes += sample.rate_changes.saturating_sub(prev);
+                    }
+                }
             }
             if ideal.playing {
                 self.playing_ms += SAMPLE_MS;
@@ -364,12 +447,15 @@ impl Recorder {
                 .fold(duration_ms, f64::min)
         };
         let mut events = self.events.clone();
-        events.sort_by(f64::total_cmp);
-        events.dedup();
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        events.dedup_by(|a, b| a.0 == b.0);
         let mut judged = 0;
         let mut unconverged = 0;
         let mut times = Vec::new();
-        for e in events {
+        let mut join_judged = 0;
+        let mut join_unconverged = 0;
+        let mut join_times = Vec::new();
+        for (e, join) in events {
             let end = window_end(e);
             if end - e < MIN_WINDOW_MS {
                 continue;
@@ -382,13 +468,54 @@ impl Recorder {
             if window.is_empty() {
                 continue;
             }
-            judged += 1;
-            match window.iter().rposition(|(_, w)| *w > self.bound_ms) {
-                None => times.push(0.0),
-                Some(i) if i + 1 == window.len() => unconverged += 1,
-                Some(i) => {
-                    let t = window.get(i + 1).map_or(end, |s| s.0);
-                    times.push(t - e);
+            if join {
+                join_judged += 1;
+            } else {
+                judged += 1;
+            }
+            // The first sample from which every client stays within the
+            // bound for STAY_MS (or to the window's end, if that is
+            // sooner, but at least MIN_WINDOW_MS was there).
+            let mut converged = None;
+            let mut run_start: Option<f64> = None;
+            for (t, w) in window {
+                if *w > self.bound_ms {
+                    run_start = None;
+                    continue;
+                }
+                let start = *run_start.get_or_insert(*t);
+                if *t - start >= STAY_MS - SAMPLE_MS {
+                    converged = Some(start);
+                    break;
+                }
+            }
+            if converged.is_none() {
+                converged = run_start.filter(|s| end - s >= STAY_MS.min(end - e));
+            }
+            match (converged, join) {
+                (Some(t), false) => times.push(t - e),
+                (Some(t), true) => join_times.push(t - e),
+                (None, false) => unconverged += 1,
+                (None, true) => join_unconverged += 1,
+            }
+        }
+        // Click-to-effect: from the command to the first sample at or after
+        // the state's instant with every client within the bound.
+        let mut clicks = Vec::new();
+        let mut seek_clicks = Vec::new();
+        for (sent, at, seek) in &self.clicks {
+            let from = self.worst.partition_point(|(t, _)| t < at);
+            if let Some((t, _)) = self
+                .worst
+                .get(from..)
+                .unwrap_or(&[])
+                .iter()
+                .find(|(_, w)| *w <= self.bound_ms)
+            {
+                if *seek {
+                    seek_clicks.push(t - sent);
+                } else {
+                    clicks.push(t - sent);
                 }
             }
         }
@@ -444,6 +571,18 @@ impl Recorder {
             group_waits: self.group_waits,
             wait_timeouts: self.wait_timeouts,
             wait_pause_spread_ms: self.wait_pause_spread,
+            rate_changes_per_min: if self.steady_client_ms > 0.0 {
+                self.steady_changes as f64 / (self.steady_client_ms / 60_000.0)
+            } else {
+                0.0
+            },
+            click_to_effect_ms: Percentiles::of(clicks),
+            seek_to_effect_ms: Percentiles::of(seek_clicks),
+            joins: join_judged,
+            join_unconverged,
+            join_convergence_max_ms: join_times.iter().copied().fold(0.0, f64::max),
+            echo_commands: 0,
+            wire_errors: 0,
         }
     }
 }
@@ -463,8 +602,8 @@ fn spread(positions: &[f64]) -> Option<f64> {
 /// bound (20 ms plus half the asymmetry).
 pub fn markdown_table(rows: &[Metrics]) -> String {
     let mut out = String::from(
-        "| scenario | policy | error p50 / p95 / p99 (ms) | pairwise p50 / p95 / p99 (ms) | bound (ms) | pairwise p99, all samples (ms) | convergence p50 / max (ms) | unconverged | stall catch-up max (ms), stalls not caught up | corrective seeks | corrective rate time | rate factors |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | policy | error p50 / p95 / p99 (ms) | pairwise p50 / p95 / p99 (ms) | bound (ms) | pairwise p99, all samples (ms) | convergence p50 / max (ms) | unconverged | click-to-effect p50 / p95 (ms) | rate changes / min | rate factors | seeks | echo commands |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for m in rows {
         let bound = if m.bound_ms > 20.0 {
@@ -473,7 +612,7 @@ pub fn markdown_table(rows: &[Metrics]) -> String {
             format!("{:.0}", m.bound_ms)
         };
         out.push_str(&format!(
-            "| {} | {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} | {:.0} | {} | {} of {} | {}, {} of {} | {} | {:.1} % | {:.3}..{:.3} |\n",
+            "| {} | {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} | {:.0} | {} | {} of {} | {:.0} / {:.0} | {:.1} | {:.3}..{:.3} | {} | {} |\n",
             m.scenario,
             m.policy,
             m.error_ms.p50,
@@ -491,17 +630,13 @@ pub fn markdown_table(rows: &[Metrics]) -> String {
             },
             m.unconverged,
             m.events,
-            if m.catchup_unconverged < m.stalls {
-                format!("{:.0}", m.catchup_max_ms)
-            } else {
-                "never".to_string()
-            },
-            m.catchup_unconverged,
-            m.stalls,
-            m.seeks,
-            m.corrective_rate_fraction * 100.0,
+            m.click_to_effect_ms.p50,
+            m.click_to_effect_ms.p95,
+            m.rate_changes_per_min,
             m.min_rate_factor,
             m.max_rate_factor,
+            m.seeks,
+            m.echo_commands,
         ));
     }
     out

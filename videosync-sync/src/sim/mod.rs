@@ -5,18 +5,25 @@
 //! - [`rng`]: SplitMix64 and a counter-based hash; no clock, no `rand`.
 //! - [`model`]: client clocks (offset, skew), links (asymmetric base delay,
 //!   exponential jitter, 1 s spikes, loss as TCP retransmission, in-order
-//!   delivery) and players (applied rate, actuation delay, slow and
-//!   inexact seeks, stalls, noisy and coarse reports).
-//! - [`policy`]: the [`policy::Policy`] trait and its four implementations.
+//!   delivery) and players (applied rate, changes under 0.2 % ignored as
+//!   Chromium does, actuation delay, bimodal HLS seeks, stalls, noisy and
+//!   coarse reads, the events an HTML5 media element fires).
+//! - [`policy`]: the [`policy::Policy`] trait and its five rows: videosync
+//!   (the engine's [`crate::client::Session`] behind a thin adapter),
+//!   Jellyfin SyncPlay default and with correction, Syncplay, CyTube.
 //! - [`scenario`]: the networks and the scripted session.
 //! - [`metrics`]: what is measured, and how "steady state" and
 //!   "convergence" are defined.
 //!
 //! The server is the engine's [`Room`] for every policy (each policy
-//! chooses its scheduling lead and whether the server broadcasts its
-//! position periodically; the scenario chooses the buffering policy, and
-//! the simulator calls [`Room::tick`] at [`Room::next_deadline`]); the
-//! server clock is the simulation's true time.
+//! chooses its scheduling lead, whether the server broadcasts its position
+//! periodically, and, for Jellyfin, its group Waiting state; the scenario
+//! chooses videosync's buffering policy; the simulator calls
+//! [`Room::tick`] at [`Room::next_deadline`]); the server clock is the
+//! simulation's true time. Every message is a protocol v2 frame that goes
+//! through [`crate::protocol::encode`] and the decoders, so what the engine
+//! uses is what the wire carries. Client timers fire up to 4 ms late (a
+//! background tab's at most once a second).
 //! Events are kept in a queue ordered by (time, sequence number), so equal
 //! times run in the order they were scheduled and a seed replays exactly.
 //!
@@ -40,64 +47,42 @@ pub mod scenario;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use crate::client::{PlayerEvent, PlayerRead};
 use crate::drift::PlayerState;
-use crate::room::{
-    AllowAll, CommandRequest, Recipients, Role, Room, RoomConfig, RoomEvent, Snapshot,
+use crate::protocol::{
+    decode_client, decode_server, encode, server_messages, ClientMessage, RoomPolicy,
+    ServerMessage, Stamped,
 };
-use crate::state::{MemberId, Playback};
+use crate::room::{AllowAll, CommandRequest, Recipients, Role, Room, RoomEvent};
+use crate::state::{Command, MemberId, Playback};
 
-use metrics::{Metrics, Recorder};
+use metrics::{ClientSample, Metrics, Recorder};
 use model::{ClientClock, Dir, Link, Player};
-use policy::{ClientPolicy, PolicyKind};
+use policy::{ClientPolicy, PolicyKind, Server};
 use rng::Rng;
 use scenario::{Scenario, ScriptAction, Setup};
 
 /// A message from a client to the server.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMsg {
-    /// Join the room.
+    /// Join the room (the connection's `hello`, answered by a snapshot).
     Join,
-    /// A clock ping, `t0` on the client's clock.
-    Ping {
-        /// Client send time.
-        t0: f64,
-    },
-    /// A command.
-    Command(CommandRequest),
-    /// The client's one-way delay estimate (what the room schedules by).
-    Delay(f64),
-    /// How long the client needs to seek (what the room adds to a seek's
-    /// lead).
-    SeekLatency(f64),
-    /// The client's player is buffering (a stall).
-    Buffering,
-    /// The client's player is ready again, at the room's position.
-    Ready,
+    /// A protocol frame.
+    Wire(Stamped<ClientMessage>),
 }
 
 /// A message from the server to a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerMsg {
-    /// The answer to a ping: `t1` receive and `t2` send, server clock.
-    Pong {
-        /// Echoed client send time.
-        t0: f64,
-        /// Server receive time.
-        t1: f64,
-        /// Server send time.
-        t2: f64,
-    },
-    /// The room, for a joiner.
-    Snapshot(Snapshot),
-    /// A new state.
-    Scheduled(Playback),
+    /// A protocol message (stamped by the [`Envelope`]).
+    Wire(ServerMessage),
     /// The state in force, sent periodically by the servers of the
     /// policies that broadcast their position (Syncplay, CyTube).
     Heartbeat(Playback),
 }
 
-/// A server message with the server time it was sent at: what the servers
-/// of Syncplay and CyTube stamp their position with.
+/// A server message with the server time it was sent at (a protocol
+/// frame's `sent_ms`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     /// Server time of sending.
@@ -106,7 +91,8 @@ pub struct Envelope {
     pub msg: ServerMsg,
 }
 
-/// How often every client ticks, in ms of true time.
+/// How often every client ticks, in ms of true time (a background tab: once
+/// a second).
 pub const TICK_MS: f64 = 50.0;
 
 /// What a client policy may see and do: its local clock, its player and
@@ -132,11 +118,31 @@ impl ClientIo<'_> {
         self.player.report(self.now)
     }
 
-    /// Whether the player is buffering now (a stall, not a seek): what an
-    /// HTML5 player's `waiting` event says.
-    pub fn is_buffering(&mut self) -> bool {
+    /// A read of the player now, as the client session takes it.
+    pub fn read(&mut self) -> PlayerRead {
+        let r = self.player.report(self.now);
+        PlayerRead {
+            at_ms: self.local_ms(),
+            position_ms: r.position_ms,
+            rate: r.rate,
+            playing: r.playing,
+            seeking: self.player.is_seeking(),
+            waiting: self.player.is_waiting(),
+            buffered_ahead_ms: Some(self.player.buffered_ahead_ms()),
+        }
+    }
+
+    /// The player's events since the last call, at local times.
+    pub fn take_events(&mut self) -> Vec<(f64, PlayerEvent)> {
         self.player.advance_to(self.now);
-        self.player.is_stalled()
+        let clock = self.clock;
+        // A browser dispatches an event on its next task: the client sees
+        // it when it next runs, at the latest now.
+        self.player
+            .take_events()
+            .into_iter()
+            .map(|(t, e)| (clock.local(t.min(self.now)), e))
+            .collect()
     }
 
     /// Asks the player to play.
@@ -160,25 +166,24 @@ impl ClientIo<'_> {
             .set_rate(self.now, room_rate * factor, Some(factor));
     }
 
-    /// Seeks the player; `corrective` counts it as a correction (as opposed
-    /// to applying a state the room scheduled).
-    pub fn seek(&mut self, target_ms: f64, corrective: bool) {
-        if corrective {
+    /// Seeks the player; `counted` counts it among the client's seeks (a
+    /// user's own seek is not).
+    pub fn seek(&mut self, target_ms: f64, counted: bool) {
+        if counted {
             *self.seeks += 1;
         }
         self.player.seek(self.now, target_ms);
     }
 
-    /// The local time the latest seek finished at, once.
-    pub fn take_seek_finished(&mut self) -> Option<f64> {
-        self.player
-            .take_seek_finished()
-            .map(|t| self.clock.local(t))
-    }
-
     /// Sends a message to the server.
     pub fn send(&mut self, msg: ClientMsg) {
         self.outbox.push(msg);
+    }
+
+    /// Sends a protocol message stamped with the local clock.
+    pub fn send_wire(&mut self, msg: ClientMessage) {
+        let frame = Stamped::new(self.local_ms(), msg);
+        self.outbox.push(ClientMsg::Wire(frame));
     }
 
     /// Asks for a tick at local time `local_ms` (besides the regular ones).
@@ -239,6 +244,12 @@ struct Client {
     policy: Box<dyn ClientPolicy>,
     joined: bool,
     seeks: u64,
+    /// Timer jitter.
+    rng: Rng,
+    /// A background tab: timers throttled to once a second.
+    throttled: bool,
+    /// Wake-ups queued, in true time.
+    wakes: Vec<f64>,
 }
 
 struct Sim {
@@ -246,11 +257,18 @@ struct Sim {
     seq: u64,
     queue: BinaryHeap<Entry>,
     room: Room,
+    server: Server,
     heartbeat_ms: Option<f64>,
     clients: Vec<Client>,
     recorder: Recorder,
     /// The room deadline a [`Ev::RoomTick`] is queued for.
     room_tick_at: Option<f64>,
+    wire_errors: u64,
+}
+
+/// Member names on the wire.
+fn name(m: MemberId) -> String {
+    format!("viewer {}", m.0)
 }
 
 impl Sim {
@@ -263,16 +281,27 @@ impl Sim {
         });
     }
 
+    /// Sends `msg` to client `c` through the wire: encoded, decoded.
     fn send_to_client(&mut self, c: usize, msg: ServerMsg) {
+        let sent_ms = self.now;
+        let msg = match msg {
+            ServerMsg::Wire(m) => {
+                let text = encode(&Stamped::new(sent_ms, m));
+                match decode_server(&text) {
+                    Ok(frame) => ServerMsg::Wire(frame.msg),
+                    Err(_) => {
+                        self.wire_errors += 1;
+                        return;
+                    }
+                }
+            }
+            other => other,
+        };
         let Some(client) = self.clients.get_mut(c) else {
             return;
         };
         let at = client.link.arrival(Dir::Down, self.now);
-        let env = Envelope {
-            sent_ms: self.now,
-            msg,
-        };
-        self.push(at, Ev::ToClient(c, env));
+        self.push(at, Ev::ToClient(c, Envelope { sent_ms, msg }));
     }
 
     /// Runs `f` on client `c`'s policy, then sends what it queued.
@@ -293,34 +322,50 @@ impl Sim {
         };
         f(client.policy.as_mut(), &mut io);
         let clock = client.clock;
-        let arrivals: Vec<f64> = outbox
-            .iter()
-            .map(|_| client.link.arrival(Dir::Up, now))
-            .collect();
-        for (msg, at) in outbox.into_iter().zip(arrivals) {
+        let mut sends = Vec::new();
+        for msg in outbox {
+            let msg = match msg {
+                ClientMsg::Wire(frame) => match decode_client(&encode(&frame)) {
+                    Ok(frame) => ClientMsg::Wire(frame),
+                    Err(_) => {
+                        self.wire_errors += 1;
+                        continue;
+                    }
+                },
+                other => other,
+            };
+            sends.push((client.link.arrival(Dir::Up, now), msg));
+        }
+        let mut wakes = Vec::new();
+        for w in wakeups {
+            let mut t = clock.true_time(w).max(now) + client.rng.range(0.0, 2.0);
+            if client.throttled {
+                t = (t / 1000.0).ceil() * 1000.0;
+            }
+            if !client.wakes.iter().any(|q| (q - t).abs() < 1e-3) {
+                client.wakes.push(t);
+                wakes.push(t);
+            }
+        }
+        for (at, msg) in sends {
             self.push(at, Ev::ToServer(c, msg));
         }
-        for w in wakeups {
-            let t = clock.true_time(w).max(now);
+        for t in wakes {
             self.push(t, Ev::Wake(c));
         }
     }
 
     fn fan_out(&mut self, outgoing: Vec<crate::room::Outgoing>) {
+        let policy = RoomPolicy::of(self.room.config());
         for o in outgoing {
-            let msg = match o.event {
-                RoomEvent::Scheduled(p) => {
-                    self.recorder.on_state(&p, self.now);
-                    ServerMsg::Scheduled(p)
-                }
-                RoomEvent::Snapshot(s) => ServerMsg::Snapshot(s),
+            match &o.event {
+                RoomEvent::Scheduled(p) => self.recorder.on_state(p, self.now),
                 RoomEvent::Waiting { members } => {
-                    self.recorder.on_waiting(&members);
-                    continue;
+                    let ids: Vec<MemberId> = members.iter().map(|w| w.member).collect();
+                    self.recorder.on_waiting(&ids);
                 }
-                // Presence and queue events change no position.
-                _ => continue,
-            };
+                _ => {}
+            }
             let to: Vec<usize> = match o.to {
                 Recipients::All => self.members(),
                 Recipients::Member(m) => vec![member_index(m)],
@@ -330,8 +375,11 @@ impl Sim {
                     .filter(|c| *c != member_index(m))
                     .collect(),
             };
+            let messages = server_messages(&o.event, policy, &name);
             for c in to {
-                self.send_to_client(c, msg.clone());
+                for m in &messages {
+                    self.send_to_client(c, ServerMsg::Wire(m.clone()));
+                }
             }
         }
     }
@@ -344,50 +392,107 @@ impl Sim {
             .collect()
     }
 
+    /// Jellyfin's Waiting group state: every member "buffers" until it has
+    /// paused, seeked and reported ready.
+    fn jellyfin_wait(&mut self, members: Vec<MemberId>, now: f64) {
+        for m in members {
+            if let Ok(out) = self.room.buffering(m, now) {
+                self.fan_out(out);
+            }
+        }
+    }
+
     fn on_server(&mut self, c: usize, msg: ClientMsg) {
         let member = MemberId(c as u64);
         let now = self.now;
-        match msg {
+        let frame = match msg {
             ClientMsg::Join => {
+                let playing = self.room.latest().playing;
                 if let Ok(out) = self.room.join(member, Role::owner(), now) {
                     self.fan_out(out);
+                    if self.server == Server::JellyfinGroup && playing {
+                        self.jellyfin_wait(vec![member], now);
+                    }
                 }
+                self.schedule_room_tick();
+                return;
             }
-            ClientMsg::Ping { t0 } => {
-                // 50 us in the server between receive and send.
+            ClientMsg::Wire(frame) => frame,
+        };
+        match frame.msg {
+            ClientMessage::Ping { id } => {
+                // Answered at once: t1 = t2 (the frame's stamp).
                 self.send_to_client(
                     c,
-                    ServerMsg::Pong {
-                        t0,
-                        t1: now,
-                        t2: now + 0.05,
-                    },
+                    ServerMsg::Wire(ServerMessage::Pong {
+                        id,
+                        t0_ms: frame.sent_ms,
+                        t1_ms: now,
+                    }),
                 );
             }
-            ClientMsg::Command(request) => {
+            ClientMessage::Command {
+                command,
+                based_on_seq,
+                ..
+            } => {
+                let seek = matches!(command, Command::Seek { .. });
+                let click = matches!(command, Command::Play | Command::Pause) || seek;
+                let request = CommandRequest {
+                    command,
+                    based_on_seq,
+                };
                 match self.room.command(&AllowAll, member, request, now) {
-                    // A play may start a wait for buffering members.
-                    Ok(out) => self.fan_out(out),
+                    Ok(out) => {
+                        if click {
+                            let sent = self
+                                .clients
+                                .get(c)
+                                .map_or(now, |cl| cl.clock.true_time(frame.sent_ms));
+                            for o in &out {
+                                if let RoomEvent::Scheduled(p) = &o.event {
+                                    self.recorder.on_click(sent, p.at_ms, seek);
+                                }
+                            }
+                        }
+                        self.fan_out(out);
+                        if seek && self.server == Server::JellyfinGroup && self.room.wants_to_play()
+                        {
+                            let all = self.room.members().iter().map(|m| m.id).collect();
+                            self.jellyfin_wait(all, now);
+                        }
+                    }
                     Err(_) => self.recorder.rejected += 1,
                 }
             }
-            ClientMsg::Delay(d) => {
-                // A refused report (an out-of-range delay) changes nothing.
-                let _ = self.room.report(member, d, now);
+            ClientMessage::Report {
+                delay_ms,
+                seek_latency_ms,
+                buffered_ahead_ms,
+                ..
+            } => {
+                // A refused report (an out-of-range value) changes nothing.
+                let _ = self.room.report(member, delay_ms, now);
+                if let Some(ms) = seek_latency_ms {
+                    let _ = self.room.report_seek_latency(member, ms, now);
+                }
+                if let Some(ms) = buffered_ahead_ms {
+                    if let Ok(out) = self.room.report_buffered_ahead(member, ms, now) {
+                        self.fan_out(out);
+                    }
+                }
             }
-            ClientMsg::SeekLatency(d) => {
-                let _ = self.room.report_seek_latency(member, d, now);
-            }
-            ClientMsg::Buffering => {
+            ClientMessage::Buffering { .. } => {
                 if let Ok(out) = self.room.buffering(member, now) {
                     self.fan_out(out);
                 }
             }
-            ClientMsg::Ready => {
+            ClientMessage::Ready { .. } => {
                 if let Ok(out) = self.room.ready(member, now) {
                     self.fan_out(out);
                 }
             }
+            _ => {}
         }
         self.schedule_room_tick();
     }
@@ -403,7 +508,7 @@ impl Sim {
         }
     }
 
-    /// The room's deadline came: members still buffering leave the wait.
+    /// The room's deadline came: members still waited for leave the wait.
     fn on_room_tick(&mut self) {
         let before = self.room.waiting();
         if let Ok(out) = self.room.tick(self.now) {
@@ -427,13 +532,8 @@ impl Sim {
                 self.push(self.now, Ev::Tick(c));
             }
             ScriptAction::Command(c, command) => {
-                self.with_client(c, |p, io| {
-                    let request = CommandRequest {
-                        command,
-                        based_on_seq: p.seq(),
-                    };
-                    io.send(ClientMsg::Command(request));
-                });
+                self.recorder.on_user(self.now);
+                self.with_client(c, |p, io| p.user(io, command));
             }
         }
     }
@@ -441,18 +541,31 @@ impl Sim {
     fn sample(&mut self) {
         let now = self.now;
         let ideal = self.room.playback_at(now).clone();
-        let positions: Vec<Option<(f64, bool, Option<f64>)>> = self
+        let positions: Vec<Option<ClientSample>> = self
             .clients
             .iter_mut()
             .map(|c| {
                 c.joined.then(|| {
-                    let pos = c.player.position(now);
-                    (pos, c.player.is_stalled(), c.player.rate().1)
+                    let position_ms = c.player.position(now);
+                    ClientSample {
+                        position_ms,
+                        stalled: c.player.is_stalled(),
+                        factor: c.player.rate().1,
+                        rate_changes: c.player.rate_changes(),
+                    }
                 })
             })
             .collect();
         let waiting: Vec<usize> = self.room.waiting().into_iter().map(member_index).collect();
         self.recorder.sample(now, &ideal, &positions, &waiting);
+    }
+
+    fn tick_interval(&mut self, c: usize) -> f64 {
+        match self.clients.get_mut(c) {
+            Some(client) if client.throttled => 1000.0,
+            Some(client) => TICK_MS + client.rng.range(0.0, 4.0),
+            None => TICK_MS,
+        }
     }
 
     fn run(&mut self, until: f64) {
@@ -464,9 +577,16 @@ impl Sim {
             match entry.ev {
                 Ev::Tick(c) => {
                     self.with_client(c, |p, io| p.on_tick(io));
-                    self.push(self.now + TICK_MS, Ev::Tick(c));
+                    let next = self.tick_interval(c);
+                    self.push(self.now + next, Ev::Tick(c));
                 }
-                Ev::Wake(c) => self.with_client(c, |p, io| p.on_tick(io)),
+                Ev::Wake(c) => {
+                    let now = self.now;
+                    if let Some(client) = self.clients.get_mut(c) {
+                        client.wakes.retain(|w| *w > now + 1e-6);
+                    }
+                    self.with_client(c, |p, io| p.on_tick(io));
+                }
                 Ev::ToServer(c, msg) => self.on_server(c, msg),
                 Ev::ToClient(c, env) => self.with_client(c, |p, io| p.on_message(io, &env)),
                 Ev::Script(action) => self.on_script(action),
@@ -504,30 +624,46 @@ pub fn run(scenario: &Scenario, policy: PolicyKind, seed: u64) -> Metrics {
 }
 
 /// Runs a setup drawn from `scenario` (and then changed, to isolate one
-/// factor: no skew, exact seeks...) under `policy`; `seed` drives the
-/// links and the players' draws.
+/// factor) under `policy`; `seed` drives the links and the players' draws.
 pub fn run_setup(scenario: &Scenario, setup: Setup, policy: PolicyKind, seed: u64) -> Metrics {
     let p = policy.policy();
-    let config = RoomConfig {
-        buffering: scenario.buffering(),
-        ..p.room_config()
-    };
+    let mut config = p.room_config();
+    if p.scenario_buffering() {
+        config.buffering = scenario.buffering();
+    }
     let room = Room::new(config).unwrap_or_default();
+    let wall = p.wall_clock();
     let clients = setup
         .clients
         .into_iter()
         .enumerate()
-        .map(|(i, c)| Client {
-            clock: c.clock,
-            link: Link::new(c.link, seed, i as u64, scenario.duration_ms),
-            player: Player::new(
-                c.player.clone(),
-                c.clock.skew_ppm,
-                Rng::stream(seed, i as u64, 0x91A7),
-            ),
-            policy: p.client(&c.player),
-            joined: false,
-            seeks: 0,
+        .map(|(i, c)| {
+            // The player's media clock runs on the device's crystal; the
+            // clock the client reads is that one (performance.now) or an
+            // NTP-disciplined wall clock (Date).
+            let clock = ClientClock {
+                offset_ms: c.clock.offset_ms,
+                skew_ppm: if wall {
+                    c.wall_skew_ppm
+                } else {
+                    c.clock.skew_ppm
+                },
+            };
+            Client {
+                clock,
+                link: Link::new(c.link, seed, i as u64, scenario.duration_ms),
+                player: Player::new(
+                    c.player.clone(),
+                    c.clock.skew_ppm,
+                    Rng::stream(seed, i as u64, 0x91A7),
+                ),
+                policy: p.client(&c.player),
+                joined: false,
+                seeks: 0,
+                rng: Rng::stream(seed, i as u64, 0x71AE),
+                throttled: c.throttled,
+                wakes: Vec::new(),
+            }
         })
         .collect();
     let mut sim = Sim {
@@ -535,10 +671,12 @@ pub fn run_setup(scenario: &Scenario, setup: Setup, policy: PolicyKind, seed: u6
         seq: 0,
         queue: BinaryHeap::new(),
         room,
+        server: p.server(),
         heartbeat_ms: p.heartbeat_ms(),
         clients,
         recorder: Recorder::new(scenario.bound_ms(), setup.stalls),
         room_tick_at: None,
+        wire_errors: 0,
     };
     for (t, action) in setup.script {
         sim.push(t, Ev::Script(action));
@@ -549,8 +687,13 @@ pub fn run_setup(scenario: &Scenario, setup: Setup, policy: PolicyKind, seed: u6
     sim.push(0.0, Ev::Sample);
     sim.run(scenario.duration_ms);
     let seeks = sim.clients.iter().map(|c| c.seeks).sum();
-    sim.recorder
-        .finish(&scenario.name, p.name(), seed, seeks, scenario.duration_ms)
+    let echoes = sim.clients.iter().map(|c| c.policy.echo_commands()).sum();
+    let mut m = sim
+        .recorder
+        .finish(&scenario.name, p.name(), seed, seeks, scenario.duration_ms);
+    m.echo_commands = echoes;
+    m.wire_errors = sim.wire_errors;
+    m
 }
 
 /// Runs every policy on `scenario` with `seed`, in [`PolicyKind::ALL`]

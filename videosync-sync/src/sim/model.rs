@@ -43,6 +43,9 @@ pub struct LinkParams {
     pub loss: f64,
 }
 
+/// An HLS segment: what a seek outside the buffer fetches before it lands.
+pub const SEGMENT_MS: f64 = 4000.0;
+
 /// Length of a spike.
 pub const SPIKE_MS: f64 = 1000.0;
 
@@ -142,9 +145,16 @@ pub struct PlayerParams {
     pub granularity_ms: f64,
     /// Reported positions carry uniform noise of up to this either way.
     pub noise_ms: f64,
-    /// This device's typical seek duration (each seek takes 0.8 to 1.2
-    /// times it).
+    /// This device's typical seek duration within the buffer (each such
+    /// seek takes 0.8 to 1.2 times it).
     pub seek_latency_ms: f64,
+    /// A seek outside the buffer fetches a segment ([`SEGMENT_MS`]): the
+    /// link's RTT plus a download of 300 to 2000 ms, `waiting` meanwhile
+    /// (HLS seeks are bimodal).
+    pub fetch_rtt_ms: f64,
+    /// Media the player buffers ahead of its position at most, ms (what
+    /// lies behind, up to the same, stays buffered).
+    pub buffer_ms: f64,
     /// A seek lands up to this far from its target, either way.
     pub seek_land_error_ms: f64,
     /// Play, pause and rate changes take effect after a delay drawn
@@ -153,6 +163,9 @@ pub struct PlayerParams {
     /// Stalls, `(start, end)` in true time: the position freezes.
     pub stalls: Vec<(f64, f64)>,
 }
+
+/// What the player says happened, as an HTML5 media element's events.
+pub use crate::client::PlayerEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
@@ -188,6 +201,13 @@ pub struct Player {
     /// When the latest play, pause or rate command takes effect.
     last_command_at: f64,
     seek_finished: Option<f64>,
+    /// The current seek fetches a segment (`waiting`).
+    fetching: bool,
+    /// Buffered media ahead of the position, ms, and when it was.
+    buffered_ahead: f64,
+    events: Vec<(f64, PlayerEvent)>,
+    /// Rate changes that took effect.
+    rate_changes: u64,
 }
 
 impl Player {
@@ -208,6 +228,10 @@ impl Player {
             op_seq: 0,
             last_command_at: f64::NEG_INFINITY,
             seek_finished: None,
+            fetching: false,
+            buffered_ahead: 0.0,
+            events: Vec::new(),
+            rate_changes: 0,
             params,
         };
         for (a, b) in p.params.stalls.clone() {
@@ -230,8 +254,14 @@ impl Player {
 
     fn move_to(&mut self, t: f64) {
         if t > self.t {
+            let dt = t - self.t;
             if self.moving() {
-                self.pos += self.rate * self.ratio * (t - self.t);
+                self.pos += self.rate * self.ratio * dt;
+            }
+            if self.seek_target.is_none() && !self.stalled {
+                // Downloads outpace playback three to one.
+                let grow = if self.moving() { 2.0 } else { 3.0 };
+                self.buffered_ahead = (self.buffered_ahead + grow * dt).min(self.params.buffer_ms);
             }
             self.t = t;
         }
@@ -246,19 +276,53 @@ impl Player {
             self.ops.remove(0);
             self.move_to(at);
             match op {
-                Op::Play => self.playing = true,
-                Op::Pause => self.playing = false,
+                Op::Play => {
+                    if !self.playing {
+                        self.events.push((at, PlayerEvent::Play));
+                    }
+                    self.playing = true;
+                }
+                Op::Pause => {
+                    if self.playing {
+                        self.events.push((at, PlayerEvent::Pause));
+                    }
+                    self.playing = false;
+                }
                 Op::Rate { rate, correction } => {
-                    self.rate = rate;
-                    self.correction = correction;
+                    if rate != self.rate {
+                        self.events.push((at, PlayerEvent::RateChange { rate }));
+                        // Chromium ignores changes under 0.2 % on media
+                        // with audio: the attribute changes, the media
+                        // clock does not.
+                        if (rate / self.rate - 1.0).abs() >= 0.002 - 1e-12 {
+                            self.rate = rate;
+                            self.correction = correction;
+                            self.rate_changes += 1;
+                        }
+                    }
                 }
                 Op::SeekDone(land) => {
                     self.pos = land;
                     self.seek_target = None;
                     self.seek_finished = Some(at);
+                    self.events
+                        .push((at, PlayerEvent::Seeked { position_ms: land }));
+                    if self.fetching {
+                        // A fetch brings a whole segment.
+                        self.fetching = false;
+                        self.buffered_ahead = SEGMENT_MS.min(self.params.buffer_ms);
+                        self.events.push((at, PlayerEvent::Playing));
+                    }
                 }
-                Op::StallStart => self.stalled = true,
-                Op::StallEnd => self.stalled = false,
+                Op::StallStart => {
+                    self.stalled = true;
+                    self.buffered_ahead = 0.0;
+                    self.events.push((at, PlayerEvent::Waiting));
+                }
+                Op::StallEnd => {
+                    self.stalled = false;
+                    self.events.push((at, PlayerEvent::Playing));
+                }
             }
         }
         self.move_to(t);
@@ -298,7 +362,27 @@ impl Player {
     pub fn seek(&mut self, t: f64, target: f64) {
         self.advance_to(t);
         self.ops.retain(|(_, _, op)| !matches!(op, Op::SeekDone(_)));
-        let took = self.params.seek_latency_ms * self.rng.range(0.8, 1.2);
+        self.events.push((
+            t,
+            PlayerEvent::Seeking {
+                position_ms: target,
+            },
+        ));
+        let from = self.seek_target.unwrap_or(self.pos);
+        let buffered = self.seek_target.is_none()
+            && target >= from - self.params.buffer_ms
+            && target <= from + self.buffered_ahead;
+        let took = if buffered {
+            self.params.seek_latency_ms * self.rng.range(0.8, 1.2)
+        } else {
+            // A segment fetch: `waiting` until it lands.
+            if !self.fetching {
+                self.events.push((t, PlayerEvent::Waiting));
+            }
+            self.fetching = true;
+            self.buffered_ahead = 0.0;
+            self.params.fetch_rtt_ms + self.rng.range(300.0, 2000.0)
+        };
         let e = self.params.seek_land_error_ms;
         let land = (target + self.rng.range(-e, e)).max(0.0);
         self.seek_target = Some(target);
@@ -319,6 +403,32 @@ impl Player {
     /// Whether the player is stalled now.
     pub fn is_stalled(&self) -> bool {
         self.stalled
+    }
+
+    /// Whether the player waits for data now (a stall, or a seek fetching
+    /// a segment).
+    pub fn is_waiting(&self) -> bool {
+        self.stalled || self.fetching
+    }
+
+    /// Whether a seek is in flight.
+    pub fn is_seeking(&self) -> bool {
+        self.seek_target.is_some()
+    }
+
+    /// Media buffered ahead of the position, ms.
+    pub fn buffered_ahead_ms(&self) -> f64 {
+        self.buffered_ahead
+    }
+
+    /// The events since the last call, with their true times.
+    pub fn take_events(&mut self) -> Vec<(f64, PlayerEvent)> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Rate changes that took effect so far.
+    pub fn rate_changes(&self) -> u64 {
+        self.rate_changes
     }
 
     /// What the player reports at `t`: the position with noise, truncated
@@ -356,6 +466,8 @@ mod tests {
             granularity_ms: 0.0,
             noise_ms: 0.0,
             seek_latency_ms: 100.0,
+            fetch_rtt_ms: 50.0,
+            buffer_ms: 30_000.0,
             seek_land_error_ms: 0.0,
             actuation_ms: (10.0, 10.0),
             stalls: vec![(2000.0, 3000.0)],
@@ -370,8 +482,9 @@ mod tests {
         assert_eq!(p.position(2500.0), 1990.0, "stalled since 2000");
         assert!(p.report(2500.0).busy);
         assert_eq!(p.position(4000.0), 2990.0);
-        p.seek(4000.0, 10_000.0);
-        assert_eq!(p.report(4050.0).position_ms, 10_000.0);
+        // Within the buffer (2 s grew since the stall): fast.
+        p.seek(4000.0, 4_500.0);
+        assert_eq!(p.report(4050.0).position_ms, 4_500.0);
         assert_eq!(p.position(4050.0), 2990.0, "frozen while seeking");
         let pos = p.position(4200.0);
         let done = p.take_seek_finished().unwrap_or(f64::NAN);
@@ -380,9 +493,43 @@ mod tests {
             "took 0.8 to 1.2 x 100 ms: {done}"
         );
         assert!(
-            (pos - (10_000.0 + 4200.0 - done)).abs() < 1e-9,
+            (pos - (4_500.0 + 4200.0 - done)).abs() < 1e-9,
             "plays on from the target"
         );
+        // Outside it: a segment fetch, `waiting` meanwhile.
+        p.take_events();
+        p.seek(5000.0, 100_000.0);
+        assert!(p.is_waiting());
+        p.position(8000.0);
+        let done = p.take_seek_finished().unwrap_or(f64::NAN);
+        assert!((5350.0..=7050.0).contains(&done), "RTT + 0.3..2 s: {done}");
+        let events: Vec<PlayerEvent> = p.take_events().into_iter().map(|e| e.1).collect();
+        assert!(
+            matches!(
+                events[..],
+                [
+                    PlayerEvent::Seeking { .. },
+                    PlayerEvent::Waiting,
+                    PlayerEvent::Seeked { .. },
+                    PlayerEvent::Playing
+                ]
+            ),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn rate_changes_under_two_tenths_of_a_percent_are_ignored() {
+        let mut p = Player::new(params(), 0.0, Rng::new(1));
+        p.play(0.0);
+        p.set_rate(100.0, 1.001, Some(1.001));
+        p.position(200.0);
+        assert_eq!(p.rate().0, 1.0);
+        assert_eq!(p.rate_changes(), 0);
+        p.set_rate(300.0, 1.01, Some(1.01));
+        p.position(400.0);
+        assert_eq!(p.rate().0, 1.01);
+        assert_eq!(p.rate_changes(), 1);
     }
 
     #[test]
