@@ -588,10 +588,12 @@ async fn main() {
             db,
             member,
         });
-        // The same schema through connections with JIT compilation off:
-        // the planner's cost of ranking every match of a common word is
-        // above `jit_above_cost`, and compiling then takes longer than the
-        // query (see the report).
+        // The same schema through connections with JIT compilation off.
+        // The planner's cost of ranking every match of a common word is
+        // above `jit_above_cost`, so a custom plan of it is compiled, which
+        // takes longer than the query; a prepared statement gets custom
+        // plans for its first executions on each connection only, so this
+        // shows in the tail.
         let no_jit = Database::connect(&format!("{url}%20-c%20jit%3Doff"))
             .await
             .unwrap();
