@@ -497,24 +497,31 @@ mod sql {
             let offset = page.cursor.as_ref().map_or(Ok(0), Cursor::number)?.max(0);
             let limit = page.limit();
             // Words are letters and digits only, so they cannot break out of
-            // the match syntax; each matches as a prefix.
+            // the match syntax; each matches as a prefix. The inner query
+            // ranks and pages only (sequence number and score), so the sort
+            // carries two columns per match, not whole rows; the page's rows
+            // are read afterwards.
             let (sql, text) = match self.dialect() {
                 Dialect::Sqlite => (
                     format!(
-                        "SELECT {VIDEO}, -bm25(vs_videos_fts, 10.0, 5.0, 1.0) AS score \
+                        "SELECT {VIDEO}, h.score AS score FROM (\
+                         SELECT v.seq AS hit, -bm25(vs_videos_fts, 10.0, 5.0, 1.0) AS score \
                          FROM vs_videos_fts f JOIN vs_videos v ON v.seq = f.rowid \
                          LEFT JOIN vs_channels c ON c.id = v.channel_id \
                          WHERE vs_videos_fts MATCH $1 AND {VISIBLE} \
-                         ORDER BY score DESC, v.seq DESC LIMIT $4 OFFSET $5"
+                         ORDER BY score DESC, v.seq DESC LIMIT $4 OFFSET $5) h \
+                         JOIN vs_videos v ON v.seq = h.hit ORDER BY h.score DESC, v.seq DESC"
                     ),
                     words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
                 ),
                 Dialect::Postgres => (
                     format!(
-                        "SELECT {VIDEO}, ts_rank(v.search, to_tsquery('simple', $1))::float8 AS score \
+                        "SELECT {VIDEO}, h.score AS score FROM (\
+                         SELECT v.seq AS hit, ts_rank(v.search, to_tsquery('simple', $1))::float8 AS score \
                          FROM vs_videos v LEFT JOIN vs_channels c ON c.id = v.channel_id \
                          WHERE v.search @@ to_tsquery('simple', $1) AND {VISIBLE} \
-                         ORDER BY score DESC, v.seq DESC LIMIT $4 OFFSET $5"
+                         ORDER BY score DESC, v.seq DESC LIMIT $4 OFFSET $5) h \
+                         JOIN vs_videos v ON v.seq = h.hit ORDER BY h.score DESC, v.seq DESC"
                     ),
                     words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
                 ),
