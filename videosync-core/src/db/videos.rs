@@ -50,7 +50,10 @@ pub struct SearchHit {
 ///   else [`crate::Error::Precondition`].
 /// - [`Videos::search_videos`] matches every word of the query as a prefix
 ///   (so results come as a person types) in the title, tags or description,
-///   best first (title over tags over description), and answers only what
+///   best first: videos with every word in the title, then those with every
+///   word in the tags, then the rest, newest first within each
+///   (the score is 3, 2 or 1). Its cost grows with the page, not with how
+///   many videos match. It answers only what
 ///   the viewer may see: ready videos in public channels (unless the video
 ///   itself is not public), every video of the channels the viewer is a
 ///   member of, the viewer's own videos, and all of them to an instance
@@ -224,6 +227,75 @@ mod sql {
     const VISIBLE: &str = "($3 = 1 OR v.owner = $2 \
         OR (c.visibility = 'public' AND v.status = 'ready' AND COALESCE(v.visibility, 'public') = 'public') \
         OR EXISTS (SELECT 1 FROM vs_members m WHERE m.channel_id = v.channel_id AND m.user_id = $2))";
+
+    /// A relevance tier of search.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Tier {
+        /// Every word in the title.
+        Title,
+        /// Every word in the tags, not all in the title.
+        Tags,
+        /// Every word somewhere, not all in the title nor all in the tags.
+        Anywhere,
+    }
+
+    /// The query of one tier: its SQL (binds: `$1` the match, `$2` the
+    /// viewer, `$3` admin, `$4` the limit) and the match text. Words are letters and digits only (see `query_words`),
+    /// so they cannot break out of the match syntax; each matches as a
+    /// prefix.
+    fn tier_query(dialect: Dialect, tier: Tier, words: &[String]) -> (String, String) {
+        match dialect {
+            Dialect::Sqlite => {
+                let all = words
+                    .iter()
+                    .map(|w| format!("\"{w}\"*"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let title = format!("title : ({all})");
+                let tags = format!("tags : ({all})");
+                let expr = match tier {
+                    Tier::Title => title,
+                    Tier::Tags => format!("({tags}) NOT ({title})"),
+                    Tier::Anywhere => format!("(({all}) NOT ({title})) NOT ({tags})"),
+                };
+                // FTS5 merges its doclists in rowid order (NOT included)
+                // and stops at the limit.
+                let sql = format!(
+                    "SELECT f.rowid AS hit FROM vs_videos_fts f JOIN vs_videos v ON v.seq = f.rowid \
+                     LEFT JOIN vs_channels c ON c.id = v.channel_id \
+                     WHERE vs_videos_fts MATCH $1 AND {VISIBLE} \
+                     ORDER BY f.rowid DESC LIMIT $4"
+                );
+                (sql, expr)
+            }
+            Dialect::Postgres => {
+                let q = words
+                    .iter()
+                    .map(|w| format!("{w}:*"))
+                    .collect::<Vec<_>>()
+                    .join(" & ");
+                let except_sql = match tier {
+                    Tier::Title => "",
+                    Tier::Tags => "AND NOT v.search_title @@ to_tsquery('simple', $1)",
+                    Tier::Anywhere => {
+                        "AND NOT v.search_title @@ to_tsquery('simple', $1) \
+                         AND NOT v.search_tags @@ to_tsquery('simple', $1)"
+                    }
+                };
+                let field = match tier {
+                    Tier::Title => "search_title",
+                    Tier::Tags => "search_tags",
+                    Tier::Anywhere => "search",
+                };
+                let sql = format!(
+                    "SELECT v.seq AS hit FROM vs_videos v LEFT JOIN vs_channels c ON c.id = v.channel_id \
+                     WHERE v.{field} @@ to_tsquery('simple', $1) AND {VISIBLE} {except_sql} \
+                     ORDER BY v.seq DESC LIMIT $4"
+                );
+                (sql, q)
+            }
+        }
+    }
 
     #[async_trait]
     impl Videos for Tx {
@@ -496,54 +568,63 @@ mod sql {
             }
             let offset = page.cursor.as_ref().map_or(Ok(0), Cursor::number)?.max(0);
             let limit = page.limit();
-            // Words are letters and digits only, so they cannot break out of
-            // the match syntax; each matches as a prefix. The inner query
-            // ranks and pages only (sequence number and score), so the sort
-            // carries two columns per match, not whole rows; the page's rows
-            // are read afterwards.
-            let (sql, text) = match self.dialect() {
-                Dialect::Sqlite => (
-                    format!(
-                        "SELECT {VIDEO}, h.score AS score FROM (\
-                         SELECT v.seq AS hit, -bm25(vs_videos_fts, 10.0, 5.0, 1.0) AS score \
-                         FROM vs_videos_fts f JOIN vs_videos v ON v.seq = f.rowid \
-                         LEFT JOIN vs_channels c ON c.id = v.channel_id \
-                         WHERE vs_videos_fts MATCH $1 AND {VISIBLE} \
-                         ORDER BY score DESC, v.seq DESC LIMIT $4 OFFSET $5) h \
-                         JOIN vs_videos v ON v.seq = h.hit ORDER BY h.score DESC, v.seq DESC"
-                    ),
-                    words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
-                ),
-                Dialect::Postgres => (
-                    format!(
-                        "SELECT {VIDEO}, h.score AS score FROM (\
-                         SELECT v.seq AS hit, ts_rank(v.search, to_tsquery('simple', $1))::float8 AS score \
-                         FROM vs_videos v LEFT JOIN vs_channels c ON c.id = v.channel_id \
-                         WHERE v.search @@ to_tsquery('simple', $1) AND {VISIBLE} \
-                         ORDER BY score DESC, v.seq DESC LIMIT $4 OFFSET $5) h \
-                         JOIN vs_videos v ON v.seq = h.hit ORDER BY h.score DESC, v.seq DESC"
-                    ),
-                    words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
-                ),
-            };
-            let rows = sqlx::query(&sql)
-                .bind(text)
-                .bind(viewer.user.map(|u| u.to_string()).unwrap_or_default())
-                .bind(i64::from(viewer.is_admin))
-                .bind(n(limit + 1))
-                .bind(offset)
-                .fetch_all(self.conn())
-                .await
-                .map_err(|e| convert("searching videos", e))?;
-            let hits = rows
-                .iter()
-                .map(|r| {
-                    Ok(SearchHit {
-                        video: video(r)?,
-                        score: col(r, "score")?,
-                    })
+            // Relevance comes in tiers: every word in the title, else every
+            // word in the tags, else anywhere; newest first
+            // within a tier. Each tier is one index walk in row order that
+            // stops once the page is full, so a word that matches most of
+            // the catalog costs what a rare one does (ranking every match,
+            // as bm25 or ts_rank would, grows with the match count).
+            let want = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .saturating_add(limit + 1);
+            let user = viewer.user.map(|u| u.to_string()).unwrap_or_default();
+            let admin = i64::from(viewer.is_admin);
+            let mut hits: Vec<(i64, f64)> = Vec::new();
+            for (tier, score) in [(Tier::Title, 3.0), (Tier::Tags, 2.0), (Tier::Anywhere, 1.0)] {
+                if hits.len() >= want {
+                    break;
+                }
+                let (sql, text) = tier_query(self.dialect(), tier, &words);
+                let rows = sqlx::query(&sql)
+                    .bind(text)
+                    .bind(&user)
+                    .bind(admin)
+                    .bind(n(want - hits.len()))
+                    .fetch_all(self.conn())
+                    .await
+                    .map_err(|e| convert("searching videos", e))?;
+                for r in &rows {
+                    hits.push((col(r, "hit")?, score));
+                }
+            }
+            let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+            let page_hits: Vec<(i64, f64)> = hits.into_iter().skip(skip).take(limit + 1).collect();
+            let mut items_by_seq = std::collections::HashMap::new();
+            if !page_hits.is_empty() {
+                let list = page_hits
+                    .iter()
+                    .map(|(seq, _)| seq.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                // The sequence numbers are integers read from the database.
+                let sql = format!("SELECT {VIDEO} FROM vs_videos v WHERE v.seq IN ({list})");
+                let rows = sqlx::query(&sql)
+                    .fetch_all(self.conn())
+                    .await
+                    .map_err(|e| convert("reading search results", e))?;
+                for r in &rows {
+                    let (seq, v) = with_seq(r)?;
+                    items_by_seq.insert(seq, v);
+                }
+            }
+            let hits: Vec<SearchHit> = page_hits
+                .into_iter()
+                .filter_map(|(seq, score)| {
+                    items_by_seq
+                        .remove(&seq)
+                        .map(|video| SearchHit { video, score })
                 })
-                .collect::<Result<Vec<_>>>()?;
+                .collect();
             let more = hits.len() > limit;
             let mut items = hits;
             items.truncate(limit);
