@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use videosync::core::conformance::{postgres_namespace, service_url};
+use videosync::core::conformance::{service_url, unique_name};
 use videosync::core::db::Viewer;
 use videosync::core::sql::Database;
 use videosync::core::{Clock, SystemClock};
@@ -459,7 +459,23 @@ fn bench_config() -> Config {
     c
 }
 
-/// The schema a `postgres_namespace` URL points at.
+/// A schema of the benchmark's own on `base`, as a URL whose connections
+/// use it. Not `vs_t_*`: `scripts/services.sh start` drops those (the test
+/// schemas of earlier runs), and another `make test` on the machine would
+/// drop this one mid-run.
+async fn bench_schema(base: &str) -> String {
+    use sqlx::Connection;
+    let schema = unique_name("vs_bench_");
+    let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// The schema a [`bench_schema`] URL points at.
 fn schema_of(url: &str) -> Option<String> {
     url.split("search_path%3D").nth(1).map(|s| {
         s.chars()
@@ -565,7 +581,7 @@ async fn main() {
     let mut pg_schema = None;
     let mut pg_about = None;
     if let Some(base) = &pg_base {
-        let url = postgres_namespace(base).await;
+        let url = bench_schema(base).await;
         pg_schema = schema_of(&url);
         pg_about = Some(pg_settings(&url).await);
         let db = Database::connect(&url).await.unwrap();
@@ -720,10 +736,10 @@ rowid, its channel by the unique id, the membership by its primary key, then a t
 top-N heapsort on `ts_rank`. No index is missing: the search scores every matching video (`bm25`, \
 `ts_rank`) before it can cut the first page, so its time grows with the \"matching\" column, from a few \
 milliseconds for the rare word to hundreds for words in a third or more of the catalog. Finding the \
-matches is cheap (under 15 ms for `music` on SQLite); scoring them is not. On SQLite the sorter also \
-carries every column of every match (selecting the ranked ids first and the rows after halved the time \
-in a probe); on Postgres the bitmap heap scan reads and rechecks every matching row (14 500 pages for \
-`music`), and a custom plan for a common word costs more than `jit_above_cost`, so it is JIT-compiled \
+matches is cheap (under 15 ms for `music` on SQLite); scoring them is not. The query already ranks \
+(sequence, score) pairs and reads only the page's rows afterwards, so the sort carries no whole rows; \
+on Postgres the bitmap heap scan still reads and rechecks every matching row for `ts_rank` (14 500 \
+pages for `music`), and a custom plan for a common word costs more than `jit_above_cost`, so it is JIT-compiled \
 (1.9 s of 2.3 s in a probe with psql; here it shows only in the tail, since Postgres may switch a \
 prepared statement to a generic plan after five executions on a connection). Reaching 20 ms for common words needs \
 less scoring: rank a bounded set of candidates (the newest N matches, say) or require longer prefixes, \
