@@ -52,25 +52,9 @@ mod kv;
 #[path = "core/uploads.rs"]
 mod uploads;
 
-/// A stopwatch on the project's clock (production code never reads the OS
-/// clock directly; benches follow the same rule).
-struct Watch {
-    clock: SystemClock,
-    start: Duration,
-}
-
-impl Watch {
-    fn start(clock: &SystemClock) -> Self {
-        Watch {
-            clock: *clock,
-            start: clock.monotonic(),
-        }
-    }
-
-    fn secs(&self) -> f64 {
-        (self.clock.monotonic() - self.start).as_secs_f64()
-    }
-}
+#[path = "watch.rs"]
+mod watch;
+use watch::Watch;
 
 #[derive(Debug, Serialize)]
 struct StoreResult {

@@ -37,7 +37,7 @@ use serde::Serialize;
 use videosync::core::conformance::{service_url, unique_name};
 use videosync::core::db::Viewer;
 use videosync::core::sql::Database;
-use videosync::core::{Clock, SystemClock};
+use videosync::core::SystemClock;
 use videosync_server::config::{Config, Secret};
 use videosync_server::{serve, App, BackendUrls, Backends};
 
@@ -50,25 +50,9 @@ mod search;
 #[path = "server/seed.rs"]
 mod seed;
 
-/// A stopwatch on the project's clock (production code never reads the OS
-/// clock directly; benches follow the same rule).
-struct Watch {
-    clock: SystemClock,
-    start: Duration,
-}
-
-impl Watch {
-    fn start(clock: &SystemClock) -> Self {
-        Watch {
-            clock: *clock,
-            start: clock.monotonic(),
-        }
-    }
-
-    fn secs(&self) -> f64 {
-        (self.clock.monotonic() - self.start).as_secs_f64()
-    }
-}
+#[path = "watch.rs"]
+mod watch;
+use watch::Watch;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
