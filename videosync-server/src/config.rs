@@ -367,6 +367,10 @@ pub struct UploadsConfig {
     pub expiry_seconds: u64,
     /// Keep the original once its ladder is ready.
     pub keep_originals: bool,
+    /// How long an upload stays taken by a connection that stopped sending
+    /// before another may continue it (a client whose connection broke
+    /// resumes after at most this), in seconds.
+    pub lease_seconds: u64,
 }
 
 /// Every container the first bytes can reveal.
@@ -382,6 +386,7 @@ impl Default for UploadsConfig {
             allowed_containers: KNOWN_CONTAINERS.iter().map(|&c| c.to_owned()).collect(),
             expiry_seconds: 24 * 3600,
             keep_originals: false,
+            lease_seconds: 30,
         }
     }
 }
@@ -568,6 +573,11 @@ pub const ENV_VARS: &[(&str, &str, EnvKind)] = &[
         EnvKind::Integer,
     ),
     (
+        "VIDEOSYNC_UPLOAD_LEASE_SECONDS",
+        "uploads.lease_seconds",
+        EnvKind::Integer,
+    ),
+    (
         "VIDEOSYNC_KEEP_ORIGINALS",
         "uploads.keep_originals",
         EnvKind::Bool,
@@ -680,8 +690,13 @@ impl Config {
                 KNOWN_CONTAINERS.join(", ")
             ));
         }
-        if self.uploads.max_size_bytes == 0 || self.uploads.expiry_seconds == 0 {
-            return bad("uploads.max_size_bytes and uploads.expiry_seconds must be above 0".into());
+        if self.uploads.max_size_bytes == 0
+            || self.uploads.expiry_seconds == 0
+            || self.uploads.lease_seconds == 0
+        {
+            return bad(
+                "uploads.max_size_bytes, expiry_seconds and lease_seconds must be above 0".into(),
+            );
         }
         let p = &self.processing;
         if p.rungs.is_empty() || p.rungs.iter().any(|&h| !(64..=4320).contains(&h)) {

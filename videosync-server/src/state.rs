@@ -100,6 +100,7 @@ impl App {
             UploadOptions {
                 max_size: Some(config.uploads.max_size_bytes),
                 default_ttl: std::time::Duration::from_secs(config.uploads.expiry_seconds),
+                lease: std::time::Duration::from_secs(config.uploads.lease_seconds),
                 ..UploadOptions::default()
             },
         )?;
