@@ -15,10 +15,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use serde_json::json;
 use sha2::Digest;
 
-use common::serve::{http, request, Server};
+use common::serve::{
+    call, channel, clip, fetch_ladder, quick_ladder, sign_up, tus_create, tus_headers,
+    wait_processed, Server,
+};
 
 /// The venv `make test` installs the Python test tools into.
 fn test_python() -> Option<PathBuf> {
@@ -42,76 +44,11 @@ fn test_python() -> Option<PathBuf> {
     None
 }
 
-/// A fast ladder for the tests.
-fn quick_ladder() -> Vec<(&'static str, String)> {
-    vec![
-        ("VIDEOSYNC_RUNGS", "240".to_owned()),
-        ("VIDEOSYNC_PRESET", "ultrafast".to_owned()),
-        ("VIDEOSYNC_SEGMENT_SECONDS", "2".to_owned()),
-    ]
-}
-
-fn sign_up(server: &Server, name: &str) -> String {
-    let body = server.expect(
-        201,
-        "POST",
-        "/api/v1/auth/register",
-        None,
-        Some(json!({"username": name, "password": format!("password of {name}")})),
-    );
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-fn channel(server: &Server, token: &str) -> String {
-    let body = server.expect(
-        201,
-        "POST",
-        "/api/v1/channels",
-        Some(token),
-        Some(json!({"name": "Uploads", "visibility": "public"})),
-    );
-    body["id"].as_str().unwrap().to_owned()
-}
-
-fn tus_headers(token: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("Tus-Resumable", "1.0.0".to_owned()),
-        ("Authorization", format!("Bearer {token}")),
-    ]
-}
-
-fn call(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&'static str, String)],
-    body: &[u8],
-) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
-    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    request(addr, method, path, &h, body)
-}
-
 #[test]
 fn tuspy_uploads_unchanged_resumes_after_a_cut_and_the_video_plays() {
     let Some(python) = test_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
-        .args([
-            "testsrc2=size=640x360:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine",
-            "-t",
-            "6",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success());
+    let clip = clip(dir.path(), 6);
     let size = std::fs::metadata(&clip).unwrap().len();
     assert!(
         size > 3 * 256 * 1024,
@@ -119,7 +56,7 @@ fn tuspy_uploads_unchanged_resumes_after_a_cut_and_the_video_plays() {
     );
     let server = Server::start_in(&dir.path().join("data"), 1, &quick_ladder());
     let token = sign_up(&server, "ada");
-    let channel = channel(&server, &token);
+    let channel = channel(&server, &token, "public");
     let base = format!("http://{}", server.addr);
     let out = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tus/tuspy_upload.py"))
@@ -141,21 +78,7 @@ fn tuspy_uploads_unchanged_resumes_after_a_cut_and_the_video_plays() {
     assert_eq!(headers["upload-offset"], size.to_string());
     let video = headers["videosync-video-id"].clone();
     // The embedded worker makes the ladder.
-    // Polls for up to 3 minutes.
-    let mut v = json!(null);
-    for _ in 0..900 {
-        v = server.expect(
-            200,
-            "GET",
-            &format!("/api/v1/videos/{video}"),
-            Some(&token),
-            None,
-        );
-        if v["status"] == "ready" || v["status"] == "failed" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let v = wait_processed(&server, &token, &video);
     assert_eq!(v["status"], "ready", "{v}");
     assert_eq!(v["title"], "Uploaded by tuspy");
     let play = server.expect(
@@ -169,38 +92,6 @@ fn tuspy_uploads_unchanged_resumes_after_a_cut_and_the_video_plays() {
     let fetched = fetch_ladder(&server.addr, master);
     assert!(fetched >= 4, "{fetched} files");
     server.stop();
-}
-
-/// Fetches every playlist and segment under `master`; answers the count.
-fn fetch_ladder(addr: &str, master: &str) -> usize {
-    let get = |p: &str| {
-        let (status, _, body) = http(addr, "GET", p, None, None);
-        assert_eq!(status, 200, "GET {p}");
-        body
-    };
-    let uris = |text: &str| -> Vec<String> {
-        text.lines()
-            .filter_map(|l| {
-                if let Some(i) = l.find("URI=\"") {
-                    let rest = &l[i + 5..];
-                    Some(rest[..rest.find('"')?].to_owned())
-                } else if !l.starts_with('#') && !l.trim().is_empty() {
-                    Some(l.trim().to_owned())
-                } else {
-                    None
-                }
-            })
-            .collect()
-    };
-    let mut n = 0;
-    for playlist in uris(&String::from_utf8(get(master)).unwrap()) {
-        let dir = playlist.rsplit_once('/').unwrap().0.to_owned();
-        for seg in uris(&String::from_utf8(get(&playlist)).unwrap()) {
-            assert!(!get(&format!("{dir}/{seg}")).is_empty());
-            n += 1;
-        }
-    }
-    n
 }
 
 /// A file that starts like an MP4 and goes on with random bytes (nothing
@@ -248,28 +139,8 @@ fn a_server_sigkilled_ten_times_mid_upload_loses_nothing() {
     let env = vec![("VIDEOSYNC_UPLOAD_LEASE_SECONDS", "1".to_owned())];
     let server = Server::start_in(&data_dir, 0, &env);
     let token = sign_up(&server, "ada");
-    let channel = channel(&server, &token);
-    let mut create = tus_headers(&token);
-    create.push(("Upload-Length", data.len().to_string()));
-    let meta = |k: &str, v: &str| {
-        use base64::Engine;
-        format!(
-            "{k} {}",
-            base64::engine::general_purpose::STANDARD.encode(v)
-        )
-    };
-    create.push((
-        "Upload-Metadata",
-        format!(
-            "{},{}",
-            meta("channel", &channel),
-            meta("title", "Survivor")
-        ),
-    ));
-    let (status, headers, body) = call(&server.addr, "POST", "/api/v1/uploads", &create, b"");
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let path = headers["location"].clone();
-    let video = headers["videosync-video-id"].clone();
+    let channel = channel(&server, &token, "public");
+    let (path, video) = tus_create(&server, &token, &channel, "Survivor", data.len());
     let mut server = Some(server);
     let mut offsets = Vec::new();
     for round in 0..10 {

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -271,4 +271,162 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&data[..size]);
         data = &data[size + 2..];
     }
+}
+
+/// A fast ladder for the tests (one 240p rung, ultrafast, 2 s segments).
+pub fn quick_ladder() -> Vec<(&'static str, String)> {
+    vec![
+        ("VIDEOSYNC_RUNGS", "240".to_owned()),
+        ("VIDEOSYNC_PRESET", "ultrafast".to_owned()),
+        ("VIDEOSYNC_SEGMENT_SECONDS", "2".to_owned()),
+    ]
+}
+
+pub fn sign_up(server: &Server, name: &str) -> String {
+    let body = server.expect(
+        201,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"username": name, "password": format!("password of {name}")})),
+    );
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+pub fn channel(server: &Server, token: &str, visibility: &str) -> String {
+    let body = server.expect(
+        201,
+        "POST",
+        "/api/v1/channels",
+        Some(token),
+        Some(json!({"name": "Uploads", "visibility": visibility})),
+    );
+    body["id"].as_str().unwrap().to_owned()
+}
+
+pub fn tus_headers(token: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("Tus-Resumable", "1.0.0".to_owned()),
+        ("Authorization", format!("Bearer {token}")),
+    ]
+}
+
+pub fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&'static str, String)],
+    body: &[u8],
+) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    request(addr, method, path, &h, body)
+}
+
+/// Fetches every playlist and segment under `master`; answers the count.
+pub fn fetch_ladder(addr: &str, master: &str) -> usize {
+    let get = |p: &str| {
+        let (status, _, body) = http(addr, "GET", p, None, None);
+        assert_eq!(status, 200, "GET {p}");
+        body
+    };
+    let uris = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| {
+                if let Some(i) = l.find("URI=\"") {
+                    let rest = &l[i + 5..];
+                    Some(rest[..rest.find('"')?].to_owned())
+                } else if !l.starts_with('#') && !l.trim().is_empty() {
+                    Some(l.trim().to_owned())
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    let mut n = 0;
+    for playlist in uris(&String::from_utf8(get(master)).unwrap()) {
+        let dir = playlist.rsplit_once('/').unwrap().0.to_owned();
+        for seg in uris(&String::from_utf8(get(&playlist)).unwrap()) {
+            assert!(!get(&format!("{dir}/{seg}")).is_empty());
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A clip made by the ffmpeg CLI: 640x360 30 fps with a tone, `secs` long.
+pub fn clip(dir: &std::path::Path, secs: u32) -> std::path::PathBuf {
+    let path = dir.join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
+        .args([
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+        ])
+        .arg(secs.to_string())
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs (the test needs the ffmpeg CLI)");
+    assert!(status.success());
+    path
+}
+
+/// Starts a tus upload of `len` bytes into `channel`; answers its path and
+/// the video it becomes.
+pub fn tus_create(
+    server: &Server,
+    token: &str,
+    channel: &str,
+    title: &str,
+    len: usize,
+) -> (String, String) {
+    use base64::Engine;
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let mut create = tus_headers(token);
+    create.push(("Upload-Length", len.to_string()));
+    create.push((
+        "Upload-Metadata",
+        format!("channel {},title {}", b64(channel), b64(title)),
+    ));
+    let (status, headers, body) = call(&server.addr, "POST", "/api/v1/uploads", &create, b"");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    (
+        headers["location"].clone(),
+        headers["videosync-video-id"].clone(),
+    )
+}
+
+/// Uploads `data` by tus in one PATCH into `channel`; answers the video id.
+pub fn tus_upload(server: &Server, token: &str, channel: &str, title: &str, data: &[u8]) -> String {
+    let (path, video) = tus_create(server, token, channel, title, data.len());
+    let mut patch = tus_headers(token);
+    patch.push(("Content-Type", "application/offset+octet-stream".to_owned()));
+    patch.push(("Upload-Offset", "0".to_owned()));
+    let (status, _, body) = call(&server.addr, "PATCH", &path, &patch, data);
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    video
+}
+
+/// Waits (up to 3 minutes) until `video` is ready or failed; answers it.
+pub fn wait_processed(server: &Server, token: &str, video: &str) -> Value {
+    let mut v = Value::Null;
+    for _ in 0..900 {
+        v = server.expect(
+            200,
+            "GET",
+            &format!("/api/v1/videos/{video}"),
+            Some(token),
+            None,
+        );
+        if v["status"] == "ready" || v["status"] == "failed" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    v
 }
