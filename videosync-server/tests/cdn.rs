@@ -93,13 +93,19 @@ http {{
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting nginx");
-    let addr = format!("127.0.0.1:{port}");
+    // Owned at once: a failure below kills and reaps it.
+    let nginx = Nginx {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
     for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return Nginx { child, addr };
+        if std::net::TcpStream::connect(&nginx.addr).is_ok() {
+            return nginx;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let addr = nginx.addr.clone();
+    drop(nginx);
     panic!(
         "nginx did not listen on {addr}: {}",
         std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
