@@ -1,9 +1,14 @@
 //! Master and media playlists, written and parsed through m3u8-rs.
 //!
 //! Bandwidths are measured, not planned: [`measure`] takes the produced
-//! segments (size and duration) and gives the peak segment bit rate
-//! (`BANDWIDTH`) and the average over the whole rendition
-//! (`AVERAGE-BANDWIDTH`), both rounded up. A variant that plays with a
+//! segments (size and duration) and gives the peak segment bit rate as
+//! RFC 8216 section 4.1 defines it (`BANDWIDTH`: the highest bit rate of any
+//! run of consecutive segments lasting 0.5 to 1.5 target durations) and the
+//! average over the whole rendition (`AVERAGE-BANDWIDTH`), both rounded up.
+//! Windows rather than single segments matter at the end of a rendition: a
+//! short last segment still opens with an IDR, so its own bit rate can be
+//! several times the rendition's, and a `BANDWIDTH` that large makes
+//! players avoid the rung. A variant that plays with a
 //! separate audio group declares video plus audio, as RFC 8216 section
 //! 4.3.4.2 asks for the sum of the renditions a player would fetch together.
 //!
@@ -56,7 +61,10 @@ impl SegmentInfo {
 /// Measured bit rates of one rendition, bits per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bandwidth {
-    /// Highest bit rate of any one segment.
+    /// Peak segment bit rate (RFC 8216 section 4.1): the highest bit rate
+    /// of any run of consecutive segments lasting 0.5 to 1.5 target
+    /// durations; the whole rendition's when it is shorter than half a
+    /// target duration.
     pub peak: u64,
     /// Total bits over total duration.
     pub average: u64,
@@ -81,22 +89,44 @@ fn check_segments(segments: &[SegmentInfo]) -> Result<(), Error> {
 
 /// Measures peak and average bit rate from produced segments.
 ///
+/// The peak is taken over every run of consecutive segments whose total
+/// duration lies between 0.5 and 1.5 times the playlist's target duration
+/// ([`target_duration`]), as RFC 8216 section 4.1 defines the peak segment
+/// bit rate. A rendition shorter than half a target duration has no such
+/// run; its peak is then its average, the bit rate of the only window
+/// there is.
+///
 /// # Errors
 ///
 /// [`Error::InvalidInput`] when there are no segments or one has a duration
 /// that is not a positive number.
 pub fn measure(segments: &[SegmentInfo]) -> Result<Bandwidth, Error> {
     check_segments(segments)?;
-    let peak = segments
-        .iter()
-        .map(|s| (s.size_bytes as f64 * 8.0 / s.duration).ceil() as u64)
-        .max()
-        .unwrap_or(0);
+    let bits_per_s = |bytes: u64, seconds: f64| (bytes as f64 * 8.0 / seconds).ceil() as u64;
+    let target = target_duration(segments) as f64;
+    // A little slack so that a window of exactly half or one and a half
+    // target durations, written with millisecond EXTINF, still counts.
+    let (lo, hi) = (0.5 * target - 1e-6, 1.5 * target + 1e-6);
+    let mut peak = None;
+    for start in 0..segments.len() {
+        let (mut bytes, mut seconds) = (0u64, 0.0f64);
+        for s in &segments[start..] {
+            bytes += s.size_bytes;
+            seconds += s.duration;
+            if seconds > hi {
+                break;
+            }
+            if seconds >= lo {
+                peak = peak.max(Some(bits_per_s(bytes, seconds)));
+            }
+        }
+    }
     let bytes: u64 = segments.iter().map(|s| s.size_bytes).sum();
     let seconds: f64 = segments.iter().map(|s| s.duration).sum();
+    let average = bits_per_s(bytes, seconds);
     Ok(Bandwidth {
-        peak,
-        average: (bytes as f64 * 8.0 / seconds).ceil() as u64,
+        peak: peak.unwrap_or(average),
+        average,
     })
 }
 
@@ -485,6 +515,34 @@ seg_00002.ts
                 playlist: "720p/index.m3u8".into(),
             }
         );
+    }
+
+    #[test]
+    fn peak_is_over_windows_of_half_to_one_and_a_half_targets() {
+        // Target 4 s. The 0.2 s last segment is mostly an IDR: alone it
+        // runs at 20 Mbit/s, but it is shorter than half a target, so it
+        // only counts with its neighbour (4.2 s, 2.86 Mbit/s).
+        let short_tail = segs(
+            "s",
+            "m4s",
+            &[(4.0, 1_000_000), (4.0, 1_000_000), (0.2, 500_000)],
+        );
+        let bw = measure(&short_tail).unwrap();
+        assert_eq!(bw.peak, 2_857_143);
+        assert_eq!(bw.average, 2_439_025);
+        // Target 3 s (2.5 rounds up): each segment is a window, the pair
+        // (5 s, past 4.5 s) is not.
+        let pairs = segs("s", "m4s", &[(2.5, 1_000_000), (2.5, 250_000)]);
+        assert_eq!(measure(&pairs).unwrap().peak, 3_200_000);
+        // Target 1 s: 0.4 s segments count in runs of 2 (0.8 s) or 3
+        // (1.2 s), never alone; the densest run holds the burst and one
+        // quiet neighbour.
+        let mut burst = vec![(0.4, 10_000); 10];
+        burst[4] = (0.4, 200_000);
+        assert_eq!(measure(&segs("s", "ts", &burst)).unwrap().peak, 2_100_000);
+        // A rendition shorter than half a target duration: its average.
+        let tiny = segs("s", "ts", &[(0.25, 30_000)]);
+        assert_eq!(measure(&tiny).unwrap().peak, 960_000);
     }
 
     #[test]

@@ -1185,3 +1185,101 @@ async fn chunked_ladder_matches_a_single_pass() {
     };
     assert_eq!(files(&single.root), files(&chunked_out.root));
 }
+
+/// RFC 8216 section 4.1 peak, recomputed here from the stored files: the
+/// highest bit rate of any run of consecutive segments lasting 0.5 to 1.5
+/// target durations.
+fn windowed_peak(durations: &[f64], sizes: &[u64], target: f64) -> u64 {
+    let mut peak = 0u64;
+    for i in 0..durations.len() {
+        let (mut bytes, mut secs) = (0u64, 0.0);
+        for j in i..durations.len() {
+            bytes += sizes[j];
+            secs += durations[j];
+            if secs > 1.5 * target + 1e-6 {
+                break;
+            }
+            if secs >= 0.5 * target - 1e-6 {
+                peak = peak.max((bytes as f64 * 8.0 / secs).ceil() as u64);
+            }
+        }
+    }
+    peak
+}
+
+#[tokio::test]
+async fn short_last_segment_does_not_inflate_bandwidth() {
+    let media = tempfile::tempdir().unwrap();
+    // 4.2 s at 2 s segments: the last segment is 0.2 s (6 frames) and
+    // opens with an IDR, so alone it runs far above the rendition's rate.
+    // A still picture makes that stark, as in a slide or a talking head:
+    // nearly every bit of a segment is its IDR.
+    let src = ffmpeg(
+        media.path(),
+        "tail.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "smptebars=size=640x360:rate=30",
+            "-t",
+            "4.2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &src,
+        &out.dest,
+        &opts(&[360], 2, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_ladder(&out.root, &manifest);
+    let master =
+        parse_master(&std::fs::read_to_string(out.root.join("master.m3u8")).unwrap()).unwrap();
+    let media_pl =
+        parse_media(&std::fs::read_to_string(out.root.join("360p/index.m3u8")).unwrap()).unwrap();
+    let durations: Vec<f64> = media_pl
+        .segments
+        .iter()
+        .map(|s| f64::from(s.duration))
+        .collect();
+    assert_eq!(durations.len(), 3, "{durations:?}");
+    assert!((durations[2] - 0.2).abs() < 0.01, "{durations:?}");
+    let sizes: Vec<u64> = media_pl
+        .segments
+        .iter()
+        .map(|s| {
+            std::fs::metadata(out.root.join("360p").join(&s.uri))
+                .unwrap()
+                .len()
+        })
+        .collect();
+    let declared = master.variants[0].bandwidth;
+    let expected = windowed_peak(&durations, &sizes, media_pl.target_duration as f64);
+    // EXTINF is written to the millisecond; allow for that rounding.
+    assert!(
+        declared.abs_diff(expected) <= expected / 1000,
+        "BANDWIDTH={declared}, RFC 8216 peak {expected}"
+    );
+    // The short tail alone would have set BANDWIDTH well above that.
+    let tail_alone = (sizes[2] as f64 * 8.0 / durations[2]).ceil() as u64;
+    assert!(
+        tail_alone > declared * 3,
+        "tail {tail_alone} bit/s vs BANDWIDTH {declared}: the test no longer has a heavy tail"
+    );
+    let average = master.variants[0].average_bandwidth.unwrap();
+    let total: u64 = sizes.iter().sum();
+    let secs: f64 = durations.iter().sum();
+    let want_avg = (total as f64 * 8.0 / secs).ceil() as u64;
+    assert!(
+        average.abs_diff(want_avg) <= want_avg / 1000,
+        "{average} vs {want_avg}"
+    );
+}
