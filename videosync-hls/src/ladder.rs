@@ -15,9 +15,11 @@
 //!    even sizes), never below 2.
 //! 5. **Frame rate.** A variable rate is planned at its average. A rate
 //!    within 0.1% of a broadcast rate snaps to it (29.97... -> 30000/1001).
-//!    Rungs with a short side below 720 are capped at 30 fps by halving
-//!    (60 -> 30, 50 -> 25, 120 -> 30) so frames stay evenly spaced; 24, 25
-//!    and 30 are kept as they are.
+//!    Every rung is capped at [`MAX_RUNG_FRAME_RATE`] (60, Apple's HLS
+//!    authoring limit) and rungs with a short side below 720 at 30, by
+//!    halving (120 -> 60, 100 -> 50, 240 -> 60; 60 -> 30, 50 -> 25 on the
+//!    small rungs) so output frames are an evenly spaced subset of the
+//!    source's; 24, 25 and 30 are kept as they are.
 //! 6. **Bit rate.** From [`BITRATE_TABLE`] (30 fps, 16:9 pixel counts),
 //!    linear in pixel count between rows, proportional below the smallest,
 //!    `x (pixels/1080p)^0.75` above the largest; x1.5 above 30 fps; never
@@ -28,7 +30,10 @@
 //!    boundary, `keyint = round(fps x segment_seconds)`. Encoders should
 //!    force keyframes by time (not count) so fractional rates stay aligned.
 //! 9. **Profile and level.** H.264 High at the smallest level (from 3.0 up)
-//!    whose frame size, macroblock rate and bit rate limits hold the rung.
+//!    whose frame size, macroblock rate and bit rate limits hold the rung,
+//!    so each rung declares what it needs, not the top rung's level: 360p30
+//!    is 3.0, 720p30 3.1, 1080p30 4.0 and 1080p60 4.2, within Apple's "High
+//!    4.2 at most" for everything up to 1080p60.
 //! 10. **Audio.** A separate AAC-LC group, downmixed to stereo (mono stays
 //!     mono), 128 kbit/s (64 kbit/s mono), 48 kHz unless the source is
 //!     44.1 kHz; none when the source has no audio.
@@ -41,8 +46,11 @@ use crate::Error;
 
 /// Largest width or height accepted (8K is 7680; 16384 is the H.264 limit).
 pub const MAX_DIMENSION: u32 = 16_384;
-/// Highest frame rate accepted.
+/// Highest source frame rate accepted.
 pub const MAX_FRAME_RATE: f64 = 240.0;
+/// Highest frame rate of any rung (Apple's HLS authoring specification
+/// allows at most 60); faster sources are halved until they fit.
+pub const MAX_RUNG_FRAME_RATE: f64 = 60.0;
 /// Rungs never exceed this multiple of the source bit rate.
 pub const SOURCE_BITRATE_CAP: f64 = 1.3;
 /// No rung is planned below this video bit rate, in bits per second.
@@ -247,7 +255,7 @@ pub struct Ladder {
 }
 
 /// Broadcast rates a measured average snaps to.
-const NOMINAL_RATES: [f64; 9] = [
+const NOMINAL_RATES: [f64; 10] = [
     24000.0 / 1001.0,
     24.0,
     25.0,
@@ -256,6 +264,7 @@ const NOMINAL_RATES: [f64; 9] = [
     50.0,
     60000.0 / 1001.0,
     60.0,
+    120000.0 / 1001.0,
     120.0,
 ];
 
@@ -336,7 +345,11 @@ pub fn plan(source: &SourceVideo, opts: &LadderOptions) -> Result<Ladder, Error>
         }
         let l = round_even(f64::from(s) * f64::from(long) / f64::from(short)).min(even_floor(long));
         let (width, height) = if portrait { (s, l) } else { (l, s) };
-        let frame_rate = if s < 720 { cap_rate(fps, 30.0) } else { fps };
+        let frame_rate = if s < 720 {
+            cap_rate(fps, 30.0)
+        } else {
+            cap_rate(fps, MAX_RUNG_FRAME_RATE)
+        };
         let pixels = u64::from(width) * u64::from(height);
         let mut bitrate = reference_bitrate(pixels) as f64;
         if frame_rate > 30.5 {
@@ -525,6 +538,52 @@ mod tests {
     }
 
     #[test]
+    fn no_rung_above_sixty_fps() {
+        // (source, large rungs, small rungs): halved until they fit.
+        for (fps, large, small) in [
+            (120.0, 60.0, 30.0),
+            (100.0, 50.0, 25.0),
+            (240.0, 60.0, 30.0),
+            (119.88, 59.94, 29.97),
+            (60.0, 60.0, 30.0),
+        ] {
+            let l = plan(&src(1920, 1080, fps), &LadderOptions::default()).unwrap();
+            let rates: Vec<f64> = l
+                .rungs
+                .iter()
+                .map(|r| (r.frame_rate * 100.0).round() / 100.0)
+                .collect();
+            assert_eq!(rates, [large, large, small, small], "{fps} fps");
+            // Keyframes stay one per segment at the rung's own rate.
+            assert_eq!(l.rungs[0].keyint, (large * 4.0).round() as u32, "{fps}");
+        }
+    }
+
+    #[test]
+    fn levels_fit_each_rung_and_stay_within_high_4_2_up_to_1080p60() {
+        let l = plan(&src(1920, 1080, 60.0), &LadderOptions::default()).unwrap();
+        let codecs: Vec<String> = l.rungs.iter().map(Rung::codecs).collect();
+        // 1080p60 4.2, 720p60 3.2, 480p30 3.1 (1620 macroblocks at 30 fps
+        // pass 3.0's rate), 360p30 3.0.
+        assert_eq!(
+            codecs,
+            ["avc1.64002a", "avc1.640020", "avc1.64001f", "avc1.64001e"]
+        );
+        for (w, h) in [(1920, 1080), (1080, 1920), (1440, 1080), (1918, 817)] {
+            for fps in [23.976, 25.0, 30.0, 50.0, 59.94, 60.0, 120.0, 240.0] {
+                let l = plan(&src(w, h, fps), &LadderOptions::default()).unwrap();
+                for r in &l.rungs {
+                    assert_eq!(r.profile, H264Profile::High);
+                    assert!(r.level <= H264Level(42), "{w}x{h}@{fps}: {r:?}");
+                    // The level is the smallest that holds the rung.
+                    let need = H264Level::for_stream(r.width, r.height, r.frame_rate, r.maxrate);
+                    assert_eq!(r.level, need, "{w}x{h}@{fps}: {r:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bitrate_capped_by_source() {
         let mut s = src(1920, 1080, 30.0);
         s.bit_rate = Some(2_000_000);
@@ -646,6 +705,7 @@ mod tests {
                             2.0 / f64::from(r.short_side()) * aspect.max(1.0 / aspect) + 1e-9;
                         assert!((got / aspect - 1.0).abs() <= slack, "{ctx}");
                         assert!(r.frame_rate <= fps * 1.001, "{ctx}");
+                        assert!(r.frame_rate <= MAX_RUNG_FRAME_RATE + 1e-9, "{ctx}");
                         if r.short_side() < 720 {
                             assert!(r.frame_rate <= 30.0 + 1e-9, "{ctx}");
                         }

@@ -209,6 +209,11 @@ pub struct AudioInput<'a> {
 
 /// The master playlist of a ladder.
 ///
+/// Variants are listed from the largest down, except that the start
+/// variant ([`start_variant`], a middle rung) comes first: players that
+/// have no bandwidth estimate yet begin with the first variant listed, and
+/// a middle rung starts quickly without starting blurry, then climbs.
+///
 /// # Errors
 ///
 /// [`Error::InvalidInput`] when there are no variants, or as [`measure`] for
@@ -236,8 +241,12 @@ pub fn master_playlist(
             ..AlternativeMedia::default()
         });
     }
+    let mut order: Vec<usize> = (0..variants.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(variants[i].rung.short_side()));
+    let first = order.remove(start_variant(variants.len()));
+    order.insert(0, first);
     let mut streams = Vec::with_capacity(variants.len());
-    for v in variants {
+    for v in order.into_iter().map(|i| &variants[i]) {
         let r = rendition(v, audio)?;
         streams.push(VariantStream {
             uri: v.uri.to_owned(),
@@ -260,6 +269,13 @@ pub fn master_playlist(
         alternatives,
         ..MasterPlaylist::default()
     })
+}
+
+/// Which of `n` variants, counted from the largest, a master lists first:
+/// the middle one, rounding towards the smaller (480p of 1080p, 720p, 480p
+/// and 360p; 360p of 720p and 360p).
+pub fn start_variant(n: usize) -> usize {
+    n / 2
 }
 
 /// The catalog row of one variant: the numbers its `EXT-X-STREAM-INF`
@@ -411,10 +427,10 @@ pub(crate) mod tests {
 #EXT-X-VERSION:7
 #EXT-X-INDEPENDENT-SEGMENTS
 #EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8\",GROUP-ID=\"audio\",NAME=\"Audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\"
-#EXT-X-STREAM-INF:BANDWIDTH=4128000,AVERAGE-BANDWIDTH=3328000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30,AUDIO=\"audio\"
-720p/index.m3u8
 #EXT-X-STREAM-INF:BANDWIDTH=1028000,AVERAGE-BANDWIDTH=928000,CODECS=\"avc1.64001e,mp4a.40.2\",RESOLUTION=640x360,FRAME-RATE=30,AUDIO=\"audio\"
 360p/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=4128000,AVERAGE-BANDWIDTH=3328000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30,AUDIO=\"audio\"
+720p/index.m3u8
 ";
 
     const MEDIA_FMP4: &str = "#EXTM3U
@@ -487,6 +503,34 @@ seg_00002.ts
     }
 
     #[test]
+    fn peak_is_over_windows_of_half_to_one_and_a_half_targets() {
+        // Target 4 s. The 0.2 s last segment is mostly an IDR: alone it
+        // runs at 20 Mbit/s, but it is shorter than half a target, so it
+        // only counts with its neighbour (4.2 s, 2.86 Mbit/s).
+        let short_tail = segs(
+            "s",
+            "m4s",
+            &[(4.0, 1_000_000), (4.0, 1_000_000), (0.2, 500_000)],
+        );
+        let bw = measure(&short_tail).unwrap();
+        assert_eq!(bw.peak, 2_857_143);
+        assert_eq!(bw.average, 2_439_025);
+        // Target 3 s (2.5 rounds up): each segment is a window, the pair
+        // (5 s, past 4.5 s) is not.
+        let pairs = segs("s", "m4s", &[(2.5, 1_000_000), (2.5, 250_000)]);
+        assert_eq!(measure(&pairs).unwrap().peak, 3_200_000);
+        // Target 1 s: 0.4 s segments count in runs of 2 (0.8 s) or 3
+        // (1.2 s), never alone; the densest run holds the burst and one
+        // quiet neighbour.
+        let mut burst = vec![(0.4, 10_000); 10];
+        burst[4] = (0.4, 200_000);
+        assert_eq!(measure(&segs("s", "ts", &burst)).unwrap().peak, 2_100_000);
+        // A rendition shorter than half a target duration: its average.
+        let tiny = segs("s", "ts", &[(0.25, 30_000)]);
+        assert_eq!(measure(&tiny).unwrap().peak, 960_000);
+    }
+
+    #[test]
     fn rendition_row_matches_the_master() {
         let ladder = fixture_ladder();
         let audio_plan = ladder.audio.clone().unwrap();
@@ -518,31 +562,48 @@ seg_00002.ts
     }
 
     #[test]
-    fn peak_is_over_windows_of_half_to_one_and_a_half_targets() {
-        // Target 4 s. The 0.2 s last segment is mostly an IDR: alone it
-        // runs at 20 Mbit/s, but it is shorter than half a target, so it
-        // only counts with its neighbour (4.2 s, 2.86 Mbit/s).
-        let short_tail = segs(
-            "s",
-            "m4s",
-            &[(4.0, 1_000_000), (4.0, 1_000_000), (0.2, 500_000)],
+    fn a_middle_rung_is_listed_first() {
+        let source = SourceVideo {
+            width: 1920,
+            height: 1080,
+            rotation: 0,
+            frame_rate: 30.0,
+            bit_rate: None,
+            audio_channels: None,
+            sample_rate: None,
+        };
+        let ladder = plan(&source, &LadderOptions::default()).unwrap();
+        let segments = video_720();
+        let uris: Vec<String> = ladder
+            .rungs
+            .iter()
+            .map(|r| format!("{}/index.m3u8", r.name))
+            .collect();
+        // Given in any order, listed start rung first, then largest down.
+        let variants: Vec<VariantInput<'_>> = ladder
+            .rungs
+            .iter()
+            .zip(&uris)
+            .rev()
+            .map(|(rung, uri)| VariantInput {
+                uri,
+                rung,
+                segments: &segments,
+            })
+            .collect();
+        let master = master_playlist(SegmentFormat::Fmp4, &variants, None).unwrap();
+        let listed: Vec<&str> = master.variants.iter().map(|v| v.uri.as_str()).collect();
+        assert_eq!(
+            listed,
+            [
+                "480p/index.m3u8",
+                "1080p/index.m3u8",
+                "720p/index.m3u8",
+                "360p/index.m3u8"
+            ]
         );
-        let bw = measure(&short_tail).unwrap();
-        assert_eq!(bw.peak, 2_857_143);
-        assert_eq!(bw.average, 2_439_025);
-        // Target 3 s (2.5 rounds up): each segment is a window, the pair
-        // (5 s, past 4.5 s) is not.
-        let pairs = segs("s", "m4s", &[(2.5, 1_000_000), (2.5, 250_000)]);
-        assert_eq!(measure(&pairs).unwrap().peak, 3_200_000);
-        // Target 1 s: 0.4 s segments count in runs of 2 (0.8 s) or 3
-        // (1.2 s), never alone; the densest run holds the burst and one
-        // quiet neighbour.
-        let mut burst = vec![(0.4, 10_000); 10];
-        burst[4] = (0.4, 200_000);
-        assert_eq!(measure(&segs("s", "ts", &burst)).unwrap().peak, 2_100_000);
-        // A rendition shorter than half a target duration: its average.
-        let tiny = segs("s", "ts", &[(0.25, 30_000)]);
-        assert_eq!(measure(&tiny).unwrap().peak, 960_000);
+        assert_eq!(start_variant(1), 0);
+        assert_eq!(start_variant(3), 1);
     }
 
     #[test]

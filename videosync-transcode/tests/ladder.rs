@@ -140,7 +140,14 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
     // Every rung: codec, size, a keyframe exactly at every segment start
     // and nowhere else, the frame count the segments add up to.
     let mut counts = Vec::new();
-    for ((uri, media, _), r) in medias[..n_video].iter().zip(&manifest.renditions) {
+    for (uri, media, _) in &medias[..n_video] {
+        // The master lists a middle rung first; the manifest goes largest
+        // first: match them by playlist.
+        let r = manifest
+            .renditions
+            .iter()
+            .find(|r| &r.rendition.playlist == uri)
+            .unwrap_or_else(|| panic!("{uri} is not in the manifest"));
         let dir = Path::new(uri).parent().unwrap().to_str().unwrap();
         let names: Vec<String> = media.segments.iter().map(|s| s.uri.clone()).collect();
         let file = joined(root, dir, format, &names);
@@ -149,13 +156,24 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
                 "-select_streams",
                 "v:0",
                 "-show_entries",
-                "stream=codec_name,profile,width,height,pix_fmt:frame=pts_time,key_frame",
+                "stream=codec_name,profile,level,width,height,pix_fmt:frame=pts_time,key_frame",
             ],
             &file,
         );
         let stream = &info["streams"][0];
         assert_eq!(stream["codec_name"], "h264", "{uri}");
         assert_eq!(stream["pix_fmt"], "yuv420p", "{uri}");
+        // The stream fits what CODECS declares: High at the rung's level.
+        // x264's `profile` is a ceiling: the tests' `ultrafast` preset
+        // switches High's tools off and writes Constrained Baseline, which
+        // every High decoder plays.
+        let profile = stream["profile"].as_str().unwrap();
+        assert!(
+            ["High", "Main", "Constrained Baseline"].contains(&profile),
+            "{uri}: {profile}"
+        );
+        let declared_level = u64::from_str_radix(&r.rendition.codecs[9..11], 16).unwrap();
+        assert_eq!(stream["level"].as_u64(), Some(declared_level), "{uri}");
         assert_eq!(
             stream["width"].as_u64().unwrap(),
             u64::from(r.rendition.width)
@@ -712,6 +730,33 @@ async fn single_frame_and_variable_rate_and_sixty_fps() {
     let info = ffprobe_json(
         &["-count_frames", "-show_entries", "stream=nb_read_frames"],
         &small,
+    );
+    assert_eq!(info["streams"][0]["nb_read_frames"], "60");
+
+    // 120 fps: even the large rung is halved to 60 (Apple's limit).
+    let fast = clip(
+        media.path(),
+        "fast.mp4",
+        "1280x720",
+        "120",
+        "1",
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let (m, out) = transcodes_to_valid_ladder(&fast, &[720]).await;
+    assert_eq!(m.renditions[0].rendition.frame_rate, 60.0);
+    let top = joined(
+        &out.root,
+        "720p",
+        SegmentFormat::Fmp4,
+        &["seg_00000.m4s".to_owned()],
+    );
+    let info = ffprobe_json(
+        &[
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames,r_frame_rate",
+        ],
+        &top,
     );
     assert_eq!(info["streams"][0]["nb_read_frames"], "60");
 }
