@@ -377,25 +377,54 @@ pub fn plan(source: &SourceVideo, opts: &LadderOptions) -> Result<Ladder, Error>
         });
     }
 
-    let audio = match source.audio_channels {
-        Some(ch) if ch > 0 => {
-            let channels = ch.min(2);
-            Some(AudioPlan {
-                group_id: "audio".to_owned(),
-                channels,
-                bitrate: if channels == 2 { 128_000 } else { 64_000 },
-                sample_rate: if source.sample_rate == Some(44_100) {
-                    44_100
-                } else {
-                    48_000
-                },
-            })
-        }
-        _ => None,
-    };
     Ok(Ladder {
         rungs: planned,
-        audio,
+        audio: plan_audio(source.audio_channels, source.sample_rate),
+        segment_seconds: opts.segment_seconds,
+        format: opts.format,
+    })
+}
+
+/// The audio rendition for a source with `channels` channels at
+/// `sample_rate`; `None` without channels.
+fn plan_audio(channels: Option<u32>, sample_rate: Option<u32>) -> Option<AudioPlan> {
+    let channels = channels.filter(|&c| c > 0)?.min(2);
+    Some(AudioPlan {
+        group_id: "audio".to_owned(),
+        channels,
+        bitrate: if channels == 2 { 128_000 } else { 64_000 },
+        sample_rate: if sample_rate == Some(44_100) {
+            44_100
+        } else {
+            48_000
+        },
+    })
+}
+
+/// Plans the ladder of an audio-only source (a podcast, a song with its
+/// cover art): no video rung, the audio rendition alone, by the same audio
+/// rules as [`plan`].
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] when `channels` is 0 or the segment length is
+/// out of range.
+pub fn plan_audio_only(
+    channels: u32,
+    sample_rate: Option<u32>,
+    opts: &LadderOptions,
+) -> Result<Ladder, Error> {
+    if opts.segment_seconds == 0 || opts.segment_seconds > 60 {
+        return Err(Error::InvalidInput(format!(
+            "segment length {} s must be between 1 and 60",
+            opts.segment_seconds
+        )));
+    }
+    let audio = plan_audio(Some(channels), sample_rate)
+        .ok_or_else(|| Error::InvalidInput("an audio-only source has no channels".to_owned()))?;
+    Ok(Ladder {
+        rungs: Vec::new(),
+        audio: Some(audio),
         segment_seconds: opts.segment_seconds,
         format: opts.format,
     })
@@ -616,6 +645,18 @@ mod tests {
         assert_eq!((a.channels, a.bitrate), (1, 64_000));
         s.audio_channels = None;
         assert_eq!(plan(&s, &LadderOptions::default()).unwrap().audio, None);
+    }
+
+    #[test]
+    fn audio_only_ladder() {
+        let l = plan_audio_only(6, Some(44_100), &LadderOptions::default()).unwrap();
+        assert!(l.rungs.is_empty());
+        let a = l.audio.unwrap();
+        assert_eq!((a.channels, a.sample_rate, a.bitrate), (2, 44_100, 128_000));
+        assert!(matches!(
+            plan_audio_only(0, None, &LadderOptions::default()),
+            Err(Error::InvalidInput(_))
+        ));
     }
 
     #[test]

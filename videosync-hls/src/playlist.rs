@@ -271,6 +271,32 @@ pub fn master_playlist(
     })
 }
 
+/// The master playlist of an audio-only ladder: one variant, the audio
+/// rendition itself (`CODECS="mp4a.40.2"`, no `RESOLUTION`), as RFC 8216
+/// section 4.3.4.2 allows for a variant without video.
+///
+/// # Errors
+///
+/// As [`measure`].
+pub fn audio_only_master(
+    format: SegmentFormat,
+    audio: &AudioInput<'_>,
+) -> Result<MasterPlaylist, Error> {
+    let bw = measure(audio.segments)?;
+    Ok(MasterPlaylist {
+        version: Some(version(format)),
+        variants: vec![VariantStream {
+            uri: audio.uri.to_owned(),
+            bandwidth: bw.peak,
+            average_bandwidth: Some(bw.average),
+            codecs: Some(audio.plan.codecs().to_owned()),
+            ..VariantStream::default()
+        }],
+        independent_segments: true,
+        ..MasterPlaylist::default()
+    })
+}
+
 /// Which of `n` variants, counted from the largest, a master lists first:
 /// the middle one, rounding towards the smaller (480p of 1080p, 720p, 480p
 /// and 360p; 360p of 720p and 360p).
@@ -604,6 +630,24 @@ seg_00002.ts
         );
         assert_eq!(start_variant(1), 0);
         assert_eq!(start_variant(3), 1);
+    }
+
+    #[test]
+    fn audio_only_master_snapshot() {
+        let plan = fixture_ladder().audio.unwrap();
+        let a = audio_segs();
+        let audio = AudioInput {
+            uri: "audio/index.m3u8",
+            plan: &plan,
+            segments: &a,
+        };
+        let master = audio_only_master(SegmentFormat::Fmp4, &audio).unwrap();
+        assert_eq!(
+            master_to_string(&master),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=128000,AVERAGE-BANDWIDTH=128000,CODECS=\"mp4a.40.2\"\n\
+             audio/index.m3u8\n"
+        );
     }
 
     #[test]

@@ -21,6 +21,10 @@
 //! - the audio is decoded, downmixed and encoded once (AAC-LC) on its own
 //!   thread, cut at the same boundaries;
 //! - a thumbnail thread picks the poster and the storyboard tiles;
+//! - a source without video (an MP3, an M4A; cover art is an attached
+//!   picture, never a video stream) gets an audio-only ladder: the audio
+//!   rendition as the master's one variant, and the cover art, when there
+//!   is one, as `poster.jpg`;
 //! - at the end the playlists (through `videosync-hls`, with bandwidths
 //!   measured from the produced segments) pass the validator, and the
 //!   master is written last. On any error or cancellation what was written

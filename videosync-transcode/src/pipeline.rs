@@ -218,39 +218,62 @@ pub(crate) fn run_part(
 
     let mut input = ff::format::input_with_interrupt(&part.input, interrupt.clone())
         .map_err(|e| crate::probe::map_error(OP, &path, plan.timeout, e))?;
-    let vstream =
-        input
-            .streams()
-            .best(MediaType::Video)
-            .ok_or_else(|| TranscodeError::InvalidInput {
+    // An audio-only ladder has no rung; its timeline is the audio's, and
+    // its poster is the cover art. Attached pictures are never the video.
+    let audio_only = plan.ladder.rungs.is_empty();
+    let vstream = if audio_only {
+        None
+    } else {
+        Some(
+            crate::probe::best_video(&input).ok_or_else(|| TranscodeError::InvalidInput {
                 op: OP,
                 path: path.clone(),
                 reason: "no video stream".to_owned(),
-            })?;
-    let vindex = vstream.index();
-    let vtb = vstream.time_base();
-    let t0 = if vstream.start_time() == ff::ffi::AV_NOPTS_VALUE {
+            })?,
+        )
+    };
+    let astream = input.streams().best(MediaType::Audio);
+    let timing_stream = match (&vstream, &astream) {
+        (Some(v), _) => v,
+        (None, Some(a)) => a,
+        (None, None) => {
+            return Err(TranscodeError::InvalidInput {
+                op: OP,
+                path: path.clone(),
+                reason: "no video or audio stream".to_owned(),
+            })
+        }
+    };
+    let vindex = vstream.as_ref().map(ff::format::stream::Stream::index);
+    let vtb = timing_stream.time_base();
+    let t0 = if timing_stream.start_time() == ff::ffi::AV_NOPTS_VALUE {
         0
     } else {
-        vstream.start_time()
+        timing_stream.start_time()
     };
     let t0_s = ts_seconds(t0, vtb);
-    let avg = vstream.avg_frame_rate();
+    let avg = timing_stream.avg_frame_rate();
     let nominal_frame_s = if avg.numerator() > 0 && avg.denominator() > 0 {
         f64::from(avg.denominator()) / f64::from(avg.numerator())
     } else {
         1.0 / 30.0
     };
-    let vparams = vstream.parameters();
+    let vparams = vstream.as_ref().map(ff::format::stream::Stream::parameters);
     let audio_stream = if part.extras && plan.ladder.audio.is_some() {
-        input
-            .streams()
-            .best(MediaType::Audio)
-            .map(|s| (s.index(), s.parameters(), s.time_base()))
+        astream.map(|s| (s.index(), s.parameters(), s.time_base()))
     } else {
         None
     };
-    let need_frames = part.video.is_some() || make_poster || make_storyboard;
+    let cover = if audio_only && make_poster {
+        input
+            .streams()
+            .find(|s| crate::probe::is_attached_picture(s))
+            .map(|s| (s.index(), s.parameters()))
+    } else {
+        None
+    };
+    let mut cover_jpeg: Option<Vec<u8>> = None;
+    let need_frames = vstream.is_some() && (part.video.is_some() || make_poster || make_storyboard);
     let range = part.video.unwrap_or(SegmentRange::ALL);
     let seg_s = f64::from(plan.ladder.segment_seconds);
     let start_s = f64::from(range.start) * seg_s;
@@ -262,7 +285,7 @@ pub(crate) fn run_part(
             .map_err(|e| ff_err(format!("seek to {start_s} s: {e}")))?;
     }
 
-    let mut decoder = if need_frames {
+    let mut decoder = if let (true, Some(vparams)) = (need_frames, vparams) {
         let mut ctx = ff::codec::Context::from_parameters(vparams).map_err(|e| {
             TranscodeError::Unsupported {
                 op: OP,
@@ -331,7 +354,7 @@ pub(crate) fn run_part(
         }
         // Thumbnails.
         let mut thumb_tx = None;
-        let thumb_handle = if make_poster || make_storyboard {
+        let thumb_handle = if need_frames && (make_poster || make_storyboard) {
             let (tx, rx) = sync_channel::<FrameMsg>(FRAME_QUEUE);
             thumb_tx = Some(tx);
             let job = ThumbJob {
@@ -458,7 +481,19 @@ pub(crate) fn run_part(
                         break;
                     }
                 }
-                if index != vindex {
+                // The demuxer hands the attached picture over as one packet
+                // at the start.
+                // A cover that does not decode costs the poster, not the
+                // audio, which is what the upload is for.
+                if let Some((cidx, params)) = &cover {
+                    if index == *cidx && cover_jpeg.is_none() {
+                        match crate::thumbs::cover_jpeg(params.clone(), &packet) {
+                            Ok(jpeg) => cover_jpeg = Some(jpeg),
+                            Err(e) => tracing::warn!(path = %path, "cover art skipped: {e}"),
+                        }
+                    }
+                }
+                if Some(index) != vindex {
                     continue;
                 }
                 let Some(dec) = decoder.as_mut() else {
@@ -579,6 +614,10 @@ pub(crate) fn run_part(
         };
         if part.video.is_none() {
             result.timeline.clear();
+        }
+        if let Some(poster) = cover_jpeg {
+            send(uploads, "poster.jpg".to_owned(), poster).map_err(&ff_err)?;
+            result.poster = true;
         }
         if let Some(t) = thumbs {
             if let Some(poster) = t.poster {

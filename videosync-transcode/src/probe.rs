@@ -62,6 +62,11 @@ pub struct Probe {
     pub video: Option<VideoInfo>,
     /// The primary audio stream, if any.
     pub audio: Option<AudioInfo>,
+    /// Index of the first attached picture (cover art of an MP3 or M4A),
+    /// if any. It is never the video stream: it is one still image, not a
+    /// track with a frame rate.
+    #[serde(default)]
+    pub cover_art: Option<usize>,
     /// The file, as given.
     pub path: String,
 }
@@ -366,7 +371,11 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
     let mut streams = Vec::new();
     let mut video = None;
     let mut audio = None;
-    let best_video = input.streams().best(MediaType::Video).map(|s| s.index());
+    let best_video = best_video(&input).map(|s| s.index());
+    let cover_art = input
+        .streams()
+        .find(|s| is_attached_picture(s))
+        .map(|s| s.index());
     let best_audio = input.streams().best(MediaType::Audio).map(|s| s.index());
 
     for stream in input.streams() {
@@ -460,8 +469,31 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
         streams,
         video,
         audio,
+        cover_art,
         path: shown.clone(),
     })
+}
+
+/// Whether a stream is an attached picture (`AV_DISPOSITION_ATTACHED_PIC`):
+/// cover art stored as a one-packet "video" stream.
+pub(crate) fn is_attached_picture(stream: &ff::format::stream::Stream<'_>) -> bool {
+    stream
+        .disposition()
+        .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+}
+
+/// The primary video stream: FFmpeg's best, except that attached pictures
+/// never count. `av_find_best_stream` happily returns the cover art of an
+/// MP3, whose 90 kHz time base then reads as a 90 000 fps video.
+pub(crate) fn best_video<'a>(
+    input: &'a ff::format::context::Input,
+) -> Option<ff::format::stream::Stream<'a>> {
+    match input.streams().best(MediaType::Video) {
+        Some(s) if !is_attached_picture(&s) => Some(s),
+        _ => input
+            .streams()
+            .find(|s| s.parameters().medium() == MediaType::Video && !is_attached_picture(s)),
+    }
 }
 
 const ENOENT: i32 = 2;

@@ -149,6 +149,38 @@ pub(crate) fn run_thumbs(job: &ThumbJob, frames: &Receiver<FrameMsg>) -> Result<
     Ok(out)
 }
 
+/// Longest side of a poster made from cover art.
+pub(crate) const COVER_MAX_SIDE: u32 = 1280;
+
+/// The poster of an audio-only source: its attached picture (cover art,
+/// usually JPEG or PNG), decoded from the one packet the demuxer gives and
+/// re-encoded as a JPEG, scaled down to [`COVER_MAX_SIDE`] when larger.
+pub(crate) fn cover_jpeg(
+    params: ff::codec::Parameters,
+    packet: &ff::Packet,
+) -> Result<Vec<u8>, String> {
+    let mut decoder = ff::codec::Context::from_parameters(params)
+        .and_then(|c| c.decoder().video())
+        .map_err(|e| format!("no decoder for the cover art: {e}"))?;
+    let mut frame = ff::frame::Video::empty();
+    decoder
+        .send_packet(packet)
+        .and_then(|()| decoder.send_eof())
+        .and_then(|()| decoder.receive_frame(&mut frame))
+        .map_err(|e| format!("cover art does not decode: {e}"))?;
+    let (w, h) = (frame.width(), frame.height());
+    if w == 0 || h == 0 {
+        return Err("cover art has no size".to_owned());
+    }
+    let scale = (f64::from(COVER_MAX_SIDE) / f64::from(w.max(h))).min(1.0);
+    let (w, h) = (
+        even((f64::from(w) * scale).round() as u32),
+        even((f64::from(h) * scale).round() as u32),
+    );
+    let img = Scaler::default().scale(&frame, w, h)?;
+    encode_jpeg(&img)
+}
+
 /// The file name of storyboard sheet `n`, in the storyboard folder.
 pub(crate) fn sheet_name(n: usize) -> String {
     format!("sheet_{n:03}.jpg")

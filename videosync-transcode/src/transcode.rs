@@ -29,10 +29,12 @@ use tokio::task::JoinSet;
 use videosync_core::catalog::Rendition;
 use videosync_core::store::DynObjectStore;
 use videosync_core::{ObjectKey, ObjectStore, ObjectStoreExt, SourceMeta};
-use videosync_hls::ladder::{plan, Ladder, LadderOptions, SegmentFormat, SourceVideo};
+use videosync_hls::ladder::{
+    plan, plan_audio_only, Ladder, LadderOptions, SegmentFormat, SourceVideo,
+};
 use videosync_hls::playlist::{
-    master_playlist, master_to_string, measure, media_playlist, media_to_string, rendition,
-    AudioInput, SegmentInfo, VariantInput,
+    audio_only_master, master_playlist, master_to_string, measure, media_playlist, media_to_string,
+    rendition, AudioInput, SegmentInfo, VariantInput,
 };
 use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, ValidateOptions};
 
@@ -222,6 +224,11 @@ pub(crate) async fn prepare(
 ) -> Result<Planned, TranscodeError> {
     let path = input.display().to_string();
     let probe = probe_async(input, ProbeOptions::default()).await?;
+    if probe.video.is_none() {
+        if let Some(audio) = &probe.audio {
+            return prepare_audio_only(&probe, audio, opts, path);
+        }
+    }
     let video = probe.require_video()?;
     if !video.decodable {
         return Err(TranscodeError::InvalidInput {
@@ -275,6 +282,44 @@ pub(crate) async fn prepare(
         timeout: opts.timeout,
     };
     Ok(planned)
+}
+
+/// Plans the ladder of a source without video: the audio rendition alone,
+/// with the cover art (when there is one) as the poster.
+fn prepare_audio_only(
+    probe: &crate::probe::Probe,
+    audio: &crate::probe::AudioInfo,
+    opts: &TranscodeOptions,
+    path: String,
+) -> Result<Planned, TranscodeError> {
+    let ladder =
+        plan_audio_only(audio.channels, Some(audio.sample_rate), &opts.ladder).map_err(|e| {
+            TranscodeError::InvalidInput {
+                op: OP,
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+    let meta = SourceMeta::from(probe);
+    Ok(Planned {
+        source: SourceSummary {
+            meta,
+            interlaced: false,
+            bit_depth: None,
+        },
+        ladder,
+        // No video is encoded; the choice is recorded as the default.
+        encoder: VideoEncoder::Libx264,
+        preset: opts.preset.clone(),
+        threads: opts.threads,
+        interlaced: false,
+        rotation: 0,
+        duration_s: probe.duration_ms.map_or(0.0, |ms| ms as f64 / 1000.0),
+        display: (0, 0),
+        poster: opts.poster && probe.cover_art.is_some(),
+        storyboard: false,
+        timeout: opts.timeout,
+    })
 }
 
 impl Planned {
@@ -529,6 +574,14 @@ pub(crate) async fn finish(
             storyboard.clone_from(&p.storyboard);
         }
     }
+    if ladder.rungs.is_empty() {
+        let summary = AudioOnly {
+            audio: audio.as_ref(),
+            poster,
+            chunks: parts.len(),
+        };
+        return finish_audio_only(&path, planned, &summary, dest).await;
+    }
     if timeline.is_empty() {
         return Err(invalid("no video segment was produced".to_owned()));
     }
@@ -693,14 +746,132 @@ pub(crate) async fn finish(
         "master.m3u8".to_owned(),
         Bytes::from(master_to_string(&master)),
     ));
+    store_files(dest, files).await.map_err(store_err)?;
+    Ok(manifest)
+}
+
+/// Stores `files` in order; on a failure removes those already stored.
+async fn store_files(
+    dest: &Destination,
+    files: Vec<(String, Bytes)>,
+) -> Result<(), videosync_core::Error> {
     let mut written = Vec::new();
     for (name, bytes) in files {
-        let key = dest.key(&name).map_err(store_err)?;
+        let key = dest.key(&name)?;
         if let Err(e) = dest.store.put(&key, bytes.into()).await {
             remove_all(dest.store.as_ref(), &written).await;
-            return Err(store_err(e));
+            return Err(e);
         }
         written.push(key);
     }
+    Ok(())
+}
+
+/// What the parts of an audio-only ladder produced.
+struct AudioOnly<'a> {
+    audio: Option<&'a (RenditionPart, Vec<SegTiming>)>,
+    poster: bool,
+    chunks: usize,
+}
+
+/// Finishes an audio-only ladder: the audio playlist, a master whose one
+/// variant is that playlist, the manifest (no video rendition).
+async fn finish_audio_only(
+    path: &str,
+    planned: &Planned,
+    parts: &AudioOnly<'_>,
+    dest: &Destination,
+) -> Result<Manifest, TranscodeError> {
+    let invalid = |reason: String| TranscodeError::InvalidOutput {
+        op: OP,
+        path: path.to_owned(),
+        reason,
+    };
+    let hls = |e: videosync_hls::Error| invalid(e.to_string());
+    let format = planned.ladder.format;
+    let (Some(plan), Some((rendition, timing))) = (&planned.ladder.audio, parts.audio) else {
+        return Err(invalid("no audio segment was produced".to_owned()));
+    };
+    if rendition.segments.is_empty() {
+        return Err(invalid("no audio segment was produced".to_owned()));
+    }
+    let durations: HashMap<u32, f64> = timing.iter().map(|t| (t.index, t.duration_s)).collect();
+    let mut segments = Vec::with_capacity(rendition.segments.len());
+    for s in &rendition.segments {
+        let Some(&duration) = durations.get(&s.index) else {
+            return Err(invalid(format!("audio segment {} has no timing", s.index)));
+        };
+        segments.push(SegmentInfo::new(
+            segment_name(format, s.index),
+            duration,
+            s.size,
+        ));
+    }
+    let uri = "audio/index.m3u8";
+    let media = media_playlist(format, &segments).map_err(hls)?;
+    let input = AudioInput {
+        uri,
+        plan,
+        segments: &segments,
+    };
+    let master = audio_only_master(format, &input).map_err(hls)?;
+    // The audio playlist is the master's only variant, so it is checked as
+    // one (its segments all start on an AAC frame, which stands alone).
+    let produced = ProducedLadder {
+        master: &master,
+        video: vec![ProducedRendition {
+            uri,
+            playlist: &media,
+            segments: &segments,
+        }],
+        audio: None,
+    };
+    let violations = validate(&produced, &ValidateOptions::default());
+    if !violations.is_empty() {
+        let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        return Err(invalid(text.join("; ")));
+    }
+    let bw = measure(&segments).map_err(hls)?;
+    let manifest = Manifest {
+        version: 1,
+        master: "master.m3u8".to_owned(),
+        source: planned.source.clone(),
+        format,
+        segment_seconds: planned.ladder.segment_seconds,
+        duration_s: segments.iter().map(|s| s.duration).sum(),
+        encoder: planned.encoder,
+        preset: planned.preset.clone(),
+        renditions: Vec::new(),
+        audio: Some(ManifestAudio {
+            playlist: uri.to_owned(),
+            codecs: plan.codecs().to_owned(),
+            channels: plan.channels,
+            sample_rate: plan.sample_rate,
+            bitrate: plan.bitrate,
+            bandwidth: bw.peak,
+            average_bandwidth: bw.average,
+            segments: segments.len(),
+        }),
+        poster: parts.poster.then(|| "poster.jpg".to_owned()),
+        storyboard: None,
+        frames: 0,
+        chunks: u32::try_from(parts.chunks).unwrap_or(u32::MAX),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| invalid(e.to_string()))?;
+    let files = vec![
+        (uri.to_owned(), Bytes::from(media_to_string(&media))),
+        ("manifest.json".to_owned(), Bytes::from(json)),
+        (
+            "master.m3u8".to_owned(),
+            Bytes::from(master_to_string(&master)),
+        ),
+    ];
+    store_files(dest, files)
+        .await
+        .map_err(|e| TranscodeError::Store {
+            op: OP,
+            path: path.to_owned(),
+            source: e,
+        })?;
     Ok(manifest)
 }

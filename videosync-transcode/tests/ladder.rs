@@ -827,22 +827,6 @@ async fn bad_inputs_are_refused_cleanly() {
     std::fs::write(&text, "not a video\n".repeat(100)).unwrap();
     refused(&text, invalid).await;
 
-    let audio_only = ffmpeg(
-        dir,
-        "audio.m4a",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440",
-            "-t",
-            "1",
-            "-c:a",
-            "aac",
-        ],
-    );
-    refused(&audio_only, invalid).await;
-
     let zero = ffmpeg(
         dir,
         "zero.mp4",
@@ -1326,5 +1310,211 @@ async fn short_last_segment_does_not_inflate_bandwidth() {
     assert!(
         average.abs_diff(want_avg) <= want_avg / 1000,
         "{average} vs {want_avg}"
+    );
+}
+
+/// Reads an audio-only ladder back: one variant (the audio playlist, AAC,
+/// no RESOLUTION), valid, and the audio it holds lasts as long as the
+/// source.
+fn check_audio_only(root: &Path, manifest: &Manifest, secs: f64) {
+    assert!(manifest.renditions.is_empty(), "{manifest:?}");
+    let audio = manifest.audio.as_ref().expect("an audio rendition");
+    let master_text = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
+    let master = parse_master(&master_text).unwrap();
+    assert_eq!(master.variants.len(), 1, "{master_text}");
+    let v = &master.variants[0];
+    assert_eq!(v.uri, "audio/index.m3u8");
+    assert_eq!(v.codecs.as_deref(), Some("mp4a.40.2"));
+    assert!(v.resolution.is_none() && v.audio.is_none(), "{master_text}");
+    let media = parse_media(&std::fs::read_to_string(root.join(&v.uri)).unwrap()).unwrap();
+    let infos: Vec<SegmentInfo> = media
+        .segments
+        .iter()
+        .map(|s| {
+            let size = std::fs::metadata(root.join("audio").join(&s.uri))
+                .unwrap()
+                .len();
+            SegmentInfo::new(s.uri.clone(), f64::from(s.duration), size)
+        })
+        .collect();
+    let produced = ProducedLadder {
+        master: &master,
+        video: vec![ProducedRendition {
+            uri: &v.uri,
+            playlist: &media,
+            segments: &infos,
+        }],
+        audio: None,
+    };
+    let violations = validate(&produced, &ValidateOptions::default());
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(audio.segments, media.segments.len());
+    let names: Vec<String> = media.segments.iter().map(|s| s.uri.clone()).collect();
+    let file = joined(root, "audio", manifest.format, &names);
+    let info = ffprobe_json(
+        &[
+            "-show_entries",
+            "stream=codec_name:packet=pts_time,duration_time",
+        ],
+        &file,
+    );
+    assert_eq!(info["streams"][0]["codec_name"], "aac");
+    let last = info["packets"].as_array().unwrap().last().unwrap();
+    let time = |k: &str| last[k].as_str().unwrap().parse::<f64>().unwrap();
+    let end = time("pts_time") + time("duration_time") - TIMELINE_OFFSET_S as f64;
+    assert!(
+        (end - secs).abs() < 0.1,
+        "audio ends at {end} s, source {secs} s"
+    );
+    assert!(
+        (manifest.duration_s - secs).abs() < 0.1,
+        "{}",
+        manifest.duration_s
+    );
+}
+
+#[tokio::test]
+async fn audio_only_uploads_get_an_audio_ladder_and_their_cover_as_poster() {
+    let media = tempfile::tempdir().unwrap();
+    let dir = media.path();
+    // An MP3 with a 320x240 JPEG cover: FFmpeg's best "video" stream is the
+    // cover, a one-packet stream with a 90 kHz time base.
+    let mp3 = ffmpeg(
+        dir,
+        "song.mp3",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=1",
+            "-t",
+            "3",
+            "-map",
+            "0:a",
+            "-map",
+            "1:v",
+            "-frames:v",
+            "1",
+            "-c:a",
+            "libmp3lame",
+            "-c:v",
+            "mjpeg",
+            "-disposition:v",
+            "attached_pic",
+            "-id3v2_version",
+            "3",
+        ],
+    );
+    let probed = videosync_transcode::probe(&mp3).unwrap();
+    assert!(probed.video.is_none(), "cover taken for video: {probed:?}");
+    assert!(probed.cover_art.is_some(), "{probed:?}");
+    assert!(probed.require_video().is_err());
+
+    let out = out_dir().await;
+    let manifest = transcode(
+        &mp3,
+        &out.dest,
+        &opts(&[720, 360], 2, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_audio_only(&out.root, &manifest, 3.0);
+    assert_eq!(manifest.poster.as_deref(), Some("poster.jpg"));
+    let poster = ffprobe_json(
+        &["-show_entries", "stream=codec_name,width,height"],
+        &out.root.join("poster.jpg"),
+    );
+    assert_eq!(poster["streams"][0]["codec_name"], "mjpeg");
+    assert_eq!(poster["streams"][0]["width"], 320);
+    assert_eq!(poster["streams"][0]["height"], 240);
+    assert_eq!(manifest.audio.as_ref().unwrap().sample_rate, 44_100);
+
+    // An M4A with a PNG cover, as TS: same ladder shape.
+    let m4a = ffmpeg(
+        dir,
+        "song.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=200x200:rate=1",
+            "-t",
+            "2.5",
+            "-map",
+            "0:a",
+            "-map",
+            "1:v",
+            "-frames:v",
+            "1",
+            "-c:a",
+            "aac",
+            "-c:v",
+            "png",
+            "-disposition:v",
+            "attached_pic",
+        ],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &m4a,
+        &out.dest,
+        &opts(&[360], 1, SegmentFormat::Ts),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_audio_only(&out.root, &manifest, 2.5);
+    assert!(listing(&out.root).contains(&"poster.jpg".to_owned()));
+
+    // No cover: the audio ladder alone, no poster, no storyboard.
+    let plain = ffmpeg(
+        dir,
+        "audio.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            "1",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &plain,
+        &out.dest,
+        &opts(&[360], 2, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_audio_only(&out.root, &manifest, 1.0);
+    assert_eq!(manifest.poster, None);
+    assert_eq!(
+        listing(&out.root)
+            .into_iter()
+            .filter(|f| !f.contains("joined"))
+            .collect::<Vec<_>>(),
+        [
+            "audio/index.m3u8",
+            "audio/init.mp4",
+            "audio/seg_00000.m4s",
+            "manifest.json",
+            "master.m3u8"
+        ]
     );
 }
