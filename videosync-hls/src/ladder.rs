@@ -76,9 +76,11 @@ pub const BITRATE_TABLE: [(&str, u64, u64); 4] = [
 /// The video facts planning needs, already checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceVideo {
-    /// Coded width.
+    /// Width in square pixels: the coded width, times the sample aspect
+    /// ratio for an anamorphic source (720x576 at 64:45 is planned as
+    /// 1024x576), so rungs get the displayed shape.
     pub width: u32,
-    /// Coded height.
+    /// Height in square pixels (the coded height).
     pub height: u32,
     /// Display rotation in degrees (any multiple of 90, negative allowed).
     pub rotation: i32,

@@ -175,15 +175,35 @@ pub struct VideoInfo {
     pub bit_rate: Option<u64>,
     /// Duration of the stream in milliseconds, when known.
     pub duration_ms: Option<u64>,
+    /// Sample (pixel) aspect ratio as `(num, den)` when the stream declares
+    /// one other than square: 64:45 for 16:9 PAL DVD stored as 720x576,
+    /// 4:3 for 1440x1080 HDV.
+    #[serde(default)]
+    pub sample_aspect_ratio: Option<(u32, u32)>,
 }
 
 impl VideoInfo {
-    /// Width and height as displayed, after rotation.
+    /// The picture with square pixels, before rotation: the width is the
+    /// stored width times the sample aspect ratio, the height is kept (no
+    /// line is invented or dropped), so 720x576 at 64:45 shows as 1024x576.
+    pub fn square_pixel_size(&self) -> (u32, u32) {
+        match self.sample_aspect_ratio {
+            Some((num, den)) if num > 0 && den > 0 && num != den => {
+                let w =
+                    (u64::from(self.width) * u64::from(num) + u64::from(den) / 2) / u64::from(den);
+                (u32::try_from(w).unwrap_or(u32::MAX).max(1), self.height)
+            }
+            _ => (self.width, self.height),
+        }
+    }
+
+    /// Width and height as displayed: square pixels, after rotation.
     pub fn display_dimensions(&self) -> (u32, u32) {
+        let (w, h) = self.square_pixel_size();
         if self.rotation % 180 == 90 {
-            (self.height, self.width)
+            (h, w)
         } else {
-            (self.width, self.height)
+            (w, h)
         }
     }
 }
@@ -402,13 +422,14 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
             let tb = stream.time_base();
             let avg = rate(stream.avg_frame_rate());
             let real = rate(stream.rate());
-            let (pixel_format, width, height) = match opened.and_then(|o| o.video().ok()) {
+            let (pixel_format, width, height, sar) = match opened.and_then(|o| o.video().ok()) {
                 Some(v) => (
                     v.format().descriptor().map(|d| d.name().to_owned()),
                     v.width(),
                     v.height(),
+                    sample_aspect(v.aspect_ratio()),
                 ),
-                None => (None, 0, 0),
+                None => (None, 0, 0, None),
             };
             let bit_depth = pixel_format.as_deref().and_then(bit_depth_of);
             video = Some(VideoInfo {
@@ -429,6 +450,7 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
                 decodable: false,
                 bit_rate: stream_bit_rate,
                 duration_ms: positive(stream.duration()).and_then(|d| ts_to_ms(d, tb)),
+                sample_aspect_ratio: sar,
             });
         } else if Some(stream.index()) == best_audio {
             if let Some(a) = opened.and_then(|o| o.audio().ok()) {
@@ -619,6 +641,28 @@ fn ts_to_ms(ts: u64, tb: ff::Rational) -> Option<u64> {
         .and_then(|v| u64::try_from(v).ok())
 }
 
+/// A declared, non-square sample aspect ratio in lowest terms; `None` for
+/// square pixels or none declared (0:1, FFmpeg's "unknown").
+fn sample_aspect(r: ff::Rational) -> Option<(u32, u32)> {
+    let (num, den) = (
+        u32::try_from(r.numerator()).ok()?,
+        u32::try_from(r.denominator()).ok()?,
+    );
+    if num == 0 || den == 0 || num == den {
+        return None;
+    }
+    let g = gcd(num, den);
+    Some((num / g, den / g))
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 fn rate(r: ff::Rational) -> Option<f64> {
     (r.numerator() > 0 && r.denominator() > 0)
         .then(|| f64::from(r.numerator()) / f64::from(r.denominator()))
@@ -787,6 +831,38 @@ mod tests {
         assert_eq!(normalise_rotation(-180.0), 180);
         assert_eq!(normalise_rotation(269.6), 270);
         assert_eq!(normalise_rotation(f64::NAN), 0);
+    }
+
+    #[test]
+    fn square_pixels_from_the_sample_aspect_ratio() {
+        let mut v = VideoInfo {
+            index: 0,
+            codec: "mpeg2video".into(),
+            profile: None,
+            width: 720,
+            height: 576,
+            pixel_format: None,
+            bit_depth: None,
+            rotation: 0,
+            frame_rate: FrameRate {
+                average: Some(25.0),
+                real: Some(25.0),
+                variable: false,
+            },
+            field_order: None,
+            decodable: true,
+            bit_rate: None,
+            duration_ms: None,
+            sample_aspect_ratio: sample_aspect(ff::Rational::new(128, 90)),
+        };
+        assert_eq!(v.sample_aspect_ratio, Some((64, 45)));
+        assert_eq!(v.display_dimensions(), (1024, 576));
+        v.sample_aspect_ratio = Some((16, 15));
+        assert_eq!(v.display_dimensions(), (768, 576));
+        v.rotation = 90;
+        assert_eq!(v.display_dimensions(), (576, 768));
+        assert_eq!(sample_aspect(ff::Rational::new(0, 1)), None);
+        assert_eq!(sample_aspect(ff::Rational::new(1, 1)), None);
     }
 
     #[test]

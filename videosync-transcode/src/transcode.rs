@@ -247,6 +247,11 @@ pub(crate) async fn prepare(
     if probe.audio.is_none() {
         source.audio_channels = None;
     }
+    // Rungs are planned on square pixels: an anamorphic source (DVD, HDV,
+    // broadcast) would otherwise play squeezed with a wrong RESOLUTION. The
+    // scaler then maps the stored frame onto the rung's size, and the
+    // encoder writes square pixels.
+    (source.width, source.height) = video.square_pixel_size();
     let ladder = plan(&source, &opts.ladder).map_err(|e| TranscodeError::InvalidInput {
         op: OP,
         path: path.clone(),

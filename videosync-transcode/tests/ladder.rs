@@ -1518,3 +1518,73 @@ async fn audio_only_uploads_get_an_audio_ladder_and_their_cover_as_poster() {
         ]
     );
 }
+
+#[tokio::test]
+async fn anamorphic_sources_get_square_pixels_and_the_right_resolution() {
+    let media = tempfile::tempdir().unwrap();
+    // PAL DVD frames, 720x576, at 16:9 (SAR 64:45) and at 4:3 (SAR 16:15).
+    for (sar, top) in [("64/45", (1024, 576)), ("16/15", (768, 576))] {
+        let mut args = video_src("720x576", "25", "1");
+        args.extend(
+            [
+                "-vf",
+                &format!("setsar={sar}"),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ]
+            .map(String::from),
+        );
+        let name = format!("dvd_{}.mkv", sar.replace('/', "_"));
+        let src = ffmpeg(media.path(), &name, &strs(&args));
+        let probed = videosync_transcode::probe(&src).unwrap();
+        let v = probed.video.as_ref().unwrap();
+        assert_eq!((v.width, v.height), (720, 576));
+        assert_eq!(v.display_dimensions(), top, "{sar}");
+
+        let (m, out) = transcodes_to_valid_ladder(&src, &[576, 360]).await;
+        let sizes: Vec<(u32, u32)> = m
+            .renditions
+            .iter()
+            .map(|r| (r.rendition.width, r.rendition.height))
+            .collect();
+        let small = (
+            ((f64::from(top.0) * 360.0 / 576.0 / 2.0).round() as u32) * 2,
+            360,
+        );
+        assert_eq!(sizes, [top, small], "{sar}");
+        let master = std::fs::read_to_string(out.root.join("master.m3u8")).unwrap();
+        assert!(
+            master.contains(&format!("RESOLUTION={}x{}", top.0, top.1)),
+            "{master}"
+        );
+        // The encoded pictures have square pixels at the rung's size.
+        let file = joined(
+            &out.root,
+            "576p",
+            SegmentFormat::Fmp4,
+            &["seg_00000.m4s".to_owned()],
+        );
+        let info = ffprobe_json(
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=width,height,sample_aspect_ratio",
+            ],
+            &file,
+        );
+        let s = &info["streams"][0];
+        assert_eq!(s["width"].as_u64(), Some(u64::from(top.0)), "{sar}");
+        assert_eq!(s["sample_aspect_ratio"], "1:1", "{sar}");
+        let poster = ffprobe_json(
+            &["-show_entries", "stream=width,height"],
+            &out.root.join("poster.jpg"),
+        );
+        assert_eq!(
+            poster["streams"][0]["width"].as_u64(),
+            Some(u64::from(top.0))
+        );
+    }
+}
