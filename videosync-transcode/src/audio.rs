@@ -9,11 +9,15 @@ use ff::Rational;
 use ffmpeg_next as ff;
 use videosync_hls::ladder::{AudioPlan, SegmentFormat};
 
+use crate::error::StageError;
 use crate::pipeline::SegTiming;
 use crate::segmenter::{Finished, Segmenter};
 
 /// AAC-LC frame length in samples.
 const AAC_FRAME: usize = 1024;
+
+/// What a resampler was made for: sample format, channel layout bits, rate.
+type AudioKey = (Sample, u64, u32);
 
 /// Everything the audio thread needs besides its packets.
 pub(crate) struct AudioJob {
@@ -27,17 +31,21 @@ pub(crate) struct AudioJob {
     pub(crate) plan: AudioPlan,
     pub(crate) format: SegmentFormat,
     pub(crate) segment_seconds: u32,
+    /// Whether the audio is the whole ladder (an audio-only source): then
+    /// a stream of which no frame decodes is the input's fault, where
+    /// beside video it only costs the audio rendition.
+    pub(crate) required: bool,
 }
 
 /// Encodes the audio packets until the channel closes.
 pub(crate) fn run_audio(
     job: &AudioJob,
     packets: &Receiver<ff::Packet>,
-    emit: &mut dyn FnMut(Finished) -> Result<(), String>,
-) -> Result<Vec<SegTiming>, String> {
+    emit: &mut dyn FnMut(Finished) -> Result<(), StageError>,
+) -> Result<Vec<SegTiming>, StageError> {
     let mut decoder = ff::codec::Context::from_parameters(job.params.clone())
         .and_then(|c| c.decoder().audio())
-        .map_err(|e| format!("audio decoder: {e}"))?;
+        .map_err(|e| StageError::Unsupported(format!("audio decoder: {e}")))?;
     let codec = ff::encoder::find_by_name("aac").ok_or("AAC encoder not available")?;
     let mut enc = ff::codec::Context::new_with_codec(codec)
         .encoder()
@@ -63,7 +71,10 @@ pub(crate) fn run_audio(
     let mut segmenter = Segmenter::new(job.format, tb);
     let seg_samples = i64::from(job.segment_seconds) * i64::from(rate);
 
-    let mut resampler: Option<ff::software::resampling::Context> = None;
+    // The resampler and the input it was made for; a stream that changes
+    // format, layout or rate mid-way (a broadcast recording, joined files)
+    // gets a new one instead of "input changed".
+    let mut resampler: Option<(ff::software::resampling::Context, AudioKey)> = None;
     let mut fifo: Vec<Vec<f32>> = vec![Vec::new(); channels];
     // Output timestamp (samples from the source start) of the next sample
     // handed to the encoder; set by the first decoded frame.
@@ -75,7 +86,7 @@ pub(crate) fn run_audio(
                      segmenter: &mut Segmenter,
                      segments: &mut Vec<(u32, i64)>,
                      end_pts: &mut i64|
-     -> Result<(), String> {
+     -> Result<(), StageError> {
         let mut packet = ff::Packet::empty();
         while encoder.receive_packet(&mut packet).is_ok() {
             let pts = packet.pts().unwrap_or(0);
@@ -114,10 +125,10 @@ pub(crate) fn run_audio(
 
     let mut decoded = ff::frame::Audio::empty();
     let push = |decoded: &ff::frame::Audio,
-                resampler: &mut Option<ff::software::resampling::Context>,
+                resampler: &mut Option<(ff::software::resampling::Context, AudioKey)>,
                 fifo: &mut Vec<Vec<f32>>,
                 next_pts: &mut Option<i64>|
-     -> Result<(), String> {
+     -> Result<(), StageError> {
         if next_pts.is_none() {
             let at = decoded
                 .timestamp()
@@ -132,21 +143,28 @@ pub(crate) fn run_audio(
         };
         let mut input = decoded.clone();
         input.set_channel_layout(in_layout);
-        if resampler.is_none() {
-            *resampler = Some(
-                ff::software::resampling::Context::get(
-                    input.format(),
-                    in_layout,
-                    input.rate(),
-                    Sample::F32(ff::format::sample::Type::Planar),
-                    layout,
-                    job.plan.sample_rate,
-                )
-                .map_err(|e| format!("audio resampler: {e}"))?,
-            );
+        let key = (input.format(), in_layout.bits(), input.rate());
+        if resampler.as_ref().map(|r| r.1) != Some(key) {
+            // What the old resampler still holds belongs before the change.
+            if let Some((old, _)) = resampler.as_mut() {
+                let mut rest = ff::frame::Audio::empty();
+                if old.flush(&mut rest).is_ok() && rest.samples() > 0 {
+                    append(fifo, &rest);
+                }
+            }
+            let ctx = ff::software::resampling::Context::get(
+                input.format(),
+                in_layout,
+                input.rate(),
+                Sample::F32(ff::format::sample::Type::Planar),
+                layout,
+                job.plan.sample_rate,
+            )
+            .map_err(|e| StageError::Unsupported(format!("audio resampler for {key:?}: {e}")))?;
+            *resampler = Some((ctx, key));
         }
         let mut out = ff::frame::Audio::empty();
-        if let Some(r) = resampler.as_mut() {
+        if let Some((r, _)) = resampler.as_mut() {
             r.run(&input, &mut out)
                 .map_err(|e| format!("resample audio: {e}"))?;
         }
@@ -154,12 +172,15 @@ pub(crate) fn run_audio(
         Ok(())
     };
 
+    let (mut frames, mut corrupt) = (0u64, 0u64);
     for packet in packets {
         // A corrupt packet loses its samples, not the rendition.
         if decoder.send_packet(&packet).is_err() {
+            corrupt += 1;
             continue;
         }
         while decoder.receive_frame(&mut decoded).is_ok() {
+            frames += 1;
             push(&decoded, &mut resampler, &mut fifo, &mut next_pts)?;
             let mut pts = next_pts.unwrap_or(0);
             while fifo[0].len() >= AAC_FRAME {
@@ -171,10 +192,16 @@ pub(crate) fn run_audio(
     }
     if decoder.send_eof().is_ok() {
         while decoder.receive_frame(&mut decoded).is_ok() {
+            frames += 1;
             push(&decoded, &mut resampler, &mut fifo, &mut next_pts)?;
         }
     }
-    if let Some(r) = resampler.as_mut() {
+    if frames == 0 && job.required {
+        return Err(StageError::Input(format!(
+            "no audio frame could be decoded ({corrupt} corrupt packets)"
+        )));
+    }
+    if let Some((r, _)) = resampler.as_mut() {
         let mut out = ff::frame::Audio::empty();
         if r.flush(&mut out).is_ok() && out.samples() > 0 {
             append(&mut fifo, &out);

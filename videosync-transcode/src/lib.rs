@@ -95,7 +95,7 @@ pub use error::{FfmpegError, TranscodeError};
 pub use pipeline::SegmentRange;
 pub use probe::{
     probe, probe_async, probe_opts, AudioInfo, FieldOrder, FrameRate, Probe, ProbeOptions,
-    StreamInfo, StreamKind, VideoInfo,
+    StreamInfo, StreamKind, VideoInfo, DEFAULT_MAX_PIXELS,
 };
 pub use progress::{CancelToken, Progress, ProgressFn, Stage};
 pub use segmenter::TIMELINE_OFFSET_S;

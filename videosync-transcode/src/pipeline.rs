@@ -22,7 +22,7 @@ use videosync_core::{Clock, SystemClock};
 use videosync_hls::ladder::SegmentFormat;
 
 use crate::audio::{run_audio, ts_seconds, AudioJob};
-use crate::error::{FfmpegError, TranscodeError};
+use crate::error::{FfmpegError, StageError, TranscodeError};
 use crate::prefilter::{chain, Prefilter};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
 use crate::segmenter::Finished;
@@ -103,9 +103,9 @@ impl RenditionPart {
         store_init: bool,
         uploads: &UploadTx,
         stop: &AtomicBool,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         if stop.load(Ordering::SeqCst) {
-            return Err("stopped".to_owned());
+            return Err(StageError::Stopped);
         }
         if let Some(init) = done.init {
             let digest = fnv(&init);
@@ -117,7 +117,7 @@ impl RenditionPart {
                     }
                 }
                 Some(d) if d != digest => {
-                    return Err(format!("{dir}: the init segment changed mid-stream"));
+                    return Err(format!("{dir}: the init segment changed mid-stream").into());
                 }
                 Some(_) => {}
             }
@@ -298,14 +298,26 @@ pub(crate) fn run_part(
             count: 0,
             ..Default::default()
         });
+        let unsupported = |e: ff::Error| TranscodeError::Unsupported {
+            op: OP,
+            path: path.clone(),
+            reason: format!("no decoder for the video stream: {e}"),
+        };
+        let codec =
+            ff::codec::decoder::find(ctx.id()).ok_or(unsupported(ff::Error::DecoderNotFound))?;
+        // The probe checked the declared size against the pixel budget; a
+        // stream that later grows past it (a new sequence header) gets its
+        // frames refused by the decoder itself, before it allocates them.
+        let mut dict = ff::Dictionary::new();
+        dict.set(
+            "max_pixels",
+            &plan.max_pixels.min(i32::MAX as u64).to_string(),
+        );
         Some(
             ctx.decoder()
-                .video()
-                .map_err(|e| TranscodeError::Unsupported {
-                    op: OP,
-                    path: path.clone(),
-                    reason: format!("no decoder for the video stream: {e}"),
-                })?,
+                .open_as_with(codec, dict)
+                .and_then(ff::codec::decoder::Opened::video)
+                .map_err(unsupported)?,
         )
     } else {
         None
@@ -329,7 +341,7 @@ pub(crate) fn run_part(
     };
 
     std::thread::scope(|scope| -> Result<PartResult, TranscodeError> {
-        let fail = |stop: &AtomicBool, e: String| {
+        let fail = |stop: &AtomicBool, e: StageError| {
             stop.store(true, Ordering::SeqCst);
             e
         };
@@ -383,6 +395,7 @@ pub(crate) fn run_part(
                     plan: audio_plan.clone(),
                     format: plan.ladder.format,
                     segment_seconds: plan.ladder.segment_seconds,
+                    required: audio_only,
                 };
                 let uploads = uploads.clone();
                 let stop = stop.clone();
@@ -544,7 +557,13 @@ pub(crate) fn run_part(
         drop(frame_txs);
         drop(thumb_tx);
         drop(audio_tx);
-        let mut first_err: Option<String> = None;
+        // The cause, not a stage that stopped because of it.
+        let mut first_err: Option<StageError> = None;
+        let mut note = |e: StageError| {
+            if first_err.as_ref().is_none_or(|f| *f == StageError::Stopped) {
+                first_err = Some(e);
+            }
+        };
         let mut rungs = Vec::new();
         let mut frames_encoded = 0u64;
         for h in rung_handles {
@@ -553,23 +572,19 @@ pub(crate) fn run_part(
                     frames_encoded = frames_encoded.max(n);
                     rungs.push(r);
                 }
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_err.get_or_insert("a rung thread panicked".to_owned());
-                }
+                Ok(Err(e)) => note(e),
+                Err(_) => note("a rung thread panicked".to_owned().into()),
             }
         }
         let thumbs = match thumb_handle.map(|h| h.join()) {
             None => None,
             Some(Ok(Ok(t))) => Some(t),
             Some(Ok(Err(e))) => {
-                first_err.get_or_insert(e);
+                note(e);
                 None
             }
             Some(Err(_)) => {
-                first_err.get_or_insert("the thumbnail thread panicked".to_owned());
+                note("the thumbnail thread panicked".to_owned().into());
                 None
             }
         };
@@ -577,11 +592,11 @@ pub(crate) fn run_part(
             None => None,
             Some(Ok(Ok(a))) => Some(a),
             Some(Ok(Err(e))) => {
-                first_err.get_or_insert(e);
+                note(e);
                 None
             }
             Some(Err(_)) => {
-                first_err.get_or_insert("the audio thread panicked".to_owned());
+                note("the audio thread panicked".to_owned().into());
                 None
             }
         };
@@ -590,7 +605,7 @@ pub(crate) fn run_part(
             return Err(e);
         }
         if let Some(e) = first_err {
-            return Err(ff_err(e));
+            return Err(e.into_transcode(OP, &path));
         }
         if need_frames && state.frames == 0 {
             return Err(TranscodeError::InvalidInput {
@@ -616,18 +631,20 @@ pub(crate) fn run_part(
             result.timeline.clear();
         }
         if let Some(poster) = cover_jpeg {
-            send(uploads, "poster.jpg".to_owned(), poster).map_err(&ff_err)?;
+            send(uploads, "poster.jpg".to_owned(), poster)
+                .map_err(|e| e.into_transcode(OP, &path))?;
             result.poster = true;
         }
         if let Some(t) = thumbs {
             if let Some(poster) = t.poster {
-                send(uploads, "poster.jpg".to_owned(), poster).map_err(&ff_err)?;
+                send(uploads, "poster.jpg".to_owned(), poster)
+                    .map_err(|e| e.into_transcode(OP, &path))?;
                 result.poster = true;
             }
             if let Some(layout) = t.layout {
                 let board = Storyboard::new(layout, t.tiles, t.sheets.len());
                 for (name, sheet) in board.sheets.iter().zip(t.sheets) {
-                    send(uploads, name.clone(), sheet).map_err(&ff_err)?;
+                    send(uploads, name.clone(), sheet).map_err(|e| e.into_transcode(OP, &path))?;
                 }
                 result.storyboard = Some(board);
             }
@@ -636,10 +653,10 @@ pub(crate) fn run_part(
     })
 }
 
-fn send(uploads: &UploadTx, name: String, bytes: Vec<u8>) -> Result<(), String> {
+fn send(uploads: &UploadTx, name: String, bytes: Vec<u8>) -> Result<(), StageError> {
     uploads
         .blocking_send((name, Bytes::from(bytes)))
-        .map_err(|_| "the store stopped taking objects".to_owned())
+        .map_err(|_| StageError::Store)
 }
 
 fn filtered(

@@ -31,7 +31,15 @@ pub struct ProbeOptions {
     /// Packets read at most while looking for the first video frame (for
     /// interlacing and to prove the stream decodes).
     pub max_packets: usize,
+    /// Largest video frame accepted, in pixels (width x height), checked
+    /// against the declared size before any frame is decoded: a small file
+    /// can declare a frame that makes the decoder allocate gigabytes.
+    /// Default [`DEFAULT_MAX_PIXELS`] (8K UHD).
+    pub max_pixels: u64,
 }
+
+/// The default pixel budget: one 8K UHD frame, 7680 x 4320.
+pub const DEFAULT_MAX_PIXELS: u64 = 7680 * 4320;
 
 impl Default for ProbeOptions {
     fn default() -> Self {
@@ -40,6 +48,7 @@ impl Default for ProbeOptions {
             probe_size: 10 * 1024 * 1024,
             analyze_duration: Duration::from_secs(10),
             max_packets: 256,
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 }
@@ -474,6 +483,15 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
         });
     }
 
+    if let Some(v) = video.as_ref() {
+        let pixels = u64::from(v.width) * u64::from(v.height);
+        if pixels > opts.max_pixels {
+            return Err(invalid(format!(
+                "the video frame is {}x{} ({pixels} pixels), over the budget of {} pixels",
+                v.width, v.height, opts.max_pixels
+            )));
+        }
+    }
     if let Some(v) = video.as_mut() {
         let first = first_frame(&mut input, v.index, opts.max_packets).map_err(map_ff)?;
         if let Some(order) = first {

@@ -215,6 +215,13 @@ pub(crate) struct Planned {
     pub(crate) poster: bool,
     pub(crate) storyboard: bool,
     pub(crate) timeout: Option<Duration>,
+    /// The pixel budget the probe checked; the decoder enforces it too.
+    #[serde(default = "default_max_pixels")]
+    pub(crate) max_pixels: u64,
+}
+
+fn default_max_pixels() -> u64 {
+    crate::probe::DEFAULT_MAX_PIXELS
 }
 
 /// Probes and plans.
@@ -285,6 +292,7 @@ pub(crate) async fn prepare(
         poster: opts.poster,
         storyboard: opts.storyboard,
         timeout: opts.timeout,
+        max_pixels: ProbeOptions::default().max_pixels,
     };
     Ok(planned)
 }
@@ -324,6 +332,7 @@ fn prepare_audio_only(
         poster: opts.poster && probe.cover_art.is_some(),
         storyboard: false,
         timeout: opts.timeout,
+        max_pixels: ProbeOptions::default().max_pixels,
     })
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use videosync_hls::codecs::H264Profile;
 use videosync_hls::ladder::{Rung, SegmentFormat};
 
+use crate::error::StageError;
 use crate::segmenter::{Finished, Segmenter};
 
 /// A decoded source frame on its way to the rungs.
@@ -197,8 +198,8 @@ pub(crate) fn open_encoder(job: &RungJob) -> Result<ff::encoder::Video, String> 
 pub(crate) fn run_rung(
     job: &RungJob,
     frames: &Receiver<FrameMsg>,
-    emit: &mut dyn FnMut(Finished) -> Result<(), String>,
-) -> Result<RungOutput, String> {
+    emit: &mut dyn FnMut(Finished) -> Result<(), StageError>,
+) -> Result<RungOutput, StageError> {
     let r = &job.rung;
     let mut encoder = open_encoder(job)?;
     let rate = rate_of(r.frame_rate);
@@ -216,7 +217,7 @@ pub(crate) fn run_rung(
     let mut drain = |encoder: &mut ff::encoder::Video,
                      segmenter: &mut Segmenter,
                      boundaries: &mut VecDeque<(i64, u32)>|
-     -> Result<(), String> {
+     -> Result<(), StageError> {
         let mut packet = ff::Packet::empty();
         while encoder.receive_packet(&mut packet).is_ok() {
             let pts = packet.pts().unwrap_or(i64::MIN);
@@ -227,7 +228,8 @@ pub(crate) fn run_rung(
                         return Err(format!(
                             "{}: the encoder did not make segment {seg} start with a keyframe",
                             r.name
-                        ));
+                        )
+                        .into());
                     }
                     if let Some(done) = segmenter.finish()? {
                         emit(done)?;
@@ -262,7 +264,7 @@ pub(crate) fn run_rung(
             out = ff::frame::Video::new(Pixel::YUV420P, r.width, r.height);
         }
         if src.width() == r.width && src.height() == r.height && src.format() == Pixel::YUV420P {
-            out.clone_from(src);
+            copy_picture(src, &mut out);
         } else {
             let key = (src.format(), src.width(), src.height());
             if scaler.as_ref().map(|s| s.1) != Some(key) {
@@ -275,7 +277,11 @@ pub(crate) fn run_rung(
                     r.height,
                     ff::software::scaling::Flags::BICUBIC,
                 )
-                .map_err(|e| format!("{}: scaler: {e}", r.name))?;
+                // swscale reads every pixel format a decoder we ship gives;
+                // one it cannot is the source's format, not a passing fault.
+                .map_err(|e| {
+                    StageError::Unsupported(format!("{}: no scaler from {:?}: {e}", r.name, key.0))
+                })?;
                 scaler = Some((ctx, key));
             }
             if let Some((ctx, _)) = scaler.as_mut() {
@@ -307,9 +313,67 @@ pub(crate) fn run_rung(
     Ok(RungOutput { frames: frames_in })
 }
 
+/// Copies the pixels of a 4:2:0 8-bit picture into `dst` (same size and
+/// format), plane by plane, row by row, and nothing else.
+///
+/// Not `clone_from`: ffmpeg-next's `clone_from` is `av_frame_copy` plus
+/// `av_frame_copy_props`, and the latter appends the source's side data
+/// (captions, MPEG-2 pan-scan, HDR metadata) to what the reused `dst`
+/// already holds, so on a reused output frame the side data piled up
+/// once per frame: memory that grows with the length and a copy that gets
+/// slower with every frame. The encoder needs only pixels; timestamps and
+/// picture type are set by the caller.
+pub(crate) fn copy_picture(src: &ff::frame::Video, dst: &mut ff::frame::Video) {
+    for plane in 0..src.planes().min(dst.planes()) {
+        let width = src.plane_width(plane).min(dst.plane_width(plane)) as usize;
+        let rows = src.plane_height(plane).min(dst.plane_height(plane)) as usize;
+        let (src_stride, dst_stride) = (src.stride(plane), dst.stride(plane));
+        let from = src.data(plane);
+        let to = dst.data_mut(plane);
+        for row in 0..rows {
+            let (s, d) = (row * src_stride, row * dst_stride);
+            if s + width <= from.len() && d + width <= to.len() {
+                to[d..d + width].copy_from_slice(&from[s..s + width]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reused_output_frame_gathers_no_side_data() {
+        use ff::util::frame::side_data::Type as SideData;
+        let _ = crate::probe::init();
+        let mut src = ff::frame::Video::new(Pixel::YUV420P, 64, 48);
+        for (plane, value) in [(0, 200u8), (1, 90), (2, 160)] {
+            src.data_mut(plane).fill(value);
+        }
+        // Closed captions ride on decoded H.264 and MPEG-2 frames.
+        assert!(src.new_side_data(SideData::A53CC, 16).is_some());
+        let mut out = ff::frame::Video::new(Pixel::YUV420P, 64, 48);
+        for _ in 0..3 {
+            copy_picture(&src, &mut out);
+        }
+        assert!(out.side_data(SideData::A53CC).is_none());
+        for (plane, value) in [(0, 200u8), (1, 90), (2, 160)] {
+            let w = out.plane_width(plane) as usize;
+            let stride = out.stride(plane);
+            for row in 0..out.plane_height(plane) as usize {
+                let line = &out.data(plane)[row * stride..row * stride + w];
+                assert!(line.iter().all(|&p| p == value), "plane {plane} row {row}");
+            }
+        }
+        // What the old `clone_from` did: it carries the side data over, one
+        // more copy on every frame of a reused output.
+        let mut piled = ff::frame::Video::new(Pixel::YUV420P, 64, 48);
+        for _ in 0..3 {
+            piled.clone_from(&src);
+        }
+        assert!(piled.side_data(SideData::A53CC).is_some());
+    }
 
     #[test]
     fn broadcast_rates_are_exact_fractions() {

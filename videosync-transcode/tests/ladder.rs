@@ -871,6 +871,159 @@ async fn absurd_dimensions_are_refused() {
 }
 
 #[tokio::test]
+async fn frames_over_the_pixel_budget_are_refused_before_decoding() {
+    let media = tempfile::tempdir().unwrap();
+    // 9000 x 4000 = 36 Mpixel, over 8K UHD (33.2 Mpixel), in a file of a
+    // few kB: within every dimension limit, so only the budget stops it.
+    let big = ffmpeg(
+        media.path(),
+        "big.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:size=9000x4000:rate=1",
+            "-frames:v",
+            "1",
+            "-c:v",
+            "ffv1",
+        ],
+    );
+    assert!(std::fs::metadata(&big).unwrap().len() < 1_000_000);
+    refused(&big, |e| {
+        invalid(e) && e.to_string().contains("over the budget of 33177600 pixels")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn undecodable_audio_only_upload_fails_once_with_the_reason() {
+    let media = tempfile::tempdir().unwrap();
+    // An M4A whose index is intact and whose AAC frames are all garbage:
+    // the probe is happy, the audio thread finds nothing to decode.
+    let good = ffmpeg(
+        media.path(),
+        "good.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            "2",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+    );
+    let mut bytes = std::fs::read(&good).unwrap();
+    let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap();
+    bytes[mdat + 4..].fill(0xff);
+    let bad = media.path().join("garbage.m4a");
+    std::fs::write(&bad, bytes).unwrap();
+    videosync_transcode::probe(&bad).unwrap();
+    refused(&bad, |e| {
+        invalid(e) && e.to_string().contains("no audio frame could be decoded")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn very_tall_source_gets_a_bounded_storyboard() {
+    let media = tempfile::tempdir().unwrap();
+    // 1:250. At 160 px wide a tile would be 40 000 px tall and two rows of
+    // tiles past JPEG's 65 535.
+    let tall = ffmpeg(
+        media.path(),
+        "tall.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=16x4000:rate=1",
+            "-t",
+            "12",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &tall,
+        &out.dest,
+        &opts(&[360], 2, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_ladder(&out.root, &manifest);
+    let sb = manifest.storyboard.as_ref().expect("a storyboard");
+    assert_eq!(sb.tiles, 12);
+    assert!(sb.tile_height <= 284 && sb.tile_width >= 2, "{sb:?}");
+    for sheet in &sb.sheets {
+        let info = ffprobe_json(
+            &["-show_entries", "stream=width,height"],
+            &out.root.join(sheet),
+        );
+        let h = info["streams"][0]["height"].as_u64().unwrap();
+        assert!(h <= u64::from(sb.tile_height) * 10, "{sheet}: {h}");
+    }
+}
+
+#[tokio::test]
+async fn audio_format_change_mid_stream_is_resampled_not_fatal() {
+    let media = tempfile::tempdir().unwrap();
+    let dir = media.path();
+    // Two MPEG-TS recordings joined byte for byte, as a broadcast capture
+    // or `cat` gives: 2 s of 44.1 kHz mono, then 2 s of 48 kHz stereo, the
+    // second's timestamps following on. (Audio only: with video, x264's
+    // and the TS muxer's start offsets leave a 17 ms hole at the join that
+    // is a different matter.)
+    let part = |name: &str, rate: &str, channels: &str, offset: &str| {
+        let path = ffmpeg(
+            dir,
+            name,
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=440:sample_rate={rate}"),
+                "-t",
+                "2",
+                "-ac",
+                channels,
+                "-c:a",
+                "aac",
+                "-output_ts_offset",
+                offset,
+            ],
+        );
+        std::fs::read(path).unwrap()
+    };
+    let mut joined_ts = part("a.ts", "44100", "1", "0");
+    joined_ts.extend(part("b.ts", "48000", "2", "2"));
+    let src = dir.join("joined.ts");
+    std::fs::write(&src, joined_ts).unwrap();
+
+    let out = out_dir().await;
+    let manifest = transcode(
+        &src,
+        &out.dest,
+        &opts(&[240], 1, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    // Both halves are there: about 4 s of audio, not a failure at 2 s.
+    check_audio_only(&out.root, &manifest, 4.0);
+}
+
+#[tokio::test]
 async fn corrupt_middle_still_gives_a_valid_ladder_or_a_clean_error() {
     let media = tempfile::tempdir().unwrap();
     let src = clip(
