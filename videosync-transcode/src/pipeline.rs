@@ -322,7 +322,8 @@ pub(crate) fn run_part(
     } else {
         None
     };
-    let mut prefilter = chain(plan.interlaced, plan.rotation).map(|s| Prefilter::new(s, vtb));
+    let mut prefilter = chain(plan.interlaced, plan.colour.as_deref(), plan.rotation)
+        .map(|s| Prefilter::new(s, vtb));
 
     let rung_jobs: Vec<RungJob> = match part.video {
         Some(_) => plan

@@ -1,17 +1,21 @@
 //! What every rung needs done to a decoded frame once, before scaling:
-//! deinterlacing (`bwdif`) and display rotation (`transpose`, `hflip` +
-//! `vflip`), through a libavfilter graph built on the first frame.
+//! deinterlacing (`bwdif`), conversion to BT.709 colour ([`colour_fix`])
+//! and display rotation (`transpose`, `hflip` + `vflip`), through a
+//! libavfilter graph built on the first frame.
 
 use ff::Rational;
 use ffmpeg_next as ff;
 
 /// The filter chain for a source, or `None` when frames go through as
-/// decoded.
-pub(crate) fn chain(interlaced: bool, rotation: u32) -> Option<String> {
+/// decoded. `colour` is what [`colour_fix`] asked for.
+pub(crate) fn chain(interlaced: bool, colour: Option<&str>, rotation: u32) -> Option<String> {
     let mut parts = Vec::new();
     if interlaced {
         // One output frame per input frame, fields detected per frame.
         parts.push("bwdif=mode=send_frame:parity=auto:deint=all");
+    }
+    if let Some(c) = colour {
+        parts.push(c);
     }
     match rotation % 360 {
         90 => parts.push("transpose=clock"),
@@ -100,18 +104,103 @@ impl Prefilter {
     }
 }
 
+/// RGB sources: the rungs' scalers would convert with swscale's default
+/// BT.601 matrix; this converts once with BT.709's, to limited range, at
+/// full chroma so each rung subsamples from the best picture.
+const RGB_TO_BT709: &str = "scale=out_color_matrix=bt709:out_range=tv,format=yuv444p";
+
+/// The conversion a source needs so that its pixels are BT.709, which is
+/// what every rung is tagged (SDR output); `None` when they already are.
+///
+/// - RGB pixel formats: [`RGB_TO_BT709`].
+/// - A BT.601 matrix (`bt470bg` for 625-line PAL, `smpte170m` or `fcc` for
+///   525-line NTSC), or no matrix at all on a standard-definition source
+///   (players take untagged SD as BT.601, so that is how it looked):
+///   `colorspace` from that system to BT.709.
+/// - Anything else (BT.709, untagged HD, BT.2020) is left as it is; HDR
+///   transfer functions are not tone-mapped here.
+pub(crate) fn colour_fix(
+    pixel_format: Option<&str>,
+    matrix: Option<&str>,
+    height: u32,
+    fps: f64,
+) -> Option<String> {
+    let rgb = matrix == Some("gbr")
+        || pixel_format.is_some_and(|p| {
+            ["rgb", "bgr", "gbr", "argb", "abgr", "0rgb", "0bgr"]
+                .iter()
+                .any(|prefix| p.starts_with(prefix))
+        });
+    if rgb {
+        return Some(RGB_TO_BT709.to_owned());
+    }
+    let system = match matrix {
+        Some("bt470bg") => "bt601-6-625",
+        Some("smpte170m" | "fcc") => "bt601-6-525",
+        // Untagged SD: PAL rates are 625-line, the rest 525-line.
+        None if height < 720 => {
+            if (fps - 25.0).abs() < 0.5 || (fps - 50.0).abs() < 0.5 {
+                "bt601-6-625"
+            } else {
+                "bt601-6-525"
+            }
+        }
+        _ => return None,
+    };
+    Some(format!("colorspace=all=bt709:iall={system}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn chains_only_what_is_needed() {
-        assert_eq!(chain(false, 0), None);
-        assert_eq!(chain(false, 90).as_deref(), Some("transpose=clock"));
-        assert_eq!(chain(false, 270).as_deref(), Some("transpose=cclock"));
+        assert_eq!(chain(false, None, 0), None);
+        assert_eq!(chain(false, None, 90).as_deref(), Some("transpose=clock"));
+        assert_eq!(chain(false, None, 270).as_deref(), Some("transpose=cclock"));
         assert_eq!(
-            chain(true, 180).as_deref(),
+            chain(true, None, 180).as_deref(),
             Some("bwdif=mode=send_frame:parity=auto:deint=all,hflip,vflip")
+        );
+        assert_eq!(
+            chain(true, Some("colorspace=all=bt709:iall=bt601-6-625"), 90).as_deref(),
+            Some(
+                "bwdif=mode=send_frame:parity=auto:deint=all,\
+                 colorspace=all=bt709:iall=bt601-6-625,transpose=clock"
+            )
+        );
+    }
+
+    #[test]
+    fn colour_is_converted_to_bt709_only_when_needed() {
+        let fix = |pix, m, h, fps| colour_fix(pix, m, h, fps);
+        assert_eq!(fix(Some("yuv420p"), Some("bt709"), 1080, 30.0), None);
+        assert_eq!(fix(Some("yuv420p"), None, 1080, 30.0), None);
+        assert_eq!(fix(Some("yuv420p10le"), Some("bt2020nc"), 2160, 30.0), None);
+        assert_eq!(
+            fix(Some("yuv420p"), Some("bt470bg"), 576, 25.0).as_deref(),
+            Some("colorspace=all=bt709:iall=bt601-6-625")
+        );
+        assert_eq!(
+            fix(Some("yuv420p"), Some("smpte170m"), 1080, 30.0).as_deref(),
+            Some("colorspace=all=bt709:iall=bt601-6-525")
+        );
+        assert_eq!(
+            fix(Some("yuv420p"), None, 480, 29.97).as_deref(),
+            Some("colorspace=all=bt709:iall=bt601-6-525")
+        );
+        assert_eq!(
+            fix(Some("yuv420p"), None, 576, 25.0).as_deref(),
+            Some("colorspace=all=bt709:iall=bt601-6-625")
+        );
+        assert_eq!(
+            fix(Some("rgb24"), None, 1080, 30.0).as_deref(),
+            Some(RGB_TO_BT709)
+        );
+        assert_eq!(
+            fix(Some("gbrp"), Some("gbr"), 720, 30.0).as_deref(),
+            Some(RGB_TO_BT709)
         );
     }
 }

@@ -189,6 +189,17 @@ pub struct VideoInfo {
     /// 4:3 for 1440x1080 HDV.
     #[serde(default)]
     pub sample_aspect_ratio: Option<(u32, u32)>,
+    /// Colour matrix as FFmpeg names it (`bt709`, `smpte170m`, `bt470bg`,
+    /// `gbr`), when the stream declares one.
+    #[serde(default)]
+    pub color_space: Option<String>,
+    /// Colour primaries (`bt709`, `bt2020`), when declared.
+    #[serde(default)]
+    pub color_primaries: Option<String>,
+    /// Transfer characteristic (`bt709`, `smpte2084` for PQ, `arib-std-b67`
+    /// for HLG), when declared.
+    #[serde(default)]
+    pub color_transfer: Option<String>,
 }
 
 impl VideoInfo {
@@ -431,15 +442,23 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
             let tb = stream.time_base();
             let avg = rate(stream.avg_frame_rate());
             let real = rate(stream.rate());
-            let (pixel_format, width, height, sar) = match opened.and_then(|o| o.video().ok()) {
-                Some(v) => (
-                    v.format().descriptor().map(|d| d.name().to_owned()),
-                    v.width(),
-                    v.height(),
-                    sample_aspect(v.aspect_ratio()),
-                ),
-                None => (None, 0, 0, None),
-            };
+            let (pixel_format, width, height, sar, colour) =
+                match opened.and_then(|o| o.video().ok()) {
+                    Some(v) => (
+                        v.format().descriptor().map(|d| d.name().to_owned()),
+                        v.width(),
+                        v.height(),
+                        sample_aspect(v.aspect_ratio()),
+                        [
+                            v.color_space().name(),
+                            v.color_primaries().name(),
+                            v.color_transfer_characteristic().name(),
+                        ]
+                        .map(|n| n.map(str::to_owned)),
+                    ),
+                    None => (None, 0, 0, None, [None, None, None]),
+                };
+            let [color_space, color_primaries, color_transfer] = colour;
             let bit_depth = pixel_format.as_deref().and_then(bit_depth_of);
             video = Some(VideoInfo {
                 index: stream.index(),
@@ -460,6 +479,9 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
                 bit_rate: stream_bit_rate,
                 duration_ms: positive(stream.duration()).and_then(|d| ts_to_ms(d, tb)),
                 sample_aspect_ratio: sar,
+                color_space,
+                color_primaries,
+                color_transfer,
             });
         } else if Some(stream.index()) == best_audio {
             if let Some(a) = opened.and_then(|o| o.audio().ok()) {
@@ -872,6 +894,9 @@ mod tests {
             bit_rate: None,
             duration_ms: None,
             sample_aspect_ratio: sample_aspect(ff::Rational::new(128, 90)),
+            color_space: None,
+            color_primaries: None,
+            color_transfer: None,
         };
         assert_eq!(v.sample_aspect_ratio, Some((64, 45)));
         assert_eq!(v.display_dimensions(), (1024, 576));

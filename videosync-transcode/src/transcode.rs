@@ -215,6 +215,10 @@ pub(crate) struct Planned {
     pub(crate) poster: bool,
     pub(crate) storyboard: bool,
     pub(crate) timeout: Option<Duration>,
+    /// The filter that makes the source's pixels BT.709, when they are not
+    /// ([`crate::prefilter::colour_fix`]).
+    #[serde(default)]
+    pub(crate) colour: Option<String>,
     /// The pixel budget the probe checked; the decoder enforces it too.
     #[serde(default = "default_max_pixels")]
     pub(crate) max_pixels: u64,
@@ -292,6 +296,16 @@ pub(crate) async fn prepare(
         poster: opts.poster,
         storyboard: opts.storyboard,
         timeout: opts.timeout,
+        colour: crate::prefilter::colour_fix(
+            video.pixel_format.as_deref(),
+            video.color_space.as_deref(),
+            video.height,
+            video
+                .frame_rate
+                .average
+                .or(video.frame_rate.real)
+                .unwrap_or(0.0),
+        ),
         max_pixels: ProbeOptions::default().max_pixels,
     };
     Ok(planned)
@@ -332,6 +346,7 @@ fn prepare_audio_only(
         poster: opts.poster && probe.cover_art.is_some(),
         storyboard: false,
         timeout: opts.timeout,
+        colour: None,
         max_pixels: ProbeOptions::default().max_pixels,
     })
 }

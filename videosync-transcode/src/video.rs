@@ -165,6 +165,13 @@ pub(crate) fn open_encoder(job: &RungJob) -> Result<ff::encoder::Video, String> 
     enc.set_time_base(rate.invert());
     enc.set_frame_rate(Some(rate));
     enc.set_aspect_ratio(Rational::new(1, 1));
+    // SDR BT.709, limited range, said in the stream (H.264 VUI) so players
+    // do not guess: untagged SD is often taken as BT.601 and untagged HD as
+    // BT.709. The prefilter made the pixels BT.709 when the source was not.
+    enc.set_colorspace(ff::color::Space::BT709);
+    enc.set_color_primaries(ff::color::Primaries::BT709);
+    enc.set_color_transfer_characteristic(ff::color::TransferCharacteristic::BT709);
+    enc.set_color_range(ff::color::Range::MPEG);
     if job.format == SegmentFormat::Fmp4 {
         enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
     }

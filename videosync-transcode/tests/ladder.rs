@@ -156,13 +156,18 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
                 "-select_streams",
                 "v:0",
                 "-show_entries",
-                "stream=codec_name,profile,level,width,height,pix_fmt:frame=pts_time,key_frame",
+                "stream=codec_name,profile,level,width,height,pix_fmt,color_space,color_primaries,color_transfer,color_range:frame=pts_time,key_frame",
             ],
             &file,
         );
         let stream = &info["streams"][0];
         assert_eq!(stream["codec_name"], "h264", "{uri}");
         assert_eq!(stream["pix_fmt"], "yuv420p", "{uri}");
+        // SDR BT.709, limited range, declared in the stream.
+        for key in ["color_space", "color_primaries", "color_transfer"] {
+            assert_eq!(stream[key], "bt709", "{uri}: {key}");
+        }
+        assert_eq!(stream["color_range"], "tv", "{uri}");
         // The stream fits what CODECS declares: High at the rung's level.
         // x264's `profile` is a ceiling: the tests' `ultrafast` preset
         // switches High's tools off and writes Constrained Baseline, which
@@ -1740,4 +1745,82 @@ async fn anamorphic_sources_get_square_pixels_and_the_right_resolution() {
             Some(u64::from(top.0))
         );
     }
+}
+
+/// The RGB of the centre pixel of the first frame of `file`, decoded with
+/// the matrix given here (not the one the file declares).
+fn centre_rgb(file: &Path, matrix: &str, w: usize, h: usize) -> [u8; 3] {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(file)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            &format!("scale=in_color_matrix={matrix}:in_range=tv,format=rgb24"),
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let i = ((h / 2) * w + w / 2) * 3;
+    [out.stdout[i], out.stdout[i + 1], out.stdout[i + 2]]
+}
+
+#[tokio::test]
+async fn bt601_source_is_converted_to_the_bt709_it_is_tagged() {
+    let media = tempfile::tempdir().unwrap();
+    // Pure red PAL SD, encoded with the BT.601 matrix and tagged so.
+    let src = ffmpeg(
+        media.path(),
+        "pal.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:size=720x576:rate=25",
+            "-t",
+            "1",
+            "-vf",
+            "format=rgb24,scale=out_color_matrix=bt601:out_range=tv,format=yuv420p",
+            "-colorspace",
+            "bt470bg",
+            "-color_primaries",
+            "bt470bg",
+            "-color_trc",
+            "gamma28",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+        ],
+    );
+    let v = videosync_transcode::probe(&src).unwrap().video.unwrap();
+    assert_eq!(v.color_space.as_deref(), Some("bt470bg"));
+    let [r, g, b] = centre_rgb(&src, "bt601", 720, 576);
+    assert!(r > 240 && g < 8 && b < 8, "source as BT.601: {r},{g},{b}");
+    // Read with the wrong matrix, the same pixels are visibly not red.
+    let [_, g_wrong, _] = centre_rgb(&src, "bt709", 720, 576);
+    assert!(g_wrong > 16, "control: {g_wrong}");
+
+    let (_m, out) = transcodes_to_valid_ladder(&src, &[576]).await;
+    let top = joined(
+        &out.root,
+        "576p",
+        SegmentFormat::Fmp4,
+        &["seg_00000.m4s".to_owned()],
+    );
+    let [r, g, b] = centre_rgb(&top, "bt709", 720, 576);
+    assert!(
+        r > 230 && g < 12 && b < 12,
+        "the BT.709-tagged rung decodes as {r},{g},{b}, not red"
+    );
 }
