@@ -216,6 +216,11 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
     }
     assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
     if let Some((uri, media, _)) = medias.get(n_video) {
+        // The audio's few milliseconds past the video's end join its last
+        // segment; no audio segment after the first is a sliver.
+        for (i, seg) in media.segments.iter().enumerate().skip(1) {
+            assert!(seg.duration >= 0.249, "{uri} segment {i}: {}", seg.duration);
+        }
         let dir = Path::new(uri).parent().unwrap().to_str().unwrap();
         let names: Vec<String> = media.segments.iter().map(|s| s.uri.clone()).collect();
         let file = joined(root, dir, format, &names);
@@ -1822,5 +1827,195 @@ async fn bt601_source_is_converted_to_the_bt709_it_is_tagged() {
     assert!(
         r > 230 && g < 12 && b < 12,
         "the BT.709-tagged rung decodes as {r},{g},{b}, not red"
+    );
+}
+
+/// `(start, end)` of every stretch of silence of 0.3 s or more in the
+/// audio of `file`, in its own timestamps.
+fn silences(file: &Path) -> Vec<(f64, f64)> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "info", "-nostdin", "-i"])
+        .arg(file)
+        .args(["-af", "silencedetect=n=-40dB:d=0.3", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let value = |line: &str, key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let mut found = Vec::new();
+    let mut start = None;
+    for line in text.lines() {
+        if let Some(s) = value(line, "silence_start: ") {
+            start = Some(s);
+        }
+        if let (Some(e), Some(s)) = (value(line, "silence_end: "), start) {
+            found.push((s, e));
+            start = None;
+        }
+    }
+    found
+}
+
+/// Transcodes `src` (video and audio) and returns the audio rendition
+/// joined, the silences in it and the audio's and the video's ends, all on
+/// the output timeline (seconds from the video's first frame).
+async fn av_ladder(src: &Path) -> (Out, Vec<(f64, f64)>, f64, f64) {
+    let (m, out) = transcodes_to_valid_ladder(src, &[240]).await;
+    let names = |dir: &str| -> Vec<String> {
+        parse_media(&std::fs::read_to_string(out.root.join(dir).join("index.m3u8")).unwrap())
+            .unwrap()
+            .segments
+            .iter()
+            .map(|s| s.uri.clone())
+            .collect()
+    };
+    let audio = joined(&out.root, "audio", SegmentFormat::Fmp4, &names("audio"));
+    let video = joined(&out.root, "240p", SegmentFormat::Fmp4, &names("240p"));
+    // The end of the last packet; one without a duration lasts `fallback`
+    // (a 25 fps frame).
+    let end = |file: &Path, stream: &str, fallback: f64| {
+        let info = ffprobe_json(
+            &[
+                "-select_streams",
+                stream,
+                "-show_entries",
+                "packet=pts_time,duration_time",
+            ],
+            file,
+        );
+        let packets = info["packets"].as_array().unwrap();
+        packets
+            .iter()
+            .map(|p| {
+                p["pts_time"].as_str().unwrap().parse::<f64>().unwrap()
+                    + p["duration_time"]
+                        .as_str()
+                        .and_then(|d| d.parse::<f64>().ok())
+                        .unwrap_or(fallback)
+            })
+            .fold(0.0, f64::max)
+    };
+    let zero = TIMELINE_OFFSET_S as f64;
+    let (a_end, v_end) = (
+        end(&audio, "a:0", 0.0) - zero,
+        end(&video, "v:0", 0.04) - zero,
+    );
+    assert!(m.audio.is_some());
+    // silencedetect counts from the first decoded sample, which is the
+    // first packet's time (the AAC encoder's priming sits just before the
+    // timeline's zero).
+    let info = ffprobe_json(
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-read_intervals",
+            "%+#1",
+        ],
+        &audio,
+    );
+    let first: f64 = info["packets"][0]["pts_time"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let shift = first - zero;
+    let quiet = silences(&audio)
+        .into_iter()
+        .map(|(s, e)| (s + shift, e + shift))
+        .collect();
+    (out, quiet, a_end, v_end)
+}
+
+#[tokio::test]
+async fn late_audio_is_placed_on_the_video_timeline() {
+    let media = tempfile::tempdir().unwrap();
+    // 4 s of video; the audio starts 1 s in (its first timestamp is 1 s).
+    let src = ffmpeg(
+        media.path(),
+        "late.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-itsoffset",
+            "1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let (_out, quiet, a_end, v_end) = av_ladder(&src).await;
+    let frame = 1024.0 / 48_000.0;
+    // Silence from the start of the timeline (and the priming before it)
+    // until the tone at 1 s.
+    assert!(
+        quiet
+            .first()
+            .is_some_and(|&(s, e)| s <= 0.0 && (e - 1.0).abs() <= frame),
+        "silences {quiet:?}"
+    );
+    // Audio and video end together, within one audio frame.
+    assert!(
+        (a_end - v_end).abs() <= frame,
+        "audio ends {a_end}, video {v_end}"
+    );
+}
+
+#[tokio::test]
+async fn audio_gap_is_filled_with_silence_and_stays_in_sync() {
+    let media = tempfile::tempdir().unwrap();
+    // 5 s of video; the audio has no samples (and no timestamps) from 2 s
+    // to 3 s, as a capture that dropped audio has.
+    let src = ffmpeg(
+        media.path(),
+        "gap.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "5",
+            "-af",
+            "aselect='not(between(t,2,3))'",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let (_out, quiet, a_end, v_end) = av_ladder(&src).await;
+    let frame = 1024.0 / 48_000.0;
+    // The source's gap runs from its last packet before 2 s to its first
+    // after 3 s, whole AAC frames: allow two frames either side.
+    assert!(
+        quiet
+            .iter()
+            .any(|&(s, e)| (s - 2.0).abs() <= 2.0 * frame && (e - 3.0).abs() <= 2.0 * frame),
+        "silences {quiet:?}"
+    );
+    assert!(
+        (a_end - v_end).abs() <= frame,
+        "audio ends {a_end}, video {v_end}"
     );
 }
