@@ -429,6 +429,25 @@ async fn mpeg_ts_ladder() {
     let files = listing(&out.root);
     assert!(files.contains(&"360p/seg_00002.ts".to_owned()), "{files:?}");
     assert!(!files.iter().any(|f| f.ends_with("init.mp4")), "{files:?}");
+    // Continuity counters run on from segment to segment, per PID, as in
+    // one transport stream: +1 per packet with a payload.
+    for dir in ["360p", "240p", "audio"] {
+        let mut last: std::collections::HashMap<u16, u8> = Default::default();
+        for i in 0..3 {
+            let bytes = std::fs::read(out.root.join(dir).join(format!("seg_{i:05}.ts"))).unwrap();
+            assert_eq!(bytes.len() % 188, 0);
+            for (n, p) in bytes.chunks(188).enumerate() {
+                assert_eq!(p[0], 0x47);
+                let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+                let (cc, payload) = (p[3] & 0x0f, p[3] & 0x10 != 0);
+                if let Some(&prev) = last.get(&pid) {
+                    let want = if payload { (prev + 1) & 0x0f } else { prev };
+                    assert_eq!(cc, want, "{dir} segment {i} packet {n} PID {pid:#x}");
+                }
+                last.insert(pid, cc);
+            }
+        }
+    }
 }
 
 async fn transcodes_to_valid_ladder(src: &Path, rungs: &[u32]) -> (Manifest, Out) {
