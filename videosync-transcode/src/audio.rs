@@ -18,8 +18,8 @@ use ffmpeg_next as ff;
 use videosync_hls::ladder::{AudioPlan, SegmentFormat};
 
 use crate::error::StageError;
-use crate::pipeline::SegTiming;
 use crate::segmenter::{Finished, Segmenter};
+use crate::stage::{ts_seconds, SegTiming};
 
 /// AAC-LC frame length in samples.
 const AAC_FRAME: usize = 1024;
@@ -347,9 +347,4 @@ fn append_from(fifo: &mut [Vec<f32>], frame: &ff::frame::Audio, skip: usize) {
             buf.extend_from_slice(&frame.plane::<f32>(ch)[skip..n]);
         }
     }
-}
-
-/// A timestamp in seconds.
-pub(crate) fn ts_seconds(ts: i64, tb: Rational) -> f64 {
-    ts as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator().max(1))
 }

@@ -32,10 +32,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TranscodeError;
 use crate::pipeline::{PartResult, SegmentRange};
+use crate::plan::Planned;
 use crate::progress::{CancelToken, ProgressFn};
 use crate::transcode::{
-    finish as finish_ladder, prepare, run_part_stored, Destination, Manifest, Planned,
-    TranscodeOptions,
+    finish as finish_ladder, prepare, run_part_stored, Destination, Manifest, TranscodeOptions,
 };
 
 const OP: &str = "transcode";

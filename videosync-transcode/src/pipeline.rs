@@ -6,9 +6,9 @@
 //! every rung (the whole source in single-pass mode, one chunk in chunked
 //! mode), and optionally the audio rendition and the images. It runs on
 //! plain threads (never on the async runtime) and returns a [`PartResult`]
-//! that the finishing step ([`crate::ladder`]) turns into playlists.
+//! that the finishing step (`transcode::finish`) turns into playlists.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -21,14 +21,15 @@ use serde::{Deserialize, Serialize};
 use videosync_core::{Clock, SystemClock};
 use videosync_hls::ladder::SegmentFormat;
 
-use crate::audio::{run_audio, ts_seconds, AudioJob};
+use crate::audio::{run_audio, AudioJob};
 use crate::error::{FfmpegError, StageError, TranscodeError};
+use crate::plan::Planned;
 use crate::prefilter::{chain, Prefilter};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
 use crate::segmenter::Finished;
+use crate::stage::{ts_seconds, FrameMsg, SegTiming};
 use crate::thumbs::{run_thumbs, Storyboard, ThumbJob};
-use crate::transcode::Planned;
-use crate::video::{run_rung, FrameMsg, RungJob};
+use crate::video::{run_rung, RungJob};
 
 const OP: &str = "transcode";
 
@@ -66,13 +67,6 @@ pub(crate) struct Part {
     pub(crate) video: Option<SegmentRange>,
     /// Whether this part makes the audio and the images the plan asks for.
     pub(crate) extras: bool,
-}
-
-/// Timing of one video segment, the same for every rung.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub(crate) struct SegTiming {
-    pub(crate) index: u32,
-    pub(crate) duration_s: f64,
 }
 
 /// One stored segment of a rendition.
@@ -132,6 +126,17 @@ impl RenditionPart {
             format!("{dir}/{}", segment_name(format, done.index)),
             done.bytes,
         )
+    }
+}
+
+impl Planned {
+    pub(crate) fn part(&self, input: &Path, video: Option<SegmentRange>, extras: bool) -> Part {
+        Part {
+            input: input.to_path_buf(),
+            plan: self.clone(),
+            video,
+            extras,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use ffmpeg_next as ff;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StageError;
-use crate::video::FrameMsg;
+use crate::stage::FrameMsg;
 
 /// Tiles per sheet row.
 pub(crate) const STORYBOARD_COLUMNS: u32 = 10;

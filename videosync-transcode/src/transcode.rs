@@ -29,9 +29,7 @@ use tokio::task::JoinSet;
 use videosync_core::catalog::Rendition;
 use videosync_core::store::DynObjectStore;
 use videosync_core::{ObjectKey, ObjectStore, ObjectStoreExt, SourceMeta};
-use videosync_hls::ladder::{
-    plan, plan_audio_only, Ladder, LadderOptions, SegmentFormat, SourceVideo,
-};
+use videosync_hls::ladder::{plan, plan_audio_only, LadderOptions, SegmentFormat, SourceVideo};
 use videosync_hls::playlist::{
     audio_only_master, master_playlist, master_to_string, measure, media_playlist, media_to_string,
     rendition, AudioInput, SegmentInfo, VariantInput,
@@ -40,10 +38,13 @@ use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, Valid
 
 use crate::error::TranscodeError;
 use crate::pipeline::{
-    run_part, segment_name, Part, PartResult, RenditionPart, SegTiming, SegmentRange, UploadTx,
+    run_part, segment_name, Part, PartResult, RenditionPart, SegmentRange, UploadTx,
 };
+use crate::plan::Planned;
+pub use crate::plan::SourceSummary;
 use crate::probe::{probe_async, ProbeOptions};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
+use crate::stage::SegTiming;
 use crate::thumbs::Storyboard;
 use crate::video::{resolve_encoder, EncoderChoice, VideoEncoder};
 
@@ -108,18 +109,6 @@ impl Destination {
         };
         ObjectKey::parse(&full).map_err(|e| videosync_core::Error::invalid_input(e.to_string()))
     }
-}
-
-/// The source, as the manifest records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceSummary {
-    /// Catalog-style metadata.
-    #[serde(flatten)]
-    pub meta: SourceMeta,
-    /// Whether the video was interlaced (and so deinterlaced).
-    pub interlaced: bool,
-    /// Bits per sample of the video, when known.
-    pub bit_depth: Option<u32>,
 }
 
 /// The audio rendition in the manifest.
@@ -198,34 +187,6 @@ impl Manifest {
             .map(|r| r.rendition.clone())
             .collect()
     }
-}
-
-/// Everything decided before encoding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Planned {
-    pub(crate) ladder: Ladder,
-    pub(crate) source: SourceSummary,
-    pub(crate) encoder: VideoEncoder,
-    pub(crate) preset: String,
-    pub(crate) threads: usize,
-    pub(crate) interlaced: bool,
-    pub(crate) rotation: u32,
-    pub(crate) duration_s: f64,
-    pub(crate) display: (u32, u32),
-    pub(crate) poster: bool,
-    pub(crate) storyboard: bool,
-    pub(crate) timeout: Option<Duration>,
-    /// The filter that makes the source's pixels BT.709, when they are not
-    /// ([`crate::prefilter::colour_fix`]).
-    #[serde(default)]
-    pub(crate) colour: Option<String>,
-    /// The pixel budget the probe checked; the decoder enforces it too.
-    #[serde(default = "default_max_pixels")]
-    pub(crate) max_pixels: u64,
-}
-
-fn default_max_pixels() -> u64 {
-    crate::probe::DEFAULT_MAX_PIXELS
 }
 
 /// Probes and plans.
@@ -349,17 +310,6 @@ fn prepare_audio_only(
         colour: None,
         max_pixels: ProbeOptions::default().max_pixels,
     })
-}
-
-impl Planned {
-    pub(crate) fn part(&self, input: &Path, video: Option<SegmentRange>, extras: bool) -> Part {
-        Part {
-            input: input.to_path_buf(),
-            plan: self.clone(),
-            video,
-            extras,
-        }
-    }
 }
 
 /// Stores what the encoding threads produce, a few objects at a time, and

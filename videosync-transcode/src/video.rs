@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use ff::format::Pixel;
 use ff::Rational;
@@ -19,20 +19,7 @@ use videosync_hls::ladder::{Rung, SegmentFormat};
 
 use crate::error::StageError;
 use crate::segmenter::{Finished, Segmenter};
-
-/// A decoded source frame on its way to the rungs.
-#[derive(Clone)]
-pub(crate) struct FrameMsg {
-    /// The frame (source size and pixel format, already deinterlaced and
-    /// rotated when needed).
-    pub(crate) frame: Arc<ff::frame::Video>,
-    /// Presentation time in seconds from the source's start.
-    pub(crate) time_s: f64,
-    /// Segment number this frame belongs to.
-    pub(crate) segment: u32,
-    /// Whether the frame starts its segment (a forced keyframe).
-    pub(crate) starts: bool,
-}
+use crate::stage::FrameMsg;
 
 /// Which H.264 encoder to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
