@@ -17,9 +17,12 @@
 //!    within 0.1% of a broadcast rate snaps to it (29.97... -> 30000/1001).
 //!    Every rung is capped at [`MAX_RUNG_FRAME_RATE`] (60, Apple's HLS
 //!    authoring limit) and rungs with a short side below 720 at 30, by
-//!    halving (120 -> 60, 100 -> 50, 240 -> 60; 60 -> 30, 50 -> 25 on the
-//!    small rungs) so output frames are an evenly spaced subset of the
-//!    source's; 24, 25 and 30 are kept as they are.
+//!    keeping every n-th frame (120 -> 60, 100 -> 50, 240 -> 60; 60 -> 30,
+//!    50 -> 25, 90 -> 30 on the small rungs) so output frames are an evenly
+//!    spaced subset of the source's; a rate just above a cap, whose n-th
+//!    frames would come to under three quarters of it (a variable-rate
+//!    clip averaging 30.04 or 40 fps), runs at the cap instead of at 15 or
+//!    20. 24, 25 and 30 are kept as they are.
 //! 6. **Bit rate.** From [`BITRATE_TABLE`] (30 fps, 16:9 pixel counts),
 //!    linear in pixel count between rows, proportional below the smallest,
 //!    `x (pixels/1080p)^0.75` above the largest; x1.5 above 30 fps; never
@@ -432,14 +435,24 @@ pub fn plan_audio_only(
     })
 }
 
-/// Halves `fps` until it is at most `cap`, so output frames are a regular
-/// subset of input frames.
+/// Brings `fps` to at most `cap` by keeping every n-th frame, the
+/// smallest n that fits (60 -> 30, 50 -> 25, 90 -> 30, 120 -> 60), so
+/// output frames are a regular subset of input frames; unless that falls
+/// below three quarters of the cap, when the rung runs at the cap itself.
+/// A rate just above the cap (a variable-rate phone clip averaging 30.04 or
+/// 40 fps) would otherwise get 15 or 20 fps, far below what the rung can
+/// show; its frames are not evenly spaced anyway.
 fn cap_rate(fps: f64, cap: f64) -> f64 {
-    let mut f = fps;
-    while f > cap + 0.01 {
-        f /= 2.0;
+    if fps <= cap + 0.01 {
+        return fps;
     }
-    f
+    let n = (fps / (cap + 0.01)).ceil();
+    let kept = fps / n;
+    if kept < cap * 0.75 {
+        cap
+    } else {
+        kept
+    }
 }
 
 #[cfg(test)]
@@ -566,6 +579,23 @@ mod tests {
         assert_eq!(l.rungs[0].frame_rate, 30000.0 / 1001.0);
         let l = plan(&src(1920, 1080, 59.94), &LadderOptions::default()).unwrap();
         assert_eq!(l.rungs[3].frame_rate, 30000.0 / 1001.0);
+    }
+
+    #[test]
+    fn rates_just_above_a_cap_are_capped_not_halved() {
+        // (source, large rungs, small rungs).
+        for (fps, large, small) in [
+            (30.04, 30.04, 30.0),
+            (40.0, 40.0, 30.0),
+            (48.0, 48.0, 24.0),
+            (70.0, 60.0, 70.0 / 3.0),
+            (90.0, 45.0, 30.0),
+            (75.0, 60.0, 25.0),
+        ] {
+            let l = plan(&src(1920, 1080, fps), &LadderOptions::default()).unwrap();
+            let rates: Vec<f64> = l.rungs.iter().map(|r| r.frame_rate).collect();
+            assert_eq!(rates, [large, large, small, small], "{fps} fps");
+        }
     }
 
     #[test]
