@@ -19,10 +19,15 @@
 //!
 //! `#EXT-X-TARGETDURATION` is the largest segment duration rounded to the
 //! nearest integer, which is exactly what section 4.3.3.1 requires.
+//!
+//! Each rung can also have an I-frame playlist ([`iframe_playlist`]: the
+//! byte range of the keyframe that opens each segment) listed in the master
+//! as `#EXT-X-I-FRAME-STREAM-INF` ([`iframe_variant`]), for trick play and
+//! thumbnails while seeking.
 
 use m3u8_rs::{
-    AlternativeMedia, AlternativeMediaType, Map, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
-    MediaSegment, Resolution, VariantStream,
+    AlternativeMedia, AlternativeMediaType, ByteRange, Map, MasterPlaylist, MediaPlaylist,
+    MediaPlaylistType, MediaSegment, Resolution, VariantStream,
 };
 use serde::{Deserialize, Serialize};
 use videosync_core::catalog::Rendition;
@@ -44,6 +49,11 @@ pub struct SegmentInfo {
     pub size_bytes: u64,
     /// Whether its first video frame is a keyframe (true for audio).
     pub starts_with_keyframe: bool,
+    /// Bytes from the segment's start that hold its opening keyframe (the
+    /// fragment box and the first sample in fMP4; the tables and the first
+    /// PES in MPEG-TS), for the I-frame playlist; `None` when unknown.
+    #[serde(default)]
+    pub keyframe_bytes: Option<u64>,
 }
 
 impl SegmentInfo {
@@ -54,6 +64,7 @@ impl SegmentInfo {
             duration,
             size_bytes,
             starts_with_keyframe: true,
+            keyframe_bytes: None,
         }
     }
 }
@@ -335,6 +346,70 @@ pub fn rendition(
         // FRAME-RATE is written with at most three decimals.
         frame_rate: (variant.rung.frame_rate * 1000.0).round() / 1000.0,
         playlist: variant.uri.to_owned(),
+    })
+}
+
+/// The I-frame playlist of a video rendition (`#EXT-X-I-FRAMES-ONLY`): one
+/// entry per segment, the byte range of the keyframe it opens with, lasting
+/// until the next one (every segment holds exactly one). Players use it for
+/// trick play and for thumbnails while seeking. `None` when a segment's
+/// keyframe range is unknown. Version 4 at least (byte ranges).
+///
+/// # Errors
+///
+/// As [`measure`].
+pub fn iframe_playlist(
+    format: SegmentFormat,
+    segments: &[SegmentInfo],
+) -> Result<Option<MediaPlaylist>, Error> {
+    let mut media = media_playlist(format, segments)?;
+    for (out, s) in media.segments.iter_mut().zip(segments) {
+        let Some(length) = s.keyframe_bytes.filter(|&b| b > 0 && b <= s.size_bytes) else {
+            return Ok(None);
+        };
+        out.byte_range = Some(ByteRange {
+            length,
+            offset: Some(0),
+        });
+    }
+    media.version = Some(version(format).max(4));
+    media.i_frames_only = true;
+    Ok(Some(media))
+}
+
+/// The `#EXT-X-I-FRAME-STREAM-INF` of a rendition's I-frame playlist at
+/// `uri`: its peak bit rate (the keyframes' bytes over the time each
+/// stands for, by the same windows as [`measure`]), the video's codecs and
+/// resolution.
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] when a keyframe range is unknown; as
+/// [`measure`].
+pub fn iframe_variant(
+    uri: &str,
+    rung: &Rung,
+    segments: &[SegmentInfo],
+) -> Result<VariantStream, Error> {
+    let mut keyframes = Vec::with_capacity(segments.len());
+    for s in segments {
+        let bytes = s.keyframe_bytes.ok_or_else(|| {
+            Error::InvalidInput(format!("segment {} has no keyframe byte range", s.uri))
+        })?;
+        keyframes.push(SegmentInfo::new(s.uri.clone(), s.duration, bytes));
+    }
+    let bw = measure(&keyframes)?;
+    Ok(VariantStream {
+        is_i_frame: true,
+        uri: uri.to_owned(),
+        bandwidth: bw.peak,
+        average_bandwidth: Some(bw.average),
+        codecs: Some(rung.codecs()),
+        resolution: Some(Resolution {
+            width: rung.width.into(),
+            height: rung.height.into(),
+        }),
+        ..VariantStream::default()
     })
 }
 
@@ -648,6 +723,47 @@ seg_00002.ts
              #EXT-X-STREAM-INF:BANDWIDTH=128000,AVERAGE-BANDWIDTH=128000,CODECS=\"mp4a.40.2\"\n\
              audio/index.m3u8\n"
         );
+    }
+
+    #[test]
+    fn iframe_playlist_and_variant() {
+        let ladder = fixture_ladder();
+        let mut v = video_720();
+        for (s, k) in v.iter_mut().zip([60_000, 50_000, 40_000]) {
+            s.keyframe_bytes = Some(k);
+        }
+        let pl = iframe_playlist(SegmentFormat::Fmp4, &v).unwrap().unwrap();
+        assert_eq!(
+            media_to_string(&pl),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-TARGETDURATION:4\n\
+             #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-I-FRAMES-ONLY\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+             #EXT-X-BYTERANGE:60000@0\n#EXTINF:4,\nseg_00000.m4s\n\
+             #EXT-X-BYTERANGE:50000@0\n#EXTINF:4,\nseg_00001.m4s\n\
+             #EXT-X-BYTERANGE:40000@0\n#EXTINF:2,\nseg_00002.m4s\n#EXT-X-ENDLIST\n"
+        );
+        assert_eq!(parse_media(&media_to_string(&pl)).unwrap(), pl);
+        // MPEG-TS playlists go up to version 4 for the byte ranges.
+        let ts = iframe_playlist(SegmentFormat::Ts, &v).unwrap().unwrap();
+        assert_eq!(ts.version, Some(4));
+        let var = iframe_variant("720p/iframes.m3u8", &ladder.rungs[0], &v).unwrap();
+        // Peak over 0.5-1.5 target windows: the last keyframe, 40 kB for
+        // 2 s; average 150 kB over 10 s.
+        assert_eq!(var.bandwidth, 160_000);
+        assert_eq!(var.average_bandwidth, Some(120_000));
+        let mut master = fixture_master();
+        master.variants.push(var);
+        let text = master_to_string(&master);
+        assert!(
+            text.contains(
+                "#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=160000,AVERAGE-BANDWIDTH=120000,\
+                 CODECS=\"avc1.64001f\",RESOLUTION=1280x720,URI=\"720p/iframes.m3u8\""
+            ),
+            "{text}"
+        );
+        // Unknown ranges: no I-frame playlist.
+        v[1].keyframe_bytes = None;
+        assert_eq!(iframe_playlist(SegmentFormat::Fmp4, &v).unwrap(), None);
+        assert!(iframe_variant("x", &ladder.rungs[0], &v).is_err());
     }
 
     #[test]

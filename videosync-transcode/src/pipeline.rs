@@ -75,6 +75,9 @@ pub(crate) struct SegStored {
     pub(crate) index: u32,
     pub(crate) size: u64,
     pub(crate) keyframe: bool,
+    /// Bytes holding the opening keyframe, for the I-frame playlist.
+    #[serde(default)]
+    pub(crate) keyframe_bytes: Option<u64>,
 }
 
 /// One rendition's output in a part.
@@ -120,6 +123,7 @@ impl RenditionPart {
             index: done.index,
             size: done.bytes.len() as u64,
             keyframe: done.starts_with_keyframe,
+            keyframe_bytes: done.keyframe_bytes,
         });
         send(
             uploads,

@@ -72,6 +72,9 @@ pub(crate) struct Finished {
     pub(crate) init: Option<Vec<u8>>,
     /// Whether the first packet was a keyframe.
     pub(crate) starts_with_keyframe: bool,
+    /// Bytes from the start of `bytes` that hold the opening keyframe (for
+    /// I-frame playlists), when it could be told.
+    pub(crate) keyframe_bytes: Option<u64>,
 }
 
 /// An error from the segmenter, as text for the pipeline's error.
@@ -98,6 +101,32 @@ pub(crate) struct Segmenter {
 
 /// MPEG-TS packet size.
 const TS_PACKET: usize = 188;
+
+/// How many bytes from the start of a TS segment hold its tables and its
+/// first PES packet (the keyframe it opens with): everything before the
+/// second packet that starts a PES on the PID of the first one.
+pub(crate) fn first_pes_end(bytes: &[u8]) -> Option<u64> {
+    let mut pid_of_first = None;
+    for (n, p) in bytes.chunks_exact(TS_PACKET).enumerate() {
+        let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+        let starts_unit = p[1] & 0x40 != 0;
+        if !starts_unit {
+            continue;
+        }
+        // Payload after the adaptation field, if any.
+        let mut at = 4;
+        if p[3] & 0x20 != 0 {
+            at += 1 + usize::from(p[4]);
+        }
+        let is_pes = p.get(at..at + 3) == Some(&[0, 0, 1][..]);
+        match pid_of_first {
+            None if is_pes => pid_of_first = Some(pid),
+            Some(first) if first == pid && is_pes => return Some((n * TS_PACKET) as u64),
+            _ => {}
+        }
+    }
+    pid_of_first.map(|_| bytes.len() as u64)
+}
 
 /// The continuity counter of every PID across the segments of one
 /// rendition.
@@ -248,11 +277,13 @@ impl Segmenter {
         match self.format {
             SegmentFormat::Ts => {
                 self.counters.renumber(&mut bytes);
+                let keyframe_bytes = open.first_key.then(|| first_pes_end(&bytes)).flatten();
                 Ok(Some(Finished {
                     index: open.index,
                     bytes,
                     init: None,
                     starts_with_keyframe: open.first_key,
+                    keyframe_bytes,
                 }))
             }
             SegmentFormat::Fmp4 => {
@@ -261,11 +292,16 @@ impl Segmenter {
                     .map_err(|_| format!("segment {} starts before zero", open.index))?;
                 mp4::patch_fragments(&mut media, open.index.wrapping_add(1), base)
                     .map_err(|e| e.to_string())?;
+                let keyframe_bytes = open
+                    .first_key
+                    .then(|| mp4::first_sample_end(&media).ok())
+                    .flatten();
                 Ok(Some(Finished {
                     index: open.index,
                     bytes: media,
                     init: Some(init),
                     starts_with_keyframe: open.first_key,
+                    keyframe_bytes,
                 }))
             }
         }

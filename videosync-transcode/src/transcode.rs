@@ -7,6 +7,7 @@
 //! master.m3u8                 written last: the ladder exists once it does
 //! manifest.json               what was made, with measured bandwidths
 //! 1080p/index.m3u8            one folder per rung
+//! 1080p/iframes.m3u8          its I-frame playlist (byte ranges of the keyframes)
 //! 1080p/init.mp4              (fMP4 only)
 //! 1080p/seg_00000.m4s         (.ts for MPEG-TS)
 //! audio/index.m3u8, audio/init.mp4, audio/seg_00000.m4s
@@ -31,8 +32,8 @@ use videosync_core::store::DynObjectStore;
 use videosync_core::{ObjectKey, ObjectStore, ObjectStoreExt, SourceMeta};
 use videosync_hls::ladder::{plan, plan_audio_only, LadderOptions, SegmentFormat, SourceVideo};
 use videosync_hls::playlist::{
-    audio_only_master, master_playlist, master_to_string, measure, media_playlist, media_to_string,
-    rendition, AudioInput, SegmentInfo, VariantInput,
+    audio_only_master, iframe_playlist, iframe_variant, master_playlist, master_to_string, measure,
+    media_playlist, media_to_string, rendition, AudioInput, SegmentInfo, VariantInput,
 };
 use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, ValidateOptions};
 
@@ -575,6 +576,7 @@ pub(crate) async fn finish(
             };
             let mut info = SegmentInfo::new(segment_name(format, s.index), duration, s.size);
             info.starts_with_keyframe = s.keyframe;
+            info.keyframe_bytes = s.keyframe_bytes;
             out.push(info);
         }
         Ok(out)
@@ -633,7 +635,26 @@ pub(crate) async fn finish(
             segments,
         })
         .collect();
-    let master = master_playlist(format, &variants, audio_input.as_ref()).map_err(hls)?;
+    let mut master = master_playlist(format, &variants, audio_input.as_ref()).map_err(hls)?;
+    // I-frame playlists for trick play and seek thumbnails, one per rung,
+    // when every segment's keyframe range is known (it always is for what
+    // this crate's segmenter makes; a chunk result from an older build may
+    // lack it, and then there are none).
+    let mut iframes = Vec::new();
+    for v in &variants {
+        let Some(playlist) = iframe_playlist(format, v.segments).map_err(hls)? else {
+            break;
+        };
+        let uri = format!("{}/iframes.m3u8", v.rung.name);
+        master
+            .variants
+            .push(iframe_variant(&uri, v.rung, v.segments).map_err(hls)?);
+        iframes.push((uri, playlist));
+    }
+    if iframes.len() != variants.len() {
+        iframes.clear();
+        master.variants.retain(|v| !v.is_i_frame);
+    }
     let produced = ProducedLadder {
         master: &master,
         video: uris
@@ -708,6 +729,9 @@ pub(crate) async fn finish(
     // Media playlists and side files first, the master last.
     let mut files: Vec<(String, Bytes)> = Vec::new();
     for (uri, media) in uris.iter().zip(&medias) {
+        files.push((uri.clone(), Bytes::from(media_to_string(media))));
+    }
+    for (uri, media) in &iframes {
         files.push((uri.clone(), Bytes::from(media_to_string(media))));
     }
     if let Some(m) = &audio_media {

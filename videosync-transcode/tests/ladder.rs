@@ -95,6 +95,7 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
     let medias: Vec<(String, m3u8_rs::MediaPlaylist, Vec<SegmentInfo>)> = master
         .variants
         .iter()
+        .filter(|v| !v.is_i_frame)
         .map(|v| v.uri.clone())
         .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
         .map(|uri| {
@@ -114,7 +115,8 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
             (uri, media, infos)
         })
         .collect();
-    let n_video = master.variants.len();
+    let n_video = master.variants.iter().filter(|v| !v.is_i_frame).count();
+    check_iframes(root, format, &master, n_video);
     let produced = ProducedLadder {
         master: &master,
         video: medias[..n_video]
@@ -235,6 +237,82 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
         );
     }
     master_text
+}
+
+/// Every rung has an I-frame playlist, listed in the master with its
+/// rung's codecs and size, whose byte ranges are exactly the keyframes:
+/// joined (after the init segment), they decode to one key frame per
+/// segment, each at its segment's start.
+fn check_iframes(
+    root: &Path,
+    format: SegmentFormat,
+    master: &m3u8_rs::MasterPlaylist,
+    n_video: usize,
+) {
+    let iframes: Vec<&m3u8_rs::VariantStream> =
+        master.variants.iter().filter(|v| v.is_i_frame).collect();
+    assert_eq!(iframes.len(), n_video, "one I-frame playlist per rung");
+    for v in iframes {
+        let dir = Path::new(&v.uri).parent().unwrap();
+        let rung = master
+            .variants
+            .iter()
+            .find(|r| !r.is_i_frame && Path::new(&r.uri).parent() == Some(dir))
+            .unwrap();
+        assert_eq!(v.resolution, rung.resolution, "{}", v.uri);
+        assert_eq!(
+            v.codecs.as_deref(),
+            rung.codecs.as_deref().map(|c| c.split(',').next().unwrap()),
+            "{}",
+            v.uri
+        );
+        let pl = parse_media(&std::fs::read_to_string(root.join(&v.uri)).unwrap()).unwrap();
+        assert!(pl.i_frames_only, "{}", v.uri);
+        let init = if format == SegmentFormat::Fmp4 {
+            std::fs::read(root.join(dir).join("init.mp4")).unwrap()
+        } else {
+            Vec::new()
+        };
+        let ext = if format == SegmentFormat::Fmp4 {
+            "mp4"
+        } else {
+            "ts"
+        };
+        let mut start = TIMELINE_OFFSET_S as f64;
+        // Each range on its own (a player fetches one at a time; an fMP4
+        // range ends inside its mdat, so ranges do not join).
+        for seg in &pl.segments {
+            let range = seg.byte_range.as_ref().expect("a byte range");
+            let data = std::fs::read(root.join(dir).join(&seg.uri)).unwrap();
+            let from = usize::try_from(range.offset.unwrap_or(0)).unwrap();
+            let to = from + usize::try_from(range.length).unwrap();
+            // Within the segment; exactly one frame in it is checked below.
+            assert!(
+                to <= data.len(),
+                "{}: the range runs past the segment",
+                seg.uri
+            );
+            let mut bytes = init.clone();
+            bytes.extend_from_slice(&data[from..to]);
+            let file = root.join(format!("{}-iframes.{ext}", dir.display()));
+            std::fs::write(&file, bytes).unwrap();
+            let info = ffprobe_json(
+                &[
+                    "-select_streams",
+                    "v:0",
+                    "-show_entries",
+                    "frame=pts_time,key_frame",
+                ],
+                &file,
+            );
+            let frames = info["frames"].as_array().unwrap();
+            assert_eq!(frames.len(), 1, "{} {}: {frames:?}", v.uri, seg.uri);
+            assert_eq!(frames[0]["key_frame"], 1, "{} {}", v.uri, seg.uri);
+            let pts: f64 = frames[0]["pts_time"].as_str().unwrap().parse().unwrap();
+            assert!((pts - start).abs() < 0.002, "{}: {pts} vs {start}", v.uri);
+            start += f64::from(seg.duration);
+        }
+    }
 }
 
 /// Every object under the output root, relative.
@@ -1391,7 +1469,7 @@ async fn chunked_ladder_matches_a_single_pass() {
     let files = |root: &Path| {
         listing(root)
             .into_iter()
-            .filter(|f| !f.contains("joined"))
+            .filter(|f| !f.contains("joined") && !f.contains("-iframes."))
             .collect::<Vec<_>>()
     };
     assert_eq!(files(&single.root), files(&chunked_out.root));
