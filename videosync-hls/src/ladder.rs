@@ -29,9 +29,11 @@
 //!    above [`SOURCE_BITRATE_CAP`] x the source bit rate; never below
 //!    [`MIN_VIDEO_BITRATE`].
 //! 7. **VBV.** `maxrate = 1.1 x bitrate`, `bufsize = 1.5 x maxrate`.
-//! 8. **GOP.** One closed GOP per segment: a keyframe at every segment
-//!    boundary, `keyint = round(fps x segment_seconds)`. Encoders should
-//!    force keyframes by time (not count) so fractional rates stay aligned.
+//! 8. **GOP.** A keyframe at every segment boundary, forced by time (not
+//!    count) so fractional rates stay aligned, and at most
+//!    [`MAX_KEYFRAME_INTERVAL_S`] (2 s, Apple's HLS authoring
+//!    specification) apart inside longer segments:
+//!    `keyint = round(fps x min(segment_seconds, 2))`.
 //! 9. **Profile and level.** H.264 High at the smallest level (from 3.0 up)
 //!    whose frame size, macroblock rate and bit rate limits hold the rung,
 //!    so each rung declares what it needs, not the top rung's level: 360p30
@@ -54,6 +56,9 @@ pub const MAX_FRAME_RATE: f64 = 240.0;
 /// Highest frame rate of any rung (Apple's HLS authoring specification
 /// allows at most 60); faster sources are halved until they fit.
 pub const MAX_RUNG_FRAME_RATE: f64 = 60.0;
+/// Longest time between two keyframes, in seconds (Apple: an IDR every two
+/// seconds); longer segments get keyframes inside them too.
+pub const MAX_KEYFRAME_INTERVAL_S: u32 = 2;
 /// Rungs never exceed this multiple of the source bit rate.
 pub const SOURCE_BITRATE_CAP: f64 = 1.3;
 /// No rung is planned below this video bit rate, in bits per second.
@@ -204,7 +209,8 @@ pub struct Rung {
     pub maxrate: u64,
     /// VBV buffer size, bits.
     pub bufsize: u64,
-    /// Frames between keyframes (one GOP per segment).
+    /// Most frames between two keyframes (at most
+    /// [`MAX_KEYFRAME_INTERVAL_S`], and never more than a segment).
     pub keyint: u32,
     /// Seconds between forced keyframes (the segment length).
     pub keyframe_interval_s: u32,
@@ -375,7 +381,9 @@ pub fn plan(source: &SourceVideo, opts: &LadderOptions) -> Result<Ladder, Error>
             bitrate,
             maxrate,
             bufsize,
-            keyint: ((frame_rate * f64::from(opts.segment_seconds)).round() as u32).max(1),
+            keyint: ((frame_rate * f64::from(opts.segment_seconds.min(MAX_KEYFRAME_INTERVAL_S)))
+                .round() as u32)
+                .max(1),
             keyframe_interval_s: opts.segment_seconds,
             profile: H264Profile::High,
             level,
@@ -491,7 +499,7 @@ mod tests {
         assert!(l
             .rungs
             .iter()
-            .all(|r| r.keyint == 120 && r.keyframe_interval_s == 4));
+            .all(|r| r.keyint == 60 && r.keyframe_interval_s == 4));
         assert_eq!(l.rungs[0].codecs(), "avc1.640028");
         assert_eq!(l.rungs[1].codecs(), "avc1.64001f");
         assert_eq!(l.rungs[3].codecs(), "avc1.64001e");
@@ -566,7 +574,7 @@ mod tests {
         assert_eq!(rates, [60.0, 60.0, 30.0, 30.0]);
         assert_eq!(l.rungs[0].bitrate, 7_500_000);
         assert_eq!(l.rungs[2].bitrate, 1_400_000);
-        assert_eq!(l.rungs[0].keyint, 240);
+        assert_eq!(l.rungs[0].keyint, 120);
         assert_eq!(l.rungs[0].codecs(), "avc1.64002a");
         let l = plan(&src(1920, 1080, 50.0), &LadderOptions::default()).unwrap();
         assert_eq!(l.rungs[3].frame_rate, 25.0);
@@ -579,6 +587,19 @@ mod tests {
         assert_eq!(l.rungs[0].frame_rate, 30000.0 / 1001.0);
         let l = plan(&src(1920, 1080, 59.94), &LadderOptions::default()).unwrap();
         assert_eq!(l.rungs[3].frame_rate, 30000.0 / 1001.0);
+    }
+
+    #[test]
+    fn a_keyframe_at_least_every_two_seconds() {
+        for (seg, fps, keyint) in [(1, 30.0, 30), (2, 25.0, 50), (4, 30.0, 60), (6, 60.0, 120)] {
+            let opts = LadderOptions {
+                segment_seconds: seg,
+                ..LadderOptions::default()
+            };
+            let l = plan(&src(1920, 1080, fps), &opts).unwrap();
+            assert_eq!(l.rungs[0].keyint, keyint, "{seg} s at {fps}");
+            assert_eq!(l.rungs[0].keyframe_interval_s, seg);
+        }
     }
 
     #[test]
@@ -615,8 +636,8 @@ mod tests {
                 .map(|r| (r.frame_rate * 100.0).round() / 100.0)
                 .collect();
             assert_eq!(rates, [large, large, small, small], "{fps} fps");
-            // Keyframes stay one per segment at the rung's own rate.
-            assert_eq!(l.rungs[0].keyint, (large * 4.0).round() as u32, "{fps}");
+            // A keyframe every 2 s at the rung's own rate.
+            assert_eq!(l.rungs[0].keyint, (large * 2.0).round() as u32, "{fps}");
         }
     }
 
