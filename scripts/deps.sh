@@ -35,7 +35,7 @@ build_pkgs=(
     libswscale-dev libswresample-dev ffmpeg
     curl ca-certificates
 )
-test_pkgs=(postgresql postgresql-client redis-server redis-tools nodejs python3 python3-venv)
+test_pkgs=(postgresql postgresql-client redis-server redis-tools nodejs python3 python3-venv nginx)
 
 pkgs=("${build_pkgs[@]}")
 if [[ "$mode" == test || "$mode" == bench ]]; then

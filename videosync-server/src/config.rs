@@ -151,6 +151,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Embedded transcode workers.
     pub workers: WorkersConfig,
+    /// Uploads: size and container limits, quotas, expiry, originals.
+    pub uploads: UploadsConfig,
+    /// What a finished upload is transcoded into.
+    pub processing: ProcessingConfig,
+    /// Media delivery: signed URLs for private channels, caching.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for Config {
@@ -172,6 +178,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             workers: WorkersConfig::default(),
+            uploads: UploadsConfig::default(),
+            processing: ProcessingConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -342,6 +351,96 @@ impl Default for WorkersConfig {
     }
 }
 
+/// Uploads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// Largest upload, in bytes.
+    pub max_size_bytes: u64,
+    /// Bytes of originals and open uploads one user may hold (0: no quota).
+    pub quota_bytes_per_user: u64,
+    /// Containers accepted, by the name the first bytes reveal (`mp4`,
+    /// `mov`, `matroska`, `webm`, `avi`, `mpegts`, `flv`, `ogg`, `mp3`,
+    /// `wav`, `flac`, `aac`).
+    pub allowed_containers: Vec<String>,
+    /// How long an upload may sit idle before it expires, in seconds.
+    pub expiry_seconds: u64,
+    /// Keep the original once its ladder is ready.
+    pub keep_originals: bool,
+    /// How long an upload stays taken by a connection that stopped sending
+    /// before another may continue it (a client whose connection broke
+    /// resumes after at most this), in seconds.
+    pub lease_seconds: u64,
+}
+
+/// Every container the first bytes can reveal.
+pub const KNOWN_CONTAINERS: &[&str] = &[
+    "mp4", "mov", "matroska", "webm", "avi", "mpegts", "flv", "ogg", "mp3", "wav", "flac", "aac",
+];
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            max_size_bytes: 20 * 1024 * 1024 * 1024,
+            quota_bytes_per_user: 0,
+            allowed_containers: KNOWN_CONTAINERS.iter().map(|&c| c.to_owned()).collect(),
+            expiry_seconds: 24 * 3600,
+            keep_originals: false,
+            lease_seconds: 30,
+        }
+    }
+}
+
+/// The ladder a finished upload is transcoded into.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Rung heights, largest first (no upscaling: rungs above the source
+    /// are dropped).
+    pub rungs: Vec<u32>,
+    /// Segment length, seconds.
+    pub segment_seconds: u32,
+    /// x264 preset.
+    pub preset: String,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        let ladder = videosync_hls::ladder::LadderOptions::default();
+        ProcessingConfig {
+            rungs: ladder.rungs,
+            segment_seconds: ladder.segment_seconds,
+            preset: videosync_transcode::TranscodeOptions::default().preset,
+        }
+    }
+}
+
+/// Media delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Key of the signed media URLs of private channels (nginx
+    /// `secure_link` compatible; see docs/operations.md). Unset: derived
+    /// from the token signing secret. Set it when an edge checks the
+    /// signatures, and on every instance alike.
+    pub signing_secret: Secret,
+    /// How long a signed media URL works beyond the video's own length,
+    /// in seconds.
+    pub signed_url_ttl_seconds: u64,
+    /// `max-age` of playlists, in seconds (segments are immutable).
+    pub playlist_max_age_seconds: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            signing_secret: Secret::default(),
+            signed_url_ttl_seconds: 3600,
+            playlist_max_age_seconds: 10,
+        }
+    }
+}
+
 /// How an environment variable's text becomes a TOML value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvKind {
@@ -353,6 +452,8 @@ pub enum EnvKind {
     Bool,
     /// Comma-separated text.
     List,
+    /// Comma-separated whole numbers.
+    Integers,
 }
 
 /// Every environment variable the configuration reads: its name, the
@@ -451,6 +552,58 @@ pub const ENV_VARS: &[(&str, &str, EnvKind)] = &[
         "workers.scratch_dir",
         EnvKind::Text,
     ),
+    (
+        "VIDEOSYNC_UPLOAD_MAX_SIZE_BYTES",
+        "uploads.max_size_bytes",
+        EnvKind::Integer,
+    ),
+    (
+        "VIDEOSYNC_UPLOAD_QUOTA_BYTES_PER_USER",
+        "uploads.quota_bytes_per_user",
+        EnvKind::Integer,
+    ),
+    (
+        "VIDEOSYNC_UPLOAD_CONTAINERS",
+        "uploads.allowed_containers",
+        EnvKind::List,
+    ),
+    (
+        "VIDEOSYNC_UPLOAD_EXPIRY_SECONDS",
+        "uploads.expiry_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "VIDEOSYNC_UPLOAD_LEASE_SECONDS",
+        "uploads.lease_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "VIDEOSYNC_KEEP_ORIGINALS",
+        "uploads.keep_originals",
+        EnvKind::Bool,
+    ),
+    ("VIDEOSYNC_RUNGS", "processing.rungs", EnvKind::Integers),
+    (
+        "VIDEOSYNC_SEGMENT_SECONDS",
+        "processing.segment_seconds",
+        EnvKind::Integer,
+    ),
+    ("VIDEOSYNC_PRESET", "processing.preset", EnvKind::Text),
+    (
+        "VIDEOSYNC_MEDIA_SIGNING_SECRET",
+        "delivery.signing_secret",
+        EnvKind::Text,
+    ),
+    (
+        "VIDEOSYNC_SIGNED_URL_TTL_SECONDS",
+        "delivery.signed_url_ttl_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "VIDEOSYNC_PLAYLIST_MAX_AGE_SECONDS",
+        "delivery.playlist_max_age_seconds",
+        EnvKind::Integer,
+    ),
 ];
 
 /// What `embedded` means for a backend URL.
@@ -524,6 +677,57 @@ impl Config {
         }
         if !(1..=64).contains(&self.auth.argon2_iterations) {
             return bad("auth.argon2_iterations must be 1 to 64".to_owned());
+        }
+        if let Some(c) = self
+            .uploads
+            .allowed_containers
+            .iter()
+            .find(|c| !KNOWN_CONTAINERS.contains(&c.as_str()))
+        {
+            return bad(format!(
+                "uploads.allowed_containers: `{}` is not one of {}",
+                c.escape_debug(),
+                KNOWN_CONTAINERS.join(", ")
+            ));
+        }
+        if self.uploads.max_size_bytes == 0
+            || self.uploads.expiry_seconds == 0
+            || self.uploads.lease_seconds == 0
+        {
+            return bad(
+                "uploads.max_size_bytes, expiry_seconds and lease_seconds must be above 0".into(),
+            );
+        }
+        let p = &self.processing;
+        if p.rungs.is_empty() || p.rungs.iter().any(|&h| !(64..=4320).contains(&h)) {
+            return bad("processing.rungs must list 1 or more heights of 64 to 4320".to_owned());
+        }
+        if !(1..=20).contains(&p.segment_seconds) {
+            return bad("processing.segment_seconds must be 1 to 20".to_owned());
+        }
+        const PRESETS: &[&str] = &[
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+        ];
+        if !PRESETS.contains(&p.preset.as_str()) {
+            return bad(format!(
+                "processing.preset must be one of {}",
+                PRESETS.join(", ")
+            ));
+        }
+        let d = &self.delivery;
+        if !d.signing_secret.is_empty() && d.signing_secret.expose().len() < 32 {
+            return bad("delivery.signing_secret must be at least 32 characters".to_owned());
+        }
+        if d.signed_url_ttl_seconds == 0 {
+            return bad("delivery.signed_url_ttl_seconds must be above 0".to_owned());
         }
         if self.limits.max_body_bytes < 1024 {
             return bad("limits.max_body_bytes must be at least 1024".to_owned());
@@ -650,6 +854,15 @@ fn env_value(name: &str, value: &str, kind: EnvKind) -> Result<toml::Value> {
             "0" | "false" | "no" | "off" => false,
             _ => return Err(bad("true or false")),
         }),
+        EnvKind::Integers => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().map(toml::Value::Integer))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| bad("a list of whole numbers"))?,
+        ),
         EnvKind::List => toml::Value::Array(
             value
                 .split(',')
@@ -793,9 +1006,14 @@ mod tests {
         for (name, _, kind) in ENV_VARS {
             let value = match (name, kind) {
                 (&"VIDEOSYNC_MAX_BODY_BYTES" | &"VIDEOSYNC_REFRESH_TTL_SECONDS", _) => "4096",
+                (&"VIDEOSYNC_SEGMENT_SECONDS", _) => "4",
                 (_, EnvKind::Integer) => "10",
+                (_, EnvKind::Integers) => "720, 360",
                 (_, EnvKind::Bool) => "true",
+                (&"VIDEOSYNC_UPLOAD_CONTAINERS", _) => "mp4, webm",
                 (_, EnvKind::List) => "https://a.example",
+                (&"VIDEOSYNC_PRESET", _) => "ultrafast",
+                (&"VIDEOSYNC_MEDIA_SIGNING_SECRET", _) => "0123456789abcdef0123456789abcdef",
                 (&"VIDEOSYNC_LISTEN", _) => "127.0.0.1:1",
                 (&"VIDEOSYNC_PUBLIC_URL" | &"VIDEOSYNC_CDN_URL", _) => "https://x.example",
                 (&"VIDEOSYNC_LOG_FORMAT", _) => "json",

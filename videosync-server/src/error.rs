@@ -60,6 +60,18 @@ pub mod code {
     pub const UNAVAILABLE: &str = "unavailable";
     /// A fault on the server (logged there).
     pub const INTERNAL: &str = "internal";
+    /// A tus request without the protocol version this server speaks.
+    pub const TUS_VERSION: &str = "tus_version";
+    /// An upload chunk whose checksum does not match its bytes (tus 460).
+    pub const CHECKSUM_MISMATCH: &str = "checksum_mismatch";
+    /// An upload that expired or was terminated.
+    pub const GONE: &str = "gone";
+    /// A byte range outside the object.
+    pub const RANGE_NOT_SATISFIABLE: &str = "range_not_satisfiable";
+    /// A media URL whose signature is missing, forged or expired.
+    pub const BAD_SIGNATURE: &str = "bad_signature";
+    /// An upload that would take its owner over their storage quota.
+    pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
 }
 
 /// The JSON error body.

@@ -3,7 +3,8 @@
 //!
 //! One module per capability, each owning its routes, request and response
 //! types and handlers: [`accounts`], [`channels`], [`videos`], [`search`],
-//! [`ops`]. Who may do what is decided in [`policy`], by plain functions;
+//! [`uploads`] (tus), [`processing`], [`progress`] (SSE), [`delivery`]
+//! (HLS), [`ops`]. Who may do what is decided in [`policy`], by plain functions;
 //! who is asking, in [`auth`]. Everything leaves as JSON, errors in one
 //! shape ([`error`]). The binary (`videosync`, in `main.rs`) only reads the
 //! [`config`], opens the backends and calls [`serve`].
@@ -27,14 +28,18 @@ pub mod auth;
 pub mod backends;
 pub mod channels;
 pub mod config;
+pub mod delivery;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod policy;
+pub mod processing;
+pub mod progress;
 pub mod search;
 pub mod state;
+pub mod uploads;
 pub mod videos;
 
 use std::future::Future;
@@ -63,6 +68,9 @@ pub fn api() -> OpenApiRouter<AppState> {
             .merge(accounts::routes())
             .merge(channels::routes())
             .merge(videos::routes())
+            .merge(processing::routes())
+            .merge(progress::routes())
+            .merge(delivery::api_routes())
             .merge(search::routes()),
     )
 }
@@ -90,6 +98,8 @@ pub fn router(app: AppState) -> Router {
             get(move || std::future::ready(Json(doc.clone()))),
         )
         .merge(ops::routes())
+        .merge(uploads::routes())
+        .merge(delivery::routes())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(middleware::from_fn(ops::track))
@@ -144,13 +154,36 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .allow_origin(allow)
             .allow_methods([
                 Method::GET,
+                Method::HEAD,
                 Method::POST,
                 Method::PUT,
                 Method::PATCH,
                 Method::DELETE,
             ])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .expose_headers([REQUEST_ID.clone(), header::RETRY_AFTER]),
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                uploads::tus::TUS_RESUMABLE,
+                uploads::tus::UPLOAD_LENGTH,
+                uploads::tus::UPLOAD_DEFER_LENGTH,
+                uploads::tus::UPLOAD_OFFSET,
+                uploads::tus::UPLOAD_METADATA,
+                uploads::tus::UPLOAD_CHECKSUM,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([
+                REQUEST_ID.clone(),
+                header::RETRY_AFTER,
+                header::LOCATION,
+                uploads::tus::TUS_RESUMABLE,
+                uploads::tus::TUS_VERSION,
+                uploads::tus::TUS_EXTENSION,
+                uploads::tus::TUS_MAX_SIZE,
+                uploads::tus::UPLOAD_OFFSET,
+                uploads::tus::UPLOAD_LENGTH,
+                uploads::tus::UPLOAD_EXPIRES,
+                uploads::tus::VIDEO_ID,
+            ]),
     )
 }
 

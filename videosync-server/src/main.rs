@@ -503,11 +503,11 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     // The embedded worker pool: uploads turn into ladders with no second
-    // process. Sources are kept: the server decides when originals go.
+    // process. Originals go once their ladder is ready, unless kept.
     let stop = videosync_transcode::CancelToken::new();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..config.workers.count {
-        let worker = transcode_worker(&app.backends, &config, false);
+        let worker = transcode_worker(&app.backends, &config, !config.uploads.keep_originals);
         let stop = stop.clone();
         workers.spawn(async move { worker.run(&stop).await });
     }
@@ -515,16 +515,32 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         workers = config.workers.count,
         "embedded transcode workers started"
     );
+    let sweeper = tokio::spawn(expire_uploads(app.clone()));
     // Tests and scripts read the address from this line: keep it last.
     tracing::info!("videosync listening on http://{addr}");
     videosync_server::serve(listener, app, shutdown_signal())
         .await
         .context("serving")?;
     // Jobs in progress are cancelled and go back to the queue.
+    sweeper.abort();
     stop.cancel();
     while workers.join_next().await.is_some() {}
     tracing::info!("videosync stopped");
     Ok(())
+}
+
+/// Removes abandoned uploads (idle past their expiry) every few minutes,
+/// for the life of the server.
+async fn expire_uploads(app: videosync_server::AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        match app.uploads.expire(app.backends.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "expired abandoned uploads"),
+            Err(e) => tracing::warn!(error = %e, "expiring abandoned uploads failed"),
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM, so in-flight requests finish before exit.

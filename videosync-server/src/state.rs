@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use videosync_core::store::s3::S3Store;
+use videosync_core::uploads::{DynUploadSessions, StoreUploads, UploadOptions};
 
 use crate::auth::password::Passwords;
 use crate::auth::tokens::TokenKeys;
 use crate::backends::{open_store, BackendUrls, Backends};
-use crate::config::{Config, LimitsConfig, Registration, Secret};
+use crate::config::{Config, LimitsConfig, ProcessingConfig, Registration, Secret, UploadsConfig};
+use crate::delivery::MediaSigner;
 use crate::ops::Metrics;
 
 /// Account and token settings.
@@ -45,6 +47,18 @@ pub struct App {
     pub cors_origins: Vec<String>,
     /// The Prometheus registry `/metrics` renders.
     pub metrics: Metrics,
+    /// Resumable upload sessions (state in the database, bytes in the store).
+    pub uploads: DynUploadSessions,
+    /// Upload limits.
+    pub upload_limits: UploadsConfig,
+    /// What uploads are transcoded into.
+    pub processing: ProcessingConfig,
+    /// Signs and checks private media URLs.
+    pub media_signer: MediaSigner,
+    /// A CDN in front of `/media` (playlists then name it).
+    pub cdn_url: Option<String>,
+    /// `max-age` of playlists, seconds.
+    pub playlist_max_age_s: u64,
 }
 
 /// The state handlers receive.
@@ -79,6 +93,23 @@ impl App {
             a.max_concurrent_hashes,
         )
         .map_err(anyhow::Error::msg)?;
+        let uploads = StoreUploads::new(
+            backends.db.clone(),
+            backends.store.clone(),
+            backends.clock.clone(),
+            UploadOptions {
+                max_size: Some(config.uploads.max_size_bytes),
+                default_ttl: std::time::Duration::from_secs(config.uploads.expiry_seconds),
+                lease: std::time::Duration::from_secs(config.uploads.lease_seconds),
+                ..UploadOptions::default()
+            },
+        )?;
+        let d = &config.delivery;
+        let media_secret = if d.signing_secret.is_empty() {
+            MediaSigner::derived_secret(secret.expose())
+        } else {
+            d.signing_secret.expose().to_owned()
+        };
         Ok(App {
             backends,
             auth: AuthSettings {
@@ -93,6 +124,15 @@ impl App {
             public_url: config.public_url.clone(),
             cors_origins: config.cors_origins.clone(),
             metrics: Metrics::get(),
+            uploads: Arc::new(uploads),
+            upload_limits: config.uploads.clone(),
+            processing: config.processing.clone(),
+            media_signer: MediaSigner::new(
+                &media_secret,
+                std::time::Duration::from_secs(d.signed_url_ttl_seconds),
+            ),
+            cdn_url: config.cdn_url.clone(),
+            playlist_max_age_s: d.playlist_max_age_seconds,
         })
     }
 

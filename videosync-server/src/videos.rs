@@ -179,7 +179,11 @@ fn sees(l: &Loaded, video: &Video) -> bool {
 
 /// Loads a video and its channel for `caller`: 404 when either does not
 /// exist or the caller may not see it.
-async fn load_video(app: &App, caller: &Caller, id: VideoId) -> ApiResult<(Video, Loaded)> {
+pub(crate) async fn load_video(
+    app: &App,
+    caller: &Caller,
+    id: VideoId,
+) -> ApiResult<(Video, Loaded)> {
     let missing = || ApiError::not_found("video not found");
     let mut tx = app.backends.db.read().await?;
     let video = match tx.video(id).await {
@@ -203,7 +207,7 @@ async fn load_video(app: &App, caller: &Caller, id: VideoId) -> ApiResult<(Video
 /// Whether the caller may change or delete `video`: its uploader while
 /// they may still upload to the channel, anyone who may edit the channel,
 /// and instance administrators.
-fn may_edit(caller: &Caller, l: &Loaded, video: &Video) -> bool {
+pub(crate) fn may_edit(caller: &Caller, l: &Loaded, video: &Video) -> bool {
     let uploader = caller.user().is_some_and(|u| Some(u.id) == video.owner);
     (uploader && l.access.allows(&l.matrix, Permission::Upload))
         || l.access.allows(&l.matrix, Permission::EditChannel)

@@ -251,22 +251,28 @@ mod sql {
                     .map(|w| format!("\"{w}\"*"))
                     .collect::<Vec<_>>()
                     .join(" AND ");
-                let title = format!("title : ({all})");
-                let tags = format!("tags : ({all})");
-                let expr = match tier {
-                    Tier::Title => title,
-                    Tier::Tags => format!("({tags}) NOT ({title})"),
-                    Tier::Anywhere => format!("(({all}) NOT ({title})) NOT ({tags})"),
+                // One full-text table per field (migration 0007). A tier
+                // leaves out the earlier tiers' matches with `NOT IN`, which
+                // SQLite evaluates once into a set: it only runs when the
+                // earlier tiers did not fill the page, so that set is small.
+                const NOT_TITLE: &str = "AND f.rowid NOT IN \
+                    (SELECT rowid FROM vs_videos_fts_title WHERE vs_videos_fts_title MATCH $1)";
+                const NOT_TAGS: &str = "AND f.rowid NOT IN \
+                    (SELECT rowid FROM vs_videos_fts_tags WHERE vs_videos_fts_tags MATCH $1)";
+                let (table, except) = match tier {
+                    Tier::Title => ("vs_videos_fts_title", String::new()),
+                    Tier::Tags => ("vs_videos_fts_tags", NOT_TITLE.to_owned()),
+                    Tier::Anywhere => ("vs_videos_fts", format!("{NOT_TITLE} {NOT_TAGS}")),
                 };
-                // FTS5 merges its doclists in rowid order (NOT included)
-                // and stops at the limit.
+                // FTS5 walks its doclists in rowid order and stops at the
+                // limit.
                 let sql = format!(
-                    "SELECT f.rowid AS hit FROM vs_videos_fts f JOIN vs_videos v ON v.seq = f.rowid \
+                    "SELECT f.rowid AS hit FROM {table} f JOIN vs_videos v ON v.seq = f.rowid \
                      LEFT JOIN vs_channels c ON c.id = v.channel_id \
-                     WHERE vs_videos_fts MATCH $1 AND {VISIBLE} \
+                     WHERE {table} MATCH $1 AND {VISIBLE} {except} \
                      ORDER BY f.rowid DESC LIMIT $4"
                 );
-                (sql, expr)
+                (sql, all)
             }
             Dialect::Postgres => {
                 let q = words

@@ -12,5 +12,6 @@ mod channels;
 mod fuzz_findings;
 mod harness;
 mod matrix;
+mod media;
 mod ops;
 mod videos;

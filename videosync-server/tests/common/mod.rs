@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that run `videosync worker` processes.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)] // Test code; each test uses a part.
 
+pub(crate) mod serve;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
