@@ -260,7 +260,11 @@ pub(crate) async fn prepare(
         timeout: opts.timeout,
         colour: crate::prefilter::colour_fix(
             video.pixel_format.as_deref(),
-            video.color_space.as_deref(),
+            &crate::prefilter::SourceColour {
+                matrix: video.color_space.as_deref(),
+                primaries: video.color_primaries.as_deref(),
+                transfer: video.color_transfer.as_deref(),
+            },
             video.height,
             video
                 .frame_rate

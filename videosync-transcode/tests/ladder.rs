@@ -2173,3 +2173,98 @@ async fn long_segments_get_a_keyframe_every_two_seconds() {
         assert!((k - w).abs() < 0.002, "{keys:?}");
     }
 }
+
+/// `(YLOW, YAVG, YHIGH)` of the first frame of `file` (FFmpeg's
+/// signalstats: the 10th and 90th percentile and the mean of the luma, in
+/// 8-bit code values), after the filter `vf` (empty for none).
+fn luma_stats(file: &Path, vf: &str) -> (f64, f64, f64) {
+    let chain = if vf.is_empty() {
+        "signalstats,metadata=print:file=-".to_owned()
+    } else {
+        format!("{vf},signalstats,metadata=print:file=-")
+    };
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(file)
+        .args(["-frames:v", "1", "-vf", &chain, "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |key: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("lavfi.signalstats.{key}=")))
+            .unwrap_or_else(|| panic!("{key} missing in {text}"))
+            .parse()
+            .unwrap()
+    };
+    (get("YLOW"), get("YAVG"), get("YHIGH"))
+}
+
+#[tokio::test]
+async fn hdr_pq_source_is_tone_mapped_not_washed_out() {
+    let media = tempfile::tempdir().unwrap();
+    // The same pattern as SDR, and as HDR10 (PQ, BT.2020, 10-bit) with its
+    // white at 203 nits (ITU-R BT.2408's HDR reference white), lossless.
+    let pattern = "testsrc2=size=640x360:rate=25";
+    let sdr = ffmpeg(
+        media.path(),
+        "sdr.mkv",
+        &[
+            "-f", "lavfi", "-i", pattern, "-t", "1", "-pix_fmt", "yuv420p", "-c:v", "ffv1",
+        ],
+    );
+    let pq = ffmpeg(
+        media.path(),
+        "pq.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            pattern,
+            "-t",
+            "1",
+            "-vf",
+            "format=gbrpf32le,zscale=tin=bt709:pin=bt709:min=bt709:rin=full:\
+             t=smpte2084:p=bt2020:m=bt2020nc:r=tv:npl=203,format=yuv420p10le",
+            "-color_trc",
+            "smpte2084",
+            "-color_primaries",
+            "bt2020",
+            "-colorspace",
+            "bt2020nc",
+            "-c:v",
+            "ffv1",
+        ],
+    );
+    let v = videosync_transcode::probe(&pq).unwrap().video.unwrap();
+    assert_eq!(v.color_transfer.as_deref(), Some("smpte2084"));
+
+    let (lo, _, hi) = luma_stats(&sdr, "");
+    let sdr_spread = hi - lo;
+    // The PQ code values squeezed into 8 bits as they are: washed out.
+    let (lo, _, hi) = luma_stats(&pq, "format=yuv420p");
+    assert!(
+        hi - lo < 0.5 * sdr_spread,
+        "control: {lo}..{hi} vs {sdr_spread}"
+    );
+
+    let (_m, out) = transcodes_to_valid_ladder(&pq, &[360]).await;
+    let top = joined(
+        &out.root,
+        "360p",
+        SegmentFormat::Fmp4,
+        &["seg_00000.m4s".to_owned()],
+    );
+    let (lo, avg, hi) = luma_stats(&top, "");
+    assert!(
+        hi - lo > 0.85 * sdr_spread,
+        "tone-mapped luma spans {lo}..{hi} (mean {avg}), SDR spans {sdr_spread}"
+    );
+    let (_, sdr_avg, _) = luma_stats(&sdr, "");
+    assert!((avg - sdr_avg).abs() < 15.0, "mean {avg} vs SDR {sdr_avg}");
+}
