@@ -371,6 +371,9 @@ pub struct UploadsConfig {
     /// before another may continue it (a client whose connection broke
     /// resumes after at most this), in seconds.
     pub lease_seconds: u64,
+    /// Direct uploads (presigned, S3) up to this size are one `PUT`; larger
+    /// ones are multipart.
+    pub direct_single_put_max_bytes: u64,
 }
 
 /// Every container the first bytes can reveal.
@@ -387,6 +390,7 @@ impl Default for UploadsConfig {
             expiry_seconds: 24 * 3600,
             keep_originals: false,
             lease_seconds: 30,
+            direct_single_put_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -689,6 +693,9 @@ impl Config {
                 c.escape_debug(),
                 KNOWN_CONTAINERS.join(", ")
             ));
+        }
+        if self.uploads.direct_single_put_max_bytes < 5 * 1024 * 1024 {
+            return bad("uploads.direct_single_put_max_bytes must be at least 5 MiB".to_owned());
         }
         if self.uploads.max_size_bytes == 0
             || self.uploads.expiry_seconds == 0

@@ -69,6 +69,7 @@ pub fn api() -> OpenApiRouter<AppState> {
             .merge(channels::routes())
             .merge(videos::routes())
             .merge(processing::routes())
+            .merge(uploads::direct::routes())
             .merge(progress::routes())
             .merge(delivery::api_routes())
             .merge(search::routes()),

@@ -13,9 +13,9 @@ use videosync_core::catalog::{SourceMeta, StatusChange, VideoFilter};
 use videosync_core::db::{Permission, User, Videos};
 use videosync_core::page::{PageRequest, MAX_PAGE};
 use videosync_core::queue::Job;
-use videosync_core::uploads::UploadInfo;
 use videosync_core::{
-    ErrorKind, JobId, NewVideo, ObjectStoreExt, UserId, Video, VideoId, VideoStatus,
+    ChannelId, ErrorKind, JobId, NewVideo, ObjectKey, ObjectStoreExt, UserId, Video, VideoId,
+    VideoStatus,
 };
 use videosync_hls::ladder::{LadderOptions, SegmentFormat};
 use videosync_transcode::worker::TranscodeJob;
@@ -76,6 +76,23 @@ pub async fn enqueue(app: &App, video: &Video) -> ApiResult<JobId> {
     Ok(queued.id())
 }
 
+/// An upload whose bytes are all stored, by whichever way they came.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The video it becomes.
+    pub video: VideoId,
+    /// Its channel.
+    pub channel: ChannelId,
+    /// Its title.
+    pub title: String,
+    /// Its description.
+    pub description: String,
+    /// The stored original.
+    pub key: ObjectKey,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+}
+
 /// The video a finished upload becomes: made (`pending`, its source the
 /// upload's object) and queued, unless that was done before; idempotent,
 /// so a retry after a crash anywhere in between completes it.
@@ -83,8 +100,8 @@ pub async fn enqueue(app: &App, video: &Video) -> ApiResult<JobId> {
 /// # Errors
 /// 403/404 when the uploader may no longer upload to the channel (the
 /// bytes are then removed); a backend error.
-pub async fn upload_finished(app: &App, user: &User, info: &UploadInfo) -> ApiResult<Video> {
-    let id = crate::uploads::video_of(info)?;
+pub async fn upload_finished(app: &App, user: &User, done: &Finished) -> ApiResult<Video> {
+    let id = done.video;
     let existing = {
         let mut tx = app.backends.db.read().await?;
         let v = tx.video(id).await;
@@ -94,7 +111,7 @@ pub async fn upload_finished(app: &App, user: &User, info: &UploadInfo) -> ApiRe
     let video = match existing {
         Ok(v) => v,
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            let (channel, title, description) = crate::uploads::intent_of(info)?;
+            let channel = done.channel;
             let caller = Caller::User(Box::new(user.clone()));
             let allowed = match load(app, &caller, channel).await {
                 Ok(l) => l.require(Permission::Upload),
@@ -103,8 +120,8 @@ pub async fn upload_finished(app: &App, user: &User, info: &UploadInfo) -> ApiRe
             if let Err(e) = allowed {
                 // The uploader lost the right while uploading: nothing of
                 // theirs stays in the channel.
-                if let Err(del) = app.backends.store.delete(&info.key).await {
-                    tracing::warn!(key = %info.key, error = %del, "removing a refused upload failed");
+                if let Err(del) = app.backends.store.delete(&done.key).await {
+                    tracing::warn!(key = %done.key, error = %del, "removing a refused upload failed");
                 }
                 return Err(e);
             }
@@ -112,9 +129,9 @@ pub async fn upload_finished(app: &App, user: &User, info: &UploadInfo) -> ApiRe
                 id: Some(id),
                 owner: Some(user.id),
                 channel_id: Some(channel),
-                description,
-                source_key: Some(info.key.to_string()),
-                ..NewVideo::titled(title)
+                description: done.description.clone(),
+                source_key: Some(done.key.to_string()),
+                ..NewVideo::titled(done.title.clone())
             };
             let mut tx = app.backends.db.begin().await?;
             let created = match tx.create_video(new).await {
@@ -122,7 +139,7 @@ pub async fn upload_finished(app: &App, user: &User, info: &UploadInfo) -> ApiRe
                     // The size counts against the quota from now on; the
                     // worker's probe fills in the rest.
                     let meta = SourceMeta {
-                        size_bytes: info.total,
+                        size_bytes: done.size,
                         ..SourceMeta::default()
                     };
                     tx.set_video_source(v.id, meta).await?

@@ -40,6 +40,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// event log reports nothing there).
 const RECHECK: Duration = Duration::from_secs(5);
 
+/// One event of the stream, as an `EventSource` sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProgressStreamEvent {
+    /// `snapshot` (`{video, progress}`), `progress` (the worker's report),
+    /// `end` (the video, ready or failed) or `error` (reconnect).
+    #[schema(pattern = "^(snapshot|progress|end|error)$")]
+    pub event: String,
+    /// The event's JSON.
+    pub data: String,
+    /// Its place in the log (`seq@epoch`): send it back as `Last-Event-ID`.
+    pub id: Option<String>,
+}
+
 /// The first event: where the video stands.
 #[derive(Debug, Serialize)]
 struct Snapshot {
@@ -51,7 +64,7 @@ struct Snapshot {
 /// `progress`, `end`; resume with `Last-Event-ID`).
 #[utoipa::path(get, path = "/videos/{id}/events", tag = "videos", security(("bearer" = []), ()),
     params(VideoPath),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = ProgressStreamEvent)))]
 async fn events(
     State(app): State<AppState>,
     caller: Caller,

@@ -1354,6 +1354,13 @@ impl ObjectStore for FailingStore {
     ) -> videosync_core::Result<videosync_core::store::ObjectMeta> {
         self.inner.complete_multipart(key, upload, parts).await
     }
+    async fn list_parts(
+        &self,
+        key: &videosync_core::ObjectKey,
+        upload: &videosync_core::store::MultipartId,
+    ) -> videosync_core::Result<Vec<videosync_core::store::StoredPart>> {
+        self.inner.list_parts(key, upload).await
+    }
     async fn abort_multipart(
         &self,
         key: &videosync_core::ObjectKey,

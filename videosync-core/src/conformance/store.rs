@@ -318,10 +318,33 @@ pub async fn multipart_upload(fx: StoreFixture) {
         Some(ErrorKind::NotFound),
         "nothing is visible before completion"
     );
+    // A resuming client learns what is stored: the latest of each part.
+    let listed = s.list_parts(&key, &up).await.unwrap();
+    let summary: Vec<(u32, u64)> = listed.iter().map(|p| (p.id.number, p.size)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, p1.len() as u64),
+            (2, p2.len() as u64),
+            (3, p3.len() as u64)
+        ]
+    );
+    assert_eq!(listed[0].id, id1, "the re-sent part's tag");
+    let other = fx.key("mp/other.mp4");
+    assert_eq!(
+        kind(s.list_parts(&other, &up).await),
+        Some(ErrorKind::NotFound),
+        "an upload to another key"
+    );
     let meta = s
         .complete_multipart(&key, &up, vec![id1, id2, id3])
         .await
         .unwrap();
+    assert_eq!(
+        kind(s.list_parts(&key, &up).await),
+        Some(ErrorKind::NotFound),
+        "a completed upload has no parts to list"
+    );
     let total = p1.len() + p2.len() + p3.len();
     assert_eq!(meta.size, total as u64);
     let got = s.get_bytes(&key).await.unwrap();

@@ -68,7 +68,7 @@ use uuid::Uuid;
 use super::{
     check_completion, check_part_number, etag_matches, payload_stream, same_etag, ByteStream,
     GetOptions, GetResult, MultipartId, ObjectKey, ObjectMeta, ObjectStore, PartId, PutMode,
-    PutOptions, PutPayload,
+    PutOptions, PutPayload, StoredPart,
 };
 use crate::{Clock, Error, Result, SystemClock, Timestamp};
 
@@ -1239,6 +1239,38 @@ impl ObjectStore for FsStore {
             .await?;
         drop(claimed);
         Ok(meta)
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload: &MultipartId) -> Result<Vec<StoredPart>> {
+        let dir = self.check_upload(key, upload).await?;
+        blocking(
+            format!("listing the parts of upload {upload} to {key} in {self}"),
+            move || {
+                let mut parts = Vec::new();
+                for entry in std::fs::read_dir(&dir)? {
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    let Some(number) = name
+                        .to_str()
+                        .and_then(|n| n.strip_prefix("part-"))
+                        .and_then(|n| n.parse::<u32>().ok())
+                    else {
+                        continue;
+                    };
+                    let stamp = FileStamp::of(&entry.metadata()?);
+                    parts.push(StoredPart {
+                        id: PartId {
+                            number,
+                            etag: stamp.etag(),
+                        },
+                        size: stamp.len,
+                    });
+                }
+                parts.sort_by_key(|p| p.id.number);
+                Ok(parts)
+            },
+        )
+        .await
     }
 
     async fn abort_multipart(&self, key: &ObjectKey, upload: &MultipartId) -> Result<()> {

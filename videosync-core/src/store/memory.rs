@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{
     check_completion, check_part_number, etag_matches, listed, payload_stream, single_chunk,
     GetOptions, GetResult, MultipartId, ObjectKey, ObjectMeta, ObjectStore, PartId, PutMode,
-    PutOptions, PutPayload,
+    PutOptions, PutPayload, StoredPart,
 };
 use crate::{Clock, Error, Result, SystemClock};
 
@@ -317,6 +317,26 @@ impl ObjectStore for MemoryStore {
             return Err(self.no_upload(key, upload));
         }
         self.insert(key, data, &PutMode::Overwrite, (None, None))
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload: &MultipartId) -> Result<Vec<StoredPart>> {
+        let state = self.lock();
+        let up = state
+            .uploads
+            .get(&upload.0)
+            .filter(|u| &u.key == key)
+            .ok_or_else(|| self.no_upload(key, upload))?;
+        Ok(up
+            .parts
+            .iter()
+            .map(|(&number, (etag, data))| StoredPart {
+                id: PartId {
+                    number,
+                    etag: etag.clone(),
+                },
+                size: data.len() as u64,
+            })
+            .collect())
     }
 
     async fn abort_multipart(&self, key: &ObjectKey, upload: &MultipartId) -> Result<()> {

@@ -355,6 +355,15 @@ pub struct PartId {
     pub etag: String,
 }
 
+/// A part stored so far in a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    /// Its number and tag, as completion takes them.
+    pub id: PartId,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// Object storage.
 ///
 /// # Contract
@@ -520,6 +529,14 @@ pub trait ObjectStore: fmt::Display + fmt::Debug + Send + Sync + 'static {
         upload: &MultipartId,
         parts: Vec<PartId>,
     ) -> Result<ObjectMeta>;
+
+    /// The parts stored so far (also by clients on presigned part URLs), by
+    /// number: what a client resuming an upload need not send again.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown upload (completed or aborted, or
+    /// one to another key), or a backend error.
+    async fn list_parts(&self, key: &ObjectKey, upload: &MultipartId) -> Result<Vec<StoredPart>>;
 
     /// Abandons a multipart upload and frees its parts. Aborting an unknown
     /// or already-aborted upload succeeds.

@@ -19,6 +19,7 @@
 //! last byte is stored the video appears, `pending`, with a transcode job
 //! on the queue ([`crate::processing`]).
 
+pub mod direct;
 pub mod sniff;
 pub mod tus;
 
@@ -224,7 +225,7 @@ async fn status(
     } else if info.state == UploadState::Finished {
         // A crash between the last byte and the video leaves it to be
         // made here, when the client checks where it stands.
-        crate::processing::upload_finished(&app, &user, &info).await?;
+        crate::processing::upload_finished(&app, &user, &finished_of(&info)?).await?;
     }
     Ok((StatusCode::OK, h).into_response())
 }
@@ -361,7 +362,7 @@ async fn write(
                 app.uploads.get(&info.id).await?
             }
         };
-        let video = crate::processing::upload_finished(app, user, &finished).await?;
+        let video = crate::processing::upload_finished(app, user, &finished_of(&finished)?).await?;
         return Ok((finished, Some(video)));
     }
     Ok((info, None))
@@ -385,6 +386,23 @@ fn body_stream(body: Body, room: u64, overflow: Arc<AtomicBool>) -> ByteStream {
     }))
 }
 
+/// Why the first bytes of a file (`head`) are not accepted, if they are
+/// not: no known container, or one the configuration does not allow.
+pub(crate) fn refusal(app: &App, head: &[u8]) -> Option<String> {
+    let allowed = &app.upload_limits.allowed_containers;
+    match sniff::sniff(head) {
+        Some(c) if allowed.iter().any(|a| a == c) => None,
+        Some(c) => Some(format!(
+            "{c} files are not accepted here (allowed: {})",
+            allowed.join(", ")
+        )),
+        None => Some(
+            "the file is not a video or audio file: its first bytes match no known container"
+                .to_owned(),
+        ),
+    }
+}
+
 /// Reads the first bytes of an upload and refuses it (terminating it) when
 /// they are not a container the configuration allows; the stream goes on
 /// with those bytes put back.
@@ -400,19 +418,7 @@ async fn sniffed(app: &App, info: &UploadInfo, mut stream: ByteStream) -> ApiRes
     if head.is_empty() {
         return Ok(stream);
     }
-    let allowed = &app.upload_limits.allowed_containers;
-    let refusal = match sniff::sniff(&head) {
-        Some(c) if allowed.iter().any(|a| a == c) => None,
-        Some(c) => Some(format!(
-            "{c} files are not accepted here (allowed: {})",
-            allowed.join(", ")
-        )),
-        None => Some(
-            "the file is not a video or audio file: its first bytes match no known container"
-                .to_owned(),
-        ),
-    };
-    if let Some(reason) = refusal {
+    if let Some(reason) = refusal(app, &head) {
         if let Err(e) = app.uploads.abort(&info.id).await {
             tracing::warn!(upload = %info.id, error = %e, "aborting a refused upload failed; it will expire");
         }
@@ -496,6 +502,19 @@ async fn owned_upload(app: &App, user: UserId, id: &str) -> ApiResult<UploadInfo
     }
 }
 
+/// A finished tus upload, as processing takes it.
+pub(crate) fn finished_of(info: &UploadInfo) -> ApiResult<crate::processing::Finished> {
+    let (channel, title, description) = intent_of(info)?;
+    Ok(crate::processing::Finished {
+        video: video_of(info)?,
+        channel,
+        title,
+        description,
+        key: info.key.clone(),
+        size: info.total,
+    })
+}
+
 /// The video an upload becomes.
 pub(crate) fn video_of(info: &UploadInfo) -> ApiResult<VideoId> {
     info.metadata
@@ -525,7 +544,7 @@ pub fn source_key(video: VideoId) -> ApiResult<ObjectKey> {
 
 /// Refuses an upload that would take `user` over the quota: originals kept
 /// plus open uploads plus `more` bytes.
-async fn check_quota(app: &App, user: UserId, more: u64) -> ApiResult<()> {
+pub(crate) async fn check_quota(app: &App, user: UserId, more: u64) -> ApiResult<()> {
     let quota = app.upload_limits.quota_bytes_per_user;
     if quota == 0 {
         return Ok(());
@@ -541,7 +560,7 @@ async fn check_quota(app: &App, user: UserId, more: u64) -> ApiResult<()> {
     Ok(())
 }
 
-fn too_large(max: u64) -> ApiError {
+pub(crate) fn too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         code::PAYLOAD_TOO_LARGE,

@@ -14,4 +14,6 @@ mod harness;
 mod matrix;
 mod media;
 mod ops;
+#[path = "../common/serve.rs"]
+mod serve;
 mod videos;

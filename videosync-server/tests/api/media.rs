@@ -24,6 +24,7 @@ async fn media_app(set: Set) -> Option<TestApp> {
     c.processing.rungs = vec![240];
     c.processing.preset = "ultrafast".to_owned();
     c.processing.segment_seconds = 2;
+    c.uploads.direct_single_put_max_bytes = 5 * 1024 * 1024;
     TestApp::with_config(set, c).await
 }
 
@@ -185,7 +186,8 @@ async fn run_worker(t: &TestApp, scratch: &Path) {
     for _ in 0..10 {
         match worker.run_once().await.expect("the worker runs") {
             Outcome::Idle => return,
-            Outcome::Ready(_) => {}
+            // A job whose video was deleted ends without doing anything.
+            Outcome::Ready(_) | Outcome::Dropped { .. } => {}
             other => panic!("unexpected outcome {other:?}"),
         }
     }
@@ -906,5 +908,257 @@ async fn bad_tus_requests_get_clear_errors_and_lose_nothing() {
             .await
             .unwrap();
         assert!(swept >= 1);
+    }
+}
+
+/// A request to a presigned URL (plain HTTP, as the test S3 server speaks).
+fn presigned(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> (u16, std::collections::HashMap<String, String>) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
+    // The helper sends Host and the body's real Content-Length itself.
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(k, _)| {
+            !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("host")
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, headers, _) = crate::serve::request(addr, method, path, &h, body);
+    (status, headers)
+}
+
+#[tokio::test]
+async fn direct_uploads_go_to_the_bucket_on_presigned_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip_bytes = clip(dir.path());
+    for t in each_media_app().await {
+        let owner = t.register("owner").await;
+        let stranger = t.register("stranger").await;
+        let channel = t.channel(&owner, "public", false).await;
+        let start = |size: usize, content_type: &str| serde_json::json!({"channel_id": channel, "filename": "clip.mp4", "size": size, "content_type": content_type});
+        if t.set == Set::Embedded {
+            let r = t
+                .post(
+                    "/api/v1/uploads/direct",
+                    Some(&owner.token),
+                    start(10, "video/mp4"),
+                )
+                .await;
+            assert_eq!(
+                r.0,
+                StatusCode::CONFLICT,
+                "the file store cannot sign: {}",
+                r.1
+            );
+            continue;
+        }
+        // Multipart: 12 MiB in parts of 5 MiB (the test config's threshold).
+        let mut data = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
+        data.extend((0..12 * 1024 * 1024 - 24).map(|i: usize| (i * 31 % 251) as u8));
+        let (status, up) = t
+            .post(
+                "/api/v1/uploads/direct",
+                Some(&owner.token),
+                start(data.len(), "video/mp4"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{up}");
+        assert_eq!(up["mode"], "multipart");
+        let id = up["id"].as_str().unwrap().to_owned();
+        let pending = up["pending"].as_array().unwrap().clone();
+        assert_eq!(pending.len(), 3);
+        let part = |p: &Value| -> (String, Vec<(String, String)>, usize, usize) {
+            let headers = p["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap().to_owned(),
+                        h[1].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            (
+                p["url"].as_str().unwrap().to_owned(),
+                headers,
+                p["offset"].as_u64().unwrap() as usize,
+                p["size"].as_u64().unwrap() as usize,
+            )
+        };
+        for p in [&pending[0], &pending[2]] {
+            let (url, headers, offset, size) = part(p);
+            let (status, _) = presigned("PUT", &url, &headers, &data[offset..offset + size]);
+            assert_eq!(status, 200, "{url}");
+        }
+        // Cut off: the server says what is stored and signs the rest again.
+        let (status, again) = t
+            .get(&format!("/api/v1/uploads/direct/{id}"), Some(&owner.token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        let stored: Vec<u64> = again["uploaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(stored, vec![1, 3]);
+        let rest = again["pending"].as_array().unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0]["number"], 2);
+        assert_eq!(
+            t.get(
+                &format!("/api/v1/uploads/direct/{id}"),
+                Some(&stranger.token)
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
+        let r = t
+            .post(
+                &format!("/api/v1/uploads/direct/{id}/complete"),
+                Some(&owner.token),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::CONFLICT, "a part is missing: {}", r.1);
+        // A URL signed for 5 MiB does not take more.
+        let (url, headers, offset, size) = part(&rest[0]);
+        let mut bigger = data[offset..offset + size].to_vec();
+        bigger.extend_from_slice(b"more");
+        let (status, _) = presigned("PUT", &url, &headers, &bigger);
+        assert!(
+            (400..500).contains(&status),
+            "the store refuses a larger body: {status}"
+        );
+        let (status, _) = presigned("PUT", &url, &headers, &data[offset..offset + size]);
+        assert_eq!(status, 200);
+        let (status, v) = t
+            .post(
+                &format!("/api/v1/uploads/direct/{id}/complete"),
+                Some(&owner.token),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        assert_eq!(v["status"], "pending");
+        assert_eq!(v["id"], id.as_str());
+        let key =
+            videosync_core::ObjectKey::parse(&format!("uploads/{}/source", id.replace('-', "")))
+                .unwrap();
+        let stored = videosync_core::ObjectStoreExt::get_bytes(&*t.app.backends.store, &key)
+            .await
+            .unwrap();
+        assert!(stored.as_ref() == data.as_slice(), "the object is the file");
+        assert_eq!(
+            t.get(&format!("/api/v1/uploads/direct/{id}"), Some(&owner.token))
+                .await
+                .0,
+            StatusCode::NOT_FOUND,
+            "done"
+        );
+        // Not a real video: deleting it removes the object from the bucket.
+        let r = t
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/videos/{id}"),
+                Some(&owner.token),
+                None,
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
+        assert!(
+            !videosync_core::ObjectStoreExt::exists(&*t.app.backends.store, &key)
+                .await
+                .unwrap()
+        );
+
+        // A single PUT of a real clip, processed to the end.
+        let (status, up) = t
+            .post(
+                "/api/v1/uploads/direct",
+                Some(&owner.token),
+                start(clip_bytes.len(), "video/mp4"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{up}");
+        assert_eq!(up["mode"], "single");
+        let id = up["id"].as_str().unwrap().to_owned();
+        let (url, headers, _, _) = part(&up["pending"][0]);
+        let (status, _) = presigned("PUT", &url, &headers, &clip_bytes);
+        assert_eq!(status, 200);
+        let (status, v) = t
+            .post(
+                &format!("/api/v1/uploads/direct/{id}/complete"),
+                Some(&owner.token),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        run_worker(&t, dir.path()).await;
+        let (_, v) = t
+            .get(&format!("/api/v1/videos/{id}"), Some(&owner.token))
+            .await;
+        assert_eq!(v["status"], "ready", "{v}");
+
+        // Not media: refused at completion, nothing stays.
+        let junk = vec![b'%'; 5000];
+        let (_, up) = t
+            .post(
+                "/api/v1/uploads/direct",
+                Some(&owner.token),
+                start(junk.len(), "video/mp4"),
+            )
+            .await;
+        let id = up["id"].as_str().unwrap().to_owned();
+        let (url, headers, _, _) = part(&up["pending"][0]);
+        assert_eq!(presigned("PUT", &url, &headers, &junk).0, 200);
+        let r = t
+            .post(
+                &format!("/api/v1/uploads/direct/{id}/complete"),
+                Some(&owner.token),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.1);
+        let key =
+            videosync_core::ObjectKey::parse(&format!("uploads/{}/source", id.replace('-', "")))
+                .unwrap();
+        assert!(
+            !videosync_core::ObjectStoreExt::exists(&*t.app.backends.store, &key)
+                .await
+                .unwrap()
+        );
+        // Bad declarations.
+        for (body, want) in [
+            (start(0, "video/mp4"), StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                start(30usize << 30, "video/mp4"),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                serde_json::json!({"channel_id": channel, "size": 10}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let r = t
+                .post("/api/v1/uploads/direct", Some(&owner.token), body.clone())
+                .await;
+            assert_eq!(r.0, want, "{body}: {}", r.1);
+        }
+        let r = t
+            .post(
+                "/api/v1/uploads/direct",
+                Some(&stranger.token),
+                start(10, "video/mp4"),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
     }
 }

@@ -104,7 +104,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::{
     check_completion, check_part_number, payload_stream, same_etag, ByteStream, GetOptions,
     GetRange, GetResult, MultipartId, ObjectKey, ObjectMeta, ObjectStore, PartId, PutMode,
-    PutOptions, PutPayload, DELETE_BATCH,
+    PutOptions, PutPayload, StoredPart, DELETE_BATCH,
 };
 use crate::{Clock, Error, Result, Timestamp};
 
@@ -732,6 +732,22 @@ impl ObjectStore for S3Store {
             .await;
         // Aborting an upload that is gone already leaves the same state.
         gone_is_ok(result.map(|_| ()).map_err(|e| sdk_error(&what, e)))
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload: &MultipartId) -> Result<Vec<StoredPart>> {
+        let what = format!("listing the parts of upload {upload} to {key} in {self}");
+        let parts = self
+            .uploaded_parts(&self.full_key(key), &upload.0, &what)
+            .await?;
+        let mut parts: Vec<StoredPart> = parts
+            .into_iter()
+            .map(|(number, (etag, size))| StoredPart {
+                id: PartId { number, etag },
+                size,
+            })
+            .collect();
+        parts.sort_by_key(|p| p.id.number);
+        Ok(parts)
     }
 
     fn signer(&self) -> Option<Arc<dyn super::sign::Signer>> {
