@@ -104,6 +104,10 @@ pub(crate) struct RungOutput {
     pub(crate) frames: u64,
 }
 
+/// Time base of every rung's encoder and segments: MPEG's 90 kHz, fine
+/// enough to place a segment's first frame at its exact time.
+pub(crate) const TIME_BASE: Rational = Rational(1, 90_000);
+
 /// The encoder's frame rate as a fraction, snapping the broadcast rates
 /// (29.97 is 30000/1001).
 pub(crate) fn rate_of(fps: f64) -> Rational {
@@ -149,7 +153,7 @@ pub(crate) fn open_encoder(job: &RungJob) -> Result<ff::encoder::Video, String> 
     enc.set_width(r.width);
     enc.set_height(r.height);
     enc.set_format(Pixel::YUV420P);
-    enc.set_time_base(rate.invert());
+    enc.set_time_base(TIME_BASE);
     enc.set_frame_rate(Some(rate));
     enc.set_aspect_ratio(Rational::new(1, 1));
     // SDR BT.709, limited range, said in the stream (H.264 VUI) so players
@@ -197,12 +201,13 @@ pub(crate) fn run_rung(
     let r = &job.rung;
     let mut encoder = open_encoder(job)?;
     let rate = rate_of(r.frame_rate);
-    let tb = rate.invert();
-    let mut segmenter = Segmenter::new(job.format, tb);
+    let mut segmenter = Segmenter::new(job.format, TIME_BASE);
+    let ticks = f64::from(TIME_BASE.denominator());
     let mut scaler: Option<(ff::software::scaling::Context, (Pixel, u32, u32))> = None;
     // Encoder timestamps of the forced keyframes not yet seen in output,
     // with their segment numbers.
     let mut boundaries: VecDeque<(i64, u32)> = VecDeque::new();
+    let mut last_slot: Option<i64> = None;
     let mut last_pts: Option<i64> = None;
     let mut frames_in = 0u64;
     let fps = f64::from(rate.numerator()) / f64::from(rate.denominator());
@@ -237,18 +242,30 @@ pub(crate) fn run_rung(
     };
 
     for msg in frames {
-        // Frame-rate cap: timestamps on the rung's own frame grid; a frame
+        // Frame-rate cap: frames on the rung's own frame grid; a frame
         // landing on an occupied slot is dropped, except a segment start,
         // which takes the next slot.
-        let mut pts = (msg.time_s * fps + 1e-3).floor() as i64;
-        if let Some(last) = last_pts {
-            if pts <= last {
+        let mut slot = (msg.time_s * fps + 1e-3).floor() as i64;
+        if let Some(last) = last_slot {
+            if slot <= last {
                 if !msg.starts {
                     continue;
                 }
-                pts = last + 1;
+                slot = last + 1;
             }
         }
+        // A segment starts at its first frame's own time, which is what the
+        // playlists say and the same on every rung; other frames sit on the
+        // grid. On a grid alone a source whose frames are not on it (a
+        // timestamp jump, variable rate, rungs at different rates) would
+        // start its segments up to a frame away from the playlist and from
+        // each other.
+        let at = if msg.starts {
+            msg.time_s * ticks
+        } else {
+            slot as f64 * ticks / fps
+        };
+        let pts = (at.round() as i64).max(last_pts.map_or(i64::MIN, |l| l + 1));
         let src = &*msg.frame;
         // One output picture, reused: the encoder copies a frame into its
         // own buffers before `send_frame` returns (every packet is drained
@@ -290,6 +307,7 @@ pub(crate) fn run_rung(
         } else {
             out.set_kind(ff::picture::Type::None);
         }
+        last_slot = Some(slot);
         last_pts = Some(pts);
         encoder
             .send_frame(&out)

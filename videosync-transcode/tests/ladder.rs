@@ -2275,3 +2275,83 @@ async fn hdr_pq_source_is_tone_mapped_not_washed_out() {
     let (_, sdr_avg, _) = luma_stats(&sdr, "");
     assert!((avg - sdr_avg).abs() < 15.0, "mean {avg} vs SDR {sdr_avg}");
 }
+
+#[tokio::test]
+async fn segments_start_at_the_same_time_on_rungs_of_different_rates() {
+    let media = tempfile::tempdir().unwrap();
+    let dir = media.path();
+    // Two MPEG-TS recordings joined byte for byte: the muxers' start
+    // offsets leave a 17 ms hole in the video timestamps at the join, so
+    // the segment that starts there starts off the 50 and 25 fps grids.
+    let part = |name: &str, offset: &str| {
+        let mut args = video_src("1280x720", "50", "2");
+        args.extend(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-c:a",
+                "aac",
+                "-output_ts_offset",
+                offset,
+            ]
+            .map(String::from),
+        );
+        std::fs::read(ffmpeg(dir, name, &strs(&args))).unwrap()
+    };
+    let mut bytes = part("a.ts", "0");
+    bytes.extend(part("b.ts", "2"));
+    let src = dir.join("joined.ts");
+    std::fs::write(&src, bytes).unwrap();
+
+    // check_ladder: every rung's keyframes within 2 ms of where its
+    // playlist says each segment starts.
+    let (m, out) = transcodes_to_valid_ladder(&src, &[720, 360]).await;
+    let rates: Vec<f64> = m
+        .renditions
+        .iter()
+        .map(|r| r.rendition.frame_rate)
+        .collect();
+    assert_eq!(rates, [50.0, 25.0]);
+    let starts = |rung: &str| -> Vec<f64> {
+        let pl =
+            parse_media(&std::fs::read_to_string(out.root.join(rung).join("index.m3u8")).unwrap())
+                .unwrap();
+        let names: Vec<String> = pl.segments.iter().map(|s| s.uri.clone()).collect();
+        let file = joined(&out.root, rung, SegmentFormat::Fmp4, &names);
+        let info = ffprobe_json(
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "frame=pts_time,key_frame",
+            ],
+            &file,
+        );
+        info["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["key_frame"] == 1)
+            .map(|f| f["pts_time"].as_str().unwrap().parse::<f64>().unwrap())
+            .collect()
+    };
+    let (a, b) = (starts("720p"), starts("360p"));
+    assert_eq!(a.len(), b.len(), "{a:?} {b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 0.0005, "720p {a:?}, 360p {b:?}");
+    }
+    // The join really is off the grid (else this test proves nothing).
+    assert!(
+        a.iter()
+            .any(|t| ((t * 25.0) - (t * 25.0).round()).abs() > 0.1),
+        "{a:?}"
+    );
+}
