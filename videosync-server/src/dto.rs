@@ -126,6 +126,19 @@ where
         .map_err(|_| D::Error::custom(format!("{n} is out of range")))
 }
 
+/// [`whole_number`] for a field that must be there.
+///
+/// # Errors
+/// When the value is missing or not a whole number that fits `T`.
+pub fn required_whole_number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    whole_number(d)?.ok_or_else(|| D::Error::custom("a whole number is required"))
+}
+
 /// Schema helpers for the core's enums (the core knows nothing of OpenAPI).
 pub mod schema {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};

@@ -68,9 +68,18 @@ pub async fn enqueue(app: &App, video: &Video) -> ApiResult<JobId> {
         options: transcode_options(&app.processing),
         segments_per_chunk: None,
     };
+    // Once per version of the video: a retry after a crash finds the job
+    // it made, a re-transcode (a new version) makes a new one. The queue
+    // keeps a finished job's key, so the worker's own per-video key would
+    // refuse every later transcode.
     let new = job
         .to_new_job()
-        .map_err(|e| ApiError::internal(format!("encoding a transcode job: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("encoding a transcode job: {e}")))?
+        .dedupe_key(format!(
+            "ladder:{}:v{}",
+            video.id.as_uuid().simple(),
+            video.version
+        ));
     let queued = app.backends.queue.enqueue(new).await?;
     tracing::info!(video = %video.id, job = %queued.id(), "transcode queued");
     Ok(queued.id())

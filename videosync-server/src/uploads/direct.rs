@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -37,15 +37,23 @@ use crate::processing::{upload_finished, Finished};
 use crate::state::{App, AppState};
 use crate::videos::VideoView;
 
+/// The largest completion body: 10 000 parts of a 128-character tag.
+const COMPLETE_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// How long the presigned URLs of one answer work.
 const URL_TTL: Duration = Duration::from_secs(6 * 3600);
 
 /// The routes of this capability.
 pub fn routes() -> OpenApiRouter<AppState> {
+    // A completion may list 10 000 parts: its body may be larger than
+    // other JSON bodies (about 1.6 MB at most).
+    let complete_route = OpenApiRouter::new()
+        .routes(routes!(complete))
+        .layer(DefaultBodyLimit::max(COMPLETE_BODY_LIMIT));
     OpenApiRouter::new()
         .routes(routes!(start))
         .routes(routes!(status, abort))
-        .routes(routes!(complete))
+        .merge(complete_route)
 }
 
 /// A file to upload straight to the store.
@@ -70,6 +78,7 @@ pub struct DirectUploadRequest {
     pub filename: Option<String>,
     /// Its exact size in bytes.
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "crate::dto::required_whole_number")]
     pub size: u64,
     /// Its content type, which every upload request must send.
     #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+/[!-~]+$")]
@@ -140,9 +149,10 @@ pub struct CompleteRequest {
 pub struct CompletedPart {
     /// Its number.
     #[schema(minimum = 1, maximum = 10000)]
+    #[serde(deserialize_with = "crate::dto::required_whole_number")]
     pub number: u32,
     /// The `ETag` its `PUT` answered.
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(min_length = 1, max_length = 128)]
     pub etag: String,
 }
 
@@ -318,6 +328,26 @@ async fn start(
     Authed(user): Authed,
     Json(req): Json<DirectUploadRequest>,
 ) -> ApiResult<(StatusCode, Json<DirectUploadView>)> {
+    let ct = &req.content_type;
+    let ct_ok = ct.len() <= 255
+        && ct.split_once('/').is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && ct.bytes().all(|c| (b'!'..=b'~').contains(&c))
+        });
+    if !ct_ok {
+        return Err(ApiError::invalid(
+            "content_type must be a media type like video/mp4 (printable ASCII, at most 255)",
+        ));
+    }
+    if req
+        .filename
+        .as_ref()
+        .is_some_and(|f| f.chars().count() > 1000)
+    {
+        return Err(ApiError::invalid("filename has at most 1000 characters"));
+    }
+    if req.title.as_ref().is_some_and(|t| t.chars().count() > 300) {
+        return Err(ApiError::invalid("title has at most 300 characters"));
+    }
     signer(&app)?;
     let max = app.upload_limits.max_size_bytes;
     if req.size > max {
@@ -444,6 +474,21 @@ async fn complete(
     Path(p): Path<DirectPath>,
     Json(req): Json<CompleteRequest>,
 ) -> ApiResult<(StatusCode, Json<VideoView>)> {
+    if let Some(parts) = &req.parts {
+        if parts.len() > videosync_core::store::MAX_PART_NUMBER as usize {
+            return Err(ApiError::invalid("at most 10000 parts"));
+        }
+        if let Some(p) = parts.iter().find(|p| {
+            !(1..=videosync_core::store::MAX_PART_NUMBER).contains(&p.number)
+                || p.etag.is_empty()
+                || p.etag.chars().count() > 128
+        }) {
+            return Err(ApiError::invalid(format!(
+                "part {}: numbers are 1 to 10000 and tags 1 to 128 characters",
+                p.number
+            )));
+        }
+    }
     let b = booking_of(&app, user.id, p.id).await?;
     let key = b.object_key()?;
     let store = &app.backends.store;

@@ -1162,3 +1162,132 @@ async fn direct_uploads_go_to_the_bucket_on_presigned_urls() {
         assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
     }
 }
+
+#[tokio::test]
+async fn re_transcoding_dead_letters_and_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = clip(dir.path());
+    for set in [Set::Embedded, Set::Services] {
+        let mut c = test_config();
+        c.processing.rungs = vec![240];
+        c.processing.preset = "ultrafast".to_owned();
+        c.uploads.keep_originals = true;
+        c.uploads.quota_bytes_per_user = 2 * bytes.len() as u64 + 100;
+        let Some(t) = TestApp::with_config(set, c).await else {
+            continue;
+        };
+        let admin = t.register("admin").await;
+        let owner = t.register("owner").await;
+        let channel = t.channel(&owner, "public", false).await;
+        let video = upload(&t, &owner, &channel, &bytes).await;
+        // The worker of this test keeps originals (as the configuration says).
+        let b = &t.app.backends;
+        let keep = Worker {
+            store: b.store.clone(),
+            queue: b.queue.clone(),
+            catalog: b.catalog.clone(),
+            bus: b.bus.clone(),
+            log: Some(b.log.clone()),
+            config: WorkerConfig {
+                scratch_dir: dir.path().to_owned(),
+                remove_source: false,
+                ..WorkerConfig::default()
+            },
+        };
+        assert!(matches!(keep.run_once().await.unwrap(), Outcome::Ready(_)));
+        let (_, v) = t
+            .get(&format!("/api/v1/videos/{video}"), Some(&owner.token))
+            .await;
+        assert_eq!(v["status"], "ready");
+        let (_, play) = t
+            .get(&format!("/api/v1/videos/{video}/playback"), None)
+            .await;
+        let before = play["poster_url"].as_str().unwrap().to_owned();
+        // Again, from the kept original: a new attempt, new URLs.
+        let path = format!("/api/v1/videos/{video}/transcode");
+        let viewer = t.register("viewer").await;
+        t.add_member(&channel, &owner, &viewer, "viewer").await;
+        let r = t
+            .post(&path, Some(&viewer.token), serde_json::json!({}))
+            .await;
+        assert_eq!(
+            r.0,
+            StatusCode::FORBIDDEN,
+            "only the uploader or an editor: {}",
+            r.1
+        );
+        let (status, v) = t
+            .post(&path, Some(&owner.token), serde_json::json!({}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v["status"], "pending");
+        let outcome = keep.run_once().await.unwrap();
+        assert!(matches!(outcome, Outcome::Ready(_)), "{outcome:?}");
+        let (_, play) = t
+            .get(&format!("/api/v1/videos/{video}/playback"), None)
+            .await;
+        let after = play["poster_url"].as_str().unwrap();
+        assert_ne!(after, before, "the new attempt has its own folder");
+        assert_eq!(get(&t, after, &[]).await.status, StatusCode::OK);
+        let (files, _) = fetch_ladder(&t, play["master_url"].as_str().unwrap(), false).await;
+        assert!(files >= 2);
+
+        // The quota: two originals fit, a third does not.
+        let _second = upload(&t, &owner, &channel, &bytes).await;
+        let r = raw(
+            &t,
+            tus(Method::POST, "/api/v1/uploads", Some(&owner))
+                .header("upload-length", bytes.len().to_string())
+                .header("upload-metadata", format!("channel {}", b64(&channel)))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", r.json());
+        assert_eq!(r.code(), "quota_exceeded");
+
+        // Dead letters: only instance administrators see and requeue them.
+        let job = videosync_core::NewJob::new("probe-later", serde_json::json!({"video": video}))
+            .max_attempts(1);
+        let id = b.queue.enqueue(job).await.unwrap().id();
+        let lease = b
+            .queue
+            .reserve(videosync_core::queue::ReserveOptions {
+                lease: Duration::from_secs(60),
+                kinds: Some(vec!["probe-later".to_owned()]),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        b.queue.fail(&lease, "the disk was full").await.unwrap();
+        let r = t.get("/api/v1/admin/jobs/dead", Some(&owner.token)).await;
+        assert_eq!(r.0, StatusCode::FORBIDDEN);
+        let (status, dead) = t.get("/api/v1/admin/jobs/dead", Some(&admin.token)).await;
+        assert_eq!(status, StatusCode::OK, "{dead}");
+        let item = &dead["items"][0];
+        assert_eq!(item["id"], id.to_string());
+        assert_eq!(item["last_error"], "the disk was full");
+        assert_eq!(item["video_id"], video.as_str());
+        let requeue = format!("/api/v1/admin/jobs/{id}/requeue");
+        assert_eq!(
+            t.post(&requeue, Some(&owner.token), serde_json::json!({}))
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        let r = t
+            .post(&requeue, Some(&admin.token), serde_json::json!({}))
+            .await;
+        assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
+        let (_, dead) = t.get("/api/v1/admin/jobs/dead", Some(&admin.token)).await;
+        assert_eq!(dead["items"].as_array().unwrap().len(), 0);
+        let r = t
+            .post(
+                "/api/v1/admin/jobs/nope/requeue",
+                Some(&admin.token),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::NOT_FOUND);
+    }
+}
