@@ -15,20 +15,30 @@
 //!    even sizes), never below 2.
 //! 5. **Frame rate.** A variable rate is planned at its average. A rate
 //!    within 0.1% of a broadcast rate snaps to it (29.97... -> 30000/1001).
-//!    Rungs with a short side below 720 are capped at 30 fps by halving
-//!    (60 -> 30, 50 -> 25, 120 -> 30) so frames stay evenly spaced; 24, 25
-//!    and 30 are kept as they are.
+//!    Every rung is capped at [`MAX_RUNG_FRAME_RATE`] (60, Apple's HLS
+//!    authoring limit) and rungs with a short side below 720 at 30, by
+//!    keeping every n-th frame (120 -> 60, 100 -> 50, 240 -> 60; 60 -> 30,
+//!    50 -> 25, 90 -> 30 on the small rungs) so output frames are an evenly
+//!    spaced subset of the source's; a rate just above a cap, whose n-th
+//!    frames would come to under three quarters of it (a variable-rate
+//!    clip averaging 30.04 or 40 fps), runs at the cap instead of at 15 or
+//!    20. 24, 25 and 30 are kept as they are.
 //! 6. **Bit rate.** From [`BITRATE_TABLE`] (30 fps, 16:9 pixel counts),
 //!    linear in pixel count between rows, proportional below the smallest,
 //!    `x (pixels/1080p)^0.75` above the largest; x1.5 above 30 fps; never
 //!    above [`SOURCE_BITRATE_CAP`] x the source bit rate; never below
 //!    [`MIN_VIDEO_BITRATE`].
 //! 7. **VBV.** `maxrate = 1.1 x bitrate`, `bufsize = 1.5 x maxrate`.
-//! 8. **GOP.** One closed GOP per segment: a keyframe at every segment
-//!    boundary, `keyint = round(fps x segment_seconds)`. Encoders should
-//!    force keyframes by time (not count) so fractional rates stay aligned.
+//! 8. **GOP.** A keyframe at every segment boundary, forced by time (not
+//!    count) so fractional rates stay aligned, and at most
+//!    [`MAX_KEYFRAME_INTERVAL_S`] (2 s, Apple's HLS authoring
+//!    specification) apart inside longer segments:
+//!    `keyint = round(fps x min(segment_seconds, 2))`.
 //! 9. **Profile and level.** H.264 High at the smallest level (from 3.0 up)
-//!    whose frame size, macroblock rate and bit rate limits hold the rung.
+//!    whose frame size, macroblock rate and bit rate limits hold the rung,
+//!    so each rung declares what it needs, not the top rung's level: 360p30
+//!    is 3.0, 720p30 3.1, 1080p30 4.0 and 1080p60 4.2, within Apple's "High
+//!    4.2 at most" for everything up to 1080p60.
 //! 10. **Audio.** A separate AAC-LC group, downmixed to stereo (mono stays
 //!     mono), 128 kbit/s (64 kbit/s mono), 48 kHz unless the source is
 //!     44.1 kHz; none when the source has no audio.
@@ -41,8 +51,14 @@ use crate::Error;
 
 /// Largest width or height accepted (8K is 7680; 16384 is the H.264 limit).
 pub const MAX_DIMENSION: u32 = 16_384;
-/// Highest frame rate accepted.
+/// Highest source frame rate accepted.
 pub const MAX_FRAME_RATE: f64 = 240.0;
+/// Highest frame rate of any rung (Apple's HLS authoring specification
+/// allows at most 60); faster sources are halved until they fit.
+pub const MAX_RUNG_FRAME_RATE: f64 = 60.0;
+/// Longest time between two keyframes, in seconds (Apple: an IDR every two
+/// seconds); longer segments get keyframes inside them too.
+pub const MAX_KEYFRAME_INTERVAL_S: u32 = 2;
 /// Rungs never exceed this multiple of the source bit rate.
 pub const SOURCE_BITRATE_CAP: f64 = 1.3;
 /// No rung is planned below this video bit rate, in bits per second.
@@ -68,9 +84,11 @@ pub const BITRATE_TABLE: [(&str, u64, u64); 4] = [
 /// The video facts planning needs, already checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceVideo {
-    /// Coded width.
+    /// Width in square pixels: the coded width, times the sample aspect
+    /// ratio for an anamorphic source (720x576 at 64:45 is planned as
+    /// 1024x576), so rungs get the displayed shape.
     pub width: u32,
-    /// Coded height.
+    /// Height in square pixels (the coded height).
     pub height: u32,
     /// Display rotation in degrees (any multiple of 90, negative allowed).
     pub rotation: i32,
@@ -191,7 +209,8 @@ pub struct Rung {
     pub maxrate: u64,
     /// VBV buffer size, bits.
     pub bufsize: u64,
-    /// Frames between keyframes (one GOP per segment).
+    /// Most frames between two keyframes (at most
+    /// [`MAX_KEYFRAME_INTERVAL_S`], and never more than a segment).
     pub keyint: u32,
     /// Seconds between forced keyframes (the segment length).
     pub keyframe_interval_s: u32,
@@ -247,7 +266,7 @@ pub struct Ladder {
 }
 
 /// Broadcast rates a measured average snaps to.
-const NOMINAL_RATES: [f64; 9] = [
+const NOMINAL_RATES: [f64; 10] = [
     24000.0 / 1001.0,
     24.0,
     25.0,
@@ -256,6 +275,7 @@ const NOMINAL_RATES: [f64; 9] = [
     50.0,
     60000.0 / 1001.0,
     60.0,
+    120000.0 / 1001.0,
     120.0,
 ];
 
@@ -336,7 +356,11 @@ pub fn plan(source: &SourceVideo, opts: &LadderOptions) -> Result<Ladder, Error>
         }
         let l = round_even(f64::from(s) * f64::from(long) / f64::from(short)).min(even_floor(long));
         let (width, height) = if portrait { (s, l) } else { (l, s) };
-        let frame_rate = if s < 720 { cap_rate(fps, 30.0) } else { fps };
+        let frame_rate = if s < 720 {
+            cap_rate(fps, 30.0)
+        } else {
+            cap_rate(fps, MAX_RUNG_FRAME_RATE)
+        };
         let pixels = u64::from(width) * u64::from(height);
         let mut bitrate = reference_bitrate(pixels) as f64;
         if frame_rate > 30.5 {
@@ -357,45 +381,86 @@ pub fn plan(source: &SourceVideo, opts: &LadderOptions) -> Result<Ladder, Error>
             bitrate,
             maxrate,
             bufsize,
-            keyint: ((frame_rate * f64::from(opts.segment_seconds)).round() as u32).max(1),
+            keyint: ((frame_rate * f64::from(opts.segment_seconds.min(MAX_KEYFRAME_INTERVAL_S)))
+                .round() as u32)
+                .max(1),
             keyframe_interval_s: opts.segment_seconds,
             profile: H264Profile::High,
             level,
         });
     }
 
-    let audio = match source.audio_channels {
-        Some(ch) if ch > 0 => {
-            let channels = ch.min(2);
-            Some(AudioPlan {
-                group_id: "audio".to_owned(),
-                channels,
-                bitrate: if channels == 2 { 128_000 } else { 64_000 },
-                sample_rate: if source.sample_rate == Some(44_100) {
-                    44_100
-                } else {
-                    48_000
-                },
-            })
-        }
-        _ => None,
-    };
     Ok(Ladder {
         rungs: planned,
-        audio,
+        audio: plan_audio(source.audio_channels, source.sample_rate),
         segment_seconds: opts.segment_seconds,
         format: opts.format,
     })
 }
 
-/// Halves `fps` until it is at most `cap`, so output frames are a regular
-/// subset of input frames.
-fn cap_rate(fps: f64, cap: f64) -> f64 {
-    let mut f = fps;
-    while f > cap + 0.01 {
-        f /= 2.0;
+/// The audio rendition for a source with `channels` channels at
+/// `sample_rate`; `None` without channels.
+fn plan_audio(channels: Option<u32>, sample_rate: Option<u32>) -> Option<AudioPlan> {
+    let channels = channels.filter(|&c| c > 0)?.min(2);
+    Some(AudioPlan {
+        group_id: "audio".to_owned(),
+        channels,
+        bitrate: if channels == 2 { 128_000 } else { 64_000 },
+        sample_rate: if sample_rate == Some(44_100) {
+            44_100
+        } else {
+            48_000
+        },
+    })
+}
+
+/// Plans the ladder of an audio-only source (a podcast, a song with its
+/// cover art): no video rung, the audio rendition alone, by the same audio
+/// rules as [`plan`].
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] when `channels` is 0 or the segment length is
+/// out of range.
+pub fn plan_audio_only(
+    channels: u32,
+    sample_rate: Option<u32>,
+    opts: &LadderOptions,
+) -> Result<Ladder, Error> {
+    if opts.segment_seconds == 0 || opts.segment_seconds > 60 {
+        return Err(Error::InvalidInput(format!(
+            "segment length {} s must be between 1 and 60",
+            opts.segment_seconds
+        )));
     }
-    f
+    let audio = plan_audio(Some(channels), sample_rate)
+        .ok_or_else(|| Error::InvalidInput("an audio-only source has no channels".to_owned()))?;
+    Ok(Ladder {
+        rungs: Vec::new(),
+        audio: Some(audio),
+        segment_seconds: opts.segment_seconds,
+        format: opts.format,
+    })
+}
+
+/// Brings `fps` to at most `cap` by keeping every n-th frame, the
+/// smallest n that fits (60 -> 30, 50 -> 25, 90 -> 30, 120 -> 60), so
+/// output frames are a regular subset of input frames; unless that falls
+/// below three quarters of the cap, when the rung runs at the cap itself.
+/// A rate just above the cap (a variable-rate phone clip averaging 30.04 or
+/// 40 fps) would otherwise get 15 or 20 fps, far below what the rung can
+/// show; its frames are not evenly spaced anyway.
+fn cap_rate(fps: f64, cap: f64) -> f64 {
+    if fps <= cap + 0.01 {
+        return fps;
+    }
+    let n = (fps / (cap + 0.01)).ceil();
+    let kept = fps / n;
+    if kept < cap * 0.75 {
+        cap
+    } else {
+        kept
+    }
 }
 
 #[cfg(test)]
@@ -434,7 +499,7 @@ mod tests {
         assert!(l
             .rungs
             .iter()
-            .all(|r| r.keyint == 120 && r.keyframe_interval_s == 4));
+            .all(|r| r.keyint == 60 && r.keyframe_interval_s == 4));
         assert_eq!(l.rungs[0].codecs(), "avc1.640028");
         assert_eq!(l.rungs[1].codecs(), "avc1.64001f");
         assert_eq!(l.rungs[3].codecs(), "avc1.64001e");
@@ -509,7 +574,7 @@ mod tests {
         assert_eq!(rates, [60.0, 60.0, 30.0, 30.0]);
         assert_eq!(l.rungs[0].bitrate, 7_500_000);
         assert_eq!(l.rungs[2].bitrate, 1_400_000);
-        assert_eq!(l.rungs[0].keyint, 240);
+        assert_eq!(l.rungs[0].keyint, 120);
         assert_eq!(l.rungs[0].codecs(), "avc1.64002a");
         let l = plan(&src(1920, 1080, 50.0), &LadderOptions::default()).unwrap();
         assert_eq!(l.rungs[3].frame_rate, 25.0);
@@ -522,6 +587,82 @@ mod tests {
         assert_eq!(l.rungs[0].frame_rate, 30000.0 / 1001.0);
         let l = plan(&src(1920, 1080, 59.94), &LadderOptions::default()).unwrap();
         assert_eq!(l.rungs[3].frame_rate, 30000.0 / 1001.0);
+    }
+
+    #[test]
+    fn a_keyframe_at_least_every_two_seconds() {
+        for (seg, fps, keyint) in [(1, 30.0, 30), (2, 25.0, 50), (4, 30.0, 60), (6, 60.0, 120)] {
+            let opts = LadderOptions {
+                segment_seconds: seg,
+                ..LadderOptions::default()
+            };
+            let l = plan(&src(1920, 1080, fps), &opts).unwrap();
+            assert_eq!(l.rungs[0].keyint, keyint, "{seg} s at {fps}");
+            assert_eq!(l.rungs[0].keyframe_interval_s, seg);
+        }
+    }
+
+    #[test]
+    fn rates_just_above_a_cap_are_capped_not_halved() {
+        // (source, large rungs, small rungs).
+        for (fps, large, small) in [
+            (30.04, 30.04, 30.0),
+            (40.0, 40.0, 30.0),
+            (48.0, 48.0, 24.0),
+            (70.0, 60.0, 70.0 / 3.0),
+            (90.0, 45.0, 30.0),
+            (75.0, 60.0, 25.0),
+        ] {
+            let l = plan(&src(1920, 1080, fps), &LadderOptions::default()).unwrap();
+            let rates: Vec<f64> = l.rungs.iter().map(|r| r.frame_rate).collect();
+            assert_eq!(rates, [large, large, small, small], "{fps} fps");
+        }
+    }
+
+    #[test]
+    fn no_rung_above_sixty_fps() {
+        // (source, large rungs, small rungs): halved until they fit.
+        for (fps, large, small) in [
+            (120.0, 60.0, 30.0),
+            (100.0, 50.0, 25.0),
+            (240.0, 60.0, 30.0),
+            (119.88, 59.94, 29.97),
+            (60.0, 60.0, 30.0),
+        ] {
+            let l = plan(&src(1920, 1080, fps), &LadderOptions::default()).unwrap();
+            let rates: Vec<f64> = l
+                .rungs
+                .iter()
+                .map(|r| (r.frame_rate * 100.0).round() / 100.0)
+                .collect();
+            assert_eq!(rates, [large, large, small, small], "{fps} fps");
+            // A keyframe every 2 s at the rung's own rate.
+            assert_eq!(l.rungs[0].keyint, (large * 2.0).round() as u32, "{fps}");
+        }
+    }
+
+    #[test]
+    fn levels_fit_each_rung_and_stay_within_high_4_2_up_to_1080p60() {
+        let l = plan(&src(1920, 1080, 60.0), &LadderOptions::default()).unwrap();
+        let codecs: Vec<String> = l.rungs.iter().map(Rung::codecs).collect();
+        // 1080p60 4.2, 720p60 3.2, 480p30 3.1 (1620 macroblocks at 30 fps
+        // pass 3.0's rate), 360p30 3.0.
+        assert_eq!(
+            codecs,
+            ["avc1.64002a", "avc1.640020", "avc1.64001f", "avc1.64001e"]
+        );
+        for (w, h) in [(1920, 1080), (1080, 1920), (1440, 1080), (1918, 817)] {
+            for fps in [23.976, 25.0, 30.0, 50.0, 59.94, 60.0, 120.0, 240.0] {
+                let l = plan(&src(w, h, fps), &LadderOptions::default()).unwrap();
+                for r in &l.rungs {
+                    assert_eq!(r.profile, H264Profile::High);
+                    assert!(r.level <= H264Level(42), "{w}x{h}@{fps}: {r:?}");
+                    // The level is the smallest that holds the rung.
+                    let need = H264Level::for_stream(r.width, r.height, r.frame_rate, r.maxrate);
+                    assert_eq!(r.level, need, "{w}x{h}@{fps}: {r:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -557,6 +698,18 @@ mod tests {
         assert_eq!((a.channels, a.bitrate), (1, 64_000));
         s.audio_channels = None;
         assert_eq!(plan(&s, &LadderOptions::default()).unwrap().audio, None);
+    }
+
+    #[test]
+    fn audio_only_ladder() {
+        let l = plan_audio_only(6, Some(44_100), &LadderOptions::default()).unwrap();
+        assert!(l.rungs.is_empty());
+        let a = l.audio.unwrap();
+        assert_eq!((a.channels, a.sample_rate, a.bitrate), (2, 44_100, 128_000));
+        assert!(matches!(
+            plan_audio_only(0, None, &LadderOptions::default()),
+            Err(Error::InvalidInput(_))
+        ));
     }
 
     #[test]
@@ -646,6 +799,7 @@ mod tests {
                             2.0 / f64::from(r.short_side()) * aspect.max(1.0 / aspect) + 1e-9;
                         assert!((got / aspect - 1.0).abs() <= slack, "{ctx}");
                         assert!(r.frame_rate <= fps * 1.001, "{ctx}");
+                        assert!(r.frame_rate <= MAX_RUNG_FRAME_RATE + 1e-9, "{ctx}");
                         if r.short_side() < 720 {
                             assert!(r.frame_rate <= 30.0 + 1e-9, "{ctx}");
                         }

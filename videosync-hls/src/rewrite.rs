@@ -345,7 +345,7 @@ mod tests {
         let signed = Rewriter::new().base(&base).signer(&sign).master(&master);
         assert_eq!(
             signed.variants[0].uri,
-            "https://cdn.example.com/v/abc/720p/index.m3u8"
+            "https://cdn.example.com/v/abc/360p/index.m3u8"
         );
         let signed = Rewriter::new()
             .base(&base)
@@ -354,7 +354,7 @@ mod tests {
             .master(&master);
         assert_eq!(
             signed.variants[0].uri,
-            "https://cdn.example.com/v/abc/720p/index.m3u8?sig=1"
+            "https://cdn.example.com/v/abc/360p/index.m3u8?sig=1"
         );
         assert_eq!(
             signed.alternatives[0].uri.as_deref(),

@@ -605,23 +605,24 @@ mod tests {
     #[test]
     fn bandwidth_must_be_within_ten_percent() {
         let mut f = good();
+        // The master lists 360p (the start rung) first, then 720p.
         // Measured peak is 4_128_000: 9% low passes, 11% low fails.
-        f.master.variants[0].bandwidth = 3_760_000;
+        f.master.variants[1].bandwidth = 3_760_000;
         assert_eq!(check(&f), vec![]);
-        f.master.variants[0].bandwidth = 3_670_000;
-        f.master.variants[1].average_bandwidth = Some(2_000_000);
+        f.master.variants[1].bandwidth = 3_670_000;
+        f.master.variants[0].average_bandwidth = Some(2_000_000);
         assert_eq!(
             check(&f),
             vec![
-                Violation::BandwidthMismatch {
-                    uri: "720p/index.m3u8".into(),
-                    declared: 3_670_000,
-                    measured: 4_128_000
-                },
                 Violation::AverageBandwidthMismatch {
                     uri: "360p/index.m3u8".into(),
                     declared: 2_000_000,
                     measured: 928_000,
+                },
+                Violation::BandwidthMismatch {
+                    uri: "720p/index.m3u8".into(),
+                    declared: 3_670_000,
+                    measured: 4_128_000
                 },
             ]
         );
@@ -696,7 +697,8 @@ mod tests {
         let mut f = good();
         f.master.independent_segments = false;
         f.master.alternatives.clear();
-        f.master.variants[1].uri = "240p/index.m3u8".into();
+        // The 360p variant, listed first as the start rung.
+        f.master.variants[0].uri = "240p/index.m3u8".into();
         f.v720.1.pop();
         f.v360.0.segments[0].duration = 3.5;
         let v = check(&f);

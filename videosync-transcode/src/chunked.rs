@@ -32,10 +32,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TranscodeError;
 use crate::pipeline::{PartResult, SegmentRange};
+use crate::plan::Planned;
 use crate::progress::{CancelToken, ProgressFn};
 use crate::transcode::{
-    finish as finish_ladder, prepare, run_part_stored, Destination, Manifest, Planned,
-    TranscodeOptions,
+    finish as finish_ladder, prepare, run_part_stored, Destination, Manifest, TranscodeOptions,
 };
 
 const OP: &str = "transcode";
@@ -116,17 +116,23 @@ pub async fn plan(
 ) -> Result<ChunkPlan, TranscodeError> {
     let input = input.as_ref();
     let planned = prepare(input, opts).await?;
-    let mut parts: Vec<PartSpec> = chunk_ranges(
-        planned.duration_s,
-        planned.ladder.segment_seconds,
-        segments_per_chunk,
-    )
-    .into_iter()
-    .map(|r| PartSpec {
-        video: Some(r),
-        extras: false,
-    })
-    .collect();
+    // An audio-only source has no video to split: the extras part is all.
+    let video_chunks = if planned.ladder.rungs.is_empty() {
+        Vec::new()
+    } else {
+        chunk_ranges(
+            planned.duration_s,
+            planned.ladder.segment_seconds,
+            segments_per_chunk,
+        )
+    };
+    let mut parts: Vec<PartSpec> = video_chunks
+        .into_iter()
+        .map(|r| PartSpec {
+            video: Some(r),
+            extras: false,
+        })
+        .collect();
     parts.push(PartSpec {
         video: None,
         extras: true,

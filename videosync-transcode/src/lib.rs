@@ -21,6 +21,10 @@
 //! - the audio is decoded, downmixed and encoded once (AAC-LC) on its own
 //!   thread, cut at the same boundaries;
 //! - a thumbnail thread picks the poster and the storyboard tiles;
+//! - a source without video (an MP3, an M4A; cover art is an attached
+//!   picture, never a video stream) gets an audio-only ladder: the audio
+//!   rendition as the master's one variant, and the cover art, when there
+//!   is one, as `poster.jpg`;
 //! - at the end the playlists (through `videosync-hls`, with bandwidths
 //!   measured from the produced segments) pass the validator, and the
 //!   master is written last. On any error or cancellation what was written
@@ -78,10 +82,12 @@ pub mod chunked;
 mod error;
 mod mp4;
 mod pipeline;
+mod plan;
 mod prefilter;
 mod probe;
 mod progress;
 mod segmenter;
+mod stage;
 mod thumbs;
 mod transcode;
 mod video;
@@ -91,7 +97,7 @@ pub use error::{FfmpegError, TranscodeError};
 pub use pipeline::SegmentRange;
 pub use probe::{
     probe, probe_async, probe_opts, AudioInfo, FieldOrder, FrameRate, Probe, ProbeOptions,
-    StreamInfo, StreamKind, VideoInfo,
+    StreamInfo, StreamKind, VideoInfo, DEFAULT_MAX_PIXELS,
 };
 pub use progress::{CancelToken, Progress, ProgressFn, Stage};
 pub use segmenter::TIMELINE_OFFSET_S;

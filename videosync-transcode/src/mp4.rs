@@ -93,6 +93,80 @@ pub(crate) fn split_segment(data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), BoxError>
     Ok((init, media))
 }
 
+fn be32(data: &[u8], at: usize) -> Result<u32, BoxError> {
+    data.get(at..at + 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| BoxError(format!("truncated field at {at}")))
+}
+
+/// How many bytes from the start of a segment's media part (`moof mdat`)
+/// hold its first fragment's box and its first sample, the keyframe a
+/// segment opens with: the byte range an I-frame playlist lists. The
+/// fragment must use `default-base-is-moof` (the segmenter's muxer flags),
+/// so the sample data offset counts from the `moof`.
+pub(crate) fn first_sample_end(media: &[u8]) -> Result<u64, BoxError> {
+    let moof = boxes(media, 0, media.len())?
+        .into_iter()
+        .find(|b| &b.kind == b"moof")
+        .ok_or_else(|| BoxError("no moof".to_owned()))?;
+    let traf = boxes(media, moof.start + moof.header, moof.end)?
+        .into_iter()
+        .find(|b| &b.kind == b"traf")
+        .ok_or_else(|| BoxError("moof without traf".to_owned()))?;
+    let mut default_size = None;
+    let mut first = None;
+    for b in boxes(media, traf.start + traf.header, traf.end)? {
+        let body = b.start + b.header;
+        match &b.kind {
+            b"tfhd" => {
+                let flags = be32(media, body)? & 0x00ff_ffff;
+                // track_ID, then the optional fields in flag order.
+                let mut at = body + 8;
+                for (flag, width) in [(0x01, 8), (0x02, 4), (0x08, 4)] {
+                    if flags & flag != 0 {
+                        at += width;
+                    }
+                }
+                if flags & 0x10 != 0 {
+                    default_size = Some(be32(media, at)?);
+                }
+            }
+            b"trun" if first.is_none() => {
+                let flags = be32(media, body)? & 0x00ff_ffff;
+                if flags & 0x01 == 0 {
+                    return Err(BoxError("trun without a data offset".to_owned()));
+                }
+                let offset = be32(media, body + 8)?;
+                let mut at = body + 12;
+                if flags & 0x04 != 0 {
+                    at += 4;
+                }
+                if flags & 0x100 != 0 {
+                    at += 4;
+                }
+                let size = if flags & 0x200 != 0 {
+                    Some(be32(media, at)?)
+                } else {
+                    None
+                };
+                first = Some((offset, size));
+            }
+            _ => {}
+        }
+    }
+    let (offset, size) = first.ok_or_else(|| BoxError("traf without trun".to_owned()))?;
+    let size = size
+        .or(default_size)
+        .ok_or_else(|| BoxError("no size for the first sample".to_owned()))?;
+    let end = moof.start as u64 + u64::from(offset) + u64::from(size);
+    if end > media.len() as u64 {
+        return Err(BoxError(format!(
+            "first sample ends at {end}, past the segment"
+        )));
+    }
+    Ok(end)
+}
+
 /// Rewrites the fragments of one segment's media part in place: the first
 /// `moof` gets sequence number `sequence` (the next ones count on), and
 /// the first fragment's `tfdt` gets `base_decode_time`, later fragments

@@ -6,9 +6,9 @@
 //! every rung (the whole source in single-pass mode, one chunk in chunked
 //! mode), and optionally the audio rendition and the images. It runs on
 //! plain threads (never on the async runtime) and returns a [`PartResult`]
-//! that the finishing step ([`crate::ladder`]) turns into playlists.
+//! that the finishing step (`transcode::finish`) turns into playlists.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -21,14 +21,15 @@ use serde::{Deserialize, Serialize};
 use videosync_core::{Clock, SystemClock};
 use videosync_hls::ladder::SegmentFormat;
 
-use crate::audio::{run_audio, ts_seconds, AudioJob};
-use crate::error::{FfmpegError, TranscodeError};
+use crate::audio::{run_audio, AudioJob};
+use crate::error::{FfmpegError, StageError, TranscodeError};
+use crate::plan::Planned;
 use crate::prefilter::{chain, Prefilter};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
 use crate::segmenter::Finished;
+use crate::stage::{ts_seconds, FrameMsg, SegTiming};
 use crate::thumbs::{run_thumbs, Storyboard, ThumbJob};
-use crate::transcode::Planned;
-use crate::video::{run_rung, FrameMsg, RungJob};
+use crate::video::{run_rung, RungJob};
 
 const OP: &str = "transcode";
 
@@ -68,19 +69,15 @@ pub(crate) struct Part {
     pub(crate) extras: bool,
 }
 
-/// Timing of one video segment, the same for every rung.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub(crate) struct SegTiming {
-    pub(crate) index: u32,
-    pub(crate) duration_s: f64,
-}
-
 /// One stored segment of a rendition.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SegStored {
     pub(crate) index: u32,
     pub(crate) size: u64,
     pub(crate) keyframe: bool,
+    /// Bytes holding the opening keyframe, for the I-frame playlist.
+    #[serde(default)]
+    pub(crate) keyframe_bytes: Option<u64>,
 }
 
 /// One rendition's output in a part.
@@ -103,9 +100,9 @@ impl RenditionPart {
         store_init: bool,
         uploads: &UploadTx,
         stop: &AtomicBool,
-    ) -> Result<(), String> {
+    ) -> Result<(), StageError> {
         if stop.load(Ordering::SeqCst) {
-            return Err("stopped".to_owned());
+            return Err(StageError::Stopped);
         }
         if let Some(init) = done.init {
             let digest = fnv(&init);
@@ -117,7 +114,7 @@ impl RenditionPart {
                     }
                 }
                 Some(d) if d != digest => {
-                    return Err(format!("{dir}: the init segment changed mid-stream"));
+                    return Err(format!("{dir}: the init segment changed mid-stream").into());
                 }
                 Some(_) => {}
             }
@@ -126,12 +123,24 @@ impl RenditionPart {
             index: done.index,
             size: done.bytes.len() as u64,
             keyframe: done.starts_with_keyframe,
+            keyframe_bytes: done.keyframe_bytes,
         });
         send(
             uploads,
             format!("{dir}/{}", segment_name(format, done.index)),
             done.bytes,
         )
+    }
+}
+
+impl Planned {
+    pub(crate) fn part(&self, input: &Path, video: Option<SegmentRange>, extras: bool) -> Part {
+        Part {
+            input: input.to_path_buf(),
+            plan: self.clone(),
+            video,
+            extras,
+        }
     }
 }
 
@@ -218,39 +227,62 @@ pub(crate) fn run_part(
 
     let mut input = ff::format::input_with_interrupt(&part.input, interrupt.clone())
         .map_err(|e| crate::probe::map_error(OP, &path, plan.timeout, e))?;
-    let vstream =
-        input
-            .streams()
-            .best(MediaType::Video)
-            .ok_or_else(|| TranscodeError::InvalidInput {
+    // An audio-only ladder has no rung; its timeline is the audio's, and
+    // its poster is the cover art. Attached pictures are never the video.
+    let audio_only = plan.ladder.rungs.is_empty();
+    let vstream = if audio_only {
+        None
+    } else {
+        Some(
+            crate::probe::best_video(&input).ok_or_else(|| TranscodeError::InvalidInput {
                 op: OP,
                 path: path.clone(),
                 reason: "no video stream".to_owned(),
-            })?;
-    let vindex = vstream.index();
-    let vtb = vstream.time_base();
-    let t0 = if vstream.start_time() == ff::ffi::AV_NOPTS_VALUE {
+            })?,
+        )
+    };
+    let astream = input.streams().best(MediaType::Audio);
+    let timing_stream = match (&vstream, &astream) {
+        (Some(v), _) => v,
+        (None, Some(a)) => a,
+        (None, None) => {
+            return Err(TranscodeError::InvalidInput {
+                op: OP,
+                path: path.clone(),
+                reason: "no video or audio stream".to_owned(),
+            })
+        }
+    };
+    let vindex = vstream.as_ref().map(ff::format::stream::Stream::index);
+    let vtb = timing_stream.time_base();
+    let t0 = if timing_stream.start_time() == ff::ffi::AV_NOPTS_VALUE {
         0
     } else {
-        vstream.start_time()
+        timing_stream.start_time()
     };
     let t0_s = ts_seconds(t0, vtb);
-    let avg = vstream.avg_frame_rate();
+    let avg = timing_stream.avg_frame_rate();
     let nominal_frame_s = if avg.numerator() > 0 && avg.denominator() > 0 {
         f64::from(avg.denominator()) / f64::from(avg.numerator())
     } else {
         1.0 / 30.0
     };
-    let vparams = vstream.parameters();
+    let vparams = vstream.as_ref().map(ff::format::stream::Stream::parameters);
     let audio_stream = if part.extras && plan.ladder.audio.is_some() {
-        input
-            .streams()
-            .best(MediaType::Audio)
-            .map(|s| (s.index(), s.parameters(), s.time_base()))
+        astream.map(|s| (s.index(), s.parameters(), s.time_base()))
     } else {
         None
     };
-    let need_frames = part.video.is_some() || make_poster || make_storyboard;
+    let cover = if audio_only && make_poster {
+        input
+            .streams()
+            .find(|s| crate::probe::is_attached_picture(s))
+            .map(|s| (s.index(), s.parameters()))
+    } else {
+        None
+    };
+    let mut cover_jpeg: Option<Vec<u8>> = None;
+    let need_frames = vstream.is_some() && (part.video.is_some() || make_poster || make_storyboard);
     let range = part.video.unwrap_or(SegmentRange::ALL);
     let seg_s = f64::from(plan.ladder.segment_seconds);
     let start_s = f64::from(range.start) * seg_s;
@@ -262,7 +294,7 @@ pub(crate) fn run_part(
             .map_err(|e| ff_err(format!("seek to {start_s} s: {e}")))?;
     }
 
-    let mut decoder = if need_frames {
+    let mut decoder = if let (true, Some(vparams)) = (need_frames, vparams) {
         let mut ctx = ff::codec::Context::from_parameters(vparams).map_err(|e| {
             TranscodeError::Unsupported {
                 op: OP,
@@ -275,19 +307,32 @@ pub(crate) fn run_part(
             count: 0,
             ..Default::default()
         });
+        let unsupported = |e: ff::Error| TranscodeError::Unsupported {
+            op: OP,
+            path: path.clone(),
+            reason: format!("no decoder for the video stream: {e}"),
+        };
+        let codec =
+            ff::codec::decoder::find(ctx.id()).ok_or(unsupported(ff::Error::DecoderNotFound))?;
+        // The probe checked the declared size against the pixel budget; a
+        // stream that later grows past it (a new sequence header) gets its
+        // frames refused by the decoder itself, before it allocates them.
+        let mut dict = ff::Dictionary::new();
+        dict.set(
+            "max_pixels",
+            &plan.max_pixels.min(i32::MAX as u64).to_string(),
+        );
         Some(
             ctx.decoder()
-                .video()
-                .map_err(|e| TranscodeError::Unsupported {
-                    op: OP,
-                    path: path.clone(),
-                    reason: format!("no decoder for the video stream: {e}"),
-                })?,
+                .open_as_with(codec, dict)
+                .and_then(ff::codec::decoder::Opened::video)
+                .map_err(unsupported)?,
         )
     } else {
         None
     };
-    let mut prefilter = chain(plan.interlaced, plan.rotation).map(|s| Prefilter::new(s, vtb));
+    let mut prefilter = chain(plan.interlaced, plan.colour.as_deref(), plan.rotation)
+        .map(|s| Prefilter::new(s, vtb));
 
     let rung_jobs: Vec<RungJob> = match part.video {
         Some(_) => plan
@@ -306,7 +351,7 @@ pub(crate) fn run_part(
     };
 
     std::thread::scope(|scope| -> Result<PartResult, TranscodeError> {
-        let fail = |stop: &AtomicBool, e: String| {
+        let fail = |stop: &AtomicBool, e: StageError| {
             stop.store(true, Ordering::SeqCst);
             e
         };
@@ -331,7 +376,7 @@ pub(crate) fn run_part(
         }
         // Thumbnails.
         let mut thumb_tx = None;
-        let thumb_handle = if make_poster || make_storyboard {
+        let thumb_handle = if need_frames && (make_poster || make_storyboard) {
             let (tx, rx) = sync_channel::<FrameMsg>(FRAME_QUEUE);
             thumb_tx = Some(tx);
             let job = ThumbJob {
@@ -360,6 +405,7 @@ pub(crate) fn run_part(
                     plan: audio_plan.clone(),
                     format: plan.ladder.format,
                     segment_seconds: plan.ladder.segment_seconds,
+                    required: audio_only,
                 };
                 let uploads = uploads.clone();
                 let stop = stop.clone();
@@ -458,7 +504,19 @@ pub(crate) fn run_part(
                         break;
                     }
                 }
-                if index != vindex {
+                // The demuxer hands the attached picture over as one packet
+                // at the start.
+                // A cover that does not decode costs the poster, not the
+                // audio, which is what the upload is for.
+                if let Some((cidx, params)) = &cover {
+                    if index == *cidx && cover_jpeg.is_none() {
+                        match crate::thumbs::cover_jpeg(params.clone(), &packet) {
+                            Ok(jpeg) => cover_jpeg = Some(jpeg),
+                            Err(e) => tracing::warn!(path = %path, "cover art skipped: {e}"),
+                        }
+                    }
+                }
+                if Some(index) != vindex {
                     continue;
                 }
                 let Some(dec) = decoder.as_mut() else {
@@ -509,7 +567,13 @@ pub(crate) fn run_part(
         drop(frame_txs);
         drop(thumb_tx);
         drop(audio_tx);
-        let mut first_err: Option<String> = None;
+        // The cause, not a stage that stopped because of it.
+        let mut first_err: Option<StageError> = None;
+        let mut note = |e: StageError| {
+            if first_err.as_ref().is_none_or(|f| *f == StageError::Stopped) {
+                first_err = Some(e);
+            }
+        };
         let mut rungs = Vec::new();
         let mut frames_encoded = 0u64;
         for h in rung_handles {
@@ -518,23 +582,19 @@ pub(crate) fn run_part(
                     frames_encoded = frames_encoded.max(n);
                     rungs.push(r);
                 }
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_err.get_or_insert("a rung thread panicked".to_owned());
-                }
+                Ok(Err(e)) => note(e),
+                Err(_) => note("a rung thread panicked".to_owned().into()),
             }
         }
         let thumbs = match thumb_handle.map(|h| h.join()) {
             None => None,
             Some(Ok(Ok(t))) => Some(t),
             Some(Ok(Err(e))) => {
-                first_err.get_or_insert(e);
+                note(e);
                 None
             }
             Some(Err(_)) => {
-                first_err.get_or_insert("the thumbnail thread panicked".to_owned());
+                note("the thumbnail thread panicked".to_owned().into());
                 None
             }
         };
@@ -542,11 +602,11 @@ pub(crate) fn run_part(
             None => None,
             Some(Ok(Ok(a))) => Some(a),
             Some(Ok(Err(e))) => {
-                first_err.get_or_insert(e);
+                note(e);
                 None
             }
             Some(Err(_)) => {
-                first_err.get_or_insert("the audio thread panicked".to_owned());
+                note("the audio thread panicked".to_owned().into());
                 None
             }
         };
@@ -555,7 +615,7 @@ pub(crate) fn run_part(
             return Err(e);
         }
         if let Some(e) = first_err {
-            return Err(ff_err(e));
+            return Err(e.into_transcode(OP, &path));
         }
         if need_frames && state.frames == 0 {
             return Err(TranscodeError::InvalidInput {
@@ -580,15 +640,21 @@ pub(crate) fn run_part(
         if part.video.is_none() {
             result.timeline.clear();
         }
+        if let Some(poster) = cover_jpeg {
+            send(uploads, "poster.jpg".to_owned(), poster)
+                .map_err(|e| e.into_transcode(OP, &path))?;
+            result.poster = true;
+        }
         if let Some(t) = thumbs {
             if let Some(poster) = t.poster {
-                send(uploads, "poster.jpg".to_owned(), poster).map_err(&ff_err)?;
+                send(uploads, "poster.jpg".to_owned(), poster)
+                    .map_err(|e| e.into_transcode(OP, &path))?;
                 result.poster = true;
             }
             if let Some(layout) = t.layout {
                 let board = Storyboard::new(layout, t.tiles, t.sheets.len());
                 for (name, sheet) in board.sheets.iter().zip(t.sheets) {
-                    send(uploads, name.clone(), sheet).map_err(&ff_err)?;
+                    send(uploads, name.clone(), sheet).map_err(|e| e.into_transcode(OP, &path))?;
                 }
                 result.storyboard = Some(board);
             }
@@ -597,10 +663,10 @@ pub(crate) fn run_part(
     })
 }
 
-fn send(uploads: &UploadTx, name: String, bytes: Vec<u8>) -> Result<(), String> {
+fn send(uploads: &UploadTx, name: String, bytes: Vec<u8>) -> Result<(), StageError> {
     uploads
         .blocking_send((name, Bytes::from(bytes)))
-        .map_err(|_| "the store stopped taking objects".to_owned())
+        .map_err(|_| StageError::Store)
 }
 
 fn filtered(

@@ -31,7 +31,15 @@ pub struct ProbeOptions {
     /// Packets read at most while looking for the first video frame (for
     /// interlacing and to prove the stream decodes).
     pub max_packets: usize,
+    /// Largest video frame accepted, in pixels (width x height), checked
+    /// against the declared size before any frame is decoded: a small file
+    /// can declare a frame that makes the decoder allocate gigabytes.
+    /// Default [`DEFAULT_MAX_PIXELS`] (8K UHD).
+    pub max_pixels: u64,
 }
+
+/// The default pixel budget: one 8K UHD frame, 7680 x 4320.
+pub const DEFAULT_MAX_PIXELS: u64 = 7680 * 4320;
 
 impl Default for ProbeOptions {
     fn default() -> Self {
@@ -40,6 +48,7 @@ impl Default for ProbeOptions {
             probe_size: 10 * 1024 * 1024,
             analyze_duration: Duration::from_secs(10),
             max_packets: 256,
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 }
@@ -62,6 +71,11 @@ pub struct Probe {
     pub video: Option<VideoInfo>,
     /// The primary audio stream, if any.
     pub audio: Option<AudioInfo>,
+    /// Index of the first attached picture (cover art of an MP3 or M4A),
+    /// if any. It is never the video stream: it is one still image, not a
+    /// track with a frame rate.
+    #[serde(default)]
+    pub cover_art: Option<usize>,
     /// The file, as given.
     pub path: String,
 }
@@ -170,15 +184,46 @@ pub struct VideoInfo {
     pub bit_rate: Option<u64>,
     /// Duration of the stream in milliseconds, when known.
     pub duration_ms: Option<u64>,
+    /// Sample (pixel) aspect ratio as `(num, den)` when the stream declares
+    /// one other than square: 64:45 for 16:9 PAL DVD stored as 720x576,
+    /// 4:3 for 1440x1080 HDV.
+    #[serde(default)]
+    pub sample_aspect_ratio: Option<(u32, u32)>,
+    /// Colour matrix as FFmpeg names it (`bt709`, `smpte170m`, `bt470bg`,
+    /// `gbr`), when the stream declares one.
+    #[serde(default)]
+    pub color_space: Option<String>,
+    /// Colour primaries (`bt709`, `bt2020`), when declared.
+    #[serde(default)]
+    pub color_primaries: Option<String>,
+    /// Transfer characteristic (`bt709`, `smpte2084` for PQ, `arib-std-b67`
+    /// for HLG), when declared.
+    #[serde(default)]
+    pub color_transfer: Option<String>,
 }
 
 impl VideoInfo {
-    /// Width and height as displayed, after rotation.
+    /// The picture with square pixels, before rotation: the width is the
+    /// stored width times the sample aspect ratio, the height is kept (no
+    /// line is invented or dropped), so 720x576 at 64:45 shows as 1024x576.
+    pub fn square_pixel_size(&self) -> (u32, u32) {
+        match self.sample_aspect_ratio {
+            Some((num, den)) if num > 0 && den > 0 && num != den => {
+                let w =
+                    (u64::from(self.width) * u64::from(num) + u64::from(den) / 2) / u64::from(den);
+                (u32::try_from(w).unwrap_or(u32::MAX).max(1), self.height)
+            }
+            _ => (self.width, self.height),
+        }
+    }
+
+    /// Width and height as displayed: square pixels, after rotation.
     pub fn display_dimensions(&self) -> (u32, u32) {
+        let (w, h) = self.square_pixel_size();
         if self.rotation % 180 == 90 {
-            (self.height, self.width)
+            (h, w)
         } else {
-            (self.width, self.height)
+            (w, h)
         }
     }
 }
@@ -366,7 +411,11 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
     let mut streams = Vec::new();
     let mut video = None;
     let mut audio = None;
-    let best_video = input.streams().best(MediaType::Video).map(|s| s.index());
+    let best_video = best_video(&input).map(|s| s.index());
+    let cover_art = input
+        .streams()
+        .find(|s| is_attached_picture(s))
+        .map(|s| s.index());
     let best_audio = input.streams().best(MediaType::Audio).map(|s| s.index());
 
     for stream in input.streams() {
@@ -393,14 +442,23 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
             let tb = stream.time_base();
             let avg = rate(stream.avg_frame_rate());
             let real = rate(stream.rate());
-            let (pixel_format, width, height) = match opened.and_then(|o| o.video().ok()) {
-                Some(v) => (
-                    v.format().descriptor().map(|d| d.name().to_owned()),
-                    v.width(),
-                    v.height(),
-                ),
-                None => (None, 0, 0),
-            };
+            let (pixel_format, width, height, sar, colour) =
+                match opened.and_then(|o| o.video().ok()) {
+                    Some(v) => (
+                        v.format().descriptor().map(|d| d.name().to_owned()),
+                        v.width(),
+                        v.height(),
+                        sample_aspect(v.aspect_ratio()),
+                        [
+                            v.color_space().name(),
+                            v.color_primaries().name(),
+                            v.color_transfer_characteristic().name(),
+                        ]
+                        .map(|n| n.map(str::to_owned)),
+                    ),
+                    None => (None, 0, 0, None, [None, None, None]),
+                };
+            let [color_space, color_primaries, color_transfer] = colour;
             let bit_depth = pixel_format.as_deref().and_then(bit_depth_of);
             video = Some(VideoInfo {
                 index: stream.index(),
@@ -420,6 +478,10 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
                 decodable: false,
                 bit_rate: stream_bit_rate,
                 duration_ms: positive(stream.duration()).and_then(|d| ts_to_ms(d, tb)),
+                sample_aspect_ratio: sar,
+                color_space,
+                color_primaries,
+                color_transfer,
             });
         } else if Some(stream.index()) == best_audio {
             if let Some(a) = opened.and_then(|o| o.audio().ok()) {
@@ -443,6 +505,15 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
         });
     }
 
+    if let Some(v) = video.as_ref() {
+        let pixels = u64::from(v.width) * u64::from(v.height);
+        if pixels > opts.max_pixels {
+            return Err(invalid(format!(
+                "the video frame is {}x{} ({pixels} pixels), over the budget of {} pixels",
+                v.width, v.height, opts.max_pixels
+            )));
+        }
+    }
     if let Some(v) = video.as_mut() {
         let first = first_frame(&mut input, v.index, opts.max_packets).map_err(map_ff)?;
         if let Some(order) = first {
@@ -460,8 +531,31 @@ pub fn probe_opts(path: impl AsRef<Path>, opts: &ProbeOptions) -> Result<Probe, 
         streams,
         video,
         audio,
+        cover_art,
         path: shown.clone(),
     })
+}
+
+/// Whether a stream is an attached picture (`AV_DISPOSITION_ATTACHED_PIC`):
+/// cover art stored as a one-packet "video" stream.
+pub(crate) fn is_attached_picture(stream: &ff::format::stream::Stream<'_>) -> bool {
+    stream
+        .disposition()
+        .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+}
+
+/// The primary video stream: FFmpeg's best, except that attached pictures
+/// never count. `av_find_best_stream` happily returns the cover art of an
+/// MP3, whose 90 kHz time base then reads as a 90 000 fps video.
+pub(crate) fn best_video<'a>(
+    input: &'a ff::format::context::Input,
+) -> Option<ff::format::stream::Stream<'a>> {
+    match input.streams().best(MediaType::Video) {
+        Some(s) if !is_attached_picture(&s) => Some(s),
+        _ => input
+            .streams()
+            .find(|s| s.parameters().medium() == MediaType::Video && !is_attached_picture(s)),
+    }
 }
 
 const ENOENT: i32 = 2;
@@ -585,6 +679,28 @@ fn ts_to_ms(ts: u64, tb: ff::Rational) -> Option<u64> {
     }
     Some(u128::from(ts) * u128::from(num) * 1000 / u128::from(den))
         .and_then(|v| u64::try_from(v).ok())
+}
+
+/// A declared, non-square sample aspect ratio in lowest terms; `None` for
+/// square pixels or none declared (0:1, FFmpeg's "unknown").
+fn sample_aspect(r: ff::Rational) -> Option<(u32, u32)> {
+    let (num, den) = (
+        u32::try_from(r.numerator()).ok()?,
+        u32::try_from(r.denominator()).ok()?,
+    );
+    if num == 0 || den == 0 || num == den {
+        return None;
+    }
+    let g = gcd(num, den);
+    Some((num / g, den / g))
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 fn rate(r: ff::Rational) -> Option<f64> {
@@ -755,6 +871,41 @@ mod tests {
         assert_eq!(normalise_rotation(-180.0), 180);
         assert_eq!(normalise_rotation(269.6), 270);
         assert_eq!(normalise_rotation(f64::NAN), 0);
+    }
+
+    #[test]
+    fn square_pixels_from_the_sample_aspect_ratio() {
+        let mut v = VideoInfo {
+            index: 0,
+            codec: "mpeg2video".into(),
+            profile: None,
+            width: 720,
+            height: 576,
+            pixel_format: None,
+            bit_depth: None,
+            rotation: 0,
+            frame_rate: FrameRate {
+                average: Some(25.0),
+                real: Some(25.0),
+                variable: false,
+            },
+            field_order: None,
+            decodable: true,
+            bit_rate: None,
+            duration_ms: None,
+            sample_aspect_ratio: sample_aspect(ff::Rational::new(128, 90)),
+            color_space: None,
+            color_primaries: None,
+            color_transfer: None,
+        };
+        assert_eq!(v.sample_aspect_ratio, Some((64, 45)));
+        assert_eq!(v.display_dimensions(), (1024, 576));
+        v.sample_aspect_ratio = Some((16, 15));
+        assert_eq!(v.display_dimensions(), (768, 576));
+        v.rotation = 90;
+        assert_eq!(v.display_dimensions(), (576, 768));
+        assert_eq!(sample_aspect(ff::Rational::new(0, 1)), None);
+        assert_eq!(sample_aspect(ff::Rational::new(1, 1)), None);
     }
 
     #[test]

@@ -7,7 +7,11 @@
 //!
 //! - MPEG-TS: each segment starts with PAT and PMT and carries the
 //!   timestamps it was given (`mpegts_copyts`), so segments made by
-//!   different muxers, workers or chunks line up.
+//!   different muxers, workers or chunks line up. Every segment's muxer
+//!   starts its continuity counters afresh; they are renumbered to run on
+//!   from the previous segment's ([`ContinuityCounters`]), so a player or
+//!   validator reading the segments in a row sees no discontinuity (except
+//!   at the border of two chunks of a chunked transcode, made apart).
 //! - fMP4: each muxer writes `ftyp moov moof mdat`; the `ftyp moov` part is
 //!   the rendition's `init.mp4` (identical for every segment of a
 //!   rendition), and the fragment's `tfdt` and sequence number are
@@ -68,6 +72,9 @@ pub(crate) struct Finished {
     pub(crate) init: Option<Vec<u8>>,
     /// Whether the first packet was a keyframe.
     pub(crate) starts_with_keyframe: bool,
+    /// Bytes from the start of `bytes` that hold the opening keyframe (for
+    /// I-frame playlists), when it could be told.
+    pub(crate) keyframe_bytes: Option<u64>,
 }
 
 /// An error from the segmenter, as text for the pipeline's error.
@@ -89,6 +96,72 @@ pub(crate) struct Segmenter {
     format: SegmentFormat,
     in_tb: Rational,
     open: Option<Open>,
+    counters: ContinuityCounters,
+}
+
+/// MPEG-TS packet size.
+const TS_PACKET: usize = 188;
+
+/// How many bytes from the start of a TS segment hold its tables and its
+/// first PES packet (the keyframe it opens with): everything before the
+/// second packet that starts a PES on the PID of the first one.
+pub(crate) fn first_pes_end(bytes: &[u8]) -> Option<u64> {
+    let mut pid_of_first = None;
+    for (n, p) in bytes.chunks_exact(TS_PACKET).enumerate() {
+        let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+        let starts_unit = p[1] & 0x40 != 0;
+        if !starts_unit {
+            continue;
+        }
+        // Payload after the adaptation field, if any.
+        let mut at = 4;
+        if p[3] & 0x20 != 0 {
+            at += 1 + usize::from(p[4]);
+        }
+        let is_pes = p.get(at..at + 3) == Some(&[0, 0, 1][..]);
+        match pid_of_first {
+            None if is_pes => pid_of_first = Some(pid),
+            Some(first) if first == pid && is_pes => return Some((n * TS_PACKET) as u64),
+            _ => {}
+        }
+    }
+    pid_of_first.map(|_| bytes.len() as u64)
+}
+
+/// The continuity counter of every PID across the segments of one
+/// rendition.
+#[derive(Debug, Default)]
+pub(crate) struct ContinuityCounters {
+    last: std::collections::HashMap<u16, u8>,
+}
+
+impl ContinuityCounters {
+    /// Renumbers the 4-bit continuity counters of the TS packets in
+    /// `bytes` to continue from the last ones seen: +1 per packet with a
+    /// payload, unchanged for one with only an adaptation field. Bytes that
+    /// are not whole sync-aligned packets are left alone.
+    pub(crate) fn renumber(&mut self, bytes: &mut [u8]) {
+        if bytes.len() % TS_PACKET != 0 {
+            return;
+        }
+        for packet in bytes.chunks_exact_mut(TS_PACKET) {
+            if packet[0] != 0x47 {
+                continue;
+            }
+            let pid = (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2]);
+            if pid == 0x1fff {
+                continue; // Null packets carry no counter worth keeping.
+            }
+            let has_payload = packet[3] & 0x10 != 0;
+            let cc = match self.last.get(&pid) {
+                Some(&last) if has_payload => (last + 1) & 0x0f,
+                Some(&last) => last,
+                None => packet[3] & 0x0f,
+            };
+            packet[3] = (packet[3] & 0xf0) | cc;
+            self.last.insert(pid, cc);
+        }
+    }
 }
 
 impl Segmenter {
@@ -98,6 +171,7 @@ impl Segmenter {
             format,
             in_tb,
             open: None,
+            counters: ContinuityCounters::default(),
         }
     }
 
@@ -196,30 +270,106 @@ impl Segmenter {
             .write_trailer()
             .map_err(|e| format!("finish segment {}: {e}", open.index))?;
         drop(open.output);
-        let bytes = open.buf.take();
+        let mut bytes = open.buf.take();
         let Some(first_dts) = open.first_dts else {
             return Ok(None);
         };
         match self.format {
-            SegmentFormat::Ts => Ok(Some(Finished {
-                index: open.index,
-                bytes,
-                init: None,
-                starts_with_keyframe: open.first_key,
-            })),
+            SegmentFormat::Ts => {
+                self.counters.renumber(&mut bytes);
+                let keyframe_bytes = open.first_key.then(|| first_pes_end(&bytes)).flatten();
+                Ok(Some(Finished {
+                    index: open.index,
+                    bytes,
+                    init: None,
+                    starts_with_keyframe: open.first_key,
+                    keyframe_bytes,
+                }))
+            }
             SegmentFormat::Fmp4 => {
                 let (init, mut media) = mp4::split_segment(&bytes).map_err(|e| e.to_string())?;
                 let base = u64::try_from(first_dts)
                     .map_err(|_| format!("segment {} starts before zero", open.index))?;
                 mp4::patch_fragments(&mut media, open.index.wrapping_add(1), base)
                     .map_err(|e| e.to_string())?;
+                let keyframe_bytes = open
+                    .first_key
+                    .then(|| mp4::first_sample_end(&media).ok())
+                    .flatten();
                 Ok(Some(Finished {
                     index: open.index,
                     bytes: media,
                     init: Some(init),
                     starts_with_keyframe: open.first_key,
+                    keyframe_bytes,
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(pid: u16, payload: bool, cc: u8) -> [u8; TS_PACKET] {
+        let mut p = [0xffu8; TS_PACKET];
+        p[0] = 0x47;
+        p[1] = (pid >> 8) as u8 & 0x1f;
+        p[2] = pid as u8;
+        p[3] = if payload { 0x10 } else { 0x20 } | cc;
+        p
+    }
+
+    #[test]
+    fn continuity_counters_run_on_across_segments() {
+        let mut counters = ContinuityCounters::default();
+        let cc = |bytes: &[u8]| -> Vec<(u16, u8)> {
+            bytes
+                .chunks(TS_PACKET)
+                .map(|p| ((u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]), p[3] & 0x0f))
+                .collect()
+        };
+        // Every segment's muxer starts at 0 for the PAT, the PMT and the
+        // video.
+        let segment = |n: u8| -> Vec<u8> {
+            let mut v = Vec::new();
+            v.extend(packet(0, true, 0));
+            v.extend(packet(0x1000, true, 0));
+            for i in 0..n {
+                v.extend(packet(0x100, true, i));
+            }
+            // An adaptation-field-only packet keeps the counter.
+            v.extend(packet(0x100, false, n - 1));
+            v
+        };
+        let mut a = segment(3);
+        counters.renumber(&mut a);
+        assert_eq!(
+            cc(&a),
+            [
+                (0, 0),
+                (0x1000, 0),
+                (0x100, 0),
+                (0x100, 1),
+                (0x100, 2),
+                (0x100, 2)
+            ]
+        );
+        let mut b = segment(15);
+        counters.renumber(&mut b);
+        let got = cc(&b);
+        assert_eq!(got[0], (0, 1));
+        assert_eq!(got[1], (0x1000, 1));
+        // 0x100 runs on from 2 and wraps after 15.
+        let video: Vec<u8> = got[2..].iter().map(|&(_, c)| c).collect();
+        assert_eq!(
+            video,
+            [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 1]
+        );
+        // Not whole packets: untouched.
+        let mut odd = vec![0x47u8; 100];
+        counters.renumber(&mut odd);
+        assert!(odd.iter().all(|&b| b == 0x47));
     }
 }

@@ -9,7 +9,8 @@ use ff::Rational;
 use ffmpeg_next as ff;
 use serde::{Deserialize, Serialize};
 
-use crate::video::FrameMsg;
+use crate::error::StageError;
+use crate::stage::FrameMsg;
 
 /// Tiles per sheet row.
 pub(crate) const STORYBOARD_COLUMNS: u32 = 10;
@@ -17,6 +18,11 @@ pub(crate) const STORYBOARD_COLUMNS: u32 = 10;
 pub(crate) const STORYBOARD_ROWS: u32 = 10;
 /// Tile width in pixels (the height follows the display aspect ratio).
 pub(crate) const TILE_WIDTH: u32 = 160;
+/// Tallest tile: a 9:16 portrait tile, 160 x 284. Taller sources get
+/// narrower tiles, so a sheet stays within 1600 x 2840 for any aspect
+/// (JPEG cannot exceed 65 535 pixels a side, and a 1:250 source at 160
+/// wide would need 40 000 per tile).
+pub(crate) const TILE_MAX_HEIGHT: u32 = 284;
 /// Most tiles in a storyboard; longer sources get longer intervals.
 pub(crate) const MAX_TILES: u32 = 400;
 
@@ -83,14 +89,15 @@ pub(crate) fn tile_interval(duration_s: f64) -> f64 {
 }
 
 /// Consumes the decoded frames, picks the poster and the tiles.
-pub(crate) fn run_thumbs(job: &ThumbJob, frames: &Receiver<FrameMsg>) -> Result<Thumbs, String> {
+pub(crate) fn run_thumbs(
+    job: &ThumbJob,
+    frames: &Receiver<FrameMsg>,
+) -> Result<Thumbs, StageError> {
     let poster_at = (job.duration_s * 0.1).min(10.0);
     let interval = tile_interval(job.duration_s);
-    let (dw, dh) = job.display;
-    let tile_h =
-        even((f64::from(TILE_WIDTH) * f64::from(dh) / f64::from(dw.max(1))).round() as u32);
+    let (tile_w, tile_h) = tile_size(job.display);
     let layout = TileLayout {
-        width: TILE_WIDTH,
+        width: tile_w,
         height: tile_h,
         interval_s: interval,
     };
@@ -109,19 +116,19 @@ pub(crate) fn run_thumbs(job: &ThumbJob, frames: &Receiver<FrameMsg>) -> Result<
             }
         }
         if job.storyboard && msg.time_s + 1e-6 >= next_tile {
-            let tile = tile_scaler.scale(&msg.frame, TILE_WIDTH, tile_h)?;
+            let tile = tile_scaler.scale(&msg.frame, tile_w, tile_h)?;
             let slot = out.tiles % per_sheet;
             if slot == 0 {
                 if let Some(done) = sheet.take() {
                     out.sheets.push(encode_jpeg(&done)?);
                 }
-                sheet = Some(blank_sheet(TILE_WIDTH, tile_h));
+                sheet = Some(blank_sheet(tile_w, tile_h));
             }
             if let Some(s) = sheet.as_mut() {
                 blit(
                     &tile,
                     s,
-                    (slot % STORYBOARD_COLUMNS) * TILE_WIDTH,
+                    (slot % STORYBOARD_COLUMNS) * tile_w,
                     (slot / STORYBOARD_COLUMNS) * tile_h,
                 );
             }
@@ -147,6 +154,52 @@ pub(crate) fn run_thumbs(job: &ThumbJob, frames: &Receiver<FrameMsg>) -> Result<
         out.poster = Some(encode_jpeg(&img)?);
     }
     Ok(out)
+}
+
+/// The tile for a source displayed at `(w, h)`: [`TILE_WIDTH`] wide, or
+/// [`TILE_MAX_HEIGHT`] tall when that is the tighter bound; even sides, at
+/// least 2.
+pub(crate) fn tile_size((w, h): (u32, u32)) -> (u32, u32) {
+    let aspect = f64::from(w.max(1)) / f64::from(h.max(1));
+    let height = f64::from(TILE_WIDTH) / aspect;
+    if height <= f64::from(TILE_MAX_HEIGHT) {
+        (TILE_WIDTH, even(height.round() as u32))
+    } else {
+        let width = (f64::from(TILE_MAX_HEIGHT) * aspect).round() as u32;
+        (even(width), TILE_MAX_HEIGHT)
+    }
+}
+
+/// Longest side of a poster made from cover art.
+pub(crate) const COVER_MAX_SIDE: u32 = 1280;
+
+/// The poster of an audio-only source: its attached picture (cover art,
+/// usually JPEG or PNG), decoded from the one packet the demuxer gives and
+/// re-encoded as a JPEG, scaled down to [`COVER_MAX_SIDE`] when larger.
+pub(crate) fn cover_jpeg(
+    params: ff::codec::Parameters,
+    packet: &ff::Packet,
+) -> Result<Vec<u8>, String> {
+    let mut decoder = ff::codec::Context::from_parameters(params)
+        .and_then(|c| c.decoder().video())
+        .map_err(|e| format!("no decoder for the cover art: {e}"))?;
+    let mut frame = ff::frame::Video::empty();
+    decoder
+        .send_packet(packet)
+        .and_then(|()| decoder.send_eof())
+        .and_then(|()| decoder.receive_frame(&mut frame))
+        .map_err(|e| format!("cover art does not decode: {e}"))?;
+    let (w, h) = (frame.width(), frame.height());
+    if w == 0 || h == 0 {
+        return Err("cover art has no size".to_owned());
+    }
+    let scale = (f64::from(COVER_MAX_SIDE) / f64::from(w.max(h))).min(1.0);
+    let (w, h) = (
+        even((f64::from(w) * scale).round() as u32),
+        even((f64::from(h) * scale).round() as u32),
+    );
+    let img = Scaler::default().scale(&frame, w, h)?;
+    encode_jpeg(&img)
 }
 
 /// The file name of storyboard sheet `n`, in the storyboard folder.
@@ -327,6 +380,26 @@ fn encode_jpeg(img: &ff::frame::Video) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiles_stay_bounded_for_any_aspect() {
+        assert_eq!(tile_size((1920, 1080)), (160, 90));
+        assert_eq!(tile_size((1080, 1920)), (160, 284));
+        assert_eq!(tile_size((1440, 1080)), (160, 120));
+        // 1:250 and 250:1, and a degenerate size.
+        assert_eq!(tile_size((16, 4000)), (2, 284));
+        assert_eq!(tile_size((4000, 16)), (160, 2));
+        assert_eq!(tile_size((0, 0)), (160, 160));
+        for w in [2u32, 16, 100, 720, 1920, 16_384] {
+            for h in [2u32, 16, 100, 720, 1920, 16_384] {
+                let (tw, th) = tile_size((w, h));
+                assert!(tw <= TILE_WIDTH && th <= TILE_MAX_HEIGHT, "{w}x{h}");
+                assert!(tw >= 2 && th >= 2 && tw % 2 == 0 && th % 2 == 0, "{w}x{h}");
+                // A full sheet fits a JPEG.
+                assert!(th * STORYBOARD_ROWS <= 65_535 && tw * STORYBOARD_COLUMNS <= 65_535);
+            }
+        }
+    }
 
     #[test]
     fn interval_grows_with_length() {

@@ -7,6 +7,7 @@
 //! master.m3u8                 written last: the ladder exists once it does
 //! manifest.json               what was made, with measured bandwidths
 //! 1080p/index.m3u8            one folder per rung
+//! 1080p/iframes.m3u8          its I-frame playlist (byte ranges of the keyframes)
 //! 1080p/init.mp4              (fMP4 only)
 //! 1080p/seg_00000.m4s         (.ts for MPEG-TS)
 //! audio/index.m3u8, audio/init.mp4, audio/seg_00000.m4s
@@ -29,19 +30,22 @@ use tokio::task::JoinSet;
 use videosync_core::catalog::Rendition;
 use videosync_core::store::DynObjectStore;
 use videosync_core::{ObjectKey, ObjectStore, ObjectStoreExt, SourceMeta};
-use videosync_hls::ladder::{plan, Ladder, LadderOptions, SegmentFormat, SourceVideo};
+use videosync_hls::ladder::{plan, plan_audio_only, LadderOptions, SegmentFormat, SourceVideo};
 use videosync_hls::playlist::{
-    master_playlist, master_to_string, measure, media_playlist, media_to_string, rendition,
-    AudioInput, SegmentInfo, VariantInput,
+    audio_only_master, iframe_playlist, iframe_variant, master_playlist, master_to_string, measure,
+    media_playlist, media_to_string, rendition, AudioInput, SegmentInfo, VariantInput,
 };
 use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, ValidateOptions};
 
 use crate::error::TranscodeError;
 use crate::pipeline::{
-    run_part, segment_name, Part, PartResult, RenditionPart, SegTiming, SegmentRange, UploadTx,
+    run_part, segment_name, Part, PartResult, RenditionPart, SegmentRange, UploadTx,
 };
+use crate::plan::Planned;
+pub use crate::plan::SourceSummary;
 use crate::probe::{probe_async, ProbeOptions};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
+use crate::stage::SegTiming;
 use crate::thumbs::Storyboard;
 use crate::video::{resolve_encoder, EncoderChoice, VideoEncoder};
 
@@ -106,18 +110,6 @@ impl Destination {
         };
         ObjectKey::parse(&full).map_err(|e| videosync_core::Error::invalid_input(e.to_string()))
     }
-}
-
-/// The source, as the manifest records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceSummary {
-    /// Catalog-style metadata.
-    #[serde(flatten)]
-    pub meta: SourceMeta,
-    /// Whether the video was interlaced (and so deinterlaced).
-    pub interlaced: bool,
-    /// Bits per sample of the video, when known.
-    pub bit_depth: Option<u32>,
 }
 
 /// The audio rendition in the manifest.
@@ -198,23 +190,6 @@ impl Manifest {
     }
 }
 
-/// Everything decided before encoding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Planned {
-    pub(crate) ladder: Ladder,
-    pub(crate) source: SourceSummary,
-    pub(crate) encoder: VideoEncoder,
-    pub(crate) preset: String,
-    pub(crate) threads: usize,
-    pub(crate) interlaced: bool,
-    pub(crate) rotation: u32,
-    pub(crate) duration_s: f64,
-    pub(crate) display: (u32, u32),
-    pub(crate) poster: bool,
-    pub(crate) storyboard: bool,
-    pub(crate) timeout: Option<Duration>,
-}
-
 /// Probes and plans.
 pub(crate) async fn prepare(
     input: &Path,
@@ -222,6 +197,11 @@ pub(crate) async fn prepare(
 ) -> Result<Planned, TranscodeError> {
     let path = input.display().to_string();
     let probe = probe_async(input, ProbeOptions::default()).await?;
+    if probe.video.is_none() {
+        if let Some(audio) = &probe.audio {
+            return prepare_audio_only(&probe, audio, opts, path);
+        }
+    }
     let video = probe.require_video()?;
     if !video.decodable {
         return Err(TranscodeError::InvalidInput {
@@ -240,6 +220,11 @@ pub(crate) async fn prepare(
     if probe.audio.is_none() {
         source.audio_channels = None;
     }
+    // Rungs are planned on square pixels: an anamorphic source (DVD, HDV,
+    // broadcast) would otherwise play squeezed with a wrong RESOLUTION. The
+    // scaler then maps the stored frame onto the rung's size, and the
+    // encoder writes square pixels.
+    (source.width, source.height) = video.square_pixel_size();
     let ladder = plan(&source, &opts.ladder).map_err(|e| TranscodeError::InvalidInput {
         op: OP,
         path: path.clone(),
@@ -273,19 +258,63 @@ pub(crate) async fn prepare(
         poster: opts.poster,
         storyboard: opts.storyboard,
         timeout: opts.timeout,
+        colour: crate::prefilter::colour_fix(
+            video.pixel_format.as_deref(),
+            &crate::prefilter::SourceColour {
+                matrix: video.color_space.as_deref(),
+                primaries: video.color_primaries.as_deref(),
+                transfer: video.color_transfer.as_deref(),
+            },
+            video.height,
+            video
+                .frame_rate
+                .average
+                .or(video.frame_rate.real)
+                .unwrap_or(0.0),
+        ),
+        max_pixels: ProbeOptions::default().max_pixels,
     };
     Ok(planned)
 }
 
-impl Planned {
-    pub(crate) fn part(&self, input: &Path, video: Option<SegmentRange>, extras: bool) -> Part {
-        Part {
-            input: input.to_path_buf(),
-            plan: self.clone(),
-            video,
-            extras,
-        }
-    }
+/// Plans the ladder of a source without video: the audio rendition alone,
+/// with the cover art (when there is one) as the poster.
+fn prepare_audio_only(
+    probe: &crate::probe::Probe,
+    audio: &crate::probe::AudioInfo,
+    opts: &TranscodeOptions,
+    path: String,
+) -> Result<Planned, TranscodeError> {
+    let ladder =
+        plan_audio_only(audio.channels, Some(audio.sample_rate), &opts.ladder).map_err(|e| {
+            TranscodeError::InvalidInput {
+                op: OP,
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+    let meta = SourceMeta::from(probe);
+    Ok(Planned {
+        source: SourceSummary {
+            meta,
+            interlaced: false,
+            bit_depth: None,
+        },
+        ladder,
+        // No video is encoded; the choice is recorded as the default.
+        encoder: VideoEncoder::Libx264,
+        preset: opts.preset.clone(),
+        threads: opts.threads,
+        interlaced: false,
+        rotation: 0,
+        duration_s: probe.duration_ms.map_or(0.0, |ms| ms as f64 / 1000.0),
+        display: (0, 0),
+        poster: opts.poster && probe.cover_art.is_some(),
+        storyboard: false,
+        timeout: opts.timeout,
+        colour: None,
+        max_pixels: ProbeOptions::default().max_pixels,
+    })
 }
 
 /// Stores what the encoding threads produce, a few objects at a time, and
@@ -529,6 +558,14 @@ pub(crate) async fn finish(
             storyboard.clone_from(&p.storyboard);
         }
     }
+    if ladder.rungs.is_empty() {
+        let summary = AudioOnly {
+            audio: audio.as_ref(),
+            poster,
+            chunks: parts.len(),
+        };
+        return finish_audio_only(&path, planned, &summary, dest).await;
+    }
     if timeline.is_empty() {
         return Err(invalid("no video segment was produced".to_owned()));
     }
@@ -543,6 +580,7 @@ pub(crate) async fn finish(
             };
             let mut info = SegmentInfo::new(segment_name(format, s.index), duration, s.size);
             info.starts_with_keyframe = s.keyframe;
+            info.keyframe_bytes = s.keyframe_bytes;
             out.push(info);
         }
         Ok(out)
@@ -601,7 +639,26 @@ pub(crate) async fn finish(
             segments,
         })
         .collect();
-    let master = master_playlist(format, &variants, audio_input.as_ref()).map_err(hls)?;
+    let mut master = master_playlist(format, &variants, audio_input.as_ref()).map_err(hls)?;
+    // I-frame playlists for trick play and seek thumbnails, one per rung,
+    // when every segment's keyframe range is known (it always is for what
+    // this crate's segmenter makes; a chunk result from an older build may
+    // lack it, and then there are none).
+    let mut iframes = Vec::new();
+    for v in &variants {
+        let Some(playlist) = iframe_playlist(format, v.segments).map_err(hls)? else {
+            break;
+        };
+        let uri = format!("{}/iframes.m3u8", v.rung.name);
+        master
+            .variants
+            .push(iframe_variant(&uri, v.rung, v.segments).map_err(hls)?);
+        iframes.push((uri, playlist));
+    }
+    if iframes.len() != variants.len() {
+        iframes.clear();
+        master.variants.retain(|v| !v.is_i_frame);
+    }
     let produced = ProducedLadder {
         master: &master,
         video: uris
@@ -678,6 +735,9 @@ pub(crate) async fn finish(
     for (uri, media) in uris.iter().zip(&medias) {
         files.push((uri.clone(), Bytes::from(media_to_string(media))));
     }
+    for (uri, media) in &iframes {
+        files.push((uri.clone(), Bytes::from(media_to_string(media))));
+    }
     if let Some(m) = &audio_media {
         files.push((
             "audio/index.m3u8".to_owned(),
@@ -693,14 +753,132 @@ pub(crate) async fn finish(
         "master.m3u8".to_owned(),
         Bytes::from(master_to_string(&master)),
     ));
+    store_files(dest, files).await.map_err(store_err)?;
+    Ok(manifest)
+}
+
+/// Stores `files` in order; on a failure removes those already stored.
+async fn store_files(
+    dest: &Destination,
+    files: Vec<(String, Bytes)>,
+) -> Result<(), videosync_core::Error> {
     let mut written = Vec::new();
     for (name, bytes) in files {
-        let key = dest.key(&name).map_err(store_err)?;
+        let key = dest.key(&name)?;
         if let Err(e) = dest.store.put(&key, bytes.into()).await {
             remove_all(dest.store.as_ref(), &written).await;
-            return Err(store_err(e));
+            return Err(e);
         }
         written.push(key);
     }
+    Ok(())
+}
+
+/// What the parts of an audio-only ladder produced.
+struct AudioOnly<'a> {
+    audio: Option<&'a (RenditionPart, Vec<SegTiming>)>,
+    poster: bool,
+    chunks: usize,
+}
+
+/// Finishes an audio-only ladder: the audio playlist, a master whose one
+/// variant is that playlist, the manifest (no video rendition).
+async fn finish_audio_only(
+    path: &str,
+    planned: &Planned,
+    parts: &AudioOnly<'_>,
+    dest: &Destination,
+) -> Result<Manifest, TranscodeError> {
+    let invalid = |reason: String| TranscodeError::InvalidOutput {
+        op: OP,
+        path: path.to_owned(),
+        reason,
+    };
+    let hls = |e: videosync_hls::Error| invalid(e.to_string());
+    let format = planned.ladder.format;
+    let (Some(plan), Some((rendition, timing))) = (&planned.ladder.audio, parts.audio) else {
+        return Err(invalid("no audio segment was produced".to_owned()));
+    };
+    if rendition.segments.is_empty() {
+        return Err(invalid("no audio segment was produced".to_owned()));
+    }
+    let durations: HashMap<u32, f64> = timing.iter().map(|t| (t.index, t.duration_s)).collect();
+    let mut segments = Vec::with_capacity(rendition.segments.len());
+    for s in &rendition.segments {
+        let Some(&duration) = durations.get(&s.index) else {
+            return Err(invalid(format!("audio segment {} has no timing", s.index)));
+        };
+        segments.push(SegmentInfo::new(
+            segment_name(format, s.index),
+            duration,
+            s.size,
+        ));
+    }
+    let uri = "audio/index.m3u8";
+    let media = media_playlist(format, &segments).map_err(hls)?;
+    let input = AudioInput {
+        uri,
+        plan,
+        segments: &segments,
+    };
+    let master = audio_only_master(format, &input).map_err(hls)?;
+    // The audio playlist is the master's only variant, so it is checked as
+    // one (its segments all start on an AAC frame, which stands alone).
+    let produced = ProducedLadder {
+        master: &master,
+        video: vec![ProducedRendition {
+            uri,
+            playlist: &media,
+            segments: &segments,
+        }],
+        audio: None,
+    };
+    let violations = validate(&produced, &ValidateOptions::default());
+    if !violations.is_empty() {
+        let text: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        return Err(invalid(text.join("; ")));
+    }
+    let bw = measure(&segments).map_err(hls)?;
+    let manifest = Manifest {
+        version: 1,
+        master: "master.m3u8".to_owned(),
+        source: planned.source.clone(),
+        format,
+        segment_seconds: planned.ladder.segment_seconds,
+        duration_s: segments.iter().map(|s| s.duration).sum(),
+        encoder: planned.encoder,
+        preset: planned.preset.clone(),
+        renditions: Vec::new(),
+        audio: Some(ManifestAudio {
+            playlist: uri.to_owned(),
+            codecs: plan.codecs().to_owned(),
+            channels: plan.channels,
+            sample_rate: plan.sample_rate,
+            bitrate: plan.bitrate,
+            bandwidth: bw.peak,
+            average_bandwidth: bw.average,
+            segments: segments.len(),
+        }),
+        poster: parts.poster.then(|| "poster.jpg".to_owned()),
+        storyboard: None,
+        frames: 0,
+        chunks: u32::try_from(parts.chunks).unwrap_or(u32::MAX),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| invalid(e.to_string()))?;
+    let files = vec![
+        (uri.to_owned(), Bytes::from(media_to_string(&media))),
+        ("manifest.json".to_owned(), Bytes::from(json)),
+        (
+            "master.m3u8".to_owned(),
+            Bytes::from(master_to_string(&master)),
+        ),
+    ];
+    store_files(dest, files)
+        .await
+        .map_err(|e| TranscodeError::Store {
+            op: OP,
+            path: path.to_owned(),
+            source: e,
+        })?;
     Ok(manifest)
 }

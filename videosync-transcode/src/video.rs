@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use ff::format::Pixel;
 use ff::Rational;
@@ -17,21 +17,9 @@ use serde::{Deserialize, Serialize};
 use videosync_hls::codecs::H264Profile;
 use videosync_hls::ladder::{Rung, SegmentFormat};
 
+use crate::error::StageError;
 use crate::segmenter::{Finished, Segmenter};
-
-/// A decoded source frame on its way to the rungs.
-#[derive(Clone)]
-pub(crate) struct FrameMsg {
-    /// The frame (source size and pixel format, already deinterlaced and
-    /// rotated when needed).
-    pub(crate) frame: Arc<ff::frame::Video>,
-    /// Presentation time in seconds from the source's start.
-    pub(crate) time_s: f64,
-    /// Segment number this frame belongs to.
-    pub(crate) segment: u32,
-    /// Whether the frame starts its segment (a forced keyframe).
-    pub(crate) starts: bool,
-}
+use crate::stage::FrameMsg;
 
 /// Which H.264 encoder to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -116,6 +104,10 @@ pub(crate) struct RungOutput {
     pub(crate) frames: u64,
 }
 
+/// Time base of every rung's encoder and segments: MPEG's 90 kHz, fine
+/// enough to place a segment's first frame at its exact time.
+pub(crate) const TIME_BASE: Rational = Rational(1, 90_000);
+
 /// The encoder's frame rate as a fraction, snapping the broadcast rates
 /// (29.97 is 30000/1001).
 pub(crate) fn rate_of(fps: f64) -> Rational {
@@ -161,9 +153,16 @@ pub(crate) fn open_encoder(job: &RungJob) -> Result<ff::encoder::Video, String> 
     enc.set_width(r.width);
     enc.set_height(r.height);
     enc.set_format(Pixel::YUV420P);
-    enc.set_time_base(rate.invert());
+    enc.set_time_base(TIME_BASE);
     enc.set_frame_rate(Some(rate));
     enc.set_aspect_ratio(Rational::new(1, 1));
+    // SDR BT.709, limited range, said in the stream (H.264 VUI) so players
+    // do not guess: untagged SD is often taken as BT.601 and untagged HD as
+    // BT.709. The prefilter made the pixels BT.709 when the source was not.
+    enc.set_colorspace(ff::color::Space::BT709);
+    enc.set_color_primaries(ff::color::Primaries::BT709);
+    enc.set_color_transfer_characteristic(ff::color::TransferCharacteristic::BT709);
+    enc.set_color_range(ff::color::Range::MPEG);
     if job.format == SegmentFormat::Fmp4 {
         enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
     }
@@ -197,17 +196,18 @@ pub(crate) fn open_encoder(job: &RungJob) -> Result<ff::encoder::Video, String> 
 pub(crate) fn run_rung(
     job: &RungJob,
     frames: &Receiver<FrameMsg>,
-    emit: &mut dyn FnMut(Finished) -> Result<(), String>,
-) -> Result<RungOutput, String> {
+    emit: &mut dyn FnMut(Finished) -> Result<(), StageError>,
+) -> Result<RungOutput, StageError> {
     let r = &job.rung;
     let mut encoder = open_encoder(job)?;
     let rate = rate_of(r.frame_rate);
-    let tb = rate.invert();
-    let mut segmenter = Segmenter::new(job.format, tb);
+    let mut segmenter = Segmenter::new(job.format, TIME_BASE);
+    let ticks = f64::from(TIME_BASE.denominator());
     let mut scaler: Option<(ff::software::scaling::Context, (Pixel, u32, u32))> = None;
     // Encoder timestamps of the forced keyframes not yet seen in output,
     // with their segment numbers.
     let mut boundaries: VecDeque<(i64, u32)> = VecDeque::new();
+    let mut last_slot: Option<i64> = None;
     let mut last_pts: Option<i64> = None;
     let mut frames_in = 0u64;
     let fps = f64::from(rate.numerator()) / f64::from(rate.denominator());
@@ -216,7 +216,7 @@ pub(crate) fn run_rung(
     let mut drain = |encoder: &mut ff::encoder::Video,
                      segmenter: &mut Segmenter,
                      boundaries: &mut VecDeque<(i64, u32)>|
-     -> Result<(), String> {
+     -> Result<(), StageError> {
         let mut packet = ff::Packet::empty();
         while encoder.receive_packet(&mut packet).is_ok() {
             let pts = packet.pts().unwrap_or(i64::MIN);
@@ -227,7 +227,8 @@ pub(crate) fn run_rung(
                         return Err(format!(
                             "{}: the encoder did not make segment {seg} start with a keyframe",
                             r.name
-                        ));
+                        )
+                        .into());
                     }
                     if let Some(done) = segmenter.finish()? {
                         emit(done)?;
@@ -241,18 +242,30 @@ pub(crate) fn run_rung(
     };
 
     for msg in frames {
-        // Frame-rate cap: timestamps on the rung's own frame grid; a frame
+        // Frame-rate cap: frames on the rung's own frame grid; a frame
         // landing on an occupied slot is dropped, except a segment start,
         // which takes the next slot.
-        let mut pts = (msg.time_s * fps + 1e-3).floor() as i64;
-        if let Some(last) = last_pts {
-            if pts <= last {
+        let mut slot = (msg.time_s * fps + 1e-3).floor() as i64;
+        if let Some(last) = last_slot {
+            if slot <= last {
                 if !msg.starts {
                     continue;
                 }
-                pts = last + 1;
+                slot = last + 1;
             }
         }
+        // A segment starts at its first frame's own time, which is what the
+        // playlists say and the same on every rung; other frames sit on the
+        // grid. On a grid alone a source whose frames are not on it (a
+        // timestamp jump, variable rate, rungs at different rates) would
+        // start its segments up to a frame away from the playlist and from
+        // each other.
+        let at = if msg.starts {
+            msg.time_s * ticks
+        } else {
+            slot as f64 * ticks / fps
+        };
+        let pts = (at.round() as i64).max(last_pts.map_or(i64::MIN, |l| l + 1));
         let src = &*msg.frame;
         // One output picture, reused: the encoder copies a frame into its
         // own buffers before `send_frame` returns (every packet is drained
@@ -262,7 +275,7 @@ pub(crate) fn run_rung(
             out = ff::frame::Video::new(Pixel::YUV420P, r.width, r.height);
         }
         if src.width() == r.width && src.height() == r.height && src.format() == Pixel::YUV420P {
-            out.clone_from(src);
+            copy_picture(src, &mut out);
         } else {
             let key = (src.format(), src.width(), src.height());
             if scaler.as_ref().map(|s| s.1) != Some(key) {
@@ -275,7 +288,11 @@ pub(crate) fn run_rung(
                     r.height,
                     ff::software::scaling::Flags::BICUBIC,
                 )
-                .map_err(|e| format!("{}: scaler: {e}", r.name))?;
+                // swscale reads every pixel format a decoder we ship gives;
+                // one it cannot is the source's format, not a passing fault.
+                .map_err(|e| {
+                    StageError::Unsupported(format!("{}: no scaler from {:?}: {e}", r.name, key.0))
+                })?;
                 scaler = Some((ctx, key));
             }
             if let Some((ctx, _)) = scaler.as_mut() {
@@ -290,6 +307,7 @@ pub(crate) fn run_rung(
         } else {
             out.set_kind(ff::picture::Type::None);
         }
+        last_slot = Some(slot);
         last_pts = Some(pts);
         encoder
             .send_frame(&out)
@@ -307,9 +325,67 @@ pub(crate) fn run_rung(
     Ok(RungOutput { frames: frames_in })
 }
 
+/// Copies the pixels of a 4:2:0 8-bit picture into `dst` (same size and
+/// format), plane by plane, row by row, and nothing else.
+///
+/// Not `clone_from`: ffmpeg-next's `clone_from` is `av_frame_copy` plus
+/// `av_frame_copy_props`, and the latter appends the source's side data
+/// (captions, MPEG-2 pan-scan, HDR metadata) to what the reused `dst`
+/// already holds, so on a reused output frame the side data piled up
+/// once per frame: memory that grows with the length and a copy that gets
+/// slower with every frame. The encoder needs only pixels; timestamps and
+/// picture type are set by the caller.
+pub(crate) fn copy_picture(src: &ff::frame::Video, dst: &mut ff::frame::Video) {
+    for plane in 0..src.planes().min(dst.planes()) {
+        let width = src.plane_width(plane).min(dst.plane_width(plane)) as usize;
+        let rows = src.plane_height(plane).min(dst.plane_height(plane)) as usize;
+        let (src_stride, dst_stride) = (src.stride(plane), dst.stride(plane));
+        let from = src.data(plane);
+        let to = dst.data_mut(plane);
+        for row in 0..rows {
+            let (s, d) = (row * src_stride, row * dst_stride);
+            if s + width <= from.len() && d + width <= to.len() {
+                to[d..d + width].copy_from_slice(&from[s..s + width]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reused_output_frame_gathers_no_side_data() {
+        use ff::util::frame::side_data::Type as SideData;
+        let _ = crate::probe::init();
+        let mut src = ff::frame::Video::new(Pixel::YUV420P, 64, 48);
+        for (plane, value) in [(0, 200u8), (1, 90), (2, 160)] {
+            src.data_mut(plane).fill(value);
+        }
+        // Closed captions ride on decoded H.264 and MPEG-2 frames.
+        assert!(src.new_side_data(SideData::A53CC, 16).is_some());
+        let mut out = ff::frame::Video::new(Pixel::YUV420P, 64, 48);
+        for _ in 0..3 {
+            copy_picture(&src, &mut out);
+        }
+        assert!(out.side_data(SideData::A53CC).is_none());
+        for (plane, value) in [(0, 200u8), (1, 90), (2, 160)] {
+            let w = out.plane_width(plane) as usize;
+            let stride = out.stride(plane);
+            for row in 0..out.plane_height(plane) as usize {
+                let line = &out.data(plane)[row * stride..row * stride + w];
+                assert!(line.iter().all(|&p| p == value), "plane {plane} row {row}");
+            }
+        }
+        // What the old `clone_from` did: it carries the side data over, one
+        // more copy on every frame of a reused output.
+        let mut piled = ff::frame::Video::new(Pixel::YUV420P, 64, 48);
+        for _ in 0..3 {
+            piled.clone_from(&src);
+        }
+        assert!(piled.side_data(SideData::A53CC).is_some());
+    }
 
     #[test]
     fn broadcast_rates_are_exact_fractions() {

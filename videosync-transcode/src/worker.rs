@@ -862,7 +862,12 @@ impl Worker {
             }
         });
         Arc::new(move |p: &Progress| {
-            let _ = tx.send(Some(p.clone()));
+            // The ladder's own "done" comes before the video is marked
+            // ready; a reader that saw it could find the video still
+            // processing. publish_done says done once the catalog does.
+            if p.stage != Stage::Done {
+                let _ = tx.send(Some(p.clone()));
+            }
         })
     }
 

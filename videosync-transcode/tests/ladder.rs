@@ -95,6 +95,7 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
     let medias: Vec<(String, m3u8_rs::MediaPlaylist, Vec<SegmentInfo>)> = master
         .variants
         .iter()
+        .filter(|v| !v.is_i_frame)
         .map(|v| v.uri.clone())
         .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
         .map(|uri| {
@@ -114,7 +115,8 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
             (uri, media, infos)
         })
         .collect();
-    let n_video = master.variants.len();
+    let n_video = master.variants.iter().filter(|v| !v.is_i_frame).count();
+    check_iframes(root, format, &master, n_video);
     let produced = ProducedLadder {
         master: &master,
         video: medias[..n_video]
@@ -140,7 +142,14 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
     // Every rung: codec, size, a keyframe exactly at every segment start
     // and nowhere else, the frame count the segments add up to.
     let mut counts = Vec::new();
-    for ((uri, media, _), r) in medias[..n_video].iter().zip(&manifest.renditions) {
+    for (uri, media, _) in &medias[..n_video] {
+        // The master lists a middle rung first; the manifest goes largest
+        // first: match them by playlist.
+        let r = manifest
+            .renditions
+            .iter()
+            .find(|r| &r.rendition.playlist == uri)
+            .unwrap_or_else(|| panic!("{uri} is not in the manifest"));
         let dir = Path::new(uri).parent().unwrap().to_str().unwrap();
         let names: Vec<String> = media.segments.iter().map(|s| s.uri.clone()).collect();
         let file = joined(root, dir, format, &names);
@@ -149,13 +158,29 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
                 "-select_streams",
                 "v:0",
                 "-show_entries",
-                "stream=codec_name,profile,width,height,pix_fmt:frame=pts_time,key_frame",
+                "stream=codec_name,profile,level,width,height,pix_fmt,color_space,color_primaries,color_transfer,color_range:frame=pts_time,key_frame",
             ],
             &file,
         );
         let stream = &info["streams"][0];
         assert_eq!(stream["codec_name"], "h264", "{uri}");
         assert_eq!(stream["pix_fmt"], "yuv420p", "{uri}");
+        // SDR BT.709, limited range, declared in the stream.
+        for key in ["color_space", "color_primaries", "color_transfer"] {
+            assert_eq!(stream[key], "bt709", "{uri}: {key}");
+        }
+        assert_eq!(stream["color_range"], "tv", "{uri}");
+        // The stream fits what CODECS declares: High at the rung's level.
+        // x264's `profile` is a ceiling: the tests' `ultrafast` preset
+        // switches High's tools off and writes Constrained Baseline, which
+        // every High decoder plays.
+        let profile = stream["profile"].as_str().unwrap();
+        assert!(
+            ["High", "Main", "Constrained Baseline"].contains(&profile),
+            "{uri}: {profile}"
+        );
+        let declared_level = u64::from_str_radix(&r.rendition.codecs[9..11], 16).unwrap();
+        assert_eq!(stream["level"].as_u64(), Some(declared_level), "{uri}");
         assert_eq!(
             stream["width"].as_u64().unwrap(),
             u64::from(r.rendition.width)
@@ -176,11 +201,25 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
             expected.push(start);
             start += f64::from(s.duration);
         }
-        assert_eq!(keys.len(), expected.len(), "{uri}: keyframes {keys:?}");
-        for (k, e) in keys.iter().zip(&expected) {
+        // A keyframe at every segment start, and never more than 2 s
+        // without one (Apple), so longer segments have some inside.
+        for e in &expected {
             assert!(
-                (k - e).abs() < 0.002,
+                keys.iter().any(|k| (k - e).abs() < 0.002),
                 "{uri}: keyframes {keys:?}, segment starts {expected:?}"
+            );
+        }
+        let last = frames
+            .last()
+            .and_then(|f| f["pts_time"].as_str())
+            .map_or(0.0, |t| t.parse::<f64>().unwrap());
+        for pair in keys
+            .windows(2)
+            .chain([[keys[keys.len() - 1], last].as_slice()])
+        {
+            assert!(
+                pair[1] - pair[0] <= 2.0 + 0.002,
+                "{uri}: keyframes {keys:?} more than 2 s apart"
             );
         }
         counts.push(frames.len());
@@ -193,6 +232,11 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
     }
     assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
     if let Some((uri, media, _)) = medias.get(n_video) {
+        // The audio's few milliseconds past the video's end join its last
+        // segment; no audio segment after the first is a sliver.
+        for (i, seg) in media.segments.iter().enumerate().skip(1) {
+            assert!(seg.duration >= 0.249, "{uri} segment {i}: {}", seg.duration);
+        }
         let dir = Path::new(uri).parent().unwrap().to_str().unwrap();
         let names: Vec<String> = media.segments.iter().map(|s| s.uri.clone()).collect();
         let file = joined(root, dir, format, &names);
@@ -207,6 +251,82 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
         );
     }
     master_text
+}
+
+/// Every rung has an I-frame playlist, listed in the master with its
+/// rung's codecs and size, whose byte ranges are exactly the keyframes:
+/// joined (after the init segment), they decode to one key frame per
+/// segment, each at its segment's start.
+fn check_iframes(
+    root: &Path,
+    format: SegmentFormat,
+    master: &m3u8_rs::MasterPlaylist,
+    n_video: usize,
+) {
+    let iframes: Vec<&m3u8_rs::VariantStream> =
+        master.variants.iter().filter(|v| v.is_i_frame).collect();
+    assert_eq!(iframes.len(), n_video, "one I-frame playlist per rung");
+    for v in iframes {
+        let dir = Path::new(&v.uri).parent().unwrap();
+        let rung = master
+            .variants
+            .iter()
+            .find(|r| !r.is_i_frame && Path::new(&r.uri).parent() == Some(dir))
+            .unwrap();
+        assert_eq!(v.resolution, rung.resolution, "{}", v.uri);
+        assert_eq!(
+            v.codecs.as_deref(),
+            rung.codecs.as_deref().map(|c| c.split(',').next().unwrap()),
+            "{}",
+            v.uri
+        );
+        let pl = parse_media(&std::fs::read_to_string(root.join(&v.uri)).unwrap()).unwrap();
+        assert!(pl.i_frames_only, "{}", v.uri);
+        let init = if format == SegmentFormat::Fmp4 {
+            std::fs::read(root.join(dir).join("init.mp4")).unwrap()
+        } else {
+            Vec::new()
+        };
+        let ext = if format == SegmentFormat::Fmp4 {
+            "mp4"
+        } else {
+            "ts"
+        };
+        let mut start = TIMELINE_OFFSET_S as f64;
+        // Each range on its own (a player fetches one at a time; an fMP4
+        // range ends inside its mdat, so ranges do not join).
+        for seg in &pl.segments {
+            let range = seg.byte_range.as_ref().expect("a byte range");
+            let data = std::fs::read(root.join(dir).join(&seg.uri)).unwrap();
+            let from = usize::try_from(range.offset.unwrap_or(0)).unwrap();
+            let to = from + usize::try_from(range.length).unwrap();
+            // Within the segment; exactly one frame in it is checked below.
+            assert!(
+                to <= data.len(),
+                "{}: the range runs past the segment",
+                seg.uri
+            );
+            let mut bytes = init.clone();
+            bytes.extend_from_slice(&data[from..to]);
+            let file = root.join(format!("{}-iframes.{ext}", dir.display()));
+            std::fs::write(&file, bytes).unwrap();
+            let info = ffprobe_json(
+                &[
+                    "-select_streams",
+                    "v:0",
+                    "-show_entries",
+                    "frame=pts_time,key_frame",
+                ],
+                &file,
+            );
+            let frames = info["frames"].as_array().unwrap();
+            assert_eq!(frames.len(), 1, "{} {}: {frames:?}", v.uri, seg.uri);
+            assert_eq!(frames[0]["key_frame"], 1, "{} {}", v.uri, seg.uri);
+            let pts: f64 = frames[0]["pts_time"].as_str().unwrap().parse().unwrap();
+            assert!((pts - start).abs() < 0.002, "{}: {pts} vs {start}", v.uri);
+            start += f64::from(seg.duration);
+        }
+    }
 }
 
 /// Every object under the output root, relative.
@@ -401,6 +521,25 @@ async fn mpeg_ts_ladder() {
     let files = listing(&out.root);
     assert!(files.contains(&"360p/seg_00002.ts".to_owned()), "{files:?}");
     assert!(!files.iter().any(|f| f.ends_with("init.mp4")), "{files:?}");
+    // Continuity counters run on from segment to segment, per PID, as in
+    // one transport stream: +1 per packet with a payload.
+    for dir in ["360p", "240p", "audio"] {
+        let mut last: std::collections::HashMap<u16, u8> = Default::default();
+        for i in 0..3 {
+            let bytes = std::fs::read(out.root.join(dir).join(format!("seg_{i:05}.ts"))).unwrap();
+            assert_eq!(bytes.len() % 188, 0);
+            for (n, p) in bytes.chunks(188).enumerate() {
+                assert_eq!(p[0], 0x47);
+                let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+                let (cc, payload) = (p[3] & 0x0f, p[3] & 0x10 != 0);
+                if let Some(&prev) = last.get(&pid) {
+                    let want = if payload { (prev + 1) & 0x0f } else { prev };
+                    assert_eq!(cc, want, "{dir} segment {i} packet {n} PID {pid:#x}");
+                }
+                last.insert(pid, cc);
+            }
+        }
+    }
 }
 
 async fn transcodes_to_valid_ladder(src: &Path, rungs: &[u32]) -> (Manifest, Out) {
@@ -714,6 +853,33 @@ async fn single_frame_and_variable_rate_and_sixty_fps() {
         &small,
     );
     assert_eq!(info["streams"][0]["nb_read_frames"], "60");
+
+    // 120 fps: even the large rung is halved to 60 (Apple's limit).
+    let fast = clip(
+        media.path(),
+        "fast.mp4",
+        "1280x720",
+        "120",
+        "1",
+        &["-c:v", "libx264", "-preset", "ultrafast"],
+    );
+    let (m, out) = transcodes_to_valid_ladder(&fast, &[720]).await;
+    assert_eq!(m.renditions[0].rendition.frame_rate, 60.0);
+    let top = joined(
+        &out.root,
+        "720p",
+        SegmentFormat::Fmp4,
+        &["seg_00000.m4s".to_owned()],
+    );
+    let info = ffprobe_json(
+        &[
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames,r_frame_rate",
+        ],
+        &top,
+    );
+    assert_eq!(info["streams"][0]["nb_read_frames"], "60");
 }
 
 /// A bad source: the error kind, a message naming the file, a bounded
@@ -782,22 +948,6 @@ async fn bad_inputs_are_refused_cleanly() {
     std::fs::write(&text, "not a video\n".repeat(100)).unwrap();
     refused(&text, invalid).await;
 
-    let audio_only = ffmpeg(
-        dir,
-        "audio.m4a",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440",
-            "-t",
-            "1",
-            "-c:a",
-            "aac",
-        ],
-    );
-    refused(&audio_only, invalid).await;
-
     let zero = ffmpeg(
         dir,
         "zero.mp4",
@@ -839,6 +989,159 @@ async fn absurd_dimensions_are_refused() {
         ],
     );
     refused(&wide, invalid).await;
+}
+
+#[tokio::test]
+async fn frames_over_the_pixel_budget_are_refused_before_decoding() {
+    let media = tempfile::tempdir().unwrap();
+    // 9000 x 4000 = 36 Mpixel, over 8K UHD (33.2 Mpixel), in a file of a
+    // few kB: within every dimension limit, so only the budget stops it.
+    let big = ffmpeg(
+        media.path(),
+        "big.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:size=9000x4000:rate=1",
+            "-frames:v",
+            "1",
+            "-c:v",
+            "ffv1",
+        ],
+    );
+    assert!(std::fs::metadata(&big).unwrap().len() < 1_000_000);
+    refused(&big, |e| {
+        invalid(e) && e.to_string().contains("over the budget of 33177600 pixels")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn undecodable_audio_only_upload_fails_once_with_the_reason() {
+    let media = tempfile::tempdir().unwrap();
+    // An M4A whose index is intact and whose AAC frames are all garbage:
+    // the probe is happy, the audio thread finds nothing to decode.
+    let good = ffmpeg(
+        media.path(),
+        "good.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            "2",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+    );
+    let mut bytes = std::fs::read(&good).unwrap();
+    let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap();
+    bytes[mdat + 4..].fill(0xff);
+    let bad = media.path().join("garbage.m4a");
+    std::fs::write(&bad, bytes).unwrap();
+    videosync_transcode::probe(&bad).unwrap();
+    refused(&bad, |e| {
+        invalid(e) && e.to_string().contains("no audio frame could be decoded")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn very_tall_source_gets_a_bounded_storyboard() {
+    let media = tempfile::tempdir().unwrap();
+    // 1:250. At 160 px wide a tile would be 40 000 px tall and two rows of
+    // tiles past JPEG's 65 535.
+    let tall = ffmpeg(
+        media.path(),
+        "tall.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=16x4000:rate=1",
+            "-t",
+            "12",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &tall,
+        &out.dest,
+        &opts(&[360], 2, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_ladder(&out.root, &manifest);
+    let sb = manifest.storyboard.as_ref().expect("a storyboard");
+    assert_eq!(sb.tiles, 12);
+    assert!(sb.tile_height <= 284 && sb.tile_width >= 2, "{sb:?}");
+    for sheet in &sb.sheets {
+        let info = ffprobe_json(
+            &["-show_entries", "stream=width,height"],
+            &out.root.join(sheet),
+        );
+        let h = info["streams"][0]["height"].as_u64().unwrap();
+        assert!(h <= u64::from(sb.tile_height) * 10, "{sheet}: {h}");
+    }
+}
+
+#[tokio::test]
+async fn audio_format_change_mid_stream_is_resampled_not_fatal() {
+    let media = tempfile::tempdir().unwrap();
+    let dir = media.path();
+    // Two MPEG-TS recordings joined byte for byte, as a broadcast capture
+    // or `cat` gives: 2 s of 44.1 kHz mono, then 2 s of 48 kHz stereo, the
+    // second's timestamps following on. (Audio only: with video, x264's
+    // and the TS muxer's start offsets leave a 17 ms hole at the join that
+    // is a different matter.)
+    let part = |name: &str, rate: &str, channels: &str, offset: &str| {
+        let path = ffmpeg(
+            dir,
+            name,
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("sine=frequency=440:sample_rate={rate}"),
+                "-t",
+                "2",
+                "-ac",
+                channels,
+                "-c:a",
+                "aac",
+                "-output_ts_offset",
+                offset,
+            ],
+        );
+        std::fs::read(path).unwrap()
+    };
+    let mut joined_ts = part("a.ts", "44100", "1", "0");
+    joined_ts.extend(part("b.ts", "48000", "2", "2"));
+    let src = dir.join("joined.ts");
+    std::fs::write(&src, joined_ts).unwrap();
+
+    let out = out_dir().await;
+    let manifest = transcode(
+        &src,
+        &out.dest,
+        &opts(&[240], 1, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    // Both halves are there: about 4 s of audio, not a failure at 2 s.
+    check_audio_only(&out.root, &manifest, 4.0);
 }
 
 #[tokio::test]
@@ -1187,8 +1490,868 @@ async fn chunked_ladder_matches_a_single_pass() {
     let files = |root: &Path| {
         listing(root)
             .into_iter()
-            .filter(|f| !f.contains("joined"))
+            .filter(|f| !f.contains("joined") && !f.contains("-iframes."))
             .collect::<Vec<_>>()
     };
     assert_eq!(files(&single.root), files(&chunked_out.root));
+}
+
+/// RFC 8216 section 4.1 peak, recomputed here from the stored files: the
+/// highest bit rate of any run of consecutive segments lasting 0.5 to 1.5
+/// target durations.
+fn windowed_peak(durations: &[f64], sizes: &[u64], target: f64) -> u64 {
+    let mut peak = 0u64;
+    for i in 0..durations.len() {
+        let (mut bytes, mut secs) = (0u64, 0.0);
+        for j in i..durations.len() {
+            bytes += sizes[j];
+            secs += durations[j];
+            if secs > 1.5 * target + 1e-6 {
+                break;
+            }
+            if secs >= 0.5 * target - 1e-6 {
+                peak = peak.max((bytes as f64 * 8.0 / secs).ceil() as u64);
+            }
+        }
+    }
+    peak
+}
+
+#[tokio::test]
+async fn short_last_segment_does_not_inflate_bandwidth() {
+    let media = tempfile::tempdir().unwrap();
+    // 4.2 s at 2 s segments: the last segment is 0.2 s (6 frames) and
+    // opens with an IDR, so alone it runs far above the rendition's rate.
+    // A still picture makes that stark, as in a slide or a talking head:
+    // nearly every bit of a segment is its IDR.
+    let src = ffmpeg(
+        media.path(),
+        "tail.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "smptebars=size=640x360:rate=30",
+            "-t",
+            "4.2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &src,
+        &out.dest,
+        &opts(&[360], 2, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_ladder(&out.root, &manifest);
+    let master =
+        parse_master(&std::fs::read_to_string(out.root.join("master.m3u8")).unwrap()).unwrap();
+    let media_pl =
+        parse_media(&std::fs::read_to_string(out.root.join("360p/index.m3u8")).unwrap()).unwrap();
+    let durations: Vec<f64> = media_pl
+        .segments
+        .iter()
+        .map(|s| f64::from(s.duration))
+        .collect();
+    assert_eq!(durations.len(), 3, "{durations:?}");
+    assert!((durations[2] - 0.2).abs() < 0.01, "{durations:?}");
+    let sizes: Vec<u64> = media_pl
+        .segments
+        .iter()
+        .map(|s| {
+            std::fs::metadata(out.root.join("360p").join(&s.uri))
+                .unwrap()
+                .len()
+        })
+        .collect();
+    let declared = master.variants[0].bandwidth;
+    let expected = windowed_peak(&durations, &sizes, media_pl.target_duration as f64);
+    // EXTINF is written to the millisecond; allow for that rounding.
+    assert!(
+        declared.abs_diff(expected) <= expected / 1000,
+        "BANDWIDTH={declared}, RFC 8216 peak {expected}"
+    );
+    // The short tail alone would have set BANDWIDTH well above that.
+    let tail_alone = (sizes[2] as f64 * 8.0 / durations[2]).ceil() as u64;
+    assert!(
+        tail_alone > declared * 3,
+        "tail {tail_alone} bit/s vs BANDWIDTH {declared}: the test no longer has a heavy tail"
+    );
+    let average = master.variants[0].average_bandwidth.unwrap();
+    let total: u64 = sizes.iter().sum();
+    let secs: f64 = durations.iter().sum();
+    let want_avg = (total as f64 * 8.0 / secs).ceil() as u64;
+    assert!(
+        average.abs_diff(want_avg) <= want_avg / 1000,
+        "{average} vs {want_avg}"
+    );
+}
+
+/// Reads an audio-only ladder back: one variant (the audio playlist, AAC,
+/// no RESOLUTION), valid, and the audio it holds lasts as long as the
+/// source.
+fn check_audio_only(root: &Path, manifest: &Manifest, secs: f64) {
+    assert!(manifest.renditions.is_empty(), "{manifest:?}");
+    let audio = manifest.audio.as_ref().expect("an audio rendition");
+    let master_text = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
+    let master = parse_master(&master_text).unwrap();
+    assert_eq!(master.variants.len(), 1, "{master_text}");
+    let v = &master.variants[0];
+    assert_eq!(v.uri, "audio/index.m3u8");
+    assert_eq!(v.codecs.as_deref(), Some("mp4a.40.2"));
+    assert!(v.resolution.is_none() && v.audio.is_none(), "{master_text}");
+    let media = parse_media(&std::fs::read_to_string(root.join(&v.uri)).unwrap()).unwrap();
+    let infos: Vec<SegmentInfo> = media
+        .segments
+        .iter()
+        .map(|s| {
+            let size = std::fs::metadata(root.join("audio").join(&s.uri))
+                .unwrap()
+                .len();
+            SegmentInfo::new(s.uri.clone(), f64::from(s.duration), size)
+        })
+        .collect();
+    let produced = ProducedLadder {
+        master: &master,
+        video: vec![ProducedRendition {
+            uri: &v.uri,
+            playlist: &media,
+            segments: &infos,
+        }],
+        audio: None,
+    };
+    let violations = validate(&produced, &ValidateOptions::default());
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(audio.segments, media.segments.len());
+    let names: Vec<String> = media.segments.iter().map(|s| s.uri.clone()).collect();
+    let file = joined(root, "audio", manifest.format, &names);
+    let info = ffprobe_json(
+        &[
+            "-show_entries",
+            "stream=codec_name:packet=pts_time,duration_time",
+        ],
+        &file,
+    );
+    assert_eq!(info["streams"][0]["codec_name"], "aac");
+    let last = info["packets"].as_array().unwrap().last().unwrap();
+    let time = |k: &str| last[k].as_str().unwrap().parse::<f64>().unwrap();
+    let end = time("pts_time") + time("duration_time") - TIMELINE_OFFSET_S as f64;
+    assert!(
+        (end - secs).abs() < 0.1,
+        "audio ends at {end} s, source {secs} s"
+    );
+    assert!(
+        (manifest.duration_s - secs).abs() < 0.1,
+        "{}",
+        manifest.duration_s
+    );
+}
+
+#[tokio::test]
+async fn audio_only_uploads_get_an_audio_ladder_and_their_cover_as_poster() {
+    let media = tempfile::tempdir().unwrap();
+    let dir = media.path();
+    // An MP3 with a 320x240 JPEG cover: FFmpeg's best "video" stream is the
+    // cover, a one-packet stream with a 90 kHz time base.
+    let mp3 = ffmpeg(
+        dir,
+        "song.mp3",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=1",
+            "-t",
+            "3",
+            "-map",
+            "0:a",
+            "-map",
+            "1:v",
+            "-frames:v",
+            "1",
+            "-c:a",
+            "libmp3lame",
+            "-c:v",
+            "mjpeg",
+            "-disposition:v",
+            "attached_pic",
+            "-id3v2_version",
+            "3",
+        ],
+    );
+    let probed = videosync_transcode::probe(&mp3).unwrap();
+    assert!(probed.video.is_none(), "cover taken for video: {probed:?}");
+    assert!(probed.cover_art.is_some(), "{probed:?}");
+    assert!(probed.require_video().is_err());
+
+    let out = out_dir().await;
+    let manifest = transcode(
+        &mp3,
+        &out.dest,
+        &opts(&[720, 360], 2, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_audio_only(&out.root, &manifest, 3.0);
+    assert_eq!(manifest.poster.as_deref(), Some("poster.jpg"));
+    let poster = ffprobe_json(
+        &["-show_entries", "stream=codec_name,width,height"],
+        &out.root.join("poster.jpg"),
+    );
+    assert_eq!(poster["streams"][0]["codec_name"], "mjpeg");
+    assert_eq!(poster["streams"][0]["width"], 320);
+    assert_eq!(poster["streams"][0]["height"], 240);
+    assert_eq!(manifest.audio.as_ref().unwrap().sample_rate, 44_100);
+
+    // An M4A with a PNG cover, as TS: same ladder shape.
+    let m4a = ffmpeg(
+        dir,
+        "song.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=200x200:rate=1",
+            "-t",
+            "2.5",
+            "-map",
+            "0:a",
+            "-map",
+            "1:v",
+            "-frames:v",
+            "1",
+            "-c:a",
+            "aac",
+            "-c:v",
+            "png",
+            "-disposition:v",
+            "attached_pic",
+        ],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &m4a,
+        &out.dest,
+        &opts(&[360], 1, SegmentFormat::Ts),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_audio_only(&out.root, &manifest, 2.5);
+    assert!(listing(&out.root).contains(&"poster.jpg".to_owned()));
+
+    // No cover: the audio ladder alone, no poster, no storyboard.
+    let plain = ffmpeg(
+        dir,
+        "audio.m4a",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            "1",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let out = out_dir().await;
+    let manifest = transcode(
+        &plain,
+        &out.dest,
+        &opts(&[360], 2, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_audio_only(&out.root, &manifest, 1.0);
+    assert_eq!(manifest.poster, None);
+    assert_eq!(
+        listing(&out.root)
+            .into_iter()
+            .filter(|f| !f.contains("joined"))
+            .collect::<Vec<_>>(),
+        [
+            "audio/index.m3u8",
+            "audio/init.mp4",
+            "audio/seg_00000.m4s",
+            "manifest.json",
+            "master.m3u8"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn anamorphic_sources_get_square_pixels_and_the_right_resolution() {
+    let media = tempfile::tempdir().unwrap();
+    // PAL DVD frames, 720x576, at 16:9 (SAR 64:45) and at 4:3 (SAR 16:15).
+    for (sar, top) in [("64/45", (1024, 576)), ("16/15", (768, 576))] {
+        let mut args = video_src("720x576", "25", "1");
+        args.extend(
+            [
+                "-vf",
+                &format!("setsar={sar}"),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ]
+            .map(String::from),
+        );
+        let name = format!("dvd_{}.mkv", sar.replace('/', "_"));
+        let src = ffmpeg(media.path(), &name, &strs(&args));
+        let probed = videosync_transcode::probe(&src).unwrap();
+        let v = probed.video.as_ref().unwrap();
+        assert_eq!((v.width, v.height), (720, 576));
+        assert_eq!(v.display_dimensions(), top, "{sar}");
+
+        let (m, out) = transcodes_to_valid_ladder(&src, &[576, 360]).await;
+        let sizes: Vec<(u32, u32)> = m
+            .renditions
+            .iter()
+            .map(|r| (r.rendition.width, r.rendition.height))
+            .collect();
+        let small = (
+            ((f64::from(top.0) * 360.0 / 576.0 / 2.0).round() as u32) * 2,
+            360,
+        );
+        assert_eq!(sizes, [top, small], "{sar}");
+        let master = std::fs::read_to_string(out.root.join("master.m3u8")).unwrap();
+        assert!(
+            master.contains(&format!("RESOLUTION={}x{}", top.0, top.1)),
+            "{master}"
+        );
+        // The encoded pictures have square pixels at the rung's size.
+        let file = joined(
+            &out.root,
+            "576p",
+            SegmentFormat::Fmp4,
+            &["seg_00000.m4s".to_owned()],
+        );
+        let info = ffprobe_json(
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=width,height,sample_aspect_ratio",
+            ],
+            &file,
+        );
+        let s = &info["streams"][0];
+        assert_eq!(s["width"].as_u64(), Some(u64::from(top.0)), "{sar}");
+        assert_eq!(s["sample_aspect_ratio"], "1:1", "{sar}");
+        let poster = ffprobe_json(
+            &["-show_entries", "stream=width,height"],
+            &out.root.join("poster.jpg"),
+        );
+        assert_eq!(
+            poster["streams"][0]["width"].as_u64(),
+            Some(u64::from(top.0))
+        );
+    }
+}
+
+/// The RGB of the centre pixel of the first frame of `file`, decoded with
+/// the matrix given here (not the one the file declares).
+fn centre_rgb(file: &Path, matrix: &str, w: usize, h: usize) -> [u8; 3] {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(file)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            &format!("scale=in_color_matrix={matrix}:in_range=tv,format=rgb24"),
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let i = ((h / 2) * w + w / 2) * 3;
+    [out.stdout[i], out.stdout[i + 1], out.stdout[i + 2]]
+}
+
+#[tokio::test]
+async fn bt601_source_is_converted_to_the_bt709_it_is_tagged() {
+    let media = tempfile::tempdir().unwrap();
+    // Pure red PAL SD, encoded with the BT.601 matrix and tagged so.
+    let src = ffmpeg(
+        media.path(),
+        "pal.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:size=720x576:rate=25",
+            "-t",
+            "1",
+            "-vf",
+            "format=rgb24,scale=out_color_matrix=bt601:out_range=tv,format=yuv420p",
+            "-colorspace",
+            "bt470bg",
+            "-color_primaries",
+            "bt470bg",
+            "-color_trc",
+            "gamma28",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+        ],
+    );
+    let v = videosync_transcode::probe(&src).unwrap().video.unwrap();
+    assert_eq!(v.color_space.as_deref(), Some("bt470bg"));
+    let [r, g, b] = centre_rgb(&src, "bt601", 720, 576);
+    assert!(r > 240 && g < 8 && b < 8, "source as BT.601: {r},{g},{b}");
+    // Read with the wrong matrix, the same pixels are visibly not red.
+    let [_, g_wrong, _] = centre_rgb(&src, "bt709", 720, 576);
+    assert!(g_wrong > 16, "control: {g_wrong}");
+
+    let (_m, out) = transcodes_to_valid_ladder(&src, &[576]).await;
+    let top = joined(
+        &out.root,
+        "576p",
+        SegmentFormat::Fmp4,
+        &["seg_00000.m4s".to_owned()],
+    );
+    let [r, g, b] = centre_rgb(&top, "bt709", 720, 576);
+    assert!(
+        r > 230 && g < 12 && b < 12,
+        "the BT.709-tagged rung decodes as {r},{g},{b}, not red"
+    );
+}
+
+/// `(start, end)` of every stretch of silence of 0.3 s or more in the
+/// audio of `file`, in its own timestamps.
+fn silences(file: &Path) -> Vec<(f64, f64)> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "info", "-nostdin", "-i"])
+        .arg(file)
+        .args(["-af", "silencedetect=n=-40dB:d=0.3", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let value = |line: &str, key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let mut found = Vec::new();
+    let mut start = None;
+    for line in text.lines() {
+        if let Some(s) = value(line, "silence_start: ") {
+            start = Some(s);
+        }
+        if let (Some(e), Some(s)) = (value(line, "silence_end: "), start) {
+            found.push((s, e));
+            start = None;
+        }
+    }
+    found
+}
+
+/// Transcodes `src` (video and audio) and returns the audio rendition
+/// joined, the silences in it and the audio's and the video's ends, all on
+/// the output timeline (seconds from the video's first frame).
+async fn av_ladder(src: &Path) -> (Out, Vec<(f64, f64)>, f64, f64) {
+    let (m, out) = transcodes_to_valid_ladder(src, &[240]).await;
+    let names = |dir: &str| -> Vec<String> {
+        parse_media(&std::fs::read_to_string(out.root.join(dir).join("index.m3u8")).unwrap())
+            .unwrap()
+            .segments
+            .iter()
+            .map(|s| s.uri.clone())
+            .collect()
+    };
+    let audio = joined(&out.root, "audio", SegmentFormat::Fmp4, &names("audio"));
+    let video = joined(&out.root, "240p", SegmentFormat::Fmp4, &names("240p"));
+    // The end of the last packet; one without a duration lasts `fallback`
+    // (a 25 fps frame).
+    let end = |file: &Path, stream: &str, fallback: f64| {
+        let info = ffprobe_json(
+            &[
+                "-select_streams",
+                stream,
+                "-show_entries",
+                "packet=pts_time,duration_time",
+            ],
+            file,
+        );
+        let packets = info["packets"].as_array().unwrap();
+        packets
+            .iter()
+            .map(|p| {
+                p["pts_time"].as_str().unwrap().parse::<f64>().unwrap()
+                    + p["duration_time"]
+                        .as_str()
+                        .and_then(|d| d.parse::<f64>().ok())
+                        .unwrap_or(fallback)
+            })
+            .fold(0.0, f64::max)
+    };
+    let zero = TIMELINE_OFFSET_S as f64;
+    let (a_end, v_end) = (
+        end(&audio, "a:0", 0.0) - zero,
+        end(&video, "v:0", 0.04) - zero,
+    );
+    assert!(m.audio.is_some());
+    // silencedetect counts from the first decoded sample, which is the
+    // first packet's time (the AAC encoder's priming sits just before the
+    // timeline's zero).
+    let info = ffprobe_json(
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-read_intervals",
+            "%+#1",
+        ],
+        &audio,
+    );
+    let first: f64 = info["packets"][0]["pts_time"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let shift = first - zero;
+    let quiet = silences(&audio)
+        .into_iter()
+        .map(|(s, e)| (s + shift, e + shift))
+        .collect();
+    (out, quiet, a_end, v_end)
+}
+
+#[tokio::test]
+async fn late_audio_is_placed_on_the_video_timeline() {
+    let media = tempfile::tempdir().unwrap();
+    // 4 s of video; the audio starts 1 s in (its first timestamp is 1 s).
+    let src = ffmpeg(
+        media.path(),
+        "late.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-itsoffset",
+            "1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let (_out, quiet, a_end, v_end) = av_ladder(&src).await;
+    let frame = 1024.0 / 48_000.0;
+    // Silence from the start of the timeline (and the priming before it)
+    // until the tone at 1 s.
+    assert!(
+        quiet
+            .first()
+            .is_some_and(|&(s, e)| s <= 0.0 && (e - 1.0).abs() <= frame),
+        "silences {quiet:?}"
+    );
+    // Audio and video end together, within one audio frame.
+    assert!(
+        (a_end - v_end).abs() <= frame,
+        "audio ends {a_end}, video {v_end}"
+    );
+}
+
+#[tokio::test]
+async fn audio_gap_is_filled_with_silence_and_stays_in_sync() {
+    let media = tempfile::tempdir().unwrap();
+    // 5 s of video; the audio has no samples (and no timestamps) from 2 s
+    // to 3 s, as a capture that dropped audio has.
+    let src = ffmpeg(
+        media.path(),
+        "gap.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "5",
+            "-af",
+            "aselect='not(between(t,2,3))'",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let (_out, quiet, a_end, v_end) = av_ladder(&src).await;
+    let frame = 1024.0 / 48_000.0;
+    // The source's gap runs from its last packet before 2 s to its first
+    // after 3 s, whole AAC frames: allow two frames either side.
+    assert!(
+        quiet
+            .iter()
+            .any(|&(s, e)| (s - 2.0).abs() <= 2.0 * frame && (e - 3.0).abs() <= 2.0 * frame),
+        "silences {quiet:?}"
+    );
+    assert!(
+        (a_end - v_end).abs() <= frame,
+        "audio ends {a_end}, video {v_end}"
+    );
+}
+
+#[tokio::test]
+async fn long_segments_get_a_keyframe_every_two_seconds() {
+    let media = tempfile::tempdir().unwrap();
+    let mut args = video_src("320x240", "25", "9");
+    args.extend(["-an", "-c:v", "libx264", "-preset", "ultrafast"].map(String::from));
+    let src = ffmpeg(media.path(), "nine.mp4", &strs(&args));
+    let out = out_dir().await;
+    let manifest = transcode(
+        &src,
+        &out.dest,
+        &opts(&[240], 4, SegmentFormat::Fmp4),
+        None,
+        &CancelToken::new(),
+    )
+    .await
+    .unwrap();
+    check_ladder(&out.root, &manifest);
+    let names: Vec<String> = (0..3).map(|i| format!("seg_{i:05}.m4s")).collect();
+    let file = joined(&out.root, "240p", SegmentFormat::Fmp4, &names);
+    let info = ffprobe_json(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time,key_frame",
+        ],
+        &file,
+    );
+    let keys: Vec<f64> = info["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["key_frame"] == 1)
+        .map(|f| f["pts_time"].as_str().unwrap().parse::<f64>().unwrap() - TIMELINE_OFFSET_S as f64)
+        .collect();
+    // Segments start at 0, 4 and 8 s; keyframes also at 2 and 6 s.
+    let want = [0.0, 2.0, 4.0, 6.0, 8.0];
+    assert_eq!(keys.len(), want.len(), "{keys:?}");
+    for (k, w) in keys.iter().zip(want) {
+        assert!((k - w).abs() < 0.002, "{keys:?}");
+    }
+}
+
+/// `(YLOW, YAVG, YHIGH)` of the first frame of `file` (FFmpeg's
+/// signalstats: the 10th and 90th percentile and the mean of the luma, in
+/// 8-bit code values), after the filter `vf` (empty for none).
+fn luma_stats(file: &Path, vf: &str) -> (f64, f64, f64) {
+    let chain = if vf.is_empty() {
+        "signalstats,metadata=print:file=-".to_owned()
+    } else {
+        format!("{vf},signalstats,metadata=print:file=-")
+    };
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(file)
+        .args(["-frames:v", "1", "-vf", &chain, "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |key: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("lavfi.signalstats.{key}=")))
+            .unwrap_or_else(|| panic!("{key} missing in {text}"))
+            .parse()
+            .unwrap()
+    };
+    (get("YLOW"), get("YAVG"), get("YHIGH"))
+}
+
+#[tokio::test]
+async fn hdr_pq_source_is_tone_mapped_not_washed_out() {
+    let media = tempfile::tempdir().unwrap();
+    // The same pattern as SDR, and as HDR10 (PQ, BT.2020, 10-bit) with its
+    // white at 203 nits (ITU-R BT.2408's HDR reference white), lossless.
+    let pattern = "testsrc2=size=640x360:rate=25";
+    let sdr = ffmpeg(
+        media.path(),
+        "sdr.mkv",
+        &[
+            "-f", "lavfi", "-i", pattern, "-t", "1", "-pix_fmt", "yuv420p", "-c:v", "ffv1",
+        ],
+    );
+    let pq = ffmpeg(
+        media.path(),
+        "pq.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            pattern,
+            "-t",
+            "1",
+            "-vf",
+            "format=gbrpf32le,zscale=tin=bt709:pin=bt709:min=bt709:rin=full:\
+             t=smpte2084:p=bt2020:m=bt2020nc:r=tv:npl=203,format=yuv420p10le",
+            "-color_trc",
+            "smpte2084",
+            "-color_primaries",
+            "bt2020",
+            "-colorspace",
+            "bt2020nc",
+            "-c:v",
+            "ffv1",
+        ],
+    );
+    let v = videosync_transcode::probe(&pq).unwrap().video.unwrap();
+    assert_eq!(v.color_transfer.as_deref(), Some("smpte2084"));
+
+    let (lo, _, hi) = luma_stats(&sdr, "");
+    let sdr_spread = hi - lo;
+    // The PQ code values squeezed into 8 bits as they are: washed out.
+    let (lo, _, hi) = luma_stats(&pq, "format=yuv420p");
+    assert!(
+        hi - lo < 0.5 * sdr_spread,
+        "control: {lo}..{hi} vs {sdr_spread}"
+    );
+
+    let (_m, out) = transcodes_to_valid_ladder(&pq, &[360]).await;
+    let top = joined(
+        &out.root,
+        "360p",
+        SegmentFormat::Fmp4,
+        &["seg_00000.m4s".to_owned()],
+    );
+    let (lo, avg, hi) = luma_stats(&top, "");
+    assert!(
+        hi - lo > 0.85 * sdr_spread,
+        "tone-mapped luma spans {lo}..{hi} (mean {avg}), SDR spans {sdr_spread}"
+    );
+    let (_, sdr_avg, _) = luma_stats(&sdr, "");
+    assert!((avg - sdr_avg).abs() < 15.0, "mean {avg} vs SDR {sdr_avg}");
+}
+
+#[tokio::test]
+async fn segments_start_at_the_same_time_on_rungs_of_different_rates() {
+    let media = tempfile::tempdir().unwrap();
+    let dir = media.path();
+    // Two MPEG-TS recordings joined byte for byte: the muxers' start
+    // offsets leave a 17 ms hole in the video timestamps at the join, so
+    // the segment that starts there starts off the 50 and 25 fps grids.
+    let part = |name: &str, offset: &str| {
+        let mut args = video_src("1280x720", "50", "2");
+        args.extend(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-c:a",
+                "aac",
+                "-output_ts_offset",
+                offset,
+            ]
+            .map(String::from),
+        );
+        std::fs::read(ffmpeg(dir, name, &strs(&args))).unwrap()
+    };
+    let mut bytes = part("a.ts", "0");
+    bytes.extend(part("b.ts", "2"));
+    let src = dir.join("joined.ts");
+    std::fs::write(&src, bytes).unwrap();
+
+    // check_ladder: every rung's keyframes within 2 ms of where its
+    // playlist says each segment starts.
+    let (m, out) = transcodes_to_valid_ladder(&src, &[720, 360]).await;
+    let rates: Vec<f64> = m
+        .renditions
+        .iter()
+        .map(|r| r.rendition.frame_rate)
+        .collect();
+    assert_eq!(rates, [50.0, 25.0]);
+    let starts = |rung: &str| -> Vec<f64> {
+        let pl =
+            parse_media(&std::fs::read_to_string(out.root.join(rung).join("index.m3u8")).unwrap())
+                .unwrap();
+        let names: Vec<String> = pl.segments.iter().map(|s| s.uri.clone()).collect();
+        let file = joined(&out.root, rung, SegmentFormat::Fmp4, &names);
+        let info = ffprobe_json(
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "frame=pts_time,key_frame",
+            ],
+            &file,
+        );
+        info["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["key_frame"] == 1)
+            .map(|f| f["pts_time"].as_str().unwrap().parse::<f64>().unwrap())
+            .collect()
+    };
+    let (a, b) = (starts("720p"), starts("360p"));
+    assert_eq!(a.len(), b.len(), "{a:?} {b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 0.0005, "720p {a:?}, 360p {b:?}");
+    }
+    // The join really is off the grid (else this test proves nothing).
+    assert!(
+        a.iter()
+            .any(|t| ((t * 25.0) - (t * 25.0).round()).abs() > 0.1),
+        "{a:?}"
+    );
 }

@@ -568,3 +568,34 @@ fn time_limit_interrupts_ffmpeg() {
         format!("probe of {} failed: timed out after 0ns", f.display())
     );
 }
+
+#[test]
+fn pixel_budget_is_checked_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = video_src("1280x720", "30", "1");
+    args.extend(["-c:v", "libx264", "-preset", "ultrafast"].map(String::from));
+    let f = ffmpeg(dir.path(), "hd.mp4", &strs(&args));
+    assert_eq!(
+        videosync_transcode::ProbeOptions::default().max_pixels,
+        videosync_transcode::DEFAULT_MAX_PIXELS
+    );
+    assert_eq!(videosync_transcode::DEFAULT_MAX_PIXELS, 7680 * 4320);
+    // The default budget takes 720p; a budget of 640x360 refuses it.
+    videosync_transcode::probe(&f).unwrap();
+    let opts = videosync_transcode::ProbeOptions {
+        max_pixels: 640 * 360,
+        ..Default::default()
+    };
+    let e = videosync_transcode::probe_opts(&f, &opts).unwrap_err();
+    assert!(
+        matches!(e, TranscodeError::InvalidInput { .. }) && e.is_permanent(),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "probe of {} failed: the video frame is 1280x720 (921600 pixels), over the budget of 230400 pixels",
+            f.display()
+        )
+    );
+}

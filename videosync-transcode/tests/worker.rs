@@ -195,6 +195,14 @@ async fn a_job_becomes_a_ready_video_with_progress_on_the_bus() {
     }
     assert!(stages.contains(&Stage::Encoding), "{stages:?}");
     assert_eq!(stages.last(), Some(&Stage::Done), "{stages:?}");
+    // Done is said once, by the worker, after the video is ready: the
+    // ladder's own "done" came earlier, when a reader could still find the
+    // video processing.
+    assert_eq!(
+        stages.iter().filter(|s| **s == Stage::Done).count(),
+        1,
+        "{stages:?}"
+    );
     assert_eq!(rig.worker.run_once().await.unwrap(), Outcome::Idle);
 }
 
