@@ -14,8 +14,8 @@
 //! without asking the server): `?md5=<base64url(MD5(expires + path + " " +
 //! secret))>&expires=<unix seconds>`. Its playlists are rewritten with a
 //! signed URL for every playlist, init segment and segment, and its
-//! answers say `Cache-Control: private`. [`playback`] hands the signed entry
-//! points to whoever may see the video.
+//! answers say `Cache-Control: private`. `GET /api/v1/videos/{id}/playback`
+//! hands the signed entry points to whoever may see the video.
 
 use std::time::Duration;
 
