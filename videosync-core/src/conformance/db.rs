@@ -983,6 +983,71 @@ pub async fn search_ranks_and_hides_what_the_viewer_may_not_see(fx: DbFixture) {
     assert_eq!(in_desc.status, VideoStatus::Ready);
 }
 
+pub async fn search_finds_old_matches_under_many_newer_videos(fx: DbFixture) {
+    let (_clock, db) = open(&fx).await;
+    let owner = user(&db, "archivist").await;
+    let c = channel(&db, owner.id, "archive", Visibility::Public).await;
+    // Five old matches in titles, one in tags and one in a description,
+    // then more newer videos than a backend may walk before it turns to
+    // its index: every match must still be found, newest first per tier.
+    let mut old = Vec::new();
+    for i in 0..5 {
+        old.push(
+            video(
+                &db,
+                &format!("Zeppelin flight {i}"),
+                "",
+                &[],
+                Some(c.id),
+                owner.id,
+            )
+            .await,
+        );
+    }
+    let tagged = video(&db, "Airship", "", &["zeppelin"], Some(c.id), owner.id).await;
+    let described = video(
+        &db,
+        "Hangar",
+        "a zeppelin hangar",
+        &[],
+        Some(c.id),
+        owner.id,
+    )
+    .await;
+    {
+        let mut tx = db.begin().await.unwrap();
+        for i in 0..2_100 {
+            tx.create_video(NewVideo {
+                owner: Some(owner.id),
+                channel_id: Some(c.id),
+                ..NewVideo::titled(format!("Unrelated clip {i}"))
+            })
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let mut tx = db.read().await.unwrap();
+    let mut got = Vec::new();
+    let mut page = PageRequest::first(3);
+    loop {
+        let p = tx
+            .search_videos("zeppelin", Viewer::default(), page.clone())
+            .await
+            .unwrap();
+        got.extend(p.items.iter().map(|h| h.video.id));
+        match p.next {
+            Some(n) => page = PageRequest::after(n, 3),
+            None => break,
+        }
+    }
+    let mut want: Vec<_> = old.iter().rev().map(|v| v.id).collect();
+    want.push(tagged.id);
+    want.push(described.id);
+    assert_eq!(got, want, "titles newest first, then tags, then anywhere");
+    tx.commit().await.unwrap();
+}
+
 pub async fn search_pages_and_survives_hostile_queries(fx: DbFixture) {
     let (_clock, db) = open(&fx).await;
     let owner = user(&db, "bulk").await;
