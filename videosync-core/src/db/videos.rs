@@ -239,38 +239,6 @@ mod sql {
         Anywhere,
     }
 
-    /// Rows of the newest window a Postgres tier walks before it turns to
-    /// the index for older matches.
-    const PG_WINDOW: usize = 2000;
-
-    /// A Postgres tier's field and the earlier tiers it leaves out.
-    fn pg_tier(tier: Tier) -> (&'static str, &'static str) {
-        match tier {
-            Tier::Title => ("search_title", ""),
-            Tier::Tags => (
-                "search_tags",
-                "AND NOT v.search_title @@ to_tsquery('simple', $1)",
-            ),
-            Tier::Anywhere => (
-                "search",
-                "AND NOT v.search_title @@ to_tsquery('simple', $1) \
-                 AND NOT v.search_tags @@ to_tsquery('simple', $1)",
-            ),
-        }
-    }
-
-    /// A Postgres tier's matches older than the window (`seq < $5`), from
-    /// the tier's GIN index and a sort (`seq + 0` keeps the primary key's
-    /// order out of the plan).
-    fn older_query(tier: Tier) -> String {
-        let (field, except_sql) = pg_tier(tier);
-        format!(
-            "SELECT v.seq AS hit FROM vs_videos v LEFT JOIN vs_channels c ON c.id = v.channel_id \
-             WHERE v.{field} @@ to_tsquery('simple', $1) AND {VISIBLE} {except_sql} \
-             AND v.seq < $5 ORDER BY v.seq + 0 DESC LIMIT $4"
-        )
-    }
-
     /// The query of one tier: its SQL (binds: `$1` the match, `$2` the
     /// viewer, `$3` admin, `$4` the limit) and the match text. Words are letters and digits only (see `query_words`),
     /// so they cannot break out of the match syntax; each matches as a
@@ -312,15 +280,21 @@ mod sql {
                     .map(|w| format!("{w}:*"))
                     .collect::<Vec<_>>()
                     .join(" & ");
-                let (field, except_sql) = pg_tier(tier);
-                // A walk of the newest rows in order, bounded: whatever the
-                // planner estimates, a tier with few matches cannot turn it
-                // into a scan of the whole table.
+                let except_sql = match tier {
+                    Tier::Title => "",
+                    Tier::Tags => "AND NOT v.search_title @@ to_tsquery('simple', $1)",
+                    Tier::Anywhere => {
+                        "AND NOT v.search_title @@ to_tsquery('simple', $1) \
+                         AND NOT v.search_tags @@ to_tsquery('simple', $1)"
+                    }
+                };
+                let field = match tier {
+                    Tier::Title => "search_title",
+                    Tier::Tags => "search_tags",
+                    Tier::Anywhere => "search",
+                };
                 let sql = format!(
-                    "SELECT v.seq AS hit FROM \
-                     (SELECT seq FROM vs_videos ORDER BY seq DESC LIMIT {PG_WINDOW}) w \
-                     JOIN vs_videos v ON v.seq = w.seq \
-                     LEFT JOIN vs_channels c ON c.id = v.channel_id \
+                    "SELECT v.seq AS hit FROM vs_videos v LEFT JOIN vs_channels c ON c.id = v.channel_id \
                      WHERE v.{field} @@ to_tsquery('simple', $1) AND {VISIBLE} {except_sql} \
                      ORDER BY v.seq DESC LIMIT $4"
                 );
@@ -612,69 +586,17 @@ mod sql {
             let user = viewer.user.map(|u| u.to_string()).unwrap_or_default();
             let admin = i64::from(viewer.is_admin);
             let mut hits: Vec<(i64, f64)> = Vec::new();
-            // Postgres: where the newest window of rows ends (see below).
-            let mut window_end: Option<Option<i64>> = None;
             for (tier, score) in [(Tier::Title, 3.0), (Tier::Tags, 2.0), (Tier::Anywhere, 1.0)] {
                 if hits.len() >= want {
                     break;
                 }
                 let (sql, text) = tier_query(self.dialect(), tier, &words);
                 let rows = sqlx::query(&sql)
-                    .bind(&text)
+                    .bind(text)
                     .bind(&user)
                     .bind(admin)
                     .bind(n(want - hits.len()))
                     .fetch_all(self.conn())
-                    .await
-                    .map_err(|e| convert("searching videos", e))?;
-                for r in &rows {
-                    hits.push((col(r, "hit")?, score));
-                }
-                if self.dialect() != Dialect::Postgres || hits.len() >= want {
-                    continue;
-                }
-                // The walk above covered the newest PG_WINDOW rows only; the
-                // tier's matches older than those are sparse (fewer than a
-                // page in the newest rows), so they come from the GIN index
-                // and a sort, never from a walk of the whole table.
-                let end = match window_end {
-                    Some(end) => end,
-                    None => {
-                        let sql = format!(
-                            "SELECT min(seq) AS lo, count(*) AS n FROM \
-                             (SELECT seq FROM vs_videos ORDER BY seq DESC LIMIT {PG_WINDOW}) w"
-                        );
-                        let row = sqlx::query(&sql)
-                            .fetch_one(self.conn())
-                            .await
-                            .map_err(|e| convert("searching videos", e))?;
-                        let full = count(&row, "n")? >= PG_WINDOW as u64;
-                        let end = if full {
-                            col::<Option<i64>>(&row, "lo")?
-                        } else {
-                            None
-                        };
-                        window_end = Some(end);
-                        end
-                    }
-                };
-                let Some(end) = end else { continue };
-                let sql = older_query(tier);
-                sqlx::query("SET LOCAL enable_seqscan = off")
-                    .execute(self.conn())
-                    .await
-                    .map_err(|e| convert("searching videos", e))?;
-                let rows = sqlx::query(&sql)
-                    .bind(&text)
-                    .bind(&user)
-                    .bind(admin)
-                    .bind(n(want - hits.len()))
-                    .bind(end)
-                    .fetch_all(self.conn())
-                    .await
-                    .map_err(|e| convert("searching videos", e))?;
-                sqlx::query("SET LOCAL enable_seqscan = on")
-                    .execute(self.conn())
                     .await
                     .map_err(|e| convert("searching videos", e))?;
                 for r in &rows {
