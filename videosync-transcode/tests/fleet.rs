@@ -124,7 +124,10 @@ async fn worker_on_s3_postgres_and_redis() {
         .await
         .unwrap();
     let master = parse_master(std::str::from_utf8(&master).unwrap()).unwrap();
-    assert_eq!(master.variants.len(), 2);
+    // One stream and one I-frame playlist per rung.
+    let streams = master.variants.iter().filter(|v| !v.is_i_frame).count();
+    let i_frames = master.variants.iter().filter(|v| v.is_i_frame).count();
+    assert_eq!((streams, i_frames), (2, 2));
     let objects = store
         .list(Some(&ObjectKey::parse(&format!("{root}/hls")).unwrap()))
         .await
