@@ -944,12 +944,15 @@ pub async fn presigned_urls_are_bound(fx: StoreFixture) {
         "another type: {}",
         wrong_type.status()
     );
-    let larger = send(&put, pattern(70_001, 5), "video/mp4").await.unwrap();
-    assert!(
-        larger.status().is_client_error(),
-        "a larger body: {}",
-        larger.status()
-    );
+    // The server may refuse by answering 4xx or by closing the connection
+    // before it has read the body; either way nothing is stored (below).
+    if let Ok(larger) = send(&put, pattern(70_001, 5), "video/mp4").await {
+        assert!(
+            larger.status().is_client_error(),
+            "a larger body: {}",
+            larger.status()
+        );
+    }
     assert_eq!(kind(s.head(&key).await), Some(ErrorKind::NotFound));
     let ok = send(&put, body.clone(), "video/mp4").await.unwrap();
     assert!(ok.status().is_success(), "presigned PUT: {}", ok.status());
