@@ -151,12 +151,23 @@ fn a_server_sigkilled_ten_times_mid_upload_loses_nothing() {
         assert_eq!(status, 200, "round {round}");
         let offset: usize = headers["upload-offset"].parse().unwrap();
         offsets.push(offset);
+        // The killed process's hold on the upload lapses after the lease
+        // (1 s here); a PATCH before that is refused with 409, as it should.
+        std::thread::sleep(Duration::from_millis(1100));
         let writer = {
             let (addr, path, token, data) =
                 (s.addr.clone(), path.clone(), token.clone(), data.clone());
             std::thread::spawn(move || slow_patch(addr, path, token, data, offset))
         };
-        std::thread::sleep(Duration::from_millis(rng.random_range(150..1500)));
+        // Every other round lasts long enough to store a part (8 MiB at the
+        // writer's 16 MiB/s), so resuming from a stored offset is exercised;
+        // the others kill at any moment, also before the server listens.
+        let ms = if round % 2 == 1 {
+            rng.random_range(1500..3000)
+        } else {
+            rng.random_range(150..1500)
+        };
+        std::thread::sleep(Duration::from_millis(ms));
         let mut s = s;
         s.child.kill().expect("SIGKILL");
         s.child.wait().unwrap();
