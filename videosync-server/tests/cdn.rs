@@ -13,9 +13,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::serve::{
-    channel, clip, http, quick_ladder, sign_up, tus_upload, wait_processed, Server,
-};
+use common::make_clip;
+use common::serve::{channel, http, quick_ladder, sign_up, tus_upload, wait_processed, Server};
 
 const NGINX: &str = "/usr/sbin/nginx";
 const MEDIA_SECRET: &str = "cdn-test-media-secret-cdn-test-media-secret";
@@ -146,7 +145,9 @@ fn nginx_caches_public_media_revalidates_playlists_and_keeps_private_media_priva
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let source = std::fs::read(clip(dir.path(), 4)).unwrap();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 4);
+    let source = std::fs::read(&clip).unwrap();
     let mut env = quick_ladder();
     env.push(("VIDEOSYNC_MEDIA_SIGNING_SECRET", MEDIA_SECRET.to_owned()));
     env.push(("VIDEOSYNC_PLAYLIST_MAX_AGE_SECONDS", "1".to_owned()));

@@ -17,9 +17,10 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use sha2::Digest;
 
+use common::make_clip;
 use common::serve::{
-    call, channel, clip, fetch_ladder, quick_ladder, sign_up, tus_create, tus_headers,
-    wait_processed, Server,
+    call, channel, fetch_ladder, quick_ladder, sign_up, tus_create, tus_headers, wait_processed,
+    Server,
 };
 
 /// The venv `make test` installs the Python test tools into.
@@ -48,7 +49,8 @@ fn test_python() -> Option<PathBuf> {
 fn tuspy_uploads_unchanged_resumes_after_a_cut_and_the_video_plays() {
     let Some(python) = test_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let clip = clip(dir.path(), 6);
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 6);
     let size = std::fs::metadata(&clip).unwrap().len();
     assert!(
         size > 3 * 256 * 1024,

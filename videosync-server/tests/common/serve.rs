@@ -356,28 +356,6 @@ pub fn fetch_ladder(addr: &str, master: &str) -> usize {
     n
 }
 
-/// A clip made by the ffmpeg CLI: 640x360 30 fps with a tone, `secs` long.
-pub fn clip(dir: &std::path::Path, secs: u32) -> std::path::PathBuf {
-    let path = dir.join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
-        .args([
-            "testsrc2=size=640x360:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine",
-            "-t",
-        ])
-        .arg(secs.to_string())
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs (the test needs the ffmpeg CLI)");
-    assert!(status.success());
-    path
-}
-
 /// Starts a tus upload of `len` bytes into `channel`; answers its path and
 /// the video it becomes.
 pub fn tus_create(
