@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         &urls,
         Arc::new(SystemClock::new()),
         Some(Arc::new(MemoryStore::new())),
+        None,
     )
     .await
     .context("opening the backends")?;

@@ -30,8 +30,12 @@ pub const EVENT_LOG: &str = "events";
 /// single-box defaults under a data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendUrls {
-    /// Object store (`file://`, `memory://`, `s3://`).
+    /// Object store (`file://`, `memory://`, `s3://`): ladders, and the
+    /// uploaded originals unless `uploads` names a store of their own.
     pub store: String,
+    /// The interim store where uploaded originals wait for their ladder
+    /// (`file://`, `memory://`, `s3://`); `None`: `store`, under `uploads/`.
+    pub uploads: Option<String>,
     /// Job queue (`sqlite://`, `postgres://`, `redis://`).
     pub queue: String,
     /// Event bus (`memory://`, `redis://`).
@@ -72,6 +76,7 @@ impl BackendUrls {
         let db = format!("sqlite://{}", data_dir.join("videosync.db").display());
         BackendUrls {
             store: format!("file://{}", data_dir.join("store").display()),
+            uploads: None,
             queue: db.clone(),
             bus: "memory://".to_owned(),
             database: db.clone(),
@@ -87,8 +92,11 @@ impl BackendUrls {
 pub struct Backends {
     /// The database (accounts, channels, videos, messages).
     pub db: Database,
-    /// Object storage.
+    /// Object storage: ladders, images, and whatever is not an upload.
     pub store: DynObjectStore,
+    /// Uploaded originals until their ladder is ready (tus sessions, direct
+    /// uploads): a store of its own, or the same as `store`.
+    pub uploads: DynObjectStore,
     /// The transcode queue.
     pub queue: DynJobQueue,
     /// The event bus.
@@ -111,12 +119,13 @@ impl Backends {
     /// # Errors
     /// The first backend that fails to open, saying which.
     pub async fn open(urls: &BackendUrls) -> videosync_core::Result<Self> {
-        Self::open_with(urls, Arc::new(SystemClock::new()), None).await
+        Self::open_with(urls, Arc::new(SystemClock::new()), None, None).await
     }
 
     /// Opens every backend named in `urls` on `clock`; `store` replaces the
-    /// one `urls.store` names (an S3 store with credentials, say). Contracts
-    /// whose URL is the database's share its pool and its one migration run.
+    /// one `urls.store` names (an S3 store with credentials, say) and
+    /// `uploads` the one `urls.uploads` names. Contracts whose URL is the
+    /// database's share its pool and its one migration run.
     ///
     /// # Errors
     /// The first backend that fails to open, saying which.
@@ -124,6 +133,7 @@ impl Backends {
         urls: &BackendUrls,
         clock: Arc<dyn Clock>,
         store: Option<DynObjectStore>,
+        uploads: Option<DynObjectStore>,
     ) -> videosync_core::Result<Self> {
         if !Database::handles(&urls.database) {
             return Err(Error::invalid_input(format!(
@@ -178,10 +188,16 @@ impl Backends {
             Some(store) => store,
             None => open_store(&urls.store).await?,
         };
+        let uploads = match (uploads, &urls.uploads) {
+            (Some(uploads), _) => uploads,
+            (None, Some(url)) => open_store(url).await?,
+            (None, None) => store.clone(),
+        };
         Ok(Backends {
             catalog: Arc::new(SqlCatalog::new(db.clone(), clock.clone())),
             db,
             store,
+            uploads,
             queue,
             bus: bus_from_url(&urls.bus).await?,
             log,

@@ -374,6 +374,11 @@ pub struct UploadsConfig {
     /// Direct uploads (presigned, S3) up to this size are one `PUT`; larger
     /// ones are multipart.
     pub direct_single_put_max_bytes: u64,
+    /// The interim store where originals wait for their ladder: `file:///path`,
+    /// `memory://` or `s3://bucket[/prefix]` (an S3 one with `[store]`'s
+    /// endpoint, region and credentials). Default: the object store, under
+    /// `uploads/`.
+    pub store_url: Option<String>,
 }
 
 /// Every container the first bytes can reveal.
@@ -391,6 +396,7 @@ impl Default for UploadsConfig {
             keep_originals: false,
             lease_seconds: 30,
             direct_single_put_max_bytes: 64 * 1024 * 1024,
+            store_url: None,
         }
     }
 }
@@ -585,6 +591,11 @@ pub const ENV_VARS: &[(&str, &str, EnvKind)] = &[
         "VIDEOSYNC_KEEP_ORIGINALS",
         "uploads.keep_originals",
         EnvKind::Bool,
+    ),
+    (
+        "VIDEOSYNC_UPLOAD_STORE_URL",
+        "uploads.store_url",
+        EnvKind::Text,
     ),
     ("VIDEOSYNC_RUNGS", "processing.rungs", EnvKind::Integers),
     (
@@ -795,6 +806,15 @@ impl Config {
             .url
             .clone()
             .unwrap_or_else(|| format!("file://{}", self.data_dir.join("store").display()))
+    }
+
+    /// The interim store's URL for originals, when it is not the object
+    /// store.
+    pub fn uploads_store_url(&self) -> Option<String> {
+        self.uploads
+            .store_url
+            .clone()
+            .filter(|u| *u != self.store_url())
     }
 
     fn backend_url(&self, b: &BackendConfig, embedded: impl FnOnce() -> String) -> String {

@@ -345,6 +345,7 @@ fn transcode_worker(
     use videosync_transcode::worker::{Worker, WorkerConfig};
     Worker {
         store: backends.store.clone(),
+        sources: backends.uploads.clone(),
         queue: backends.queue.clone(),
         catalog: backends.catalog.clone(),
         bus: backends.bus.clone(),
@@ -539,6 +540,11 @@ async fn expire_uploads(app: videosync_server::AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "expired abandoned uploads"),
             Err(e) => tracing::warn!(error = %e, "expiring abandoned uploads failed"),
+        }
+        match videosync_server::uploads::direct::sweep_expired(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "removed expired direct uploads"),
+            Err(e) => tracing::warn!(error = %e.message, "removing expired direct uploads failed"),
         }
     }
 }

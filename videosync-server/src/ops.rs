@@ -9,7 +9,7 @@
 //! workers add `videosync_transcode_speed` (media seconds per wall second).
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -162,7 +162,14 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         probe(format!("log {}", b.log), log),
         probe(format!("kv {}", b.kv), kv),
     );
-    let checks = vec![db, store, queue, bus, log, kv];
+    let mut checks = vec![db, store, queue, bus, log, kv];
+    if !Arc::ptr_eq(&b.uploads, &b.store) {
+        let put = async {
+            let key = ObjectKey::parse(".readyz/probe")?;
+            b.uploads.put(&key, "ok".into()).await.map(|_| ())
+        };
+        checks.push(probe(format!("uploads {}", b.uploads), put).await);
+    }
     let ready = checks.iter().all(|c| c.ok);
     let status = if ready {
         StatusCode::OK

@@ -129,7 +129,7 @@ pub async fn upload_finished(app: &App, user: &User, done: &Finished) -> ApiResu
             if let Err(e) = allowed {
                 // The uploader lost the right while uploading: nothing of
                 // theirs stays in the channel.
-                if let Err(del) = app.backends.store.delete(&done.key).await {
+                if let Err(del) = app.backends.uploads.delete(&done.key).await {
                     tracing::warn!(key = %done.key, error = %del, "removing a refused upload failed");
                 }
                 return Err(e);
@@ -217,7 +217,7 @@ async fn retranscode(
             .map_err(|e| ApiError::internal(format!("video {} source key: {e}", video.id)))?,
         None => return Err(ApiError::conflict("the video has no uploaded source")),
     };
-    if !app.backends.store.exists(&source).await? {
+    if !app.backends.uploads.exists(&source).await? {
         return Err(ApiError::conflict(
             "the original is no longer kept (uploads.keep_originals); upload it again",
         ));

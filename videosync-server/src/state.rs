@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use videosync_core::store::s3::S3Store;
+use videosync_core::store::DynObjectStore;
 use videosync_core::uploads::{DynUploadSessions, StoreUploads, UploadOptions};
 
 use crate::auth::password::Passwords;
 use crate::auth::tokens::TokenKeys;
 use crate::backends::{open_store, BackendUrls, Backends};
-use crate::config::{Config, LimitsConfig, ProcessingConfig, Registration, Secret, UploadsConfig};
+use crate::config::{
+    Config, LimitsConfig, ProcessingConfig, Registration, Secret, StoreConfig, UploadsConfig,
+};
 use crate::delivery::MediaSigner;
 use crate::ops::Metrics;
 
@@ -95,7 +98,7 @@ impl App {
         .map_err(anyhow::Error::msg)?;
         let uploads = StoreUploads::new(
             backends.db.clone(),
-            backends.store.clone(),
+            backends.uploads.clone(),
             backends.clock.clone(),
             UploadOptions {
                 max_size: Some(config.uploads.max_size_bytes),
@@ -153,6 +156,7 @@ impl App {
 pub fn backend_urls(config: &Config) -> BackendUrls {
     BackendUrls {
         store: config.store_url(),
+        uploads: config.uploads_store_url(),
         queue: config.queue_url(),
         bus: config.bus_url(),
         database: config.database_url(),
@@ -169,36 +173,27 @@ pub fn backend_urls(config: &Config) -> BackendUrls {
 /// The first backend that fails to open, saying which.
 pub async fn open_backends(config: &Config) -> anyhow::Result<Backends> {
     let urls = backend_urls(config);
-    let s = &config.store;
-    let store = if urls.store.starts_with("s3://") {
-        let mut b = S3Store::builder_from_url(&urls.store)?.path_style(s.path_style);
-        if let Some(endpoint) = &s.endpoint {
-            b = b.endpoint(endpoint.clone());
-        }
-        if let Some(region) = &s.region {
-            b = b.region(region.clone());
-        }
-        if let Some(public) = &s.public_endpoint {
-            b = b.public_endpoint(public.clone());
-        }
-        if let Some(key_id) = &s.access_key_id {
-            b = b.credentials(key_id.clone(), s.secret_access_key.expose().to_owned());
-        }
-        let store: videosync_core::store::DynObjectStore = Arc::new(b.build().await?);
-        store
-    } else {
-        open_store(&urls.store).await?
+    let store = build_store(&urls.store, &config.store).await?;
+    let uploads = match &urls.uploads {
+        Some(url) => Some(
+            build_store(url, &config.store)
+                .await
+                .context("opening the uploads store (uploads.store_url)")?,
+        ),
+        None => None,
     };
     let backends = Backends::open_with(
         &urls,
         Arc::new(videosync_core::SystemClock::new()),
         Some(store),
+        uploads,
     )
     .await
     .context("opening the backends")?;
     tracing::info!(
         database = %backends.db,
         store = %backends.store,
+        uploads = %backends.uploads,
         queue = %backends.queue,
         bus = %backends.bus,
         log = %backends.log,
@@ -206,6 +201,28 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<Backends> {
         "backends open"
     );
     Ok(backends)
+}
+
+/// Opens the store at `url`; an S3 one with the endpoint, region,
+/// credentials and path style of `s`.
+async fn build_store(url: &str, s: &StoreConfig) -> anyhow::Result<DynObjectStore> {
+    if !url.starts_with("s3://") {
+        return Ok(open_store(url).await?);
+    }
+    let mut b = S3Store::builder_from_url(url)?.path_style(s.path_style);
+    if let Some(endpoint) = &s.endpoint {
+        b = b.endpoint(endpoint.clone());
+    }
+    if let Some(region) = &s.region {
+        b = b.region(region.clone());
+    }
+    if let Some(public) = &s.public_endpoint {
+        b = b.public_endpoint(public.clone());
+    }
+    if let Some(key_id) = &s.access_key_id {
+        b = b.credentials(key_id.clone(), s.secret_access_key.expose().to_owned());
+    }
+    Ok(Arc::new(b.build().await?))
 }
 
 /// The file under the data directory that keeps a generated secret.

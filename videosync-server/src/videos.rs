@@ -356,7 +356,7 @@ pub async fn delete_video(app: &App, video: &Video) -> ApiResult<()> {
     }
     if let Some(source) = &video.source_key {
         if let Ok(key) = ObjectKey::parse(source) {
-            store.delete(&key).await?;
+            app.backends.uploads.delete(&key).await?;
         }
     }
     tracing::info!(video = %video.id, "video deleted");

@@ -19,8 +19,8 @@ use sha2::Digest;
 
 use common::make_clip;
 use common::serve::{
-    call, channel, fetch_ladder, quick_ladder, sign_up, tus_create, tus_headers, wait_processed,
-    Server,
+    call, channel, fetch_ladder, quick_ladder, sign_up, tus_create, tus_headers, tus_upload,
+    wait_processed, Server,
 };
 
 /// The venv `make test` installs the Python test tools into.
@@ -93,6 +93,89 @@ fn tuspy_uploads_unchanged_resumes_after_a_cut_and_the_video_plays() {
     let master = play["master_url"].as_str().unwrap();
     let fetched = fetch_ladder(&server.addr, master);
     assert!(fetched >= 4, "{fetched} files");
+    server.stop();
+}
+
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn originals_wait_in_an_interim_store_of_their_own_and_ladders_go_to_the_final_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 3);
+    let source = std::fs::read(&clip).unwrap();
+    let interim = dir.path().join("interim");
+    let data = dir.path().join("data");
+    let mut env = quick_ladder();
+    env.push((
+        "VIDEOSYNC_UPLOAD_STORE_URL",
+        format!("file://{}", interim.display()),
+    ));
+    env.push(("VIDEOSYNC_KEEP_ORIGINALS", "true".to_owned()));
+    let server = Server::start_in(&data, 1, &env);
+    let token = sign_up(&server, "ada");
+    let channel = channel(&server, &token, "public");
+    let video = tus_upload(&server, &token, &channel, "Two stores", &source);
+    let v = wait_processed(&server, &token, &video);
+    assert_eq!(v["status"], "ready", "{v}");
+    let play = server.expect(
+        200,
+        "GET",
+        &format!("/api/v1/videos/{video}/playback"),
+        None,
+        None,
+    );
+    assert!(fetch_ladder(&server.addr, play["master_url"].as_str().unwrap()) >= 2);
+    // The original (kept, as configured) is in the interim store only, byte
+    // for byte; the ladder is in the final store only.
+    let simple = video.replace('-', "");
+    let kept = interim.join(format!("objects/uploads/{simple}/source"));
+    assert_eq!(std::fs::read(&kept).unwrap(), source);
+    let finals = files_under(&data.join("store/objects"));
+    assert!(
+        finals.iter().all(|f| !f.starts_with("uploads/")),
+        "{finals:?}"
+    );
+    assert!(
+        finals
+            .iter()
+            .any(|f| f.starts_with(&format!("videos/{simple}/")) && f.ends_with("master.m3u8")),
+        "{finals:?}"
+    );
+    assert!(
+        files_under(&interim.join("objects"))
+            .iter()
+            .all(|f| f.starts_with("uploads/")),
+        "nothing but originals in the interim store"
+    );
+    // Deleting the video takes the original from the interim store too.
+    server.expect(
+        204,
+        "DELETE",
+        &format!("/api/v1/videos/{video}"),
+        Some(&token),
+        None,
+    );
+    assert!(!kept.exists());
     server.stop();
 }
 

@@ -158,8 +158,11 @@ pub fn progress_topic(video: VideoId) -> videosync_core::Result<Topic> {
 /// What the worker needs.
 #[derive(Debug, Clone)]
 pub struct Worker {
-    /// Sources and ladders.
+    /// Ladders (and, in chunked mode, the parts and the plan).
     pub store: DynObjectStore,
+    /// Uploaded sources: an interim store of its own, or the same as
+    /// `store`.
+    pub sources: DynObjectStore,
     /// Transcode jobs.
     pub queue: DynJobQueue,
     /// Video rows.
@@ -537,7 +540,7 @@ impl Worker {
         if self.config.remove_source {
             let source = source_key.or(before.source_key);
             if let Some(k) = source.as_deref().and_then(|s| ObjectKey::parse(s).ok()) {
-                let _ = self.store.delete(&k).await;
+                let _ = self.sources.delete(&k).await;
             }
         }
         self.publish_done(video, None).await;
@@ -769,7 +772,7 @@ impl Worker {
     /// Copies the source into a scratch file, streaming.
     async fn download(&self, source_key: &str) -> Result<tempfile::TempPath, AttemptError> {
         let k = key(source_key)?;
-        let got = self.store.get(&k).await?;
+        let got = self.sources.get(&k).await?;
         let file = tempfile::Builder::new()
             .prefix("videosync-source-")
             .tempfile_in(&self.config.scratch_dir)

@@ -37,6 +37,7 @@ async fn worker_on_s3_postgres_and_redis() {
     let store = store_from_url(&s3).await.unwrap();
     let worker = Worker {
         store: store.clone(),
+        sources: store.clone(),
         queue: queue_from_url(
             &db,
             &unique_name("tq_"),

@@ -43,6 +43,7 @@ async fn rig() -> Rig {
     let store = Arc::new(MemoryStore::new());
     let worker = Worker {
         store: store.clone(),
+        sources: store.clone(),
         // The queue runs on the test's manual clock, far from the database's.
         queue: queue_from_url(
             &url,

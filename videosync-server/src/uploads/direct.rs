@@ -76,8 +76,8 @@ pub struct DirectUploadRequest {
     /// The file's name, for the default title.
     #[schema(max_length = 1000)]
     pub filename: Option<String>,
-    /// Its exact size in bytes.
-    #[schema(minimum = 1)]
+    /// Its exact size in bytes (the server's upload limit applies: 413 past it).
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     #[serde(deserialize_with = "crate::dto::required_whole_number")]
     pub size: u64,
     /// Its content type, which every upload request must send.
@@ -177,7 +177,14 @@ struct Booking {
     content_type: String,
     multipart: Option<String>,
     part_size: u64,
+    /// When it expires (unix milliseconds): the booking itself outlives
+    /// this by [`SWEEP_GRACE`], so the sweep still knows what to remove.
+    #[serde(default)]
+    expires_at_ms: i64,
 }
+
+/// How long a booking is kept past its expiry for the sweep to find it.
+const SWEEP_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl Booking {
     fn parts(&self) -> u32 {
@@ -195,7 +202,7 @@ impl Booking {
 }
 
 fn signer(app: &App) -> ApiResult<std::sync::Arc<dyn Signer>> {
-    app.backends.store.signer().ok_or_else(|| {
+    app.backends.uploads.signer().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             code::CONFLICT,
@@ -208,16 +215,88 @@ fn booking_key(app: &App, id: VideoId) -> ApiResult<videosync_core::kv::Key> {
     app.kv_key(&format!("direct.{}", id.as_uuid().simple()))
 }
 
+/// The set of open direct uploads (members: ids), which the sweep walks.
+fn open_key(app: &App) -> ApiResult<videosync_core::kv::Key> {
+    app.kv_key("direct.open")
+}
+
+async fn booking_at(app: &App, id: VideoId) -> ApiResult<Option<Booking>> {
+    let got = app.backends.kv.get(&booking_key(app, id)?).await?;
+    Ok(got.and_then(|v| serde_json::from_slice(&v.value).ok()))
+}
+
 async fn booking_of(app: &App, user: UserId, id: VideoId) -> ApiResult<Booking> {
     let missing = || ApiError::not_found("upload not found");
-    let got = app.backends.kv.get(&booking_key(app, id)?).await?;
-    let b: Booking = got
-        .and_then(|v| serde_json::from_slice(&v.value).ok())
-        .ok_or_else(missing)?;
+    let b = booking_at(app, id).await?.ok_or_else(missing)?;
     if b.user != user {
         return Err(missing());
     }
+    if b.expires_at_ms != 0 && app.backends.clock.now().as_millis() >= b.expires_at_ms {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            code::GONE,
+            "this upload expired; start a new one",
+        ));
+    }
     Ok(b)
+}
+
+/// Forgets a booking (its bytes are the caller's business).
+async fn forget(app: &App, id: VideoId) -> ApiResult<()> {
+    app.backends.kv.delete(&booking_key(app, id)?, None).await?;
+    app.backends
+        .kv
+        .set_remove(&open_key(app)?, &id.as_uuid().simple().to_string())
+        .await?;
+    Ok(())
+}
+
+/// Removes what an upload stored: its multipart upload, or its object.
+async fn remove_bytes(app: &App, b: &Booking) -> ApiResult<()> {
+    let key = b.object_key()?;
+    let store = &app.backends.uploads;
+    let gone = match &b.multipart {
+        Some(id) => store.abort_multipart(&key, &MultipartId(id.clone())).await,
+        None => store.delete(&key).await,
+    };
+    match gone {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the direct uploads that expired unfinished (their multipart
+/// uploads aborted, a lone `PUT`'s object deleted); answers how many.
+/// `videosync serve` runs it with the tus sweep.
+///
+/// # Errors
+/// A backend that fails; what was removed before stays removed.
+pub async fn sweep_expired(app: &App) -> ApiResult<u64> {
+    let now = app.backends.clock.now().as_millis();
+    let open = open_key(app)?;
+    let mut removed = 0;
+    for member in app.backends.kv.set_members(&open).await? {
+        let Ok(uuid) = uuid::Uuid::try_parse(&member.name) else {
+            app.backends.kv.set_remove(&open, &member.name).await?;
+            continue;
+        };
+        let id = VideoId::from_uuid(uuid);
+        match booking_at(app, id).await? {
+            // Completed, aborted or long gone.
+            None => {
+                app.backends.kv.set_remove(&open, &member.name).await?;
+            }
+            Some(b) if b.expires_at_ms != 0 && now >= b.expires_at_ms => {
+                remove_bytes(app, &b).await?;
+                forget(app, id).await?;
+                tracing::info!(upload = %id, "expired direct upload removed");
+                removed += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(removed)
 }
 
 /// Presigned requests for the parts not in `uploaded`.
@@ -270,7 +349,7 @@ async fn stored_parts(app: &App, b: &Booking) -> ApiResult<Vec<UploadedPart>> {
     };
     let parts = app
         .backends
-        .store
+        .uploads
         .list_parts(&b.object_key()?, &MultipartId(id.clone()))
         .await?;
     Ok(parts
@@ -309,12 +388,10 @@ fn view(
 /// Ends an upload whose bytes are not what was declared: nothing of them
 /// stays. Answers `e`.
 async fn refuse(app: &App, id: VideoId, key: &ObjectKey, e: ApiError) -> ApiError {
-    if let Err(del) = app.backends.store.delete(key).await {
+    if let Err(del) = app.backends.uploads.delete(key).await {
         tracing::warn!(%key, error = %del, "removing a refused direct upload failed");
     }
-    if let Ok(k) = booking_key(app, id) {
-        let _ = app.backends.kv.delete(&k, None).await;
-    }
+    let _ = forget(app, id).await;
     tracing::info!(upload = %id, reason = %e.message, "direct upload refused");
     e
 }
@@ -322,7 +399,10 @@ async fn refuse(app: &App, id: VideoId, key: &ObjectKey, e: ApiError) -> ApiErro
 /// Start an upload straight to the store (presigned URLs).
 #[utoipa::path(post, path = "/uploads/direct", tag = "uploads", security(("bearer" = [])),
     request_body = DirectUploadRequest,
-    responses((status = 201, description = "Where to send the bytes", body = DirectUploadView)))]
+    responses(
+        (status = 201, description = "Where to send the bytes", body = DirectUploadView),
+        (status = 413, description = "Larger than the server's upload limit or the caller's quota", body = crate::error::ErrorBody),
+    ))]
 async fn start(
     State(app): State<AppState>,
     Authed(user): Authed,
@@ -347,6 +427,9 @@ async fn start(
     }
     if req.title.as_ref().is_some_and(|t| t.chars().count() > 300) {
         return Err(ApiError::invalid("title has at most 300 characters"));
+    }
+    if i64::try_from(req.size).is_err() {
+        return Err(ApiError::invalid("size is at most 9223372036854775807"));
     }
     signer(&app)?;
     let max = app.upload_limits.max_size_bytes;
@@ -373,6 +456,7 @@ async fn start(
     let id = VideoId::new();
     let key = super::source_key(id)?;
     let single_max = app.upload_limits.direct_single_put_max_bytes;
+    let expiry = Duration::from_secs(app.upload_limits.expiry_seconds);
     let (multipart, part_size) = if req.size <= single_max {
         (None, req.size)
     } else {
@@ -383,7 +467,7 @@ async fn start(
             .div_ceil(10_000)
             .max(MIN_PART_SIZE as u64)
             .max(single_max / 4);
-        let upload = app.backends.store.create_multipart(&key).await?;
+        let upload = app.backends.uploads.create_multipart(&key).await?;
         (Some(upload.0), part)
     };
     let booking = Booking {
@@ -396,10 +480,21 @@ async fn start(
         content_type: req.content_type,
         multipart,
         part_size,
+        expires_at_ms: app
+            .backends
+            .clock
+            .now()
+            .as_millis()
+            .saturating_add(i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX)),
     };
     let bytes = serde_json::to_vec(&booking)
         .map_err(|e| ApiError::internal(format!("encoding an upload: {e}")))?;
-    let ttl = Duration::from_secs(app.upload_limits.expiry_seconds);
+    let ttl = expiry + SWEEP_GRACE;
+    // Listed first: a booking the sweep cannot find would never be removed.
+    app.backends
+        .kv
+        .set_add(&open_key(&app)?, &id.as_uuid().simple().to_string(), ttl)
+        .await?;
     app.backends
         .kv
         .put(
@@ -443,24 +538,8 @@ async fn abort(
     Path(p): Path<DirectPath>,
 ) -> ApiResult<StatusCode> {
     let b = booking_of(&app, user.id, p.id).await?;
-    let key = b.object_key()?;
-    match &b.multipart {
-        Some(id) => {
-            app.backends
-                .store
-                .abort_multipart(&key, &MultipartId(id.clone()))
-                .await?
-        }
-        None => match app.backends.store.delete(&key).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        },
-    }
-    app.backends
-        .kv
-        .delete(&booking_key(&app, p.id)?, None)
-        .await?;
+    remove_bytes(&app, &b).await?;
+    forget(&app, p.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -491,7 +570,7 @@ async fn complete(
     }
     let b = booking_of(&app, user.id, p.id).await?;
     let key = b.object_key()?;
-    let store = &app.backends.store;
+    let store = &app.backends.uploads;
     if let Some(id) = &b.multipart {
         let upload = MultipartId(id.clone());
         let parts: Vec<PartId> = match req.parts {
@@ -556,9 +635,6 @@ async fn complete(
         size: Some(b.size),
     };
     let video = upload_finished(&app, &user, &finished).await?;
-    app.backends
-        .kv
-        .delete(&booking_key(&app, p.id)?, None)
-        .await?;
+    forget(&app, p.id).await?;
     Ok((StatusCode::CREATED, Json(VideoView::from(&video))))
 }

@@ -62,20 +62,29 @@ impl TestApp {
         // Starts at the real time: the queue checks the database server's
         // clock against it.
         let clock = Arc::new(ManualClock::new(SystemClock::new().now()));
-        let (urls, store) = match set {
-            Set::Embedded => (BackendUrls::embedded(dir.path()), None),
+        let (urls, store, uploads) = match set {
+            Set::Embedded => (BackendUrls::embedded(dir.path()), None, None),
             Set::Services => {
                 let pg = service_url("VIDEOSYNC_TEST_POSTGRES_URL")?;
                 let redis = service_url("VIDEOSYNC_TEST_REDIS_URL")?;
                 let s3 = service_url("VIDEOSYNC_TEST_S3_URL")?;
                 let db = postgres_namespace(&pg).await;
-                let prefix = videosync_core::ObjectKey::parse(&unique_name("api-")).unwrap();
+                let name = unique_name("api-");
+                let prefix = videosync_core::ObjectKey::parse(&name).unwrap();
                 let store = S3Store::from_url(&s3)
                     .await
                     .expect("the S3 store")
                     .with_prefix(Some(prefix));
+                // Originals in an interim store of their own: another
+                // prefix of the bucket.
+                let interim = videosync_core::ObjectKey::parse(&format!("{name}-interim")).unwrap();
+                let uploads = S3Store::from_url(&s3)
+                    .await
+                    .expect("the S3 store")
+                    .with_prefix(Some(interim));
                 let urls = BackendUrls {
                     store: s3,
+                    uploads: None,
                     queue: redis.clone(),
                     bus: redis.clone(),
                     database: db,
@@ -84,11 +93,12 @@ impl TestApp {
                     namespace: unique_name("t"),
                 };
                 let store: videosync_core::store::DynObjectStore = Arc::new(store);
-                (urls, Some(store))
+                let uploads: videosync_core::store::DynObjectStore = Arc::new(uploads);
+                (urls, Some(store), Some(uploads))
             }
         };
         let clock_dyn: Arc<dyn Clock> = clock.clone();
-        let backends = Backends::open_with(&urls, clock_dyn, store)
+        let backends = Backends::open_with(&urls, clock_dyn, store, uploads)
             .await
             .expect("opening the backends");
         let app = Arc::new(App::new(backends, &config, &Secret::new(SECRET)).expect("the app"));

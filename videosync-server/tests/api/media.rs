@@ -173,6 +173,7 @@ async fn run_worker(t: &TestApp, scratch: &Path) {
     let b = &t.app.backends;
     let worker = Worker {
         store: b.store.clone(),
+        sources: b.uploads.clone(),
         queue: b.queue.clone(),
         catalog: b.catalog.clone(),
         bus: b.bus.clone(),
@@ -346,7 +347,7 @@ async fn an_interrupted_upload_resumes_processes_and_plays() {
         let key =
             videosync_core::ObjectKey::parse(&format!("uploads/{}/source", video.replace('-', "")))
                 .unwrap();
-        let stored = videosync_core::ObjectStoreExt::get_bytes(&*t.app.backends.store, &key)
+        let stored = videosync_core::ObjectStoreExt::get_bytes(&*t.app.backends.uploads, &key)
             .await
             .unwrap();
         assert_eq!(stored.as_ref(), bytes.as_slice());
@@ -419,7 +420,7 @@ async fn an_interrupted_upload_resumes_processes_and_plays() {
         assert_eq!(progress(&replay), progress(&sse), "{replay}");
         // The original is gone once the ladder is ready.
         assert!(
-            !videosync_core::ObjectStoreExt::exists(&*t.app.backends.store, &key)
+            !videosync_core::ObjectStoreExt::exists(&*t.app.backends.uploads, &key)
                 .await
                 .unwrap()
         );
@@ -1052,7 +1053,7 @@ async fn direct_uploads_go_to_the_bucket_on_presigned_urls() {
         let key =
             videosync_core::ObjectKey::parse(&format!("uploads/{}/source", id.replace('-', "")))
                 .unwrap();
-        let stored = videosync_core::ObjectStoreExt::get_bytes(&*t.app.backends.store, &key)
+        let stored = videosync_core::ObjectStoreExt::get_bytes(&*t.app.backends.uploads, &key)
             .await
             .unwrap();
         assert!(stored.as_ref() == data.as_slice(), "the object is the file");
@@ -1074,7 +1075,7 @@ async fn direct_uploads_go_to_the_bucket_on_presigned_urls() {
             .await;
         assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
         assert!(
-            !videosync_core::ObjectStoreExt::exists(&*t.app.backends.store, &key)
+            !videosync_core::ObjectStoreExt::exists(&*t.app.backends.uploads, &key)
                 .await
                 .unwrap()
         );
@@ -1131,7 +1132,7 @@ async fn direct_uploads_go_to_the_bucket_on_presigned_urls() {
             videosync_core::ObjectKey::parse(&format!("uploads/{}/source", id.replace('-', "")))
                 .unwrap();
         assert!(
-            !videosync_core::ObjectStoreExt::exists(&*t.app.backends.store, &key)
+            !videosync_core::ObjectStoreExt::exists(&*t.app.backends.uploads, &key)
                 .await
                 .unwrap()
         );
@@ -1160,6 +1161,72 @@ async fn direct_uploads_go_to_the_bucket_on_presigned_urls() {
             )
             .await;
         assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
+
+        // Abandoned: a multipart upload with one part sent, and a single
+        // PUT never completed. Once they expire, the sweep removes both.
+        let (_, up) = t
+            .post(
+                "/api/v1/uploads/direct",
+                Some(&owner.token),
+                start(data.len(), "video/mp4"),
+            )
+            .await;
+        let multi = up["id"].as_str().unwrap().to_owned();
+        let (url, headers, offset, size) = part(&up["pending"][0]);
+        let (status, _) = presigned("PUT", &url, &headers, &data[offset..offset + size]);
+        assert_eq!(status, 200);
+        let (_, up) = t
+            .post(
+                "/api/v1/uploads/direct",
+                Some(&owner.token),
+                start(clip_bytes.len(), "video/mp4"),
+            )
+            .await;
+        let single = up["id"].as_str().unwrap().to_owned();
+        let (url, headers, _, _) = part(&up["pending"][0]);
+        assert_eq!(presigned("PUT", &url, &headers, &clip_bytes).0, 200);
+        let key_of = |id: &str| {
+            videosync_core::ObjectKey::parse(&format!("uploads/{}/source", id.replace('-', "")))
+                .unwrap()
+        };
+        let booking = t
+            .app
+            .backends
+            .kv
+            .get(
+                &t.app
+                    .kv_key(&format!("direct.{}", multi.replace('-', "")))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+            .expect("the multipart upload's booking");
+        let booking: Value = serde_json::from_slice(&booking.value).unwrap();
+        let upload_id =
+            videosync_core::store::MultipartId(booking["multipart"].as_str().unwrap().to_owned());
+        let store = &t.app.backends.uploads;
+        assert_eq!(
+            store
+                .list_parts(&key_of(&multi), &upload_id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let sweep = videosync_server::uploads::direct::sweep_expired;
+        assert_eq!(sweep(&t.app).await.unwrap(), 0, "nothing expired yet");
+        t.advance(Duration::from_secs(24 * 3600 + 1));
+        assert_eq!(sweep(&t.app).await.unwrap(), 2);
+        assert!(
+            store.list_parts(&key_of(&multi), &upload_id).await.is_err(),
+            "the multipart upload is aborted"
+        );
+        assert!(
+            !videosync_core::ObjectStoreExt::exists(&**store, &key_of(&single))
+                .await
+                .unwrap()
+        );
+        assert_eq!(sweep(&t.app).await.unwrap(), 0, "each is removed once");
     }
 }
 
@@ -1184,6 +1251,7 @@ async fn re_transcoding_dead_letters_and_quotas() {
         let b = &t.app.backends;
         let keep = Worker {
             store: b.store.clone(),
+            sources: b.uploads.clone(),
             queue: b.queue.clone(),
             catalog: b.catalog.clone(),
             bus: b.bus.clone(),
