@@ -75,12 +75,13 @@ bench: ## list the benchmark harnesses and run those named in BENCH (default cor
 	echo "  sync    sync simulator: videosync beside Jellyfin SyncPlay, Syncplay and CyTube (no services)"
 	echo "  ladder  HLS ladder: ffmpeg CLI beside videosync transcode, wall/CPU/memory/quality (same as make bench-ladder)"
 	echo "  server  HTTP load with oha (login, channel read, search) and search latency over 100 000 videos on SQLite and Postgres"
+	echo "  media   upload to ready (beside a bare transcode), delivery (beside nginx sendfile), 1 GiB tus upload (beside cp)"
 	names="$(BENCH)"
-	if [[ "$$names" == all ]]; then names="core sync ladder server"; fi
+	if [[ "$$names" == all ]]; then names="core sync ladder server media"; fi
 	for b in $$names; do
 		case "$$b" in
-			core | sync | ladder | server) ;;
-			*) echo "make bench: no harness named '$$b' (core, sync, ladder, server, all)" >&2; exit 2 ;;
+			core | sync | ladder | server | media) ;;
+			*) echo "make bench: no harness named '$$b' (core, sync, ladder, server, media, all)" >&2; exit 2 ;;
 		esac
 	done
 	for b in $$names; do
@@ -109,6 +110,13 @@ bench: ## list the benchmark harnesses and run those named in BENCH (default cor
 				 export PATH="$(VIDEOSYNC_CACHE)/tools/bin:$$PATH"
 				 echo "== cargo bench --all-features --bench server"
 				 cargo bench --all-features --bench server) ;;
+			media)
+				scripts/deps.sh bench
+				echo "== cargo build --release -p videosync-server"
+				cargo build --release -p videosync-server
+				(export PATH="$(VIDEOSYNC_CACHE)/tools/bin:$$PATH"
+				 echo "== cargo bench --bench media"
+				 cargo bench --bench media) ;;
 		esac
 	done
 
