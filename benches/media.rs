@@ -7,10 +7,11 @@
 //!    stereo AAC, as the ladder benchmark makes) uploaded by tus and
 //!    processed by the server's embedded worker with the default ladder,
 //!    the time split into upload (tus creation to the last `204`), queue
-//!    wait (to the worker's first progress event), transcode (to its
-//!    `finishing` event), images and playlists (to `done`) and publish (to
+//!    wait (to the worker's first progress report), transcode (to its
+//!    `finishing` report), images and playlists (to `done`) and publish (to
 //!    the video reading `ready`), as a browser sees them on the progress
-//!    stream. Baseline: `videosync transcode` of the same file with the same
+//!    stream opened when the upload is in (its snapshot carries a report
+//!    that came before). Baseline: `videosync transcode` of the same file with the same
 //!    ladder, poster and storyboard, no server.
 //! 2. **Delivery** from the filesystem store, loaded by `oha` at saturation:
 //!    the ladder's 720p media playlist and its segment nearest 1 MiB, beside
@@ -340,6 +341,13 @@ async fn watch_progress(
             } else if let Some(d) = line.strip_prefix("data:") {
                 let data: Value = serde_json::from_str(d.trim()).unwrap_or(Value::Null);
                 match event.as_str() {
+                    // Opened once the upload is in: the worker may have
+                    // started already.
+                    "snapshot" => {
+                        if let Some(stage) = data["progress"]["stage"].as_str() {
+                            seen.entry(stage.to_owned()).or_insert(at);
+                        }
+                    }
                     "progress" => {
                         let stage = data["stage"].as_str().unwrap_or("?").to_owned();
                         seen.entry(stage).or_insert(at);
@@ -371,17 +379,18 @@ async fn upload_to_ready(
     let len = std::fs::metadata(clip).unwrap().len();
     let watch = Arc::new(Watch::start(clock));
     let (url, video) = tus_create(http, base, token, channel, "upload to ready", len).await;
+    let (token2, clip2) = (token.to_owned(), clip.to_owned());
+    tokio::task::spawn_blocking(move || tus_patch(&url, &token2, &clip2))
+        .await
+        .unwrap();
+    let uploaded = watch.secs();
+    // The video exists once its last byte is in.
     let progress = tokio::spawn(watch_progress(
         http.clone(),
         format!("{base}/api/v1/videos/{video}/events"),
         token.to_owned(),
         watch.clone(),
     ));
-    let (token2, clip2) = (token.to_owned(), clip.to_owned());
-    tokio::task::spawn_blocking(move || tus_patch(&url, &token2, &clip2))
-        .await
-        .unwrap();
-    let uploaded = watch.secs();
     let seen = tokio::time::timeout(Duration::from_secs(1800), progress)
         .await
         .expect("not ready within 30 minutes")

@@ -439,6 +439,10 @@ pub struct DeliveryConfig {
     pub signed_url_ttl_seconds: u64,
     /// `max-age` of playlists, in seconds (segments are immutable).
     pub playlist_max_age_seconds: u64,
+    /// Bytes of small ladder files (up to 2 MiB each: playlists, init
+    /// segments, images, segments of the lower rungs) each instance keeps
+    /// in memory once served; 0 reads every request from the store.
+    pub memory_cache_bytes: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -447,6 +451,7 @@ impl Default for DeliveryConfig {
             signing_secret: Secret::default(),
             signed_url_ttl_seconds: 3600,
             playlist_max_age_seconds: 10,
+            memory_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -617,6 +622,11 @@ pub const ENV_VARS: &[(&str, &str, EnvKind)] = &[
     (
         "VIDEOSYNC_PLAYLIST_MAX_AGE_SECONDS",
         "delivery.playlist_max_age_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "VIDEOSYNC_MEDIA_CACHE_BYTES",
+        "delivery.memory_cache_bytes",
         EnvKind::Integer,
     ),
 ];

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine;
+use bytes::Bytes;
 use hmac::Mac;
 use md5::Digest;
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use videosync_core::db::{Videos, Visibility};
-use videosync_core::store::{GetOptions, GetRange, ObjectMeta};
+use videosync_core::store::{GetOptions, GetRange, GetResult, ObjectMeta};
 use videosync_core::{ErrorKind, ObjectKey, ObjectStoreExt, Video, VideoId, VideoStatus};
 use videosync_hls::rewrite::{BaseUrl, Rewriter};
 
@@ -43,6 +44,8 @@ use crate::error::{code, ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::{App, AppState};
 use crate::videos::{load_video, media_prefix, VideoPath};
+
+pub mod cache;
 
 /// The media routes (outside the JSON API, open to players on any origin).
 pub fn routes() -> Router<AppState> {
@@ -224,8 +227,19 @@ fn check_file(file: &str) -> Option<&str> {
     ok.then_some(file)
 }
 
-/// The video and whether its media is open, or 404.
-async fn ready_video(app: &App, id: &str) -> ApiResult<(Video, bool)> {
+/// The video and whether its media is open, or 404; a lookup of the last
+/// second is reused (see [`cache`]).
+async fn ready_video(app: &App, id: &str) -> ApiResult<cache::Lookup> {
+    let now = app.backends.clock.now();
+    if let Some(hit) = app.media_cache.lookup(id, now) {
+        return Ok(hit);
+    }
+    let found = std::sync::Arc::new(look_up_video(app, id).await?);
+    app.media_cache.keep_lookup(id, now, found.clone());
+    Ok(found)
+}
+
+async fn look_up_video(app: &App, id: &str) -> ApiResult<(Video, bool)> {
     let missing = || ApiError::not_found("no such media");
     let id: VideoId = id.parse().map_err(|_| missing())?;
     let mut tx = app.backends.db.read().await?;
@@ -368,7 +382,8 @@ async fn serve_media(
 ) -> ApiResult<Response> {
     let missing = || ApiError::not_found("no such media");
     let file = check_file(file).ok_or_else(missing)?;
-    let (video, open) = ready_video(app, video_id).await?;
+    let found = ready_video(app, video_id).await?;
+    let (video, open) = (&found.0, found.1);
     let folder = format!("/media/{video_id}");
     let path = format!("{folder}/{file}");
     let now = unix_now(app);
@@ -391,7 +406,7 @@ async fn serve_media(
             }
         }
     }
-    let attempt = attempt_dir(&video)?;
+    let attempt = attempt_dir(video)?;
     // The stable entry point: the current attempt's master, its URIs made
     // to point into the attempt's folder.
     let (key_rel, served_path) = if file == "master.m3u8" {
@@ -429,13 +444,11 @@ async fn serve_media(
     // Rewritten playlists: the whole file (small) through the rewriter.
     let rewrite = file == "master.m3u8" || private || app.cdn_url.is_some();
     if is_playlist(file) && rewrite {
-        let got = match app.backends.store.get(&key).await {
-            Ok(g) => g,
+        let (meta, bytes) = match whole_file(app, &key).await {
+            Ok(got) => got,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(missing()),
             Err(e) => return Err(e.into()),
         };
-        let meta = got.meta.clone();
-        let bytes = got.bytes().await?;
         let dir = served_path.rsplit_once('/').map_or("", |(d, _)| d);
         let link = |p: &str| links.url(p);
         let text = if file.ends_with(".vtt") {
@@ -455,6 +468,46 @@ async fn serve_media(
     stream_object(app, &key, file, &cache, headers).await
 }
 
+/// A whole (small) file, from memory when it was read before.
+async fn whole_file(app: &App, key: &ObjectKey) -> videosync_core::Result<(ObjectMeta, Bytes)> {
+    if let Some(hit) = app.media_cache.file(key.as_str()) {
+        return Ok(hit);
+    }
+    let got = app.backends.store.get(key).await?;
+    let meta = got.meta.clone();
+    let bytes = got.bytes().await?;
+    app.media_cache
+        .keep_file(key.as_str(), meta.clone(), bytes.clone());
+    Ok((meta, bytes))
+}
+
+/// A file from memory: the whole of it, a range, or 304; `None` when it is
+/// not in memory and must be read from the store.
+fn from_memory(
+    app: &App,
+    key: &ObjectKey,
+    range: Option<&GetRange>,
+    if_none_match: Option<&str>,
+) -> Option<videosync_core::Result<(ObjectMeta, std::ops::Range<u64>, Bytes)>> {
+    let (meta, bytes) = app.media_cache.file(key.as_str())?;
+    if let (Some(tag), Some(etag)) = (if_none_match, &meta.etag) {
+        if videosync_core::store::etag_matches(tag, Some(etag)) {
+            return Some(Err(videosync_core::Error::not_modified(format!(
+                "{key} is unchanged"
+            ))));
+        }
+    }
+    let span = match range {
+        Some(r) => match r.resolve(meta.size, key) {
+            Ok(span) => span,
+            Err(e) => return Some(Err(e)),
+        },
+        None => 0..meta.size,
+    };
+    let body = bytes.slice(usize::try_from(span.start).ok()?..usize::try_from(span.end).ok()?);
+    Some(Ok((meta, span, body)))
+}
+
 /// Streams one stored object with ranges, validators and 304.
 async fn stream_object(
     app: &App,
@@ -472,11 +525,16 @@ async fn stream_object(
         Some(r) => parse_range(r)?,
         None => None,
     };
-    let opts = GetOptions {
-        range: range.clone(),
-        if_none_match,
+    let remembered = from_memory(app, key, range.as_ref(), if_none_match.as_deref());
+    let got = match remembered {
+        Some(r) => r.map(|(meta, range, bytes)| GetResult {
+            meta,
+            range,
+            body: videosync_core::store::single_chunk(bytes),
+        }),
+        None => read_and_remember(app, key, range.clone(), if_none_match).await,
     };
-    let got = match app.backends.store.get_opts(key, opts).await {
+    let got = match got {
         Ok(g) => g,
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(missing()),
         Err(e) if e.kind() == ErrorKind::NotModified => {
@@ -525,6 +583,34 @@ async fn stream_object(
         StatusCode::OK
     };
     Ok((status, h, Body::from_stream(got.body)).into_response())
+}
+
+/// Reads a file from the store; a whole small one is kept in memory.
+async fn read_and_remember(
+    app: &App,
+    key: &ObjectKey,
+    range: Option<GetRange>,
+    if_none_match: Option<String>,
+) -> videosync_core::Result<GetResult> {
+    let whole = range.is_none();
+    let opts = GetOptions {
+        range,
+        if_none_match,
+    };
+    let got = app.backends.store.get_opts(key, opts).await?;
+    if !(whole && app.media_cache.keeps(got.meta.size)) {
+        return Ok(got);
+    }
+    let meta = got.meta.clone();
+    let span = got.range.clone();
+    let bytes = got.bytes().await?;
+    app.media_cache
+        .keep_file(key.as_str(), meta.clone(), bytes.clone());
+    Ok(GetResult {
+        meta,
+        range: span,
+        body: videosync_core::store::single_chunk(bytes),
+    })
 }
 
 /// `ETag` and `Last-Modified` of an object.
@@ -640,7 +726,7 @@ async fn playback(
             video.status
         )));
     }
-    let (video, open) = ready_video(&app, &video.id.to_string()).await?;
+    let (video, open) = look_up_video(&app, &video.id.to_string()).await?;
     let attempt = attempt_dir(&video)?;
     let folder = format!("/media/{}", video.id);
     let now = unix_now(&app);

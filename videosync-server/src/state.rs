@@ -62,6 +62,8 @@ pub struct App {
     pub cdn_url: Option<String>,
     /// `max-age` of playlists, seconds.
     pub playlist_max_age_s: u64,
+    /// Ready videos and small ladder files in memory, for delivery.
+    pub media_cache: crate::delivery::cache::MediaCache,
 }
 
 /// The state handlers receive.
@@ -136,6 +138,7 @@ impl App {
             ),
             cdn_url: config.cdn_url.clone(),
             playlist_max_age_s: d.playlist_max_age_seconds,
+            media_cache: crate::delivery::cache::MediaCache::new(d.memory_cache_bytes),
         })
     }
 

@@ -76,7 +76,8 @@ use crate::{Clock, Error, Result, SystemClock, Timestamp};
 /// they belong to writers that crashed.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Read buffer for streamed gets (tokio's file reads go up to 2 MiB a trip).
+/// Read buffer for streamed gets, and write buffer of puts (tokio's file
+/// reads and writes go up to 2 MiB a trip).
 const READ_CHUNK: usize = 1024 * 1024;
 
 /// Ranges up to this size are read in one blocking trip and returned as one
@@ -367,15 +368,21 @@ impl FsStore {
             self.staging
                 .join(format!("tmp-{}", Uuid::new_v4().simple())),
         );
-        let mut file = tokio::fs::File::create(guard.path()).await.map_err(|e| {
+        let file = tokio::fs::File::create(guard.path()).await.map_err(|e| {
             Error::from_io(format!("{what}: creating {}", guard.path().display()), e)
         })?;
+        // Each write of a tokio file is a trip to the blocking pool: gather
+        // the body's chunks (often 16 KiB off a socket) into large writes.
+        let mut file = tokio::io::BufWriter::with_capacity(READ_CHUNK, file);
         while let Some(chunk) = body.try_next().await? {
             file.write_all(&chunk)
                 .await
                 .map_err(|e| Error::from_io(format!("{what}: writing"), e))?;
         }
-        let file = file.into_std().await;
+        file.flush()
+            .await
+            .map_err(|e| Error::from_io(format!("{what}: writing"), e))?;
+        let file = file.into_inner().into_std().await;
         let stamp = blocking(format!("{what}: flushing"), move || {
             let m = file.metadata()?;
             // Random sub-millisecond digits make the etag unique per write

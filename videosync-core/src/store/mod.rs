@@ -285,7 +285,7 @@ impl GetOptions {
 /// Whether `current` (an object's etag) satisfies `If-None-Match: wanted`,
 /// that is whether the reader's copy is current. Quotes and a weak `W/`
 /// prefix do not count; `*` matches anything.
-pub(crate) fn etag_matches(wanted: &str, current: Option<&str>) -> bool {
+pub fn etag_matches(wanted: &str, current: Option<&str>) -> bool {
     let bare = |e: &str| {
         e.trim()
             .trim_start_matches("W/")
@@ -706,7 +706,7 @@ pub(crate) fn payload_stream(payload: PutPayload) -> ByteStream {
 }
 
 /// A stream of one chunk of bytes.
-pub(crate) fn single_chunk(b: Bytes) -> ByteStream {
+pub fn single_chunk(b: Bytes) -> ByteStream {
     futures::stream::once(async move { Ok(b) }).boxed()
 }
 

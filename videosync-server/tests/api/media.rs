@@ -567,6 +567,47 @@ async fn private_media_needs_a_valid_signature() {
         let r = get(&t, &variant, &[]).await;
         assert_eq!(r.status, StatusCode::GONE, "{:?}", r.json());
         assert_eq!(r.code(), "bad_signature");
+
+        // Delivery looks a video up at most once a second: the channel made
+        // public opens its media within a second, no sooner.
+        let (status, again) = t
+            .post(
+                "/api/v1/auth/login",
+                None,
+                serde_json::json!({"login": "owner", "password": "password-owner"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        let token = again["access_token"].as_str().unwrap().to_owned();
+        let r = t
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/channels/{channel}"),
+                Some(&token),
+                Some(serde_json::json!({"visibility": "public"})),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+        assert_eq!(get(&t, &bare, &[]).await.status, StatusCode::FORBIDDEN);
+        t.advance(Duration::from_millis(1100));
+        let open = get(&t, &bare, &[]).await;
+        assert_eq!(open.status, StatusCode::OK);
+        // A deleted video's media goes within a second, though its small
+        // files are kept in memory.
+        let r = t
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/videos/{video}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
+        let remembered = get(&t, &bare, &[]).await;
+        assert_eq!(remembered.status, StatusCode::OK);
+        assert_eq!(remembered.body, open.body);
+        t.advance(Duration::from_millis(1100));
+        assert_eq!(get(&t, &bare, &[]).await.status, StatusCode::NOT_FOUND);
     }
 }
 
