@@ -18,7 +18,8 @@
 //!    nginx serving the same store directory with `sendfile`.
 //! 3. **tus upload of 1 GiB** (the clip looped, stream-copied to MPEG-TS,
 //!    so the server's sniffing accepts it) in one `PATCH` by `curl`, beside
-//!    `cp` of the same file into the same file system, and the server's
+//!    `cp` of the same file into the same file system (and `cp` then an
+//!    fsync of the copy, as durable as the upload), and the server's
 //!    peak resident memory above idle during the upload (`VmHWM` after
 //!    resetting it through `/proc/<pid>/clear_refs`).
 //!
@@ -447,7 +448,11 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM to the master stops its workers too (SIGKILL would leave
+        // them running).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -671,6 +676,8 @@ async fn delivery(
 struct UploadRun {
     tus_s: f64,
     cp_s: f64,
+    /// `cp`, then an fsync of the copy: what a durable write costs here.
+    cp_sync_s: f64,
     idle_rss_mib: f64,
     peak_rss_mib: f64,
     /// The largest resident size the poller saw (every 10 ms), a check on
@@ -684,8 +691,11 @@ struct UploadSummary {
     runs: Vec<UploadRun>,
     tus_mib_s: Spread,
     cp_mib_s: Spread,
+    cp_sync_mib_s: Spread,
     /// Median tus throughput over median `cp` throughput.
     ratio: f64,
+    /// Median tus throughput over median `cp` + fsync throughput.
+    ratio_durable: f64,
     rss_above_idle_mib: Spread,
 }
 
@@ -699,14 +709,22 @@ async fn upload_round(
     cp_first: bool,
 ) -> UploadRun {
     let len = std::fs::metadata(big).unwrap().len();
-    let cp = || {
+    let cp = |then_sync: bool| {
         let w = Watch::start(clock);
         sh(&format!("cp {} {}", big.display(), copy_to.display()));
+        if then_sync {
+            // coreutils' `sync FILE` is an fsync of that file.
+            sh(&format!("sync {}", copy_to.display()));
+        }
         let s = w.secs();
         std::fs::remove_file(copy_to).unwrap();
         s
     };
-    let mut cp_s = if cp_first { cp() } else { 0.0 };
+    let (mut cp_s, mut cp_sync_s) = if cp_first {
+        (cp(false), cp(true))
+    } else {
+        (0.0, 0.0)
+    };
 
     let pid = server.pid();
     let idle = proc_kib(pid, "VmRSS");
@@ -751,11 +769,13 @@ async fn upload_round(
     )
     .await;
     if !cp_first {
-        cp_s = cp();
+        cp_s = cp(false);
+        cp_sync_s = cp(true);
     }
     UploadRun {
         tus_s,
         cp_s,
+        cp_sync_s,
         idle_rss_mib: idle as f64 / 1024.0,
         peak_rss_mib: peak as f64 / 1024.0,
         polled_peak_rss_mib: polled.load(Ordering::Relaxed) as f64 / 1024.0,
@@ -926,11 +946,14 @@ async fn main() {
     let mib_s = |s: f64| bytes as f64 / MIB as f64 / s;
     let tus_mib_s = spread(uploads.iter().map(|r| mib_s(r.tus_s)).collect());
     let cp_mib_s = spread(uploads.iter().map(|r| mib_s(r.cp_s)).collect());
+    let cp_sync_mib_s = spread(uploads.iter().map(|r| mib_s(r.cp_sync_s)).collect());
     let upload = UploadSummary {
         bytes,
         tus_mib_s,
         cp_mib_s,
+        cp_sync_mib_s,
         ratio: tus_mib_s.median / cp_mib_s.median,
+        ratio_durable: tus_mib_s.median / cp_sync_mib_s.median,
         rss_above_idle_mib: spread(
             uploads
                 .iter()
@@ -1046,13 +1069,19 @@ fn markdown(r: &Report) -> String {
          `curl` streaming from disk, to `videosync serve` with no worker; baseline `cp` of the \
          same file into the same file system. {} rounds, alternating which goes first. Memory: \
          the server's `VmHWM` over the upload (reset before it) less its `VmRSS` just before.\n\n\
-         | | MiB/s |\n|---|---|\n| tus upload | {:.0} |\n| `cp` | {:.0} |\n| ratio | {:.2}x |\n\n\
+         The server makes an upload durable (each 8 MiB part written and fsynced, then the \
+         parts joined into the object, fsynced again); `cp` alone leaves the copy in the page \
+         cache, so `cp` followed by an fsync of the copy is shown too.\n\n\
+         | | MiB/s | tus over it |\n|---|---|---|\n| tus upload | {:.0} | |\n\
+         | `cp` | {:.0} | {:.2}x |\n| `cp` + fsync | {:.0} | {:.2}x |\n\n\
          Peak resident memory above idle: {:.1} MiB (idle {:.1} MiB).\n",
         u.bytes,
         u.runs.len(),
         u.tus_mib_s,
         u.cp_mib_s,
         u.ratio,
+        u.cp_sync_mib_s,
+        u.ratio_durable,
         u.rss_above_idle_mib,
         spread(u.runs.iter().map(|r| r.idle_rss_mib).collect()),
     ));
