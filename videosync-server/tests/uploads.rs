@@ -19,7 +19,7 @@ use sha2::Digest;
 
 use common::make_clip;
 use common::serve::{
-    call, channel, fetch_ladder, quick_ladder, sign_up, tus_create, tus_headers, tus_upload,
+    call, channel, fetch_public_ladder, quick_ladder, sign_up, tus_create, tus_headers, tus_upload,
     wait_processed, Server,
 };
 
@@ -83,15 +83,7 @@ fn tuspy_uploads_unchanged_resumes_after_a_cut_and_the_video_plays() {
     let v = wait_processed(&server, &token, &video);
     assert_eq!(v["status"], "ready", "{v}");
     assert_eq!(v["title"], "Uploaded by tuspy");
-    let play = server.expect(
-        200,
-        "GET",
-        &format!("/api/v1/videos/{video}/playback"),
-        None,
-        None,
-    );
-    let master = play["master_url"].as_str().unwrap();
-    let fetched = fetch_ladder(&server.addr, master);
+    let fetched = fetch_public_ladder(&server, &video);
     assert!(fetched >= 4, "{fetched} files");
     server.stop();
 }
@@ -137,14 +129,7 @@ fn originals_wait_in_an_interim_store_of_their_own_and_ladders_go_to_the_final_o
     let video = tus_upload(&server, &token, &channel, "Two stores", &source);
     let v = wait_processed(&server, &token, &video);
     assert_eq!(v["status"], "ready", "{v}");
-    let play = server.expect(
-        200,
-        "GET",
-        &format!("/api/v1/videos/{video}/playback"),
-        None,
-        None,
-    );
-    assert!(fetch_ladder(&server.addr, play["master_url"].as_str().unwrap()) >= 2);
+    assert!(fetch_public_ladder(&server, &video) >= 2);
     // The original (kept, as configured) is in the interim store only, byte
     // for byte; the ladder is in the final store only.
     let simple = video.replace('-', "");

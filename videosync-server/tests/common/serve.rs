@@ -324,6 +324,19 @@ pub fn call(
     request(addr, method, path, &h, body)
 }
 
+/// Fetches every playlist and segment of a public ready `video`, from its
+/// playback answer on; answers the count.
+pub fn fetch_public_ladder(server: &Server, video: &str) -> usize {
+    let play = server.expect(
+        200,
+        "GET",
+        &format!("/api/v1/videos/{video}/playback"),
+        None,
+        None,
+    );
+    fetch_ladder(&server.addr, play["master_url"].as_str().unwrap())
+}
+
 /// Fetches every playlist and segment under `master`; answers the count.
 pub fn fetch_ladder(addr: &str, master: &str) -> usize {
     let get = |p: &str| {
