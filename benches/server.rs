@@ -27,7 +27,9 @@
 //! (no `oha` needed) and writes `server-search.*` instead;
 //! `VIDEOSYNC_BENCH_KEEP_SCHEMA=1` keeps the seeded Postgres schema (its
 //! name is printed) for `EXPLAIN` by hand; `VIDEOSYNC_BENCH_PG_SCHEMA=<name>`
-//! searches such a kept schema instead of seeding a new one (and keeps it).
+//! searches such a kept schema instead of seeding a new one (and keeps it);
+//! `VIDEOSYNC_BENCH_SEARCH_QUERIES=a,b c,...` replaces the fixed queries of a
+//! search-only run.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -652,7 +654,13 @@ async fn main() {
             member,
         });
     }
-    let matching: Vec<usize> = search::QUERIES
+    assert!(
+        search_only || std::env::var_os("VIDEOSYNC_BENCH_SEARCH_QUERIES").is_none(),
+        "VIDEOSYNC_BENCH_SEARCH_QUERIES is for search-only runs (VIDEOSYNC_BENCH_SEARCH_ONLY=1): \
+         the full report keeps the fixed queries"
+    );
+    let queries = search::queries();
+    let matching: Vec<usize> = queries
         .iter()
         .map(|(_, q)| {
             (0..plan.videos)
