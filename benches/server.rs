@@ -22,6 +22,14 @@
 //! runs a short version (10 000 videos, short windows) in a few minutes.
 //! Writes `benches/results/server.json` and `benches/results/server.md`
 //! (the quick version `server-quick.*`).
+//!
+//! For work on search: `VIDEOSYNC_BENCH_SEARCH_ONLY=1` skips the HTTP part
+//! (no `oha` needed) and writes `server-search.*` instead;
+//! `VIDEOSYNC_BENCH_KEEP_SCHEMA=1` keeps the seeded Postgres schema (its
+//! name is printed) for `EXPLAIN` by hand; `VIDEOSYNC_BENCH_PG_SCHEMA=<name>`
+//! searches such a kept schema instead of seeding a new one (and keeps it);
+//! `VIDEOSYNC_BENCH_SEARCH_QUERIES=a,b c,...` replaces the fixed queries of a
+//! search-only run.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -94,11 +102,10 @@ impl Plan {
                 http_rounds: 5,
                 window_s: 6.0,
                 ladder_window_s: 4.0,
-                // A common word takes hundreds of milliseconds (see the
-                // report), so the cells get fewer samples than a fast
-                // search would.
-                search_rounds: 3,
-                search_samples_per_round: 8,
+                // 100 samples a cell, 1 000 a database: its p99 is then
+                // the tenth slowest search, not the third.
+                search_rounds: 5,
+                search_samples_per_round: 20,
             }
         }
     }
@@ -195,7 +202,8 @@ struct Report {
     seeding: Vec<Seeding>,
     /// The Postgres server, when there was one.
     postgres: Option<String>,
-    http: HttpReport,
+    /// `None` under `VIDEOSYNC_BENCH_SEARCH_ONLY=1`.
+    http: Option<HttpReport>,
     search: search::SearchReport,
     targets: Vec<TargetCheck>,
 }
@@ -423,8 +431,7 @@ async fn bench_schema(base: &str) -> String {
         .execute(&mut conn)
         .await
         .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+    schema_url(base, &schema)
 }
 
 /// The schema a [`bench_schema`] URL points at.
@@ -468,6 +475,25 @@ async fn pg_settings(url: &str) -> String {
     parts.join(", ")
 }
 
+/// A URL of `base` whose connections use the kept `schema`.
+fn schema_url(base: &str, schema: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// The member that [`seed::seed`] made in a kept schema.
+async fn kept_member(db: &Database) -> videosync::core::db::User {
+    use videosync::core::db::Users;
+    let mut tx = db.read().await.unwrap();
+    let member = tx
+        .user_by_login(seed::MEMBER)
+        .await
+        .unwrap()
+        .expect("the kept schema holds the seeded member");
+    tx.commit().await.unwrap();
+    member
+}
+
 async fn analyze(url: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
@@ -482,9 +508,19 @@ async fn main() {
         println!("server bench: run with `cargo bench --all-features --bench server`");
         return;
     }
-    let quick = std::env::var("VIDEOSYNC_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    let quick = flag("VIDEOSYNC_BENCH_QUICK");
+    let search_only = flag("VIDEOSYNC_BENCH_SEARCH_ONLY");
+    let reuse_schema = std::env::var("VIDEOSYNC_BENCH_PG_SCHEMA")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let keep_schema = flag("VIDEOSYNC_BENCH_KEEP_SCHEMA") || reuse_schema.is_some();
     let plan = Plan::new(quick);
-    let oha = load::Oha::find().unwrap_or_else(|e| panic!("{e}"));
+    let oha = if search_only {
+        None
+    } else {
+        Some(load::Oha::find().unwrap_or_else(|e| panic!("{e}")))
+    };
     // The same subscriber and filter as `videosync serve` (request spans
     // are made and dropped), writing nowhere.
     tracing_subscriber::fmt()
@@ -494,10 +530,11 @@ async fn main() {
     let clock = SystemClock::new();
     let load_before = loadavg();
     println!(
-        "server bench ({}): {} videos, load tool {}, load average {load_before}",
+        "server bench ({}{}): {} videos, load tool {}, load average {load_before}",
         if quick { "quick" } else { "full" },
+        if search_only { ", search only" } else { "" },
         plan.videos,
-        oha.version
+        oha.as_ref().map_or("none", |o| o.version.as_str())
     );
 
     // The server: default configuration on embedded backends.
@@ -533,22 +570,35 @@ async fn main() {
     let mut pg_schema = None;
     let mut pg_about = None;
     if let Some(base) = &pg_base {
-        let url = bench_schema(base).await;
+        let url = match &reuse_schema {
+            Some(schema) => schema_url(base, schema),
+            None => bench_schema(base).await,
+        };
         pg_schema = schema_of(&url);
         pg_about = Some(pg_settings(&url).await);
+        // Connecting runs the migrations, so a kept schema gets new ones.
         let db = Database::connect(&url).await.unwrap();
-        let pg = seed::seed(&clock, &db, SEED, sizes, &hash, 4).await;
-        analyze(&url).await;
-        println!("seeded Postgres: {:.1} s", pg.seconds);
-        seeding.push(Seeding {
-            database: "Postgres".into(),
-            videos: plan.videos,
-            channels: plan.channels,
-            seconds: pg.seconds,
-            videos_per_s: plan.videos as f64 / pg.seconds,
-        });
+        let member = if reuse_schema.is_some() {
+            println!(
+                "Postgres: searching the kept schema {}",
+                pg_schema.as_deref().unwrap_or("?")
+            );
+            kept_member(&db).await
+        } else {
+            let pg = seed::seed(&clock, &db, SEED, sizes, &hash, 4).await;
+            analyze(&url).await;
+            println!("seeded Postgres: {:.1} s", pg.seconds);
+            seeding.push(Seeding {
+                database: "Postgres".into(),
+                videos: plan.videos,
+                channels: plan.channels,
+                seconds: pg.seconds,
+                videos_per_s: plan.videos as f64 / pg.seconds,
+            });
+            pg.member
+        };
         let member = Viewer {
-            user: Some(pg.member.id),
+            user: Some(member.id),
             is_admin: false,
         };
         targets.push(search::Target {
@@ -571,7 +621,13 @@ async fn main() {
             member,
         });
     }
-    let matching: Vec<usize> = search::QUERIES
+    assert!(
+        search_only || std::env::var_os("VIDEOSYNC_BENCH_SEARCH_QUERIES").is_none(),
+        "VIDEOSYNC_BENCH_SEARCH_QUERIES is for search-only runs (VIDEOSYNC_BENCH_SEARCH_ONLY=1): \
+         the full report keeps the fixed queries"
+    );
+    let queries = search::queries();
+    let matching: Vec<usize> = queries
         .iter()
         .map(|(_, q)| {
             (0..plan.videos)
@@ -580,22 +636,28 @@ async fn main() {
         })
         .collect();
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, app.clone(), async move {
-        let _ = stopped.await;
-    }));
-    let http = http_runs(
-        &plan,
-        &oha,
-        &base,
-        &sqlite.member_channel.to_string(),
-        argon2,
-    )
-    .await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    let http = match &oha {
+        Some(oha) => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve(listener, app.clone(), async move {
+                let _ = stopped.await;
+            }));
+            let http = http_runs(
+                &plan,
+                oha,
+                &base,
+                &sqlite.member_channel.to_string(),
+                argon2,
+            )
+            .await;
+            let _ = stop.send(());
+            server.await.unwrap().unwrap();
+            Some(http)
+        }
+        None => None,
+    };
 
     let search = search::run(
         &clock,
@@ -609,13 +671,19 @@ async fn main() {
         t.db.close().await;
     }
     if let (Some(base), Some(schema)) = (&pg_base, &pg_schema) {
-        drop_schema(base, schema).await;
+        if keep_schema {
+            println!(
+                "kept the Postgres schema {schema} (drop it with `DROP SCHEMA {schema} CASCADE`)"
+            );
+        } else {
+            drop_schema(base, schema).await;
+        }
     }
 
     let mut checks = Vec::new();
     for row in http
-        .rows
         .iter()
+        .flat_map(|h| &h.rows)
         .filter(|r| r.offered_rps == Some(READ_RATE))
     {
         checks.push(TargetCheck {
@@ -662,7 +730,12 @@ async fn main() {
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     std::fs::create_dir_all(&dir).unwrap();
-    let stem = if quick { "server-quick" } else { "server" };
+    let stem = match (quick, search_only) {
+        (true, true) => "server-search-quick",
+        (true, false) => "server-quick",
+        (false, true) => "server-search",
+        (false, false) => "server",
+    };
     std::fs::write(
         dir.join(format!("{stem}.json")),
         serde_json::to_string_pretty(&report).unwrap() + "\n",
@@ -681,14 +754,19 @@ const HOW_SEARCH_WORKS: &str = "
 ### How search answers
 
 In relevance tiers (every word in the title, else in the tags, else anywhere), newest first within a \
-tier; each tier is one walk of an index in row order that stops once the page is full, so a word in \
-most of the catalog costs what a rare one does. SQLite: one FTS5 table per field (title, tags, all \
-three) with prefix indexes of 2 to 8 characters, so a prefix query streams its matches instead of \
-merging the posting lists of every word it starts; a later tier leaves out the earlier ones with `NOT \
-IN`, which only runs when they did not fill the page. Postgres: a tsvector per field behind GIN indexes \
-without a pending list (`fastupdate = off`: a bulk load otherwise leaves entries that every search scans \
-until a vacuum), the planner choosing between a backward walk of the primary key and a bitmap scan by \
-the per-field statistics.
+tier, at a cost that follows the page rather than the number of matches. SQLite: one FTS5 table per \
+field (title, tags, all three) with prefix indexes of 2 to 8 characters, so a prefix query streams its \
+matches instead of merging the posting lists of every word it starts; each tier is one walk of its \
+table in row order that stops once the page is full, and a later tier leaves out the earlier ones with \
+`NOT IN`, which only runs when they did not fill the page. Postgres: a tsvector per field behind GIN \
+indexes without a pending list, in a table whose status changes are HOT updates (no index on `status`, \
+pages 80 % full), so that a catalog seeded without a vacuum holds one index entry per video, not three. \
+One walk of the newest 40 videos per result wanted (2 040 for a first page of 50) down the primary key sorts every match there into its tier; a tier that the walk cannot \
+fill, having under one match in 40 videos, comes whole from its GIN index and a sort. The words reach \
+each statement as a parameter that the planner cannot see (`(SELECT to_tsquery('simple', $1))`), so \
+every statement has the same plan whatever they are: before, a prepared statement's generic plan, \
+which takes every word for one that matches 0.5 % of videos, sorted every match of a common word (the \
+20 000 titles with `music`: 130 ms).
 ";
 
 fn markdown(r: &Report) -> String {
@@ -696,7 +774,7 @@ fn markdown(r: &Report) -> String {
     md.push_str(&format!(
         "{} cores shared by the server and the load tool ({}), {} build{}. Load average (1, 5, 15 min) {} at the start, {} at the end. Reproduce: `make bench BENCH=server`.\n\n",
         r.machine.cores,
-        r.http.load_tool,
+        r.http.as_ref().map_or("none: search only", |h| h.load_tool.as_str()),
         r.machine.profile,
         if r.plan.quick { ", **quick mode** (`VIDEOSYNC_BENCH_QUICK=1`: small catalog, short windows; not for comparison)" } else { "" },
         r.machine.load_before,
@@ -712,51 +790,8 @@ fn markdown(r: &Report) -> String {
             if t.met { "yes" } else { "**no**" }
         ));
     }
-    let h = &r.http;
-    md.push_str(&format!(
-        "\n## HTTP ({} rounds of {} s per row, rows alternating)\n\n\
-         One server in-process on a TCP port with the default configuration on {}: passwords with {}; \
-         {}. The reads carry a bearer token of a member (the user is read from the database on every \
-         request); the channel is a public one the member belongs to; the search is `q={}` (first page, \
-         50 results) over the catalog below. Fixed-rate rows use `oha -q` with latency correction \
-         (latency counts from when a request was due). Values are the median (min..max) over rounds.\n\n",
-        h.rounds, h.window_s, h.database, h.argon2, h.rate_limits, h.search_query
-    ));
-    md.push_str("| endpoint | load | in flight | ok req/s | p50 ms | p99 ms | not 2xx | errors |\n|---|---|---|---|---|---|---|---|\n");
-    for row in &h.rows {
-        md.push_str(&format!(
-            "| `{}` | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
-            row.endpoint,
-            row.mode,
-            row.concurrency,
-            row.ok_rps,
-            row.p50_ms,
-            row.p99_ms,
-            row.not_ok,
-            row.errors
-        ));
-    }
-    md.push_str("\nRate ladder (one run per step, ascending until the server falls behind: under 90 % of the offered rate served, or p99 over 100 ms; a single run per step, so a step's p99 is noisier than the rows above):\n\n| endpoint | highest rate served, p99 <= 5 ms | steps (offered: ok/s, p99 ms) |\n|---|---|---|\n");
-    for l in &h.ladders {
-        let steps: Vec<String> = l
-            .steps
-            .iter()
-            .map(|s| {
-                format!(
-                    "{}: {:.0}, {:.2}",
-                    s.offered_rps.unwrap_or(0),
-                    s.ok_rps,
-                    s.p99_ms
-                )
-            })
-            .collect();
-        md.push_str(&format!(
-            "| `{}` | {} | {} |\n",
-            l.endpoint,
-            l.max_sustained_rps
-                .map_or("below the first step".to_owned(), |r| format!("{r} req/s")),
-            steps.join("; ")
-        ));
+    if let Some(h) = &r.http {
+        http_markdown(&mut md, h);
     }
     let s = &r.search;
     md.push_str(&format!(
@@ -811,4 +846,52 @@ fn markdown(r: &Report) -> String {
     }
     md.push_str("\nPostgres runs `ANALYZE` after seeding (as autovacuum would soon after a bulk load); SQLite gets no `ANALYZE` (the server never runs one).\n");
     md
+}
+
+fn http_markdown(md: &mut String, h: &HttpReport) {
+    md.push_str(&format!(
+        "\n## HTTP ({} rounds of {} s per row, rows alternating)\n\n\
+         One server in-process on a TCP port with the default configuration on {}: passwords with {}; \
+         {}. The reads carry a bearer token of a member (the user is read from the database on every \
+         request); the channel is a public one the member belongs to; the search is `q={}` (first page, \
+         50 results) over the catalog below. Fixed-rate rows use `oha -q` with latency correction \
+         (latency counts from when a request was due). Values are the median (min..max) over rounds.\n\n",
+        h.rounds, h.window_s, h.database, h.argon2, h.rate_limits, h.search_query
+    ));
+    md.push_str("| endpoint | load | in flight | ok req/s | p50 ms | p99 ms | not 2xx | errors |\n|---|---|---|---|---|---|---|---|\n");
+    for row in &h.rows {
+        md.push_str(&format!(
+            "| `{}` | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
+            row.endpoint,
+            row.mode,
+            row.concurrency,
+            row.ok_rps,
+            row.p50_ms,
+            row.p99_ms,
+            row.not_ok,
+            row.errors
+        ));
+    }
+    md.push_str("\nRate ladder (one run per step, ascending until the server falls behind: under 90 % of the offered rate served, or p99 over 100 ms; a single run per step, so a step's p99 is noisier than the rows above):\n\n| endpoint | highest rate served, p99 <= 5 ms | steps (offered: ok/s, p99 ms) |\n|---|---|---|\n");
+    for l in &h.ladders {
+        let steps: Vec<String> = l
+            .steps
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}: {:.0}, {:.2}",
+                    s.offered_rps.unwrap_or(0),
+                    s.ok_rps,
+                    s.p99_ms
+                )
+            })
+            .collect();
+        md.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            l.endpoint,
+            l.max_sustained_rps
+                .map_or("below the first step".to_owned(), |r| format!("{r} req/s")),
+            steps.join("; ")
+        ));
+    }
 }

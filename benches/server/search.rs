@@ -12,13 +12,26 @@ use videosync::core::SystemClock;
 use super::{percentile, spread, Spread, Watch};
 
 /// The fixed queries: (kind, text).
-pub(crate) const QUERIES: &[(&str, &str)] = &[
+const QUERIES: &[(&str, &str)] = &[
     ("one word", "guitar"),
     ("two words", "guitar lesson"),
     ("prefix", "cook"),
     ("rare", super::gen::RARE_WORD),
     ("common", "music"),
 ];
+
+/// The queries of this run: the fixed ones, or under
+/// `VIDEOSYNC_BENCH_SEARCH_QUERIES` (comma-separated; for probing, in
+/// search-only runs) those.
+pub(crate) fn queries() -> Vec<(&'static str, &'static str)> {
+    match std::env::var("VIDEOSYNC_BENCH_SEARCH_QUERIES") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|q| ("probe", &*String::leak(q.trim().to_owned())))
+            .collect(),
+        _ => QUERIES.to_vec(),
+    }
+}
 
 /// One database to measure.
 pub(crate) struct Target {
@@ -98,16 +111,17 @@ pub(crate) async fn run(
     samples: usize,
 ) -> SearchReport {
     let viewers = |t: &Target| [("anonymous", Viewer::default()), ("member", t.member)];
+    let queries = queries();
     // One pass to warm caches and record the result counts.
     let mut returned = Vec::new();
     for t in targets {
-        for (q, _) in QUERIES.iter().enumerate() {
+        for &(_, q) in &queries {
             for (_, v) in viewers(t) {
-                returned.push(once(clock, &t.db, QUERIES[q].1, v).await.1);
+                returned.push(once(clock, &t.db, q, v).await.1);
             }
         }
     }
-    let cells = targets.len() * QUERIES.len() * 2;
+    let cells = targets.len() * queries.len() * 2;
     // [round][cell] -> samples
     let mut lat = vec![vec![Vec::with_capacity(samples); cells]; rounds];
     for (round, round_lat) in lat.iter_mut().enumerate() {
@@ -116,10 +130,10 @@ pub(crate) async fn run(
             for ti in 0..targets.len() {
                 let ti = (ti + round) % targets.len();
                 let t = &targets[ti];
-                for (qi, (_, q)) in QUERIES.iter().enumerate() {
+                for (qi, (_, q)) in queries.iter().enumerate() {
                     for (vi, (_, v)) in viewers(t).into_iter().enumerate() {
                         let (ms, _) = once(clock, &t.db, q, v).await;
-                        round_lat[(ti * QUERIES.len() + qi) * 2 + vi].push(ms);
+                        round_lat[(ti * queries.len() + qi) * 2 + vi].push(ms);
                     }
                 }
             }
@@ -131,9 +145,9 @@ pub(crate) async fn run(
     for (ti, t) in targets.iter().enumerate() {
         let mut pooled = Vec::new();
         let mut round_pooled = vec![Vec::new(); rounds];
-        for (qi, (kind, q)) in QUERIES.iter().enumerate() {
+        for (qi, (kind, q)) in queries.iter().enumerate() {
             for (vi, (viewer, _)) in viewers(t).into_iter().enumerate() {
-                let idx = (ti * QUERIES.len() + qi) * 2 + vi;
+                let idx = (ti * queries.len() + qi) * 2 + vi;
                 let per_round: Vec<&Vec<f64>> = lat.iter().map(|r| &r[idx]).collect();
                 let mut all: Vec<f64> = per_round.iter().copied().flatten().copied().collect();
                 all.sort_by(f64::total_cmp);

@@ -983,6 +983,124 @@ pub async fn search_ranks_and_hides_what_the_viewer_may_not_see(fx: DbFixture) {
     assert_eq!(in_desc.status, VideoStatus::Ready);
 }
 
+/// Every page of `query` for `viewer`, `size` at a time, concatenated.
+async fn search_all(
+    db: &Database,
+    query: &str,
+    viewer: Viewer,
+    size: usize,
+) -> Vec<crate::VideoId> {
+    let mut tx = db.read().await.unwrap();
+    let mut got = Vec::new();
+    let mut page = PageRequest::first(size);
+    loop {
+        let p = tx.search_videos(query, viewer, page.clone()).await.unwrap();
+        assert!(p.items.len() <= size);
+        got.extend(ids(&p.items));
+        match p.next {
+            Some(n) => page = PageRequest::after(n, size),
+            None => break,
+        }
+    }
+    tx.commit().await.unwrap();
+    got
+}
+
+pub async fn search_finds_old_matches_under_many_newer_videos(fx: DbFixture) {
+    let (_clock, db) = open(&fx).await;
+    let owner = user(&db, "archivist").await;
+    let public = channel(&db, owner.id, "archive", Visibility::Public).await;
+    let private = channel(&db, owner.id, "vault", Visibility::Private).await;
+    // Old matches in every tier, then more newer videos than a backend may
+    // walk for a small page before it turns to its index, then newer
+    // matches that only the owner may see, then the newest matches: a
+    // search must find every match whatever its age, best tier first and
+    // newest first within each, on every page.
+    let mut old_titles = Vec::new();
+    for i in 0..5 {
+        let v = video(
+            &db,
+            &format!("Zeppelin flight {i}"),
+            "",
+            &[],
+            Some(public.id),
+            owner.id,
+        )
+        .await;
+        old_titles.push(v.id);
+    }
+    let tagged = video(&db, "Airship", "", &["zeppelin"], Some(public.id), owner.id).await;
+    let described = video(
+        &db,
+        "Hangar",
+        "a zeppelin hangar",
+        &[],
+        Some(public.id),
+        owner.id,
+    )
+    .await;
+    {
+        let mut tx = db.begin().await.unwrap();
+        for i in 0..400 {
+            tx.create_video(NewVideo {
+                owner: Some(owner.id),
+                channel_id: Some(public.id),
+                ..NewVideo::titled(format!("Unrelated clip {i}"))
+            })
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let mut secrets = Vec::new();
+    for i in 0..5 {
+        let v = video(
+            &db,
+            &format!("Zeppelin secret {i}"),
+            "",
+            &[],
+            Some(private.id),
+            owner.id,
+        )
+        .await;
+        secrets.push(v.id);
+    }
+    let newest_title = video(&db, "Zeppelin today", "", &[], Some(public.id), owner.id).await;
+    let newest_described = video(
+        &db,
+        "Blimp",
+        "not a zeppelin",
+        &[],
+        Some(public.id),
+        owner.id,
+    )
+    .await;
+
+    let mut anon = vec![newest_title.id];
+    anon.extend(old_titles.iter().rev());
+    anon.extend([tagged.id, newest_described.id, described.id]);
+    let mut own = vec![newest_title.id];
+    own.extend(secrets.iter().rev());
+    own.extend(old_titles.iter().rev());
+    own.extend([tagged.id, newest_described.id, described.id]);
+    let owner_viewer = Viewer {
+        user: Some(owner.id),
+        is_admin: false,
+    };
+    for size in [1, 3, 50] {
+        assert_eq!(
+            search_all(&db, "zeppelin", Viewer::default(), size).await,
+            anon,
+            "anonymous, pages of {size}: hidden matches take no place"
+        );
+        assert_eq!(
+            search_all(&db, "zep", owner_viewer, size).await,
+            own,
+            "the owner, pages of {size}"
+        );
+    }
+}
+
 pub async fn search_pages_and_survives_hostile_queries(fx: DbFixture) {
     let (_clock, db) = open(&fx).await;
     let owner = user(&db, "bulk").await;

@@ -407,6 +407,7 @@ macro_rules! db_suite {
                 messages_edit_delete_react_and_page,
                 search_ranks_and_hides_what_the_viewer_may_not_see,
                 search_pages_and_survives_hostile_queries,
+                search_finds_old_matches_under_many_newer_videos,
                 deleting_a_user_cascades,
                 forged_cursors_are_invalid_input,
             ]
