@@ -5,7 +5,7 @@
 //! folder, and a file is only served once its video is ready with that
 //! folder as its output. So a file's bytes, once read, stay right for as
 //! long as its video is served; the video lookup decides that, and it is
-//! kept for [`LOOKUP_TTL`] only (a video deleted or made private stops
+//! kept for [`LOOKUP_TTL_MS`] only (a video deleted or made private stops
 //! being served within that time on every instance).
 
 use std::collections::{HashMap, VecDeque};
