@@ -82,6 +82,9 @@ pub async fn users_are_unique_without_regard_to_case(fx: DbFixture) {
         ada.id
     );
     assert!(tx.user_by_login("nobody").await.unwrap().is_none());
+    // A login no account can have (NUL, which Postgres text refuses) is
+    // simply nobody's.
+    assert!(tx.user_by_login("ada\0_l").await.unwrap().is_none());
     assert_eq!(tx.count_users().await.unwrap(), 1);
     drop(tx);
     let mut tx = db.begin().await.unwrap();

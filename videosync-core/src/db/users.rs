@@ -399,6 +399,11 @@ mod sql {
         }
 
         async fn user_by_login(&mut self, login: &str) -> Result<Option<User>> {
+            // No name or address holds a control character, and Postgres
+            // text cannot hold NUL: such a login matches nobody.
+            if login.chars().any(char::is_control) {
+                return Ok(None);
+            }
             let key = login.to_ascii_lowercase();
             let sql =
                 format!("SELECT {USER} FROM vs_users WHERE username_key = $1 OR email_key = $1");
