@@ -363,7 +363,7 @@ mod sql {
     async fn sqlite_hits(
         tx: &mut Tx,
         words: &[String],
-        (user, admin): &ViewerBinds,
+        viewer: &ViewerBinds,
         want: usize,
     ) -> Result<Vec<(i64, f64)>> {
         let mut hits = Vec::new();
@@ -372,19 +372,32 @@ mod sql {
                 break;
             }
             let (sql, text) = sqlite_tier_query(tier, words);
-            let rows = sqlx::query(&sql)
-                .bind(text)
-                .bind(user)
-                .bind(*admin)
-                .bind(n(want - hits.len()))
-                .fetch_all(tx.conn())
-                .await
-                .map_err(|e| convert("searching videos", e))?;
-            for r in &rows {
-                hits.push((col(r, "hit")?, score));
+            let limit = want - hits.len();
+            for hit in tier_hits(tx, &sql, &text, viewer, limit).await? {
+                hits.push((hit, score));
             }
         }
         Ok(hits)
+    }
+
+    /// One tier's statement: `$1` the match text, the viewer, `$4` the
+    /// limit; answers the hits' sequence numbers in its order.
+    async fn tier_hits(
+        tx: &mut Tx,
+        sql: &str,
+        text: &str,
+        (user, admin): &ViewerBinds,
+        limit: usize,
+    ) -> Result<Vec<i64>> {
+        let rows = sqlx::query(sql)
+            .bind(text)
+            .bind(user)
+            .bind(*admin)
+            .bind(n(limit))
+            .fetch_all(tx.conn())
+            .await
+            .map_err(|e| convert("searching videos", e))?;
+        rows.iter().map(|r| col(r, "hit")).collect()
     }
 
     /// Postgres's hits, best first, up to `want`.
@@ -415,9 +428,10 @@ mod sql {
     async fn pg_hits(
         tx: &mut Tx,
         words: &[String],
-        (user, admin): &ViewerBinds,
+        viewer: &ViewerBinds,
         want: usize,
     ) -> Result<Vec<(i64, f64)>> {
+        let (user, admin) = viewer;
         let text = pg_match_text(words);
         let rows = sqlx::query(&pg_window_query())
             .bind(&text)
@@ -448,16 +462,8 @@ mod sql {
                 hits.extend(newest.into_iter().map(|hit| (hit, score)));
                 continue;
             }
-            let rows = sqlx::query(&pg_tier_query(tier))
-                .bind(&text)
-                .bind(user)
-                .bind(*admin)
-                .bind(n(need))
-                .fetch_all(tx.conn())
-                .await
-                .map_err(|e| convert("searching videos", e))?;
-            for r in &rows {
-                hits.push((col(r, "hit")?, score));
+            for hit in tier_hits(tx, &pg_tier_query(tier), &text, viewer, need).await? {
+                hits.push((hit, score));
             }
         }
         Ok(hits)
