@@ -626,6 +626,7 @@ async fn update(
         .update_channel(p.id, req.expected_version, update)
         .await?;
     tx.commit().await?;
+    app.realtime.channel_changed(p.id);
     Ok(Json(ChannelView::new(&channel, &l.access, &l.matrix)))
 }
 
@@ -642,6 +643,7 @@ async fn delete(
         return Err(l.access.refuse("only the owner may delete a channel"));
     }
     delete_channel(&app, p.id).await?;
+    app.realtime.channel_changed(p.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -754,6 +756,7 @@ async fn patch_permissions(
         matrix = tx.set_permission(p.id, role, permission, allowed).await?;
     }
     tx.commit().await?;
+    app.realtime.channel_changed(p.id);
     Ok(Json(PermissionsView::from(&matrix)))
 }
 
@@ -815,6 +818,7 @@ async fn set_role(
     let mut tx = app.backends.db.begin().await?;
     let member = tx.set_role(p.id, p.user_id, role).await?;
     tx.commit().await?;
+    app.realtime.channel_changed(p.id);
     Ok(Json(MemberView::from(member)))
 }
 
@@ -843,6 +847,7 @@ async fn kick(
     let mut tx = app.backends.db.begin().await?;
     tx.remove_member(p.id, p.user_id).await?;
     tx.commit().await?;
+    app.realtime.kick(p.id, p.user_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -892,6 +897,7 @@ async fn leave(
             let mut tx = app.backends.db.begin().await?;
             tx.remove_member(p.id, user.id).await?;
             tx.commit().await?;
+            app.realtime.channel_changed(p.id);
             Ok(StatusCode::NO_CONTENT)
         }
     }
@@ -1167,6 +1173,7 @@ async fn ban(
         })
         .await?;
     tx.commit().await?;
+    app.realtime.channel_changed(p.id);
     Ok(Json(BanView::from(ban)))
 }
 

@@ -157,6 +157,8 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// Media delivery: signed URLs for private channels, caching.
     pub delivery: DeliveryConfig,
+    /// Watch-together rooms over WebSocket.
+    pub realtime: RealtimeConfig,
 }
 
 impl Default for Config {
@@ -181,6 +183,7 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             processing: ProcessingConfig::default(),
             delivery: DeliveryConfig::default(),
+            realtime: RealtimeConfig::default(),
         }
     }
 }
@@ -456,6 +459,48 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// Watch-together rooms over WebSocket (see docs/realtime.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealtimeConfig {
+    /// Frames queued for one connection; past that a slow client loses
+    /// typing, presence and reactions, then its connection (close code
+    /// 4008), so it never slows its room.
+    pub send_queue_frames: usize,
+    /// Seconds without a frame from a client (clients ping every second)
+    /// before its connection is closed.
+    pub idle_timeout_seconds: u64,
+    /// Frames a client may send per second on average, twice that in a
+    /// burst; past it the frame is refused with `rate_limited`, and a
+    /// client that keeps flooding is disconnected.
+    pub frames_per_second: u32,
+    /// Chat messages (and reactions) a member may send in a burst.
+    pub chat_burst: u32,
+    /// Chat messages (and reactions) a member may send per minute after
+    /// the burst.
+    pub chat_per_minute: u32,
+    /// Seconds a room nobody is in stays in memory, so members that
+    /// reconnect resume it.
+    pub linger_seconds: u64,
+    /// Seconds a connection ticket (`POST /channels/{id}/live/tickets`)
+    /// may wait before it is used.
+    pub ticket_ttl_seconds: u64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            send_queue_frames: 256,
+            idle_timeout_seconds: 30,
+            frames_per_second: 50,
+            chat_burst: 5,
+            chat_per_minute: 30,
+            linger_seconds: 60,
+            ticket_ttl_seconds: 60,
+        }
+    }
+}
+
 /// How an environment variable's text becomes a TOML value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvKind {
@@ -629,6 +674,21 @@ pub const ENV_VARS: &[(&str, &str, EnvKind)] = &[
         "delivery.memory_cache_bytes",
         EnvKind::Integer,
     ),
+    (
+        "VIDEOSYNC_WS_SEND_QUEUE_FRAMES",
+        "realtime.send_queue_frames",
+        EnvKind::Integer,
+    ),
+    (
+        "VIDEOSYNC_WS_IDLE_TIMEOUT_SECONDS",
+        "realtime.idle_timeout_seconds",
+        EnvKind::Integer,
+    ),
+    (
+        "VIDEOSYNC_CHAT_PER_MINUTE",
+        "realtime.chat_per_minute",
+        EnvKind::Integer,
+    ),
 ];
 
 /// What `embedded` means for a backend URL.
@@ -756,6 +816,22 @@ impl Config {
         }
         if d.signed_url_ttl_seconds == 0 {
             return bad("delivery.signed_url_ttl_seconds must be above 0".to_owned());
+        }
+        let r = &self.realtime;
+        if !(8..=65_536).contains(&r.send_queue_frames) {
+            return bad("realtime.send_queue_frames must be 8 to 65536".to_owned());
+        }
+        if !(5..=3600).contains(&r.idle_timeout_seconds) {
+            return bad("realtime.idle_timeout_seconds must be 5 to 3600".to_owned());
+        }
+        if r.frames_per_second < 5 || r.chat_burst == 0 || r.chat_per_minute == 0 {
+            return bad(
+                "realtime.frames_per_second must be at least 5, chat_burst and chat_per_minute above 0"
+                    .to_owned(),
+            );
+        }
+        if r.ticket_ttl_seconds == 0 || r.ticket_ttl_seconds > 3600 {
+            return bad("realtime.ticket_ttl_seconds must be 1 to 3600".to_owned());
         }
         if self.limits.max_body_bytes < 1024 {
             return bad("limits.max_body_bytes must be at least 1024".to_owned());

@@ -4,7 +4,7 @@
 //! One module per capability, each owning its routes, request and response
 //! types and handlers: [`accounts`], [`channels`], [`videos`], [`search`],
 //! [`uploads`] (tus), [`processing`], [`progress`] (SSE), [`delivery`]
-//! (HLS), [`ops`]. Who may do what is decided in [`policy`], by plain functions;
+//! (HLS), [`realtime`] (watch-together rooms over WebSocket), [`ops`]. Who may do what is decided in [`policy`], by plain functions;
 //! who is asking, in [`auth`]. Everything leaves as JSON, errors in one
 //! shape ([`error`]). The binary (`videosync`, in `main.rs`) only reads the
 //! [`config`], opens the backends and calls [`serve`].
@@ -37,6 +37,7 @@ pub mod ops;
 pub mod policy;
 pub mod processing;
 pub mod progress;
+pub mod realtime;
 pub mod search;
 pub mod state;
 pub mod uploads;
@@ -72,6 +73,7 @@ pub fn api() -> OpenApiRouter<AppState> {
             .merge(uploads::direct::routes())
             .merge(progress::routes())
             .merge(delivery::api_routes())
+            .merge(realtime::api_routes())
             .merge(search::routes()),
     )
 }
@@ -101,6 +103,7 @@ pub fn router(app: AppState) -> Router {
         .merge(ops::routes())
         .merge(uploads::routes())
         .merge(delivery::routes())
+        .merge(realtime::routes())
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(middleware::from_fn(ops::track))
@@ -189,7 +192,8 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 }
 
 /// Serves [`router`] on `listener` until `shutdown` resolves; requests in
-/// flight then finish before this returns.
+/// flight then finish before this returns, and WebSocket connections close
+/// with 1001 (going away) so their clients reconnect elsewhere.
 ///
 /// # Errors
 /// When accepting connections fails.
@@ -198,11 +202,15 @@ pub async fn serve(
     app: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let hub = app.clone();
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        hub.realtime.shut_down();
+    })
     .await
 }
 

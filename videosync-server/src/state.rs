@@ -64,6 +64,8 @@ pub struct App {
     pub playlist_max_age_s: u64,
     /// Ready videos and small ladder files in memory, for delivery.
     pub media_cache: crate::delivery::cache::MediaCache,
+    /// The watch-together rooms on this instance.
+    pub realtime: crate::realtime::Hub,
 }
 
 /// The state handlers receive.
@@ -115,6 +117,8 @@ impl App {
         } else {
             d.signing_secret.expose().to_owned()
         };
+        // The protocol's server clock starts at the core clock's time.
+        let epoch_ms = backends.clock.now().as_millis() as f64;
         Ok(App {
             backends,
             auth: AuthSettings {
@@ -139,6 +143,7 @@ impl App {
             cdn_url: config.cdn_url.clone(),
             playlist_max_age_s: d.playlist_max_age_seconds,
             media_cache: crate::delivery::cache::MediaCache::new(d.memory_cache_bytes),
+            realtime: crate::realtime::Hub::new(config.realtime.clone(), epoch_ms),
         })
     }
 

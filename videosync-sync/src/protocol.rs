@@ -344,6 +344,11 @@ pub enum ServerMessage {
         from: MemberId,
         /// The text.
         text: String,
+        /// The message's number in the channel's stored history (1, 2, 3,
+        /// ...), when the server keeps one: what edits, deletes and paged
+        /// history refer to. Absent: not stored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
     },
     /// A member started or stopped typing.
     Typing {
@@ -797,8 +802,11 @@ impl ServerMessage {
             }
             ServerMessage::Waiting { members } => check_waited("waiting members", members),
             ServerMessage::Presence { member, .. } => check_member_info("presence member", member),
-            ServerMessage::Chat { from, text } => {
+            ServerMessage::Chat { from, text, id } => {
                 check_member("chat from", *from)?;
+                if let Some(id) = id {
+                    check_id("chat id", *id)?;
+                }
                 check_chat("chat text", text)
             }
             ServerMessage::Typing { member, .. } => check_member("typing member", *member),
@@ -1313,7 +1321,7 @@ fn check_command(command: &Command) -> Result<(), ProtocolError> {
     }
 }
 
-fn check_playback(field: &str, playback: &Playback) -> Result<(), ProtocolError> {
+pub(crate) fn check_playback(field: &str, playback: &Playback) -> Result<(), ProtocolError> {
     if let Some(media) = &playback.media {
         check_media(&format!("{field}.media"), media)?;
     }

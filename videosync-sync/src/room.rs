@@ -722,6 +722,34 @@ struct Member {
     buffering: Option<Buffering>,
 }
 
+/// What a room needs to carry on in another process (a new owner after a
+/// failover, a restart): its timeline, its queue and its counters, from
+/// [`Room::durable`], back with [`Room::restore`]. Not its members, their
+/// reports, the wait list or the resume history: members join the
+/// restored room again, and one that resumes from before the restore gets
+/// a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Durable {
+    /// The configuration.
+    pub config: RoomConfig,
+    /// [`Room::seq`].
+    pub seq: u64,
+    /// The `seq` of the latest state a `Seek` or `Load` produced.
+    pub position_seq: u64,
+    /// The state in force at the latest call.
+    pub current: Playback,
+    /// The states scheduled after it, in order.
+    pub pending: Vec<Playback>,
+    /// The queue.
+    pub queue: Vec<QueueItem>,
+    /// The id the next queue item gets.
+    pub next_item_id: u64,
+    /// The time of the latest accepted call: the restored room refuses
+    /// earlier times, so the caller's clock must not be behind it (a new
+    /// owner takes the later of its clock and this).
+    pub last_now_ms: Option<f64>,
+}
+
 /// The server-side timeline of one room: see the module docs for every
 /// rule.
 ///
@@ -788,6 +816,84 @@ impl Room {
             history: VecDeque::new(),
             history_from: 0,
         }
+    }
+
+    /// What the room needs to carry on elsewhere ([`Durable`]).
+    pub fn durable(&self) -> Durable {
+        Durable {
+            config: self.config.clone(),
+            seq: self.seq,
+            position_seq: self.position_seq,
+            current: self.current.clone(),
+            pending: self.pending.clone(),
+            queue: self.queue.clone(),
+            next_item_id: self.next_item_id,
+            last_now_ms: self.last_now_ms,
+        }
+    }
+
+    /// A room carrying on from `durable`, with no members.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidValue`] when `durable` could not have come from
+    /// a room: a bad config or value, states out of order or numbered above
+    /// `seq`, a queue longer than allowed or with ids not below
+    /// `next_item_id`.
+    pub fn restore(durable: Durable) -> Result<Self, RoomError> {
+        let Durable {
+            config,
+            seq,
+            position_seq,
+            current,
+            pending,
+            queue,
+            next_item_id,
+            last_now_ms,
+        } = durable;
+        config.validate()?;
+        let bad = |what: &str| Err(RoomError::invalid(format!("restore refused: {what}")));
+        for p in std::iter::once(&current).chain(&pending) {
+            if let Err(e) = crate::protocol::check_playback("state", p) {
+                return bad(&e.message);
+            }
+            if p.seq > seq {
+                return bad("a state is numbered above the room's seq");
+            }
+        }
+        let mut prev = &current;
+        for p in &pending {
+            if p.seq <= prev.seq || p.at_ms < prev.at_ms {
+                return bad("pending states are out of order");
+            }
+            prev = p;
+        }
+        if position_seq > seq || pending.len() > config.max_pending {
+            return bad("position_seq above seq, or too many pending states");
+        }
+        let mut ids = BTreeSet::new();
+        if queue.len() > config.max_queue_len
+            || queue.iter().any(|q| {
+                q.id >= next_item_id || !ids.insert(q.id) || validate_media(&q.media).is_err()
+            })
+        {
+            return bad("the queue is too long, or holds a bad or repeated item");
+        }
+        if let Some(t) = last_now_ms {
+            if !(0.0..=MAX_TIME_MS).contains(&t) {
+                return bad("last_now_ms out of range");
+            }
+        }
+        let mut room = Room::from_valid_config(config);
+        room.seq = seq;
+        room.position_seq = position_seq;
+        room.current = current;
+        room.pending = pending;
+        room.queue = queue;
+        room.next_item_id = next_item_id;
+        room.last_now_ms = last_now_ms;
+        room.history_from = seq;
+        Ok(room)
     }
 
     // ---- queries ------------------------------------------------------

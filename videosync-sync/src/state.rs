@@ -159,6 +159,9 @@ pub enum ErrorCode {
     NotFound,
     /// Too many messages too fast.
     RateLimited,
+    /// The server could not do it now (its storage is down, say); the
+    /// request changed nothing and may be retried later.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -174,6 +177,7 @@ impl ErrorCode {
             ErrorCode::Stale => "stale",
             ErrorCode::NotFound => "not_found",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

@@ -822,9 +822,12 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             event: PresenceEvent::Updated,
             member,
         }),
-        (wire_id(), "[a-z]{1,30}").prop_map(|(from, text)| ServerMessage::Chat {
-            from: MemberId(from),
-            text,
+        (wire_id(), "[a-z]{1,30}", proptest::option::of(wire_id())).prop_map(|(from, text, id)| {
+            ServerMessage::Chat {
+                from: MemberId(from),
+                text,
+                id,
+            }
         }),
         "[a-z ]{0,100}".prop_map(|m| ProtocolError::new(ErrorCode::Stale, m).to_message()),
     ]

@@ -1042,3 +1042,102 @@ proptest! {
         prop_assert_eq!(pause.position_at(pause.at_ms + 5_000.0), pause.position_ms);
     }
 }
+
+#[test]
+fn a_restored_room_carries_on_the_timeline_and_the_queue() {
+    let mut room = playing_room_of_three(RoomConfig::default());
+    send(
+        &mut room,
+        OWNER,
+        Command::QueueAdd {
+            media: "next".into(),
+        },
+        3_000.0,
+    );
+    send(
+        &mut room,
+        OWNER,
+        Command::Seek {
+            position_ms: 40_000.0,
+        },
+        3_100.0,
+    );
+    let durable = room.durable();
+    // It crosses processes as JSON.
+    let text = serde_json::to_string(&durable).unwrap();
+    let back: videosync_sync::room::Durable = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, durable);
+    let mut restored = ok(Room::restore(back));
+    assert_eq!(restored.seq(), room.seq());
+    assert_eq!(restored.latest(), room.latest());
+    assert_eq!(restored.queue(), room.queue());
+    assert!(restored.members().is_empty());
+    assert_eq!(restored.playback_at(10_000.0), room.playback_at(10_000.0));
+
+    // A member that had seen everything resumes without a snapshot; one
+    // that had not gets the whole room (the history stayed behind).
+    let out = ok(restored.resume(OWNER, Role::owner(), room.seq(), 10_000.0));
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o.event, RoomEvent::Snapshot(_))));
+    let out = ok(restored.resume(BOB, Role::member(), room.seq() - 1, 10_000.0));
+    assert!(out
+        .iter()
+        .any(|o| o.to == Recipients::Member(BOB) && matches!(o.event, RoomEvent::Snapshot(_))));
+
+    // Commands go on numbering from where the old room stopped, and the
+    // next queue item gets a fresh id.
+    let seq = restored.seq();
+    send(
+        &mut restored,
+        OWNER,
+        Command::QueueAdd {
+            media: "later".into(),
+        },
+        10_100.0,
+    );
+    assert_eq!(restored.seq(), seq + 1);
+    let ids: Vec<u64> = restored.queue().iter().map(|q| q.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[1] > ids[0]);
+    // A time before the old room's latest call is refused.
+    assert!(restored.report(OWNER, 10.0, 1_000.0).is_err());
+}
+
+#[test]
+fn restore_refuses_what_no_room_could_have_saved() {
+    let mut room = playing_room_of_three(RoomConfig::default());
+    send(
+        &mut room,
+        OWNER,
+        Command::QueueAdd {
+            media: "next".into(),
+        },
+        3_000.0,
+    );
+    let good = room.durable();
+    let mut cases = Vec::new();
+    let mut d = good.clone();
+    d.seq = 0;
+    cases.push(("a state above seq", d));
+    let mut d = good.clone();
+    d.next_item_id = 0;
+    cases.push(("a queue id not below next_item_id", d));
+    let mut d = good.clone();
+    d.current.rate = f64::NAN;
+    cases.push(("a NaN rate", d));
+    let mut d = good.clone();
+    d.position_seq = d.seq + 1;
+    cases.push(("position_seq above seq", d));
+    let mut d = good.clone();
+    d.last_now_ms = Some(-1.0);
+    cases.push(("a negative time", d));
+    let mut d = good.clone();
+    d.config.max_pending = 0;
+    cases.push(("a bad config", d));
+    for (what, d) in cases {
+        let err = Room::restore(d).expect_err(what);
+        assert_eq!(err.code, ErrorCode::InvalidValue, "{what}");
+    }
+    assert!(Room::restore(good).is_ok());
+}

@@ -14,8 +14,8 @@ use videosync_core::db::{User, Users, Viewer};
 use videosync_core::ErrorKind;
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
-use tokens::{user_of, TokenKind};
+use crate::state::{App, AppState};
+use tokens::{user_of, Claims, TokenKind};
 
 /// A guest: no account, a name for one visit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,13 +94,24 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Caller::Anonymous);
         };
         let claims = app.auth.keys.verify(token, app.backends.clock.now())?;
+        Caller::from_claims(app, &claims).await
+    }
+}
+
+impl Caller {
+    /// The caller a verified token's `claims` stand for; a user is read
+    /// fresh from the database.
+    ///
+    /// # Errors
+    /// 401 when the account no longer exists; a backend error.
+    pub async fn from_claims(app: &App, claims: &Claims) -> ApiResult<Caller> {
         match claims.kind {
             TokenKind::Guest => Ok(Caller::Guest(Guest {
-                id: claims.sub,
-                name: claims.name,
+                id: claims.sub.clone(),
+                name: claims.name.clone(),
             })),
             TokenKind::User => {
-                let id = user_of(&claims)?;
+                let id = user_of(claims)?;
                 let mut tx = app.backends.db.read().await?;
                 let user = match tx.user(id).await {
                     Ok(user) => user,

@@ -14,6 +14,7 @@ mod harness;
 mod matrix;
 mod media;
 mod ops;
+mod realtime;
 #[path = "../common/serve.rs"]
 mod serve;
 mod videos;

@@ -1,0 +1,584 @@
+//! Watch-together rooms over real WebSocket connections (tokio-tungstenite
+//! clients over TCP to the served router), on both backend sets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use videosync_core::catalog::StatusChange;
+use videosync_core::VideoId;
+
+use crate::harness::{test_config, Set, TestApp, User};
+
+/// The router served on a loopback port for as long as the value lives.
+struct Served {
+    addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn serve(t: &TestApp) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = t.app.clone();
+    tokio::spawn(async move {
+        let _ = videosync_server::serve(listener, app, async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    Served { addr, _stop: stop }
+}
+
+/// A protocol client.
+struct Ws {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    sent: f64,
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+impl Ws {
+    async fn open(addr: SocketAddr, channel: &str) -> Ws {
+        let url = format!("ws://{addr}/api/v1/channels/{channel}/live");
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        Ws { socket, sent: 0.0 }
+    }
+
+    /// Opens and says hello with `token`; answers the welcome.
+    async fn join(addr: SocketAddr, channel: &str, token: &str) -> (Ws, Value) {
+        let mut ws = Ws::open(addr, channel).await;
+        ws.hello(token, None).await;
+        let welcome = ws.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (ws, welcome)
+    }
+
+    async fn hello(&mut self, token: &str, resume: Option<Value>) {
+        let mut hello = json!({"type": "hello", "versions": [2], "token": token, "name": "tester"});
+        if let Some(r) = resume {
+            hello["resume"] = r;
+        }
+        self.send(hello).await;
+    }
+
+    /// Sends `msg` with a fresh `sent_ms`.
+    async fn send(&mut self, mut msg: Value) {
+        self.sent += 1.0;
+        msg["sent_ms"] = json!(self.sent);
+        self.send_raw(Message::text(msg.to_string())).await;
+    }
+
+    async fn send_raw(&mut self, msg: Message) {
+        self.socket.send(msg).await.expect("send");
+    }
+
+    /// The next protocol message.
+    async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("a message in time")
+                .expect("the connection is open")
+                .expect("a frame");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON"),
+                Message::Close(c) => panic!("closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next message of type `ty`, skipping others (presence, typing).
+    async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["type"] == ty {
+                return m;
+            }
+        }
+    }
+
+    /// Reads until the server closes; answers the close code and the
+    /// protocol errors that came first.
+    async fn closed(&mut self) -> (u16, Vec<Value>) {
+        let mut errors = Vec::new();
+        loop {
+            let next = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("the close in time");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["type"] == "error" {
+                        errors.push(v);
+                    }
+                }
+                Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), errors),
+                Some(Ok(Message::Close(None))) | None => return (1005, errors),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("socket error before the close: {e}"),
+            }
+        }
+    }
+}
+
+/// A ready video in `channel`, marked ready in the catalog (no
+/// transcoding: the room only needs its id and status).
+async fn ready_video(t: &TestApp, owner: &User, channel: &str) -> String {
+    let (status, video) = t
+        .post(
+            &format!("/api/v1/channels/{channel}/videos"),
+            Some(&owner.token),
+            json!({"title": "feature"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{video}");
+    let id: VideoId = video["id"].as_str().unwrap().parse().unwrap();
+    let catalog = &t.app.backends.catalog;
+    let fence = "test-fence".to_owned();
+    catalog
+        .update_status(
+            id,
+            None,
+            StatusChange::Processing {
+                fence: fence.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    catalog
+        .update_status(
+            id,
+            None,
+            StatusChange::Ready {
+                fence,
+                renditions: Vec::new(),
+                output_prefix: format!("videos/{id}/a1"),
+            },
+        )
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+async fn ticket(t: &TestApp, user: &User, channel: &str) -> String {
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/channels/{channel}/live/tickets"),
+            Some(&user.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["ticket"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn members_see_one_timeline_chat_and_presence() {
+    for t in TestApp::each().await {
+        let owner = t.register("rt-owner").await;
+        let viewer = t.register("rt-viewer").await;
+        let channel = t.channel(&owner, "public", false).await;
+        t.add_member(&channel, &owner, &viewer, "viewer").await;
+        let video = ready_video(&t, &owner, &channel).await;
+        let served = serve(&t).await;
+
+        let (mut a, welcome) = Ws::join(served.addr, &channel, &owner.token).await;
+        assert_eq!(welcome["v"], 2);
+        let room = &welcome["room"];
+        assert_eq!(room["members"].as_array().unwrap().len(), 1, "{welcome}");
+        assert_eq!(room["members"][0]["role"], "owner");
+        assert_eq!(room["playback"]["media"], Value::Null);
+        let a_id = welcome["member"].as_u64().unwrap();
+
+        // The viewer comes in with a one-use ticket instead of the token.
+        let viewer_ticket = ticket(&t, &viewer, &channel).await;
+        let (mut b, welcome) = Ws::join(served.addr, &channel, &viewer_ticket).await;
+        let b_id = welcome["member"].as_u64().unwrap();
+        assert_ne!(a_id, b_id);
+        assert_eq!(welcome["room"]["members"].as_array().unwrap().len(), 2);
+        let joined = a.recv_type("presence").await;
+        assert_eq!(joined["event"], "joined");
+        assert_eq!(joined["member"]["id"], b_id);
+        assert_eq!(joined["member"]["name"], "rt-viewer");
+        assert_eq!(joined["member"]["role"], "viewer");
+
+        // A ticket works once.
+        let mut again = Ws::open(served.addr, &channel).await;
+        again.hello(&viewer_ticket, None).await;
+        let (code, errors) = again.closed().await;
+        assert_eq!(code, 4001);
+        assert_eq!(errors[0]["code"], "forbidden", "{errors:?}");
+
+        // Clock pings are answered with the server's receive time.
+        a.send(json!({"type": "ping", "id": 5})).await;
+        let pong = a.recv_type("pong").await;
+        assert_eq!(pong["id"], 5);
+        assert_eq!(pong["t0_ms"], json!(a.sent));
+        assert!(pong["t1_ms"].as_f64().unwrap() <= pong["sent_ms"].as_f64().unwrap());
+
+        // The owner loads and plays; both get the same states, naming the
+        // command.
+        a.send(json!({"type": "command", "id": 1, "based_on_seq": 0, "command": "load", "media": video}))
+            .await;
+        let sa = a.recv_type("state").await;
+        let sb = b.recv_type("state").await;
+        assert_eq!(sa["playback"], sb["playback"]);
+        assert_eq!(sa["playback"]["media"], video.as_str());
+        assert_eq!(sa["cause"], json!({"by": a_id, "request_id": 1}));
+        let seq = sa["playback"]["seq"].as_u64().unwrap();
+        a.send(json!({"type": "command", "id": 2, "based_on_seq": seq, "command": "play"}))
+            .await;
+        let sa = a.recv_type("state").await;
+        let sb = b.recv_type("state").await;
+        assert_eq!(sa["playback"], sb["playback"]);
+        assert_eq!(sa["playback"]["playing"], true);
+        let at = sa["playback"]["at_ms"].as_f64().unwrap();
+        assert!(
+            at >= sa["sent_ms"].as_f64().unwrap(),
+            "scheduled ahead: {sa}"
+        );
+
+        // A viewer may not control playback (the default matrix).
+        b.send(json!({"type": "command", "id": 9, "based_on_seq": seq + 1, "command": "pause"}))
+            .await;
+        let err = b.recv_type("error").await;
+        assert_eq!(err["code"], "forbidden");
+        assert_eq!(err["request_id"], 9);
+
+        // Only ready videos of this channel load.
+        a.send(json!({"type": "command", "id": 3, "based_on_seq": seq + 1, "command": "queue_add", "media": "vid_nope"}))
+            .await;
+        let err = a.recv_type("error").await;
+        assert_eq!(err["code"], "not_found", "{err}");
+        assert_eq!(err["request_id"], 3);
+        a.send(json!({"type": "command", "id": 4, "based_on_seq": seq + 1, "command": "queue_add", "media": video}))
+            .await;
+        let qa = a.recv_type("queue").await;
+        let qb = b.recv_type("queue").await;
+        assert_eq!(qa["items"], qb["items"]);
+        assert_eq!(qa["total"], 1);
+
+        // Chat is stored, numbered and relayed to everyone in one order.
+        b.send(json!({"type": "chat", "text": "<b>hello</b> room"}))
+            .await;
+        a.send(json!({"type": "chat", "text": "second"})).await;
+        let mut seen_a = Vec::new();
+        let mut seen_b = Vec::new();
+        for _ in 0..2 {
+            seen_a.push(a.recv_type("chat").await);
+            seen_b.push(b.recv_type("chat").await);
+        }
+        let strip = |v: &Vec<Value>| {
+            v.iter()
+                .map(|m| (m["id"].clone(), m["from"].clone(), m["text"].clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&seen_a), strip(&seen_b));
+        let (status, history) = t
+            .get(
+                &format!("/api/v1/channels/{channel}/messages"),
+                Some(&viewer.token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{history}");
+        let items = history["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        // Newest first, text kept as it was typed (never rendered).
+        assert_eq!(items[1]["text"], "<b>hello</b> room");
+        assert_eq!(items[1]["author_name"], "rt-viewer");
+        let ids: Vec<&Value> = seen_a.iter().map(|m| &m["id"]).collect();
+        assert!(ids.contains(&&items[0]["id"]) && ids.contains(&&items[1]["id"]));
+
+        // Buffering and ready reach the room (policy `wait` by default:
+        // the group waits for the viewer).
+        b.send(json!({"type": "buffering", "position_ms": 1000.0}))
+            .await;
+        let waiting = a.recv_type("waiting").await;
+        assert_eq!(waiting["members"][0]["member"], b_id, "{waiting}");
+        b.send(json!({"type": "ready", "position_ms": 1000.0}))
+            .await;
+        let waiting = a.recv_type("waiting").await;
+        assert_eq!(waiting["members"], json!([]));
+
+        // Leaving is seen by the others.
+        drop(b);
+        let left = a.recv_type("presence").await;
+        assert_eq!(left["event"], "left");
+        assert_eq!(left["member"]["id"], b_id);
+        let _ = t.set;
+    }
+}
+
+#[tokio::test]
+async fn a_reconnect_resumes_with_the_missed_changes() {
+    for t in TestApp::each().await {
+        let owner = t.register("rs-owner").await;
+        let other = t.register("rs-other").await;
+        let channel = t.channel(&owner, "public", false).await;
+        t.add_member(&channel, &owner, &other, "admin").await;
+        let video = ready_video(&t, &owner, &channel).await;
+        let served = serve(&t).await;
+        let (a, welcome) = Ws::join(served.addr, &channel, &owner.token).await;
+        let a_id = welcome["member"].as_u64().unwrap();
+        let (mut b, _) = Ws::join(served.addr, &channel, &other.token).await;
+        let seq0 = welcome["room"]["seq"].as_u64().unwrap();
+
+        // The owner's connection drops; meanwhile the other member loads.
+        drop(a);
+        b.send(json!({"type": "command", "id": 1, "based_on_seq": seq0, "command": "load", "media": video}))
+            .await;
+        let missed = b.recv_type("state").await;
+
+        // Back with `resume`: the same member id, no full room, the missed
+        // state.
+        let mut a = Ws::open(served.addr, &channel).await;
+        a.hello(
+            &owner.token,
+            Some(json!({"member": a_id, "last_seq": seq0})),
+        )
+        .await;
+        let welcome = a.recv().await;
+        assert_eq!(welcome["type"], "welcome");
+        assert_eq!(welcome["member"], a_id);
+        assert!(welcome.get("room").is_none(), "{welcome}");
+        let state = a.recv_type("state").await;
+        assert_eq!(state["playback"], missed["playback"]);
+
+        // Someone else cannot take that member id over: they get their own.
+        let mut c = Ws::open(served.addr, &channel).await;
+        c.hello(&other.token, Some(json!({"member": a_id, "last_seq": 0})))
+            .await;
+        let welcome = c.recv().await;
+        assert_ne!(welcome["member"], a_id, "{welcome}");
+
+        // A resume from a sequence number the room never issued is refused.
+        let mut d = Ws::open(served.addr, &channel).await;
+        d.hello(
+            &other.token,
+            Some(json!({"member": 999, "last_seq": 1_000_000})),
+        )
+        .await;
+        let (code, errors) = d.closed().await;
+        assert_eq!(code, 4000);
+        assert_eq!(errors[0]["code"], "invalid_value", "{errors:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_frames_get_protocol_errors_and_the_room_lives_on() {
+    for t in TestApp::each().await {
+        let owner = t.register("bad-owner").await;
+        let stranger = t.register("bad-stranger").await;
+        let channel = t.channel(&owner, "public", false).await;
+        let private = t.channel(&owner, "private", false).await;
+        let served = serve(&t).await;
+        let addr = served.addr;
+
+        // Something other than hello first.
+        let mut ws = Ws::open(addr, &channel).await;
+        ws.send(json!({"type": "ping", "id": 1})).await;
+        let (code, errors) = ws.closed().await;
+        assert_eq!(
+            (code, errors[0]["code"].as_str()),
+            (4000, Some("malformed"))
+        );
+
+        // A version this server does not speak.
+        let mut ws = Ws::open(addr, &channel).await;
+        ws.send(json!({"type": "hello", "versions": [1, 7], "token": owner.token, "name": "x"}))
+            .await;
+        let (code, errors) = ws.closed().await;
+        assert_eq!(code, 4000);
+        assert_eq!(errors[0]["code"], "unsupported_version");
+
+        // Forged and foreign tokens.
+        for token in [
+            "not-a-token".to_owned(),
+            format!("{}x", owner.token),
+            "vst_forged".to_owned(),
+        ] {
+            let mut ws = Ws::open(addr, &channel).await;
+            ws.hello(&token, None).await;
+            let (code, errors) = ws.closed().await;
+            assert_eq!(code, 4001, "{token}");
+            assert_eq!(errors[0]["code"], "forbidden");
+        }
+
+        // A private channel is not there for a non-member (as over REST).
+        let mut ws = Ws::open(addr, &private).await;
+        ws.hello(&stranger.token, None).await;
+        let (code, _) = ws.closed().await;
+        assert_eq!(code, 4004);
+
+        // A ticket is for one channel only.
+        let ticket = ticket(&t, &owner, &channel).await;
+        let mut ws = Ws::open(addr, &private).await;
+        ws.hello(&ticket, None).await;
+        assert_eq!(ws.closed().await.0, 4001);
+
+        // A guest where guests are not let in.
+        let (status, guest) = t
+            .post("/api/v1/auth/guest", None, json!({"display_name": "Gus"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{guest}");
+        let guest_token = guest["access_token"].as_str().unwrap().to_owned();
+        let mut ws = Ws::open(addr, &channel).await;
+        ws.hello(&guest_token, None).await;
+        let (code, errors) = ws.closed().await;
+        assert_eq!(code, 4003);
+        assert_eq!(errors[0]["code"], "forbidden");
+
+        // Inside the room: garbage gets errors, the connection lives.
+        let (mut ws, _) = Ws::join(addr, &channel, &owner.token).await;
+        ws.send_raw(Message::text("{not json")).await;
+        assert_eq!(ws.recv_type("error").await["code"], "malformed");
+        ws.send_raw(Message::binary(vec![1u8, 2, 3])).await;
+        assert_eq!(ws.recv_type("error").await["code"], "malformed");
+        ws.send(json!({"type": "teleport"})).await;
+        assert_eq!(ws.recv_type("error").await["code"], "unknown_type");
+        ws.send_raw(Message::text(
+            r#"{"type":"command","id":1,"based_on_seq":0,"command":"set_rate","rate":1e400,"sent_ms":50}"#,
+        ))
+        .await;
+        let err = ws.recv_type("error").await;
+        assert_eq!(err["code"], "invalid_value", "{err}");
+        ws.send(json!({"type": "command", "id": 2, "based_on_seq": 0, "command": "set_rate", "rate": 9.0}))
+            .await;
+        let err = ws.recv_type("error").await;
+        assert_eq!(
+            (err["code"].as_str(), err["request_id"].as_u64()),
+            (Some("invalid_value"), Some(2))
+        );
+        ws.send(json!({"type": "chat", "text": "x".repeat(20_000)}))
+            .await;
+        assert_eq!(ws.recv_type("error").await["code"], "too_large");
+        ws.send(json!({"type": "hello", "versions": [2], "token": owner.token, "name": "x"}))
+            .await;
+        assert_eq!(ws.recv_type("error").await["code"], "malformed");
+        ws.send(json!({"type": "ping", "id": 77})).await;
+        assert_eq!(ws.recv_type("pong").await["id"], 77);
+
+        // A frame past the socket's limit ends the connection (1009).
+        ws.send_raw(Message::text("y".repeat(200_000))).await;
+        let (code, _) = ws.closed().await;
+        assert!(code == 1009 || code == 1006 || code == 1005, "{code}");
+
+        // The room still serves.
+        let (mut ws, welcome) = Ws::join(addr, &channel, &owner.token).await;
+        assert_eq!(welcome["type"], "welcome");
+        ws.send(json!({"type": "ping", "id": 1})).await;
+        ws.recv_type("pong").await;
+    }
+}
+
+#[tokio::test]
+async fn a_flood_is_refused_then_disconnected() {
+    let mut config = test_config();
+    config.realtime.frames_per_second = 5;
+    let t = TestApp::with_config(Set::Embedded, config).await.unwrap();
+    let owner = t.register("flood-owner").await;
+    let channel = t.channel(&owner, "public", false).await;
+    let served = serve(&t).await;
+    let (mut ws, _) = Ws::join(served.addr, &channel, &owner.token).await;
+    for i in 0..200 {
+        ws.send(json!({"type": "typing", "active": i % 2 == 0}))
+            .await;
+    }
+    let (code, errors) = ws.closed().await;
+    assert_eq!(code, 4029);
+    assert!(
+        errors.iter().any(|e| e["code"] == "rate_limited"),
+        "{errors:?}"
+    );
+    // Refusals are not a flood of their own: about one a second.
+    assert!(errors.len() <= 3, "{}", errors.len());
+}
+
+#[tokio::test]
+async fn kicks_bans_and_role_changes_take_effect_in_the_room() {
+    for t in TestApp::each().await {
+        let owner = t.register("mod-owner").await;
+        let viewer = t.register("mod-viewer").await;
+        let other = t.register("mod-other").await;
+        let channel = t.channel(&owner, "private", false).await;
+        t.add_member(&channel, &owner, &viewer, "viewer").await;
+        t.add_member(&channel, &owner, &other, "viewer").await;
+        let served = serve(&t).await;
+        let (mut a, _) = Ws::join(served.addr, &channel, &owner.token).await;
+        let (mut b, welcome) = Ws::join(served.addr, &channel, &viewer.token).await;
+        let b_id = welcome["member"].as_u64().unwrap();
+        let (mut c, _) = Ws::join(served.addr, &channel, &other.token).await;
+
+        // Promoted: everyone sees the new role.
+        let (status, body) = t
+            .call(
+                Method::PUT,
+                &format!("/api/v1/channels/{channel}/members/{}", viewer.id),
+                Some(&owner.token),
+                Some(json!({"role": "moderator"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        loop {
+            let p = a.recv_type("presence").await;
+            if p["event"] == "updated" && p["member"]["id"] == b_id {
+                assert_eq!(p["member"]["role"], "moderator");
+                break;
+            }
+        }
+
+        // Banned: disconnected at once, and refused when coming back.
+        let (status, body) = t
+            .call(
+                Method::PUT,
+                &format!("/api/v1/channels/{channel}/bans/{}", other.id),
+                Some(&owner.token),
+                Some(json!({"reason": "spam"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (code, _) = c.closed().await;
+        assert_eq!(code, 4003);
+        let mut again = Ws::open(served.addr, &channel).await;
+        again.hello(&other.token, None).await;
+        let (code, _) = again.closed().await;
+        assert!(code == 4003 || code == 4004, "{code}");
+
+        // Kicked: out of the room.
+        let (status, _) = t
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/channels/{channel}/members/{}", viewer.id),
+                Some(&owner.token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (code, _) = b.closed().await;
+        assert_eq!(code, 4003);
+        let _ = t.set;
+    }
+}
+
+#[tokio::test]
+async fn an_expiring_token_ends_the_connection_with_4001() {
+    let mut config = test_config();
+    config.auth.access_ttl_seconds = 2;
+    let t = TestApp::with_config(Set::Embedded, config).await.unwrap();
+    let owner = t.register("exp-owner").await;
+    let channel = t.channel(&owner, "public", false).await;
+    let served = serve(&t).await;
+    let (mut ws, _) = Ws::join(served.addr, &channel, &owner.token).await;
+    let (code, errors) = ws.closed().await;
+    assert_eq!(code, 4001);
+    assert!(errors[0]["message"].as_str().unwrap().contains("expired"));
+}
