@@ -19,7 +19,7 @@ use videosync_core::db::{Channel, Permission, PermissionMatrix, Role, Visibility
 use crate::error::{ApiError, ApiResult};
 
 /// Who is asking, as the rules see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Who {
     /// No token.
     Anonymous,

@@ -119,6 +119,8 @@ impl App {
         };
         // The protocol's server clock starts at the core clock's time.
         let epoch_ms = backends.clock.now().as_millis() as f64;
+        let bus = backends.bus.clone();
+        let namespace = backends.namespace.clone();
         Ok(App {
             backends,
             auth: AuthSettings {
@@ -143,7 +145,12 @@ impl App {
             cdn_url: config.cdn_url.clone(),
             playlist_max_age_s: d.playlist_max_age_seconds,
             media_cache: crate::delivery::cache::MediaCache::new(d.memory_cache_bytes),
-            realtime: crate::realtime::Hub::new(config.realtime.clone(), epoch_ms),
+            realtime: crate::realtime::Hub::new(
+                config.realtime.clone(),
+                epoch_ms,
+                bus,
+                &namespace,
+            ),
         })
     }
 

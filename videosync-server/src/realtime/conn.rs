@@ -19,7 +19,8 @@ use videosync_sync::protocol::{
 };
 use videosync_sync::state::{ErrorCode, MemberId};
 
-use super::room::{Bucket, Closer, Identity, Input, JoinRequest};
+use super::room::{Bucket, Closer, Input, JoinRequest};
+use super::wire::Identity;
 use super::{close, mono_now, redeem_ticket, TICKET_PREFIX};
 use crate::auth::tokens::Claims;
 use crate::auth::Caller;
@@ -174,8 +175,8 @@ pub(crate) async fn run(app: AppState, channel: ChannelId, socket: WebSocket) {
     }
     let member = match joined.await {
         Ok(Ok(member)) => member,
-        Ok(Err((err, code))) => {
-            return refuse(&mut sink, &mut stream, stamp(err.to_message()), code).await
+        Ok(Err((text, code))) => {
+            return refuse(&mut sink, &mut stream, Utf8Bytes::from(text), code).await
         }
         Err(_) => return close_with(&mut sink, &mut stream, 1011, "the room stopped").await,
     };
@@ -261,7 +262,7 @@ async fn serve(
                     Some(Ok(Message::Text(t))) => Ok(t),
                 };
                 idle_at = mono_now() + idle;
-                if !flood.take() {
+                if !flood.take(mono_now()) {
                     strikes += 1.0;
                     if strikes > fps * 5.0 {
                         metrics::counter!("ws_disconnects_total", "reason" => "flooding").increment(1);

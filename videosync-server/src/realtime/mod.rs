@@ -18,15 +18,18 @@
 //!   it must not miss does not fit.
 
 pub mod conn;
+mod engine;
 pub mod room;
+mod wire;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use axum::extract::ws::WebSocketUpgrade;
+use bytes::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -39,6 +42,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use videosync_core::db::{Message, Messages};
+use videosync_core::bus::{DynEventBus, Topic};
 use videosync_core::kv::{PutOptions, Version};
 use videosync_core::{ChannelId, UserId};
 
@@ -124,19 +128,30 @@ pub struct Hub {
     clock: ServerClock,
     settings: RealtimeConfig,
     shutdown: CancellationToken,
+    /// This process among the instances sharing rooms.
+    instance: String,
+    namespace: String,
+    bus: DynEventBus,
+    /// Publishes in order, without making a room wait for the bus.
+    publisher: OnceLock<mpsc::UnboundedSender<(Topic, Bytes)>>,
 }
 
 /// Inputs a room's inbox holds before senders wait.
 const INBOX: usize = 4096;
 
 impl Hub {
-    /// An empty hub whose server clock starts at `epoch_ms`.
-    pub fn new(settings: RealtimeConfig, epoch_ms: f64) -> Self {
+    /// An empty hub whose server clock starts at `epoch_ms`, sharing rooms
+    /// with the other instances on `bus` (topics and keys in `namespace`).
+    pub fn new(settings: RealtimeConfig, epoch_ms: f64, bus: DynEventBus, namespace: &str) -> Self {
         Hub {
             rooms: Mutex::new(HashMap::new()),
             clock: ServerClock::new(epoch_ms),
             settings,
             shutdown: CancellationToken::new(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            namespace: namespace.to_owned(),
+            bus,
+            publisher: OnceLock::new(),
         }
     }
 
@@ -150,13 +165,18 @@ impl Hub {
         &self.settings
     }
 
+    /// This instance's id among those sharing rooms.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Cancelled when the server shuts down: connections then close with
     /// 1001 (going away), and clients reconnect to another instance.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
 
-    /// Closes every connection (1001) and lets the rooms go.
+    /// Closes every connection (1001) and hands the rooms on.
     pub fn shut_down(&self) {
         self.shutdown.cancel();
     }
@@ -166,8 +186,26 @@ impl Hub {
         self.rooms.lock().map_or(0, |r| r.len())
     }
 
+    /// Publishes `payload` on `topic` after everything published before
+    /// it; a bus error is logged (the bus delivers at most once anyway).
+    pub(crate) fn publish(&self, topic: Topic, payload: Bytes) {
+        let tx = self.publisher.get_or_init(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Topic, Bytes)>();
+            let bus = self.bus.clone();
+            tokio::spawn(async move {
+                while let Some((topic, payload)) = rx.recv().await {
+                    if let Err(e) = bus.publish(&topic, payload).await {
+                        tracing::warn!(%topic, error = %e, "a room message could not be published");
+                    }
+                }
+            });
+            tx
+        });
+        let _ = tx.send((topic, payload));
+    }
+
     /// Hands `input` to the room of `channel`, starting the room when it is
-    /// not running. Sent under the lock, so a room that retires (see
+    /// not running here. Sent under the lock, so a room that retires (see
     /// [`Hub::retire`]) never drops a join.
     ///
     /// # Errors
@@ -188,33 +226,34 @@ impl Hub {
             }
         }
         let (tx, rx) = mpsc::channel(INBOX);
-        let actor = room::RoomActor::new(app.clone(), channel);
-        tokio::spawn(room::run(actor, rx));
+        tokio::spawn(room::run(room::RoomTask::new(app.clone(), channel), rx));
         let sent = tx.try_send(input).map_err(|e| e.into_inner());
         rooms.insert(channel, tx);
         metrics::gauge!("ws_rooms").set(rooms.len() as f64);
         sent
     }
 
-    /// Tells the room of `channel` (if it runs here) that memberships,
-    /// roles, bans or the permission matrix changed, so it checks its
-    /// members again: a kicked or banned member is disconnected at once.
+    /// Tells the owner of `channel`'s room, wherever it runs, that
+    /// memberships, roles, bans or the permission matrix changed, so it
+    /// checks its members again: one who may no longer be there is
+    /// disconnected at once.
     pub fn channel_changed(&self, channel: ChannelId) {
-        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = rooms.get(&channel) {
-            // A full inbox is an overloaded room; it checks again on the
-            // next change.
-            let _ = tx.try_send(room::Input::Refresh);
-        }
+        self.to_owner(channel, &wire::ToOwner::Refresh);
     }
 
     /// Disconnects `user` from the room of `channel` (4003), after a kick:
     /// they may come back through the channel's visibility, as anyone
     /// could, but are out of the room now.
     pub fn kick(&self, channel: ChannelId, user: UserId) {
-        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = rooms.get(&channel) {
-            let _ = tx.try_send(room::Input::Kick(user));
+        self.to_owner(channel, &wire::ToOwner::Kick(user));
+    }
+
+    fn to_owner(&self, channel: ChannelId, msg: &wire::ToOwner) {
+        if let (Some(topic), Ok(body)) = (
+            wire::in_topic(&self.namespace, channel),
+            serde_json::to_vec(msg),
+        ) {
+            self.publish(topic, Bytes::from(body));
         }
     }
 

@@ -1,33 +1,39 @@
-//! One channel's room: a task that owns the sync engine's [`Room`], the
-//! members' connections and their rights. Everything that changes the room
-//! comes through its inbox ([`Input`]), one at a time, so every member sees
-//! every change in the same order; everything it says leaves as encoded
-//! frames on the members' bounded queues.
+//! A channel's room on one instance: the task that holds this instance's
+//! connections to it, and, while this instance owns the room, its
+//! [`Engine`].
+//!
+//! One instance owns a room at a time, by a lease in the key-value store
+//! (`room.<channel>.owner`, 2 s, renewed every 0.5 s). The owner runs the
+//! engine: inputs from its own connections go straight in, those of other
+//! instances come over the bus (`room.<channel>.in`); what the engine says
+//! goes to its own connections directly and to the other instances over the
+//! bus (`room.<channel>.out`). After every change the owner saves the
+//! room's timeline and queue (`room.<channel>.state`), so when it dies an
+//! instance that holds members takes the lease over, restores the room
+//! and announces itself; every instance then joins its members to the new
+//! owner again. See docs/realtime.md.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use videosync_core::db::{
-    Bans, Channels, Members, Messages, NewMessage, Permission, PermissionMatrix, Videos,
-};
-use videosync_core::{ChannelId, ErrorKind, UserId, VideoId, VideoStatus};
-use videosync_sync::protocol::{
-    encode, server_messages, Cause, ClientMessage, ProtocolError, Resume, RoomPolicy, RoomSnapshot,
-    ServerMessage, Stamped, MAX_MEMBERS,
-};
-use videosync_sync::room::{
-    AllowAll, CommandRequest, Outgoing, Recipients, Role, Room, RoomError, RoomEvent,
-};
-use videosync_sync::state::{Command, ErrorCode, MemberId};
+use videosync_core::bus::{Delivery, Subscription, Topic};
+use videosync_core::kv::{Key, PutMode, PutOptions, Version};
+use videosync_core::{ChannelId, ErrorKind};
+use videosync_sync::protocol::{encode, ClientMessage, ProtocolError, Resume, Stamped};
+use videosync_sync::room::Durable;
+use videosync_sync::state::{ErrorCode, MemberId};
 
-use super::{close, mono_now, ServerClock};
-use crate::policy::{access, Access, Who};
+use super::engine::Engine;
+use super::wire::{in_topic, out_topic, FromOwner, Identity, Join, ToOwner};
+use super::{close, mono_now};
+use crate::policy::Who;
 use crate::state::AppState;
 
 /// Why a connection is being closed: a WebSocket close code and a reason.
@@ -54,50 +60,11 @@ impl Closer {
     /// Resolves once [`Closer::close`] was called.
     pub(crate) async fn closed(&self) -> (u16, String) {
         self.token.cancelled().await;
-        self.reason.get().cloned().unwrap_or((1000, String::new()))
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or((1000, String::new()))
     }
-}
-
-/// Who a member is across reconnects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Identity {
-    User(UserId),
-    Guest(String),
-}
-
-/// A connection asking to join.
-#[derive(Debug)]
-pub(crate) struct JoinRequest {
-    pub conn: u64,
-    pub tx: mpsc::Sender<Utf8Bytes>,
-    pub closer: Arc<Closer>,
-    pub identity: Identity,
-    pub who: Who,
-    pub name: String,
-    pub version: u32,
-    pub resume: Option<Resume>,
-    /// The member id, or why not (sent to the client, then the close code).
-    pub reply: oneshot::Sender<Result<MemberId, (ProtocolError, u16)>>,
-}
-
-/// What a room acts on.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A connection wants in.
-    Join(Box<JoinRequest>),
-    /// A member's message (never `hello` or `ping`: the connection handles
-    /// those).
-    Frame {
-        member: MemberId,
-        conn: u64,
-        msg: ClientMessage,
-    },
-    /// A connection ended.
-    Leave { member: MemberId, conn: u64 },
-    /// Memberships, roles, bans or permissions changed: check everyone.
-    Refresh,
-    /// A user was removed from the channel: out of the room too.
-    Kick(UserId),
 }
 
 /// A token bucket.
@@ -119,9 +86,8 @@ impl Bucket {
         }
     }
 
-    /// Takes a token if there is one.
-    pub(crate) fn take(&mut self) -> bool {
-        let now = mono_now();
+    /// Takes a token at `now` if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
         self.tokens = (self.tokens + refill).min(self.capacity);
         self.at = now;
@@ -134,755 +100,679 @@ impl Bucket {
     }
 }
 
+/// The answer to a join: the member id, or an encoded error frame and the
+/// close code.
+pub(crate) type JoinReply = Result<MemberId, (String, u16)>;
+
+/// A connection of this instance asking to join.
 #[derive(Debug)]
-struct Peer {
+pub(crate) struct JoinRequest {
+    pub conn: u64,
+    pub tx: mpsc::Sender<Utf8Bytes>,
+    pub closer: Arc<Closer>,
+    pub identity: Identity,
+    pub who: Who,
+    pub name: String,
+    pub version: u32,
+    pub resume: Option<Resume>,
+    pub reply: oneshot::Sender<JoinReply>,
+}
+
+/// What a room task takes from this instance.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A connection wants in.
+    Join(Box<JoinRequest>),
+    /// A member's message (never `hello` or `ping`: the connection answers
+    /// those).
+    Frame {
+        member: MemberId,
+        conn: u64,
+        msg: ClientMessage,
+    },
+    /// A connection ended.
+    Leave { member: MemberId, conn: u64 },
+}
+
+/// What an instance publishes on a room's output topic: who said it, so
+/// the owner skips its own words (it delivered them directly).
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    msg: FromOwner,
+}
+
+/// A connection of this instance that is in the room.
+#[derive(Debug)]
+struct Local {
     conn: u64,
     tx: mpsc::Sender<Utf8Bytes>,
     closer: Arc<Closer>,
     identity: Identity,
     who: Who,
     name: String,
-    access: Access,
-    label: String,
-    chat: Bucket,
+    version: u32,
 }
 
-/// A member that left recently, so a reconnect resumes its id.
+/// A connection waiting for the owner's answer.
 #[derive(Debug)]
-struct Departed {
-    identity: Identity,
-    name: String,
-    until: Instant,
+struct Pending {
+    join: Join,
+    tx: mpsc::Sender<Utf8Bytes>,
+    closer: Arc<Closer>,
+    reply: oneshot::Sender<JoinReply>,
+    since: Instant,
 }
 
-/// The task state of one room.
+/// How long the owner's lease lasts without renewal.
+const LEASE_TTL: Duration = Duration::from_secs(2);
+/// How often the owner renews it, and others look for it.
+const LEASE_TICK: Duration = Duration::from_millis(500);
+/// How long a join waits for an owner.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a saved room is kept after its last change.
+const STATE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One channel's room on this instance.
 #[derive(Debug)]
-pub(crate) struct RoomActor {
+pub(crate) struct RoomTask {
     app: AppState,
     channel: ChannelId,
-    clock: ServerClock,
-    room: Room,
-    matrix: Option<PermissionMatrix>,
-    peers: HashMap<MemberId, Peer>,
-    departed: HashMap<MemberId, Departed>,
-    next_member: u64,
-    last_now: f64,
+    instance: String,
+    local: HashMap<MemberId, Local>,
+    pending: HashMap<u64, Pending>,
+    engine: Option<Engine>,
+    lease: Option<Version>,
+    saved_seq: Option<u64>,
+    /// The newest room `seq` seen, to rejoin members with after a failover.
+    last_seq: u64,
+    in_topic: Option<Topic>,
+    out_topic: Option<Topic>,
+    in_sub: Option<Subscription>,
     empty_since: Option<Instant>,
-    /// Members whose queue overflowed, to remove after the fan-out.
-    evict: Vec<MemberId>,
+    next_lease_tick: Instant,
+    /// After the bus lost its connection the previous owner gets the first
+    /// claim on the lease (it has the whole room in memory).
+    takeover_not_before: Instant,
+    /// Connections closed for reading too slowly, whose leave the owner
+    /// has yet to hear.
+    evicted: Vec<(MemberId, u64)>,
+    /// A new owner announced itself: this instance's members join it.
+    needs_rejoin: bool,
 }
 
-/// How long a departed member's id is kept for its reconnect.
-const RESUME_WINDOW: Duration = Duration::from_secs(120);
-
-impl RoomActor {
+impl RoomTask {
     pub(crate) fn new(app: AppState, channel: ChannelId) -> Self {
-        let clock = app.realtime.clock();
-        RoomActor {
-            app,
+        let ns = app.backends.namespace.clone();
+        let instance = app.realtime.instance().to_owned();
+        RoomTask {
             channel,
-            clock,
-            room: Room::default(),
-            matrix: None,
-            peers: HashMap::new(),
-            departed: HashMap::new(),
-            next_member: 1,
-            last_now: 0.0,
+            instance,
+            local: HashMap::new(),
+            pending: HashMap::new(),
+            engine: None,
+            lease: None,
+            saved_seq: None,
+            last_seq: 0,
+            in_topic: in_topic(&ns, channel),
+            out_topic: out_topic(&ns, channel),
+            in_sub: None,
             empty_since: Some(mono_now()),
-            evict: Vec::new(),
+            next_lease_tick: mono_now(),
+            takeover_not_before: mono_now(),
+            evicted: Vec::new(),
+            needs_rejoin: false,
+            app,
         }
     }
 
-    /// Server time now, never before the previous call's.
-    fn now(&mut self) -> f64 {
-        self.last_now = self.clock.now_ms().max(self.last_now);
-        self.last_now
+    fn key(&self, what: &str) -> Option<Key> {
+        self.app
+            .kv_key(&format!("room.{}.{what}", self.channel))
+            .ok()
     }
 
-    fn name_of(&self, id: MemberId) -> String {
-        self.peers
-            .get(&id)
-            .map(|p| p.name.clone())
-            .or_else(|| self.departed.get(&id).map(|d| d.name.clone()))
-            .unwrap_or_else(|| format!("member {id}"))
+    // ------------------------------------------------------------ to the owner
+
+    /// Hands `msg` to the owner: the engine when it runs here (then
+    /// [`RoomTask::settle`] sends what it said), else the bus.
+    async fn to_owner(&mut self, msg: ToOwner) {
+        if let Some(engine) = self.engine.as_mut() {
+            engine.handle(msg).await;
+        } else if let Some(topic) = &self.in_topic {
+            match serde_json::to_vec(&msg) {
+                Ok(body) => self.app.realtime.publish(topic.clone(), Bytes::from(body)),
+                Err(e) => tracing::warn!(error = %e, "a room input could not be encoded"),
+            }
+        }
     }
 
-    fn policy(&self) -> RoomPolicy {
-        RoomPolicy::of(self.room.config())
+    /// Sends what the engine said (to this instance's connections directly,
+    /// to the others over the bus), then what that caused (the leaves of
+    /// evicted connections, rejoins), until nothing is left; then saves
+    /// the room when it changed.
+    async fn settle(&mut self) {
+        loop {
+            let out = self
+                .engine
+                .as_mut()
+                .map(Engine::take_output)
+                .unwrap_or_default();
+            for msg in out {
+                let envelope = Envelope {
+                    from: self.instance.clone(),
+                    msg,
+                };
+                if let Some(topic) = &self.out_topic {
+                    if let Ok(body) = serde_json::to_vec(&envelope) {
+                        self.app.realtime.publish(topic.clone(), Bytes::from(body));
+                    }
+                }
+                self.apply(envelope.msg);
+            }
+            let evicted = std::mem::take(&mut self.evicted);
+            let rejoin = std::mem::take(&mut self.needs_rejoin);
+            for (member, conn) in &evicted {
+                self.to_owner(ToOwner::Leave {
+                    member: *member,
+                    conn: *conn,
+                })
+                .await;
+            }
+            if rejoin {
+                self.rejoin_all().await;
+            }
+            let more = self
+                .engine
+                .as_ref()
+                .is_some_and(Engine::has_output);
+            if evicted.is_empty() && !rejoin && !more {
+                break;
+            }
+        }
+        if let Some(seq) = self.engine.as_ref().map(Engine::seq) {
+            if self.saved_seq != Some(seq) {
+                self.save().await;
+            }
+        }
     }
 
-    // ------------------------------------------------------------ sending
-
-    fn encode(&self, now: f64, msg: ServerMessage) -> Utf8Bytes {
-        Utf8Bytes::from(encode(&Stamped::new(now, msg)))
-    }
-
-    /// Puts `frame` on `member`'s queue. A full queue drops a frame that
-    /// may be lost (typing, presence, reactions) and evicts the member for
-    /// any other.
-    fn send(&mut self, member: MemberId, frame: &Utf8Bytes, droppable: bool) {
-        let Some(peer) = self.peers.get(&member) else {
+    /// Saves the room's timeline and queue, for a successor.
+    async fn save(&mut self) {
+        let (Some(engine), Some(key)) = (&self.engine, self.key("state")) else {
             return;
         };
-        match peer.tx.try_send(frame.clone()) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) if droppable => {
-                metrics::counter!("ws_frames_dropped_total").increment(1);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                peer.closer.close(
-                    close::TOO_SLOW,
-                    "the connection read too slowly and fell behind the room",
-                );
-                self.evict.push(member);
-            }
-            // The connection is ending; its leave is on the way.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        let seq = engine.seq();
+        let Ok(body) = serde_json::to_vec(&engine.durable()) else {
+            return;
+        };
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            ttl: Some(STATE_TTL),
+        };
+        match self.app.backends.kv.put(&key, body.into(), opts).await {
+            Ok(_) => self.saved_seq = Some(seq),
+            Err(e) => tracing::warn!(channel = %self.channel, error = %e, "the room could not be saved"),
         }
     }
 
-    fn send_to(&mut self, to: Recipients, frame: &Utf8Bytes, droppable: bool) {
-        match to {
-            Recipients::Member(m) => self.send(m, frame, droppable),
-            Recipients::All | Recipients::AllExcept(_) => {
-                let skip = match to {
-                    Recipients::AllExcept(m) => Some(m),
-                    _ => None,
-                };
-                let members: Vec<MemberId> = self
-                    .peers
-                    .keys()
-                    .copied()
-                    .filter(|m| Some(*m) != skip)
-                    .collect();
-                for m in members {
-                    self.send(m, frame, droppable);
+    // ------------------------------------------------------------ from the owner
+
+    /// Acts on what the owner said, for this instance's connections.
+    fn apply(&mut self, msg: FromOwner) {
+        match msg {
+            FromOwner::Deliver {
+                to,
+                text,
+                droppable,
+                seq,
+            } => {
+                self.last_seq = self.last_seq.max(seq);
+                let frame = Utf8Bytes::from(text);
+                let mut evicted = Vec::new();
+                for (member, local) in &self.local {
+                    if !to.includes(*member) {
+                        continue;
+                    }
+                    match local.tx.try_send(frame.clone()) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) if droppable => {
+                            metrics::counter!("ws_frames_dropped_total").increment(1);
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            local.closer.close(
+                                close::TOO_SLOW,
+                                "the connection read too slowly and fell behind the room",
+                            );
+                            metrics::counter!("ws_disconnects_total", "reason" => "too_slow")
+                                .increment(1);
+                            evicted.push((*member, local.conn));
+                        }
+                        // The connection is ending; its leave is on the way.
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                }
+                for (member, conn) in evicted {
+                    self.drop_local(member);
+                    self.evicted.push((member, conn));
                 }
             }
-        }
-    }
-
-    fn reply_error(&mut self, member: MemberId, err: ProtocolError) {
-        let now = self.now();
-        let frame = self.encode(now, err.to_message());
-        self.send(member, &frame, false);
-    }
-
-    /// Sends what the room said, naming `cause` in the states a command
-    /// produced.
-    fn fan_out(&mut self, out: Vec<Outgoing>, cause: Option<Cause>) {
-        let now = self.now();
-        let policy = self.policy();
-        for o in out {
-            let droppable = matches!(
-                o.event,
-                RoomEvent::MemberJoined(_) | RoomEvent::MemberLeft(_) | RoomEvent::MemberUpdated(_)
-            );
-            let messages = server_messages(&o.event, policy, &|id| self.name_of(id));
-            for mut m in messages {
-                if let (ServerMessage::State { cause: c, .. }, Some(cause)) = (&mut m, cause) {
-                    *c = Some(cause);
+            FromOwner::Joined { conn, member } => {
+                if let Some(p) = self.pending.remove(&conn) {
+                    self.local.insert(
+                        member,
+                        Local {
+                            conn,
+                            tx: p.tx,
+                            closer: p.closer,
+                            identity: p.join.identity,
+                            who: p.join.who,
+                            name: p.join.name,
+                            version: p.join.version,
+                        },
+                    );
+                    metrics::gauge!("ws_connections").increment(1.0);
+                    self.empty_since = None;
+                    let _ = p.reply.send(Ok(member));
                 }
-                let frame = self.encode(now, m);
-                self.send_to(o.to, &frame, droppable);
             }
-        }
-        self.drain_evictions();
-    }
-
-    fn drain_evictions(&mut self) {
-        while let Some(member) = self.evict.pop() {
-            if self.peers.contains_key(&member) {
-                self.remove(member);
+            FromOwner::Refused { conn, text, code } => {
+                if let Some(p) = self.pending.remove(&conn) {
+                    let _ = p.reply.send(Err((text, code)));
+                }
             }
-        }
-    }
-
-    /// Takes `member` out of the room and tells the others.
-    fn remove(&mut self, member: MemberId) {
-        let now = self.now();
-        let out = self.room.leave(member, now).unwrap_or_default();
-        let names_needed = !out.is_empty();
-        if let Some(peer) = self.peers.get(&member) {
-            // Keep the name for the `left` message and a reconnect.
-            self.departed.insert(
+            FromOwner::Close {
                 member,
-                Departed {
-                    identity: peer.identity.clone(),
-                    name: peer.name.clone(),
-                    until: mono_now() + RESUME_WINDOW,
-                },
-            );
+                conn,
+                code,
+                reason,
+            } => {
+                if self.local.get(&member).is_some_and(|l| l.conn == conn) {
+                    if let Some(l) = self.local.get(&member) {
+                        l.closer.close(code, reason);
+                    }
+                    self.drop_local(member);
+                }
+            }
+            FromOwner::Owner { instance } => {
+                if instance != self.instance {
+                    if self.engine.take().is_some() {
+                        self.in_sub = None;
+                        self.lease = None;
+                    }
+                    self.needs_rejoin = true;
+                }
+            }
         }
-        self.peers.remove(&member);
-        metrics::gauge!("ws_connections").decrement(1.0);
-        if names_needed {
-            self.fan_out(out, None);
+    }
+
+    fn drop_local(&mut self, member: MemberId) {
+        if self.local.remove(&member).is_some() {
+            metrics::gauge!("ws_connections").decrement(1.0);
         }
-        if self.peers.is_empty() {
+        if self.local.is_empty() && self.pending.is_empty() {
             self.empty_since = Some(mono_now());
+        }
+    }
+
+    /// Joins this instance's members to a new owner, and asks again for
+    /// the connections still waiting.
+    async fn rejoin_all(&mut self) {
+        let joins: Vec<Join> = self
+            .local
+            .iter()
+            .map(|(member, l)| Join {
+                conn: l.conn,
+                fresh: *member,
+                identity: l.identity.clone(),
+                who: l.who,
+                name: l.name.clone(),
+                version: l.version,
+                resume: Some(Resume {
+                    member: *member,
+                    last_seq: self.last_seq,
+                }),
+                rejoin: true,
+            })
+            .chain(self.pending.values().map(|p| p.join.clone()))
+            .collect();
+        for join in joins {
+            self.to_owner(ToOwner::Join(Box::new(join))).await;
         }
     }
 
     // ------------------------------------------------------------ inputs
 
-    pub(crate) async fn handle(&mut self, input: Input) {
+    async fn input(&mut self, input: Input) {
+        self.take_input(input).await;
+        self.settle().await;
+    }
+
+    async fn take_input(&mut self, input: Input) {
         match input {
-            Input::Join(join) => self.join(*join).await,
+            Input::Join(j) => {
+                let j = *j;
+                let fresh = match fresh_member(&self.app, self.key("members")).await {
+                    Some(id) => id,
+                    None => {
+                        let err = ProtocolError::new(
+                            ErrorCode::Unavailable,
+                            "the room could not be reached; retry",
+                        );
+                        let text = encode(&Stamped::new(
+                            self.app.realtime.clock().now_ms(),
+                            err.to_message(),
+                        ));
+                        let _ = j.reply.send(Err((text, 1011)));
+                        return;
+                    }
+                };
+                let join = Join {
+                    conn: j.conn,
+                    fresh,
+                    identity: j.identity,
+                    who: j.who,
+                    name: j.name,
+                    version: j.version,
+                    resume: j.resume,
+                    rejoin: false,
+                };
+                self.pending.insert(
+                    j.conn,
+                    Pending {
+                        join: join.clone(),
+                        tx: j.tx,
+                        closer: j.closer,
+                        reply: j.reply,
+                        since: mono_now(),
+                    },
+                );
+                self.empty_since = None;
+                self.to_owner(ToOwner::Join(Box::new(join))).await;
+            }
             Input::Frame { member, conn, msg } => {
-                if self.peers.get(&member).is_some_and(|p| p.conn == conn) {
-                    self.frame(member, msg).await;
+                if self.local.get(&member).is_some_and(|l| l.conn == conn) {
+                    self.to_owner(ToOwner::Frame { member, conn, msg }).await;
                 }
             }
             Input::Leave { member, conn } => {
-                if self.peers.get(&member).is_some_and(|p| p.conn == conn) {
-                    self.remove(member);
+                if self.local.get(&member).is_some_and(|l| l.conn == conn) {
+                    self.drop_local(member);
+                    self.to_owner(ToOwner::Leave { member, conn }).await;
+                } else if self.pending.remove(&conn).is_some() {
+                    // Gave up before the owner answered.
+                    self.drop_local(member);
                 }
             }
-            Input::Refresh => self.refresh().await,
-            Input::Kick(user) => {
-                let kicked: Vec<MemberId> = self
-                    .peers
-                    .iter()
-                    .filter(|(_, p)| p.identity == Identity::User(user))
-                    .map(|(m, _)| *m)
-                    .collect();
-                for member in kicked {
-                    if let Some(p) = self.peers.get(&member) {
-                        p.closer
-                            .close(close::FORBIDDEN, "you were removed from the channel");
+        }
+    }
+
+    /// An input from another instance, for the engine.
+    async fn from_bus_in(&mut self, delivery: Option<Delivery>) {
+        match delivery {
+            Some(Delivery::Event(e)) => match serde_json::from_slice::<ToOwner>(&e.payload) {
+                Ok(msg) => {
+                    if let Some(engine) = self.engine.as_mut() {
+                        engine.handle(msg).await;
+                        self.settle().await;
                     }
-                    self.remove(member);
                 }
-                self.refresh().await;
-            }
-        }
-    }
-
-    async fn matrix(&mut self) -> Option<PermissionMatrix> {
-        if self.matrix.is_none() {
-            let mut tx = self.app.backends.db.read().await.ok()?;
-            let m = tx.permissions(self.channel).await.ok()?;
-            tx.commit().await.ok()?;
-            self.matrix = Some(m);
-        }
-        self.matrix.clone()
-    }
-
-    /// The caller's access now (from the database), or `None` when the
-    /// channel is gone or the database does not answer.
-    async fn access_of(&self, identity: &Identity, who: Who) -> Option<Access> {
-        let mut tx = self.app.backends.db.read().await.ok()?;
-        let channel = tx.channel(self.channel).await.ok()?;
-        let (role, banned) = match identity {
-            Identity::User(u) => (
-                tx.member(self.channel, *u).await.ok()?.map(|m| m.role),
-                tx.ban_of(self.channel, *u).await.ok()?.is_some(),
-            ),
-            Identity::Guest(_) => (None, false),
-        };
-        tx.commit().await.ok()?;
-        Some(access(&channel, who, role, banned))
-    }
-
-    async fn join(&mut self, j: JoinRequest) {
-        let refuse = |j: JoinRequest, err: ProtocolError, code: u16| {
-            let _ = j.reply.send(Err((err, code)));
-        };
-        let Some(access) = self.access_of(&j.identity, j.who).await else {
-            return refuse(
-                j,
-                ProtocolError::new(ErrorCode::Unavailable, "the channel could not be loaded"),
-                1011,
-            );
-        };
-        if let Some(why) = admission(&access, j.who) {
-            return refuse(
-                j,
-                ProtocolError::new(ErrorCode::Forbidden, why),
-                close::FORBIDDEN,
-            );
-        }
-        if self.matrix().await.is_none() {
-            return refuse(
-                j,
-                ProtocolError::new(ErrorCode::Unavailable, "the channel could not be loaded"),
-                1011,
-            );
-        }
-        // The member id: the one it resumes, when it is this identity's.
-        let resumed = j.resume.filter(|r| {
-            self.peers
-                .get(&r.member)
-                .map(|p| p.identity == j.identity)
-                .or_else(|| {
-                    self.departed
-                        .get(&r.member)
-                        .map(|d| d.identity == j.identity)
-                })
-                .unwrap_or(false)
-        });
-        if let Some(r) = resumed {
-            if let Some(old) = self.peers.get(&r.member) {
-                old.closer
-                    .close(close::REPLACED, "the member connected again elsewhere");
-                self.remove(r.member);
-            }
-        } else if self.peers.len() >= MAX_MEMBERS {
-            return refuse(
-                j,
-                ProtocolError::new(ErrorCode::Forbidden, "the room is full"),
-                close::FULL,
-            );
-        }
-        let member = match resumed {
-            Some(r) => r.member,
-            None => {
-                let id = MemberId(self.next_member);
-                self.next_member += 1;
-                id
-            }
-        };
-        let label = role_label(&access);
-        let now = self.now();
-        let result = match j.resume {
-            Some(r) => self
-                .room
-                .resume(member, Role::new(label.clone()), r.last_seq, now),
-            None => self.room.join(member, Role::new(label.clone()), now),
-        };
-        let out = match result {
-            Ok(out) => out,
-            Err(e) => return refuse(j, room_error(e, None), close::PROTOCOL),
-        };
-        let settings = self.app.realtime.settings();
-        let chat = Bucket::new(
-            f64::from(settings.chat_burst),
-            f64::from(settings.chat_per_minute) / 60.0,
-        );
-        self.departed.remove(&member);
-        self.peers.insert(
-            member,
-            Peer {
-                conn: j.conn,
-                tx: j.tx,
-                closer: j.closer,
-                identity: j.identity,
-                who: j.who,
-                name: j.name,
-                access,
-                label,
-                chat,
+                Err(e) => tracing::warn!(error = %e, "an undecodable room input"),
             },
-        );
-        metrics::gauge!("ws_connections").increment(1.0);
-        self.empty_since = None;
-        let _ = j.reply.send(Ok(member));
-        self.welcome(member, j.version, out);
+            // Inputs lost while the bus was away: their senders retry (a
+            // command that got no state, a join that got no answer).
+            Some(Delivery::Lagged(_) | Delivery::Disconnected) => {}
+            None => self.in_sub = None,
+        }
     }
 
-    /// The joiner's `welcome` (with the room, or without it when missed
-    /// events follow), then the rest of what the join said.
-    fn welcome(&mut self, member: MemberId, v: u32, out: Vec<Outgoing>) {
-        let now = self.now();
-        let policy = self.policy();
-        let (mine, others): (Vec<Outgoing>, Vec<Outgoing>) = out
-            .into_iter()
-            .partition(|o| o.to == Recipients::Member(member));
-        let mut mine = mine.into_iter().peekable();
-        let room = match mine.peek().map(|o| &o.event) {
-            Some(RoomEvent::Snapshot(s)) => {
-                Some(RoomSnapshot::of(s, policy, &|id| self.name_of(id)))
-            }
-            _ => None,
-        };
-        let rest_of_snapshot = match (&room, mine.peek().map(|o| &o.event)) {
-            (Some(_), Some(RoomEvent::Snapshot(s))) => {
-                videosync_sync::protocol::queue_pages(s.seq, &s.queue)
-                    .into_iter()
-                    .skip(1)
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        if room.is_some() {
-            mine.next();
-        }
-        let welcome = self.encode(now, ServerMessage::Welcome { v, member, room });
-        self.send(member, &welcome, false);
-        for m in rest_of_snapshot {
-            let frame = self.encode(now, m);
-            self.send(member, &frame, false);
-        }
-        let rest: Vec<Outgoing> = mine.chain(others).collect();
-        self.fan_out(rest, None);
-    }
-
-    async fn frame(&mut self, member: MemberId, msg: ClientMessage) {
-        let now = self.now();
-        match msg {
-            ClientMessage::Command {
-                id,
-                based_on_seq,
-                command,
-            } => self.command(member, id, based_on_seq, command).await,
-            ClientMessage::Buffering { .. } => {
-                let r = self.room.buffering(member, now);
-                self.apply(member, r);
-            }
-            ClientMessage::Ready { .. } => {
-                let r = self.room.ready(member, now);
-                self.apply(member, r);
-            }
-            ClientMessage::Report {
-                delay_ms,
-                seek_latency_ms,
-                buffered_ahead_ms,
-                ..
-            } => {
-                // A refused report (a value out of range) changes nothing.
-                let _ = self.room.report(member, delay_ms, now);
-                if let Some(ms) = seek_latency_ms {
-                    let _ = self.room.report_seek_latency(member, ms, now);
+    /// What the owner said, from the bus.
+    async fn from_bus_out(&mut self, delivery: Option<Delivery>) -> bool {
+        match delivery {
+            Some(Delivery::Event(e)) => match serde_json::from_slice::<Envelope>(&e.payload) {
+                Ok(env) if env.from != self.instance => {
+                    self.apply(env.msg);
+                    self.settle().await;
                 }
-                if let Some(ms) = buffered_ahead_ms {
-                    if let Ok(out) = self.room.report_buffered_ahead(member, ms, now) {
-                        self.fan_out(out, None);
-                    }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "an undecodable room output"),
+            },
+            Some(d @ (Delivery::Lagged(_) | Delivery::Disconnected)) => {
+                if matches!(d, Delivery::Disconnected) {
+                    self.takeover_not_before = mono_now() + LEASE_TTL * 2;
+                }
+                // Frames may be lost: the owner sends each member here a
+                // snapshot. The owner itself delivers directly and lost
+                // nothing.
+                if self.engine.is_none() && !self.local.is_empty() {
+                    let members = self.local.keys().copied().collect();
+                    self.to_owner(ToOwner::Resync(members)).await;
+                    self.settle().await;
                 }
             }
-            ClientMessage::Chat { text } => self.chat(member, text).await,
-            ClientMessage::Typing { active } => {
-                if self.may(member, Permission::Chat) {
-                    let frame = self.encode(now, ServerMessage::Typing { member, active });
-                    self.send_to(Recipients::All, &frame, true);
-                    self.drain_evictions();
-                }
-            }
-            ClientMessage::Reaction {
-                emoji,
-                at_position_ms,
-            } => {
-                if !self.may(member, Permission::Chat) {
-                    return self.reply_error(
-                        member,
-                        ProtocolError::new(
-                            ErrorCode::Forbidden,
-                            "you may not chat in this channel",
-                        ),
-                    );
-                }
-                if !self.take_chat_token(member) {
-                    return self.reply_error(member, slow_down());
-                }
-                let frame = self.encode(
-                    now,
-                    ServerMessage::Reaction {
-                        member,
-                        emoji,
-                        at_position_ms,
-                    },
-                );
-                self.send_to(Recipients::All, &frame, true);
-                self.drain_evictions();
-            }
-            // The connection answers these itself.
-            ClientMessage::Hello { .. } | ClientMessage::Ping { .. } => {}
+            None => return false,
         }
+        true
     }
 
-    fn apply(&mut self, member: MemberId, r: Result<Vec<Outgoing>, RoomError>) {
-        match r {
-            Ok(out) => self.fan_out(out, None),
-            Err(e) => self.reply_error(member, room_error(e, None)),
-        }
-    }
+    // ------------------------------------------------------------ the lease
 
-    fn may(&self, member: MemberId, p: Permission) -> bool {
-        match (self.peers.get(&member), &self.matrix) {
-            (Some(peer), Some(matrix)) => peer.access.allows(matrix, p),
-            _ => false,
-        }
-    }
-
-    fn take_chat_token(&mut self, member: MemberId) -> bool {
-        self.peers.get_mut(&member).is_some_and(|p| p.chat.take())
-    }
-
-    async fn command(&mut self, member: MemberId, id: u64, based_on_seq: u64, command: Command) {
-        let needs = match command {
-            Command::QueueAdd { .. }
-            | Command::QueueRemove { .. }
-            | Command::QueueReorder { .. } => Permission::ManageQueue,
-            _ => Permission::ControlPlayback,
-        };
-        if !self.may(member, needs) {
-            let what = crate::policy::permission_phrase(needs);
-            return self.reply_error(
-                member,
-                ProtocolError::new(
-                    ErrorCode::Forbidden,
-                    format!("you may not {what} in this channel"),
-                )
-                .with_request_id(id),
-            );
-        }
-        if let Command::Load { media } | Command::QueueAdd { media } = &command {
-            if let Err(e) = self.check_media(media).await {
-                return self.reply_error(member, e.with_request_id(id));
-            }
-        }
-        let now = self.now();
-        let request = CommandRequest {
-            command,
-            based_on_seq,
-        };
-        match self.room.command(&AllowAll, member, request, now) {
-            Ok(out) => self.fan_out(
-                out,
-                Some(Cause {
-                    by: member,
-                    request_id: id,
-                }),
-            ),
-            Err(e) => self.reply_error(member, room_error(e, Some(id))),
-        }
-    }
-
-    /// A room plays this channel's ready videos only.
-    async fn check_media(&self, media: &str) -> Result<(), ProtocolError> {
-        let missing = || {
-            ProtocolError::new(
-                ErrorCode::NotFound,
-                "no ready video of this channel has that id",
-            )
-        };
-        let id: VideoId = media.parse().map_err(|_| missing())?;
-        let mut tx = self
-            .app
-            .backends
-            .db
-            .read()
-            .await
-            .map_err(|_| unavailable())?;
-        let video = match tx.video(id).await {
-            Ok(v) => v,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(missing()),
-            Err(_) => return Err(unavailable()),
-        };
-        let _ = tx.commit().await;
-        if video.channel_id == Some(self.channel) && video.status == VideoStatus::Ready {
-            Ok(())
-        } else {
-            Err(missing())
-        }
-    }
-
-    /// Stores the message, then relays it with its number.
-    async fn chat(&mut self, member: MemberId, text: String) {
-        if !self.may(member, Permission::Chat) {
-            return self.reply_error(
-                member,
-                ProtocolError::new(ErrorCode::Forbidden, "you may not chat in this channel"),
-            );
-        }
-        if !self.take_chat_token(member) {
-            return self.reply_error(member, slow_down());
-        }
-        let Some(peer) = self.peers.get(&member) else {
+    /// Renews the lease (owner), or looks for an owner and takes the room
+    /// over when there is none.
+    async fn lease_tick(&mut self) {
+        self.next_lease_tick = mono_now() + LEASE_TICK;
+        let Some(key) = self.key("owner") else {
             return;
         };
-        let new = NewMessage {
-            channel_id: self.channel,
-            author_id: match &peer.identity {
-                Identity::User(u) => Some(*u),
-                Identity::Guest(_) => None,
-            },
-            author_name: peer.name.clone(),
-            body: text.clone(),
+        let kv = self.app.backends.kv.clone();
+        let opts = |mode| PutOptions {
+            mode,
+            ttl: Some(LEASE_TTL),
         };
-        let stored = async {
-            let mut tx = self.app.backends.db.begin().await?;
-            let m = tx.post_message(new).await?;
-            tx.commit().await?;
-            Ok::<_, videosync_core::Error>(m)
-        }
-        .await;
-        match stored {
-            Ok(m) => {
-                let now = self.now();
-                let frame = self.encode(
-                    now,
-                    ServerMessage::Chat {
-                        from: member,
-                        text,
-                        id: Some(m.seq),
-                    },
-                );
-                self.send_to(Recipients::All, &frame, false);
-                self.drain_evictions();
-            }
-            Err(e) if e.kind() == ErrorKind::InvalidInput => self.reply_error(
-                member,
-                ProtocolError::new(ErrorCode::InvalidValue, e.to_string()),
-            ),
-            Err(e) => {
-                tracing::warn!(channel = %self.channel, error = %e, "a chat message could not be stored");
-                self.reply_error(member, unavailable());
-            }
-        }
-    }
-
-    /// Checks every member's rights again: those who may no longer be here
-    /// are closed out (4003), changed roles are announced.
-    async fn refresh(&mut self) {
-        self.matrix = None;
-        let _ = self.matrix().await;
-        let members: Vec<(MemberId, Identity, Who)> = self
-            .peers
-            .iter()
-            .map(|(m, p)| (*m, p.identity.clone(), p.who))
-            .collect();
-        for (member, identity, who) in members {
-            let Some(access) = self.access_of(&identity, who).await else {
-                continue;
-            };
-            if let Some(why) = admission(&access, who) {
-                if let Some(p) = self.peers.get(&member) {
-                    p.closer.close(close::FORBIDDEN, why);
+        let me = Bytes::from(self.instance.clone());
+        if let Some(version) = self.lease {
+            match kv.put(&key, me.clone(), opts(PutMode::IfVersion(version))).await {
+                Ok(v) => self.lease = Some(v),
+                Err(e) if e.kind() == ErrorKind::Precondition => {
+                    // Expired (the store was away) or taken: claim it again,
+                    // or step down for the instance that holds it.
+                    match kv.put(&key, me, opts(PutMode::Create)).await {
+                        Ok(v) => self.lease = Some(v),
+                        Err(_) => self.step_down_quietly(),
+                    }
                 }
-                self.remove(member);
-                continue;
+                // The store is away: keep running the room; the lease is
+                // settled when it is back.
+                Err(_) => {}
             }
-            let label = role_label(&access);
-            let Some(peer) = self.peers.get_mut(&member) else {
-                continue;
+            return;
+        }
+        if mono_now() < self.takeover_not_before {
+            return;
+        }
+        if !matches!(kv.get(&key).await, Ok(None)) {
+            return;
+        }
+        if let Ok(version) = kv.put(&key, me, opts(PutMode::Create)).await {
+            self.become_owner(version).await;
+        }
+    }
+
+    async fn become_owner(&mut self, version: Version) {
+        // Listen for inputs before announcing, so no rejoin is missed.
+        let sub = match &self.in_topic {
+            Some(t) => self.app.backends.bus.subscribe(t).await.ok(),
+            None => None,
+        };
+        let Some(sub) = sub else {
+            // Without inputs from the bus this instance cannot own the room.
+            if let Some(key) = self.key("owner") {
+                let _ = self.app.backends.kv.delete(&key, Some(version)).await;
+            }
+            return;
+        };
+        let durable = match self.key("state") {
+            Some(key) => match self.app.backends.kv.get(&key).await {
+                Ok(Some(v)) => serde_json::from_slice::<Durable>(&v.value).ok(),
+                _ => None,
+            },
+            None => None,
+        };
+        self.in_sub = Some(sub);
+        self.lease = Some(version);
+        self.engine = Some(Engine::new(self.app.clone(), self.channel, durable));
+        self.saved_seq = None;
+        metrics::counter!("ws_room_takeovers_total").increment(1);
+        if let Some(topic) = &self.out_topic {
+            let envelope = Envelope {
+                from: self.instance.clone(),
+                msg: FromOwner::Owner {
+                    instance: self.instance.clone(),
+                },
             };
-            peer.access = access;
-            if peer.label != label {
-                peer.label = label.clone();
-                let now = self.now();
-                if let Ok(out) = self.room.set_role(member, Role::new(label), now) {
-                    self.fan_out(out, None);
-                }
+            if let Ok(body) = serde_json::to_vec(&envelope) {
+                self.app.realtime.publish(topic.clone(), Bytes::from(body));
             }
         }
+        self.needs_rejoin = true;
+        self.settle().await;
     }
 
-    /// The room's next deadline as an instant, if it has one.
-    fn next_wake(&self) -> Option<Instant> {
-        let linger = Duration::from_secs(self.app.realtime.settings().linger_seconds);
-        let room = self.room.next_deadline().map(|d| self.clock.instant_at(d));
-        let empty = self.empty_since.map(|t| t + linger);
-        match (room, empty) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    fn step_down_quietly(&mut self) {
+        self.engine = None;
+        self.in_sub = None;
+        self.lease = None;
     }
 
-    fn on_timer(&mut self) {
-        if self
-            .room
-            .next_deadline()
-            .is_some_and(|d| d <= self.clock.now_ms())
-        {
-            let now = self.now();
-            if let Ok(out) = self.room.tick(now) {
-                self.fan_out(out, None);
-            }
+    /// Leaves the room to a successor: saved, the lease released.
+    async fn step_down(&mut self) {
+        if self.engine.is_some() {
+            self.save().await;
         }
+        if let (Some(version), Some(key)) = (self.lease, self.key("owner")) {
+            let _ = self.app.backends.kv.delete(&key, Some(version)).await;
+        }
+        self.step_down_quietly();
+    }
+
+    // ------------------------------------------------------------ the loop
+
+    fn next_wake(&self) -> Instant {
+        let mut wake = self.next_lease_tick;
+        if let Some(t) = self.engine.as_ref().and_then(Engine::next_wake) {
+            wake = wake.min(t);
+        }
+        wake
+    }
+
+    async fn on_timer(&mut self) {
         let now = mono_now();
-        self.departed.retain(|_, d| d.until > now);
+        if now >= self.next_lease_tick {
+            self.lease_tick().await;
+        }
+        if let Some(engine) = self.engine.as_mut() {
+            engine.on_timer();
+        }
+        self.settle().await;
+        let stale: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.since) >= JOIN_TIMEOUT)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in stale {
+            if let Some(p) = self.pending.remove(&conn) {
+                let err = ProtocolError::new(
+                    ErrorCode::Unavailable,
+                    "the room's owner did not answer; retry",
+                );
+                let text = encode(&Stamped::new(
+                    self.app.realtime.clock().now_ms(),
+                    err.to_message(),
+                ));
+                let _ = p.reply.send(Err((text, 1013)));
+            }
+        }
     }
 
     fn wants_to_retire(&self) -> bool {
         let linger = Duration::from_secs(self.app.realtime.settings().linger_seconds);
-        self.peers.is_empty()
+        self.local.is_empty()
+            && self.pending.is_empty()
+            && self.engine.as_ref().is_none_or(Engine::is_empty)
             && self
                 .empty_since
                 .is_some_and(|t| mono_now().duration_since(t) >= linger)
     }
-
-    fn close_all(&mut self, code: u16, reason: &str) {
-        for p in self.peers.values() {
-            p.closer.close(code, reason);
-        }
-    }
 }
 
-/// Runs a room until it has been empty for the linger time, or the server
-/// shuts down.
-pub(crate) async fn run(mut actor: RoomActor, mut inbox: mpsc::Receiver<Input>) {
-    let shutdown = actor.app.realtime.shutdown_token();
+/// Runs a channel's room on this instance until nobody here (and, on the
+/// owner, nobody anywhere) has been in it for the linger time, or the
+/// server shuts down.
+pub(crate) async fn run(mut task: RoomTask, mut inbox: mpsc::Receiver<Input>) {
+    let shutdown = task.app.realtime.shutdown_token();
+    let out_sub = match &task.out_topic {
+        Some(t) => task.app.backends.bus.subscribe(t).await.ok(),
+        None => None,
+    };
+    let Some(mut out_sub) = out_sub else {
+        tracing::warn!(channel = %task.channel, "the room's bus topic could not be subscribed");
+        refuse_all(&task, &mut inbox);
+        task.app.realtime.retire(task.channel, &inbox);
+        return;
+    };
+    task.lease_tick().await;
     loop {
-        let wake = actor.next_wake();
+        let wake = task.next_wake();
         tokio::select! {
             input = inbox.recv() => match input {
-                Some(input) => actor.handle(input).await,
+                Some(input) => task.input(input).await,
                 None => break,
             },
-            () = sleep_until(wake) => actor.on_timer(),
+            d = out_sub.recv() => {
+                if !task.from_bus_out(d).await {
+                    break;
+                }
+            }
+            d = recv_in(&mut task.in_sub) => task.from_bus_in(d).await,
+            () = tokio::time::sleep_until(wake) => task.on_timer().await,
             () = shutdown.cancelled() => {
-                actor.close_all(1001, "the server is shutting down; reconnect");
+                // Connections close themselves (1001); the room goes to
+                // the instance their members reconnect to.
+                task.step_down().await;
                 break;
             }
         }
-        if actor.wants_to_retire() && actor.app.realtime.retire(actor.channel, &inbox) {
+        if task.wants_to_retire() && task.app.realtime.retire(task.channel, &inbox) {
+            task.step_down().await;
             break;
         }
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// A member id no instance has handed out in this room.
+async fn fresh_member(app: &AppState, key: Option<Key>) -> Option<MemberId> {
+    let n = app.backends.kv.incr(&key?, 1, None).await.ok()?;
+    u64::try_from(n).ok().map(MemberId)
+}
+
+async fn recv_in(sub: &mut Option<Subscription>) -> Option<Delivery> {
+    match sub {
+        Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
 }
 
-/// Why someone may not be in the room, or `None` when they may.
-fn admission(a: &Access, who: Who) -> Option<&'static str> {
-    if a.banned {
-        Some("you are banned from this channel")
-    } else if !a.visible {
-        Some("this channel is private; you are not a member")
-    } else if who == Who::Guest && !a.guest {
-        Some("this channel does not let guests in")
-    } else {
-        None
+/// Answers every waiting join with "unavailable" (the room cannot run).
+fn refuse_all(task: &RoomTask, inbox: &mut mpsc::Receiver<Input>) {
+    while let Ok(input) = inbox.try_recv() {
+        if let Input::Join(j) = input {
+            let err = ProtocolError::new(ErrorCode::Unavailable, "the room could not start; retry");
+            let text = encode(&Stamped::new(
+                task.app.realtime.clock().now_ms(),
+                err.to_message(),
+            ));
+            let _ = j.reply.send(Err((text, 1011)));
+        }
     }
-}
-
-/// The role label members see: the channel role, `admin` for an instance
-/// administrator who is not a member, `guest`, or `visitor` for a signed-in
-/// non-member of a public channel.
-fn role_label(a: &Access) -> String {
-    match (a.role, a.admin, a.guest) {
-        (Some(role), _, _) => role.as_str().to_owned(),
-        (None, true, _) => "admin".to_owned(),
-        (None, false, true) => "guest".to_owned(),
-        (None, false, false) => "visitor".to_owned(),
-    }
-}
-
-fn room_error(e: RoomError, request_id: Option<u64>) -> ProtocolError {
-    let err = ProtocolError::new(e.code, e.message);
-    match request_id {
-        Some(id) => err.with_request_id(id),
-        None => err,
-    }
-}
-
-fn unavailable() -> ProtocolError {
-    ProtocolError::new(
-        ErrorCode::Unavailable,
-        "the server could not do that now; try again in a few seconds",
-    )
-}
-
-fn slow_down() -> ProtocolError {
-    ProtocolError::new(
-        ErrorCode::RateLimited,
-        "too many messages; wait a few seconds",
-    )
 }

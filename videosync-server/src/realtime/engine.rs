@@ -1,0 +1,698 @@
+//! The owner's side of a room: the sync engine's [`Room`], who is in it and
+//! what each member may do. It takes one input at a time ([`ToOwner`]) and
+//! answers what to tell the instances ([`FromOwner`]): every member, on
+//! whichever instance, sees every change in the same order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use videosync_core::db::{
+    Bans, Channels, Members, Messages, NewMessage, Permission, PermissionMatrix, Videos,
+};
+use videosync_core::{ChannelId, ErrorKind, VideoId, VideoStatus};
+use videosync_sync::protocol::{
+    encode, queue_pages, server_messages, Cause, ClientMessage, ProtocolError, RoomPolicy,
+    RoomSnapshot, ServerMessage, Stamped, MAX_MEMBERS,
+};
+use videosync_sync::room::{
+    AllowAll, CommandRequest, Durable, Outgoing, Recipients, Role, Room, RoomError, RoomEvent,
+};
+use videosync_sync::state::{Command, ErrorCode, MemberId};
+
+use super::room::Bucket;
+use super::wire::{FromOwner, Identity, Join, To, ToOwner};
+use super::{close, mono_now, ServerClock};
+use crate::policy::{access, Access, Who};
+use crate::state::AppState;
+
+#[derive(Debug)]
+struct Member {
+    conn: u64,
+    identity: Identity,
+    who: Who,
+    name: String,
+    access: Access,
+    label: String,
+    chat: Bucket,
+}
+
+/// A member that left recently, so a reconnect resumes its id.
+#[derive(Debug)]
+struct Departed {
+    identity: Identity,
+    name: String,
+    until: Instant,
+}
+
+/// How long a departed member's id is kept for its reconnect.
+const RESUME_WINDOW: Duration = Duration::from_secs(120);
+
+/// The owner's room.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    app: AppState,
+    channel: ChannelId,
+    clock: ServerClock,
+    room: Room,
+    matrix: Option<PermissionMatrix>,
+    members: HashMap<MemberId, Member>,
+    departed: HashMap<MemberId, Departed>,
+    last_now: f64,
+    out: Vec<FromOwner>,
+}
+
+impl Engine {
+    /// A room carrying on from `durable` (or a fresh one).
+    pub(crate) fn new(app: AppState, channel: ChannelId, durable: Option<Durable>) -> Self {
+        let clock = app.realtime.clock();
+        let room = durable
+            .and_then(|d| Room::restore(d).ok())
+            .unwrap_or_default();
+        let last_now = room.durable().last_now_ms.unwrap_or(0.0);
+        Engine {
+            app,
+            channel,
+            clock,
+            room,
+            matrix: None,
+            members: HashMap::new(),
+            departed: HashMap::new(),
+            last_now,
+            out: Vec::new(),
+        }
+    }
+
+    /// What the room needs to carry on elsewhere.
+    pub(crate) fn durable(&self) -> Durable {
+        self.room.durable()
+    }
+
+    /// The room's change counter.
+    pub(crate) fn seq(&self) -> u64 {
+        self.room.seq()
+    }
+
+    /// Whether anyone, on any instance, is in the room.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether there is something to tell the instances.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// What to tell the instances since the last call.
+    pub(crate) fn take_output(&mut self) -> Vec<FromOwner> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Server time now, never before the previous call's (nor the time a
+    /// restored room last saw).
+    fn now(&mut self) -> f64 {
+        self.last_now = self.clock.now_ms().max(self.last_now);
+        self.last_now
+    }
+
+    fn name_of(&self, id: MemberId) -> String {
+        self.members
+            .get(&id)
+            .map(|p| p.name.clone())
+            .or_else(|| self.departed.get(&id).map(|d| d.name.clone()))
+            .unwrap_or_else(|| format!("member {id}"))
+    }
+
+    fn policy(&self) -> RoomPolicy {
+        RoomPolicy::of(self.room.config())
+    }
+
+    // ------------------------------------------------------------ output
+
+    fn deliver(&mut self, to: To, msg: ServerMessage, droppable: bool) {
+        let now = self.now();
+        self.out.push(FromOwner::Deliver {
+            to,
+            text: encode(&Stamped::new(now, msg)),
+            droppable,
+            seq: self.room.seq(),
+        });
+    }
+
+    fn reply_error(&mut self, member: MemberId, err: ProtocolError) {
+        self.deliver(To::Member(member), err.to_message(), false);
+    }
+
+    /// Sends what the room said, naming `cause` in the states a command
+    /// produced. Presence may be dropped for a slow client; the rest not.
+    fn fan_out(&mut self, out: Vec<Outgoing>, cause: Option<Cause>) {
+        let policy = self.policy();
+        for o in out {
+            let droppable = matches!(
+                o.event,
+                RoomEvent::MemberJoined(_) | RoomEvent::MemberLeft(_) | RoomEvent::MemberUpdated(_)
+            );
+            let messages = server_messages(&o.event, policy, &|id| self.name_of(id));
+            for mut m in messages {
+                if let (ServerMessage::State { cause: c, .. }, Some(cause)) = (&mut m, cause) {
+                    *c = Some(cause);
+                }
+                self.deliver(To::from(o.to), m, droppable);
+            }
+        }
+    }
+
+    /// Takes `member` out of the room and tells the others.
+    fn remove(&mut self, member: MemberId) {
+        let now = self.now();
+        let out = self.room.leave(member, now).unwrap_or_default();
+        if let Some(m) = self.members.remove(&member) {
+            self.departed.insert(
+                member,
+                Departed {
+                    identity: m.identity,
+                    name: m.name,
+                    until: mono_now() + RESUME_WINDOW,
+                },
+            );
+        }
+        self.fan_out(out, None);
+    }
+
+    /// Closes `member`'s connection with `code` and takes it out.
+    fn close_member(&mut self, member: MemberId, code: u16, reason: &str) {
+        if let Some(m) = self.members.get(&member) {
+            self.out.push(FromOwner::Close {
+                member,
+                conn: m.conn,
+                code,
+                reason: reason.to_owned(),
+            });
+            self.remove(member);
+        }
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    pub(crate) async fn handle(&mut self, input: ToOwner) {
+        match input {
+            ToOwner::Join(join) => self.join(*join).await,
+            ToOwner::Frame { member, conn, msg } => {
+                if self.members.get(&member).is_some_and(|m| m.conn == conn) {
+                    self.frame(member, msg).await;
+                }
+            }
+            ToOwner::Leave { member, conn } => {
+                if self.members.get(&member).is_some_and(|m| m.conn == conn) {
+                    self.remove(member);
+                }
+            }
+            ToOwner::Resync(members) => {
+                let now = self.now();
+                let snapshot = self.room.snapshot(now);
+                let policy = self.policy();
+                for member in members {
+                    if self.members.contains_key(&member) {
+                        let event = RoomEvent::Snapshot(snapshot.clone());
+                        for m in server_messages(&event, policy, &|id| self.name_of(id)) {
+                            self.deliver(To::Member(member), m, false);
+                        }
+                    }
+                }
+            }
+            ToOwner::Refresh => self.refresh().await,
+            ToOwner::Kick(user) => {
+                let kicked: Vec<MemberId> = self
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.identity == Identity::User(user))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for member in kicked {
+                    self.close_member(member, close::FORBIDDEN, "you were removed from the channel");
+                }
+                self.refresh().await;
+            }
+        }
+    }
+
+    async fn matrix(&mut self) -> Option<PermissionMatrix> {
+        if self.matrix.is_none() {
+            let mut tx = self.app.backends.db.read().await.ok()?;
+            let m = tx.permissions(self.channel).await.ok()?;
+            tx.commit().await.ok()?;
+            self.matrix = Some(m);
+        }
+        self.matrix.clone()
+    }
+
+    /// The caller's access now (from the database), or `None` when the
+    /// channel is gone or the database does not answer.
+    async fn access_of(&self, identity: &Identity, who: Who) -> Option<Access> {
+        let mut tx = self.app.backends.db.read().await.ok()?;
+        let channel = tx.channel(self.channel).await.ok()?;
+        let (role, banned) = match identity {
+            Identity::User(u) => (
+                tx.member(self.channel, *u).await.ok()?.map(|m| m.role),
+                tx.ban_of(self.channel, *u).await.ok()?.is_some(),
+            ),
+            Identity::Guest(_) => (None, false),
+        };
+        tx.commit().await.ok()?;
+        Some(access(&channel, who, role, banned))
+    }
+
+    fn refuse(&mut self, conn: u64, err: ProtocolError, code: u16) {
+        let now = self.now();
+        self.out.push(FromOwner::Refused {
+            conn,
+            text: encode(&Stamped::new(now, err.to_message())),
+            code,
+        });
+    }
+
+    async fn join(&mut self, j: Join) {
+        let unavailable = || {
+            ProtocolError::new(ErrorCode::Unavailable, "the channel could not be loaded")
+        };
+        let Some(access) = self.access_of(&j.identity, j.who).await else {
+            return self.refuse(j.conn, unavailable(), 1011);
+        };
+        if let Some(why) = admission(&access, j.who) {
+            return self.refuse(
+                j.conn,
+                ProtocolError::new(ErrorCode::Forbidden, why),
+                close::FORBIDDEN,
+            );
+        }
+        if self.matrix().await.is_none() {
+            return self.refuse(j.conn, unavailable(), 1011);
+        }
+        // The member id: the one it resumes, when it is this identity's.
+        let resumed = j.resume.filter(|r| {
+            self.members
+                .get(&r.member)
+                .map(|m| m.identity == j.identity)
+                .or_else(|| self.departed.get(&r.member).map(|d| d.identity == j.identity))
+                .unwrap_or(j.rejoin)
+        });
+        if let Some(r) = resumed {
+            match self.members.get(&r.member) {
+                // The same connection joining again (a rejoin repeated).
+                Some(m) if m.conn == j.conn => {
+                    self.out.push(FromOwner::Joined {
+                        conn: j.conn,
+                        member: r.member,
+                    });
+                    return;
+                }
+                Some(_) => {
+                    self.close_member(r.member, close::REPLACED, "the member connected again elsewhere");
+                }
+                None => {}
+            }
+        } else if self.members.len() >= MAX_MEMBERS {
+            return self.refuse(
+                j.conn,
+                ProtocolError::new(ErrorCode::Forbidden, "the room is full"),
+                close::FULL,
+            );
+        }
+        let member = resumed.map_or(j.fresh, |r| r.member);
+        let label = role_label(&access);
+        let now = self.now();
+        let result = match j.resume {
+            Some(r) => self
+                .room
+                .resume(member, Role::new(label.clone()), r.last_seq, now),
+            None => self.room.join(member, Role::new(label.clone()), now),
+        };
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => return self.refuse(j.conn, room_error(e, None), close::PROTOCOL),
+        };
+        let settings = self.app.realtime.settings();
+        let chat = Bucket::new(
+            f64::from(settings.chat_burst),
+            f64::from(settings.chat_per_minute) / 60.0,
+        );
+        self.departed.remove(&member);
+        self.members.insert(
+            member,
+            Member {
+                conn: j.conn,
+                identity: j.identity,
+                who: j.who,
+                name: j.name,
+                access,
+                label,
+                chat,
+            },
+        );
+        self.out.push(FromOwner::Joined {
+            conn: j.conn,
+            member,
+        });
+        if j.rejoin {
+            self.fan_out(out, None);
+        } else {
+            self.welcome(member, j.version, out);
+        }
+    }
+
+    /// The joiner's `welcome` (with the room, or without it when missed
+    /// events follow), then the rest of what the join said.
+    fn welcome(&mut self, member: MemberId, v: u32, out: Vec<Outgoing>) {
+        let policy = self.policy();
+        let (mine, others): (Vec<Outgoing>, Vec<Outgoing>) = out
+            .into_iter()
+            .partition(|o| o.to == Recipients::Member(member));
+        let mut mine = mine.into_iter().peekable();
+        let (room, rest_of_queue) = match mine.peek().map(|o| &o.event) {
+            Some(RoomEvent::Snapshot(s)) => (
+                Some(RoomSnapshot::of(s, policy, &|id| self.name_of(id))),
+                queue_pages(s.seq, &s.queue).into_iter().skip(1).collect(),
+            ),
+            _ => (None, Vec::new()),
+        };
+        if room.is_some() {
+            mine.next();
+        }
+        self.deliver(
+            To::Member(member),
+            ServerMessage::Welcome { v, member, room },
+            false,
+        );
+        for m in rest_of_queue {
+            self.deliver(To::Member(member), m, false);
+        }
+        let rest: Vec<Outgoing> = mine.chain(others).collect();
+        self.fan_out(rest, None);
+    }
+
+    async fn frame(&mut self, member: MemberId, msg: ClientMessage) {
+        let now = self.now();
+        match msg {
+            ClientMessage::Command {
+                id,
+                based_on_seq,
+                command,
+            } => self.command(member, id, based_on_seq, command).await,
+            ClientMessage::Buffering { .. } => {
+                let r = self.room.buffering(member, now);
+                self.apply(member, r);
+            }
+            ClientMessage::Ready { .. } => {
+                let r = self.room.ready(member, now);
+                self.apply(member, r);
+            }
+            ClientMessage::Report {
+                delay_ms,
+                seek_latency_ms,
+                buffered_ahead_ms,
+                ..
+            } => {
+                // A refused report (a value out of range) changes nothing.
+                let _ = self.room.report(member, delay_ms, now);
+                if let Some(ms) = seek_latency_ms {
+                    let _ = self.room.report_seek_latency(member, ms, now);
+                }
+                if let Some(ms) = buffered_ahead_ms {
+                    if let Ok(out) = self.room.report_buffered_ahead(member, ms, now) {
+                        self.fan_out(out, None);
+                    }
+                }
+            }
+            ClientMessage::Chat { text } => self.chat(member, text).await,
+            ClientMessage::Typing { active } => {
+                if self.may(member, Permission::Chat) {
+                    self.deliver(To::All, ServerMessage::Typing { member, active }, true);
+                }
+            }
+            ClientMessage::Reaction {
+                emoji,
+                at_position_ms,
+            } => {
+                if !self.may(member, Permission::Chat) {
+                    return self.reply_error(member, may_not_chat());
+                }
+                if !self.take_chat_token(member) {
+                    return self.reply_error(member, slow_down());
+                }
+                let msg = ServerMessage::Reaction {
+                    member,
+                    emoji,
+                    at_position_ms,
+                };
+                self.deliver(To::All, msg, true);
+            }
+            // The connection answers these itself.
+            ClientMessage::Hello { .. } | ClientMessage::Ping { .. } => {}
+        }
+    }
+
+    fn apply(&mut self, member: MemberId, r: Result<Vec<Outgoing>, RoomError>) {
+        match r {
+            Ok(out) => self.fan_out(out, None),
+            Err(e) => self.reply_error(member, room_error(e, None)),
+        }
+    }
+
+    fn may(&self, member: MemberId, p: Permission) -> bool {
+        match (self.members.get(&member), &self.matrix) {
+            (Some(m), Some(matrix)) => m.access.allows(matrix, p),
+            _ => false,
+        }
+    }
+
+    fn take_chat_token(&mut self, member: MemberId) -> bool {
+        let now = mono_now();
+        self.members
+            .get_mut(&member)
+            .is_some_and(|m| m.chat.take(now))
+    }
+
+    async fn command(&mut self, member: MemberId, id: u64, based_on_seq: u64, command: Command) {
+        let needs = match command {
+            Command::QueueAdd { .. } | Command::QueueRemove { .. } | Command::QueueReorder { .. } => {
+                Permission::ManageQueue
+            }
+            _ => Permission::ControlPlayback,
+        };
+        if !self.may(member, needs) {
+            let what = crate::policy::permission_phrase(needs);
+            return self.reply_error(
+                member,
+                ProtocolError::new(
+                    ErrorCode::Forbidden,
+                    format!("you may not {what} in this channel"),
+                )
+                .with_request_id(id),
+            );
+        }
+        if let Command::Load { media } | Command::QueueAdd { media } = &command {
+            if let Err(e) = self.check_media(media).await {
+                return self.reply_error(member, e.with_request_id(id));
+            }
+        }
+        let now = self.now();
+        let request = CommandRequest {
+            command,
+            based_on_seq,
+        };
+        match self.room.command(&AllowAll, member, request, now) {
+            Ok(out) => self.fan_out(
+                out,
+                Some(Cause {
+                    by: member,
+                    request_id: id,
+                }),
+            ),
+            Err(e) => self.reply_error(member, room_error(e, Some(id))),
+        }
+    }
+
+    /// A room plays this channel's ready videos only.
+    async fn check_media(&self, media: &str) -> Result<(), ProtocolError> {
+        let missing = || {
+            ProtocolError::new(
+                ErrorCode::NotFound,
+                "no ready video of this channel has that id",
+            )
+        };
+        let id: VideoId = media.parse().map_err(|_| missing())?;
+        let mut tx = self
+            .app
+            .backends
+            .db
+            .read()
+            .await
+            .map_err(|_| unavailable())?;
+        let video = match tx.video(id).await {
+            Ok(v) => v,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(missing()),
+            Err(_) => return Err(unavailable()),
+        };
+        let _ = tx.commit().await;
+        if video.channel_id == Some(self.channel) && video.status == VideoStatus::Ready {
+            Ok(())
+        } else {
+            Err(missing())
+        }
+    }
+
+    /// Stores the message, then relays it with its number.
+    async fn chat(&mut self, member: MemberId, text: String) {
+        if !self.may(member, Permission::Chat) {
+            return self.reply_error(member, may_not_chat());
+        }
+        if !self.take_chat_token(member) {
+            return self.reply_error(member, slow_down());
+        }
+        let Some(m) = self.members.get(&member) else {
+            return;
+        };
+        let new = NewMessage {
+            channel_id: self.channel,
+            author_id: match &m.identity {
+                Identity::User(u) => Some(*u),
+                Identity::Guest(_) => None,
+            },
+            author_name: m.name.clone(),
+            body: text.clone(),
+        };
+        let stored = async {
+            let mut tx = self.app.backends.db.begin().await?;
+            let m = tx.post_message(new).await?;
+            tx.commit().await?;
+            Ok::<_, videosync_core::Error>(m)
+        }
+        .await;
+        match stored {
+            Ok(m) => {
+                let msg = ServerMessage::Chat {
+                    from: member,
+                    text,
+                    id: Some(m.seq),
+                };
+                self.deliver(To::All, msg, false);
+            }
+            Err(e) if e.kind() == ErrorKind::InvalidInput => self.reply_error(
+                member,
+                ProtocolError::new(ErrorCode::InvalidValue, e.to_string()),
+            ),
+            Err(e) => {
+                tracing::warn!(channel = %self.channel, error = %e, "a chat message could not be stored");
+                self.reply_error(member, unavailable());
+            }
+        }
+    }
+
+    /// Checks every member's rights again: those who may no longer be here
+    /// are closed out (4003), changed roles are announced.
+    async fn refresh(&mut self) {
+        self.matrix = None;
+        let _ = self.matrix().await;
+        let members: Vec<(MemberId, Identity, Who)> = self
+            .members
+            .iter()
+            .map(|(id, m)| (*id, m.identity.clone(), m.who))
+            .collect();
+        for (member, identity, who) in members {
+            let Some(access) = self.access_of(&identity, who).await else {
+                continue;
+            };
+            if let Some(why) = admission(&access, who) {
+                self.close_member(member, close::FORBIDDEN, why);
+                continue;
+            }
+            let label = role_label(&access);
+            let Some(m) = self.members.get_mut(&member) else {
+                continue;
+            };
+            m.access = access;
+            if m.label != label {
+                m.label = label.clone();
+                let now = self.now();
+                if let Ok(out) = self.room.set_role(member, Role::new(label), now) {
+                    self.fan_out(out, None);
+                }
+            }
+        }
+    }
+
+    /// When the room next has something to do by itself (a wait deadline).
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        self.room
+            .next_deadline()
+            .map(|d| self.clock.instant_at(d))
+    }
+
+    /// Runs the room's deadlines that have come.
+    pub(crate) fn on_timer(&mut self) {
+        if self
+            .room
+            .next_deadline()
+            .is_some_and(|d| d <= self.clock.now_ms())
+        {
+            let now = self.now();
+            if let Ok(out) = self.room.tick(now) {
+                self.fan_out(out, None);
+            }
+        }
+        let now = mono_now();
+        self.departed.retain(|_, d| d.until > now);
+    }
+
+}
+
+/// Why someone may not be in the room, or `None` when they may.
+fn admission(a: &Access, who: Who) -> Option<&'static str> {
+    if a.banned {
+        Some("you are banned from this channel")
+    } else if !a.visible {
+        Some("this channel is private; you are not a member")
+    } else if who == Who::Guest && !a.guest {
+        Some("this channel does not let guests in")
+    } else {
+        None
+    }
+}
+
+/// The role label members see: the channel role, `admin` for an instance
+/// administrator who is not a member, `guest`, or `visitor` for a signed-in
+/// non-member of a public channel.
+fn role_label(a: &Access) -> String {
+    match (a.role, a.admin, a.guest) {
+        (Some(role), _, _) => role.as_str().to_owned(),
+        (None, true, _) => "admin".to_owned(),
+        (None, false, true) => "guest".to_owned(),
+        (None, false, false) => "visitor".to_owned(),
+    }
+}
+
+fn room_error(e: RoomError, request_id: Option<u64>) -> ProtocolError {
+    let err = ProtocolError::new(e.code, e.message);
+    match request_id {
+        Some(id) => err.with_request_id(id),
+        None => err,
+    }
+}
+
+fn unavailable() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::Unavailable,
+        "the server could not do that now; try again in a few seconds",
+    )
+}
+
+fn may_not_chat() -> ProtocolError {
+    ProtocolError::new(ErrorCode::Forbidden, "you may not chat in this channel")
+}
+
+fn slow_down() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::RateLimited,
+        "too many messages; wait a few seconds",
+    )
+}
