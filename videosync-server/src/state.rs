@@ -145,12 +145,7 @@ impl App {
             cdn_url: config.cdn_url.clone(),
             playlist_max_age_s: d.playlist_max_age_seconds,
             media_cache: crate::delivery::cache::MediaCache::new(d.memory_cache_bytes),
-            realtime: crate::realtime::Hub::new(
-                config.realtime.clone(),
-                epoch_ms,
-                bus,
-                &namespace,
-            ),
+            realtime: crate::realtime::Hub::new(config.realtime.clone(), epoch_ms, bus, &namespace),
         })
     }
 

@@ -67,6 +67,10 @@ impl Drop for ForgetWhenUnused {
 
 #[async_trait]
 impl EventBus for MemoryBus {
+    fn reaches_other_processes(&self) -> bool {
+        false
+    }
+
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<()> {
         check_payload(topic, &payload)?;
         let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());

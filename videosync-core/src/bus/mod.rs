@@ -197,6 +197,13 @@ pub trait EventBus: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// # Errors
     /// A backend error.
     async fn subscribe(&self, topic: &Topic) -> Result<Subscription>;
+
+    /// Whether subscribers in other processes see what is published here.
+    /// An in-process bus answers false: whoever uses it is alone, and need
+    /// not coordinate with other instances through it.
+    fn reaches_other_processes(&self) -> bool {
+        true
+    }
 }
 
 /// Conveniences over [`EventBus`].

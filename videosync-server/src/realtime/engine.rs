@@ -48,6 +48,10 @@ struct Departed {
 /// How long a departed member's id is kept for its reconnect.
 const RESUME_WINDOW: Duration = Duration::from_secs(120);
 
+/// How long the record of whose a member id is outlives its join, for a
+/// resume on another owner.
+const IDENTITY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// The owner's room.
 #[derive(Debug)]
 pub(crate) struct Engine {
@@ -229,7 +233,11 @@ impl Engine {
                     .map(|(id, _)| *id)
                     .collect();
                 for member in kicked {
-                    self.close_member(member, close::FORBIDDEN, "you were removed from the channel");
+                    self.close_member(
+                        member,
+                        close::FORBIDDEN,
+                        "you were removed from the channel",
+                    );
                 }
                 self.refresh().await;
             }
@@ -272,9 +280,8 @@ impl Engine {
     }
 
     async fn join(&mut self, j: Join) {
-        let unavailable = || {
-            ProtocolError::new(ErrorCode::Unavailable, "the channel could not be loaded")
-        };
+        let unavailable =
+            || ProtocolError::new(ErrorCode::Unavailable, "the channel could not be loaded");
         let Some(access) = self.access_of(&j.identity, j.who).await else {
             return self.refuse(j.conn, unavailable(), 1011);
         };
@@ -288,14 +295,28 @@ impl Engine {
         if self.matrix().await.is_none() {
             return self.refuse(j.conn, unavailable(), 1011);
         }
-        // The member id: the one it resumes, when it is this identity's.
-        let resumed = j.resume.filter(|r| {
-            self.members
-                .get(&r.member)
-                .map(|m| m.identity == j.identity)
-                .or_else(|| self.departed.get(&r.member).map(|d| d.identity == j.identity))
-                .unwrap_or(j.rejoin)
-        });
+        // The member id: the one it resumes, when it is this identity's
+        // (as this owner knows it, or as an earlier owner recorded it).
+        let resumed = match j.resume {
+            Some(r) => {
+                let known = self
+                    .members
+                    .get(&r.member)
+                    .map(|m| m.identity == j.identity)
+                    .or_else(|| {
+                        self.departed
+                            .get(&r.member)
+                            .map(|d| d.identity == j.identity)
+                    });
+                let same = match known {
+                    Some(same) => same,
+                    None if j.rejoin => true,
+                    None => self.recorded_identity(r.member).await.as_ref() == Some(&j.identity),
+                };
+                same.then_some(r)
+            }
+            None => None,
+        };
         if let Some(r) = resumed {
             match self.members.get(&r.member) {
                 // The same connection joining again (a rejoin repeated).
@@ -307,7 +328,11 @@ impl Engine {
                     return;
                 }
                 Some(_) => {
-                    self.close_member(r.member, close::REPLACED, "the member connected again elsewhere");
+                    self.close_member(
+                        r.member,
+                        close::REPLACED,
+                        "the member connected again elsewhere",
+                    );
                 }
                 None => {}
             }
@@ -337,6 +362,7 @@ impl Engine {
             f64::from(settings.chat_per_minute) / 60.0,
         );
         self.departed.remove(&member);
+        self.record_identity(member, &j.identity).await;
         self.members.insert(
             member,
             Member {
@@ -358,6 +384,39 @@ impl Engine {
         } else {
             self.welcome(member, j.version, out);
         }
+    }
+
+    fn identity_key(&self, member: MemberId) -> Option<videosync_core::kv::Key> {
+        self.app
+            .kv_key(&format!("room.{}.member.{member}", self.channel))
+            .ok()
+    }
+
+    /// Records whose member id `member` is, so that a later owner lets
+    /// only them resume it.
+    async fn record_identity(&self, member: MemberId, identity: &Identity) {
+        let (Some(key), Ok(body)) = (self.identity_key(member), serde_json::to_vec(identity))
+        else {
+            return;
+        };
+        let opts = videosync_core::kv::PutOptions {
+            mode: videosync_core::kv::PutMode::Overwrite,
+            ttl: Some(IDENTITY_TTL),
+        };
+        if let Err(e) = self.app.backends.kv.put(&key, body.into(), opts).await {
+            tracing::warn!(channel = %self.channel, error = %e, "a member's identity could not be recorded");
+        }
+    }
+
+    async fn recorded_identity(&self, member: MemberId) -> Option<Identity> {
+        let found = self
+            .app
+            .backends
+            .kv
+            .get(&self.identity_key(member)?)
+            .await
+            .ok()??;
+        serde_json::from_slice(&found.value).ok()
     }
 
     /// The joiner's `welcome` (with the room, or without it when missed
@@ -474,9 +533,9 @@ impl Engine {
 
     async fn command(&mut self, member: MemberId, id: u64, based_on_seq: u64, command: Command) {
         let needs = match command {
-            Command::QueueAdd { .. } | Command::QueueRemove { .. } | Command::QueueReorder { .. } => {
-                Permission::ManageQueue
-            }
+            Command::QueueAdd { .. }
+            | Command::QueueRemove { .. }
+            | Command::QueueReorder { .. } => Permission::ManageQueue,
             _ => Permission::ControlPlayback,
         };
         if !self.may(member, needs) {
@@ -623,9 +682,7 @@ impl Engine {
 
     /// When the room next has something to do by itself (a wait deadline).
     pub(crate) fn next_wake(&self) -> Option<Instant> {
-        self.room
-            .next_deadline()
-            .map(|d| self.clock.instant_at(d))
+        self.room.next_deadline().map(|d| self.clock.instant_at(d))
     }
 
     /// Runs the room's deadlines that have come.
@@ -643,7 +700,6 @@ impl Engine {
         let now = mono_now();
         self.departed.retain(|_, d| d.until > now);
     }
-
 }
 
 /// Why someone may not be in the room, or `None` when they may.

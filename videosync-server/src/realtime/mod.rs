@@ -29,20 +29,20 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use axum::extract::ws::WebSocketUpgrade;
-use bytes::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use videosync_core::db::{Message, Messages};
 use videosync_core::bus::{DynEventBus, Topic};
+use videosync_core::db::{Message, Messages};
 use videosync_core::kv::{PutOptions, Version};
 use videosync_core::{ChannelId, UserId};
 
@@ -132,6 +132,10 @@ pub struct Hub {
     instance: String,
     namespace: String,
     bus: DynEventBus,
+    /// Whether other instances may share this instance's rooms (the bus
+    /// reaches other processes). Alone, an instance owns every room without
+    /// a lease and publishes nothing for others.
+    shared: bool,
     /// Publishes in order, without making a room wait for the bus.
     publisher: OnceLock<mpsc::UnboundedSender<(Topic, Bytes)>>,
 }
@@ -150,6 +154,7 @@ impl Hub {
             shutdown: CancellationToken::new(),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             namespace: namespace.to_owned(),
+            shared: bus.reaches_other_processes(),
             bus,
             publisher: OnceLock::new(),
         }
@@ -163,6 +168,11 @@ impl Hub {
     /// The settings.
     pub fn settings(&self) -> &RealtimeConfig {
         &self.settings
+    }
+
+    /// Whether other instances may share this instance's rooms.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// This instance's id among those sharing rooms.

@@ -60,10 +60,7 @@ impl Closer {
     /// Resolves once [`Closer::close`] was called.
     pub(crate) async fn closed(&self) -> (u16, String) {
         self.token.cancelled().await;
-        self.reason
-            .get()
-            .cloned()
-            .unwrap_or((1000, String::new()))
+        self.reason.get().cloned().unwrap_or((1000, String::new()))
     }
 }
 
@@ -164,10 +161,11 @@ struct Pending {
     since: Instant,
 }
 
-/// How long the owner's lease lasts without renewal.
-const LEASE_TTL: Duration = Duration::from_secs(2);
+/// How long the owner's lease lasts without renewal: about how long a
+/// room is without an owner after its owner dies.
+const LEASE_TTL: Duration = Duration::from_millis(1000);
 /// How often the owner renews it, and others look for it.
-const LEASE_TICK: Duration = Duration::from_millis(500);
+const LEASE_TICK: Duration = Duration::from_millis(250);
 /// How long a join waits for an owner.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a saved room is kept after its last change.
@@ -282,10 +280,7 @@ impl RoomTask {
             if rejoin {
                 self.rejoin_all().await;
             }
-            let more = self
-                .engine
-                .as_ref()
-                .is_some_and(Engine::has_output);
+            let more = self.engine.as_ref().is_some_and(Engine::has_output);
             if evicted.is_empty() && !rejoin && !more {
                 break;
             }
@@ -312,7 +307,9 @@ impl RoomTask {
         };
         match self.app.backends.kv.put(&key, body.into(), opts).await {
             Ok(_) => self.saved_seq = Some(seq),
-            Err(e) => tracing::warn!(channel = %self.channel, error = %e, "the room could not be saved"),
+            Err(e) => {
+                tracing::warn!(channel = %self.channel, error = %e, "the room could not be saved")
+            }
         }
     }
 
@@ -560,6 +557,15 @@ impl RoomTask {
     /// Renews the lease (owner), or looks for an owner and takes the room
     /// over when there is none.
     async fn lease_tick(&mut self) {
+        if !self.app.realtime.is_shared() {
+            // Nothing to renew: come back only to expire departed members.
+            self.next_lease_tick = mono_now() + Duration::from_secs(30);
+            // Alone: this instance owns every room, without a lease.
+            if self.engine.is_none() {
+                self.become_owner(None).await;
+            }
+            return;
+        }
         self.next_lease_tick = mono_now() + LEASE_TICK;
         let Some(key) = self.key("owner") else {
             return;
@@ -571,7 +577,10 @@ impl RoomTask {
         };
         let me = Bytes::from(self.instance.clone());
         if let Some(version) = self.lease {
-            match kv.put(&key, me.clone(), opts(PutMode::IfVersion(version))).await {
+            match kv
+                .put(&key, me.clone(), opts(PutMode::IfVersion(version)))
+                .await
+            {
                 Ok(v) => self.lease = Some(v),
                 Err(e) if e.kind() == ErrorKind::Precondition => {
                     // Expired (the store was away) or taken: claim it again,
@@ -594,11 +603,11 @@ impl RoomTask {
             return;
         }
         if let Ok(version) = kv.put(&key, me, opts(PutMode::Create)).await {
-            self.become_owner(version).await;
+            self.become_owner(Some(version)).await;
         }
     }
 
-    async fn become_owner(&mut self, version: Version) {
+    async fn become_owner(&mut self, version: Option<Version>) {
         // Listen for inputs before announcing, so no rejoin is missed.
         let sub = match &self.in_topic {
             Some(t) => self.app.backends.bus.subscribe(t).await.ok(),
@@ -606,7 +615,7 @@ impl RoomTask {
         };
         let Some(sub) = sub else {
             // Without inputs from the bus this instance cannot own the room.
-            if let Some(key) = self.key("owner") {
+            if let (Some(key), Some(version)) = (self.key("owner"), version) {
                 let _ = self.app.backends.kv.delete(&key, Some(version)).await;
             }
             return;
@@ -619,11 +628,17 @@ impl RoomTask {
             None => None,
         };
         self.in_sub = Some(sub);
-        self.lease = Some(version);
+        self.lease = version;
         self.engine = Some(Engine::new(self.app.clone(), self.channel, durable));
         self.saved_seq = None;
-        metrics::counter!("ws_room_takeovers_total").increment(1);
-        if let Some(topic) = &self.out_topic {
+        if version.is_some() {
+            metrics::counter!("ws_room_takeovers_total").increment(1);
+        }
+        if let Some(topic) = self
+            .out_topic
+            .as_ref()
+            .filter(|_| self.app.realtime.is_shared())
+        {
             let envelope = Envelope {
                 from: self.instance.clone(),
                 msg: FromOwner::Owner {

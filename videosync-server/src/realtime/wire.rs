@@ -115,10 +115,18 @@ pub(crate) enum FromOwner {
 
 /// The room's input topic.
 pub(crate) fn in_topic(namespace: &str, channel: ChannelId) -> Option<Topic> {
-    Topic::parse(&crate::backends::scoped(namespace, &format!("room.{channel}.in"))).ok()
+    Topic::parse(&crate::backends::scoped(
+        namespace,
+        &format!("room.{channel}.in"),
+    ))
+    .ok()
 }
 
 /// The room's output topic.
 pub(crate) fn out_topic(namespace: &str, channel: ChannelId) -> Option<Topic> {
-    Topic::parse(&crate::backends::scoped(namespace, &format!("room.{channel}.out"))).ok()
+    Topic::parse(&crate::backends::scoped(
+        namespace,
+        &format!("room.{channel}.out"),
+    ))
+    .ok()
 }

@@ -18,3 +18,5 @@ mod realtime;
 #[path = "../common/serve.rs"]
 mod serve;
 mod videos;
+#[path = "../common/ws.rs"]
+mod ws;

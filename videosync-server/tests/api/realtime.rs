@@ -2,18 +2,15 @@
 //! clients over TCP to the served router), on both backend sets.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use videosync_core::catalog::StatusChange;
 use videosync_core::VideoId;
 
 use crate::harness::{test_config, Set, TestApp, User};
+use crate::ws::Ws;
 
 /// The router served on a loopback port for as long as the value lives.
 struct Served {
@@ -33,101 +30,6 @@ async fn serve(t: &TestApp) -> Served {
         .await;
     });
     Served { addr, _stop: stop }
-}
-
-/// A protocol client.
-struct Ws {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    sent: f64,
-}
-
-const WAIT: Duration = Duration::from_secs(10);
-
-impl Ws {
-    async fn open(addr: SocketAddr, channel: &str) -> Ws {
-        let url = format!("ws://{addr}/api/v1/channels/{channel}/live");
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        Ws { socket, sent: 0.0 }
-    }
-
-    /// Opens and says hello with `token`; answers the welcome.
-    async fn join(addr: SocketAddr, channel: &str, token: &str) -> (Ws, Value) {
-        let mut ws = Ws::open(addr, channel).await;
-        ws.hello(token, None).await;
-        let welcome = ws.recv().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        (ws, welcome)
-    }
-
-    async fn hello(&mut self, token: &str, resume: Option<Value>) {
-        let mut hello = json!({"type": "hello", "versions": [2], "token": token, "name": "tester"});
-        if let Some(r) = resume {
-            hello["resume"] = r;
-        }
-        self.send(hello).await;
-    }
-
-    /// Sends `msg` with a fresh `sent_ms`.
-    async fn send(&mut self, mut msg: Value) {
-        self.sent += 1.0;
-        msg["sent_ms"] = json!(self.sent);
-        self.send_raw(Message::text(msg.to_string())).await;
-    }
-
-    async fn send_raw(&mut self, msg: Message) {
-        self.socket.send(msg).await.expect("send");
-    }
-
-    /// The next protocol message.
-    async fn recv(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.socket.next())
-                .await
-                .expect("a message in time")
-                .expect("the connection is open")
-                .expect("a frame");
-            match msg {
-                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON"),
-                Message::Close(c) => panic!("closed: {c:?}"),
-                _ => continue,
-            }
-        }
-    }
-
-    /// The next message of type `ty`, skipping others (presence, typing).
-    async fn recv_type(&mut self, ty: &str) -> Value {
-        loop {
-            let m = self.recv().await;
-            if m["type"] == ty {
-                return m;
-            }
-        }
-    }
-
-    /// Reads until the server closes; answers the close code and the
-    /// protocol errors that came first.
-    async fn closed(&mut self) -> (u16, Vec<Value>) {
-        let mut errors = Vec::new();
-        loop {
-            let next = tokio::time::timeout(WAIT, self.socket.next())
-                .await
-                .expect("the close in time");
-            match next {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                    if v["type"] == "error" {
-                        errors.push(v);
-                    }
-                }
-                Some(Ok(Message::Close(Some(frame)))) => return (u16::from(frame.code), errors),
-                Some(Ok(Message::Close(None))) | None => return (1005, errors),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => panic!("socket error before the close: {e}"),
-            }
-        }
-    }
 }
 
 /// A ready video in `channel`, marked ready in the catalog (no

@@ -1,0 +1,309 @@
+//! One room across two `videosync serve` processes sharing Postgres, Redis
+//! and S3: members connected to different instances see one timeline and
+//! one chat, and when the instance that owns the room is killed (SIGKILL),
+//! its members reconnect to the other and carry on from where they were.
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // Test code.
+#![cfg(unix)]
+
+mod common;
+#[path = "common/ws.rs"]
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use videosync_core::catalog::{catalog_from_url, StatusChange};
+use videosync_core::conformance::{postgres_namespace, service_url, unique_name};
+use videosync_core::{SystemClock, VideoId};
+
+use common::serve::{Server, JWT_SECRET};
+use ws::Ws;
+
+struct Cluster {
+    a: Server,
+    b: Server,
+    database: String,
+}
+
+async fn cluster() -> Option<Cluster> {
+    let (Some(pg), Some(redis), Some(s3)) = (
+        service_url("VIDEOSYNC_TEST_POSTGRES_URL"),
+        service_url("VIDEOSYNC_TEST_REDIS_URL"),
+        service_url("VIDEOSYNC_TEST_S3_URL"),
+    ) else {
+        return None;
+    };
+    let database = postgres_namespace(&pg).await;
+    let store = match s3.split_once('?') {
+        Some((bucket, query)) => format!(
+            "{}/{}?{query}",
+            bucket.trim_end_matches('/'),
+            unique_name("rooms-")
+        ),
+        None => format!("{}/{}", s3.trim_end_matches('/'), unique_name("rooms-")),
+    };
+    let namespace = unique_name("rooms");
+    let env = [
+        ("VIDEOSYNC_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("VIDEOSYNC_DATABASE_URL", database.clone()),
+        ("VIDEOSYNC_STORE_URL", store),
+        ("VIDEOSYNC_QUEUE_URL", redis.clone()),
+        ("VIDEOSYNC_BUS_URL", redis.clone()),
+        ("VIDEOSYNC_LOG_URL", redis.clone()),
+        ("VIDEOSYNC_KV_URL", redis),
+        ("VIDEOSYNC_NAMESPACE", namespace),
+    ];
+    let a = Server::start(&env);
+    let b = Server::start(&env);
+    Some(Cluster { a, b, database })
+}
+
+fn addr(server: &Server) -> SocketAddr {
+    server.addr.parse().expect("a socket address")
+}
+
+fn register(server: &Server, name: &str) -> (String, String) {
+    let body = server.expect(
+        201,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"username": name, "password": format!("password of {name}")})),
+    );
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["user"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A video of `channel`, marked ready in the shared catalog.
+async fn ready_video(c: &Cluster, token: &str, channel: &str) -> String {
+    let video = c.a.expect(
+        201,
+        "POST",
+        &format!("/api/v1/channels/{channel}/videos"),
+        Some(token),
+        Some(json!({"title": "feature"})),
+    );
+    let id: VideoId = video["id"].as_str().unwrap().parse().unwrap();
+    let catalog = catalog_from_url(&c.database, Arc::new(SystemClock::new()))
+        .await
+        .expect("the catalog");
+    let fence = "rooms-test".to_owned();
+    catalog
+        .update_status(
+            id,
+            None,
+            StatusChange::Processing {
+                fence: fence.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    catalog
+        .update_status(
+            id,
+            None,
+            StatusChange::Ready {
+                fence,
+                renditions: Vec::new(),
+                output_prefix: format!("videos/{id}/a1"),
+            },
+        )
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+/// A setup with two members on different instances of one room.
+async fn two_members(c: &Cluster) -> (String, String, String, String, String) {
+    let (ada, _) = register(&c.a, "ada");
+    let (bob, bob_id) = register(&c.b, "bob");
+    let channel = c.a.expect(
+        201,
+        "POST",
+        "/api/v1/channels",
+        Some(&ada),
+        Some(json!({"name": "Film club", "visibility": "private"})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invite = c.a.expect(
+        201,
+        "POST",
+        &format!("/api/v1/channels/{channel}/invites"),
+        Some(&ada),
+        Some(json!({"role": "admin", "max_uses": 1})),
+    );
+    let code = invite["code"].as_str().unwrap();
+    c.b.expect(
+        200,
+        "POST",
+        &format!("/api/v1/invites/{code}/accept"),
+        Some(&bob),
+        Some(json!({})),
+    );
+    let video = ready_video(c, &ada, &channel).await;
+    (ada, bob, bob_id, channel, video)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_two_instances_share_one_room() {
+    let Some(c) = cluster().await else { return };
+    let (ada, bob, bob_user, channel, video) = two_members(&c).await;
+    let (mut a, welcome) = Ws::join(addr(&c.a), &channel, &ada).await;
+    let ada_id = welcome["member"].as_u64().unwrap();
+    let (mut b, welcome) = Ws::join(addr(&c.b), &channel, &bob).await;
+    let bob_id = welcome["member"].as_u64().unwrap();
+    assert_ne!(ada_id, bob_id, "member ids are unique across instances");
+    assert_eq!(
+        welcome["room"]["members"].as_array().unwrap().len(),
+        2,
+        "{welcome}"
+    );
+    let joined = a.recv_type("presence").await;
+    assert_eq!(
+        (joined["event"].as_str(), joined["member"]["id"].as_u64()),
+        (Some("joined"), Some(bob_id))
+    );
+
+    // A command from either instance reaches both, once, in one order.
+    b.send(
+        json!({"type": "command", "id": 1, "based_on_seq": 0, "command": "load", "media": video}),
+    )
+    .await;
+    let sa = a.recv_type("state").await;
+    let sb = b.recv_type("state").await;
+    assert_eq!(sa["playback"], sb["playback"]);
+    assert_eq!(sa["cause"], json!({"by": bob_id, "request_id": 1}));
+    let seq = sa["playback"]["seq"].as_u64().unwrap();
+    // Concurrent commands from both sides: everyone sees the same order.
+    a.send(json!({"type": "command", "id": 2, "based_on_seq": seq, "command": "set_rate", "rate": 1.5}))
+        .await;
+    b.send(json!({"type": "command", "id": 3, "based_on_seq": seq, "command": "set_rate", "rate": 0.5}))
+        .await;
+    let mut seen_a = Vec::new();
+    let mut seen_b = Vec::new();
+    for _ in 0..2 {
+        seen_a.push(a.recv_type("state").await["playback"].clone());
+        seen_b.push(b.recv_type("state").await["playback"].clone());
+    }
+    assert_eq!(seen_a, seen_b);
+
+    // Chat from one instance, stored once, relayed to both with its id.
+    b.send(json!({"type": "chat", "text": "hello from B"}))
+        .await;
+    let ca = a.recv_type("chat").await;
+    let cb = b.recv_type("chat").await;
+    assert_eq!(ca["id"], cb["id"]);
+    assert_eq!(ca["text"], "hello from B");
+    let history = c.a.expect(
+        200,
+        "GET",
+        &format!("/api/v1/channels/{channel}/messages"),
+        Some(&ada),
+        None,
+    );
+    assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
+
+    // A kick made on instance A reaches a member connected to B.
+    let (status, _) = c.a.call(
+        "DELETE",
+        &format!("/api/v1/channels/{channel}/members/{bob_user}"),
+        Some(&ada),
+        None,
+    );
+    assert_eq!(status, 204);
+    let (code, _) = b.closed().await;
+    assert_eq!(code, 4003);
+    let left = a.recv_type("presence").await;
+    assert_eq!(left["event"], "left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_owner_moves_the_room_to_the_other_instance() {
+    let Some(mut c) = cluster().await else { return };
+    let (ada, bob, _, channel, video) = two_members(&c).await;
+    // Ada joins first, on A: A owns the room.
+    let (mut a, welcome) = Ws::join(addr(&c.a), &channel, &ada).await;
+    let ada_id = welcome["member"].as_u64().unwrap();
+    let (mut b, _) = Ws::join(addr(&c.b), &channel, &bob).await;
+    a.send(
+        json!({"type": "command", "id": 1, "based_on_seq": 0, "command": "load", "media": video}),
+    )
+    .await;
+    let loaded = a.recv_type("state").await;
+    let seq = loaded["playback"]["seq"].as_u64().unwrap();
+    a.send(json!({"type": "command", "id": 2, "based_on_seq": seq, "command": "play"}))
+        .await;
+    let playing = a.recv_type("state").await["playback"].clone();
+    assert_eq!(b.recv_type("state").await["playback"], loaded["playback"]);
+    assert_eq!(b.recv_type("state").await["playback"], playing);
+    let last_seq = playing["seq"].as_u64().unwrap();
+
+    // A dies.
+    c.a.child.kill().expect("SIGKILL");
+    let _ = c.a.child.wait();
+    let killed = Instant::now();
+    while a.try_recv().await.is_some() {}
+
+    // Ada reconnects to B and resumes: back in the room, playing the same
+    // timeline, within 3 s.
+    let (mut a, welcome) = loop {
+        let mut ws = Ws::open(addr(&c.b), &channel).await;
+        ws.hello(&ada, Some(json!({"member": ada_id, "last_seq": last_seq})))
+            .await;
+        match ws.try_recv().await {
+            Some(w) if w["type"] == "welcome" => break (ws, w),
+            other => {
+                assert!(
+                    killed.elapsed() < Duration::from_secs(10),
+                    "no welcome: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(welcome["member"], ada_id, "{welcome}");
+    let view = match welcome.get("room") {
+        Some(room) => room["pending"]
+            .as_array()
+            .and_then(|p| p.last().cloned())
+            .unwrap_or_else(|| room["playback"].clone()),
+        None => playing.clone(),
+    };
+    assert_eq!(view["media"], playing["media"]);
+    assert_eq!(view["playing"], true);
+    assert_eq!(view["rate"], playing["rate"]);
+    // Same timeline: the position both imply at one instant agrees.
+    let at = |p: &Value, t: f64| {
+        p["position_ms"].as_f64().unwrap()
+            + (t - p["at_ms"].as_f64().unwrap()) * p["rate"].as_f64().unwrap()
+    };
+    let t = view["at_ms"]
+        .as_f64()
+        .unwrap()
+        .max(playing["at_ms"].as_f64().unwrap())
+        + 1000.0;
+    assert!(
+        (at(&view, t) - at(&playing, t)).abs() < 1.0,
+        "{view} vs {playing}"
+    );
+    let resynced = killed.elapsed();
+    assert!(
+        resynced < Duration::from_secs(3),
+        "back in sync after {resynced:?}"
+    );
+
+    // The room works on B: a command from Ada reaches Bob.
+    a.send(json!({"type": "command", "id": 3, "based_on_seq": last_seq, "command": "pause"}))
+        .await;
+    let paused = a.recv_type("state").await;
+    assert_eq!(paused["playback"]["playing"], false, "{paused}");
+    let seen = b.recv_type("state").await;
+    assert_eq!(seen["playback"], paused["playback"]);
+    eprintln!("resynced {resynced:?} after the owner was killed");
+}
