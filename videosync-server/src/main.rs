@@ -498,6 +498,11 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         print!("{}", config.to_redacted_toml());
         return Ok(());
     }
+    // A socket per connected member: as many as the system lets us have.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files = limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "the open-files limit could not be raised"),
+    }
     let app = std::sync::Arc::new(App::from_config(&config).await?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

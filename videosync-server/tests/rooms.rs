@@ -11,15 +11,29 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use videosync_core::catalog::{catalog_from_url, StatusChange};
 use videosync_core::conformance::{postgres_namespace, service_url, unique_name};
-use videosync_core::{SystemClock, VideoId};
+use videosync_core::{Clock, SystemClock, VideoId};
 
 use common::serve::{Server, JWT_SECRET};
 use ws::Ws;
+
+/// A stopwatch on the project's clock.
+#[derive(Clone, Copy)]
+struct Watch(SystemClock);
+
+impl Watch {
+    fn start() -> Watch {
+        Watch(SystemClock::new())
+    }
+
+    fn elapsed(self) -> Duration {
+        self.0.monotonic()
+    }
+}
 
 struct Cluster {
     a: Server,
@@ -247,7 +261,7 @@ async fn killing_the_owner_moves_the_room_to_the_other_instance() {
     // A dies.
     c.a.child.kill().expect("SIGKILL");
     let _ = c.a.child.wait();
-    let killed = Instant::now();
+    let killed = Watch::start();
     while a.try_recv().await.is_some() {}
 
     // Ada reconnects to B and resumes: back in the room, playing the same
@@ -306,4 +320,227 @@ async fn killing_the_owner_moves_the_room_to_the_other_instance() {
     let seen = b.recv_type("state").await;
     assert_eq!(seen["playback"], paused["playback"]);
     eprintln!("resynced {resynced:?} after the owner was killed");
+}
+
+/// A Redis of this test's own, on a port of its own, so it can be
+/// restarted without disturbing anything else.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = PrivateRedis::spawn(port, dir.path());
+        PrivateRedis { port, child, dir }
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/services.sh installs it)");
+        let started = Watch::start();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills it (it keeps nothing) and starts a fresh one on the same port.
+    fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        self.child = PrivateRedis::spawn(self.port, self.dir.path());
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `ws` until a chat with `text` arrives; answers its id.
+async fn until_chat(ws: &mut Ws, text: &str) -> Option<u64> {
+    loop {
+        let m = ws.try_recv().await?;
+        if m["type"] == "chat" && m["text"] == text {
+            return m["id"].as_u64();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_redis_under_a_thousand_clients_loses_no_acknowledged_chat() {
+    const ROOMS: usize = 10;
+    const PER_ROOM: usize = 100;
+    let Some(pg) = service_url("VIDEOSYNC_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let mut redis = PrivateRedis::start();
+    let database = postgres_namespace(&pg).await;
+    let env = [
+        ("VIDEOSYNC_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("VIDEOSYNC_DATABASE_URL", database),
+        ("VIDEOSYNC_QUEUE_URL", redis.url()),
+        ("VIDEOSYNC_BUS_URL", redis.url()),
+        ("VIDEOSYNC_LOG_URL", redis.url()),
+        ("VIDEOSYNC_KV_URL", redis.url()),
+        ("VIDEOSYNC_NAMESPACE", unique_name("restart")),
+        ("VIDEOSYNC_CHAT_PER_MINUTE", "600".to_owned()),
+    ];
+    let a = Server::start(&env);
+    let b = Server::start(&env);
+    let servers = [addr(&a), addr(&b)];
+
+    // Ten rooms of a hundred, every other member on the other instance
+    // (the first on A, which then owns the room).
+    let mut rooms = Vec::new();
+    for r in 0..ROOMS {
+        let (token, _) = register(&a, &format!("host{r}"));
+        let channel = a.expect(
+            201,
+            "POST",
+            "/api/v1/channels",
+            Some(&token),
+            Some(json!({"name": format!("room {r}"), "visibility": "public"})),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut clients = Vec::new();
+        for batch in 0..PER_ROOM / 25 {
+            let joins = (0..25).map(|i| {
+                let server = servers[(batch * 25 + i) % 2];
+                let (channel, token) = (channel.clone(), token.clone());
+                async move { Ws::join(server, &channel, &token).await.0 }
+            });
+            clients.extend(futures::future::join_all(joins).await);
+        }
+        rooms.push((token, channel, clients));
+    }
+
+    // Each room: a chat from a member on B (the owner's peer instance),
+    // acknowledged when it comes back to its sender, then seen by all.
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    for (r, (_, channel, clients)) in rooms.iter_mut().enumerate() {
+        let text = format!("before in room {r}");
+        clients[1].send(json!({"type": "chat", "text": text})).await;
+        let reads = clients.iter_mut().map(|ws| until_chat(ws, &text));
+        let ids = futures::future::join_all(reads).await;
+        assert!(
+            ids.iter().all(|id| id.is_some() && *id == ids[0]),
+            "room {r}: {ids:?}"
+        );
+        acknowledged.push((channel.clone(), text));
+    }
+
+    // Redis goes away and comes back empty.
+    redis.restart();
+    let back = Watch::start();
+
+    // Every room carries on: a chat from B, sent until it is acknowledged
+    // (inputs sent before the bus reconnects are lost, unacknowledged),
+    // reaches all hundred members within 5 s of Redis being back.
+    let checks = rooms
+        .iter_mut()
+        .enumerate()
+        .map(|(r, (_, channel, clients))| {
+            async move {
+                // Each try says something new: a try sent while the bus was
+                // still away may or may not arrive, and must not be taken for
+                // the acknowledged one.
+                let mut attempt = 0;
+                let (text, sender_ack) = loop {
+                    attempt += 1;
+                    let text = format!("after in room {r}, try {attempt}");
+                    clients[1].send(json!({"type": "chat", "text": text})).await;
+                    let echo = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        until_chat(&mut clients[1], &text),
+                    )
+                    .await;
+                    if let Ok(Some(id)) = echo {
+                        break (text, id);
+                    }
+                    assert!(
+                        back.elapsed() < Duration::from_secs(30),
+                        "room {r}: no acknowledgement"
+                    );
+                };
+                let reads = clients
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| *i != 1)
+                    .map(|(_, ws)| until_chat(ws, &text));
+                let ids = futures::future::join_all(reads).await;
+                assert!(
+                    ids.iter().all(|id| *id == Some(sender_ack)),
+                    "room {r}: {ids:?}"
+                );
+                let took = back.elapsed();
+                eprintln!("room {r} back after {took:?} ({attempt} tries)");
+                (took, (channel.clone(), text))
+            }
+        });
+    let results = futures::future::join_all(checks).await;
+    let worst = results.iter().map(|(t, _)| *t).max().unwrap();
+    acknowledged.extend(results.into_iter().map(|(_, a)| a));
+    if worst >= Duration::from_secs(5) {
+        let log_a: Vec<String> = a.log.try_iter().collect();
+        let log_b: Vec<String> = b.log.try_iter().collect();
+        eprintln!("A: {log_a:#?}\nB: {log_b:#?}");
+    }
+    assert!(
+        worst < Duration::from_secs(5),
+        "the last room was back after {worst:?}"
+    );
+
+    // Every acknowledged message is in the history.
+    for (channel, text) in &acknowledged {
+        let history = a.expect(
+            200,
+            "GET",
+            &format!("/api/v1/channels/{channel}/messages?limit=200"),
+            Some(&rooms[0].0),
+            None,
+        );
+        let texts: Vec<&str> = history["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        assert!(
+            texts.contains(&text.as_str()),
+            "{text} missing from {texts:?}"
+        );
+    }
+    eprintln!(
+        "{} clients: every room back within {worst:?} of Redis's restart",
+        ROOMS * PER_ROOM
+    );
 }

@@ -45,6 +45,9 @@ struct Departed {
     until: Instant,
 }
 
+/// How many of the latest chat frames an owner keeps to catch members up.
+const RECENT_CHAT: usize = 256;
+
 /// How long a departed member's id is kept for its reconnect.
 const RESUME_WINDOW: Duration = Duration::from_secs(120);
 
@@ -64,6 +67,8 @@ pub(crate) struct Engine {
     departed: HashMap<MemberId, Departed>,
     last_now: f64,
     out: Vec<FromOwner>,
+    /// The latest chat frames, for members whose instance missed some.
+    recent_chat: std::collections::VecDeque<(u64, String)>,
 }
 
 impl Engine {
@@ -84,6 +89,7 @@ impl Engine {
             departed: HashMap::new(),
             last_now,
             out: Vec::new(),
+            recent_chat: std::collections::VecDeque::new(),
         }
     }
 
@@ -135,11 +141,23 @@ impl Engine {
 
     fn deliver(&mut self, to: To, msg: ServerMessage, droppable: bool) {
         let now = self.now();
+        let chat = match &msg {
+            ServerMessage::Chat { id, .. } => *id,
+            _ => None,
+        };
+        let text = encode(&Stamped::new(now, msg));
+        if let (Some(id), To::All) = (chat, to) {
+            if self.recent_chat.len() == RECENT_CHAT {
+                self.recent_chat.pop_front();
+            }
+            self.recent_chat.push_back((id, text.clone()));
+        }
         self.out.push(FromOwner::Deliver {
             to,
-            text: encode(&Stamped::new(now, msg)),
+            text,
             droppable,
             seq: self.room.seq(),
+            chat,
         });
     }
 
@@ -211,7 +229,11 @@ impl Engine {
                     self.remove(member);
                 }
             }
-            ToOwner::Resync(members) => {
+            ToOwner::Resync {
+                members,
+                token,
+                after_chat,
+            } => {
                 let now = self.now();
                 let snapshot = self.room.snapshot(now);
                 let policy = self.policy();
@@ -221,8 +243,21 @@ impl Engine {
                         for m in server_messages(&event, policy, &|id| self.name_of(id)) {
                             self.deliver(To::Member(member), m, false);
                         }
+                        // The chat they may have missed, as it was sent.
+                        for (id, text) in &self.recent_chat {
+                            if *id > after_chat {
+                                self.out.push(FromOwner::Deliver {
+                                    to: To::Member(member),
+                                    text: text.clone(),
+                                    droppable: false,
+                                    seq: self.room.seq(),
+                                    chat: Some(*id),
+                                });
+                            }
+                        }
                     }
                 }
+                self.out.push(FromOwner::Resynced { token });
             }
             ToOwner::Refresh => self.refresh().await,
             ToOwner::Kick(user) => {
@@ -362,7 +397,7 @@ impl Engine {
             f64::from(settings.chat_per_minute) / 60.0,
         );
         self.departed.remove(&member);
-        self.record_identity(member, &j.identity).await;
+        self.record_identity(member, &j.identity);
         self.members.insert(
             member,
             Member {
@@ -393,19 +428,23 @@ impl Engine {
     }
 
     /// Records whose member id `member` is, so that a later owner lets
-    /// only them resume it.
-    async fn record_identity(&self, member: MemberId, identity: &Identity) {
+    /// only them resume it (off the room's task: a slow store must not
+    /// stall the room).
+    fn record_identity(&self, member: MemberId, identity: &Identity) {
         let (Some(key), Ok(body)) = (self.identity_key(member), serde_json::to_vec(identity))
         else {
             return;
         };
-        let opts = videosync_core::kv::PutOptions {
-            mode: videosync_core::kv::PutMode::Overwrite,
-            ttl: Some(IDENTITY_TTL),
-        };
-        if let Err(e) = self.app.backends.kv.put(&key, body.into(), opts).await {
-            tracing::warn!(channel = %self.channel, error = %e, "a member's identity could not be recorded");
-        }
+        let (kv, channel) = (self.app.backends.kv.clone(), self.channel);
+        tokio::spawn(async move {
+            let opts = videosync_core::kv::PutOptions {
+                mode: videosync_core::kv::PutMode::Overwrite,
+                ttl: Some(IDENTITY_TTL),
+            };
+            if let Err(e) = kv.put(&key, body.into(), opts).await {
+                tracing::warn!(%channel, error = %e, "a member's identity could not be recorded");
+            }
+        });
     }
 
     async fn recorded_identity(&self, member: MemberId) -> Option<Identity> {

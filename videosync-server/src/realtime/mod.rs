@@ -137,8 +137,14 @@ pub struct Hub {
     /// a lease and publishes nothing for others.
     shared: bool,
     /// Publishes in order, without making a room wait for the bus.
-    publisher: OnceLock<mpsc::UnboundedSender<(Topic, Bytes)>>,
+    publisher: OnceLock<mpsc::UnboundedSender<(Topic, Bytes, Instant)>>,
 }
+
+/// How long a room message may take to publish before it is given up.
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a room message may wait to be published before it is dropped.
+const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// Inputs a room's inbox holds before senders wait.
 const INBOX: usize = 4096;
@@ -200,18 +206,32 @@ impl Hub {
     /// it; a bus error is logged (the bus delivers at most once anyway).
     pub(crate) fn publish(&self, topic: Topic, payload: Bytes) {
         let tx = self.publisher.get_or_init(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(Topic, Bytes)>();
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Topic, Bytes, Instant)>();
             let bus = self.bus.clone();
             tokio::spawn(async move {
-                while let Some((topic, payload)) = rx.recv().await {
-                    if let Err(e) = bus.publish(&topic, payload).await {
-                        tracing::warn!(%topic, error = %e, "a room message could not be published");
+                while let Some((topic, payload, queued)) = rx.recv().await {
+                    // Behind a bus that was away, what waited too long is
+                    // stale for a room (a later state, a resync supersedes
+                    // it): dropped, so the backlog never holds the room up.
+                    if mono_now().duration_since(queued) > STALE_AFTER {
+                        metrics::counter!("ws_bus_dropped_total").increment(1);
+                        continue;
+                    }
+                    // A bus that hangs (a restarting Redis) must not hold
+                    // every later message: past the limit the message is
+                    // lost, as the bus may lose any (rooms resync).
+                    match tokio::time::timeout(PUBLISH_TIMEOUT, bus.publish(&topic, payload)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(%topic, error = %e, "a room message could not be published");
+                        }
+                        Err(_) => tracing::warn!(%topic, "a room message timed out on the bus"),
                     }
                 }
             });
             tx
         });
-        let _ = tx.send((topic, payload));
+        let _ = tx.send((topic, payload, mono_now()));
     }
 
     /// Hands `input` to the room of `channel`, starting the room when it is
@@ -248,17 +268,17 @@ impl Hub {
     /// checks its members again: one who may no longer be there is
     /// disconnected at once.
     pub fn channel_changed(&self, channel: ChannelId) {
-        self.to_owner(channel, &wire::ToOwner::Refresh);
+        self.send_owner(channel, &wire::ToOwner::Refresh);
     }
 
     /// Disconnects `user` from the room of `channel` (4003), after a kick:
     /// they may come back through the channel's visibility, as anyone
     /// could, but are out of the room now.
     pub fn kick(&self, channel: ChannelId, user: UserId) {
-        self.to_owner(channel, &wire::ToOwner::Kick(user));
+        self.send_owner(channel, &wire::ToOwner::Kick(user));
     }
 
-    fn to_owner(&self, channel: ChannelId, msg: &wire::ToOwner) {
+    fn send_owner(&self, channel: ChannelId, msg: &wire::ToOwner) {
         if let (Some(topic), Ok(body)) = (
             wire::in_topic(&self.namespace, channel),
             serde_json::to_vec(msg),

@@ -159,6 +159,8 @@ struct Pending {
     closer: Arc<Closer>,
     reply: oneshot::Sender<JoinReply>,
     since: Instant,
+    /// Sent to the owner (it has its member id).
+    sent: bool,
 }
 
 /// How long the owner's lease lasts without renewal: about how long a
@@ -166,6 +168,12 @@ struct Pending {
 const LEASE_TTL: Duration = Duration::from_millis(1000);
 /// How often the owner renews it, and others look for it.
 const LEASE_TICK: Duration = Duration::from_millis(250);
+/// After the key-value store comes back empty (it restarted), how long
+/// instances leave the previous owner to claim its rooms again (its own
+/// connection to the store may take a while to come back).
+const STORE_RECOVERY_GRACE: Duration = Duration::from_secs(5);
+/// How often unanswered snapshot requests are repeated.
+const RESYNC_EVERY: Duration = Duration::from_secs(1);
 /// How long a join waits for an owner.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a saved room is kept after its last change.
@@ -184,6 +192,8 @@ pub(crate) struct RoomTask {
     saved_seq: Option<u64>,
     /// The newest room `seq` seen, to rejoin members with after a failover.
     last_seq: u64,
+    /// The newest chat message delivered to everyone here.
+    last_chat: u64,
     in_topic: Option<Topic>,
     out_topic: Option<Topic>,
     in_sub: Option<Subscription>,
@@ -197,12 +207,103 @@ pub(crate) struct RoomTask {
     evicted: Vec<(MemberId, u64)>,
     /// A new owner announced itself: this instance's members join it.
     needs_rejoin: bool,
+    /// Snapshots asked of the owner and not yet answered, by token.
+    resync: Option<u64>,
+    /// The key-value store did not answer the last look for an owner.
+    store_was_down: bool,
+    /// A lease step is in flight.
+    lease_busy: bool,
+    /// When to ask for snapshots again, while they are not answered.
+    next_resync: Instant,
+    /// A save is in flight.
+    saving: bool,
+    /// Answers of the store work done off the task.
+    background_tx: mpsc::UnboundedSender<Background>,
+    background_rx: Option<mpsc::UnboundedReceiver<Background>>,
+}
+
+/// Store work done off a room's task, answered back to it.
+#[derive(Debug)]
+enum Background {
+    /// The member id for connection `conn`'s join (`None`: the store did
+    /// not answer).
+    Fresh(u64, Option<MemberId>),
+    Lease(LeaseOutcome),
+    /// The save of this `seq` is done (`None`: it failed).
+    Saved(Option<u64>),
+}
+
+/// What one lease step found.
+#[derive(Debug)]
+enum LeaseOutcome {
+    /// The owner renewed its lease.
+    Renewed(Version),
+    /// The owner's lease was gone (the store restarted) and it took it
+    /// again.
+    Reclaimed(Version),
+    /// Another instance holds the lease now.
+    Lost,
+    /// The store did not answer.
+    StoreDown,
+    /// No owner, and this instance may not claim the room yet.
+    Absent,
+    /// Another instance owns the room.
+    Present,
+    /// No owner, and this instance took the lease.
+    Claimed(Version),
+    /// No owner, but another instance took the lease first.
+    ClaimFailed,
+}
+
+/// One lease step: renew `held`, or look for an owner and claim the lease
+/// when there is none and `may_claim`.
+async fn lease_step(
+    kv: &dyn videosync_core::kv::KeyValue,
+    key: &Key,
+    me: Bytes,
+    held: Option<Version>,
+    may_claim: bool,
+) -> LeaseOutcome {
+    let opts = |mode| PutOptions {
+        mode,
+        ttl: Some(LEASE_TTL),
+    };
+    if let Some(version) = held {
+        return match kv
+            .put(key, me.clone(), opts(PutMode::IfVersion(version)))
+            .await
+        {
+            Ok(v) => LeaseOutcome::Renewed(v),
+            // Expired (the store was away) or taken: claim it again, or
+            // step down for the instance that holds it.
+            Err(e) if e.kind() == ErrorKind::Precondition => {
+                match kv.put(key, me, opts(PutMode::Create)).await {
+                    Ok(v) => LeaseOutcome::Reclaimed(v),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => LeaseOutcome::Lost,
+                    Err(_) => LeaseOutcome::StoreDown,
+                }
+            }
+            // The store is away: the owner keeps running the room.
+            Err(_) => LeaseOutcome::StoreDown,
+        };
+    }
+    match kv.get(key).await {
+        Ok(Some(_)) => LeaseOutcome::Present,
+        Err(_) => LeaseOutcome::StoreDown,
+        Ok(None) if !may_claim => LeaseOutcome::Absent,
+        Ok(None) => match kv.put(key, me, opts(PutMode::Create)).await {
+            Ok(v) => LeaseOutcome::Claimed(v),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => LeaseOutcome::ClaimFailed,
+            Err(_) => LeaseOutcome::StoreDown,
+        },
+    }
 }
 
 impl RoomTask {
     pub(crate) fn new(app: AppState, channel: ChannelId) -> Self {
         let ns = app.backends.namespace.clone();
         let instance = app.realtime.instance().to_owned();
+        let (background_tx, background_rx) = mpsc::unbounded_channel();
         RoomTask {
             channel,
             instance,
@@ -212,6 +313,7 @@ impl RoomTask {
             lease: None,
             saved_seq: None,
             last_seq: 0,
+            last_chat: 0,
             in_topic: in_topic(&ns, channel),
             out_topic: out_topic(&ns, channel),
             in_sub: None,
@@ -220,6 +322,13 @@ impl RoomTask {
             takeover_not_before: mono_now(),
             evicted: Vec::new(),
             needs_rejoin: false,
+            resync: None,
+            store_was_down: false,
+            lease_busy: false,
+            next_resync: mono_now(),
+            saving: false,
+            background_tx,
+            background_rx: Some(background_rx),
             app,
         }
     }
@@ -234,7 +343,7 @@ impl RoomTask {
 
     /// Hands `msg` to the owner: the engine when it runs here (then
     /// [`RoomTask::settle`] sends what it said), else the bus.
-    async fn to_owner(&mut self, msg: ToOwner) {
+    async fn send_owner(&mut self, msg: ToOwner) {
         if let Some(engine) = self.engine.as_mut() {
             engine.handle(msg).await;
         } else if let Some(topic) = &self.in_topic {
@@ -271,7 +380,7 @@ impl RoomTask {
             let evicted = std::mem::take(&mut self.evicted);
             let rejoin = std::mem::take(&mut self.needs_rejoin);
             for (member, conn) in &evicted {
-                self.to_owner(ToOwner::Leave {
+                self.send_owner(ToOwner::Leave {
                     member: *member,
                     conn: *conn,
                 })
@@ -287,13 +396,18 @@ impl RoomTask {
         }
         if let Some(seq) = self.engine.as_ref().map(Engine::seq) {
             if self.saved_seq != Some(seq) {
-                self.save().await;
+                self.save();
             }
         }
     }
 
-    /// Saves the room's timeline and queue, for a successor.
-    async fn save(&mut self) {
+    /// Saves the room's timeline and queue, for a successor: off the room's
+    /// task (a slow store must not stall the room), one save at a time;
+    /// [`Background::Saved`] says which `seq` is safe.
+    fn save(&mut self) {
+        if self.saving {
+            return;
+        }
         let (Some(engine), Some(key)) = (&self.engine, self.key("state")) else {
             return;
         };
@@ -301,16 +415,26 @@ impl RoomTask {
         let Ok(body) = serde_json::to_vec(&engine.durable()) else {
             return;
         };
-        let opts = PutOptions {
-            mode: PutMode::Overwrite,
-            ttl: Some(STATE_TTL),
-        };
-        match self.app.backends.kv.put(&key, body.into(), opts).await {
-            Ok(_) => self.saved_seq = Some(seq),
-            Err(e) => {
-                tracing::warn!(channel = %self.channel, error = %e, "the room could not be saved")
-            }
-        }
+        self.saving = true;
+        let (kv, done, channel) = (
+            self.app.backends.kv.clone(),
+            self.background_tx.clone(),
+            self.channel,
+        );
+        tokio::spawn(async move {
+            let opts = PutOptions {
+                mode: PutMode::Overwrite,
+                ttl: Some(STATE_TTL),
+            };
+            let saved = match kv.put(&key, body.into(), opts).await {
+                Ok(_) => Some(seq),
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "the room could not be saved");
+                    None
+                }
+            };
+            let _ = done.send(Background::Saved(saved));
+        });
     }
 
     // ------------------------------------------------------------ from the owner
@@ -323,8 +447,12 @@ impl RoomTask {
                 text,
                 droppable,
                 seq,
+                chat,
             } => {
                 self.last_seq = self.last_seq.max(seq);
+                if let (Some(id), super::wire::To::All) = (chat, to) {
+                    self.last_chat = self.last_chat.max(id);
+                }
                 let frame = Utf8Bytes::from(text);
                 let mut evicted = Vec::new();
                 for (member, local) in &self.local {
@@ -391,6 +519,11 @@ impl RoomTask {
                     self.drop_local(member);
                 }
             }
+            FromOwner::Resynced { token } => {
+                if self.resync == Some(token) {
+                    self.resync = None;
+                }
+            }
             FromOwner::Owner { instance } => {
                 if instance != self.instance {
                     if self.engine.take().is_some() {
@@ -431,10 +564,15 @@ impl RoomTask {
                 }),
                 rejoin: true,
             })
-            .chain(self.pending.values().map(|p| p.join.clone()))
+            .chain(
+                self.pending
+                    .values()
+                    .filter(|p| p.sent)
+                    .map(|p| p.join.clone()),
+            )
             .collect();
         for join in joins {
-            self.to_owner(ToOwner::Join(Box::new(join))).await;
+            self.send_owner(ToOwner::Join(Box::new(join))).await;
         }
     }
 
@@ -448,25 +586,29 @@ impl RoomTask {
     async fn take_input(&mut self, input: Input) {
         match input {
             Input::Join(j) => {
+                // The member id comes from the store, off the room's task;
+                // the join goes on in `joined_id`.
                 let j = *j;
-                let fresh = match fresh_member(&self.app, self.key("members")).await {
-                    Some(id) => id,
-                    None => {
-                        let err = ProtocolError::new(
-                            ErrorCode::Unavailable,
-                            "the room could not be reached; retry",
-                        );
-                        let text = encode(&Stamped::new(
-                            self.app.realtime.clock().now_ms(),
-                            err.to_message(),
-                        ));
-                        let _ = j.reply.send(Err((text, 1011)));
-                        return;
-                    }
-                };
+                let key = self.key("members");
+                let (kv, done, conn) = (
+                    self.app.backends.kv.clone(),
+                    self.background_tx.clone(),
+                    j.conn,
+                );
+                tokio::spawn(async move {
+                    let id = match key {
+                        Some(key) => kv
+                            .incr(&key, 1, None)
+                            .await
+                            .ok()
+                            .and_then(|n| u64::try_from(n).ok()),
+                        None => None,
+                    };
+                    let _ = done.send(Background::Fresh(conn, id.map(MemberId)));
+                });
                 let join = Join {
                     conn: j.conn,
-                    fresh,
+                    fresh: MemberId(0),
                     identity: j.identity,
                     who: j.who,
                     name: j.name,
@@ -477,25 +619,25 @@ impl RoomTask {
                 self.pending.insert(
                     j.conn,
                     Pending {
-                        join: join.clone(),
+                        join,
                         tx: j.tx,
                         closer: j.closer,
                         reply: j.reply,
                         since: mono_now(),
+                        sent: false,
                     },
                 );
                 self.empty_since = None;
-                self.to_owner(ToOwner::Join(Box::new(join))).await;
             }
             Input::Frame { member, conn, msg } => {
                 if self.local.get(&member).is_some_and(|l| l.conn == conn) {
-                    self.to_owner(ToOwner::Frame { member, conn, msg }).await;
+                    self.send_owner(ToOwner::Frame { member, conn, msg }).await;
                 }
             }
             Input::Leave { member, conn } => {
                 if self.local.get(&member).is_some_and(|l| l.conn == conn) {
                     self.drop_local(member);
-                    self.to_owner(ToOwner::Leave { member, conn }).await;
+                    self.send_owner(ToOwner::Leave { member, conn }).await;
                 } else if self.pending.remove(&conn).is_some() {
                     // Gave up before the owner answered.
                     self.drop_local(member);
@@ -504,8 +646,38 @@ impl RoomTask {
         }
     }
 
+    /// The member id of a pending join came: the join goes to the owner,
+    /// or is refused when the store did not answer.
+    async fn fresh(&mut self, conn: u64, id: Option<MemberId>) {
+        let Some(p) = self.pending.get_mut(&conn) else {
+            return;
+        };
+        match id {
+            Some(id) => {
+                p.join.fresh = id;
+                p.sent = true;
+                let join = p.join.clone();
+                self.send_owner(ToOwner::Join(Box::new(join))).await;
+                self.settle().await;
+            }
+            None => {
+                if let Some(p) = self.pending.remove(&conn) {
+                    let err = ProtocolError::new(
+                        ErrorCode::Unavailable,
+                        "the room could not be reached; retry",
+                    );
+                    let text = encode(&Stamped::new(
+                        self.app.realtime.clock().now_ms(),
+                        err.to_message(),
+                    ));
+                    let _ = p.reply.send(Err((text, 1011)));
+                }
+            }
+        }
+    }
+
     /// An input from another instance, for the engine.
-    async fn from_bus_in(&mut self, delivery: Option<Delivery>) {
+    async fn on_bus_in(&mut self, delivery: Option<Delivery>) {
         match delivery {
             Some(Delivery::Event(e)) => match serde_json::from_slice::<ToOwner>(&e.payload) {
                 Ok(msg) => {
@@ -524,7 +696,7 @@ impl RoomTask {
     }
 
     /// What the owner said, from the bus.
-    async fn from_bus_out(&mut self, delivery: Option<Delivery>) -> bool {
+    async fn on_bus_out(&mut self, delivery: Option<Delivery>) -> bool {
         match delivery {
             Some(Delivery::Event(e)) => match serde_json::from_slice::<Envelope>(&e.payload) {
                 Ok(env) if env.from != self.instance => {
@@ -536,15 +708,16 @@ impl RoomTask {
             },
             Some(d @ (Delivery::Lagged(_) | Delivery::Disconnected)) => {
                 if matches!(d, Delivery::Disconnected) {
-                    self.takeover_not_before = mono_now() + LEASE_TTL * 2;
+                    self.takeover_not_before = mono_now() + STORE_RECOVERY_GRACE;
                 }
                 // Frames may be lost: the owner sends each member here a
-                // snapshot. The owner itself delivers directly and lost
-                // nothing.
+                // snapshot (asked again every tick until it answers: after
+                // a disconnect the bus is back only some time later). The
+                // owner itself delivers directly and lost nothing.
                 if self.engine.is_none() && !self.local.is_empty() {
-                    let members = self.local.keys().copied().collect();
-                    self.to_owner(ToOwner::Resync(members)).await;
-                    self.settle().await;
+                    self.resync = Some(self.resync.unwrap_or(0) + 1);
+                    self.next_resync = mono_now();
+                    self.ask_resync();
                 }
             }
             None => return false,
@@ -552,10 +725,31 @@ impl RoomTask {
         true
     }
 
+    /// Asks the owner for snapshots of this instance's members.
+    fn ask_resync(&mut self) {
+        let (Some(token), Some(topic)) = (self.resync, &self.in_topic) else {
+            return;
+        };
+        if mono_now() < self.next_resync {
+            return;
+        }
+        self.next_resync = mono_now() + RESYNC_EVERY;
+        let msg = ToOwner::Resync {
+            members: self.local.keys().copied().collect(),
+            token,
+            after_chat: self.last_chat,
+        };
+        if let Ok(body) = serde_json::to_vec(&msg) {
+            self.app.realtime.publish(topic.clone(), Bytes::from(body));
+        }
+    }
+
     // ------------------------------------------------------------ the lease
 
     /// Renews the lease (owner), or looks for an owner and takes the room
-    /// over when there is none.
+    /// over when there is none. The store is asked off the room's task (a
+    /// store that hangs must not stall the room); the answer comes back as
+    /// [`Background::Lease`].
     async fn lease_tick(&mut self) {
         if !self.app.realtime.is_shared() {
             // Nothing to renew: come back only to expire departed members.
@@ -567,43 +761,53 @@ impl RoomTask {
             return;
         }
         self.next_lease_tick = mono_now() + LEASE_TICK;
+        if self.lease_busy {
+            return;
+        }
         let Some(key) = self.key("owner") else {
             return;
         };
         let kv = self.app.backends.kv.clone();
-        let opts = |mode| PutOptions {
-            mode,
-            ttl: Some(LEASE_TTL),
-        };
         let me = Bytes::from(self.instance.clone());
-        if let Some(version) = self.lease {
-            match kv
-                .put(&key, me.clone(), opts(PutMode::IfVersion(version)))
-                .await
-            {
-                Ok(v) => self.lease = Some(v),
-                Err(e) if e.kind() == ErrorKind::Precondition => {
-                    // Expired (the store was away) or taken: claim it again,
-                    // or step down for the instance that holds it.
-                    match kv.put(&key, me, opts(PutMode::Create)).await {
-                        Ok(v) => self.lease = Some(v),
-                        Err(_) => self.step_down_quietly(),
-                    }
-                }
-                // The store is away: keep running the room; the lease is
-                // settled when it is back.
-                Err(_) => {}
+        let held = self.lease;
+        let may_claim = !self.store_was_down && mono_now() >= self.takeover_not_before;
+        let done = self.background_tx.clone();
+        self.lease_busy = true;
+        tokio::spawn(async move {
+            let _ = done.send(Background::Lease(
+                lease_step(&*kv, &key, me, held, may_claim).await,
+            ));
+        });
+    }
+
+    /// Acts on the answer of a [`RoomTask::lease_tick`].
+    async fn on_lease(&mut self, outcome: LeaseOutcome) {
+        self.lease_busy = false;
+        match outcome {
+            LeaseOutcome::Renewed(v) => self.lease = Some(v),
+            LeaseOutcome::Reclaimed(v) => {
+                // The store restarted: it may have lost the saved room too.
+                self.lease = Some(v);
+                self.saved_seq = None;
+                self.save();
             }
-            return;
-        }
-        if mono_now() < self.takeover_not_before {
-            return;
-        }
-        if !matches!(kv.get(&key).await, Ok(None)) {
-            return;
-        }
-        if let Ok(version) = kv.put(&key, me, opts(PutMode::Create)).await {
-            self.become_owner(Some(version)).await;
+            LeaseOutcome::Lost => self.step_down_quietly(),
+            LeaseOutcome::StoreDown => self.store_was_down = true,
+            LeaseOutcome::Absent => {
+                if self.store_was_down {
+                    // The store is back, empty (it restarted): the previous
+                    // owner, which still runs the room, gets the first claim.
+                    self.store_was_down = false;
+                    self.takeover_not_before = mono_now() + STORE_RECOVERY_GRACE;
+                }
+            }
+            LeaseOutcome::Present | LeaseOutcome::ClaimFailed => self.store_was_down = false,
+            LeaseOutcome::Claimed(v) => {
+                self.store_was_down = false;
+                if self.engine.is_none() {
+                    self.become_owner(Some(v)).await;
+                }
+            }
         }
     }
 
@@ -633,6 +837,7 @@ impl RoomTask {
         self.saved_seq = None;
         if version.is_some() {
             metrics::counter!("ws_room_takeovers_total").increment(1);
+            tracing::info!(channel = %self.channel, restored = self.engine.as_ref().is_some_and(|e| e.seq() > 0), "this instance took the room over");
         }
         if let Some(topic) = self
             .out_topic
@@ -654,6 +859,9 @@ impl RoomTask {
     }
 
     fn step_down_quietly(&mut self) {
+        if self.engine.is_some() && self.app.realtime.is_shared() {
+            tracing::info!(channel = %self.channel, "this instance no longer owns the room");
+        }
         self.engine = None;
         self.in_sub = None;
         self.lease = None;
@@ -661,8 +869,14 @@ impl RoomTask {
 
     /// Leaves the room to a successor: saved, the lease released.
     async fn step_down(&mut self) {
-        if self.engine.is_some() {
-            self.save().await;
+        if let (Some(engine), Some(key)) = (&self.engine, self.key("state")) {
+            if let Ok(body) = serde_json::to_vec(&engine.durable()) {
+                let opts = PutOptions {
+                    mode: PutMode::Overwrite,
+                    ttl: Some(STATE_TTL),
+                };
+                let _ = self.app.backends.kv.put(&key, body.into(), opts).await;
+            }
         }
         if let (Some(version), Some(key)) = (self.lease, self.key("owner")) {
             let _ = self.app.backends.kv.delete(&key, Some(version)).await;
@@ -684,6 +898,9 @@ impl RoomTask {
         let now = mono_now();
         if now >= self.next_lease_tick {
             self.lease_tick().await;
+            if self.engine.is_none() {
+                self.ask_resync();
+            }
         }
         if let Some(engine) = self.engine.as_mut() {
             engine.on_timer();
@@ -736,20 +953,37 @@ pub(crate) async fn run(mut task: RoomTask, mut inbox: mpsc::Receiver<Input>) {
         task.app.realtime.retire(task.channel, &inbox);
         return;
     };
+    let Some(mut background) = task.background_rx.take() else {
+        return;
+    };
     task.lease_tick().await;
     loop {
         let wake = task.next_wake();
         tokio::select! {
+            Some(done) = background.recv() => match done {
+                Background::Fresh(conn, id) => task.fresh(conn, id).await,
+                Background::Lease(outcome) => task.on_lease(outcome).await,
+                Background::Saved(seq) => {
+                    task.saving = false;
+                    if seq.is_some() {
+                        task.saved_seq = seq;
+                    }
+                    // Changed meanwhile: save the newer room.
+                    if task.engine.as_ref().map(Engine::seq) != task.saved_seq && seq.is_some() {
+                        task.save();
+                    }
+                }
+            },
             input = inbox.recv() => match input {
                 Some(input) => task.input(input).await,
                 None => break,
             },
             d = out_sub.recv() => {
-                if !task.from_bus_out(d).await {
+                if !task.on_bus_out(d).await {
                     break;
                 }
             }
-            d = recv_in(&mut task.in_sub) => task.from_bus_in(d).await,
+            d = recv_in(&mut task.in_sub) => task.on_bus_in(d).await,
             () = tokio::time::sleep_until(wake) => task.on_timer().await,
             () = shutdown.cancelled() => {
                 // Connections close themselves (1001); the room goes to
@@ -763,12 +997,6 @@ pub(crate) async fn run(mut task: RoomTask, mut inbox: mpsc::Receiver<Input>) {
             break;
         }
     }
-}
-
-/// A member id no instance has handed out in this room.
-async fn fresh_member(app: &AppState, key: Option<Key>) -> Option<MemberId> {
-    let n = app.backends.kv.incr(&key?, 1, None).await.ok()?;
-    u64::try_from(n).ok().map(MemberId)
 }
 
 async fn recv_in(sub: &mut Option<Subscription>) -> Option<Delivery> {

@@ -78,8 +78,15 @@ pub(crate) enum ToOwner {
         conn: u64,
     },
     /// These members may have missed frames (their instance's subscription
-    /// lagged or reconnected): send each a snapshot.
-    Resync(Vec<MemberId>),
+    /// lagged or lost its connection): send each a snapshot, then
+    /// `Resynced` with `token`.
+    Resync {
+        members: Vec<MemberId>,
+        token: u64,
+        /// The newest chat message the instance delivered: the owner sends
+        /// the later ones it still holds too.
+        after_chat: u64,
+    },
     /// Memberships, roles, bans or permissions changed.
     Refresh,
     /// A user was removed from the channel.
@@ -96,6 +103,8 @@ pub(crate) enum FromOwner {
         text: String,
         droppable: bool,
         seq: u64,
+        /// The chat message's id, for a chat frame.
+        chat: Option<u64>,
     },
     /// Connection `conn` is member `member` now.
     Joined { conn: u64, member: MemberId },
@@ -111,6 +120,8 @@ pub(crate) enum FromOwner {
     },
     /// `instance` owns the room now: members join it again.
     Owner { instance: String },
+    /// The snapshots asked for with `token` are out.
+    Resynced { token: u64 },
 }
 
 /// The room's input topic.
