@@ -25,7 +25,7 @@ endif
 ADDR ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 SERVICES_ENV := $(VIDEOSYNC_CACHE)/services.env
-# The benchmark harnesses `make bench` runs (core, sync, ladder, server, or all).
+# The benchmark harnesses `make bench` runs (core, sync, ladder, server, media, realtime, or all).
 BENCH ?= core
 
 .PHONY: help run build test bench bench-ladder services stop-services fmt clean-data
@@ -76,12 +76,13 @@ bench: ## list the benchmark harnesses and run those named in BENCH (default cor
 	echo "  ladder  HLS ladder: ffmpeg CLI beside videosync transcode, wall/CPU/memory/quality (same as make bench-ladder)"
 	echo "  server  HTTP load with oha (login, channel read, search) and search latency over 100 000 videos on SQLite and Postgres"
 	echo "  media   upload to ready (beside a bare transcode), delivery (beside nginx sendfile), 1 GiB tus upload (beside cp)"
+	echo "  realtime  rooms over WebSocket: 100 rooms of 100 on one server beside a Node ws + Redis baseline"
 	names="$(BENCH)"
-	if [[ "$$names" == all ]]; then names="core sync ladder server media"; fi
+	if [[ "$$names" == all ]]; then names="core sync ladder server media realtime"; fi
 	for b in $$names; do
 		case "$$b" in
-			core | sync | ladder | server | media) ;;
-			*) echo "make bench: no harness named '$$b' (core, sync, ladder, server, media, all)" >&2; exit 2 ;;
+			core | sync | ladder | server | media | realtime) ;;
+			*) echo "make bench: no harness named '$$b' (core, sync, ladder, server, media, realtime, all)" >&2; exit 2 ;;
 		esac
 	done
 	for b in $$names; do
@@ -117,6 +118,16 @@ bench: ## list the benchmark harnesses and run those named in BENCH (default cor
 				(export PATH="$(VIDEOSYNC_CACHE)/tools/bin:$$PATH"
 				 echo "== cargo bench --bench media"
 				 cargo bench --bench media) ;;
+			realtime)
+				scripts/deps.sh test
+				scripts/services.sh start
+				echo "== cargo build --release -p videosync-server"
+				cargo build --release -p videosync-server
+				echo "== npm ci (benches/realtime/node-baseline)"
+				(cd benches/realtime/node-baseline && npm ci --no-audit --no-fund)
+				(source "$(SERVICES_ENV)"
+				 echo "== cargo bench --bench realtime"
+				 cargo bench --bench realtime) ;;
 		esac
 	done
 

@@ -26,6 +26,8 @@ use crate::error::ErrorBody;
         (name = "invites", description = "Invite codes and links"),
         (name = "videos", description = "Video metadata"),
         (name = "search", description = "Full-text search"),
+        (name = "realtime", description = "Watch-together rooms: tickets for the WebSocket \
+            (`GET /api/v1/channels/{id}/live`, protocol in docs/protocol.md) and chat history"),
     )
 )]
 pub struct ApiDoc;

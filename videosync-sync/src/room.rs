@@ -1554,6 +1554,41 @@ impl Room {
         Ok(out)
     }
 
+    /// The media playing has reached its end: the room moves on to the
+    /// first item of the queue, loaded and playing, and the item leaves the
+    /// queue. Nothing happens when the queue is empty, or when the latest
+    /// state is not `ended` playing (someone loaded something else or paused
+    /// meanwhile: that change wins).
+    ///
+    /// The server calls this at the time the media ends on the room's
+    /// timeline, which it knows from the media's duration.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidValue`] for a bad time.
+    pub fn play_next(&mut self, ended: &str, now_ms: f64) -> Result<Vec<Outgoing>, RoomError> {
+        self.check_now(now_ms)?;
+        let latest = self.latest();
+        if !latest.playing || latest.media.as_deref() != Some(ended) || self.queue.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.advance(now_ms);
+        let next = self.queue.remove(0);
+        let mut out = vec![self.queue_changed()];
+        if !self.waiting.is_empty() {
+            self.waiting.clear();
+            out.push(self.waiting_event());
+        }
+        out.push(self.schedule(now_ms, |latest, _| Playback {
+            media: Some(next.media),
+            playing: true,
+            position_ms: 0.0,
+            ..latest.clone()
+        }));
+        self.position_seq = self.seq;
+        Ok(out)
+    }
+
     // ---- internals ----------------------------------------------------
 
     fn check_now(&self, now_ms: f64) -> Result<(), RoomError> {

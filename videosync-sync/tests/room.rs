@@ -1141,3 +1141,41 @@ fn restore_refuses_what_no_room_could_have_saved() {
     }
     assert!(Room::restore(good).is_ok());
 }
+
+#[test]
+fn at_the_end_of_the_media_the_queue_plays_next() {
+    let mut room = playing_room_of_three(RoomConfig::default());
+    // An empty queue: nothing to do.
+    assert!(ok(room.play_next("movie", 2_000.0)).is_empty());
+    send(
+        &mut room,
+        OWNER,
+        Command::QueueAdd {
+            media: "sequel".into(),
+        },
+        2_100.0,
+    );
+    send(
+        &mut room,
+        OWNER,
+        Command::QueueAdd {
+            media: "third".into(),
+        },
+        2_200.0,
+    );
+    // Not the media playing (someone loaded another meanwhile): nothing.
+    assert!(ok(room.play_next("other", 9_000.0)).is_empty());
+    let out = ok(room.play_next("movie", 9_000.0));
+    let state = only_scheduled(&out);
+    assert_eq!(state.media.as_deref(), Some("sequel"));
+    assert!(state.playing);
+    assert_eq!(state.position_ms, 0.0);
+    assert!(state.at_ms >= 9_000.0);
+    assert!(out.iter().any(|o| matches!(&o.event, RoomEvent::QueueChanged { items, .. } if items.len() == 1 && items[0].media == "third")));
+    assert_eq!(room.queue().len(), 1);
+    // Called twice for the same end (a late timer): the second does nothing.
+    assert!(ok(room.play_next("movie", 9_100.0)).is_empty());
+    // A paused room does not move on.
+    send(&mut room, OWNER, Command::Pause, 9_500.0);
+    assert!(ok(room.play_next("sequel", 20_000.0)).is_empty());
+}

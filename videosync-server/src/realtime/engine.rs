@@ -69,6 +69,9 @@ pub(crate) struct Engine {
     out: Vec<FromOwner>,
     /// The latest chat frames, for members whose instance missed some.
     recent_chat: std::collections::VecDeque<(u64, String)>,
+    /// Durations of the videos loaded or queued, ms (for playing the
+    /// queue on at the end).
+    durations: HashMap<String, f64>,
 }
 
 impl Engine {
@@ -90,6 +93,7 @@ impl Engine {
             last_now,
             out: Vec::new(),
             recent_chat: std::collections::VecDeque::new(),
+            durations: HashMap::new(),
         }
     }
 
@@ -611,7 +615,7 @@ impl Engine {
     }
 
     /// A room plays this channel's ready videos only.
-    async fn check_media(&self, media: &str) -> Result<(), ProtocolError> {
+    async fn check_media(&mut self, media: &str) -> Result<(), ProtocolError> {
         let missing = || {
             ProtocolError::new(
                 ErrorCode::NotFound,
@@ -633,6 +637,10 @@ impl Engine {
         };
         let _ = tx.commit().await;
         if video.channel_id == Some(self.channel) && video.status == VideoStatus::Ready {
+            // Unknown: it never ends, as far as the queue is concerned.
+            let ms = video.source.as_ref().and_then(|s| s.duration_ms);
+            self.durations
+                .insert(media.to_owned(), ms.map_or(f64::INFINITY, |ms| ms as f64));
             Ok(())
         } else {
             Err(missing())
@@ -719,21 +727,54 @@ impl Engine {
         }
     }
 
-    /// When the room next has something to do by itself (a wait deadline).
-    pub(crate) fn next_wake(&self) -> Option<Instant> {
-        self.room.next_deadline().map(|d| self.clock.instant_at(d))
+    /// When the media playing ends on the room's timeline, and which it
+    /// is: the queue plays on then.
+    fn media_end(&self) -> Option<(f64, String)> {
+        let latest = self.room.latest();
+        let media = latest.media.as_ref()?;
+        if !latest.playing || self.room.queue().is_empty() {
+            return None;
+        }
+        let duration = *self.durations.get(media).filter(|d| d.is_finite())?;
+        let left = (duration - latest.position_ms).max(0.0) / latest.rate;
+        Some((latest.at_ms + left, media.clone()))
     }
 
-    /// Runs the room's deadlines that have come.
-    pub(crate) fn on_timer(&mut self) {
-        if self
-            .room
-            .next_deadline()
-            .is_some_and(|d| d <= self.clock.now_ms())
-        {
+    /// When the room next has something to do by itself (a wait deadline,
+    /// the end of the media).
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        let wait = self.room.next_deadline();
+        let end = self.media_end().map(|(at, _)| at);
+        let next = match (wait, end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|d| self.clock.instant_at(d))
+    }
+
+    /// Runs what has come due: wait deadlines, the queue at the end of the
+    /// media.
+    pub(crate) async fn on_timer(&mut self) {
+        let server_now = self.clock.now_ms();
+        if self.room.next_deadline().is_some_and(|d| d <= server_now) {
             let now = self.now();
             if let Ok(out) = self.room.tick(now) {
                 self.fan_out(out, None);
+            }
+        }
+        if let Some((end, media)) = self.media_end() {
+            if end <= server_now {
+                let now = self.now();
+                if let Ok(out) = self.room.play_next(&media, now) {
+                    self.fan_out(out, None);
+                }
+            }
+        }
+        // A restored room does not know the duration of what it plays.
+        let latest = self.room.latest().media.clone();
+        if let Some(media) = latest.filter(|m| !self.durations.contains_key(m)) {
+            if self.check_media(&media).await.is_err() {
+                self.durations.insert(media, f64::INFINITY);
             }
         }
         let now = mono_now();

@@ -255,6 +255,14 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(i)) => input = i,
             }
         }
+        // Only a join starts a room; what a connection says after its room
+        // stopped (the server is shutting down) goes nowhere.
+        if !matches!(input, room::Input::Join(_)) || self.shutdown.is_cancelled() {
+            return match input {
+                room::Input::Join(j) => Err(room::Input::Join(j)),
+                _ => Ok(()),
+            };
+        }
         let (tx, rx) = mpsc::channel(INBOX);
         tokio::spawn(room::run(room::RoomTask::new(app.clone(), channel), rx));
         let sent = tx.try_send(input).map_err(|e| e.into_inner());

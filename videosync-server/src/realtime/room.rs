@@ -903,7 +903,7 @@ impl RoomTask {
             }
         }
         if let Some(engine) = self.engine.as_mut() {
-            engine.on_timer();
+            engine.on_timer().await;
         }
         self.settle().await;
         let stale: Vec<u64> = self

@@ -35,6 +35,16 @@ async fn serve(t: &TestApp) -> Served {
 /// A ready video in `channel`, marked ready in the catalog (no
 /// transcoding: the room only needs its id and status).
 async fn ready_video(t: &TestApp, owner: &User, channel: &str) -> String {
+    ready_video_of(t, owner, channel, None).await
+}
+
+/// [`ready_video`], `duration_ms` long when given.
+async fn ready_video_of(
+    t: &TestApp,
+    owner: &User,
+    channel: &str,
+    duration_ms: Option<u64>,
+) -> String {
     let (status, video) = t
         .post(
             &format!("/api/v1/channels/{channel}/videos"),
@@ -45,6 +55,13 @@ async fn ready_video(t: &TestApp, owner: &User, channel: &str) -> String {
     assert_eq!(status, StatusCode::CREATED, "{video}");
     let id: VideoId = video["id"].as_str().unwrap().parse().unwrap();
     let catalog = &t.app.backends.catalog;
+    if let Some(ms) = duration_ms {
+        let meta = videosync_core::catalog::SourceMeta {
+            duration_ms: Some(ms),
+            ..Default::default()
+        };
+        catalog.set_source_meta(id, meta).await.unwrap();
+    }
     let fence = "test-fence".to_owned();
     catalog
         .update_status(
@@ -483,4 +500,44 @@ async fn an_expiring_token_ends_the_connection_with_4001() {
     let (code, errors) = ws.closed().await;
     assert_eq!(code, 4001);
     assert!(errors[0]["message"].as_str().unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn the_queue_plays_on_at_the_end_of_the_video() {
+    for t in TestApp::each().await {
+        let owner = t.register("q-owner").await;
+        let channel = t.channel(&owner, "public", false).await;
+        let first = ready_video_of(&t, &owner, &channel, Some(1_200)).await;
+        let second = ready_video_of(&t, &owner, &channel, Some(60_000)).await;
+        let served = serve(&t).await;
+        let (mut a, _) = Ws::join(served.addr, &channel, &owner.token).await;
+        a.send(json!({"type": "command", "id": 1, "based_on_seq": 0, "command": "load", "media": first}))
+            .await;
+        let seq = a.recv_type("state").await["playback"]["seq"]
+            .as_u64()
+            .unwrap();
+        a.send(json!({"type": "command", "id": 2, "based_on_seq": seq, "command": "queue_add", "media": second}))
+            .await;
+        let queue = a.recv_type("queue").await;
+        assert_eq!(queue["total"], 1);
+        let seq = queue["seq"].as_u64().unwrap();
+        a.send(json!({"type": "command", "id": 3, "based_on_seq": seq, "command": "play"}))
+            .await;
+        let playing = a.recv_type("state").await["playback"].clone();
+        assert_eq!(playing["media"], first.as_str());
+        // 1.2 s later on the room's timeline, the second plays, from 0, and
+        // leaves the queue.
+        let queue = a.recv_type("queue").await;
+        assert_eq!(queue["total"], 0, "{queue}");
+        let next = a.recv_type("state").await;
+        assert_eq!(next["playback"]["media"], second.as_str(), "{next}");
+        assert_eq!(next["playback"]["playing"], true);
+        assert_eq!(next["playback"]["position_ms"], 0.0);
+        assert!(next.get("cause").is_none(), "the room's own change: {next}");
+        let ended = playing["at_ms"].as_f64().unwrap() + 1_200.0;
+        assert!(
+            next["sent_ms"].as_f64().unwrap() >= ended - 1.0,
+            "{next} before {ended}"
+        );
+    }
 }
