@@ -449,7 +449,7 @@ impl RoomPolicy {
 }
 
 /// A member as others see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberInfo {
     /// Its id.
     pub id: MemberId,
@@ -459,6 +459,14 @@ pub struct MemberInfo {
     pub role: String,
     /// Whether its player reports buffering.
     pub buffering: bool,
+    /// How far its player was from the room's timeline at its latest
+    /// report, ms (positive: ahead), as the server measured it. Absent:
+    /// not known (no report yet, or a server that does not measure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_error_ms: Option<f64>,
+    /// Its round trip to the server, from its latest report, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
 }
 
 /// The command a state resulted from.
@@ -1082,6 +1090,8 @@ pub fn server_messages(
                 name: name(*id),
                 role: "member".to_owned(),
                 buffering: false,
+                sync_error_ms: None,
+                rtt_ms: None,
             },
         }],
         RoomEvent::MemberUpdated(info) => vec![ServerMessage::Presence {
@@ -1097,6 +1107,8 @@ fn wire_member(info: &room::MemberInfo, name: &dyn Fn(MemberId) -> String) -> Me
         name: name(info.id),
         role: info.role.as_str().to_owned(),
         buffering: info.is_buffering(),
+        sync_error_ms: None,
+        rtt_ms: None,
     }
 }
 
@@ -1333,6 +1345,17 @@ pub(crate) fn check_playback(field: &str, playback: &Playback) -> Result<(), Pro
 
 fn check_member_info(field: &str, info: &MemberInfo) -> Result<(), ProtocolError> {
     check_member(&format!("{field}.id"), info.id)?;
+    if let Some(e) = info.sync_error_ms {
+        check_range(
+            &format!("{field}.sync_error_ms"),
+            e,
+            -MAX_POSITION_MS,
+            MAX_POSITION_MS,
+        )?;
+    }
+    if let Some(rtt) = info.rtt_ms {
+        check_duration(&format!("{field}.rtt_ms"), rtt)?;
+    }
     check_label(&format!("{field}.name"), &info.name, MAX_NAME_CHARS)?;
     check_label(&format!("{field}.role"), &info.role, MAX_ROLE_CHARS)
 }

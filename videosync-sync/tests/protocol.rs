@@ -729,12 +729,24 @@ fn playback_strategy() -> impl Strategy<Value = Playback> {
 }
 
 fn member_strategy() -> impl Strategy<Value = MemberInfo> {
-    (wire_id(), NAME, ROLE, any::<bool>()).prop_map(|(id, name, role, buffering)| MemberInfo {
-        id: MemberId(id),
-        name,
-        role,
-        buffering,
-    })
+    (
+        wire_id(),
+        NAME,
+        ROLE,
+        any::<bool>(),
+        proptest::option::of(-10_000.0f64..10_000.0),
+        proptest::option::of(0.0f64..5_000.0),
+    )
+        .prop_map(
+            |(id, name, role, buffering, sync_error_ms, rtt_ms)| MemberInfo {
+                id: MemberId(id),
+                name,
+                role,
+                buffering,
+                sync_error_ms,
+                rtt_ms,
+            },
+        )
 }
 
 fn snapshot_strategy() -> impl Strategy<Value = RoomSnapshot> {

@@ -307,7 +307,7 @@ async fn serve(
                         }
                     }
                     msg => {
-                        let input = Input::Frame { member, conn, msg };
+                        let input = Input::Frame { member, conn, msg, sent_ms: frame.sent_ms, received_ms };
                         if app.realtime.deliver(app, channel, input).is_err() {
                             let err = ProtocolError::new(ErrorCode::Unavailable, "the room is overloaded; retry");
                             if send_now(sink, clock.now_ms(), err.to_message()).await.is_err() {

@@ -28,6 +28,10 @@ use crate::state::AppState;
 
 #[derive(Debug)]
 struct Member {
+    /// The latest measured sync error and round trip, ms.
+    sync: Option<(f64, f64)>,
+    /// What others were last told of it, and when.
+    announced: Option<((f64, f64), Instant)>,
     conn: u64,
     identity: Identity,
     who: Who,
@@ -44,6 +48,11 @@ struct Departed {
     name: String,
     until: Instant,
 }
+
+/// How often at most a member's measured sync is announced.
+const SYNC_ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
+/// How far its sync error must move to be announced again, ms.
+const SYNC_ANNOUNCE_ERROR_MS: f64 = 50.0;
 
 /// How many of the latest chat frames an owner keeps to catch members up.
 const RECENT_CHAT: usize = 256;
@@ -183,6 +192,7 @@ impl Engine {
                 if let (ServerMessage::State { cause: c, .. }, Some(cause)) = (&mut m, cause) {
                     *c = Some(cause);
                 }
+                self.with_sync(&mut m);
                 self.deliver(To::from(o.to), m, droppable);
             }
         }
@@ -223,9 +233,15 @@ impl Engine {
     pub(crate) async fn handle(&mut self, input: ToOwner) {
         match input {
             ToOwner::Join(join) => self.join(*join).await,
-            ToOwner::Frame { member, conn, msg } => {
+            ToOwner::Frame {
+                member,
+                conn,
+                msg,
+                sent_ms,
+                received_ms,
+            } => {
                 if self.members.get(&member).is_some_and(|m| m.conn == conn) {
-                    self.frame(member, msg).await;
+                    self.frame(member, msg, sent_ms, received_ms).await;
                 }
             }
             ToOwner::Leave { member, conn } => {
@@ -405,6 +421,8 @@ impl Engine {
         self.members.insert(
             member,
             Member {
+                sync: None,
+                announced: None,
                 conn: j.conn,
                 identity: j.identity,
                 who: j.who,
@@ -480,11 +498,9 @@ impl Engine {
         if room.is_some() {
             mine.next();
         }
-        self.deliver(
-            To::Member(member),
-            ServerMessage::Welcome { v, member, room },
-            false,
-        );
+        let mut welcome = ServerMessage::Welcome { v, member, room };
+        self.with_sync(&mut welcome);
+        self.deliver(To::Member(member), welcome, false);
         for m in rest_of_queue {
             self.deliver(To::Member(member), m, false);
         }
@@ -492,7 +508,13 @@ impl Engine {
         self.fan_out(rest, None);
     }
 
-    async fn frame(&mut self, member: MemberId, msg: ClientMessage) {
+    async fn frame(
+        &mut self,
+        member: MemberId,
+        msg: ClientMessage,
+        sent_ms: f64,
+        received_ms: f64,
+    ) {
         let now = self.now();
         match msg {
             ClientMessage::Command {
@@ -509,11 +531,20 @@ impl Engine {
                 self.apply(member, r);
             }
             ClientMessage::Report {
+                position_ms,
+                sampled_at_ms,
+                rtt_ms,
                 delay_ms,
                 seek_latency_ms,
                 buffered_ahead_ms,
                 ..
             } => {
+                // When the position was read, in server time: the frame
+                // left `sent_ms - sampled_at_ms` after the read and took
+                // about half the round trip to arrive.
+                let read_at = received_ms - (sent_ms - sampled_at_ms) - rtt_ms / 2.0;
+                let expected = self.room.playback_at(now).position_at(read_at);
+                self.measured(member, position_ms - expected, rtt_ms);
                 // A refused report (a value out of range) changes nothing.
                 let _ = self.room.report(member, delay_ms, now);
                 if let Some(ms) = seek_latency_ms {
@@ -550,6 +581,62 @@ impl Engine {
             }
             // The connection answers these itself.
             ClientMessage::Hello { .. } | ClientMessage::Ping { .. } => {}
+        }
+    }
+
+    /// Puts the members' measured sync into the member lists of `m`.
+    fn with_sync(&self, m: &mut ServerMessage) {
+        let fill = |info: &mut videosync_sync::protocol::MemberInfo| {
+            if let Some((error, rtt)) = self.members.get(&info.id).and_then(|m| m.sync) {
+                info.sync_error_ms = Some(error);
+                info.rtt_ms = Some(rtt);
+            }
+        };
+        match m {
+            ServerMessage::Presence { member, .. } => fill(member),
+            ServerMessage::Snapshot(room)
+            | ServerMessage::Welcome {
+                room: Some(room), ..
+            } => room.members.iter_mut().for_each(fill),
+            _ => {}
+        }
+    }
+
+    /// Records `member`'s measured sync and tells everyone when it moved
+    /// enough to matter (at most every 2 s a member; presence may be
+    /// dropped for a slow client).
+    fn measured(&mut self, member: MemberId, error_ms: f64, rtt_ms: f64) {
+        let bound = videosync_sync::protocol::MAX_POSITION_MS;
+        if !error_ms.is_finite() || !rtt_ms.is_finite() {
+            return;
+        }
+        let error_ms = error_ms.clamp(-bound, bound);
+        let now = mono_now();
+        let Some(m) = self.members.get_mut(&member) else {
+            return;
+        };
+        m.sync = Some((error_ms, rtt_ms));
+        let moved = match m.announced {
+            None => true,
+            Some(((e, r), at)) => {
+                now.duration_since(at) >= SYNC_ANNOUNCE_EVERY
+                    && ((error_ms - e).abs() >= SYNC_ANNOUNCE_ERROR_MS
+                        || (rtt_ms - r).abs() >= (r * 0.25).max(20.0))
+            }
+        };
+        if !moved {
+            return;
+        }
+        m.announced = Some(((error_ms, rtt_ms), now));
+        if let Some(info) = self.room.member(member) {
+            let event = RoomEvent::MemberUpdated(info);
+            self.fan_out(
+                vec![Outgoing {
+                    to: Recipients::All,
+                    event,
+                }],
+                None,
+            );
         }
     }
 

@@ -126,6 +126,8 @@ pub(crate) enum Input {
         member: MemberId,
         conn: u64,
         msg: ClientMessage,
+        sent_ms: f64,
+        received_ms: f64,
     },
     /// A connection ended.
     Leave { member: MemberId, conn: u64 },
@@ -629,9 +631,22 @@ impl RoomTask {
                 );
                 self.empty_since = None;
             }
-            Input::Frame { member, conn, msg } => {
+            Input::Frame {
+                member,
+                conn,
+                msg,
+                sent_ms,
+                received_ms,
+            } => {
                 if self.local.get(&member).is_some_and(|l| l.conn == conn) {
-                    self.send_owner(ToOwner::Frame { member, conn, msg }).await;
+                    let frame = ToOwner::Frame {
+                        member,
+                        conn,
+                        msg,
+                        sent_ms,
+                        received_ms,
+                    };
+                    self.send_owner(frame).await;
                 }
             }
             Input::Leave { member, conn } => {

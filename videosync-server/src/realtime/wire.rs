@@ -72,6 +72,10 @@ pub(crate) enum ToOwner {
         member: MemberId,
         conn: u64,
         msg: ClientMessage,
+        /// The frame's `sent_ms` (the client's clock).
+        sent_ms: f64,
+        /// The server clock when it was read.
+        received_ms: f64,
     },
     Leave {
         member: MemberId,

@@ -541,3 +541,46 @@ async fn the_queue_plays_on_at_the_end_of_the_video() {
         );
     }
 }
+
+#[tokio::test]
+async fn members_see_each_others_measured_sync() {
+    let t = TestApp::new(Set::Embedded).await.unwrap();
+    let owner = t.register("sync-owner").await;
+    let viewer = t.register("sync-viewer").await;
+    let channel = t.channel(&owner, "public", false).await;
+    t.add_member(&channel, &owner, &viewer, "viewer").await;
+    let video = ready_video(&t, &owner, &channel).await;
+    let served = serve(&t).await;
+    let (mut a, _) = Ws::join(served.addr, &channel, &owner.token).await;
+    let (mut b, welcome) = Ws::join(served.addr, &channel, &viewer.token).await;
+    let b_id = welcome["member"].as_u64().unwrap();
+    a.send(
+        json!({"type": "command", "id": 1, "based_on_seq": 0, "command": "load", "media": video}),
+    )
+    .await;
+    a.recv_type("state").await;
+    b.recv_type("state").await;
+    // Paused at 0: a player reporting 250 ms is 250 ms ahead.
+    let report = |position: f64| {
+        json!({"type": "report", "position_ms": position, "sampled_at_ms": 0.0, "rate": 0.0,
+               "rtt_ms": 40.0, "delay_ms": 20.0, "offset_uncertainty_ms": 5.0})
+    };
+    b.send(report(250.0)).await;
+    let seen = loop {
+        let p = a.recv_type("presence").await;
+        if p["event"] == "updated" && p["member"]["id"] == b_id {
+            break p;
+        }
+    };
+    assert_eq!(seen["member"]["sync_error_ms"], 250.0, "{seen}");
+    assert_eq!(seen["member"]["rtt_ms"], 40.0);
+    // Within 50 ms of what was announced: nobody is told again.
+    b.send(report(260.0)).await;
+    b.send(json!({"type": "ping", "id": 9})).await;
+    b.recv_type("pong").await;
+    // A joiner sees the latest measurement in the room's member list.
+    let (_c, welcome) = Ws::join(served.addr, &channel, &owner.token).await;
+    let members = welcome["room"]["members"].as_array().unwrap();
+    let bm = members.iter().find(|m| m["id"] == b_id).unwrap();
+    assert_eq!(bm["sync_error_ms"], 260.0, "{bm}");
+}
