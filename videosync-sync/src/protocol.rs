@@ -350,6 +350,19 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
     },
+    /// A stored chat message was edited by its author.
+    ChatEdited {
+        /// The message's `id` (its `chat` frame's).
+        id: u64,
+        /// Its new text.
+        text: String,
+    },
+    /// A stored chat message was deleted (by its author or a moderator):
+    /// show it as deleted, without its text.
+    ChatDeleted {
+        /// The message's `id`.
+        id: u64,
+    },
     /// A member started or stopped typing.
     Typing {
         /// Who.
@@ -743,8 +756,19 @@ impl ClientMessage {
 impl ServerMessage {
     /// Every server message `type`.
     pub const TYPES: &'static [&'static str] = &[
-        "welcome", "pong", "snapshot", "state", "queue", "waiting", "presence", "chat", "typing",
-        "reaction", "error",
+        "welcome",
+        "pong",
+        "snapshot",
+        "state",
+        "queue",
+        "waiting",
+        "presence",
+        "chat",
+        "chat_edited",
+        "chat_deleted",
+        "typing",
+        "reaction",
+        "error",
     ];
 
     /// This message's `type`.
@@ -758,6 +782,8 @@ impl ServerMessage {
             ServerMessage::Waiting { .. } => "waiting",
             ServerMessage::Presence { .. } => "presence",
             ServerMessage::Chat { .. } => "chat",
+            ServerMessage::ChatEdited { .. } => "chat_edited",
+            ServerMessage::ChatDeleted { .. } => "chat_deleted",
             ServerMessage::Typing { .. } => "typing",
             ServerMessage::Reaction { .. } => "reaction",
             ServerMessage::Error { .. } => "error",
@@ -817,6 +843,11 @@ impl ServerMessage {
                 }
                 check_chat("chat text", text)
             }
+            ServerMessage::ChatEdited { id, text } => {
+                check_id("chat_edited id", *id)?;
+                check_chat("chat_edited text", text)
+            }
+            ServerMessage::ChatDeleted { id } => check_id("chat_deleted id", *id),
             ServerMessage::Typing { member, .. } => check_member("typing member", *member),
             ServerMessage::Reaction {
                 member,

@@ -841,6 +841,8 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                 id,
             }
         }),
+        (wire_id(), "[a-z]{1,30}").prop_map(|(id, text)| ServerMessage::ChatEdited { id, text }),
+        wire_id().prop_map(|id| ServerMessage::ChatDeleted { id }),
         "[a-z ]{0,100}".prop_map(|m| ProtocolError::new(ErrorCode::Stale, m).to_message()),
     ]
 }

@@ -21,7 +21,7 @@ use videosync_sync::room::{
 use videosync_sync::state::{Command, ErrorCode, MemberId};
 
 use super::room::Bucket;
-use super::wire::{FromOwner, Identity, Join, To, ToOwner};
+use super::wire::{ChatChange, FromOwner, Identity, Join, To, ToOwner};
 use super::{close, mono_now, ServerClock};
 use crate::policy::{access, Access, Who};
 use crate::state::AppState;
@@ -280,6 +280,13 @@ impl Engine {
                 self.out.push(FromOwner::Resynced { token });
             }
             ToOwner::Refresh => self.refresh().await,
+            ToOwner::Chat(change) => {
+                let msg = match change {
+                    ChatChange::Edited { id, text } => ServerMessage::ChatEdited { id, text },
+                    ChatChange::Deleted { id } => ServerMessage::ChatDeleted { id },
+                };
+                self.deliver(To::All, msg, false);
+            }
             ToOwner::Kick(user) => {
                 let kicked: Vec<MemberId> = self
                     .members

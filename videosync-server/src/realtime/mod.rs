@@ -47,7 +47,7 @@ use videosync_core::kv::{PutOptions, Version};
 use videosync_core::{ChannelId, UserId};
 
 use crate::auth::tokens::{Claims, TokenKind};
-use crate::auth::{Caller, Identified};
+use crate::auth::{Authed, Caller, Identified};
 use crate::channels::{load, ChannelPath};
 use crate::config::RealtimeConfig;
 use crate::dto::{rfc3339, PageOf, PageParams};
@@ -279,6 +279,12 @@ impl Hub {
         self.send_owner(channel, &wire::ToOwner::Refresh);
     }
 
+    /// Tells the members of `channel`'s room that a stored chat message
+    /// changed.
+    pub(crate) fn chat_changed(&self, channel: ChannelId, change: wire::ChatChange) {
+        self.send_owner(channel, &wire::ToOwner::Chat(change));
+    }
+
     /// Disconnects `user` from the room of `channel` (4003), after a kick:
     /// they may come back through the channel's visibility, as anyone
     /// could, but are out of the room now.
@@ -319,6 +325,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_ticket))
         .routes(routes!(history))
+        .routes(routes!(edit_message, delete_message))
 }
 
 /// Largest client frame the socket reads (larger ones end the connection
@@ -377,7 +384,14 @@ async fn create_ticket(
     Identified(caller): Identified,
     Path(p): Path<ChannelPath>,
 ) -> ApiResult<(StatusCode, Json<TicketView>)> {
-    load(&app, &caller, p.id).await?;
+    let l = load(&app, &caller, p.id).await?;
+    // A ticket only for someone the room would let in.
+    if l.access.banned {
+        return Err(ApiError::banned());
+    }
+    if matches!(caller, Caller::Guest(_)) && !l.access.guest {
+        return Err(ApiError::forbidden("this channel does not let guests in"));
+    }
     // The ticket stands for the caller as a fresh access token would: the
     // connection it opens ends (4001) when such a token would expire.
     let iat = app.backends.clock.now().as_millis().max(0) as u64 / 1000;
@@ -508,4 +522,92 @@ async fn history(
     let page = tx.messages(p.id, req).await?;
     tx.commit().await?;
     Ok(Json(PageOf::from_page(page, |m| MessageView::from(&m))))
+}
+
+/// Path of a chat message.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MessagePath {
+    /// Channel id.
+    #[param(value_type = String, format = Uuid)]
+    pub id: ChannelId,
+    /// The message's number in the channel.
+    #[param(minimum = 1, maximum = 9007199254740991_u64)]
+    pub message: u64,
+}
+
+/// A message's new text.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessageRequest {
+    /// 1 to 2000 characters, not blank.
+    pub text: String,
+}
+
+/// The message `p` names, or 404.
+async fn stored_message(app: &AppState, p: &MessagePath) -> ApiResult<Message> {
+    let mut tx = app.backends.db.read().await?;
+    let found = tx.message(p.id, p.message).await;
+    tx.commit().await?;
+    match found {
+        Ok(m) => Ok(m),
+        Err(e) if e.kind() == videosync_core::ErrorKind::NotFound => {
+            Err(ApiError::not_found("no such message"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Edit one of your chat messages; the room sees the new text at once.
+#[utoipa::path(patch, path = "/channels/{id}/messages/{message}", tag = "realtime", security(("bearer" = [])),
+    params(MessagePath), request_body = EditMessageRequest,
+    responses((status = 200, description = "The edited message", body = MessageView)))]
+async fn edit_message(
+    State(app): State<AppState>,
+    Authed(user): Authed,
+    Path(p): Path<MessagePath>,
+    Json(req): Json<EditMessageRequest>,
+) -> ApiResult<Json<MessageView>> {
+    let caller = Caller::User(Box::new(user.clone()));
+    let l = load(&app, &caller, p.id).await?;
+    l.require(videosync_core::db::Permission::Chat)?;
+    let found = stored_message(&app, &p).await?;
+    if found.author_id != Some(user.id) {
+        return Err(ApiError::forbidden("only its author may edit a message"));
+    }
+    let mut tx = app.backends.db.begin().await?;
+    let edited = tx.edit_message(p.id, p.message, &req.text).await?;
+    tx.commit().await?;
+    app.realtime.chat_changed(
+        p.id,
+        wire::ChatChange::Edited {
+            id: edited.seq,
+            text: edited.body.clone(),
+        },
+    );
+    Ok(Json(MessageView::from(&edited)))
+}
+
+/// Delete a chat message: your own, or anyone's when you may moderate the
+/// chat. Its number stays in the history, without its text.
+#[utoipa::path(delete, path = "/channels/{id}/messages/{message}", tag = "realtime", security(("bearer" = [])),
+    params(MessagePath), responses((status = 204, description = "Deleted")))]
+async fn delete_message(
+    State(app): State<AppState>,
+    Authed(user): Authed,
+    Path(p): Path<MessagePath>,
+) -> ApiResult<StatusCode> {
+    let caller = Caller::User(Box::new(user.clone()));
+    let l = load(&app, &caller, p.id).await?;
+    let found = stored_message(&app, &p).await?;
+    let own = found.author_id == Some(user.id) && !l.access.banned;
+    if !own {
+        l.require(videosync_core::db::Permission::ModerateChat)?;
+    }
+    let mut tx = app.backends.db.begin().await?;
+    tx.delete_message(p.id, p.message).await?;
+    tx.commit().await?;
+    app.realtime
+        .chat_changed(p.id, wire::ChatChange::Deleted { id: p.message });
+    Ok(StatusCode::NO_CONTENT)
 }

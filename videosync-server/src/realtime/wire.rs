@@ -95,6 +95,15 @@ pub(crate) enum ToOwner {
     Refresh,
     /// A user was removed from the channel.
     Kick(UserId),
+    /// A stored chat message changed (over REST).
+    Chat(ChatChange),
+}
+
+/// A change to a stored chat message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ChatChange {
+    Edited { id: u64, text: String },
+    Deleted { id: u64 },
 }
 
 /// What the owner tells the instances.

@@ -380,6 +380,22 @@ fn cases() -> Vec<Case> {
             false,
             [401, 403, 403, 403, 403, 204, 204, 204, 403],
         ),
+        case(
+            M::POST,
+            "/api/v1/channels/{c}/live/tickets",
+            None,
+            Target::None,
+            false,
+            [401, 201, 201, 201, 201, 201, 201, 201, 403],
+        ),
+        case(
+            M::GET,
+            "/api/v1/channels/{c}/messages",
+            None,
+            Target::None,
+            false,
+            [200, 200, 200, 200, 200, 200, 200, 200, 403],
+        ),
     ];
     v.push(Case {
         by_code: true,

@@ -202,6 +202,9 @@ async fn the_openapi_document_describes_every_route() {
         "/api/v1/channels/{id}/videos",
         "/api/v1/videos/{id}",
         "/api/v1/search/videos",
+        "/api/v1/channels/{id}/live/tickets",
+        "/api/v1/channels/{id}/messages",
+        "/api/v1/channels/{id}/messages/{message}",
     ] {
         assert!(paths.contains_key(p), "{p} missing from the document");
     }

@@ -584,3 +584,81 @@ async fn members_see_each_others_measured_sync() {
     let bm = members.iter().find(|m| m["id"] == b_id).unwrap();
     assert_eq!(bm["sync_error_ms"], 260.0, "{bm}");
 }
+
+#[tokio::test]
+async fn authors_edit_and_moderators_delete_chat_and_the_room_sees_it() {
+    for t in TestApp::each().await {
+        let owner = t.register("ed-owner").await;
+        let viewer = t.register("ed-viewer").await;
+        let other = t.register("ed-other").await;
+        let channel = t.channel(&owner, "public", false).await;
+        t.add_member(&channel, &owner, &viewer, "viewer").await;
+        t.add_member(&channel, &owner, &other, "viewer").await;
+        let served = serve(&t).await;
+        let (mut a, _) = Ws::join(served.addr, &channel, &owner.token).await;
+        let (mut b, _) = Ws::join(served.addr, &channel, &viewer.token).await;
+        b.send(json!({"type": "chat", "text": "frist"})).await;
+        let id = b.recv_type("chat").await["id"].as_u64().unwrap();
+        a.recv_type("chat").await;
+        let path = format!("/api/v1/channels/{channel}/messages/{id}");
+
+        // Only the author edits; the room sees the new text.
+        let edit = |text: &str| Some(json!({"text": text}));
+        let r = t
+            .call(Method::PATCH, &path, Some(&other.token), edit("hijack"))
+            .await;
+        assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
+        let r = t
+            .call(Method::PATCH, &path, Some(&owner.token), edit("hijack"))
+            .await;
+        assert_eq!(
+            r.0,
+            StatusCode::FORBIDDEN,
+            "even a moderator does not put words in mouths"
+        );
+        let r = t
+            .call(Method::PATCH, &path, Some(&viewer.token), edit("first"))
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+        assert_eq!(r.1["text"], "first");
+        let seen = a.recv_type("chat_edited").await;
+        assert_eq!(
+            (seen["id"].as_u64(), seen["text"].as_str()),
+            (Some(id), Some("first"))
+        );
+        let r = t
+            .call(Method::PATCH, &path, Some(&viewer.token), edit("   "))
+            .await;
+        assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.1);
+
+        // A viewer may not delete someone else's; the owner (a moderator)
+        // may; the room sees it; the history keeps the number, no text.
+        let r = t
+            .call(Method::DELETE, &path, Some(&other.token), None)
+            .await;
+        assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
+        let r = t
+            .call(Method::DELETE, &path, Some(&owner.token), None)
+            .await;
+        assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
+        assert_eq!(b.recv_type("chat_deleted").await["id"].as_u64(), Some(id));
+        let (_, history) = t
+            .get(
+                &format!("/api/v1/channels/{channel}/messages"),
+                Some(&viewer.token),
+            )
+            .await;
+        assert_eq!(history["items"][0]["deleted"], true, "{history}");
+        assert_eq!(history["items"][0]["text"], "");
+        // A deleted message cannot be edited; an unknown one is not there.
+        let r = t
+            .call(Method::PATCH, &path, Some(&viewer.token), edit("back"))
+            .await;
+        assert_eq!(r.0, StatusCode::CONFLICT, "{}", r.1);
+        let missing = format!("/api/v1/channels/{channel}/messages/999");
+        let r = t
+            .call(Method::DELETE, &missing, Some(&owner.token), None)
+            .await;
+        assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+    }
+}
