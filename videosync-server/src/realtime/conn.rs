@@ -38,6 +38,14 @@ const WRITE_BATCH: usize = 64;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// A connection id unique across the instances sharing rooms: this
+/// process's random 32-bit prefix, then a counter.
+fn new_conn_id() -> u64 {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let prefix = *PREFIX.get_or_init(|| u64::from(rand::random::<u32>()) << 32);
+    prefix | (NEXT_CONN.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
+}
+
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
@@ -152,7 +160,7 @@ pub(crate) async fn run(app: AppState, channel: ChannelId, socket: WebSocket) {
     let settings = app.realtime.settings().clone();
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(settings.send_queue_frames);
     let closer = Closer::new();
-    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let conn = new_conn_id();
     let (reply, joined) = oneshot::channel();
     let join = JoinRequest {
         conn,

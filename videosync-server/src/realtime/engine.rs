@@ -342,6 +342,15 @@ impl Engine {
     }
 
     async fn join(&mut self, j: Join) {
+        // The same connection asking again (its instance re-sent the join
+        // when a new owner announced itself): it is in already.
+        if let Some((&member, _)) = self.members.iter().find(|(_, m)| m.conn == j.conn) {
+            self.out.push(FromOwner::Joined {
+                conn: j.conn,
+                member,
+            });
+            return;
+        }
         let unavailable =
             || ProtocolError::new(ErrorCode::Unavailable, "the channel could not be loaded");
         let Some(access) = self.access_of(&j.identity, j.who).await else {

@@ -176,6 +176,8 @@ const LEASE_TICK: Duration = Duration::from_millis(250);
 const STORE_RECOVERY_GRACE: Duration = Duration::from_secs(5);
 /// How often unanswered snapshot requests are repeated.
 const RESYNC_EVERY: Duration = Duration::from_secs(1);
+/// How long a change waits for its save before it goes out anyway.
+const SAVE_AHEAD_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a join waits for an owner.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a saved room is kept after its last change.
@@ -362,6 +364,7 @@ impl RoomTask {
     /// the room when it changed.
     async fn settle(&mut self) {
         loop {
+            self.save_ahead().await;
             let out = self
                 .engine
                 .as_mut()
@@ -400,6 +403,36 @@ impl RoomTask {
             if self.saved_seq != Some(seq) {
                 self.save();
             }
+        }
+    }
+
+    /// Saves the room before anyone hears of a change to its timeline or
+    /// queue, so that a successor never restores a room older than what a
+    /// member saw (it would refuse that member's resume, and reuse `seq`s).
+    /// On a shared deployment only, and at most [`SAVE_AHEAD_TIMEOUT`]: a
+    /// store that hangs delays a change that long, then the change goes
+    /// out unsaved (the save is retried in the background).
+    async fn save_ahead(&mut self) {
+        if !self.app.realtime.is_shared() {
+            return;
+        }
+        let (Some(engine), Some(key)) = (&self.engine, self.key("state")) else {
+            return;
+        };
+        let seq = engine.seq();
+        if self.saved_seq == Some(seq) || !engine.has_output() {
+            return;
+        }
+        let Ok(body) = serde_json::to_vec(&engine.durable()) else {
+            return;
+        };
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            ttl: Some(STATE_TTL),
+        };
+        let put = self.app.backends.kv.put(&key, body.into(), opts);
+        if let Ok(Ok(_)) = tokio::time::timeout(SAVE_AHEAD_TIMEOUT, put).await {
+            self.saved_seq = Some(seq);
         }
     }
 
