@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use videosync_core::catalog::{catalog_from_url, StatusChange};
+use videosync_core::catalog::catalog_from_url;
 use videosync_core::conformance::{postgres_namespace, service_url, unique_name};
 use videosync_core::{Clock, SystemClock, VideoId};
 
@@ -105,29 +105,7 @@ async fn ready_video(c: &Cluster, token: &str, channel: &str) -> String {
     let catalog = catalog_from_url(&c.database, Arc::new(SystemClock::new()))
         .await
         .expect("the catalog");
-    let fence = "rooms-test".to_owned();
-    catalog
-        .update_status(
-            id,
-            None,
-            StatusChange::Processing {
-                fence: fence.clone(),
-            },
-        )
-        .await
-        .unwrap();
-    catalog
-        .update_status(
-            id,
-            None,
-            StatusChange::Ready {
-                fence,
-                renditions: Vec::new(),
-                output_prefix: format!("videos/{id}/a1"),
-            },
-        )
-        .await
-        .unwrap();
+    ws::mark_ready(&*catalog, id, None).await;
     id.to_string()
 }
 

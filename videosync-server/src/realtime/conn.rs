@@ -56,107 +56,23 @@ pub(crate) async fn run(app: AppState, channel: ChannelId, socket: WebSocket) {
     let clock = app.realtime.clock();
     let stamp = |msg: ServerMessage| Utf8Bytes::from(encode(&Stamped::new(clock.now_ms(), msg)));
 
-    // 1. `hello`, within the time limit.
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, next_text(&mut stream)).await {
-        Ok(Some(Ok(text))) => text,
-        Ok(Some(Err(err))) => {
-            return refuse(
-                &mut sink,
-                &mut stream,
-                stamp(err.to_message()),
-                close::PROTOCOL,
-            )
-            .await
-        }
-        Ok(None) => return,
-        Err(_) => {
-            let err = ProtocolError::new(ErrorCode::Malformed, "no hello within 10 s");
-            return refuse(
-                &mut sink,
-                &mut stream,
-                stamp(err.to_message()),
-                close::PROTOCOL,
-            )
-            .await;
-        }
-    };
-    let frame = match decode_client(&hello) {
-        Ok(f) => f,
-        Err(err) => {
-            return refuse(
-                &mut sink,
-                &mut stream,
-                stamp(err.to_message()),
-                close::PROTOCOL,
-            )
-            .await
-        }
-    };
-    let ClientMessage::Hello {
-        versions,
-        token,
+    // 1. `hello`, then who it is and whether they may be here.
+    let Hello {
+        version,
+        identity,
+        who,
         name,
         resume,
-    } = frame.msg
-    else {
-        let err = ProtocolError::new(ErrorCode::Malformed, "the first message must be hello");
-        return refuse(
-            &mut sink,
-            &mut stream,
-            stamp(err.to_message()),
-            close::PROTOCOL,
-        )
-        .await;
-    };
-    let version = match negotiate(&versions) {
-        Ok(v) => v,
-        Err(err) => {
-            return refuse(
-                &mut sink,
-                &mut stream,
-                stamp(err.to_message()),
-                close::PROTOCOL,
-            )
-            .await
-        }
-    };
-
-    // 2. Who is it, and may they be here?
-    let (caller, expires_s) = match authenticate(&app, channel, &token).await {
-        Ok(found) => found,
+        expires_s,
+    } = match handshake(&app, channel, &mut stream).await {
+        Ok(Some(hello)) => hello,
+        Ok(None) => return,
         Err((err, code)) => {
             return refuse(&mut sink, &mut stream, stamp(err.to_message()), code).await
         }
     };
-    if crate::channels::load(&app, &caller, channel).await.is_err() {
-        let err = ProtocolError::new(ErrorCode::NotFound, "no such channel");
-        return refuse(
-            &mut sink,
-            &mut stream,
-            stamp(err.to_message()),
-            close::NOT_FOUND,
-        )
-        .await;
-    }
-    let (identity, shown) = match &caller {
-        Caller::User(u) => (
-            Identity::User(u.id),
-            display_name(&u.display_name, &u.username),
-        ),
-        Caller::Guest(g) => (Identity::Guest(g.id.clone()), display_name(&g.name, &name)),
-        Caller::Anonymous => {
-            let err = ProtocolError::new(ErrorCode::Forbidden, "sign in first");
-            return refuse(
-                &mut sink,
-                &mut stream,
-                stamp(err.to_message()),
-                close::UNAUTHORIZED,
-            )
-            .await;
-        }
-    };
 
-    // 3. Join the room.
+    // 2. Join the room.
     let settings = app.realtime.settings().clone();
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(settings.send_queue_frames);
     let closer = Closer::new();
@@ -167,8 +83,8 @@ pub(crate) async fn run(app: AppState, channel: ChannelId, socket: WebSocket) {
         tx,
         closer: closer.clone(),
         identity,
-        who: who(&caller),
-        name: shown,
+        who,
+        name,
         version,
         resume,
         reply,
@@ -189,7 +105,7 @@ pub(crate) async fn run(app: AppState, channel: ChannelId, socket: WebSocket) {
         Err(_) => return close_with(&mut sink, &mut stream, 1011, "the room stopped").await,
     };
 
-    // 4. Serve until someone ends it.
+    // 3. Serve until someone ends it.
     let reason = serve(
         &app,
         channel,
@@ -210,6 +126,73 @@ pub(crate) async fn run(app: AppState, channel: ChannelId, socket: WebSocket) {
     if let Some((code, text)) = reason {
         close_with(&mut sink, &mut stream, code, &text).await;
     }
+}
+
+/// A client that said `hello` and may join.
+struct Hello {
+    version: u32,
+    identity: Identity,
+    who: crate::policy::Who,
+    /// The name others see.
+    name: String,
+    resume: Option<videosync_sync::protocol::Resume>,
+    /// When its credential expires, Unix seconds.
+    expires_s: u64,
+}
+
+/// Reads `hello` (within the time limit) and checks, in order, the
+/// message, the version, the credential and whether the caller may see the
+/// channel. `None`: the client went away first; an error: what to tell
+/// the client, and the close code.
+async fn handshake(
+    app: &AppState,
+    channel: ChannelId,
+    stream: &mut Stream,
+) -> Result<Option<Hello>, (ProtocolError, u16)> {
+    let protocol = |err: ProtocolError| (err, close::PROTOCOL);
+    let text = match tokio::time::timeout(HELLO_TIMEOUT, next_text(stream)).await {
+        Ok(Some(text)) => text.map_err(protocol)?,
+        Ok(None) => return Ok(None),
+        Err(_) => {
+            let err = ProtocolError::new(ErrorCode::Malformed, "no hello within 10 s");
+            return Err(protocol(err));
+        }
+    };
+    let ClientMessage::Hello {
+        versions,
+        token,
+        name,
+        resume,
+    } = decode_client(&text).map_err(protocol)?.msg
+    else {
+        let err = ProtocolError::new(ErrorCode::Malformed, "the first message must be hello");
+        return Err(protocol(err));
+    };
+    let version = negotiate(&versions).map_err(protocol)?;
+    let (caller, expires_s) = authenticate(app, channel, &token).await?;
+    if crate::channels::load(app, &caller, channel).await.is_err() {
+        let err = ProtocolError::new(ErrorCode::NotFound, "no such channel");
+        return Err((err, close::NOT_FOUND));
+    }
+    let (identity, name) = match &caller {
+        Caller::User(u) => (
+            Identity::User(u.id),
+            display_name(&u.display_name, &u.username),
+        ),
+        Caller::Guest(g) => (Identity::Guest(g.id.clone()), display_name(&g.name, &name)),
+        Caller::Anonymous => {
+            let err = ProtocolError::new(ErrorCode::Forbidden, "sign in first");
+            return Err((err, close::UNAUTHORIZED));
+        }
+    };
+    Ok(Some(Hello {
+        version,
+        identity,
+        who: who(&caller),
+        name,
+        resume,
+        expires_s,
+    }))
 }
 
 /// The connection loop; returns the close frame to send, if any.

@@ -121,6 +121,11 @@ impl ServerClock {
     }
 }
 
+/// A room that cannot take an input now (its inbox is full, or the server
+/// is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Overloaded;
+
 /// This instance's rooms, by channel.
 #[derive(Debug)]
 pub struct Hub {
@@ -245,13 +250,13 @@ impl Hub {
         app: &AppState,
         channel: ChannelId,
         input: room::Input,
-    ) -> Result<(), room::Input> {
+    ) -> Result<(), Overloaded> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let mut input = input;
         if let Some(tx) = rooms.get(&channel) {
             match tx.try_send(input) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(i)) => return Err(i),
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(Overloaded),
                 Err(mpsc::error::TrySendError::Closed(i)) => input = i,
             }
         }
@@ -259,13 +264,13 @@ impl Hub {
         // stopped (the server is shutting down) goes nowhere.
         if !matches!(input, room::Input::Join(_)) || self.shutdown.is_cancelled() {
             return match input {
-                room::Input::Join(j) => Err(room::Input::Join(j)),
+                room::Input::Join(_) => Err(Overloaded),
                 _ => Ok(()),
             };
         }
         let (tx, rx) = mpsc::channel(INBOX);
         tokio::spawn(room::run(room::RoomTask::new(app.clone(), channel), rx));
-        let sent = tx.try_send(input).map_err(|e| e.into_inner());
+        let sent = tx.try_send(input).map_err(|_| Overloaded);
         rooms.insert(channel, tx);
         metrics::gauge!("ws_rooms").set(rooms.len() as f64);
         sent

@@ -4,9 +4,6 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
-use videosync_core::catalog::StatusChange;
-use videosync_core::db::Videos;
-use videosync_core::VideoId;
 
 use crate::harness::{TestApp, User};
 
@@ -37,23 +34,7 @@ pub struct Fixture {
 
 /// Sets a video ready as a worker would.
 pub async fn make_ready(t: &TestApp, id: &str) {
-    let id: VideoId = id.parse().unwrap();
-    let mut tx = t.app.backends.db.begin().await.unwrap();
-    tx.set_video_status(id, None, StatusChange::Processing { fence: "f".into() })
-        .await
-        .unwrap();
-    tx.set_video_status(
-        id,
-        None,
-        StatusChange::Ready {
-            fence: "f".into(),
-            renditions: vec![],
-            output_prefix: format!("videos/{}/a1", id.as_uuid().simple()),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    crate::ws::mark_ready(&*t.app.backends.catalog, id.parse().unwrap(), None).await;
 }
 
 impl Fixture {

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-use videosync_core::catalog::StatusChange;
 use videosync_core::VideoId;
 
 use crate::harness::{test_config, Set, TestApp, User};
@@ -54,37 +53,7 @@ async fn ready_video_of(
         .await;
     assert_eq!(status, StatusCode::CREATED, "{video}");
     let id: VideoId = video["id"].as_str().unwrap().parse().unwrap();
-    let catalog = &t.app.backends.catalog;
-    if let Some(ms) = duration_ms {
-        let meta = videosync_core::catalog::SourceMeta {
-            duration_ms: Some(ms),
-            ..Default::default()
-        };
-        catalog.set_source_meta(id, meta).await.unwrap();
-    }
-    let fence = "test-fence".to_owned();
-    catalog
-        .update_status(
-            id,
-            None,
-            StatusChange::Processing {
-                fence: fence.clone(),
-            },
-        )
-        .await
-        .unwrap();
-    catalog
-        .update_status(
-            id,
-            None,
-            StatusChange::Ready {
-                fence,
-                renditions: Vec::new(),
-                output_prefix: format!("videos/{id}/a1"),
-            },
-        )
-        .await
-        .unwrap();
+    crate::ws::mark_ready(&*t.app.backends.catalog, id, duration_ms).await;
     id.to_string()
 }
 

@@ -10,6 +10,31 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use videosync_core::catalog::{Catalog, SourceMeta, StatusChange};
+use videosync_core::VideoId;
+
+/// Sets video `id` ready as a worker would (`duration_ms` long when given),
+/// without transcoding: rooms need only its id, status and length.
+pub async fn mark_ready(catalog: &dyn Catalog, id: VideoId, duration_ms: Option<u64>) {
+    if duration_ms.is_some() {
+        let meta = SourceMeta {
+            duration_ms,
+            ..SourceMeta::default()
+        };
+        catalog.set_source_meta(id, meta).await.unwrap();
+    }
+    let fence = "test-fence".to_owned();
+    let processing = StatusChange::Processing {
+        fence: fence.clone(),
+    };
+    catalog.update_status(id, None, processing).await.unwrap();
+    let ready = StatusChange::Ready {
+        fence,
+        renditions: Vec::new(),
+        output_prefix: format!("videos/{}/a1", id.as_uuid().simple()),
+    };
+    catalog.update_status(id, None, ready).await.unwrap();
+}
 
 /// A protocol client.
 pub struct Ws {
