@@ -1,6 +1,6 @@
 //! A channel's room on one instance: the task that holds this instance's
 //! connections to it, and, while this instance owns the room, its
-//! [`Engine`].
+//! engine.
 //!
 //! One instance owns a room at a time, by a lease in the key-value store
 //! (`room.<channel>.owner`, 2 s, renewed every 0.5 s). The owner runs the
