@@ -57,6 +57,7 @@ struct Plan {
     warmup_seconds: f64,
     rounds: usize,
     processes: usize,
+    instances: usize,
 }
 
 impl Plan {
@@ -70,6 +71,7 @@ impl Plan {
                 warmup_seconds: 2.0,
                 rounds: 1,
                 processes: 2,
+                instances: 1,
             }
         } else {
             Plan {
@@ -80,6 +82,7 @@ impl Plan {
                 warmup_seconds: 5.0,
                 rounds: 2,
                 processes: 4,
+                instances: 1,
             }
         }
     }
@@ -169,7 +172,7 @@ fn read_addr(child: &mut Child) -> String {
     addr
 }
 
-fn start_videosync(bin: &Path) -> Served {
+fn start_videosync(bin: &Path, env: &[(&str, String)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin);
     for (name, _) in std::env::vars_os() {
@@ -185,6 +188,7 @@ fn start_videosync(bin: &Path) -> Served {
         .env("VIDEOSYNC_CHAT_PER_MINUTE", "600")
         .env("RUST_LOG", "warn,videosync=info")
         .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -246,7 +250,7 @@ async fn api(
 }
 
 /// A user, and `rooms` channels with a ready video each, on videosync.
-async fn videosync_rooms(served: &Served, plan: &Plan) -> Vec<load::RoomSpec> {
+async fn videosync_rooms(served: &Served, plan: &Plan, db: Option<&str>) -> Vec<load::RoomSpec> {
     let http = reqwest::Client::new();
     let base = format!("http://{}", served.addr);
     let user = api(
@@ -258,10 +262,13 @@ async fn videosync_rooms(served: &Served, plan: &Plan) -> Vec<load::RoomSpec> {
     )
     .await;
     let token = user["access_token"].as_str().unwrap().to_owned();
-    let db = format!(
-        "sqlite://{}",
-        served._dir.path().join("data/videosync.db").display()
-    );
+    let db = match db {
+        Some(url) => url.to_owned(),
+        None => format!(
+            "sqlite://{}",
+            served._dir.path().join("data/videosync.db").display()
+        ),
+    };
     let catalog = catalog_from_url(&db, Arc::new(SystemClock::new()))
         .await
         .unwrap();
@@ -345,12 +352,14 @@ fn drive(
     servers: Vec<String>,
     rooms: Vec<load::RoomSpec>,
     plan: &Plan,
-    pid: u32,
+    pids: &[u32],
     redis_pid: Option<u32>,
     scratch: &Path,
 ) -> Run {
     let me = std::env::current_exe().unwrap();
-    let rss_idle = rss_mib(pid);
+    let rss = || pids.iter().map(|&p| rss_mib(p)).sum::<f64>();
+    let cpu = || pids.iter().map(|&p| cpu_s(p)).sum::<f64>();
+    let rss_idle = rss();
     let per = rooms.len().div_ceil(plan.processes);
     let mut loaders = Vec::new();
     for (k, chunk) in rooms.chunks(per).enumerate() {
@@ -392,8 +401,8 @@ fn drive(
             .unwrap_or(0);
     }
     std::thread::sleep(Duration::from_secs(2));
-    let rss_connected = rss_mib(pid);
-    let (cpu0, rcpu0) = (cpu_s(pid), redis_pid.map(cpu_s));
+    let rss_connected = rss();
+    let (cpu0, rcpu0) = (cpu(), redis_pid.map(cpu_s));
     let clock = SystemClock::new();
     for l in &mut loaders {
         writeln!(l.stdin).unwrap();
@@ -405,7 +414,7 @@ fn drive(
         reports.push(serde_json::from_str::<load::Report>(line.trim()).unwrap_or_default());
     }
     let wall = videosync::core::Clock::monotonic(&clock).as_secs_f64();
-    let (cpu1, rcpu1) = (cpu_s(pid), redis_pid.map(cpu_s));
+    let (cpu1, rcpu1) = (cpu(), redis_pid.map(cpu_s));
     let mut samples = Vec::new();
     for l in &mut loaders {
         let _ = l.child.wait();
@@ -465,7 +474,20 @@ async fn main() {
         return;
     }
     let quick = std::env::var("VIDEOSYNC_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let plan = Plan::new(quick);
+    // `VIDEOSYNC_BENCH_INSTANCES=2`: two instances of each server sharing
+    // Redis (and Postgres), twice the rooms, members split across both.
+    let instances: usize = std::env::var("VIDEOSYNC_BENCH_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 2);
+    let mut plan = Plan::new(quick);
+    plan.rooms *= instances;
+    plan.instances = instances;
+    let two = (instances > 1).then(|| {
+        std::env::var("VIDEOSYNC_TEST_POSTGRES_URL")
+            .expect("VIDEOSYNC_TEST_POSTGRES_URL (Postgres for two instances)")
+    });
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -499,29 +521,58 @@ async fn main() {
         };
         for name in order {
             let run = if name == "videosync" {
-                let served = start_videosync(&bin);
-                let rooms = videosync_rooms(&served, &plan).await;
+                // Alone: the embedded backends. Two: Postgres and Redis
+                // shared, members of every room split across both.
+                let shared = match &two {
+                    Some(pg) => {
+                        let db = videosync::core::conformance::postgres_namespace(pg).await;
+                        let env = vec![
+                            ("VIDEOSYNC_DATABASE_URL", db.clone()),
+                            ("VIDEOSYNC_QUEUE_URL", redis.clone()),
+                            ("VIDEOSYNC_BUS_URL", redis.clone()),
+                            ("VIDEOSYNC_LOG_URL", redis.clone()),
+                            ("VIDEOSYNC_KV_URL", redis.clone()),
+                            (
+                                "VIDEOSYNC_NAMESPACE",
+                                format!("bench{round}{}", std::process::id()),
+                            ),
+                            (
+                                "VIDEOSYNC_JWT_SECRET",
+                                "realtime-bench-secret-realtime-bench-0123".to_owned(),
+                            ),
+                        ];
+                        Some((db, env))
+                    }
+                    None => None,
+                };
+                let env = shared.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
+                let servers: Vec<Served> = (0..instances)
+                    .map(|_| start_videosync(&bin, &env))
+                    .collect();
+                let db = shared.as_ref().map(|(db, _)| db.as_str());
+                let rooms = videosync_rooms(&servers[0], &plan, db).await;
+                let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
                 drive(
                     name,
-                    vec![served.addr.clone()],
+                    servers.iter().map(|s| s.addr.clone()).collect(),
                     rooms,
                     &plan,
-                    served.child.id(),
-                    None,
+                    &pids,
+                    (instances > 1).then_some(rpid).flatten(),
                     scratch.path(),
                 )
             } else {
-                let served = start_node(
-                    &node_dir,
-                    &redis,
-                    &format!("bench{round}{}", std::process::id()),
-                );
+                let namespace = format!("bench{round}{}", std::process::id());
+                let servers: Vec<Served> = (0..instances)
+                    .map(|_| start_node(&node_dir, &redis, &namespace))
+                    .collect();
+                let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
                 drive(
                     name,
-                    vec![served.addr.clone()],
+                    servers.iter().map(|s| s.addr.clone()).collect(),
                     node_rooms(&plan),
                     &plan,
-                    served.child.id(),
+                    &pids,
                     rpid,
                     scratch.path(),
                 )
@@ -550,7 +601,12 @@ async fn main() {
         "videosync": summary("videosync"),
         "node": summary("node"),
     });
-    let suffix = if quick { "-quick" } else { "" };
+    let suffix = match (quick, instances) {
+        (true, 1) => "-quick",
+        (true, _) => "-two-quick",
+        (false, 1) => "",
+        (false, _) => "-two",
+    };
     let dir = root.join("benches/results");
     std::fs::write(
         dir.join(format!("realtime{suffix}.json")),
@@ -571,20 +627,32 @@ async fn main() {
         )
     };
     let mut md = format!(
-        "# Realtime benchmark{}\n\n{} rooms of {} members ({} connections) on one server, each room's first member sending {} playback update and {} chat message per second, everyone receiving both; {} s per run, the first {} s not measured; {} rounds alternating; medians (min..max) of the rounds. Load tool: {} processes of tokio-tungstenite clients on the same 2-core machine. Latency: server send stamp to receipt.\n\n",
-        if quick { " (quick)" } else { "" }, plan.rooms, plan.members, plan.connections(), plan.per_second, plan.per_second, plan.seconds, plan.warmup_seconds, plan.rounds, plan.processes,
+        "# Realtime benchmark{}\n\n{} rooms of {} members ({} connections) on {}, each room's first member sending {} playback update and {} chat message per second, everyone receiving both; {} s per run, the first {} s not measured; {} rounds alternating; medians (min..max) of the rounds. Load tool: {} processes of tokio-tungstenite clients on the same 2-core machine. Latency: server send stamp to receipt.\n\n",
+        if quick { " (quick)" } else { "" }, plan.rooms, plan.members, plan.connections(),
+        if instances == 1 { "one server".to_owned() } else { format!("{instances} instances of each server, every room's members split across them") },
+        plan.per_second, plan.per_second, plan.seconds, plan.warmup_seconds, plan.rounds, plan.processes,
     );
     md.push_str("| server | connections | p50 ms | p99 ms | max ms | frames delivered/s | server CPU % | KiB per connection |\n|---|---|---|---|---|---|---|---|\n");
     md.push_str(&row("videosync"));
     md.push_str(&row("node"));
-    let redis_cpu: Vec<f64> = runs.iter().filter_map(|r| r.redis_cpu_percent).collect();
-    if !redis_cpu.is_empty() {
-        md.push_str(&format!(
-            "\nThe Node baseline also used Redis: {:.0} % CPU (median).\n",
-            spread(redis_cpu).median
-        ));
+    for name in ["videosync", "node"] {
+        let redis_cpu: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.server == name)
+            .filter_map(|r| r.redis_cpu_percent)
+            .collect();
+        if !redis_cpu.is_empty() {
+            md.push_str(&format!(
+                "\n{name} also used Redis: {:.0} % CPU (median).\n",
+                spread(redis_cpu).median
+            ));
+        }
     }
-    md.push_str("\nvideosync runs on its embedded backends (SQLite, in-process bus); chat is stored in the database before it is relayed. The baseline checks no token or permission and stores no chat.\n");
+    if instances == 1 {
+        md.push_str("\nvideosync runs on its embedded backends (SQLite, in-process bus); chat is stored in the database before it is relayed. The baseline checks no token or permission and stores no chat.\n");
+    } else {
+        md.push_str("\nvideosync: instances sharing Postgres and Redis (each room owned by one instance under a lease, the rest relaying over Redis pub/sub); chat is stored in Postgres before it is relayed. The baseline: Node processes sharing Redis pub/sub; it checks no token or permission and stores no chat. CPU and memory are the instances' sums.\n");
+    }
     std::fs::write(dir.join(format!("realtime{suffix}.md")), md).unwrap();
     println!("wrote benches/results/realtime{suffix}.json and .md");
 }
