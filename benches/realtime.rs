@@ -21,7 +21,10 @@
 //! folder, then `cargo bench --bench realtime` with
 //! `VIDEOSYNC_TEST_REDIS_URL` set. `VIDEOSYNC_BENCH_QUICK=1` runs 10 rooms
 //! of 50 for 10 s. Writes `benches/results/realtime.json` and `.md` (the
-//! quick version `realtime-quick.*`).
+//! quick version `realtime-quick.*`). `VIDEOSYNC_BENCH_INSTANCES=2` runs two
+//! instances of each server instead (videosync on shared Postgres and Redis,
+//! with `VIDEOSYNC_TEST_POSTGRES_URL` set; two Node processes), twice the
+//! rooms, every room's members split across both: `realtime-two.*`.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
