@@ -18,7 +18,7 @@ use videosync_core::catalog::catalog_from_url;
 use videosync_core::conformance::{postgres_namespace, service_url, unique_name};
 use videosync_core::{Clock, SystemClock, VideoId};
 
-use common::serve::{Server, JWT_SECRET};
+use common::serve::{sign_up_with_id, Server, JWT_SECRET};
 use ws::Ws;
 
 /// A stopwatch on the project's clock.
@@ -78,20 +78,6 @@ fn addr(server: &Server) -> SocketAddr {
     server.addr.parse().expect("a socket address")
 }
 
-fn register(server: &Server, name: &str) -> (String, String) {
-    let body = server.expect(
-        201,
-        "POST",
-        "/api/v1/auth/register",
-        None,
-        Some(json!({"username": name, "password": format!("password of {name}")})),
-    );
-    (
-        body["access_token"].as_str().unwrap().to_owned(),
-        body["user"]["id"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// A video of `channel`, marked ready in the shared catalog.
 async fn ready_video(c: &Cluster, token: &str, channel: &str) -> String {
     let video = c.a.expect(
@@ -111,8 +97,8 @@ async fn ready_video(c: &Cluster, token: &str, channel: &str) -> String {
 
 /// A setup with two members on different instances of one room.
 async fn two_members(c: &Cluster) -> (String, String, String, String, String) {
-    let (ada, _) = register(&c.a, "ada");
-    let (bob, bob_id) = register(&c.b, "bob");
+    let (ada, _) = sign_up_with_id(&c.a, "ada");
+    let (bob, bob_id) = sign_up_with_id(&c.b, "bob");
     let channel = c.a.expect(
         201,
         "POST",
@@ -398,7 +384,7 @@ async fn restarting_redis_under_a_thousand_clients_loses_no_acknowledged_chat() 
     // (the first on A, which then owns the room).
     let mut rooms = Vec::new();
     for r in 0..ROOMS {
-        let (token, _) = register(&a, &format!("host{r}"));
+        let (token, _) = sign_up_with_id(&a, &format!("host{r}"));
         let channel = a.expect(
             201,
             "POST",

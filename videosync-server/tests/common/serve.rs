@@ -285,6 +285,11 @@ pub fn quick_ladder() -> Vec<(&'static str, String)> {
 }
 
 pub fn sign_up(server: &Server, name: &str) -> String {
+    sign_up_with_id(server, name).0
+}
+
+/// [`sign_up`], answering the access token and the user's id.
+pub fn sign_up_with_id(server: &Server, name: &str) -> (String, String) {
     let body = server.expect(
         201,
         "POST",
@@ -292,7 +297,10 @@ pub fn sign_up(server: &Server, name: &str) -> String {
         None,
         Some(json!({"username": name, "password": format!("password of {name}")})),
     );
-    body["access_token"].as_str().unwrap().to_owned()
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["user"]["id"].as_str().unwrap().to_owned(),
+    )
 }
 
 pub fn channel(server: &Server, token: &str, visibility: &str) -> String {
