@@ -77,6 +77,7 @@ bench: ## list the benchmark harnesses and run those named in BENCH (default cor
 	echo "  server  HTTP load with oha (login, channel read, search) and search latency over 100 000 videos on SQLite and Postgres"
 	echo "  media   upload to ready (beside a bare transcode), delivery (beside nginx sendfile), 1 GiB tus upload (beside cp)"
 	echo "  realtime  rooms over WebSocket: 100 rooms of 100 on one server beside a Node ws + Redis baseline"
+	echo "            (VIDEOSYNC_BENCH_INSTANCES=2: two instances; VIDEOSYNC_BENCH_RAMP=capacity or rate: the ramps)"
 	names="$(BENCH)"
 	if [[ "$$names" == all ]]; then names="core sync ladder server media realtime"; fi
 	for b in $$names; do

@@ -25,6 +25,11 @@
 //! instances of each server instead (videosync on shared Postgres and Redis,
 //! with `VIDEOSYNC_TEST_POSTGRES_URL` set; two Node processes), twice the
 //! rooms, every room's members split across both: `realtime-two.*`.
+//! `VIDEOSYNC_BENCH_RAMP=capacity` finds the connections each server holds
+//! at p99 <= 50 ms (rooms of 100 added 2 500 connections a step):
+//! `realtime-capacity.*`; `VIDEOSYNC_BENCH_RAMP=rate` doubles the messages
+//! per room per second over 10 000 connections until p99 passes 100 ms:
+//! `realtime-rate.*`.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -451,6 +456,274 @@ fn drive(
     }
 }
 
+/// What every run needs: the binaries, Redis, and where the second
+/// instance's database is.
+struct Setup {
+    bin: PathBuf,
+    node_dir: PathBuf,
+    redis: String,
+    rpid: Option<u32>,
+    /// Postgres, when two instances run.
+    two: Option<String>,
+    instances: usize,
+    scratch: PathBuf,
+}
+
+/// One run of `name` (`videosync` or `node`) under `plan`, on fresh
+/// servers.
+async fn measure(setup: &Setup, name: &str, plan: &Plan, round: usize) -> Run {
+    let Setup {
+        bin,
+        node_dir,
+        redis,
+        rpid,
+        two,
+        instances,
+        scratch,
+    } = setup;
+    let (rpid, instances) = (*rpid, *instances);
+    // Chat at the plan's rate must not meet the per-member chat limit.
+    let chat_per_minute = ((plan.per_second * 60.0 * 2.0) as u64).max(600).to_string();
+    if name == "videosync" {
+        // Alone: the embedded backends. Two: Postgres and Redis shared,
+        // members of every room split across both.
+        let shared = match two {
+            Some(pg) => {
+                let db = videosync::core::conformance::postgres_namespace(pg).await;
+                let env = vec![
+                    ("VIDEOSYNC_DATABASE_URL", db.clone()),
+                    ("VIDEOSYNC_QUEUE_URL", redis.clone()),
+                    ("VIDEOSYNC_BUS_URL", redis.clone()),
+                    ("VIDEOSYNC_LOG_URL", redis.clone()),
+                    ("VIDEOSYNC_KV_URL", redis.clone()),
+                    (
+                        "VIDEOSYNC_NAMESPACE",
+                        format!("bench{round}{}", std::process::id()),
+                    ),
+                    (
+                        "VIDEOSYNC_JWT_SECRET",
+                        "realtime-bench-secret-realtime-bench-0123".to_owned(),
+                    ),
+                ];
+                Some((db, env))
+            }
+            None => None,
+        };
+        let mut env = shared.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
+        env.push(("VIDEOSYNC_CHAT_PER_MINUTE", chat_per_minute));
+        let servers: Vec<Served> = (0..instances).map(|_| start_videosync(bin, &env)).collect();
+        let db = shared.as_ref().map(|(db, _)| db.as_str());
+        let rooms = videosync_rooms(&servers[0], plan, db).await;
+        let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+        drive(
+            name,
+            servers.iter().map(|s| s.addr.clone()).collect(),
+            rooms,
+            plan,
+            &pids,
+            (instances > 1).then_some(rpid).flatten(),
+            scratch,
+        )
+    } else {
+        let namespace = format!("bench{round}{}", std::process::id());
+        let servers: Vec<Served> = (0..instances)
+            .map(|_| start_node(node_dir, redis, &namespace))
+            .collect();
+        let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+        drive(
+            name,
+            servers.iter().map(|s| s.addr.clone()).collect(),
+            node_rooms(plan),
+            plan,
+            &pids,
+            rpid,
+            scratch,
+        )
+    }
+}
+
+/// One step of a ramp: the plan's knob and the run at it.
+#[derive(Debug, Clone, Serialize)]
+struct Step {
+    server: String,
+    connections: usize,
+    per_second: f64,
+    run: Run,
+}
+
+/// Raises `knob` step by step for both servers, alternating which goes
+/// first, and stops a server at the first step whose p99 passes
+/// `limit_ms` (or that could not connect everyone). Answers every step.
+async fn ramp(
+    setup: &Setup,
+    base: &Plan,
+    steps: &[f64],
+    limit_ms: f64,
+    apply: fn(&mut Plan, f64),
+) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut done = [false, false];
+    for (k, &knob) in steps.iter().enumerate() {
+        let mut plan = *base;
+        apply(&mut plan, knob);
+        let order = if k % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            if done[i] {
+                continue;
+            }
+            let name = ["videosync", "node"][i];
+            let run = measure(setup, name, &plan, k).await;
+            println!(
+                "  {name} at {} connections, {}/s: p99 {:.1} ms ({} connected)",
+                plan.connections(),
+                plan.per_second,
+                run.p99_ms,
+                run.connections
+            );
+            let failed = run.connections < plan.connections() || run.p99_ms.is_nan();
+            if failed || run.p99_ms > limit_ms {
+                done[i] = true;
+            }
+            out.push(Step {
+                server: name.to_owned(),
+                connections: plan.connections(),
+                per_second: plan.per_second,
+                run,
+            });
+        }
+        if done.iter().all(|d| *d) {
+            break;
+        }
+    }
+    out
+}
+
+/// The largest step of `server` that held `limit_ms` at p99.
+fn held<'a>(steps: &'a [Step], server: &str, limit_ms: f64) -> Option<&'a Step> {
+    steps
+        .iter()
+        .filter(|s| s.server == server)
+        .take_while(|s| within(s, limit_ms))
+        .last()
+}
+
+/// Whether a step connected everyone and kept p99 within `limit_ms`.
+fn within(s: &Step, limit_ms: f64) -> bool {
+    s.run.connections == s.connections && s.run.p99_ms <= limit_ms
+}
+
+fn ramp_table(steps: &[Step]) -> String {
+    let mut md = String::from("| server | connections | per room per s | p50 ms | p99 ms | max ms | frames delivered/s | server CPU % | KiB per connection |\n|---|---|---|---|---|---|---|---|---|\n");
+    for s in steps {
+        let r = &s.run;
+        md.push_str(&format!(
+            "| {} | {} of {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} |\n",
+            s.server,
+            r.connections,
+            s.connections,
+            s.per_second,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.delivered_per_s,
+            r.server_cpu_percent,
+            r.kib_per_connection
+        ));
+    }
+    md
+}
+
+/// Capacity: rooms of 100 added 2 500 connections at a time (up to 19 000:
+/// a process holds at most 20 000 open files here), one update and one
+/// chat per room per second, until p99 passes 50 ms.
+async fn ramp_capacity(setup: &Setup, base: &Plan, root: &Path, loadavg: &str, node: &str) {
+    const LIMIT_MS: f64 = 50.0;
+    let mut plan = *base;
+    plan.seconds = 20.0;
+    plan.warmup_seconds = 5.0;
+    let steps: Vec<f64> = [25.0, 50.0, 75.0, 100.0, 125.0, 150.0, 175.0, 190.0].to_vec();
+    let steps = ramp(setup, &plan, &steps, LIMIT_MS, |p, rooms| {
+        p.rooms = rooms as usize;
+        p.processes = (p.rooms / 25).max(2);
+    })
+    .await;
+    let cap = |name: &str| held(&steps, name, LIMIT_MS).map_or(0, |s| s.connections);
+    let (v, n) = (cap("videosync"), cap("node"));
+    let ratio = v as f64 / n.max(1) as f64;
+    let report = json!({
+        "limit_p99_ms": LIMIT_MS,
+        "machine": {"loadavg_before": loadavg.trim(), "node": node},
+        "capacity": {"videosync": v, "node": n, "ratio": ratio},
+        "steps": steps,
+    });
+    let dir = root.join("benches/results");
+    std::fs::write(
+        dir.join("realtime-capacity.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    let mut md = format!(
+        "# Realtime benchmark: capacity\n\nConnections held at p99 <= {LIMIT_MS} ms on one server, rooms of 100 added 2 500 connections at a time (at most 19 000: a process may hold 20 000 open files here), each room's first member sending one playback update and one chat message per second; {} s per step, the first {} s not measured; the servers take turns going first. A server stops at the first step past the limit.\n\n**Capacity: videosync {v}, Node baseline {n} ({ratio:.1}x).** Where videosync held every step, its capacity here is bounded by the open-file limit, not by latency.\n\n",
+        plan.seconds, plan.warmup_seconds
+    );
+    md.push_str(&ramp_table(&steps));
+    std::fs::write(dir.join("realtime-capacity.md"), md).unwrap();
+    println!("capacity at p99 <= {LIMIT_MS} ms: videosync {v}, node {n} ({ratio:.1}x); wrote benches/results/realtime-capacity.json and .md");
+}
+
+/// Message rate: 100 rooms of 100, the updates and chat per room per second
+/// doubled until p99 passes 100 ms.
+async fn ramp_rate(setup: &Setup, base: &Plan, root: &Path, loadavg: &str, node: &str) {
+    const LIMIT_MS: f64 = 100.0;
+    let mut plan = *base;
+    plan.seconds = 20.0;
+    plan.warmup_seconds = 5.0;
+    let steps = ramp(
+        setup,
+        &plan,
+        &[1.0, 2.0, 4.0, 8.0, 16.0],
+        LIMIT_MS,
+        |p, rate| {
+            p.per_second = rate;
+        },
+    )
+    .await;
+    let rate = |name: &str| held(&steps, name, LIMIT_MS).map_or(0.0, |s| s.per_second);
+    let past = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s.server == name && !within(s, LIMIT_MS))
+            .map(|s| s.per_second)
+    };
+    let report = json!({
+        "limit_p99_ms": LIMIT_MS,
+        "machine": {"loadavg_before": loadavg.trim(), "node": node},
+        "held_per_room_per_s": {"videosync": rate("videosync"), "node": rate("node")},
+        "passed_at_per_room_per_s": {"videosync": past("videosync"), "node": past("node")},
+        "steps": steps,
+    });
+    let dir = root.join("benches/results");
+    std::fs::write(
+        dir.join("realtime-rate.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    let say = |name: &str| match past(name) {
+        Some(r) => format!(
+            "{name} held {} per room per second and passed {LIMIT_MS} ms at {r}",
+            rate(name)
+        ),
+        None => format!("{name} held every step (up to {})", rate(name)),
+    };
+    let mut md = format!(
+        "# Realtime benchmark: message rate\n\n100 rooms of 100 on one server; each room's first member sends N playback updates and N chat messages per second (N doubling), everyone receiving all; {} s per step, the first {} s not measured; the servers take turns going first; a server stops at the first step whose p99 passes {LIMIT_MS} ms.\n\n**{}; {}.**\n\n",
+        plan.seconds, plan.warmup_seconds, say("videosync"), say("node")
+    );
+    md.push_str(&ramp_table(&steps));
+    std::fs::write(dir.join("realtime-rate.md"), md).unwrap();
+    println!("wrote benches/results/realtime-rate.json and .md");
+}
+
 fn redis_pid(url: &str) -> Option<u32> {
     let u = url::Url::parse(url).ok()?;
     let out = sh(&format!(
@@ -515,6 +788,21 @@ async fn main() {
     println!("realtime bench ({}): {} rooms of {}, {} update + {} chat per room per second, {} s (first {} s not measured), node {node_version}, load {loadavg}",
         if quick { "quick" } else { "full" }, plan.rooms, plan.members, plan.per_second, plan.per_second, plan.seconds, plan.warmup_seconds);
     let scratch = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        bin,
+        node_dir,
+        redis,
+        rpid,
+        two,
+        instances,
+        scratch: scratch.path().to_owned(),
+    };
+    match std::env::var("VIDEOSYNC_BENCH_RAMP").as_deref() {
+        Ok("capacity") => return ramp_capacity(&setup, &plan, root, &loadavg, &node_version).await,
+        Ok("rate") => return ramp_rate(&setup, &plan, root, &loadavg, &node_version).await,
+        Ok(other) => panic!("VIDEOSYNC_BENCH_RAMP={other}: expected capacity or rate"),
+        Err(_) => {}
+    }
     let mut runs = Vec::new();
     for round in 0..plan.rounds {
         let order: [&str; 2] = if round % 2 == 0 {
@@ -523,63 +811,7 @@ async fn main() {
             ["node", "videosync"]
         };
         for name in order {
-            let run = if name == "videosync" {
-                // Alone: the embedded backends. Two: Postgres and Redis
-                // shared, members of every room split across both.
-                let shared = match &two {
-                    Some(pg) => {
-                        let db = videosync::core::conformance::postgres_namespace(pg).await;
-                        let env = vec![
-                            ("VIDEOSYNC_DATABASE_URL", db.clone()),
-                            ("VIDEOSYNC_QUEUE_URL", redis.clone()),
-                            ("VIDEOSYNC_BUS_URL", redis.clone()),
-                            ("VIDEOSYNC_LOG_URL", redis.clone()),
-                            ("VIDEOSYNC_KV_URL", redis.clone()),
-                            (
-                                "VIDEOSYNC_NAMESPACE",
-                                format!("bench{round}{}", std::process::id()),
-                            ),
-                            (
-                                "VIDEOSYNC_JWT_SECRET",
-                                "realtime-bench-secret-realtime-bench-0123".to_owned(),
-                            ),
-                        ];
-                        Some((db, env))
-                    }
-                    None => None,
-                };
-                let env = shared.as_ref().map(|(_, e)| e.clone()).unwrap_or_default();
-                let servers: Vec<Served> = (0..instances)
-                    .map(|_| start_videosync(&bin, &env))
-                    .collect();
-                let db = shared.as_ref().map(|(db, _)| db.as_str());
-                let rooms = videosync_rooms(&servers[0], &plan, db).await;
-                let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
-                drive(
-                    name,
-                    servers.iter().map(|s| s.addr.clone()).collect(),
-                    rooms,
-                    &plan,
-                    &pids,
-                    (instances > 1).then_some(rpid).flatten(),
-                    scratch.path(),
-                )
-            } else {
-                let namespace = format!("bench{round}{}", std::process::id());
-                let servers: Vec<Served> = (0..instances)
-                    .map(|_| start_node(&node_dir, &redis, &namespace))
-                    .collect();
-                let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
-                drive(
-                    name,
-                    servers.iter().map(|s| s.addr.clone()).collect(),
-                    node_rooms(&plan),
-                    &plan,
-                    &pids,
-                    rpid,
-                    scratch.path(),
-                )
-            };
+            let run = measure(&setup, name, &plan, round).await;
             println!("  {name}: {run:?}");
             runs.push(run);
         }

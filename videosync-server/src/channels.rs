@@ -289,7 +289,10 @@ pub struct CreateChannelRequest {
     /// Let guests (no account) in.
     #[serde(default)]
     pub allow_guests: bool,
-    /// Free-form settings (a JSON object, at most 16 KiB).
+    /// Settings (a JSON object, at most 16 KiB). The rooms read
+    /// `slow_mode_seconds` (0 to 3600; 0: off), `behind` (`wait`, `leave`
+    /// or `skip`) and `wait_timeout_seconds` (1 to 120); other keys are kept
+    /// for clients.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
@@ -317,7 +320,7 @@ pub struct UpdateChannelRequest {
     pub visibility: Option<String>,
     /// Let guests in.
     pub allow_guests: Option<bool>,
-    /// New settings (a JSON object; replaces the old).
+    /// New settings (a JSON object, as in creation; replaces the old).
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
     /// Apply only if the channel is still at this version (else 409
@@ -494,6 +497,14 @@ pub async fn load(app: &App, caller: &Caller, id: ChannelId) -> ApiResult<Loaded
     })
 }
 
+/// The keys of `settings` the rooms read must hold good values (see
+/// [`crate::realtime::settings`]).
+fn check_room_settings(settings: &serde_json::Value) -> ApiResult<()> {
+    crate::realtime::settings::RoomSettings::parse(settings)
+        .map(|_| ())
+        .map_err(ApiError::invalid)
+}
+
 fn parse<T: std::str::FromStr<Err = videosync_core::Error>>(s: &str) -> ApiResult<T> {
     s.parse::<T>().map_err(ApiError::from)
 }
@@ -546,6 +557,7 @@ async fn create(
         ..NewChannel::new(user.id, req.name, parse(&req.visibility)?)
     };
     new.validate()?;
+    check_room_settings(&new.settings)?;
     let mut tx = app.backends.db.begin().await?;
     let channel = tx.create_channel(new).await?;
     tx.commit().await?;
@@ -614,6 +626,9 @@ async fn update(
 ) -> ApiResult<Json<ChannelView>> {
     let l = load(&app, &caller, p.id).await?;
     l.require(Permission::EditChannel)?;
+    if let Some(settings) = &req.settings {
+        check_room_settings(settings)?;
+    }
     let update = ChannelUpdate {
         name: req.name,
         description: req.description,
@@ -783,7 +798,11 @@ async fn members(
     Ok(Json(PageOf::from_page(page, MemberView::from)))
 }
 
-async fn member_role(app: &App, channel: ChannelId, user: UserId) -> ApiResult<Option<Role>> {
+pub(crate) async fn member_role(
+    app: &App,
+    channel: ChannelId,
+    user: UserId,
+) -> ApiResult<Option<Role>> {
     let mut tx = app.backends.db.read().await?;
     let role = tx.member(channel, user).await?.map(|m| m.role);
     tx.commit().await?;

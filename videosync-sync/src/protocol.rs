@@ -133,6 +133,9 @@ pub const MAX_ROLE_CHARS: usize = 32;
 /// Longest chat text, in characters.
 pub const MAX_CHAT_CHARS: usize = 2000;
 
+/// Most members one chat message mentions.
+pub const MAX_MENTIONS: usize = 32;
+
 /// Longest reaction, in characters: enough for a ZWJ emoji sequence.
 pub const MAX_EMOJI_CHARS: usize = 16;
 
@@ -349,6 +352,10 @@ pub enum ServerMessage {
         /// history refer to. Absent: not stored.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
+        /// The members the text mentions (`@` and their name), in id
+        /// order, at most [`MAX_MENTIONS`]; absent when none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<MemberId>,
     },
     /// A stored chat message was edited by its author.
     ChatEdited {
@@ -836,10 +843,24 @@ impl ServerMessage {
             }
             ServerMessage::Waiting { members } => check_waited("waiting members", members),
             ServerMessage::Presence { member, .. } => check_member_info("presence member", member),
-            ServerMessage::Chat { from, text, id } => {
+            ServerMessage::Chat {
+                from,
+                text,
+                id,
+                mentions,
+            } => {
                 check_member("chat from", *from)?;
                 if let Some(id) = id {
                     check_id("chat id", *id)?;
+                }
+                if mentions.len() > MAX_MENTIONS {
+                    return Err(invalid(format!(
+                        "chat mentions has {} members, the limit is {MAX_MENTIONS}",
+                        mentions.len()
+                    )));
+                }
+                for m in mentions {
+                    check_member("chat mentions", *m)?;
                 }
                 check_chat("chat text", text)
             }

@@ -381,6 +381,9 @@ fn bad_server_input_is_refused_with_the_right_code() {
         (format!(r#"{{"type":"state","playback":{},"sent_ms":1}}"#, p.replace("\"rate\":1", "\"rate\":5")), ErrorCode::InvalidValue),
         (r#"{"type":"queue","seq":1,"offset":5,"total":5,"items":[{"id":1,"media":"v"}],"sent_ms":1}"#.into(), ErrorCode::InvalidValue),
         (r#"{"type":"waiting","members":[{"member":1,"deadline_ms":-5}],"sent_ms":1}"#.into(), ErrorCode::InvalidValue),
+        // Too many mentions, or a mention that is no member id.
+        (format!(r#"{{"type":"chat","from":1,"text":"hi","mentions":[{}],"sent_ms":1}}"#, vec!["2"; 33].join(",")), ErrorCode::InvalidValue),
+        (r#"{"type":"chat","from":1,"text":"hi","mentions":[9007199254740992],"sent_ms":1}"#.into(), ErrorCode::InvalidValue),
         // Pending states out of order, or above the room's seq.
         (format!(r#"{{"type":"snapshot","seq":5,"playback":{p},"pending":[{p}],"queue_total":0,"queue":[],"members":[],"waiting":[],"policy":{policy},"sent_ms":1}}"#), ErrorCode::InvalidValue),
         (format!(r#"{{"type":"snapshot","seq":4,"playback":{p},"pending":[],"queue_total":0,"queue":[],"members":[],"waiting":[],"policy":{policy},"sent_ms":1}}"#), ErrorCode::InvalidValue),
@@ -834,13 +837,18 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             event: PresenceEvent::Updated,
             member,
         }),
-        (wire_id(), "[a-z]{1,30}", proptest::option::of(wire_id())).prop_map(|(from, text, id)| {
-            ServerMessage::Chat {
+        (
+            wire_id(),
+            "[a-z]{1,30}",
+            proptest::option::of(wire_id()),
+            prop::collection::vec(wire_id(), 0..4)
+        )
+            .prop_map(|(from, text, id, mentions)| ServerMessage::Chat {
                 from: MemberId(from),
                 text,
                 id,
-            }
-        }),
+                mentions: mentions.into_iter().map(MemberId).collect(),
+            }),
         (wire_id(), "[a-z]{1,30}").prop_map(|(id, text)| ServerMessage::ChatEdited { id, text }),
         wire_id().prop_map(|id| ServerMessage::ChatDeleted { id }),
         "[a-z ]{0,100}".prop_map(|m| ProtocolError::new(ErrorCode::Stale, m).to_message()),

@@ -64,7 +64,10 @@ pub(crate) async fn run(app: AppState, channel: ChannelId, socket: WebSocket) {
         name,
         resume,
         expires_s,
-    } = match handshake(&app, channel, &mut stream).await {
+    } = // Boxed: the handshake's state (reading the credential and the
+        // channel from the stores) would otherwise be part of every
+        // connection's task for as long as it lives.
+        match Box::pin(handshake(&app, channel, &mut stream)).await {
         Ok(Some(hello)) => hello,
         Ok(None) => return,
         Err((err, code)) => {

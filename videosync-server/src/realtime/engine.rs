@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use videosync_core::db::{
     Bans, Channels, Members, Messages, NewMessage, Permission, PermissionMatrix, Videos,
 };
-use videosync_core::{ChannelId, ErrorKind, VideoId, VideoStatus};
+use videosync_core::{ChannelId, ErrorKind, UserId, VideoId, VideoStatus};
 use videosync_sync::protocol::{
     encode, queue_pages, server_messages, Cause, ClientMessage, ProtocolError, RoomPolicy,
     RoomSnapshot, ServerMessage, Stamped, MAX_MEMBERS,
@@ -20,7 +20,9 @@ use videosync_sync::room::{
 };
 use videosync_sync::state::{Command, ErrorCode, MemberId};
 
+use super::mentions::mentions;
 use super::room::Bucket;
+use super::settings::RoomSettings;
 use super::wire::{ChatChange, FromOwner, Identity, Join, To, ToOwner};
 use super::{close, mono_now, ServerClock};
 use crate::policy::{access, Access, Who};
@@ -39,6 +41,20 @@ struct Member {
     access: Access,
     label: String,
     chat: Bucket,
+    /// When its last chat message was taken (for slow mode).
+    last_chat: Option<Instant>,
+    /// Until when it is typing, unless it says so again.
+    typing_until: Option<Instant>,
+}
+
+/// The channel's rules, as the database and the key-value store have them:
+/// loaded on the first join and again on every change of the channel.
+#[derive(Debug, Clone)]
+struct Rules {
+    matrix: PermissionMatrix,
+    settings: RoomSettings,
+    /// Users muted now, with when each mute ends (server time, ms).
+    muted: HashMap<UserId, f64>,
 }
 
 /// A member that left recently, so a reconnect resumes its id.
@@ -53,6 +69,10 @@ struct Departed {
 const SYNC_ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
 /// How far its sync error must move to be announced again, ms.
 const SYNC_ANNOUNCE_ERROR_MS: f64 = 50.0;
+
+/// How long `typing` holds unless the member says so again (the protocol's
+/// lease; clients repeat it every 3 s).
+const TYPING_HOLDS: Duration = Duration::from_secs(6);
 
 /// How many of the latest chat frames an owner keeps to catch members up.
 const RECENT_CHAT: usize = 256;
@@ -71,7 +91,7 @@ pub(crate) struct Engine {
     channel: ChannelId,
     clock: ServerClock,
     room: Room,
-    matrix: Option<PermissionMatrix>,
+    rules: Option<Rules>,
     members: HashMap<MemberId, Member>,
     departed: HashMap<MemberId, Departed>,
     last_now: f64,
@@ -96,7 +116,7 @@ impl Engine {
             channel,
             clock,
             room,
-            matrix: None,
+            rules: None,
             members: HashMap::new(),
             departed: HashMap::new(),
             last_now,
@@ -200,6 +220,7 @@ impl Engine {
 
     /// Takes `member` out of the room and tells the others.
     fn remove(&mut self, member: MemberId) {
+        self.stop_typing(member);
         let now = self.now();
         let out = self.room.leave(member, now).unwrap_or_default();
         if let Some(m) = self.members.remove(&member) {
@@ -306,14 +327,53 @@ impl Engine {
         }
     }
 
-    async fn matrix(&mut self) -> Option<PermissionMatrix> {
-        if self.matrix.is_none() {
-            let mut tx = self.app.backends.db.read().await.ok()?;
-            let m = tx.permissions(self.channel).await.ok()?;
-            tx.commit().await.ok()?;
-            self.matrix = Some(m);
+    /// Loads the channel's rules unless they are loaded; `None` when the
+    /// channel is gone or a store does not answer.
+    async fn rules(&mut self) -> Option<()> {
+        if self.rules.is_some() {
+            return Some(());
         }
-        self.matrix.clone()
+        let mut tx = self.app.backends.db.read().await.ok()?;
+        let channel = tx.channel(self.channel).await.ok()?;
+        let matrix = tx.permissions(self.channel).await.ok()?;
+        tx.commit().await.ok()?;
+        let muted = super::mutes::muted(&self.app, self.channel)
+            .await
+            .ok()?
+            .into_iter()
+            .map(|(user, until)| (user, until.as_millis() as f64))
+            .collect();
+        let settings = RoomSettings::of(&channel.settings);
+        self.rules = Some(Rules {
+            matrix,
+            settings,
+            muted,
+        });
+        self.apply_settings(settings);
+        Some(())
+    }
+
+    /// Puts the channel's policy for members who fall behind in force; the
+    /// members see it in a fresh snapshot.
+    fn apply_settings(&mut self, settings: RoomSettings) {
+        let policy = settings.buffering();
+        if self.room.config().buffering == policy {
+            return;
+        }
+        let now = self.now();
+        let Ok(out) = self.room.set_policy(policy, now) else {
+            return;
+        };
+        self.fan_out(out, None);
+        if !self.members.is_empty() {
+            let snapshot = self.room.snapshot(now);
+            let event = RoomEvent::Snapshot(snapshot);
+            let policy = self.policy();
+            for mut m in server_messages(&event, policy, &|id| self.name_of(id)) {
+                self.with_sync(&mut m);
+                self.deliver(To::All, m, false);
+            }
+        }
     }
 
     /// The caller's access now (from the database), or `None` when the
@@ -363,7 +423,7 @@ impl Engine {
                 close::FORBIDDEN,
             );
         }
-        if self.matrix().await.is_none() {
+        if self.rules().await.is_none() {
             return self.refuse(j.conn, unavailable(), 1011);
         }
         // The member id: the one it resumes, when it is this identity's
@@ -446,6 +506,8 @@ impl Engine {
                 access,
                 label,
                 chat,
+                last_chat: None,
+                typing_until: None,
             },
         );
         self.out.push(FromOwner::Joined {
@@ -573,17 +635,13 @@ impl Engine {
                 }
             }
             ClientMessage::Chat { text } => self.chat(member, text).await,
-            ClientMessage::Typing { active } => {
-                if self.may(member, Permission::Chat) {
-                    self.deliver(To::All, ServerMessage::Typing { member, active }, true);
-                }
-            }
+            ClientMessage::Typing { active } => self.typing(member, active),
             ClientMessage::Reaction {
                 emoji,
                 at_position_ms,
             } => {
-                if !self.may(member, Permission::Chat) {
-                    return self.reply_error(member, may_not_chat());
+                if let Err(e) = self.may_speak(member) {
+                    return self.reply_error(member, e);
                 }
                 if !self.take_chat_token(member) {
                     return self.reply_error(member, slow_down());
@@ -664,9 +722,94 @@ impl Engine {
     }
 
     fn may(&self, member: MemberId, p: Permission) -> bool {
-        match (self.members.get(&member), &self.matrix) {
-            (Some(m), Some(matrix)) => m.access.allows(matrix, p),
+        match (self.members.get(&member), &self.rules) {
+            (Some(m), Some(rules)) => m.access.allows(&rules.matrix, p),
             _ => false,
+        }
+    }
+
+    /// Whether `member` may chat, react and type now: the permission, and
+    /// no mute in force.
+    fn may_speak(&self, member: MemberId) -> Result<(), ProtocolError> {
+        if !self.may(member, Permission::Chat) {
+            return Err(may_not_chat());
+        }
+        let user = match self.members.get(&member).map(|m| &m.identity) {
+            Some(Identity::User(u)) => *u,
+            _ => return Ok(()),
+        };
+        let until = self
+            .rules
+            .as_ref()
+            .and_then(|r| r.muted.get(&user))
+            .copied();
+        let left_ms = until.map_or(0.0, |until| until - self.clock.now_ms());
+        if left_ms > 0.0 {
+            return Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "you are muted in this channel for another {}",
+                    seconds_phrase(left_ms)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Slow mode: one message per member per the channel's interval;
+    /// members who may moderate the chat are exempt.
+    fn slow_mode_wait(&self, member: MemberId, now: Instant) -> Option<f64> {
+        let every = self.rules.as_ref()?.settings.slow_mode;
+        if every.is_zero() || self.may(member, Permission::ModerateChat) {
+            return None;
+        }
+        let last = self.members.get(&member)?.last_chat?;
+        let next = last + every;
+        (next > now).then(|| next.duration_since(now).as_secs_f64() * 1000.0)
+    }
+
+    /// `member` starts (for [`TYPING_HOLDS`]) or stops typing; the room
+    /// hears of changes only. Typing of a member who may not chat is
+    /// dropped without a word (it is not worth an error frame).
+    fn typing(&mut self, member: MemberId, active: bool) {
+        if !active {
+            return self.stop_typing(member);
+        }
+        if self.may_speak(member).is_err() {
+            return;
+        }
+        let Some(m) = self.members.get_mut(&member) else {
+            return;
+        };
+        let started = m.typing_until.is_none();
+        m.typing_until = Some(mono_now() + TYPING_HOLDS);
+        if started {
+            self.deliver(
+                To::All,
+                ServerMessage::Typing {
+                    member,
+                    active: true,
+                },
+                true,
+            );
+        }
+    }
+
+    fn stop_typing(&mut self, member: MemberId) {
+        let stopped = self
+            .members
+            .get_mut(&member)
+            .and_then(|m| m.typing_until.take())
+            .is_some();
+        if stopped {
+            self.deliver(
+                To::All,
+                ServerMessage::Typing {
+                    member,
+                    active: false,
+                },
+                true,
+            );
         }
     }
 
@@ -752,15 +895,33 @@ impl Engine {
 
     /// Stores the message, then relays it with its number.
     async fn chat(&mut self, member: MemberId, text: String) {
-        if !self.may(member, Permission::Chat) {
-            return self.reply_error(member, may_not_chat());
+        if let Err(e) = self.may_speak(member) {
+            return self.reply_error(member, e);
+        }
+        let now = mono_now();
+        if let Some(wait_ms) = self.slow_mode_wait(member, now) {
+            let every = self
+                .rules
+                .as_ref()
+                .map_or(0, |r| r.settings.slow_mode.as_secs());
+            return self.reply_error(
+                member,
+                ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "slow mode: one message every {every} s; wait another {}",
+                        seconds_phrase(wait_ms)
+                    ),
+                ),
+            );
         }
         if !self.take_chat_token(member) {
             return self.reply_error(member, slow_down());
         }
-        let Some(m) = self.members.get(&member) else {
+        let Some(m) = self.members.get_mut(&member) else {
             return;
         };
+        m.last_chat = Some(now);
         let new = NewMessage {
             channel_id: self.channel,
             author_id: match &m.identity {
@@ -779,10 +940,16 @@ impl Engine {
         .await;
         match stored {
             Ok(m) => {
+                self.stop_typing(member);
+                let mentions = mentions(
+                    &text,
+                    self.members.iter().map(|(id, m)| (*id, m.name.as_str())),
+                );
                 let msg = ServerMessage::Chat {
                     from: member,
                     text,
                     id: Some(m.seq),
+                    mentions,
                 };
                 self.deliver(To::All, msg, false);
             }
@@ -800,8 +967,8 @@ impl Engine {
     /// Checks every member's rights again: those who may no longer be here
     /// are closed out (4003), changed roles are announced.
     async fn refresh(&mut self) {
-        self.matrix = None;
-        let _ = self.matrix().await;
+        self.rules = None;
+        let _ = self.rules().await;
         let members: Vec<(MemberId, Identity, Who)> = self
             .members
             .iter()
@@ -844,7 +1011,7 @@ impl Engine {
     }
 
     /// When the room next has something to do by itself (a wait deadline,
-    /// the end of the media).
+    /// the end of the media, a typing lease running out).
     pub(crate) fn next_wake(&self) -> Option<Instant> {
         let wait = self.room.next_deadline();
         let end = self.media_end().map(|(at, _)| at);
@@ -852,7 +1019,11 @@ impl Engine {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        next.map(|d| self.clock.instant_at(d))
+        let typing = self.members.values().filter_map(|m| m.typing_until).min();
+        match (next.map(|d| self.clock.instant_at(d)), typing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs what has come due: wait deadlines, the queue at the end of the
@@ -882,6 +1053,15 @@ impl Engine {
         }
         let now = mono_now();
         self.departed.retain(|_, d| d.until > now);
+        let stopped: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.typing_until.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for member in stopped {
+            self.stop_typing(member);
+        }
     }
 }
 
@@ -927,6 +1107,11 @@ fn unavailable() -> ProtocolError {
 
 fn may_not_chat() -> ProtocolError {
     ProtocolError::new(ErrorCode::Forbidden, "you may not chat in this channel")
+}
+
+/// `ms` as whole seconds, rounded up: "1 s", "42 s".
+fn seconds_phrase(ms: f64) -> String {
+    format!("{} s", (ms / 1000.0).ceil().max(1.0))
 }
 
 fn slow_down() -> ProtocolError {

@@ -19,7 +19,10 @@
 
 pub mod conn;
 mod engine;
+pub mod mentions;
+pub mod mutes;
 pub mod room;
+pub mod settings;
 mod wire;
 
 use std::collections::HashMap;
@@ -331,6 +334,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_ticket))
         .routes(routes!(history))
         .routes(routes!(edit_message, delete_message))
+        .merge(mutes::routes())
 }
 
 /// Largest client frame the socket reads (larger ones end the connection
@@ -338,10 +342,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 /// but within this are refused with `too_large` and the connection lives.
 const MAX_READ_FRAME: usize = 64 * 1024;
 
-/// Buffers of one connection: small, because a room holds thousands of
-/// idle connections and frames are small (the default read buffer of
-/// 128 KiB would cost that much per connection).
-const SOCKET_BUFFER: usize = 4 * 1024;
+/// The read buffer of one connection: small, because a room holds
+/// thousands of mostly idle connections and client frames are small (a
+/// report is about 250 bytes); tungstenite fills the whole buffer on every
+/// read, so every byte of it is resident. A larger frame is read in several
+/// reads. (The default of 128 KiB would cost that much per connection.)
+const SOCKET_BUFFER: usize = 1024;
 
 async fn upgrade(
     State(app): State<AppState>,

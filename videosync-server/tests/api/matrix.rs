@@ -377,6 +377,31 @@ fn cases() -> Vec<Case> {
             false,
             [200, 200, 200, 200, 200, 200, 200, 200, 403],
         ),
+        case(
+            M::GET,
+            "/api/v1/channels/{c}/mutes",
+            None,
+            Target::None,
+            true,
+            [401, 403, 403, 403, 200, 200, 200, 200, 403],
+        ),
+        case(
+            M::PUT,
+            "/api/v1/channels/{c}/mutes/{t}",
+            Some(json!({"seconds": 60})),
+            Target::User,
+            true,
+            [401, 403, 403, 403, 200, 200, 200, 200, 403],
+        ),
+        // Nobody is muted: whoever may lift a mute learns there is none.
+        case(
+            M::DELETE,
+            "/api/v1/channels/{c}/mutes/{t}",
+            None,
+            Target::User,
+            true,
+            [401, 403, 403, 403, 404, 404, 404, 404, 403],
+        ),
     ];
     v.push(Case {
         by_code: true,

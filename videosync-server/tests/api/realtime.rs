@@ -631,3 +631,285 @@ async fn authors_edit_and_moderators_delete_chat_and_the_room_sees_it() {
         assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
     }
 }
+
+/// `member`'s name as the room shows it, from a welcome's member list.
+fn name_in(welcome: &Value, member: u64) -> String {
+    welcome["room"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == member)
+        .map(|m| m["name"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+/// Changes the channel's settings and waits until the room has them: the
+/// policy for members who fall behind moves, so the room sends a snapshot.
+async fn set_room_settings(t: &TestApp, owner: &User, channel: &str, settings: Value, ws: &mut Ws) {
+    let behind = settings["behind"].clone();
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{channel}"),
+            Some(&owner.token),
+            Some(json!({ "settings": settings })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    loop {
+        let s = ws.recv_type("snapshot").await;
+        if s["policy"]["behind"] == behind {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn typing_expires_and_chat_mentions_members() {
+    for t in TestApp::each().await {
+        let owner = t.register("ty-owner").await;
+        let viewer = t.register("ty-viewer").await;
+        let channel = t.channel(&owner, "public", false).await;
+        t.add_member(&channel, &owner, &viewer, "viewer").await;
+        let served = serve(&t).await;
+        let (mut a, welcome) = Ws::join(served.addr, &channel, &owner.token).await;
+        let a_id = welcome["member"].as_u64().unwrap();
+        let a_name = name_in(&welcome, a_id);
+        let (mut b, welcome) = Ws::join(served.addr, &channel, &viewer.token).await;
+        let b_id = welcome["member"].as_u64().unwrap();
+
+        // Typing, then a message: the room hears the start, the stop (the
+        // message ends it), and the message with whom it mentions.
+        b.send(json!({"type": "typing", "active": true})).await;
+        let typing = a.recv_among(&["typing", "chat"]).await;
+        assert_eq!(
+            (
+                typing["type"].as_str(),
+                typing["member"].as_u64(),
+                typing["active"].as_bool()
+            ),
+            (Some("typing"), Some(b_id), Some(true))
+        );
+        // Said again while typing: no news for the room.
+        b.send(json!({"type": "typing", "active": true})).await;
+        let shout = a_name.to_uppercase();
+        b.send(json!({"type": "chat", "text": format!("look @{shout}, and @nobody")}))
+            .await;
+        let stop = a.recv_among(&["typing", "chat"]).await;
+        assert_eq!(
+            (stop["type"].as_str(), stop["active"].as_bool()),
+            (Some("typing"), Some(false)),
+            "{stop}"
+        );
+        let chat = a.recv_among(&["typing", "chat"]).await;
+        assert_eq!(chat["type"], "chat", "{chat}");
+        assert_eq!(chat["mentions"], json!([a_id]), "{chat}");
+        b.send(json!({"type": "chat", "text": "no mention here"}))
+            .await;
+        let plain = a.recv_type("chat").await;
+        assert!(plain.get("mentions").is_none(), "{plain}");
+
+        // Typing that is not said again runs out (6 s) and the room hears
+        // it stopped.
+        b.send(json!({"type": "typing", "active": true})).await;
+        let started = a.recv_among(&["typing"]).await;
+        assert_eq!(started["active"], true);
+        let stopped =
+            tokio::time::timeout(std::time::Duration::from_secs(9), a.recv_type("typing"))
+                .await
+                .expect("the typing lease runs out within 9 s");
+        assert_eq!(
+            (stopped["member"].as_u64(), stopped["active"].as_bool()),
+            (Some(b_id), Some(false))
+        );
+
+        // Typing, then leaving: the room hears it stopped.
+        b.send(json!({"type": "typing", "active": true})).await;
+        assert_eq!(a.recv_type("typing").await["active"], true);
+        drop(b);
+        let stopped = a.recv_among(&["typing"]).await;
+        assert_eq!(
+            (stopped["member"].as_u64(), stopped["active"].as_bool()),
+            (Some(b_id), Some(false))
+        );
+    }
+}
+
+#[tokio::test]
+async fn mutes_and_slow_mode_hold_in_the_room() {
+    for t in TestApp::each().await {
+        let owner = t.register("mu-owner").await;
+        let viewer = t.register("mu-viewer").await;
+        let other = t.register("mu-other").await;
+        let channel = t.channel(&owner, "public", false).await;
+        t.add_member(&channel, &owner, &viewer, "viewer").await;
+        t.add_member(&channel, &owner, &other, "viewer").await;
+        let served = serve(&t).await;
+        let (mut a, _) = Ws::join(served.addr, &channel, &owner.token).await;
+        let (mut b, welcome) = Ws::join(served.addr, &channel, &viewer.token).await;
+        let b_id = welcome["member"].as_u64().unwrap();
+        let (mut c, _) = Ws::join(served.addr, &channel, &other.token).await;
+        let mutes = format!("/api/v1/channels/{channel}/mutes");
+        let mute_of = |u: &User| format!("{mutes}/{}", u.id);
+
+        // Who may mute whom: not a viewer, not the owner, not an unknown
+        // user, not for ever.
+        let week = Some(json!({"seconds": 604_800}));
+        let r = t
+            .call(
+                Method::PUT,
+                &mute_of(&other),
+                Some(&viewer.token),
+                week.clone(),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
+        let r = t
+            .call(
+                Method::PUT,
+                &mute_of(&owner),
+                Some(&owner.token),
+                week.clone(),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
+        let unknown = format!("{mutes}/{}", videosync_core::UserId::new());
+        let r = t
+            .call(Method::PUT, &unknown, Some(&owner.token), week.clone())
+            .await;
+        assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+        for bad in [
+            json!({"seconds": 0}),
+            json!({"seconds": 604_801}),
+            json!({"seconds": "1"}),
+            json!({}),
+        ] {
+            let r = t
+                .call(
+                    Method::PUT,
+                    &mute_of(&viewer),
+                    Some(&owner.token),
+                    Some(bad.clone()),
+                )
+                .await;
+            assert!(
+                r.0.is_client_error() && r.0 != StatusCode::NOT_FOUND,
+                "{bad}: {} {}",
+                r.0,
+                r.1
+            );
+        }
+
+        // Muted: the room refuses their chat and reactions, drops their
+        // typing, and lets everyone else talk.
+        let r = t
+            .call(
+                Method::PUT,
+                &mute_of(&viewer),
+                Some(&owner.token),
+                Some(json!({"seconds": 600})),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+        assert_eq!(r.1["user_id"], viewer.id.to_string());
+        let (_, list) = t.get(&mutes, Some(&owner.token)).await;
+        assert_eq!(list["items"][0]["user_id"], viewer.id.to_string(), "{list}");
+        let r = t.get(&mutes, Some(&viewer.token)).await;
+        assert_eq!(r.0, StatusCode::FORBIDDEN, "{}", r.1);
+        set_room_settings(&t, &owner, &channel, json!({"behind": "skip"}), &mut a).await;
+        b.send(json!({"type": "chat", "text": "let me talk"})).await;
+        let refused = b.recv_type("error").await;
+        assert_eq!(refused["code"], "forbidden", "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains("muted"),
+            "{refused}"
+        );
+        b.send(json!({"type": "reaction", "emoji": "😠"})).await;
+        assert_eq!(b.recv_type("error").await["code"], "forbidden");
+        b.send(json!({"type": "typing", "active": true})).await;
+        c.send(json!({"type": "chat", "text": "still here"})).await;
+        let next = a.recv_among(&["typing", "chat", "reaction"]).await;
+        assert_eq!(
+            (next["type"].as_str(), next["text"].as_str()),
+            (Some("chat"), Some("still here")),
+            "{next}"
+        );
+
+        // Lifted: they talk again; lifting twice is a 404.
+        let r = t
+            .call(Method::DELETE, &mute_of(&viewer), Some(&owner.token), None)
+            .await;
+        assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
+        let r = t
+            .call(Method::DELETE, &mute_of(&viewer), Some(&owner.token), None)
+            .await;
+        assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+        set_room_settings(&t, &owner, &channel, json!({"behind": "wait"}), &mut a).await;
+        b.send(json!({"type": "chat", "text": "thanks"})).await;
+        let chat = a.recv_type("chat").await;
+        assert_eq!(
+            (chat["from"].as_u64(), chat["text"].as_str()),
+            (Some(b_id), Some("thanks"))
+        );
+
+        // Slow mode: a bad value is refused; one message per 30 s for a
+        // viewer; a moderator (the owner) is exempt.
+        let r = t
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/channels/{channel}"),
+                Some(&owner.token),
+                Some(json!({"settings": {"slow_mode_seconds": 99_999}})),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.1);
+        assert!(
+            r.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("slow_mode_seconds"),
+            "{}",
+            r.1
+        );
+        set_room_settings(
+            &t,
+            &owner,
+            &channel,
+            json!({"slow_mode_seconds": 30, "behind": "leave"}),
+            &mut a,
+        )
+        .await;
+        // A message sent before slow mode counts: "still here" was.
+        c.send(json!({"type": "chat", "text": "again"})).await;
+        let slow = c.recv_type("error").await;
+        assert_eq!(slow["code"], "rate_limited", "{slow}");
+        assert!(
+            slow["message"].as_str().unwrap().contains("slow mode"),
+            "{slow}"
+        );
+        // Someone who has not spoken: one message, then the wait.
+        let quiet = t.register("mu-quiet").await;
+        t.add_member(&channel, &owner, &quiet, "viewer").await;
+        let (mut d, _) = Ws::join(served.addr, &channel, &quiet.token).await;
+        d.send(json!({"type": "chat", "text": "one"})).await;
+        let one = d.recv_among(&["error", "chat"]).await;
+        assert_eq!(one["text"], "one", "{one}");
+        d.send(json!({"type": "chat", "text": "two"})).await;
+        let slow = d.recv_among(&["error", "chat"]).await;
+        assert_eq!(slow["code"], "rate_limited", "{slow}");
+        assert!(
+            slow["message"].as_str().unwrap().contains("wait another"),
+            "{slow}"
+        );
+        for text in ["mod one", "mod two"] {
+            a.send(json!({"type": "chat", "text": text})).await;
+            loop {
+                let got = a.recv_among(&["error", "chat"]).await;
+                assert_eq!(got["type"], "chat", "{got}");
+                if got["text"] == text {
+                    break;
+                }
+            }
+        }
+    }
+}

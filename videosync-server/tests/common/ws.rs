@@ -115,9 +115,14 @@ impl Ws {
 
     /// The next message of type `ty`, skipping others (presence, typing).
     pub async fn recv_type(&mut self, ty: &str) -> Value {
+        self.recv_among(&[ty]).await
+    }
+
+    /// The next message of one of the types `types`, skipping others.
+    pub async fn recv_among(&mut self, types: &[&str]) -> Value {
         loop {
             let m = self.recv().await;
-            if m["type"] == ty {
+            if types.iter().any(|t| m["type"] == *t) {
                 return m;
             }
         }
