@@ -290,9 +290,9 @@ pub struct CreateChannelRequest {
     #[serde(default)]
     pub allow_guests: bool,
     /// Settings (a JSON object, at most 16 KiB). The rooms read
-    /// `slow_mode_seconds` (0 to 3600; 0: off), `behind` (`wait`, `leave`
-    /// or `skip`) and `wait_timeout_seconds` (1 to 120); other keys are kept
-    /// for clients.
+    /// `slow_mode_seconds` (0 to 3600; 0: off), `max_message_chars` (1 to
+    /// 2000), `behind` (`wait`, `leave` or `skip`) and
+    /// `wait_timeout_seconds` (1 to 120); other keys are kept for clients.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,

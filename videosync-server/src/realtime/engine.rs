@@ -898,6 +898,19 @@ impl Engine {
         if let Err(e) = self.may_speak(member) {
             return self.reply_error(member, e);
         }
+        let longest = self
+            .rules
+            .as_ref()
+            .map_or(usize::MAX, |r| r.settings.max_message_chars);
+        if text.chars().count() > longest {
+            return self.reply_error(
+                member,
+                ProtocolError::new(
+                    ErrorCode::InvalidValue,
+                    format!("messages in this channel are at most {longest} characters"),
+                ),
+            );
+        }
         let now = mono_now();
         if let Some(wait_ms) = self.slow_mode_wait(member, now) {
             let every = self

@@ -1,5 +1,6 @@
 //! The room settings a channel keeps among its free-form `settings`: slow
-//! mode and what the group does when a member falls behind. The keys are
+//! mode, the longest message, and what the group does when a member falls
+//! behind. The keys are
 //! checked when a channel is created or changed (a bad value is a 400
 //! naming the key); keys the server does not know are kept as they are,
 //! for clients.
@@ -7,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use videosync_sync::protocol::Behind;
+use videosync_sync::protocol::{Behind, MAX_CHAT_CHARS};
 use videosync_sync::room::{BufferingPolicy, DEFAULT_WAIT_TIMEOUT_MS};
 
 /// Longest slow mode: one message an hour.
@@ -19,6 +20,9 @@ pub const MAX_WAIT_TIMEOUT_SECONDS: u64 = 120;
 /// The key of the slow mode: seconds between two messages of one member,
 /// `0` for off. Members who may moderate the chat are exempt.
 pub const SLOW_MODE_KEY: &str = "slow_mode_seconds";
+/// The key of the longest chat message, in characters (1 to the
+/// protocol's 2000).
+pub const MAX_MESSAGE_KEY: &str = "max_message_chars";
 /// The key of the policy for members who fall behind: `wait`, `leave` or
 /// `skip` (see `docs/protocol.md`).
 pub const BEHIND_KEY: &str = "behind";
@@ -30,6 +34,8 @@ pub const WAIT_TIMEOUT_KEY: &str = "wait_timeout_seconds";
 pub struct RoomSettings {
     /// At most one message per member this often; zero: off.
     pub slow_mode: Duration,
+    /// The longest chat message, in characters.
+    pub max_message_chars: usize,
     /// What happens to a member whose player falls behind.
     pub behind: Behind,
     /// How long the group waits for one member (`behind` = `wait`).
@@ -40,6 +46,7 @@ impl Default for RoomSettings {
     fn default() -> Self {
         RoomSettings {
             slow_mode: Duration::ZERO,
+            max_message_chars: MAX_CHAT_CHARS,
             behind: Behind::Wait,
             // The sync engine's default: 10 s.
             wait_timeout: Duration::from_millis(DEFAULT_WAIT_TIMEOUT_MS as u64),
@@ -60,7 +67,11 @@ impl RoomSettings {
             return Ok(s);
         };
         if let Some(v) = map.get(SLOW_MODE_KEY) {
-            s.slow_mode = Duration::from_secs(seconds(SLOW_MODE_KEY, v, 0, MAX_SLOW_MODE_SECONDS)?);
+            s.slow_mode = Duration::from_secs(whole(SLOW_MODE_KEY, v, 0, MAX_SLOW_MODE_SECONDS)?);
+        }
+        if let Some(v) = map.get(MAX_MESSAGE_KEY) {
+            let max = MAX_CHAT_CHARS as u64;
+            s.max_message_chars = whole(MAX_MESSAGE_KEY, v, 1, max)? as usize;
         }
         if let Some(v) = map.get(BEHIND_KEY) {
             s.behind = match v.as_str() {
@@ -76,7 +87,7 @@ impl RoomSettings {
         }
         if let Some(v) = map.get(WAIT_TIMEOUT_KEY) {
             s.wait_timeout =
-                Duration::from_secs(seconds(WAIT_TIMEOUT_KEY, v, 1, MAX_WAIT_TIMEOUT_SECONDS)?);
+                Duration::from_secs(whole(WAIT_TIMEOUT_KEY, v, 1, MAX_WAIT_TIMEOUT_SECONDS)?);
         }
         Ok(s)
     }
@@ -99,11 +110,12 @@ impl RoomSettings {
     }
 }
 
-fn seconds(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, String> {
+/// The whole number at `key`, in `min..=max`.
+fn whole(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, String> {
     match v.as_u64() {
         Some(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "settings.{key} must be a whole number of seconds from {min} to {max}"
+            "settings.{key} must be a whole number from {min} to {max}"
         )),
     }
 }
@@ -128,10 +140,12 @@ mod tests {
     #[test]
     fn known_keys_are_read() {
         let s = RoomSettings::parse(&json!({
-            "slow_mode_seconds": 30, "behind": "skip", "wait_timeout_seconds": 5
+            "slow_mode_seconds": 30, "behind": "skip", "wait_timeout_seconds": 5,
+            "max_message_chars": 280
         }))
         .unwrap();
         assert_eq!(s.slow_mode, Duration::from_secs(30));
+        assert_eq!(s.max_message_chars, 280);
         assert_eq!(s.buffering(), BufferingPolicy::Ignore);
         let leave = RoomSettings::parse(&json!({"behind": "leave"})).unwrap();
         assert_eq!(leave.buffering(), BufferingPolicy::LeaveBehind);
@@ -147,6 +161,8 @@ mod tests {
             (json!({"behind": "pause"}), BEHIND_KEY),
             (json!({"behind": null}), BEHIND_KEY),
             (json!({"wait_timeout_seconds": 0}), WAIT_TIMEOUT_KEY),
+            (json!({"max_message_chars": 0}), MAX_MESSAGE_KEY),
+            (json!({"max_message_chars": 2001}), MAX_MESSAGE_KEY),
         ] {
             let err = RoomSettings::parse(&bad).unwrap_err();
             assert!(err.contains(key), "{bad}: {err}");

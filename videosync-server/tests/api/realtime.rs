@@ -875,7 +875,7 @@ async fn mutes_and_slow_mode_hold_in_the_room() {
             &t,
             &owner,
             &channel,
-            json!({"slow_mode_seconds": 30, "behind": "leave"}),
+            json!({"slow_mode_seconds": 30, "behind": "leave", "max_message_chars": 20}),
             &mut a,
         )
         .await;
@@ -900,6 +900,15 @@ async fn mutes_and_slow_mode_hold_in_the_room() {
         assert!(
             slow["message"].as_str().unwrap().contains("wait another"),
             "{slow}"
+        );
+        // The channel's longest message holds for everyone.
+        a.send(json!({"type": "chat", "text": "a".repeat(21)}))
+            .await;
+        let long = a.recv_type("error").await;
+        assert_eq!(long["code"], "invalid_value", "{long}");
+        assert!(
+            long["message"].as_str().unwrap().contains("at most 20"),
+            "{long}"
         );
         for text in ["mod one", "mod two"] {
             a.send(json!({"type": "chat", "text": text})).await;
