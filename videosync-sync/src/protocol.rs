@@ -91,8 +91,17 @@ pub const MAX_SERVER_MESSAGE_BYTES: usize = 1024 * 1024;
 /// [`MAX_SERVER_MESSAGE_BYTES`] with room for the rest of a snapshot.
 pub const QUEUE_PAGE_ITEMS: usize = 256;
 
-/// Most members a `snapshot` or a `waiting` lists.
+/// Most members a room holds, and a `waiting` lists.
 pub const MAX_MEMBERS: usize = 1000;
+
+/// Most members in a `snapshot` or one `members` page. A snapshot of a
+/// larger room carries the first page and `members_total`; `members` pages
+/// with the rest follow it. Small pages keep every frame of a member list
+/// a few KB whatever the room's size, which matters beyond the wire: a
+/// WebSocket connection's write buffer keeps the capacity of the largest
+/// frame it ever sent, so one 1000-member snapshot (about 90 KB) to every
+/// member of a room would pin that much memory per connection.
+pub const MEMBER_PAGE_ITEMS: usize = 25;
 
 /// Most pending states a `snapshot` carries (a room schedules at most a few
 /// ahead; see [`crate::room::RoomConfig::max_pending`]).
@@ -328,6 +337,18 @@ pub enum ServerMessage {
         /// At most [`QUEUE_PAGE_ITEMS`] items, in order.
         items: Vec<QueueItem>,
     },
+    /// One page of the member list, after a `snapshot` (or `welcome`)
+    /// whose `members_total` says more members follow: the members from
+    /// `offset` on, of `total`. Presence events after the last page change
+    /// the list as usual.
+    Members {
+        /// Index of the first member of this page (in id order).
+        offset: u64,
+        /// Members in the whole room.
+        total: u64,
+        /// At most [`MEMBER_PAGE_ITEMS`] members, in id order.
+        members: Vec<MemberInfo>,
+    },
     /// Who the group waits for, each until its own deadline (empty: no
     /// one).
     Waiting {
@@ -415,8 +436,14 @@ pub struct RoomSnapshot {
     /// The first page of the queue (at most [`QUEUE_PAGE_ITEMS`]); `queue`
     /// messages with the rest follow.
     pub queue: Vec<QueueItem>,
-    /// Everyone in the room, in id order.
+    /// Everyone in the room, in id order; in a room of more than
+    /// [`MEMBER_PAGE_ITEMS`], the first page of them.
     pub members: Vec<MemberInfo>,
+    /// Members in the whole room, when `members` is its first page and
+    /// `members` messages with the rest follow; absent when `members` is
+    /// everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_total: Option<u64>,
     /// Who the group waits for, each with its deadline.
     pub waiting: Vec<Waited>,
     /// What the room does when a member falls behind.
@@ -768,6 +795,7 @@ impl ServerMessage {
         "snapshot",
         "state",
         "queue",
+        "members",
         "waiting",
         "presence",
         "chat",
@@ -786,6 +814,7 @@ impl ServerMessage {
             ServerMessage::Snapshot(_) => "snapshot",
             ServerMessage::State { .. } => "state",
             ServerMessage::Queue { .. } => "queue",
+            ServerMessage::Members { .. } => "members",
             ServerMessage::Waiting { .. } => "waiting",
             ServerMessage::Presence { .. } => "presence",
             ServerMessage::Chat { .. } => "chat",
@@ -841,6 +870,11 @@ impl ServerMessage {
                 check_id("queue total", *total)?;
                 check_queue_page("queue", *offset, *total, items)
             }
+            ServerMessage::Members {
+                offset,
+                total,
+                members,
+            } => check_member_page("members", *offset, *total, members),
             ServerMessage::Waiting { members } => check_waited("waiting members", members),
             ServerMessage::Presence { member, .. } => check_member_info("presence member", member),
             ServerMessage::Chat {
@@ -1117,14 +1151,9 @@ pub fn server_messages(
             cause: None,
         }],
         RoomEvent::Snapshot(snapshot) => {
-            let mut out = vec![ServerMessage::Snapshot(RoomSnapshot::of(
-                snapshot, policy, name,
-            ))];
-            out.extend(
-                queue_pages(snapshot.seq, &snapshot.queue)
-                    .into_iter()
-                    .skip(1),
-            );
+            let (room, rest) = snapshot_messages(snapshot, policy, name);
+            let mut out = vec![ServerMessage::Snapshot(room)];
+            out.extend(rest);
             out
         }
         RoomEvent::Waiting { members } => vec![ServerMessage::Waiting {
@@ -1164,6 +1193,40 @@ fn wire_member(info: &room::MemberInfo, name: &dyn Fn(MemberId) -> String) -> Me
     }
 }
 
+/// The wire form of a room's snapshot, and the messages that must follow
+/// it: the pages of the queue after its first, then the pages of the
+/// member list after its first.
+pub fn snapshot_messages(
+    snapshot: &room::Snapshot,
+    policy: RoomPolicy,
+    name: &dyn Fn(MemberId) -> String,
+) -> (RoomSnapshot, Vec<ServerMessage>) {
+    let room = RoomSnapshot::of(snapshot, policy, name);
+    let mut rest: Vec<ServerMessage> = queue_pages(snapshot.seq, &snapshot.queue)
+        .into_iter()
+        .skip(1)
+        .collect();
+    let members: Vec<MemberInfo> = snapshot
+        .members
+        .iter()
+        .take(MAX_MEMBERS)
+        .map(|m| wire_member(m, name))
+        .collect();
+    let total = members.len() as u64;
+    rest.extend(
+        members
+            .chunks(MEMBER_PAGE_ITEMS)
+            .enumerate()
+            .skip(1)
+            .map(|(i, page)| ServerMessage::Members {
+                offset: (i * MEMBER_PAGE_ITEMS) as u64,
+                total,
+                members: page.to_vec(),
+            }),
+    );
+    (room, rest)
+}
+
 /// The queue as `queue` messages of at most [`QUEUE_PAGE_ITEMS`] items (one
 /// empty page for an empty queue).
 pub fn queue_pages(seq: u64, items: &[QueueItem]) -> Vec<ServerMessage> {
@@ -1189,8 +1252,9 @@ pub fn queue_pages(seq: u64, items: &[QueueItem]) -> Vec<ServerMessage> {
 }
 
 impl RoomSnapshot {
-    /// The wire form of a room's snapshot: the first page of the queue, the
-    /// members named by `name`.
+    /// The wire form of a room's snapshot: the first page of the queue and
+    /// the first page of the members, named by `name` (see
+    /// [`snapshot_messages`] for the pages that follow it).
     pub fn of(
         snapshot: &room::Snapshot,
         policy: RoomPolicy,
@@ -1210,9 +1274,11 @@ impl RoomSnapshot {
             members: snapshot
                 .members
                 .iter()
-                .take(MAX_MEMBERS)
+                .take(MEMBER_PAGE_ITEMS)
                 .map(|m| wire_member(m, name))
                 .collect(),
+            members_total: (snapshot.members.len() > MEMBER_PAGE_ITEMS)
+                .then(|| snapshot.members.len().min(MAX_MEMBERS) as u64),
             waiting: snapshot.waiting.iter().take(MAX_MEMBERS).copied().collect(),
             policy,
         }
@@ -1440,14 +1506,19 @@ fn check_snapshot(field: &str, room: &RoomSnapshot) -> Result<(), ProtocolError>
     }
     check_id(&format!("{field} queue_total"), room.queue_total)?;
     check_queue_page(field, 0, room.queue_total, &room.queue)?;
-    if room.members.len() > MAX_MEMBERS {
-        return Err(invalid(format!(
-            "{field} lists {} members, the limit is {MAX_MEMBERS}",
-            room.members.len()
-        )));
-    }
-    for member in &room.members {
-        check_member_info(&format!("{field} member"), member)?;
+    match room.members_total {
+        Some(total) => check_member_page(field, 0, total, &room.members)?,
+        None if room.members.len() > MAX_MEMBERS => {
+            return Err(invalid(format!(
+                "{field} lists {} members, the limit is {MAX_MEMBERS}",
+                room.members.len()
+            )));
+        }
+        None => {
+            for member in &room.members {
+                check_member_info(&format!("{field} member"), member)?;
+            }
+        }
     }
     check_waited(&format!("{field} waiting"), &room.waiting)?;
     check_duration(
@@ -1462,6 +1533,32 @@ fn check_snapshot(field: &str, room: &RoomSnapshot) -> Result<(), ProtocolError>
         &format!("{field} policy.start_timeout_ms"),
         room.policy.start_timeout_ms,
     )
+}
+
+/// A page of the member list: at most [`MEMBER_PAGE_ITEMS`] valid members
+/// that lie within `total` (itself at most [`MAX_MEMBERS`]).
+fn check_member_page(
+    field: &str,
+    offset: u64,
+    total: u64,
+    members: &[MemberInfo],
+) -> Result<(), ProtocolError> {
+    if members.len() > MEMBER_PAGE_ITEMS {
+        return Err(invalid(format!(
+            "{field} page lists {} members, the limit is {MEMBER_PAGE_ITEMS}",
+            members.len()
+        )));
+    }
+    if total > MAX_MEMBERS as u64 || offset.saturating_add(members.len() as u64) > total {
+        return Err(invalid(format!(
+            "{field} page of {} members at {offset} does not fit a room of {total} (at most {MAX_MEMBERS})",
+            members.len()
+        )));
+    }
+    for member in members {
+        check_member_info(&format!("{field} member"), member)?;
+    }
+    Ok(())
 }
 
 fn check_queue_page(

@@ -39,6 +39,7 @@ fn welcome(p: Playback) -> ServerMessage {
             queue_total: 0,
             queue: Vec::new(),
             members: Vec::new(),
+            members_total: None,
             waiting: Vec::new(),
             policy: RoomPolicy {
                 behind: Behind::Skip,

@@ -7,11 +7,12 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use serde_json::Value;
 use videosync_sync::protocol::{
-    decode_client, decode_server, encode, negotiate, queue_pages, Behind, Cause, ClientMessage,
-    MemberInfo, PresenceEvent, ProtocolError, Resume, RoomPolicy, RoomSnapshot, ServerMessage,
-    Stamped, MAX_ERROR_MESSAGE_CHARS, MAX_MESSAGE_BYTES, MAX_SERVER_MESSAGE_BYTES,
-    PROTOCOL_VERSION, QUEUE_PAGE_ITEMS,
+    decode_client, decode_server, encode, negotiate, queue_pages, snapshot_messages, Behind, Cause,
+    ClientMessage, MemberInfo, PresenceEvent, ProtocolError, Resume, RoomPolicy, RoomSnapshot,
+    ServerMessage, Stamped, MAX_ERROR_MESSAGE_CHARS, MAX_MEMBERS, MAX_MESSAGE_BYTES,
+    MAX_SERVER_MESSAGE_BYTES, MEMBER_PAGE_ITEMS, PROTOCOL_VERSION, QUEUE_PAGE_ITEMS,
 };
+use videosync_sync::room::{Role, Room};
 use videosync_sync::state::{Command, ErrorCode, MemberId, Playback, QueueItem, Waited};
 
 // ---------------------------------------------------------------------------
@@ -298,6 +299,7 @@ fn a_full_queue_is_paged_within_the_frame_limit() {
         queue_total: 1000,
         queue: items[..QUEUE_PAGE_ITEMS].to_vec(),
         members: Vec::new(),
+        members_total: None,
         waiting: Vec::new(),
         policy: RoomPolicy {
             behind: Behind::Wait,
@@ -309,6 +311,46 @@ fn a_full_queue_is_paged_within_the_frame_limit() {
     let text = encode(&Stamped::new(1.0, ServerMessage::Snapshot(snapshot)));
     assert!(text.len() <= MAX_SERVER_MESSAGE_BYTES);
     assert!(decode_server(&text).is_ok());
+}
+
+#[test]
+fn a_full_room_goes_out_in_small_member_pages() {
+    let mut room = Room::default();
+    for i in 1..=MAX_MEMBERS as u64 {
+        room.join(MemberId(i), Role::member(), 0.0).unwrap();
+    }
+    let policy = RoomPolicy::of(room.config());
+    // Long names: the largest a member can be on the wire.
+    let name = |id: MemberId| format!("{:x<64}", id.0);
+    let (first, rest) = snapshot_messages(&room.snapshot(0.0), policy, &name);
+    assert_eq!(first.members.len(), MEMBER_PAGE_ITEMS);
+    assert_eq!(first.members_total, Some(MAX_MEMBERS as u64));
+    let mut frames = vec![ServerMessage::Snapshot(first)];
+    frames.extend(rest);
+    let mut ids = Vec::new();
+    for msg in frames {
+        let text = encode(&Stamped::new(1.0, msg));
+        assert!(text.len() < 4096, "a {} byte frame", text.len());
+        match decode_server(&text).unwrap().msg {
+            ServerMessage::Snapshot(s) => ids.extend(s.members.iter().map(|m| m.id.0)),
+            ServerMessage::Members {
+                offset,
+                total,
+                members,
+            } => {
+                assert_eq!((offset, total), (ids.len() as u64, MAX_MEMBERS as u64));
+                ids.extend(members.iter().map(|m| m.id.0));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ids, (1..=MAX_MEMBERS as u64).collect::<Vec<_>>());
+    // A room that fits one page says nothing more.
+    let mut small = Room::default();
+    small.join(MemberId(1), Role::member(), 0.0).unwrap();
+    let (first, rest) = snapshot_messages(&small.snapshot(0.0), policy, &name);
+    assert_eq!((first.members.len(), first.members_total), (1, None));
+    assert!(rest.is_empty());
 }
 
 #[test]
@@ -381,6 +423,9 @@ fn bad_server_input_is_refused_with_the_right_code() {
         (format!(r#"{{"type":"state","playback":{},"sent_ms":1}}"#, p.replace("\"rate\":1", "\"rate\":5")), ErrorCode::InvalidValue),
         (r#"{"type":"queue","seq":1,"offset":5,"total":5,"items":[{"id":1,"media":"v"}],"sent_ms":1}"#.into(), ErrorCode::InvalidValue),
         (r#"{"type":"waiting","members":[{"member":1,"deadline_ms":-5}],"sent_ms":1}"#.into(), ErrorCode::InvalidValue),
+        // A member page past its total, or a room over the limit.
+        (r#"{"type":"members","offset":5,"total":5,"members":[{"id":1,"name":"a","role":"viewer","buffering":false}],"sent_ms":1}"#.into(), ErrorCode::InvalidValue),
+        (r#"{"type":"members","offset":0,"total":1001,"members":[],"sent_ms":1}"#.into(), ErrorCode::InvalidValue),
         // Too many mentions, or a mention that is no member id.
         (format!(r#"{{"type":"chat","from":1,"text":"hi","mentions":[{}],"sent_ms":1}}"#, vec!["2"; 33].join(",")), ErrorCode::InvalidValue),
         (r#"{"type":"chat","from":1,"text":"hi","mentions":[9007199254740992],"sent_ms":1}"#.into(), ErrorCode::InvalidValue),
@@ -779,6 +824,7 @@ fn snapshot_strategy() -> impl Strategy<Value = RoomSnapshot> {
                     .map(|(id, media)| QueueItem { id, media })
                     .collect(),
                 members,
+                members_total: None,
                 waiting: waiting
                     .into_iter()
                     .map(|(m, d)| Waited {
@@ -833,6 +879,13 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                     .collect(),
             }
         }),
+        (0u64..100, prop::collection::vec(member_strategy(), 0..3)).prop_map(
+            |(offset, members)| ServerMessage::Members {
+                offset,
+                total: offset + members.len() as u64,
+                members,
+            }
+        ),
         member_strategy().prop_map(|member| ServerMessage::Presence {
             event: PresenceEvent::Updated,
             member,

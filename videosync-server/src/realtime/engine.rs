@@ -12,8 +12,8 @@ use videosync_core::db::{
 };
 use videosync_core::{ChannelId, ErrorKind, UserId, VideoId, VideoStatus};
 use videosync_sync::protocol::{
-    encode, queue_pages, server_messages, Cause, ClientMessage, ProtocolError, RoomPolicy,
-    RoomSnapshot, ServerMessage, Stamped, MAX_MEMBERS,
+    encode, server_messages, snapshot_messages, Cause, ClientMessage, ProtocolError, RoomPolicy,
+    ServerMessage, Stamped, MAX_MEMBERS,
 };
 use videosync_sync::room::{
     AllowAll, CommandRequest, Durable, Outgoing, Recipients, Role, Room, RoomError, RoomEvent,
@@ -281,7 +281,8 @@ impl Engine {
                 for member in members {
                     if self.members.contains_key(&member) {
                         let event = RoomEvent::Snapshot(snapshot.clone());
-                        for m in server_messages(&event, policy, &|id| self.name_of(id)) {
+                        for mut m in server_messages(&event, policy, &|id| self.name_of(id)) {
+                            self.with_sync(&mut m);
                             self.deliver(To::Member(member), m, false);
                         }
                         // The chat they may have missed, as it was sent.
@@ -566,11 +567,11 @@ impl Engine {
             .into_iter()
             .partition(|o| o.to == Recipients::Member(member));
         let mut mine = mine.into_iter().peekable();
-        let (room, rest_of_queue) = match mine.peek().map(|o| &o.event) {
-            Some(RoomEvent::Snapshot(s)) => (
-                Some(RoomSnapshot::of(s, policy, &|id| self.name_of(id))),
-                queue_pages(s.seq, &s.queue).into_iter().skip(1).collect(),
-            ),
+        let (room, pages) = match mine.peek().map(|o| &o.event) {
+            Some(RoomEvent::Snapshot(s)) => {
+                let (room, pages) = snapshot_messages(s, policy, &|id| self.name_of(id));
+                (Some(room), pages)
+            }
             _ => (None, Vec::new()),
         };
         if room.is_some() {
@@ -579,7 +580,8 @@ impl Engine {
         let mut welcome = ServerMessage::Welcome { v, member, room };
         self.with_sync(&mut welcome);
         self.deliver(To::Member(member), welcome, false);
-        for m in rest_of_queue {
+        for mut m in pages {
+            self.with_sync(&mut m);
             self.deliver(To::Member(member), m, false);
         }
         let rest: Vec<Outgoing> = mine.chain(others).collect();
@@ -672,6 +674,7 @@ impl Engine {
             | ServerMessage::Welcome {
                 room: Some(room), ..
             } => room.members.iter_mut().for_each(fill),
+            ServerMessage::Members { members, .. } => members.iter_mut().for_each(fill),
             _ => {}
         }
     }

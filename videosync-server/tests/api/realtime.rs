@@ -922,3 +922,35 @@ async fn mutes_and_slow_mode_hold_in_the_room() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_large_room_is_welcomed_in_member_pages() {
+    let t = TestApp::new(Set::Embedded).await.unwrap();
+    let owner = t.register("pg-owner").await;
+    let channel = t.channel(&owner, "public", false).await;
+    let served = serve(&t).await;
+    let mut sockets = Vec::new();
+    for _ in 0..27 {
+        sockets.push(Ws::join(served.addr, &channel, &owner.token).await.0);
+    }
+    let (mut last, welcome) = Ws::join(served.addr, &channel, &owner.token).await;
+    let room = &welcome["room"];
+    assert_eq!(room["members"].as_array().unwrap().len(), 25, "{welcome}");
+    assert_eq!(room["members_total"], 28);
+    let page = last.recv_type("members").await;
+    assert_eq!(
+        (page["offset"].as_u64(), page["total"].as_u64()),
+        (Some(25), Some(28))
+    );
+    let mut ids: Vec<u64> = room["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(page["members"].as_array().unwrap())
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.contains(&welcome["member"].as_u64().unwrap()));
+    ids.dedup();
+    assert_eq!(ids.len(), 28, "every member once, in id order");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+}
