@@ -192,6 +192,25 @@ pub trait EventBus: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// [`Error::InvalidInput`] for an oversized payload, or a backend error.
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<()>;
 
+    /// Publishes `events` in order, as that many [`EventBus::publish`]
+    /// calls would (a subscription sees them in this order), in as few
+    /// round trips as the backend allows: a publisher with a backlog sends
+    /// it at once rather than waiting for each reply in turn. A batch with
+    /// an oversized payload is refused whole: nothing is published.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an oversized payload; a backend error,
+    /// after which some of the events may have been published.
+    async fn publish_batch(&self, events: Vec<(Topic, Bytes)>) -> Result<()> {
+        for (topic, payload) in &events {
+            check_payload(topic, payload)?;
+        }
+        for (topic, payload) in events {
+            self.publish(&topic, payload).await?;
+        }
+        Ok(())
+    }
+
     /// Subscribes to `topic`.
     ///
     /// # Errors

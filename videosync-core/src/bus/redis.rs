@@ -355,6 +355,27 @@ impl EventBus for RedisBus {
         Ok(())
     }
 
+    async fn publish_batch(&self, events: Vec<(Topic, Bytes)>) -> Result<()> {
+        for (topic, payload) in &events {
+            check_payload(topic, payload)?;
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One pipeline: the commands go out together, in order, on one
+        // connection, and Redis runs them in that order.
+        let mut pipe = ::redis::pipe();
+        for (topic, payload) in &events {
+            pipe.cmd("PUBLISH")
+                .arg(channel(topic))
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(|e| convert(&format!("publish {} events on {self}", events.len()), e))
+    }
+
     async fn subscribe(&self, topic: &Topic) -> Result<Subscription> {
         let what = format!("subscribe to {topic} on {self}");
         let name = channel(topic);

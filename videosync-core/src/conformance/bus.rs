@@ -43,6 +43,35 @@ pub async fn delivers_to_every_subscriber_in_order(fx: BusFixture) {
     }
 }
 
+pub async fn batches_keep_their_order_and_are_refused_whole(fx: BusFixture) {
+    let (a, b) = (topic(), topic());
+    let mut sub_a = fx.bus.subscribe(&a).await.unwrap();
+    let mut sub_b = fx.bus.subscribe(&b).await.unwrap();
+    let events: Vec<(Topic, Bytes)> = (0..40)
+        .map(|i| {
+            let t = if i % 3 == 0 { &b } else { &a };
+            (t.clone(), Bytes::from(format!("event {i}")))
+        })
+        .collect();
+    fx.bus.publish_batch(events).await.unwrap();
+    fx.bus.publish_batch(Vec::new()).await.unwrap();
+    for i in (0..40).filter(|i| i % 3 != 0) {
+        assert_eq!(next_event(&mut sub_a).await, format!("event {i}"));
+    }
+    for i in (0..40).filter(|i| i % 3 == 0) {
+        assert_eq!(next_event(&mut sub_b).await, format!("event {i}"));
+    }
+    // An oversized payload anywhere refuses the whole batch.
+    let refused = vec![
+        (a.clone(), Bytes::from("never")),
+        (a.clone(), Bytes::from(vec![0u8; MAX_EVENT_LEN + 1])),
+    ];
+    let err = fx.bus.publish_batch(refused).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    fx.bus.publish(&a, Bytes::from("after")).await.unwrap();
+    assert_eq!(next_event(&mut sub_a).await, "after");
+}
+
 pub async fn topics_are_isolated(fx: BusFixture) {
     let (a, b) = (topic(), topic());
     let mut sub_a = fx.bus.subscribe(&a).await.unwrap();

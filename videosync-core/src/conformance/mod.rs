@@ -375,6 +375,7 @@ macro_rules! bus_suite {
             $make,
             [
                 delivers_to_every_subscriber_in_order,
+                batches_keep_their_order_and_are_refused_whole,
                 topics_are_isolated,
                 delivers_across_handles,
                 dropped_subscriptions_are_fine,

@@ -19,7 +19,7 @@ use videosync_sync::protocol::{
 };
 use videosync_sync::state::{ErrorCode, MemberId};
 
-use super::room::{Bucket, Closer, Input, JoinRequest};
+use super::room::{Bucket, Closer, Frame, Input, JoinRequest};
 use super::wire::Identity;
 use super::{close, mono_now, redeem_ticket, TICKET_PREFIX};
 use crate::auth::tokens::Claims;
@@ -77,7 +77,7 @@ pub(crate) async fn run(app: AppState, channel: ChannelId, socket: WebSocket) {
 
     // 2. Join the room.
     let settings = app.realtime.settings().clone();
-    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(settings.send_queue_frames);
+    let (tx, mut rx) = mpsc::channel::<Frame>(settings.send_queue_frames);
     let closer = Closer::new();
     let conn = new_conn_id();
     let (reply, joined) = oneshot::channel();
@@ -207,7 +207,7 @@ async fn serve(
     conn: u64,
     sink: &mut Sink,
     stream: &mut Stream,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    rx: &mut mpsc::Receiver<Frame>,
     closer: &Arc<Closer>,
     expires_s: u64,
 ) -> Option<(u16, String)> {
@@ -331,13 +331,13 @@ async fn serve(
 /// flushes once.
 async fn write_batch(
     sink: &mut Sink,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
-    first: Utf8Bytes,
+    rx: &mut mpsc::Receiver<Frame>,
+    first: Frame,
 ) -> Result<(), axum::Error> {
-    sink.feed(Message::Text(first)).await?;
+    sink.feed(Message::Text(Utf8Bytes::clone(&first))).await?;
     for _ in 1..WRITE_BATCH {
         match rx.try_recv() {
-            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+            Ok(frame) => sink.feed(Message::Text(Utf8Bytes::clone(&frame))).await?,
             Err(_) => break,
         }
     }

@@ -148,11 +148,15 @@ pub struct Hub {
     publisher: OnceLock<mpsc::UnboundedSender<(Topic, Bytes, Instant)>>,
 }
 
-/// How long a room message may take to publish before it is given up.
+/// How long a batch of room messages may take to publish before it is
+/// given up.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How long a room message may wait to be published before it is dropped.
 const STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// Most room messages published in one batch.
+const PUBLISH_BATCH: usize = 256;
 
 /// Inputs a room's inbox holds before senders wait.
 const INBOX: usize = 4096;
@@ -217,23 +221,40 @@ impl Hub {
             let (tx, mut rx) = mpsc::unbounded_channel::<(Topic, Bytes, Instant)>();
             let bus = self.bus.clone();
             tokio::spawn(async move {
-                while let Some((topic, payload, queued)) = rx.recv().await {
-                    // Behind a bus that was away, what waited too long is
-                    // stale for a room (a later state, a resync supersedes
-                    // it): dropped, so the backlog never holds the room up.
-                    if mono_now().duration_since(queued) > STALE_AFTER {
-                        metrics::counter!("ws_bus_dropped_total").increment(1);
+                while let Some(first) = rx.recv().await {
+                    // Whatever queued up while the last batch was out goes
+                    // in one batch (one round trip to Redis, in order):
+                    // waiting for each reply in turn would make every room
+                    // of the instance queue behind every other.
+                    let mut events = Vec::new();
+                    let mut next = Some(first);
+                    while let Some((topic, payload, queued)) = next {
+                        // Behind a bus that was away, what waited too long
+                        // is stale for a room (a later state, a resync
+                        // supersedes it): dropped, so the backlog never
+                        // holds the room up.
+                        if mono_now().duration_since(queued) > STALE_AFTER {
+                            metrics::counter!("ws_bus_dropped_total").increment(1);
+                        } else if payload.len() > videosync_core::bus::MAX_EVENT_LEN {
+                            tracing::warn!(%topic, bytes = payload.len(), "a room message is too large for the bus");
+                        } else {
+                            events.push((topic, payload));
+                        }
+                        next = if events.len() < PUBLISH_BATCH { rx.try_recv().ok() } else { None };
+                    }
+                    if events.is_empty() {
                         continue;
                     }
+                    let n = events.len();
                     // A bus that hangs (a restarting Redis) must not hold
-                    // every later message: past the limit the message is
+                    // every later message: past the limit the batch is
                     // lost, as the bus may lose any (rooms resync).
-                    match tokio::time::timeout(PUBLISH_TIMEOUT, bus.publish(&topic, payload)).await {
+                    match tokio::time::timeout(PUBLISH_TIMEOUT, bus.publish_batch(events)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
-                            tracing::warn!(%topic, error = %e, "a room message could not be published");
+                            tracing::warn!(events = n, error = %e, "room messages could not be published");
                         }
-                        Err(_) => tracing::warn!(%topic, "a room message timed out on the bus"),
+                        Err(_) => tracing::warn!(events = n, "room messages timed out on the bus"),
                     }
                 }
             });

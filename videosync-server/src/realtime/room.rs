@@ -97,6 +97,13 @@ impl Bucket {
     }
 }
 
+/// One encoded frame on its way to this instance's connections, shared by
+/// every recipient. Behind an `Arc` so that a slot of a connection's send
+/// queue is one pointer: the queue allocates its slots 32 at a time as soon
+/// as it is made, so every connection, idle or not, pays for the slot size
+/// (32 slots of a bare `Utf8Bytes` are 1 KiB).
+pub(crate) type Frame = Arc<Utf8Bytes>;
+
 /// The answer to a join: the member id, or an encoded error frame and the
 /// close code.
 pub(crate) type JoinReply = Result<MemberId, (String, u16)>;
@@ -105,7 +112,7 @@ pub(crate) type JoinReply = Result<MemberId, (String, u16)>;
 #[derive(Debug)]
 pub(crate) struct JoinRequest {
     pub conn: u64,
-    pub tx: mpsc::Sender<Utf8Bytes>,
+    pub tx: mpsc::Sender<Frame>,
     pub closer: Arc<Closer>,
     pub identity: Identity,
     pub who: Who,
@@ -145,7 +152,7 @@ struct Envelope {
 #[derive(Debug)]
 struct Local {
     conn: u64,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Frame>,
     closer: Arc<Closer>,
     identity: Identity,
     who: Who,
@@ -157,7 +164,7 @@ struct Local {
 #[derive(Debug)]
 struct Pending {
     join: Join,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Frame>,
     closer: Arc<Closer>,
     reply: oneshot::Sender<JoinReply>,
     since: Instant,
@@ -488,7 +495,7 @@ impl RoomTask {
                 if let (Some(id), super::wire::To::All) = (chat, to) {
                     self.last_chat = self.last_chat.max(id);
                 }
-                let frame = Utf8Bytes::from(text);
+                let frame = Frame::new(Utf8Bytes::from(text));
                 let mut evicted = Vec::new();
                 for (member, local) in &self.local {
                     if !to.includes(*member) {
