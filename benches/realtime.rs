@@ -666,19 +666,13 @@ async fn ramp_capacity(setup: &Setup, base: &Plan, root: &Path, loadavg: &str, n
         "capacity": {"videosync": v, "node": n, "ratio": ratio},
         "steps": steps,
     });
-    let dir = root.join("benches/results");
-    std::fs::write(
-        dir.join("realtime-capacity.json"),
-        serde_json::to_string_pretty(&report).unwrap(),
-    )
-    .unwrap();
     let mut md = format!(
         "# Realtime benchmark: capacity\n\nConnections held at p99 <= {LIMIT_MS} ms on one server, rooms of 100 added 2 500 connections at a time (at most 19 000: a process may hold 20 000 open files here), each room's first member sending one playback update and one chat message per second; {} s per step, the first {} s not measured; the servers take turns going first. A server stops at the first step past the limit, or that delivers less than 95 % of the frames offered.\n\n**Capacity: videosync {v}, Node baseline {n} ({ratio:.1}x).** Where videosync held every step, its capacity here is bounded by the open-file limit, not by latency.\n\n",
         plan.seconds, plan.warmup_seconds
     );
     md.push_str(&ramp_table(&steps));
-    std::fs::write(dir.join("realtime-capacity.md"), md).unwrap();
-    println!("capacity at p99 <= {LIMIT_MS} ms: videosync {v}, node {n} ({ratio:.1}x); wrote benches/results/realtime-capacity.json and .md");
+    println!("capacity at p99 <= {LIMIT_MS} ms: videosync {v}, node {n} ({ratio:.1}x)");
+    write_results(root, "realtime-capacity", &report, &md);
 }
 
 /// Message rate: 100 rooms of 100, the updates and chat per room per second
@@ -712,12 +706,6 @@ async fn ramp_rate(setup: &Setup, base: &Plan, root: &Path, loadavg: &str, node:
         "passed_at_per_room_per_s": {"videosync": past("videosync"), "node": past("node")},
         "steps": steps,
     });
-    let dir = root.join("benches/results");
-    std::fs::write(
-        dir.join("realtime-rate.json"),
-        serde_json::to_string_pretty(&report).unwrap(),
-    )
-    .unwrap();
     let say = |name: &str| match past(name) {
         Some(r) => format!(
             "{name} held {} per room per second and fell past the limits at {r}",
@@ -730,8 +718,19 @@ async fn ramp_rate(setup: &Setup, base: &Plan, root: &Path, loadavg: &str, node:
         plan.seconds, plan.warmup_seconds, say("videosync"), say("node")
     );
     md.push_str(&ramp_table(&steps));
-    std::fs::write(dir.join("realtime-rate.md"), md).unwrap();
-    println!("wrote benches/results/realtime-rate.json and .md");
+    write_results(root, "realtime-rate", &report, &md);
+}
+
+/// Writes `benches/results/<name>.json` and `<name>.md`.
+fn write_results(root: &Path, name: &str, report: &Value, md: &str) {
+    let dir = root.join("benches/results");
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(report).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join(format!("{name}.md")), md).unwrap();
+    println!("wrote benches/results/{name}.json and .md");
 }
 
 fn redis_pid(url: &str) -> Option<u32> {
@@ -852,12 +851,6 @@ async fn main() {
         (false, 1) => "",
         (false, _) => "-two",
     };
-    let dir = root.join("benches/results");
-    std::fs::write(
-        dir.join(format!("realtime{suffix}.json")),
-        serde_json::to_string_pretty(&report).unwrap(),
-    )
-    .unwrap();
     let row = |name: &str| {
         let s = |f: fn(&Run) -> f64| -> Spread { pick(name, f) };
         format!(
@@ -898,6 +891,5 @@ async fn main() {
     } else {
         md.push_str("\nvideosync: instances sharing Postgres and Redis (each room owned by one instance under a lease, the rest relaying over Redis pub/sub); chat is stored in Postgres before it is relayed. The baseline: Node processes sharing Redis pub/sub; it checks no token or permission and stores no chat. CPU and memory are the instances' sums.\n");
     }
-    std::fs::write(dir.join(format!("realtime{suffix}.md")), md).unwrap();
-    println!("wrote benches/results/realtime{suffix}.json and .md");
+    write_results(root, &format!("realtime{suffix}"), &report, &md);
 }

@@ -497,6 +497,18 @@ pub async fn load(app: &App, caller: &Caller, id: ChannelId) -> ApiResult<Loaded
     })
 }
 
+/// 404 "no such user" unless `user` exists.
+pub(crate) async fn require_user(
+    tx: &mut (impl videosync_core::db::Users + ?Sized),
+    user: UserId,
+) -> ApiResult<()> {
+    match tx.user(user).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(ApiError::not_found("no such user")),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The keys of `settings` the rooms read must hold good values (see
 /// [`crate::realtime::settings`]).
 fn check_room_settings(settings: &serde_json::Value) -> ApiResult<()> {
@@ -1176,12 +1188,7 @@ async fn ban(
     )?;
     let mut tx = app.backends.db.begin().await?;
     // The user must exist: a ban on an unknown id is a 404.
-    if let Err(e) = videosync_core::db::Users::user(&mut tx, p.user_id).await {
-        return Err(match e.kind() {
-            ErrorKind::NotFound => ApiError::not_found("no such user"),
-            _ => e.into(),
-        });
-    }
+    require_user(&mut tx, p.user_id).await?;
     let ban = tx
         .ban(NewBan {
             channel_id: p.id,

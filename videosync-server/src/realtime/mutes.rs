@@ -16,12 +16,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use videosync_core::db::{Permission, Users};
-use videosync_core::{ChannelId, ErrorKind, Timestamp, UserId};
+use videosync_core::db::Permission;
+use videosync_core::{ChannelId, Timestamp, UserId};
 
 use crate::auth::Authed;
 use crate::auth::Caller;
-use crate::channels::{load, member_role, ChannelPath, MemberPath};
+use crate::channels::{load, member_role, require_user, ChannelPath, MemberPath};
 use crate::dto::rfc3339;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
@@ -133,14 +133,8 @@ async fn mute(
         )));
     }
     let mut tx = app.backends.db.read().await?;
-    let exists = tx.user(p.user_id).await;
+    require_user(&mut tx, p.user_id).await?;
     tx.commit().await?;
-    if let Err(e) = exists {
-        return Err(match e.kind() {
-            ErrorKind::NotFound => ApiError::not_found("no such user"),
-            _ => e.into(),
-        });
-    }
     let key = mutes_key(&app, p.id)?;
     app.backends
         .kv
