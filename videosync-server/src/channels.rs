@@ -294,7 +294,7 @@ pub struct CreateChannelRequest {
     /// 2000), `behind` (`wait`, `leave` or `skip`) and
     /// `wait_timeout_seconds` (1 to 120); other keys are kept for clients.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::dto::schema::channel_settings_or_null)]
     pub settings: Option<serde_json::Value>,
 }
 
@@ -321,7 +321,7 @@ pub struct UpdateChannelRequest {
     /// Let guests in.
     pub allow_guests: Option<bool>,
     /// New settings (a JSON object, as in creation; replaces the old).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::dto::schema::channel_settings_or_null)]
     pub settings: Option<serde_json::Value>,
     /// Apply only if the channel is still at this version (else 409
     /// `version_mismatch`).

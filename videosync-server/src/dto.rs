@@ -141,7 +141,9 @@ where
 
 /// Schema helpers for the core's enums (the core knows nothing of OpenAPI).
 pub mod schema {
-    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+    use utoipa::openapi::schema::{
+        AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type,
+    };
     use utoipa::openapi::RefOr;
 
     fn tag_list(types: SchemaType) -> RefOr<Schema> {
@@ -182,6 +184,46 @@ pub mod schema {
             ]))
             .description(Some(
                 "A role to give (a channel has one owner); null or absent: viewer.",
+            ))
+            .into()
+    }
+
+    /// A channel's settings in a request: a JSON object (at most 16 KiB)
+    /// whose keys the rooms read are checked, the others kept as they are
+    /// for clients; `null` or absent: none (on creation) or no change.
+    pub fn channel_settings_or_null() -> RefOr<Schema> {
+        use crate::realtime::settings as s;
+        let whole = |min: u64, max: u64, what: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::Integer))
+                .minimum(Some(min))
+                .maximum(Some(max))
+                .description(Some(what))
+        };
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+            .property(
+                s::SLOW_MODE_KEY,
+                whole(0, s::MAX_SLOW_MODE_SECONDS, "Seconds between two chat messages of a member (moderators exempt); 0: off."),
+            )
+            .property(
+                s::MAX_MESSAGE_KEY,
+                whole(1, videosync_sync::protocol::MAX_CHAT_CHARS as u64, "The longest chat message, in characters."),
+            )
+            .property(
+                s::BEHIND_KEY,
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::String))
+                    .enum_values(Some(["wait", "leave", "skip"]))
+                    .description(Some("What the room does when a member's player falls behind.")),
+            )
+            .property(
+                s::WAIT_TIMEOUT_KEY,
+                whole(1, s::MAX_WAIT_TIMEOUT_SECONDS, "How long the group waits for one member (behind = wait), seconds."),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .description(Some(
+                "Settings: the keys the rooms read are checked (a bad value is a 422 naming it); other keys are kept for clients. At most 16 KiB.",
             ))
             .into()
     }

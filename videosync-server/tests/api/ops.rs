@@ -205,9 +205,22 @@ async fn the_openapi_document_describes_every_route() {
         "/api/v1/channels/{id}/live/tickets",
         "/api/v1/channels/{id}/messages",
         "/api/v1/channels/{id}/messages/{message}",
+        "/api/v1/channels/{id}/mutes",
+        "/api/v1/channels/{id}/mutes/{user_id}",
     ] {
         assert!(paths.contains_key(p), "{p} missing from the document");
     }
+    // The settings keys the rooms read are part of the contract.
+    let settings = &doc["components"]["schemas"]["UpdateChannelRequest"]["properties"]["settings"];
+    assert_eq!(
+        settings["properties"]["slow_mode_seconds"]["maximum"], 3600,
+        "{settings}"
+    );
+    assert_eq!(
+        settings["properties"]["behind"]["enum"],
+        json!(["wait", "leave", "skip"])
+    );
+    assert_eq!(settings["additionalProperties"], true);
     // Every operation documents the error shape.
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
