@@ -75,6 +75,7 @@ pub struct MuteList {
 pub struct MuteRequest {
     /// 1 to 604800 seconds (a week).
     #[schema(minimum = 1, maximum = 604800)]
+    #[serde(deserialize_with = "crate::dto::required_whole_number")]
     pub seconds: u64,
 }
 

@@ -110,9 +110,15 @@ impl RoomSettings {
     }
 }
 
-/// The whole number at `key`, in `min..=max`.
+/// The whole number at `key`, in `min..=max`, spelled `7` or `7.0` (JSON
+/// Schema's `integer` admits both).
 fn whole(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, String> {
-    match v.as_u64() {
+    let n = v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=max as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    match n {
         Some(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(format!(
             "settings.{key} must be a whole number from {min} to {max}"
@@ -145,6 +151,12 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(s.slow_mode, Duration::from_secs(30));
+        let float = RoomSettings::parse(&json!({"slow_mode_seconds": 30.0})).unwrap();
+        assert_eq!(
+            float.slow_mode,
+            Duration::from_secs(30),
+            "30.0 is a whole number"
+        );
         assert_eq!(s.max_message_chars, 280);
         assert_eq!(s.buffering(), BufferingPolicy::Ignore);
         let leave = RoomSettings::parse(&json!({"behind": "leave"})).unwrap();
