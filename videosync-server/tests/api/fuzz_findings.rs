@@ -105,6 +105,26 @@ async fn bodies_are_json_objects_and_whole_numbers_may_be_spelled_as_floats() {
         "null is the default role, as documented: {}",
         r.1
     );
+    // The same for a mute's length and the room's settings.
+    let viewer = t.register("viewer").await;
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/api/v1/channels/{c}/mutes/{}", viewer.id),
+            Some(&owner.token),
+            Some(json!({"seconds": 5034.0})),
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    let r = t
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/channels/{c}"),
+            Some(&owner.token),
+            Some(json!({"settings": {"slow_mode_seconds": 30.0, "max_message_chars": 500.0}})),
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
 }
 
 #[tokio::test]
