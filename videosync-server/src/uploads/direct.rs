@@ -80,8 +80,9 @@ pub struct DirectUploadRequest {
     #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     #[serde(deserialize_with = "crate::dto::required_whole_number")]
     pub size: u64,
-    /// Its content type, which every upload request must send.
-    #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+/[!-~]+$")]
+    /// Its content type, which every upload request must send: printable
+    /// ASCII, a type without `/`, then `/` and a subtype.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[!-.0-~]+/[!-~]+$")]
     pub content_type: String,
 }
 

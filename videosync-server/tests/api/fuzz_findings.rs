@@ -158,3 +158,32 @@ async fn names_and_queries_follow_the_documented_rules_as_sent() {
     let r = t.get(&format!("/api/v1/search/videos?q={q}"), None).await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
 }
+
+#[tokio::test]
+async fn a_direct_uploads_content_type_is_checked_as_documented() {
+    // The documented pattern let "/q%/," through (its `[!-~]+` before the
+    // slash matched a slash) and the server refused it: a type comes
+    // before the first slash.
+    let t = TestApp::new(Set::Embedded).await.unwrap();
+    let owner = t.register("owner").await;
+    let c = t.channel(&owner, "public", false).await;
+    let (_, doc) = t.get("/api/v1/openapi.json", None).await;
+    let pattern = &doc["components"]["schemas"]["DirectUploadRequest"]["properties"]
+        ["content_type"]["pattern"];
+    assert_eq!(pattern, "^[!-.0-~]+/[!-~]+$");
+    for (content_type, refused) in [
+        ("/q%/,", true),
+        ("video/", true),
+        ("video mp4", true),
+        ("video/mp4", false),
+        ("a/b/c", false),
+    ] {
+        let body = json!({"channel_id": c, "size": 3, "content_type": content_type});
+        let r = t
+            .post("/api/v1/uploads/direct", Some(&owner.token), body)
+            .await;
+        // Accepted ones go on to the store, which cannot sign here (409).
+        let got = r.0 == StatusCode::UNPROCESSABLE_ENTITY;
+        assert_eq!(got, refused, "{content_type}: {} {}", r.0, r.1);
+    }
+}
