@@ -44,7 +44,7 @@ run: build ## build, then serve on http://127.0.0.1:8080 (ADDR, DATA_DIR overrid
 	@echo "videosync: serving on http://$(ADDR) (data in $(DATA_DIR); Ctrl-C to stop)"
 	exec "$(CARGO_TARGET_DIR)/release/videosync" serve --addr "$(ADDR)" --data-dir "$(DATA_DIR)"
 
-test: ## deps + services, then fmt check, clippy, docs and all tests (stops at the first failure)
+test: ## deps + services, then fmt check, clippy, docs, the web app's checks, all tests and the browser tests (stops at the first failure)
 	@scripts/deps.sh test
 	scripts/services.sh start
 	source "$(SERVICES_ENV)"
@@ -55,8 +55,13 @@ test: ## deps + services, then fmt check, clippy, docs and all tests (stops at t
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	echo "== RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps --all-features"
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+	echo "== web: npm run typecheck, npm run lint"
+	(cd web && npm run --silent typecheck && npm run --silent lint)
 	echo "== cargo test --workspace --all-features"
 	cargo test --workspace --all-features
+	echo "== web/e2e (Playwright driving Chromium against videosync serve: the web app end to end)"
+	cargo build --quiet -p videosync-server --bin videosync
+	VIDEOSYNC_BIN="$(CARGO_TARGET_DIR)/debug/videosync" node --test --test-concurrency=1 web/e2e/
 	echo "== scripts/api-fuzz.sh (schemathesis against videosync serve: embedded, then Postgres + Redis + S3)"
 	scripts/api-fuzz.sh
 	echo "== node --test videosync-sync/js/vectors.test.mjs (the JavaScript sync client against the shared vectors)"
@@ -78,12 +83,13 @@ bench: ## list the benchmark harnesses and run those named in BENCH (default cor
 	echo "  media   upload to ready (beside a bare transcode), delivery (beside nginx sendfile), 1 GiB tus upload (beside cp)"
 	echo "  realtime  rooms over WebSocket: 100 rooms of 100 on one server beside a Node ws + Redis baseline"
 	echo "            (VIDEOSYNC_BENCH_INSTANCES=2: two instances; VIDEOSYNC_BENCH_RAMP=capacity or rate: the ramps)"
+	echo "  browser the sync error between real Chromium players on emulated networks, beside correction off"
 	names="$(BENCH)"
-	if [[ "$$names" == all ]]; then names="core sync ladder server media realtime"; fi
+	if [[ "$$names" == all ]]; then names="core sync ladder server media realtime browser"; fi
 	for b in $$names; do
 		case "$$b" in
-			core | sync | ladder | server | media | realtime) ;;
-			*) echo "make bench: no harness named '$$b' (core, sync, ladder, server, media, realtime, all)" >&2; exit 2 ;;
+			core | sync | ladder | server | media | realtime | browser) ;;
+			*) echo "make bench: no harness named '$$b' (core, sync, ladder, server, media, realtime, browser, all)" >&2; exit 2 ;;
 		esac
 	done
 	for b in $$names; do
@@ -119,6 +125,12 @@ bench: ## list the benchmark harnesses and run those named in BENCH (default cor
 				(export PATH="$(VIDEOSYNC_CACHE)/tools/bin:$$PATH"
 				 echo "== cargo bench --bench media"
 				 cargo bench --bench media) ;;
+			browser)
+				scripts/deps.sh test
+				echo "== cargo build --release -p videosync-server --bin videosync"
+				cargo build --release -p videosync-server --bin videosync
+				echo "== node benches/browser-sync.mjs"
+				VIDEOSYNC_BIN="$(CARGO_TARGET_DIR)/release/videosync" node benches/browser-sync.mjs ;;
 			realtime)
 				scripts/deps.sh test
 				scripts/services.sh start

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Install what building (and, with `test`, testing) videosync needs on Debian/Ubuntu.
 #
-#   scripts/deps.sh          build deps: C toolchain, clang, ffmpeg dev libraries, Rust
-#   scripts/deps.sh test     the same, plus PostgreSQL and Redis (server and client), and
-#                            the Python test tools (scripts/requirements-test.txt) in a
-#                            virtual environment at $VIDEOSYNC_CACHE/venv
+#   scripts/deps.sh          build deps: C toolchain, clang, ffmpeg dev libraries, Rust,
+#                            Node.js (20.19 or newer) and the web app's npm packages
+#                            (`npm ci` in web/, from its lock file)
+#   scripts/deps.sh test     the same, plus PostgreSQL and Redis (server and client),
+#                            nginx, Chromium for the browser tests, and the Python test
+#                            tools (scripts/requirements-test.txt) in a virtual
+#                            environment at $VIDEOSYNC_CACHE/venv
 #   scripts/deps.sh bench    the system packages of test (no Python tools), plus the HTTP
 #                            load tool oha (cargo install, into $VIDEOSYNC_CACHE/tools/bin)
 #                            for the server benchmark
@@ -33,9 +36,9 @@ build_pkgs=(
     build-essential pkg-config clang libclang-dev
     libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
     libswscale-dev libswresample-dev ffmpeg
-    curl ca-certificates
+    curl ca-certificates nodejs
 )
-test_pkgs=(postgresql postgresql-client redis-server redis-tools nodejs python3 python3-venv nginx)
+test_pkgs=(postgresql postgresql-client redis-server redis-tools python3 python3-venv nginx chromium fonts-noto-color-emoji)
 
 pkgs=("${build_pkgs[@]}")
 if [[ "$mode" == test || "$mode" == bench ]]; then
@@ -103,6 +106,32 @@ else
         cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 ||
             echo "deps: warning: cargo $c missing and rustup is not installed; add it by hand" >&2
     done
+fi
+
+# Node.js: the web app's build (Vite) needs 20.19 or newer. Debian's own
+# package ships npm separately (NodeSource's includes it).
+if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: installing npm"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
+fi
+node_version="$(node --version 2>/dev/null || echo v0)"
+IFS=. read -r node_major node_minor _ <<<"${node_version#v}"
+if ((node_major < 20 || (node_major == 20 && node_minor < 19))); then
+    echo "deps: Node.js $node_version is too old; the web app's build needs 20.19 or newer" >&2
+    echo "      (Debian 13 ships 20.19; on Debian 12 install Node.js 20 or 22 from NodeSource)" >&2
+    exit 1
+fi
+
+# The web app's packages, exactly as its lock file says. The lock file is
+# copied into node_modules once installed, so a second run compares two
+# files and installs nothing.
+web="$(cd "$(dirname "$0")/.." && pwd)/web"
+if ! cmp -s "$web/package-lock.json" "$web/node_modules/.videosync-lock.json"; then
+    echo "deps: installing the web app's packages (npm ci in $web)"
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$web/package-lock.json" "$web/node_modules/.videosync-lock.json"
+else
+    echo "deps: web app packages present ($web/node_modules)"
 fi
 
 # Python test tools (schemathesis), pinned, in a virtual environment of the

@@ -906,6 +906,8 @@ async fn join(
     }
     let m = tx.add_member(p.id, user.id, Role::Viewer).await?;
     tx.commit().await?;
+    // A visitor already in the room gets the member's rights at once.
+    app.realtime.channel_changed(p.id);
     Ok(Json(MemberView::from(m)))
 }
 
@@ -1131,6 +1133,7 @@ async fn accept_invite(
         }
     };
     tx.commit().await?;
+    app.realtime.channel_changed(invite.channel_id);
     Ok(Json(MemberView::from(member)))
 }
 

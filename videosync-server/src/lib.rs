@@ -42,6 +42,7 @@ pub mod search;
 pub mod state;
 pub mod uploads;
 pub mod videos;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -104,7 +105,7 @@ pub fn router(app: AppState) -> Router {
         .merge(uploads::routes())
         .merge(delivery::routes())
         .merge(realtime::routes())
-        .fallback(error::not_found_fallback)
+        .fallback(web::fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         .layer(middleware::from_fn(ops::track))
         .layer(DefaultBodyLimit::max(max_body))

@@ -458,6 +458,45 @@ async fn kicks_bans_and_role_changes_take_effect_in_the_room() {
 }
 
 #[tokio::test]
+async fn joining_the_channel_gives_a_visitor_in_the_room_the_members_rights() {
+    for t in TestApp::each().await {
+        let owner = t.register("join-owner").await;
+        let visitor = t.register("join-visitor").await;
+        let channel = t.channel(&owner, "public", false).await;
+        let served = serve(&t).await;
+        let (mut ws, welcome) = Ws::join(served.addr, &channel, &visitor.token).await;
+        let me = welcome["member"].as_u64().unwrap();
+
+        // Not a member yet: watching only.
+        ws.send(json!({"type": "chat", "text": "hi"})).await;
+        let err = ws.recv_type("error").await;
+        assert_eq!(err["code"], "forbidden", "{err}");
+
+        // Joined over the REST API: the same connection may chat now.
+        let (status, body) = t
+            .call(
+                Method::POST,
+                &format!("/api/v1/channels/{channel}/join"),
+                Some(&visitor.token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        loop {
+            let p = ws.recv_type("presence").await;
+            if p["event"] == "updated" && p["member"]["id"] == me {
+                assert_eq!(p["member"]["role"], "viewer", "{p}");
+                break;
+            }
+        }
+        ws.send(json!({"type": "chat", "text": "hi, as a member"}))
+            .await;
+        let chat = ws.recv_type("chat").await;
+        assert_eq!(chat["text"], "hi, as a member");
+    }
+}
+
+#[tokio::test]
 async fn an_expiring_token_ends_the_connection_with_4001() {
     let mut config = test_config();
     config.auth.access_ttl_seconds = 2;

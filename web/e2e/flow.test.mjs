@@ -1,0 +1,114 @@
+// A person signs up, makes a channel, uploads a clip through the page, sees
+// it processed, and plays it in the channel; an upload cut off by a reload
+// resumes where it stopped.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createChannel, explained, launch, makeClip, newContext, signUp, startServer } from "./harness.mjs";
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test("sign up, make a channel, upload, watch it processed, play it", async () => {
+  const clip = makeClip("harbour.mp4", { seconds: 6 });
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && console.error(`console: ${m.text()}`));
+
+  await signUp(page, server.url, "ada");
+  const channel = await createChannel(page, server.url, "Film club");
+
+  await page.getByRole("link", { name: "Upload" }).first().click();
+  await page.getByLabel(/^Title/).fill("Harbour at dawn");
+  await page.locator("input[type=file]").setInputFiles(clip);
+  // Upload, then processing with live progress, then ready.
+  await page.getByText(/Processing:/).waitFor({ timeout: 30_000 });
+  await page.getByText("“Harbour at dawn” is ready.").waitFor({ timeout: 120_000 });
+  await page.getByRole("button", { name: "Play it in the channel" }).click();
+
+  await page.waitForURL(new RegExp(`/c/${channel}$`));
+  await page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
+  // The owner's click loaded it for the room: the player runs.
+  await explained(page, "flow-play", () =>
+    page.waitForFunction(() => {
+      const v = document.querySelector("video");
+      return v && !v.paused && v.currentTime > 1;
+    }, null, { timeout: 30_000 }),
+  );
+  await page.getByTestId("sync-indicator").filter({ hasText: /in sync|correcting/ }).waitFor({ timeout: 15_000 });
+  await page.getByRole("tab", { name: /Queue/ }).click();
+  await page.getByText("Harbour at dawn").first().waitFor();
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("an upload cut off by a page reload resumes where it stopped", async () => {
+  // About 20 MB: the page sends it in 8 MiB chunks.
+  const clip = makeClip("long.mp4", { seconds: 10, size: "1280x720", bitrate: "16M" });
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  await signUp(page, server.url, "bob");
+  await createChannel(page, server.url, "Bob's uploads");
+
+  // The first chunk goes through; every later one is cut off.
+  let patches = 0;
+  let creations = 0;
+  await page.route("**/api/v1/uploads**", async (route) => {
+    const method = route.request().method();
+    if (method === "POST") creations += 1;
+    if (method === "PATCH" && ++patches > 1) return route.abort("connectionreset");
+    return route.continue();
+  });
+  await page.goto(`${server.url}/upload`);
+  const firstChunk = page.waitForResponse((r) => r.request().method() === "PATCH" && r.status() === 204);
+  await page.locator("input[type=file]").setInputFiles(clip);
+  await firstChunk;
+  assert.equal(creations, 1);
+
+  // A reload (the tab crashed, the laptop slept): the same file again.
+  await page.unrouteAll({ behavior: "ignoreErrors" });
+  await page.reload();
+  let created = 0;
+  let resumedFrom = null;
+  page.on("request", (r) => {
+    if (r.method() === "POST" && r.url().endsWith("/api/v1/uploads")) created += 1;
+  });
+  page.on("response", (r) => {
+    if (r.request().method() === "HEAD" && r.url().includes("/api/v1/uploads/")) resumedFrom = Number(r.headers()["upload-offset"]);
+  });
+  await page.locator("input[type=file]").setInputFiles(clip);
+  await page.getByText("Resuming your earlier upload of this file.").waitFor();
+  await page.getByText(/Processing:|is ready/).first().waitFor({ timeout: 60_000 });
+  assert.equal(created, 0, "the upload was not started again");
+  assert.ok(resumedFrom >= 8 * 1024 * 1024, `resumed from byte ${resumedFrom}`);
+  await context.close();
+});
+
+test("a file that is not a video is refused with the reason, and the page offers another try", async () => {
+  const bogus = join(mkdtempSync(join(tmpdir(), "videosync-bogus-")), "holiday.mp4");
+  writeFileSync(bogus, "these are not the frames you are looking for\n".repeat(2000));
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  await signUp(page, server.url, "carol");
+  await createChannel(page, server.url, "Carol's");
+  await page.goto(`${server.url}/upload`);
+  await page.locator("input[type=file]").setInputFiles(bogus);
+  const alert = page.getByRole("alert");
+  await alert.waitFor();
+  assert.match(await alert.innerText(), /media|container|format|recogni/i);
+  await context.close();
+});

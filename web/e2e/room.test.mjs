@@ -1,0 +1,110 @@
+// Two people in one channel, each in their own browser context: chat,
+// typing and reactions cross over, controls follow the permission matrix,
+// text stays text, and a private channel stays private.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { apiCall, launch, makeClip, newContext, registerUser, signIn, signUp, startServer, uploadReady } from "./harness.mjs";
+
+let server;
+let browser;
+let ada;
+
+let channel;
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+  ada = await registerUser(server.url, "ada");
+  await registerUser(server.url, "bob");
+  channel = (await apiCall(server.url, "POST", "/channels", ada.token, { name: "Film club", visibility: "public" })).id;
+  await uploadReady(server.url, ada.token, channel, makeClip("harbour.mp4", { seconds: 20 }), "Harbour at dawn");
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function open(username) {
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  await signIn(page, server.url, username);
+  await page.goto(`${server.url}/c/${channel}`);
+  await page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
+  if (username !== "ada") {
+    // A visitor joins the public channel to take part (a viewer: chat only).
+    await page.getByRole("button", { name: "Join channel" }).click();
+    await page.locator(".badge", { hasText: "viewer" }).waitFor();
+  }
+  return { context, page };
+}
+
+test("chat, typing and reactions reach the other browser; controls follow the matrix", async () => {
+  const a = await open("ada");
+  const b = await open("bob");
+
+  // The owner starts the video for the room; both players run.
+  await a.page.getByRole("tab", { name: /Queue/ }).click();
+  await a.page.getByRole("button", { name: "Play now" }).click();
+  for (const { page } of [a, b]) {
+    await page.waitForFunction(() => {
+      const v = document.querySelector("video");
+      return v && !v.paused && v.currentTime > 0.5;
+    }, null, { timeout: 30_000 });
+  }
+  // A viewer may not control playback by default; the owner may.
+  assert.equal(await a.page.getByRole("button", { name: "Pause", exact: true }).isEnabled(), true);
+  assert.equal(await b.page.getByRole("button", { name: "Pause", exact: true }).isEnabled(), false);
+  assert.equal(await b.page.getByLabel("Speed").isEnabled(), false);
+
+  // Typing shows on the other side, then the message, with its mention.
+  await a.page.getByRole("tab", { name: "Chat" }).click();
+  await a.page.getByLabel("Message", { exact: true }).fill("hello @bob");
+  await b.page.getByText("ada is typing…").waitFor();
+  await a.page.getByLabel("Message", { exact: true }).press("Enter");
+  const line = b.page.locator(".messages li", { hasText: "hello @bob" });
+  await line.waitFor();
+  assert.match((await line.getAttribute("class")) ?? "", /mention/);
+  await b.page.getByText("ada is typing…").waitFor({ state: "detached" });
+
+  // Text is text: markup in chat is shown, never run.
+  const hostile = `<img src=x onerror="window.__pwned=1">`;
+  await b.page.getByLabel("Message", { exact: true }).fill(hostile);
+  await b.page.getByLabel("Message", { exact: true }).press("Enter");
+  await a.page.locator(".messages li", { hasText: hostile }).waitFor();
+  assert.equal(await a.page.evaluate(() => window.__pwned), undefined);
+
+  // A reaction floats over the other player.
+  await b.page.getByRole("button", { name: "React 🎉" }).click();
+  await a.page.locator(".reactions .reaction", { hasText: "🎉" }).waitFor();
+
+  // The owner lets viewers control playback: bob's controls come alive.
+  await apiCall(server.url, "PATCH", `/channels/${channel}/permissions`, ada.token, {
+    changes: [{ role: "viewer", permission: "control_playback", allowed: true }],
+  });
+  await b.page.reload();
+  await b.page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
+  await b.page.getByLabel("Speed").and(b.page.locator(":enabled")).waitFor();
+  await b.page.getByLabel("Speed").selectOption("1.5");
+  await a.page.waitForFunction(() => document.querySelector("video")?.playbackRate === 1.5, null, { timeout: 10_000 });
+
+  // Everyone present shows in the people panel.
+  await a.page.getByRole("tab", { name: /People/ }).click();
+  await a.page.locator(".people td", { hasText: "bob" }).waitFor();
+  await a.context.close();
+  await b.context.close();
+});
+
+test("a private channel is unreachable for an outsider", async () => {
+  const secret = await apiCall(server.url, "POST", "/channels", ada.token, { name: "Secret society", visibility: "private" });
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  await signUp(page, server.url, "carol");
+  await page.goto(`${server.url}/c/${secret.id}`);
+  await page.getByRole("heading", { name: "Channel not found" }).waitFor();
+  assert.equal(await page.getByText("Secret society").count(), 0);
+  // Its videos' pages are no way in either.
+  const r = await page.request.get(`${server.url}/api/v1/channels/${secret.id}/videos`);
+  assert.equal(r.status(), 404);
+  await context.close();
+});

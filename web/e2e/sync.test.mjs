@@ -1,0 +1,37 @@
+// The sync error on real players, short and with a loose bound (p95 within
+// 100 ms) so it cannot flake on a loaded machine; `make bench BENCH=browser`
+// runs the full session against the real targets.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { launch, startServer } from "./harness.mjs";
+import { measureSync } from "./syncmeasure.mjs";
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test("three players on different networks stay within 100 ms (p95)", async () => {
+  const r = await measureSync({
+    browser,
+    base: server.url,
+    quick: true,
+    clipSeconds: 30,
+    networks: [
+      { latency: 5, jitter: 0 },
+      { latency: 40, jitter: 10 },
+      { latency: 100, jitter: 30 },
+    ],
+  });
+  console.log(JSON.stringify(r));
+  assert.ok(r.samples > 500, `too few common instants: ${r.samples}`);
+  assert.ok(r.p95_ms <= 100, `p95 ${r.p95_ms} ms`);
+});
