@@ -163,9 +163,16 @@ pub(crate) fn open_encoder(job: &RungJob) -> Result<ff::encoder::Video, String> 
     enc.set_color_primaries(ff::color::Primaries::BT709);
     enc.set_color_transfer_characteristic(ff::color::TransferCharacteristic::BT709);
     enc.set_color_range(ff::color::Range::MPEG);
+    // Closed GOPs: every keyframe an IDR. FFmpeg's libx264 wrapper opens
+    // GOPs unless told otherwise, and then the keyframes between segment
+    // starts are I-frames that later frames may reach across; a player that
+    // seeks to one (MSE starts decoding at the sync sample before the seek
+    // target) fails to decode what follows it.
+    let mut flags = ff::codec::Flags::CLOSED_GOP;
     if job.format == SegmentFormat::Fmp4 {
-        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+        flags |= ff::codec::Flags::GLOBAL_HEADER;
     }
+    enc.set_flags(flags);
     let mut opts = ff::Dictionary::new();
     opts.set("b", &r.bitrate.to_string());
     opts.set("maxrate", &r.maxrate.to_string());

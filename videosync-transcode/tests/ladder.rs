@@ -2145,15 +2145,14 @@ async fn long_segments_get_a_keyframe_every_two_seconds() {
     args.extend(["-an", "-c:v", "libx264", "-preset", "ultrafast"].map(String::from));
     let src = ffmpeg(media.path(), "nine.mp4", &strs(&args));
     let out = out_dir().await;
-    let manifest = transcode(
-        &src,
-        &out.dest,
-        &opts(&[240], 4, SegmentFormat::Fmp4),
-        None,
-        &CancelToken::new(),
-    )
-    .await
-    .unwrap();
+    // The default preset (B-frames: where FFmpeg's libx264 opens GOPs).
+    let options = TranscodeOptions {
+        preset: TranscodeOptions::default().preset,
+        ..opts(&[240], 4, SegmentFormat::Fmp4)
+    };
+    let manifest = transcode(&src, &out.dest, &options, None, &CancelToken::new())
+        .await
+        .unwrap();
     check_ladder(&out.root, &manifest);
     let names: Vec<String> = (0..3).map(|i| format!("seg_{i:05}.m4s")).collect();
     let file = joined(&out.root, "240p", SegmentFormat::Fmp4, &names);
@@ -2179,6 +2178,31 @@ async fn long_segments_get_a_keyframe_every_two_seconds() {
     for (k, w) in keys.iter().zip(want) {
         assert!((k - w).abs() < 0.002, "{keys:?}");
     }
+    // Every keyframe an IDR (closed GOPs): a player that seeks to the one at
+    // 2 s decodes from it alone. One slice per frame, so IDR slices count
+    // IDR frames.
+    let trace = Command::new("ffmpeg")
+        .args(["-v", "trace", "-nostdin", "-i"])
+        .arg(&file)
+        .args([
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-bsf:v",
+            "trace_headers",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    let log = String::from_utf8_lossy(&trace.stderr);
+    let idr = log
+        .lines()
+        .filter(|l| l.contains("nal_unit_type") && l.trim_end().ends_with("= 5"))
+        .count();
+    assert_eq!(idr, want.len(), "IDR slices in {keys:?}");
 }
 
 /// `(YLOW, YAVG, YHIGH)` of the first frame of `file` (FFmpeg's
