@@ -514,6 +514,11 @@ pub struct MemberInfo {
     /// Its round trip to the server, from its latest report, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
+    /// The server's opaque id of the member's account, for acting on it
+    /// through the server's own API (mute, remove, ban). Absent: a guest,
+    /// or a server that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// The command a state resulted from.
@@ -1173,6 +1178,7 @@ pub fn server_messages(
                 buffering: false,
                 sync_error_ms: None,
                 rtt_ms: None,
+                account: None,
             },
         }],
         RoomEvent::MemberUpdated(info) => vec![ServerMessage::Presence {
@@ -1190,6 +1196,7 @@ fn wire_member(info: &room::MemberInfo, name: &dyn Fn(MemberId) -> String) -> Me
         buffering: info.is_buffering(),
         sync_error_ms: None,
         rtt_ms: None,
+        account: None,
     }
 }
 
@@ -1473,6 +1480,9 @@ fn check_member_info(field: &str, info: &MemberInfo) -> Result<(), ProtocolError
     }
     if let Some(rtt) = info.rtt_ms {
         check_duration(&format!("{field}.rtt_ms"), rtt)?;
+    }
+    if let Some(account) = &info.account {
+        check_label(&format!("{field}.account"), account, MAX_NAME_CHARS)?;
     }
     check_label(&format!("{field}.name"), &info.name, MAX_NAME_CHARS)?;
     check_label(&format!("{field}.role"), &info.role, MAX_ROLE_CHARS)

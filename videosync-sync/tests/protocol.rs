@@ -793,6 +793,7 @@ fn member_strategy() -> impl Strategy<Value = MemberInfo> {
                 buffering,
                 sync_error_ms,
                 rtt_ms,
+                account: None,
             },
         )
 }

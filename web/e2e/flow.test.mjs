@@ -112,3 +112,41 @@ test("a file that is not a video is refused with the reason, and the page offers
   assert.match(await alert.innerText(), /media|container|format|recogni/i);
   await context.close();
 });
+
+test("an expired session asks to sign in again over the page, and the chat draft survives", async () => {
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  await signUp(page, server.url, "dora");
+  const channel = await createChannel(page, server.url, "Dora's den");
+  await page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
+  await page.getByLabel("Message", { exact: true }).fill("half a thought, not sent yet");
+
+  // The login ends elsewhere (signed out everywhere), and the access token runs out.
+  const auth = JSON.parse(await page.evaluate(() => localStorage.getItem("videosync.auth")));
+  const r = await fetch(`${server.url}/api/v1/auth/logout`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh_token: auth.refresh_token, everywhere: true }),
+  });
+  assert.equal(r.status, 204);
+  await page.evaluate(() => {
+    const a = JSON.parse(localStorage.getItem("videosync.auth"));
+    a.access_expires_at = 0;
+    localStorage.setItem("videosync.auth", JSON.stringify(a));
+  });
+
+  // The next call needs a fresh token: the sign-in dialog opens over the page.
+  await page.getByRole("link", { name: "videosync" }).click();
+  const dialog = page.getByRole("dialog", { name: "Your session ended" });
+  await dialog.waitFor();
+  await dialog.getByLabel("Username or e-mail").fill("dora");
+  await dialog.getByLabel("Password").fill("correct horse battery");
+  await dialog.getByRole("button", { name: "Sign in" }).click();
+  await dialog.waitFor({ state: "hidden" });
+
+  // Back in the channel, the draft is where it was.
+  await page.goBack();
+  await page.waitForURL(new RegExp(`/c/${channel}$`));
+  assert.equal(await page.getByLabel("Message", { exact: true }).inputValue(), "half a thought, not sent yet");
+  await context.close();
+});

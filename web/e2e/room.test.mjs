@@ -88,9 +88,15 @@ test("chat, typing and reactions reach the other browser; controls follow the ma
   await b.page.getByLabel("Speed").selectOption("1.5");
   await a.page.waitForFunction(() => document.querySelector("video")?.playbackRate === 1.5, null, { timeout: 10_000 });
 
-  // Everyone present shows in the people panel.
+  // Everyone present shows in the people panel, where the owner mutes bob.
   await a.page.getByRole("tab", { name: /People/ }).click();
-  await a.page.locator(".people td", { hasText: "bob" }).waitFor();
+  const bobRow = a.page.locator(".people tr", { hasText: "bob" });
+  await bobRow.waitFor();
+  await bobRow.getByRole("button", { name: "Mute" }).click();
+  await a.page.getByText("bob is muted for 10 minutes.").waitFor();
+  await b.page.getByLabel("Message", { exact: true }).fill("can anyone hear me");
+  await b.page.getByLabel("Message", { exact: true }).press("Enter");
+  await b.page.getByRole("alert").filter({ hasText: /muted/ }).waitFor();
   await a.context.close();
   await b.context.close();
 });

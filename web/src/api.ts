@@ -48,6 +48,12 @@ export const currentUser = signal<User | null>(load()?.user ?? null);
 /** Set when a session ended on its own (expired, revoked): the UI asks to sign in again. */
 export const sessionExpired = signal(false);
 
+/** The person chose to go on signed out after their session ended. */
+export function continueSignedOut(): void {
+  sessionExpired.value = false;
+  currentUser.value = null;
+}
+
 function load(): Tokens | null {
   try {
     const raw = localStorage.getItem(STORE);
@@ -100,7 +106,10 @@ export async function accessToken(forceRefresh = false): Promise<string | null> 
       return t.access_token;
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
-        save(null);
+        // The login ended (expired, revoked, signed out elsewhere). The page
+        // keeps its user until the person signs in again or chooses to go
+        // on signed out, so nothing on it is torn down meanwhile.
+        localStorage.removeItem(STORE);
         sessionExpired.value = true;
         return null;
       }

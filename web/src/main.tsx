@@ -2,7 +2,7 @@
 // (over the page, so nothing typed is lost).
 import { render } from "preact";
 import { useEffect, useRef } from "preact/hooks";
-import { currentUser, logout, sessionExpired } from "./api";
+import { continueSignedOut, currentUser, logout, sessionExpired } from "./api";
 import { Admin } from "./pages/Admin";
 import { Login, LoginForm, Signup } from "./pages/Auth";
 import { Home } from "./pages/Home";
@@ -91,11 +91,11 @@ function Expired() {
     if (!open && d.open) d.close();
   }, [open]);
   return (
-    <dialog ref={dialog} aria-labelledby="expired-h" onCancel={() => (sessionExpired.value = false)}>
+    <dialog ref={dialog} aria-labelledby="expired-h" onCancel={continueSignedOut}>
       <h2 id="expired-h">Your session ended</h2>
       <p>Sign in again to carry on; this page stays as it is.</p>
       {open && <LoginForm onDone={() => (sessionExpired.value = false)} />}
-      <button type="button" class="link" onClick={() => (sessionExpired.value = false)}>
+      <button type="button" class="link" onClick={continueSignedOut}>
         Continue signed out
       </button>
     </dialog>

@@ -660,12 +660,19 @@ impl Engine {
         }
     }
 
-    /// Puts the members' measured sync into the member lists of `m`.
+    /// Puts the members' measured sync and account ids into the member
+    /// lists of `m`.
     fn with_sync(&self, m: &mut ServerMessage) {
         let fill = |info: &mut videosync_sync::protocol::MemberInfo| {
-            if let Some((error, rtt)) = self.members.get(&info.id).and_then(|m| m.sync) {
+            let Some(m) = self.members.get(&info.id) else {
+                return;
+            };
+            if let Some((error, rtt)) = m.sync {
                 info.sync_error_ms = Some(error);
                 info.rtt_ms = Some(rtt);
+            }
+            if let Identity::User(u) = &m.identity {
+                info.account = Some(u.to_string());
             }
         };
         match m {

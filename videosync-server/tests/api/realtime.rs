@@ -486,6 +486,8 @@ async fn joining_the_channel_gives_a_visitor_in_the_room_the_members_rights() {
             let p = ws.recv_type("presence").await;
             if p["event"] == "updated" && p["member"]["id"] == me {
                 assert_eq!(p["member"]["role"], "viewer", "{p}");
+                // The account, for moderators acting through the API.
+                assert_eq!(p["member"]["account"], visitor.id.as_str(), "{p}");
                 break;
             }
         }

@@ -195,7 +195,7 @@ function Room({ channel, guestName, reload }: { channel: ChannelInfo; guestName:
             <Chat room={room} channel={channel} perms={perms} />
           </div>
           <div role="tabpanel" id="panel-people" aria-labelledby="tab-people" hidden={tab !== "people"} class="panel">
-            <People room={room} />
+            <People room={room} channel={channel} perms={perms} />
           </div>
           <div role="tabpanel" id="panel-queue" aria-labelledby="tab-queue" hidden={tab !== "queue"} class="panel">
             <Queue room={room} channel={channel} perms={perms} />

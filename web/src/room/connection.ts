@@ -14,6 +14,8 @@ export interface RoomMember {
   buffering: boolean;
   sync_error_ms?: number;
   rtt_ms?: number;
+  /** The server's id of the member's account (absent: a guest). */
+  account?: string;
 }
 
 export interface ChatLine {

@@ -1,5 +1,5 @@
-// The player adapter: a <video> element played by hls.js (or natively where
-// the browser plays HLS and has no Media Source Extensions, as on iPhones),
+// The player adapter: a <video> element played by hls.js (or natively in
+// Safari, and wherever a browser plays HLS but has no Media Source Extensions),
 // read and driven by the room connection. hls.js loads only here, on the
 // channel page.
 import { signal } from "@preact/signals";
@@ -89,7 +89,14 @@ export class Player {
       return;
     }
     this.loading.value = true;
+    // Safari plays HLS itself (AirPlay, picture in picture, less power):
+    // native there; hls.js elsewhere, for its quality menu, even where a
+    // browser could play HLS too.
     const native = this.video.canPlayType("application/vnd.apple.mpegurl") !== "";
+    if (native && /Apple/.test(navigator.vendor)) {
+      this.video.src = url;
+      return;
+    }
     const { default: HlsClass } = await import("hls.js");
     if (this.source !== url) return;
     if (HlsClass.isSupported()) {
