@@ -2,35 +2,24 @@
 // it processed, and plays it in the channel; an upload cut off by a reload
 // resumes where it stopped.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createChannel, explained, launch, makeClip, newContext, signUp, startServer } from "./harness.mjs";
+import { createChannel, explained, makeClip, newContext, serverAndBrowser, signUp } from "./harness.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 test("sign up, make a channel, upload, watch it processed, play it", async () => {
   const clip = makeClip("harbour.mp4", { seconds: 6 });
-  const context = await newContext(browser);
+  const context = await newContext(env.browser);
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => m.type() === "error" && console.error(`console: ${m.text()}`));
 
-  await signUp(page, server.url, "ada");
-  const channel = await createChannel(page, server.url, "Film club");
+  await signUp(page, env.server.url, "ada");
+  const channel = await createChannel(page, env.server.url, "Film club");
 
   await page.getByRole("link", { name: "Upload" }).first().click();
   await page.getByLabel(/^Title/).fill("Harbour at dawn");
@@ -59,10 +48,10 @@ test("sign up, make a channel, upload, watch it processed, play it", async () =>
 test("an upload cut off by a page reload resumes where it stopped", async () => {
   // About 20 MB: the page sends it in 8 MiB chunks.
   const clip = makeClip("long.mp4", { seconds: 10, size: "1280x720", bitrate: "16M" });
-  const context = await newContext(browser);
+  const context = await newContext(env.browser);
   const page = await context.newPage();
-  await signUp(page, server.url, "bob");
-  await createChannel(page, server.url, "Bob's uploads");
+  await signUp(page, env.server.url, "bob");
+  await createChannel(page, env.server.url, "Bob's uploads");
 
   // The first chunk goes through; every later one is cut off.
   let patches = 0;
@@ -73,7 +62,7 @@ test("an upload cut off by a page reload resumes where it stopped", async () => 
     if (method === "PATCH" && ++patches > 1) return route.abort("connectionreset");
     return route.continue();
   });
-  await page.goto(`${server.url}/upload`);
+  await page.goto(`${env.server.url}/upload`);
   const firstChunk = page.waitForResponse((r) => r.request().method() === "PATCH" && r.status() === 204);
   await page.locator("input[type=file]").setInputFiles(clip);
   await firstChunk;
@@ -101,11 +90,11 @@ test("an upload cut off by a page reload resumes where it stopped", async () => 
 test("a file that is not a video is refused with the reason, and the page offers another try", async () => {
   const bogus = join(mkdtempSync(join(tmpdir(), "videosync-bogus-")), "holiday.mp4");
   writeFileSync(bogus, "these are not the frames you are looking for\n".repeat(2000));
-  const context = await newContext(browser);
+  const context = await newContext(env.browser);
   const page = await context.newPage();
-  await signUp(page, server.url, "carol");
-  await createChannel(page, server.url, "Carol's");
-  await page.goto(`${server.url}/upload`);
+  await signUp(page, env.server.url, "carol");
+  await createChannel(page, env.server.url, "Carol's");
+  await page.goto(`${env.server.url}/upload`);
   await page.locator("input[type=file]").setInputFiles(bogus);
   const alert = page.getByRole("alert");
   await alert.waitFor();
@@ -114,16 +103,16 @@ test("a file that is not a video is refused with the reason, and the page offers
 });
 
 test("an expired session asks to sign in again over the page, and the chat draft survives", async () => {
-  const context = await newContext(browser);
+  const context = await newContext(env.browser);
   const page = await context.newPage();
-  await signUp(page, server.url, "dora");
-  const channel = await createChannel(page, server.url, "Dora's den");
+  await signUp(page, env.server.url, "dora");
+  const channel = await createChannel(page, env.server.url, "Dora's den");
   await page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
   await page.getByLabel("Message", { exact: true }).fill("half a thought, not sent yet");
 
   // The login ends elsewhere (signed out everywhere), and the access token runs out.
   const auth = JSON.parse(await page.evaluate(() => localStorage.getItem("videosync.auth")));
-  const r = await fetch(`${server.url}/api/v1/auth/logout`, {
+  const r = await fetch(`${env.server.url}/api/v1/auth/logout`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ refresh_token: auth.refresh_token, everywhere: true }),

@@ -6,6 +6,7 @@ import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -23,9 +24,12 @@ export function binary() {
 /** Starts `videosync serve`; resolves once it logs its address. */
 export async function startServer() {
   const dir = mkdtempSync(join(tmpdir(), "videosync-e2e-"));
+  // The server refuses VIDEOSYNC_* variables it does not know (the test
+  // runner's own, such as VIDEOSYNC_BIN): it gets only its settings.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("VIDEOSYNC_")));
   const child = spawn(binary(), ["serve", "--addr", "127.0.0.1:0", "--workers", "1"], {
     env: {
-      ...process.env,
+      ...inherited,
       VIDEOSYNC_DATA_DIR: join(dir, "data"),
       VIDEOSYNC_ARGON2_MEMORY_KIB: "64",
       VIDEOSYNC_ARGON2_ITERATIONS: "1",
@@ -73,6 +77,23 @@ export async function startServer() {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A server and a browser for the tests of one file: started before the
+ * first, stopped after the last. The fields are set once `before` ran.
+ */
+export function serverAndBrowser() {
+  const env = { server: null, browser: null };
+  before(async () => {
+    env.server = await startServer();
+    env.browser = await launch();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
 }
 
 /** A clip made by the ffmpeg CLI: `seconds` of test pattern and tone. */

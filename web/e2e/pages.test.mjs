@@ -4,28 +4,20 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { apiCall, launch, makeClip, registerUser, shotsDir, signIn, startServer, uploadReady } from "./harness.mjs";
+import { before, test } from "node:test";
+import { apiCall, makeClip, registerUser, serverAndBrowser, shotsDir, signIn, uploadReady } from "./harness.mjs";
 
 const require = createRequire(import.meta.url);
 const AXE = require.resolve("axe-core/axe.min.js");
 
-let server;
-let browser;
+const env = serverAndBrowser();
 let channel;
 
 before(async () => {
-  server = await startServer();
-  browser = await launch();
-  const ada = await registerUser(server.url, "ada");
-  channel = (await apiCall(server.url, "POST", "/channels", ada.token, { name: "Film club", visibility: "public", description: "Fridays at nine." }))
+  const ada = await registerUser(env.server.url, "ada");
+  channel = (await apiCall(env.server.url, "POST", "/channels", ada.token, { name: "Film club", visibility: "public", description: "Fridays at nine." }))
     .id;
-  await uploadReady(server.url, ada.token, channel, makeClip("harbour.mp4"), "Harbour at dawn");
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
+  await uploadReady(env.server.url, ada.token, channel, makeClip("harbour.mp4"), "Harbour at dawn");
 });
 
 const SIZES = { phone: { width: 390, height: 844 }, desktop: { width: 1280, height: 800 } };
@@ -48,15 +40,15 @@ for (const [size, viewport] of Object.entries(SIZES)) {
   for (const scheme of ["light", "dark"]) {
     test(`main pages at ${size} width in the ${scheme} theme: accessible, and shot`, async () => {
       // bypassCSP: axe is injected as an inline script.
-      const context = await browser.newContext({ viewport, colorScheme: scheme, bypassCSP: true });
+      const context = await env.browser.newContext({ viewport, colorScheme: scheme, bypassCSP: true });
       context.setDefaultTimeout(20_000);
       const page = await context.newPage();
       const problems = [];
       for (const [name, path, signedIn, ready] of PAGES) {
         if (signedIn && !(await page.evaluate(() => !!localStorage.getItem("videosync.auth")))) {
-          await signIn(page, server.url, "ada");
+          await signIn(page, env.server.url, "ada");
         }
-        await page.goto(server.url + (typeof path === "function" ? path() : path));
+        await page.goto(env.server.url + (typeof path === "function" ? path() : path));
         await ready(page).first().waitFor();
         await page.screenshot({ path: join(shotsDir(), `${name}-${size}-${scheme}.png`), fullPage: true });
         await page.addScriptTag({ path: AXE });

@@ -2,34 +2,25 @@
 // typing and reactions cross over, controls follow the permission matrix,
 // text stays text, and a private channel stays private.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { apiCall, launch, makeClip, newContext, registerUser, signIn, signUp, startServer, uploadReady } from "./harness.mjs";
+import { before, test } from "node:test";
+import { apiCall, makeClip, newContext, registerUser, serverAndBrowser, signIn, signUp, uploadReady } from "./harness.mjs";
 
-let server;
-let browser;
+const env = serverAndBrowser();
 let ada;
-
 let channel;
 
 before(async () => {
-  server = await startServer();
-  browser = await launch();
-  ada = await registerUser(server.url, "ada");
-  await registerUser(server.url, "bob");
-  channel = (await apiCall(server.url, "POST", "/channels", ada.token, { name: "Film club", visibility: "public" })).id;
-  await uploadReady(server.url, ada.token, channel, makeClip("harbour.mp4", { seconds: 20 }), "Harbour at dawn");
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
+  ada = await registerUser(env.server.url, "ada");
+  await registerUser(env.server.url, "bob");
+  channel = (await apiCall(env.server.url, "POST", "/channels", ada.token, { name: "Film club", visibility: "public" })).id;
+  await uploadReady(env.server.url, ada.token, channel, makeClip("harbour.mp4", { seconds: 20 }), "Harbour at dawn");
 });
 
 async function open(username) {
-  const context = await newContext(browser);
+  const context = await newContext(env.browser);
   const page = await context.newPage();
-  await signIn(page, server.url, username);
-  await page.goto(`${server.url}/c/${channel}`);
+  await signIn(page, env.server.url, username);
+  await page.goto(`${env.server.url}/c/${channel}`);
   await page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
   if (username !== "ada") {
     // A visitor joins the public channel to take part (a viewer: chat only).
@@ -79,7 +70,7 @@ test("chat, typing and reactions reach the other browser; controls follow the ma
   await a.page.locator(".reactions .reaction", { hasText: "🎉" }).waitFor();
 
   // The owner lets viewers control playback: bob's controls come alive.
-  await apiCall(server.url, "PATCH", `/channels/${channel}/permissions`, ada.token, {
+  await apiCall(env.server.url, "PATCH", `/channels/${channel}/permissions`, ada.token, {
     changes: [{ role: "viewer", permission: "control_playback", allowed: true }],
   });
   await b.page.reload();
@@ -102,15 +93,15 @@ test("chat, typing and reactions reach the other browser; controls follow the ma
 });
 
 test("a private channel is unreachable for an outsider", async () => {
-  const secret = await apiCall(server.url, "POST", "/channels", ada.token, { name: "Secret society", visibility: "private" });
-  const context = await newContext(browser);
+  const secret = await apiCall(env.server.url, "POST", "/channels", ada.token, { name: "Secret society", visibility: "private" });
+  const context = await newContext(env.browser);
   const page = await context.newPage();
-  await signUp(page, server.url, "carol");
-  await page.goto(`${server.url}/c/${secret.id}`);
+  await signUp(page, env.server.url, "carol");
+  await page.goto(`${env.server.url}/c/${secret.id}`);
   await page.getByRole("heading", { name: "Channel not found" }).waitFor();
   assert.equal(await page.getByText("Secret society").count(), 0);
   // Its videos' pages are no way in either.
-  const r = await page.request.get(`${server.url}/api/v1/channels/${secret.id}/videos`);
+  const r = await page.request.get(`${env.server.url}/api/v1/channels/${secret.id}/videos`);
   assert.equal(r.status(), 404);
   await context.close();
 });

@@ -2,27 +2,16 @@
 // 100 ms) so it cannot flake on a loaded machine; `make bench BENCH=browser`
 // runs the full session against the real targets.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { launch, startServer } from "./harness.mjs";
+import { test } from "node:test";
+import { serverAndBrowser } from "./harness.mjs";
 import { measureSync } from "./syncmeasure.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 test("three players on different networks stay within 100 ms (p95)", async () => {
   const r = await measureSync({
-    browser,
-    base: server.url,
+    browser: env.browser,
+    base: env.server.url,
     quick: true,
     clipSeconds: 30,
     networks: [

@@ -1,8 +1,8 @@
 // Instance administration: dead-lettered jobs, with their reasons, to requeue.
 import { useState } from "preact/hooks";
-import { api, currentUser, describe } from "../api";
+import { api, currentUser } from "../api";
 import type { DeadJob, Page as ApiPage } from "../api";
-import { ErrorBox, Page, Spinner, useLoad } from "../ui/common";
+import { ErrorBox, Page, Spinner, useAction, useLoad } from "../ui/common";
 
 export function Admin() {
   const user = currentUser.value;
@@ -10,7 +10,7 @@ export function Admin() {
     (signal) => (user?.is_admin ? api<ApiPage<DeadJob>>("GET", "/admin/jobs/dead", undefined, { signal }) : Promise.resolve(null)),
     [user?.id],
   );
-  const [error, setError] = useState<string | null>(null);
+  const { error, run } = useAction();
   const [done, setDone] = useState<string | null>(null);
   if (!user?.is_admin) {
     return (
@@ -55,16 +55,13 @@ export function Admin() {
                 <td>
                   <button
                     type="button"
-                    onClick={() => {
-                      setError(null);
-                      api("POST", `/admin/jobs/${encodeURIComponent(j.id)}/requeue`).then(
-                        () => {
-                          setDone(`Job ${j.id} is queued again.`);
-                          jobs.reload();
-                        },
-                        (e: unknown) => setError(describe(e)),
-                      );
-                    }}
+                    onClick={() =>
+                      void run(async () => {
+                        await api("POST", `/admin/jobs/${encodeURIComponent(j.id)}/requeue`);
+                        setDone(`Job ${j.id} is queued again.`);
+                        jobs.reload();
+                      })
+                    }
                   >
                     Requeue
                   </button>

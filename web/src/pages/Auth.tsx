@@ -1,28 +1,21 @@
 // Sign in and sign up.
 import { useState } from "preact/hooks";
-import { ApiError, describe, login, register } from "../api";
+import { login, register } from "../api";
 import { navigate, query } from "../router";
-import { ErrorBox, Page } from "../ui/common";
+import { ErrorBox, Page, useAction } from "../ui/common";
 
 /** The sign-in form; `onDone` replaces the default (go where the person was headed). */
 export function LoginForm({ onDone }: { onDone?: () => void }) {
   const [name, setName] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: Event) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       await login(name.trim(), password);
       if (onDone) onDone();
       else navigate(safeNext(), true);
-    } catch (err) {
-      setError(err instanceof ApiError && err.status === 429 ? `${err.message}` : describe(err));
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <form class="stack" onSubmit={submit}>
@@ -73,20 +66,13 @@ export function Signup() {
   const [username, setUsername] = useState("");
   const [displayName, setDisplayName] = useState("");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: Event) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       await register(username.trim(), password, displayName.trim() || undefined);
       navigate(safeNext(), true);
-    } catch (err) {
-      setError(describe(err));
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <Page title="Create an account">

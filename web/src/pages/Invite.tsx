@@ -1,8 +1,7 @@
 // An invite link: who invites to what, and accepting it.
-import { useState } from "preact/hooks";
-import { api, currentUser, describe } from "../api";
+import { api, currentUser } from "../api";
 import { navigate } from "../router";
-import { ErrorBox, Page, Spinner, useLoad } from "../ui/common";
+import { ErrorBox, Page, Spinner, useAction, useLoad } from "../ui/common";
 
 interface Preview {
   code: string;
@@ -14,18 +13,14 @@ interface Preview {
 
 export function InvitePage({ code }: { code: string }) {
   const preview = useLoad((signal) => api<Preview>("GET", `/invites/${encodeURIComponent(code)}`, undefined, { signal }), [code]);
-  const [error, setError] = useState<string | null>(null);
+  const { error, run } = useAction();
   const user = currentUser.value;
   const p = preview.data;
-  const accept = async () => {
-    setError(null);
-    try {
+  const accept = () =>
+    run(async () => {
       await api("POST", `/invites/${encodeURIComponent(code)}/accept`);
       if (p) navigate(`/c/${p.channel_id}`, true);
-    } catch (e) {
-      setError(describe(e));
-    }
-  };
+    });
   return (
     <Page title="Invitation">
       <section class="card narrow">

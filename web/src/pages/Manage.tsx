@@ -1,22 +1,9 @@
 // Channel management: details and room rules, invites, members and roles,
 // the permission matrix, bans and mutes.
 import { useState } from "preact/hooks";
-import { PERMISSIONS, ROLES, api, currentUser, describe } from "../api";
+import { PERMISSIONS, ROLES, api, currentUser } from "../api";
 import type { Ban, Channel, Invite, Member, Page as ApiPage } from "../api";
-import { ErrorBox, Page, Spinner, useLoad } from "../ui/common";
-
-function useAction(): [string | null, (f: () => Promise<unknown>) => Promise<void>] {
-  const [error, setError] = useState<string | null>(null);
-  const run = async (f: () => Promise<unknown>) => {
-    setError(null);
-    try {
-      await f();
-    } catch (e) {
-      setError(describe(e));
-    }
-  };
-  return [error, run];
-}
+import { ErrorBox, Page, Spinner, useAction, useLoad } from "../ui/common";
 
 export function Manage({ id }: { id: string }) {
   const channel = useLoad((signal) => api<Channel>("GET", `/channels/${encodeURIComponent(id)}`, undefined, { signal }), [id]);
@@ -58,7 +45,7 @@ function Details({ channel, reload }: { channel: Channel; reload: () => void }) 
   const [behind, setBehind] = useState(setting("behind", "wait"));
   const [waitS, setWaitS] = useState(setting("wait_timeout_seconds", "15"));
   const [saved, setSaved] = useState(false);
-  const [error, run] = useAction();
+  const { error, run } = useAction();
   const save = (e: Event) => {
     e.preventDefault();
     setSaved(false);
@@ -131,7 +118,7 @@ function Invites({ channel }: { channel: Channel }) {
   const list = useLoad((signal) => api<ApiPage<Invite>>("GET", `/channels/${channel.id}/invites`, undefined, { signal }), [channel.id]);
   const [role, setRole] = useState("viewer");
   const [uses, setUses] = useState("");
-  const [error, run] = useAction();
+  const { error, run } = useAction();
   const link = (i: Invite) => i.link ?? `${location.origin}/invite/${i.code}`;
   return (
     <section class="card" aria-labelledby="invites-h">
@@ -198,7 +185,7 @@ function Invites({ channel }: { channel: Channel }) {
 
 function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
   const list = useLoad((signal) => api<ApiPage<Member>>("GET", `/channels/${channel.id}/members?limit=200`, undefined, { signal }), [channel.id]);
-  const [error, run] = useAction();
+  const { error, run } = useAction();
   const me = currentUser.value?.id;
   const rank = (r: string | null | undefined) => ROLES.indexOf((r ?? "viewer") as (typeof ROLES)[number]);
   const mine = rank(channel.my_role);
@@ -299,7 +286,7 @@ interface Matrix {
 
 function Matrix({ channel }: { channel: Channel }) {
   const m = useLoad((signal) => api<Matrix>("GET", `/channels/${channel.id}/permissions`, undefined, { signal }), [channel.id]);
-  const [error, run] = useAction();
+  const { error, run } = useAction();
   const roles = ROLES.filter((r) => r !== "owner");
   return (
     <section class="card" aria-labelledby="matrix-h">
@@ -351,7 +338,7 @@ function Matrix({ channel }: { channel: Channel }) {
 
 function Bans({ channel }: { channel: Channel }) {
   const list = useLoad((signal) => api<ApiPage<Ban>>("GET", `/channels/${channel.id}/bans`, undefined, { signal }), [channel.id]);
-  const [error, run] = useAction();
+  const { error, run } = useAction();
   const items = list.data?.items ?? [];
   return (
     <section class="card" aria-labelledby="bans-h">

@@ -1,22 +1,19 @@
 // Make a channel.
 import { useState } from "preact/hooks";
-import { api, describe } from "../api";
+import { api } from "../api";
 import type { Channel } from "../api";
 import { navigate } from "../router";
-import { ErrorBox, Page } from "../ui/common";
+import { ErrorBox, Page, useAction } from "../ui/common";
 
 export function NewChannel() {
   const [name, setName] = useState("");
   const [description, setDescription] = useState("");
   const [visibility, setVisibility] = useState("public");
   const [guests, setGuests] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: Event) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    void run(async () => {
       const c = await api<Channel>("POST", "/channels", {
         name: name.trim(),
         description: description.trim(),
@@ -24,11 +21,7 @@ export function NewChannel() {
         allow_guests: guests && visibility !== "private",
       });
       navigate(`/c/${c.id}`, true);
-    } catch (err) {
-      setError(describe(err));
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <Page title="New channel">

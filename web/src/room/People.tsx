@@ -1,8 +1,9 @@
 // Who is in the room: role, buffering, round trip and each member's sync
 // error; for moderators, muting, removing and banning a member.
 import { useState } from "preact/hooks";
-import { ROLES, api, describe } from "../api";
+import { ROLES, api } from "../api";
 import type { Channel } from "../api";
+import { ErrorBox, useAction } from "../ui/common";
 import type { RoomConnection, RoomMember } from "./connection";
 
 function syncClass(m: RoomMember): string {
@@ -23,14 +24,10 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
   const mine = rank(channel.my_role);
   const mute = perms.has("moderate_chat");
   const kick = perms.has("kick_ban");
+  const { error, run } = useAction();
   const act = async (what: string, method: string, path: string, body?: unknown) => {
     setNotice(null);
-    try {
-      await api(method, path, body);
-      setNotice(what);
-    } catch (e) {
-      setNotice(describe(e));
-    }
+    if (await run(() => api(method, path, body))) setNotice(what);
   };
   return (
     <>
@@ -101,6 +98,7 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
           })}
         </tbody>
       </table>
+      <ErrorBox error={error} />
       {notice && (
         <p role="status" class="muted">
           {notice}

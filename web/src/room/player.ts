@@ -33,6 +33,7 @@ export class Player {
   private wantPlaying = false;
   /** `play` events of the adapter's own retries, not to be reported. */
   private ownPlays = 0;
+  private frames = new FrameFit();
 
   constructor(
     readonly video: HTMLVideoElement,
@@ -200,7 +201,8 @@ export class Player {
     const v = this.video;
     if (!("requestVideoFrameCallback" in v)) return;
     const step = (_now: number, meta: VideoFrameCallbackMetadata) => {
-      this.onFrame(meta.mediaTime * 1000, meta.expectedDisplayTime);
+      const fitted = this.frames.add(meta.expectedDisplayTime, meta.mediaTime * 1000, v.paused ? 0 : v.playbackRate);
+      this.onFrame(fitted, meta.expectedDisplayTime);
       this.frameHandle = v.requestVideoFrameCallback(step);
     };
     this.frameHandle = v.requestVideoFrameCallback(step);
@@ -211,5 +213,40 @@ export class Player {
     for (const [name, f] of this.listeners) this.video.removeEventListener(name, f);
     this.hls?.destroy();
     this.hls = null;
+  }
+}
+
+/**
+ * The media position at a displayed frame, from the frames shown lately.
+ *
+ * A frame's media time says where the player's clock was only to within a
+ * frame (33 ms at 30 fps): the frame stays on screen until the next one is
+ * due, and each shows at a display refresh. Fed raw, that quantization
+ * reads as drift and the session keeps nudging the rate. While the rate
+ * holds, the player's clock is `media = rate × display time + offset`;
+ * the offset averaged over the last second of frames is good to a few ms.
+ * A seek, a stall or a rate change (any frame off the line by more than a
+ * frame) starts the average again.
+ */
+class FrameFit {
+  private offsets: number[] = [];
+  private rate = 0;
+  private last: [number, number] | null = null;
+
+  add(displayMs: number, mediaMs: number, rate: number): number {
+    const offset = mediaMs - rate * displayMs;
+    const frame = this.last ? Math.abs(mediaMs - this.last[1]) : 0;
+    const mean = this.offsets.length ? this.offsets.reduce((a, b) => a + b, 0) / this.offsets.length : offset;
+    const off = Math.abs(offset - mean);
+    if (rate !== this.rate || rate === 0 || (this.offsets.length > 0 && off > Math.max(frame * 1.5, 50))) {
+      this.offsets = [];
+      this.rate = rate;
+    }
+    this.last = [displayMs, mediaMs];
+    this.offsets.push(offset);
+    if (this.offsets.length > 60) this.offsets.shift();
+    if (this.offsets.length < 4) return mediaMs;
+    const avg = this.offsets.reduce((a, b) => a + b, 0) / this.offsets.length;
+    return avg + rate * displayMs;
   }
 }

@@ -37,6 +37,35 @@ export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: unkn
   return { data, error, loading, reload: () => setRound((r) => r + 1) };
 }
 
+export interface Action {
+  /** A call is running (forms disable their button). */
+  busy: boolean;
+  /** The last call's failure, as a sentence. */
+  error: string | null;
+  /** Runs `f`, keeping `busy` and `error`; resolves whether it succeeded. */
+  run: (f: () => Promise<unknown>) => Promise<boolean>;
+}
+
+/** What every form and action button needs around an API call. */
+export function useAction(): Action {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const run = async (f: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await f();
+      return true;
+    } catch (e) {
+      setError(describe(e));
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, run };
+}
+
 export function ErrorBox({ error, retry }: { error: string | null; retry?: () => void }) {
   if (!error) return null;
   return (
