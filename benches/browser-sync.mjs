@@ -100,6 +100,8 @@ ${NETWORKS.length} Chromium players (headless, one browser context each) in one 
 
 Baseline over videosync (p95): ${ratio(v.p95_ms, b.p95_ms)}. Targets: p95 ≤ 20 ms, p99 ≤ 40 ms, convergence ≤ 1 s.
 
+How to read it: on one machine every player runs on the same clock, so players that start together do not drift apart; the baseline suffers only where a command lands at different instants (a rate change it never recovers from), while the drift correction, fed frame times quantized to the display refresh (16.7 ms), may nudge rates where nothing drifts. Pairs compared: videosync ${runs.videosync.map((r) => r.samples).join(", ")}, baseline ${runs.baseline.map((r) => r.samples).join(", ")} (fewer: players showing no frames at an instant are left out). Reproduce: \`make bench BENCH=browser\`.
+
 Time until every pair of players stays within 40 ms for a whole second after each command (paused: the spread of the frames they stopped on):
 
 | command | videosync | baseline |
