@@ -50,7 +50,7 @@ fn is_app_route(path: &str) -> bool {
     let segment = |s: &&str| !s.is_empty() && s.len() <= 200;
     match parts.as_slice() {
         [] => true,
-        ["login" | "signup" | "new" | "upload" | "admin"] => true,
+        ["login" | "signup" | "new" | "upload" | "admin" | "account"] => true,
         ["c", id] | ["c", id, "manage"] => segment(id),
         ["invite", code] => segment(code),
         _ => false,

@@ -139,3 +139,22 @@ test("an expired session asks to sign in again over the page, and the chat draft
   assert.equal(await page.getByLabel("Message", { exact: true }).inputValue(), "half a thought, not sent yet");
   await context.close();
 });
+
+test("a person renames themselves and changes their password on the account page", async () => {
+  const context = await newContext(env.browser);
+  const page = await context.newPage();
+  await signUp(page, env.server.url, "erin");
+  await page.getByRole("link", { name: "Account", exact: true }).click();
+  await page.getByLabel("Display name").fill("Erin the Brave");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Your display name is saved.").waitFor();
+  await page.locator(".who-am-i", { hasText: "Erin the Brave" }).waitFor();
+  await page.getByLabel("Current password").fill("wrong password");
+  await page.getByLabel(/^New password/).fill("a much better secret");
+  await page.getByRole("button", { name: "Change password" }).click();
+  await page.getByRole("alert").waitFor();
+  await page.getByLabel("Current password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Change password" }).click();
+  await page.getByText("Your password is changed.").waitFor();
+  await context.close();
+});

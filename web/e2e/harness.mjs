@@ -81,13 +81,16 @@ export async function startServer() {
 
 /**
  * A server and a browser for the tests of one file: started before the
- * first, stopped after the last. The fields are set once `before` ran.
+ * first, stopped after the last; `setup(env)` runs once both are up. The
+ * fields are set once the hook ran.
  */
-export function serverAndBrowser() {
+export function serverAndBrowser(setup = async () => {}) {
   const env = { server: null, browser: null };
+  // One hook: node's test runner does not order separate root hooks.
   before(async () => {
     env.server = await startServer();
     env.browser = await launch();
+    await setup(env);
   });
   after(async () => {
     await env.browser?.close();

@@ -4,16 +4,14 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { before, test } from "node:test";
+import { test } from "node:test";
 import { apiCall, makeClip, registerUser, serverAndBrowser, shotsDir, signIn, uploadReady } from "./harness.mjs";
 
 const require = createRequire(import.meta.url);
 const AXE = require.resolve("axe-core/axe.min.js");
 
-const env = serverAndBrowser();
 let channel;
-
-before(async () => {
+const env = serverAndBrowser(async () => {
   const ada = await registerUser(env.server.url, "ada");
   channel = (await apiCall(env.server.url, "POST", "/channels", ada.token, { name: "Film club", visibility: "public", description: "Fridays at nine." }))
     .id;
@@ -33,6 +31,7 @@ const PAGES = [
   ["new-channel", "/new", true, (p) => p.getByRole("heading", { name: "New channel" })],
   ["manage", () => `/c/${channel}/manage`, true, (p) => p.getByRole("heading", { name: "Permissions" })],
   ["admin", "/admin", true, (p) => p.getByRole("heading", { name: "Failed jobs" })],
+  ["account", "/account", true, (p) => p.getByRole("heading", { name: "Your account" })],
   ["not-found", "/no/such/page", false, (p) => p.getByRole("heading", { name: "Nothing here" })],
 ];
 

@@ -2,14 +2,12 @@
 // typing and reactions cross over, controls follow the permission matrix,
 // text stays text, and a private channel stays private.
 import assert from "node:assert/strict";
-import { before, test } from "node:test";
+import { test } from "node:test";
 import { apiCall, makeClip, newContext, registerUser, serverAndBrowser, signIn, signUp, uploadReady } from "./harness.mjs";
 
-const env = serverAndBrowser();
 let ada;
 let channel;
-
-before(async () => {
+const env = serverAndBrowser(async () => {
   ada = await registerUser(env.server.url, "ada");
   await registerUser(env.server.url, "bob");
   channel = (await apiCall(env.server.url, "POST", "/channels", ada.token, { name: "Film club", visibility: "public" })).id;
@@ -43,6 +41,12 @@ test("chat, typing and reactions reach the other browser; controls follow the ma
       return v && !v.paused && v.currentTime > 0.5;
     }, null, { timeout: 30_000 });
   }
+  // The seek bar previews the storyboard under the pointer.
+  await a.page.getByLabel("Seek").hover({ position: { x: 60, y: 5 } });
+  const thumb = a.page.locator(".preview .thumb");
+  await thumb.waitFor();
+  assert.match((await thumb.getAttribute("style")) ?? "", /url\(.*sheet_\d+\.jpg/);
+
   // A viewer may not control playback by default; the owner may.
   assert.equal(await a.page.getByRole("button", { name: "Pause", exact: true }).isEnabled(), true);
   assert.equal(await b.page.getByRole("button", { name: "Pause", exact: true }).isEnabled(), false);

@@ -3,6 +3,7 @@
 import { render } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 import { continueSignedOut, currentUser, logout, sessionExpired } from "./api";
+import { Account } from "./pages/Account";
 import { Admin } from "./pages/Admin";
 import { Login, LoginForm, Signup } from "./pages/Auth";
 import { Home } from "./pages/Home";
@@ -28,6 +29,7 @@ function Routes() {
   if (match("/new", p)) return <NewChannel />;
   if (match("/upload", p)) return <Upload />;
   if (match("/admin", p)) return <Admin />;
+  if (match("/account", p)) return <Account />;
   if ((m = match("/c/:id/manage", p))) return <Manage id={m.id} />;
   if ((m = match("/c/:id", p))) return <ChannelPage id={m.id} />;
   if ((m = match("/invite/:code", p))) return <InvitePage code={m.code} />;
@@ -53,6 +55,7 @@ function Header() {
       <nav aria-label="Main">
         {user && <a href="/upload">Upload</a>}
         {user && <a href="/new">New channel</a>}
+        {user && <a href="/account">Account</a>}
         {user?.is_admin && <a href="/admin">Admin</a>}
       </nav>
       <div class="row">

@@ -3,6 +3,7 @@
 import { useState } from "preact/hooks";
 import { PERMISSIONS, ROLES, api, currentUser } from "../api";
 import type { Ban, Channel, Invite, Member, Page as ApiPage } from "../api";
+import { navigate } from "../router";
 import { ErrorBox, Page, Spinner, useAction, useLoad } from "../ui/common";
 
 export function Manage({ id }: { id: string }) {
@@ -27,6 +28,7 @@ export function Manage({ id }: { id: string }) {
       <Members channel={c} perms={perms} />
       {c.my_role === "owner" && <Matrix channel={c} />}
       {perms.has("kick_ban") && <Bans channel={c} />}
+      {c.my_role === "owner" && <DeleteChannel channel={c} />}
     </Page>
   );
 }
@@ -365,6 +367,36 @@ function Bans({ channel }: { channel: Channel }) {
           </li>
         ))}
       </ul>
+    </section>
+  );
+}
+
+function DeleteChannel({ channel }: { channel: Channel }) {
+  const { busy, error, run } = useAction();
+  const [name, setName] = useState("");
+  return (
+    <section class="card" aria-labelledby="delete-channel-h">
+      <h2 id="delete-channel-h">Delete the channel</h2>
+      <p>Its videos, chat and invites go with it. This cannot be undone.</p>
+      <form
+        class="stack"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void run(async () => {
+            await api("DELETE", `/channels/${channel.id}`);
+            navigate("/", true);
+          });
+        }}
+      >
+        <label>
+          Type the channel's name to confirm
+          <input required value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        </label>
+        <ErrorBox error={error} />
+        <button type="submit" class="danger" disabled={busy || name !== channel.name}>
+          Delete {channel.name}
+        </button>
+      </form>
     </section>
   );
 }
