@@ -6,7 +6,18 @@ import { test } from "node:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createChannel, explained, makeClip, newContext, serverAndBrowser, signUp } from "./harness.mjs";
+import {
+  apiCall,
+  createChannel,
+  explained,
+  makeClip,
+  newContext,
+  registerUser,
+  serverAndBrowser,
+  signIn,
+  signUp,
+  uploadReady,
+} from "./harness.mjs";
 
 const env = serverAndBrowser();
 
@@ -156,5 +167,27 @@ test("a person renames themselves and changes their password on the account page
   await page.getByLabel("Current password").fill("correct horse battery");
   await page.getByRole("button", { name: "Change password" }).click();
   await page.getByText("Your password is changed.").waitFor();
+  await context.close();
+});
+
+test("the quality menu switches the player to another rung of the ladder", async () => {
+  const fay = await registerUser(env.server.url, "fay");
+  const channel = (await apiCall(env.server.url, "POST", "/channels", fay.token, { name: "Fay's", visibility: "public" })).id;
+  // 854x480: a ladder of two rungs, 480p and 360p.
+  await uploadReady(env.server.url, fay.token, channel, makeClip("wide.mp4", { seconds: 12, size: "854x480" }), "Wide");
+  const context = await newContext(env.browser);
+  const page = await context.newPage();
+  await signIn(page, env.server.url, "fay");
+  await page.goto(`${env.server.url}/c/${channel}`);
+  await page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
+  await page.getByRole("tab", { name: /Queue/ }).click();
+  await page.getByRole("button", { name: "Play now" }).click();
+  const quality = page.getByLabel("Quality");
+  await quality.waitFor();
+  assert.deepEqual(await quality.locator("option").allTextContents(), ["Auto", "480p", "360p"]);
+  await quality.selectOption({ label: "360p" });
+  await explained(page, "quality-360p", () =>
+    page.waitForFunction(() => document.querySelector("video")?.videoHeight === 360, null, { timeout: 20_000 }),
+  );
   await context.close();
 });
