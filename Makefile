@@ -60,7 +60,7 @@ test: ## deps + services, then fmt check, clippy, docs, the web app's checks, al
 	echo "== cargo test --workspace --all-features"
 	cargo test --workspace --all-features
 	echo "== web/e2e (Playwright driving Chromium against videosync serve: the web app end to end)"
-	cargo build --quiet -p videosync-server --bin videosync
+	cargo build --quiet --all-features -p videosync-server --bin videosync
 	VIDEOSYNC_BIN="$(CARGO_TARGET_DIR)/debug/videosync" node --test --test-concurrency=1 web/e2e/
 	echo "== scripts/api-fuzz.sh (schemathesis against videosync serve: embedded, then Postgres + Redis + S3)"
 	scripts/api-fuzz.sh

@@ -57,11 +57,12 @@ fn is_app_route(path: &str) -> bool {
     }
 }
 
-fn accepts(headers: &HeaderMap, what: &str) -> bool {
+/// Whether the request's `name` header (`Accept`, `Accept-Encoding`) lists
+/// `what`.
+fn accepts(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {
     headers
-        .get_all(header::ACCEPT)
+        .get_all(name)
         .iter()
-        .chain(headers.get_all(header::ACCEPT_ENCODING).iter())
         .filter_map(|v| v.to_str().ok())
         .any(|v| {
             v.split(',')
@@ -119,7 +120,7 @@ fn serve(
             .unwrap_or_else(|_| StatusCode::NOT_MODIFIED.into_response());
     }
     let (bytes, gzip) = match a.gzip {
-        Some(gz) if accepts(headers, "gzip") => (gz, true),
+        Some(gz) if accepts(headers, header::ACCEPT_ENCODING, "gzip") => (gz, true),
         _ => (a.body, false),
     };
     if gzip {
@@ -161,7 +162,7 @@ pub(crate) async fn fallback(
     if is_app_route(path) {
         return serve(&app, index, StatusCode::OK, &method, &headers);
     }
-    if accepts(&headers, "text/html") {
+    if accepts(&headers, header::ACCEPT, "text/html") {
         return serve(&app, index, StatusCode::NOT_FOUND, &method, &headers);
     }
     error::not_found_fallback().await.into_response()
@@ -219,9 +220,10 @@ mod tests {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("br, gzip;q=0.8"),
         );
-        assert!(accepts(&h, "text/html"));
-        assert!(accepts(&h, "gzip"));
-        assert!(!accepts(&h, "deflate"));
+        assert!(accepts(&h, header::ACCEPT, "text/html"));
+        assert!(accepts(&h, header::ACCEPT_ENCODING, "gzip"));
+        assert!(!accepts(&h, header::ACCEPT_ENCODING, "deflate"));
+        assert!(!accepts(&h, header::ACCEPT, "gzip"));
     }
 
     #[test]
