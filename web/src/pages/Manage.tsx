@@ -3,6 +3,7 @@
 import { useState } from "preact/hooks";
 import { PERMISSIONS, ROLES, api, currentUser } from "../api";
 import type { Ban, Channel, Invite, Member, Page as ApiPage } from "../api";
+import { MUTE_MINUTES, ban, mute, outranks, remove } from "../moderation";
 import { navigate } from "../router";
 import { ErrorBox, Page, Spinner, useAction, useLoad } from "../ui/common";
 
@@ -189,8 +190,6 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
   const list = useLoad((signal) => api<ApiPage<Member>>("GET", `/channels/${channel.id}/members?limit=200`, undefined, { signal }), [channel.id]);
   const { error, run } = useAction();
   const me = currentUser.value?.id;
-  const rank = (r: string | null | undefined) => ROLES.indexOf((r ?? "viewer") as (typeof ROLES)[number]);
-  const mine = rank(channel.my_role);
   return (
     <section class="card" aria-labelledby="members-h">
       <h2 id="members-h">Members</h2>
@@ -206,7 +205,7 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
         </thead>
         <tbody>
           {(list.data?.items ?? []).map((m) => {
-            const above = mine < rank(m.role) && m.user.id !== me;
+            const above = outranks(channel.my_role, m.role) && m.user.id !== me;
             return (
               <tr key={m.user.id}>
                 <td>
@@ -225,7 +224,7 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
                         });
                       }}
                     >
-                      {ROLES.filter((r) => r !== "owner" && rank(r) > mine).map((r) => (
+                      {ROLES.filter((r) => r !== "owner" && outranks(channel.my_role, r)).map((r) => (
                         <option key={r} value={r}>
                           {r}
                         </option>
@@ -240,10 +239,10 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
                     <button
                       type="button"
                       onClick={() =>
-                        void run(() => api("PUT", `/channels/${channel.id}/mutes/${m.user.id}`, { seconds: 600 }))
+                        void run(() => mute(channel.id, m.user.id))
                       }
                     >
-                      Mute 10 min
+                      Mute {MUTE_MINUTES} min
                     </button>
                   )}
                   {above && perms.has("kick_ban") && (
@@ -252,7 +251,7 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
                         type="button"
                         onClick={() =>
                           void run(async () => {
-                            await api("DELETE", `/channels/${channel.id}/members/${m.user.id}`);
+                            await remove(channel.id, m.user.id);
                             list.reload();
                           })
                         }
@@ -263,7 +262,7 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
                         type="button"
                         onClick={() =>
                           void run(async () => {
-                            await api("PUT", `/channels/${channel.id}/bans/${m.user.id}`, { reason: "banned from the channel page" });
+                            await ban(channel.id, m.user.id, "banned from the channel page");
                             list.reload();
                           })
                         }

@@ -1,8 +1,8 @@
 // Who is in the room: role, buffering, round trip and each member's sync
 // error; for moderators, muting, removing and banning a member.
 import { useState } from "preact/hooks";
-import { ROLES, api } from "../api";
 import type { Channel } from "../api";
+import { MUTE_MINUTES, ban, outranks, rank, remove, mute as muteMember } from "../moderation";
 import { ErrorBox, useAction } from "../ui/common";
 import type { RoomConnection, RoomMember } from "./connection";
 
@@ -12,22 +12,16 @@ function syncClass(m: RoomMember): string {
   return a < 40 ? "good" : a < 250 ? "warn" : "bad";
 }
 
-const rank = (role: string | null | undefined) => {
-  const i = ROLES.indexOf((role ?? "") as (typeof ROLES)[number]);
-  return i < 0 ? ROLES.length : i;
-};
-
 export function People({ room, channel, perms }: { room: RoomConnection; channel: Channel; perms: Set<string> }) {
   const [notice, setNotice] = useState<string | null>(null);
   const me = room.me.value;
   const members = [...room.members.value.values()].sort((a, b) => rank(a.role) - rank(b.role) || a.name.localeCompare(b.name));
-  const mine = rank(channel.my_role);
   const mute = perms.has("moderate_chat");
   const kick = perms.has("kick_ban");
   const { error, run } = useAction();
-  const act = async (what: string, method: string, path: string, body?: unknown) => {
+  const act = async (what: string, call: () => Promise<unknown>) => {
     setNotice(null);
-    if (await run(() => api(method, path, body))) setNotice(what);
+    if (await run(call)) setNotice(what);
   };
   return (
     <>
@@ -44,7 +38,7 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
         <tbody>
           {members.map((m) => {
             const account = m.account;
-            const actions = account !== undefined && m.id !== me && mine < rank(m.role) && (mute || kick);
+            const actions = account !== undefined && m.id !== me && outranks(channel.my_role, m.role) && (mute || kick);
             return (
               <tr key={m.id} data-member={m.id}>
                 <td>
@@ -57,7 +51,7 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
                         <button
                           type="button"
                           class="link"
-                          onClick={() => void act(`${m.name} is muted for 10 minutes.`, "PUT", `/channels/${channel.id}/mutes/${account}`, { seconds: 600 })}
+                          onClick={() => void act(`${m.name} is muted for ${MUTE_MINUTES} minutes.`, () => muteMember(channel.id, account))}
                         >
                           Mute
                         </button>
@@ -66,7 +60,7 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
                         <button
                           type="button"
                           class="link"
-                          onClick={() => void act(`${m.name} was removed.`, "DELETE", `/channels/${channel.id}/members/${account}`)}
+                          onClick={() => void act(`${m.name} was removed.`, () => remove(channel.id, account))}
                         >
                           Remove
                         </button>
@@ -76,7 +70,7 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
                           type="button"
                           class="link"
                           onClick={() =>
-                            void act(`${m.name} is banned.`, "PUT", `/channels/${channel.id}/bans/${account}`, { reason: "banned from the room" })
+                            void act(`${m.name} is banned.`, () => ban(channel.id, account, "banned from the room"))
                           }
                         >
                           Ban

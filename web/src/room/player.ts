@@ -230,23 +230,25 @@ export class Player {
  */
 class FrameFit {
   private offsets: number[] = [];
+  private sum = 0;
   private rate = 0;
-  private last: [number, number] | null = null;
+  private last: number | null = null;
 
   add(displayMs: number, mediaMs: number, rate: number): number {
     const offset = mediaMs - rate * displayMs;
-    const frame = this.last ? Math.abs(mediaMs - this.last[1]) : 0;
-    const mean = this.offsets.length ? this.offsets.reduce((a, b) => a + b, 0) / this.offsets.length : offset;
-    const off = Math.abs(offset - mean);
-    if (rate !== this.rate || rate === 0 || (this.offsets.length > 0 && off > Math.max(frame * 1.5, 50))) {
+    const frame = this.last === null ? 0 : Math.abs(mediaMs - this.last);
+    const n = this.offsets.length;
+    const off = n ? Math.abs(offset - this.sum / n) : 0;
+    if (rate !== this.rate || rate === 0 || off > Math.max(frame * 1.5, 50)) {
       this.offsets = [];
+      this.sum = 0;
       this.rate = rate;
     }
-    this.last = [displayMs, mediaMs];
+    this.last = mediaMs;
     this.offsets.push(offset);
-    if (this.offsets.length > 60) this.offsets.shift();
+    this.sum += offset;
+    if (this.offsets.length > 60) this.sum -= this.offsets.shift() ?? 0;
     if (this.offsets.length < 4) return mediaMs;
-    const avg = this.offsets.reduce((a, b) => a + b, 0) / this.offsets.length;
-    return avg + rate * displayMs;
+    return this.sum / this.offsets.length + rate * displayMs;
   }
 }

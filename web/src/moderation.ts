@@ -1,0 +1,25 @@
+// Acting on a channel's member: the REST calls the management page and the
+// room's member list share, and the rank rule both ask before offering them.
+import { ROLES, api } from "./api";
+
+/** Minutes a mute from the UI lasts. */
+export const MUTE_MINUTES = 10;
+
+/** A role's rank: 0 is the owner; unknown roles (guests) rank last. */
+export function rank(role: string | null | undefined): number {
+  const i = ROLES.indexOf((role ?? "") as (typeof ROLES)[number]);
+  return i < 0 ? ROLES.length : i;
+}
+
+/** Whether `mine` may act on a member with role `theirs` (the server decides; this hides what it would refuse). */
+export function outranks(mine: string | null | undefined, theirs: string | null | undefined): boolean {
+  return rank(mine) < rank(theirs);
+}
+
+export const mute = (channel: string, user: string) =>
+  api("PUT", `/channels/${channel}/mutes/${user}`, { seconds: MUTE_MINUTES * 60 });
+
+export const remove = (channel: string, user: string) => api("DELETE", `/channels/${channel}/members/${user}`);
+
+export const ban = (channel: string, user: string, reason: string) =>
+  api("PUT", `/channels/${channel}/bans/${user}`, { reason });
