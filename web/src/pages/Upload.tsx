@@ -42,7 +42,10 @@ export function Upload() {
     [user?.id],
   );
   const allowed = (channels.data?.items ?? []).filter((c) => c.my_permissions.includes("upload"));
-  const [channel, setChannel] = useState(query.value.get("channel") ?? "");
+  const [picked, setChannel] = useState(query.value.get("channel") ?? "");
+  // The channel chosen, else the first the person may upload to (derived,
+  // so a file dropped as soon as the page shows goes to a channel).
+  const channel = picked || (allowed[0]?.id ?? "");
   const [title, setTitle] = useState("");
   const [phase, setPhase] = useState<Phase>("pick");
   const [error, setError] = useState<string | null>(null);
@@ -58,9 +61,6 @@ export function Upload() {
   const samples = useRef<Sample[]>([]);
   const stream = useRef<AbortController | null>(null);
 
-  useEffect(() => {
-    if (!channel && allowed.length > 0) setChannel(allowed[0].id);
-  }, [allowed.length]);
   useEffect(
     () => () => {
       void upload.current?.abort();
