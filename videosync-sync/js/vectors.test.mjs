@@ -82,6 +82,8 @@ function runDrift(c) {
       obs.is_own = ctl.isOwnCorrection(step.own, step.local_ms);
     } else if ("enabled" in step) {
       ctl.setEnabled(step.enabled);
+    } else if ("frame_quantum" in step) {
+      ctl.setFrameQuantum(step.frame_quantum);
     } else {
       throw new Error(`step ${i}: unknown step ${JSON.stringify(step)}`);
     }
@@ -110,6 +112,7 @@ function runSession(c) {
       result = null;
     } else if ("tick" in step) result = session.tick(step.tick);
     else if ("frame" in step) result = session.onFrame(step.frame[0], step.frame[1]);
+    else if ("display_interval" in step) result = session.setDisplayInterval(step.display_interval);
     else throw new Error(`step ${i}: unknown step ${JSON.stringify(step)}`);
     obs.error = result ? result.code : null;
     const outputs = [];

@@ -502,6 +502,9 @@ function sanitizeDrift(config) {
 }
 
 const RATE_EPSILON = 1e-9;
+/** Dead zone of positions read off the screen, and the least nudge there, in steps (drift.rs). */
+const FRAME_DEAD_ZONE = 0.55;
+const FRAME_STEP_NUDGE = 1.25;
 const ECHO_RATE_TOLERANCE = 1e-6;
 const NONE = Object.freeze({ type: "none" });
 
@@ -539,6 +542,7 @@ export class DriftController {
     this._issuedRate = null;
     this._issuedSeek = null;
     this._seekStreak = 0;
+    this._frameQuantum = 0;
   }
 
   /** Turns correction on or off for this viewer (off: every tick is "none"). */
@@ -549,6 +553,11 @@ export class DriftController {
       this._resetFilter();
       this._correcting = false;
     }
+  }
+
+  /** The step (ms of media) of positions read off frames on screen; 0 when they are not. */
+  setFrameQuantum(ms) {
+    this._frameQuantum = Number.isFinite(ms) && ms > 0 ? ms : 0;
   }
 
   isEnabled() {
@@ -614,7 +623,8 @@ export class DriftController {
     }
     const error = this._error;
     if (error === null) return this._restore(nudged, holdElapsed, roomRate, localMs);
-    const deadZone = Math.max(c.dead_zone_ms, g / 2);
+    const q = this._frameQuantum;
+    const deadZone = Math.max(Math.max(c.dead_zone_ms, g / 2), FRAME_DEAD_ZONE * q);
 
     if (!playback.playing) {
       this._correcting = false;
@@ -626,12 +636,15 @@ export class DriftController {
       return this._seek(seekTarget, localMs);
     }
     this._seekStreak = 0;
-    const settle = deadZone * c.settle_ratio;
+    const settle = Math.max(deadZone * c.settle_ratio, FRAME_DEAD_ZONE * q);
     if (Math.abs(error) > deadZone || (this._correcting && Math.abs(error) > settle)) {
       this._correcting = true;
       const max = c.max_rate_deviation;
       let deviation = Math.min(Math.max(error / c.correction_time_ms, -max), max);
-      const min = c.min_rate_deviation;
+      const min = Math.min(
+        Math.max(c.min_rate_deviation, (FRAME_STEP_NUDGE * q) / (roomRate * Math.max(c.min_hold_ms, 1))),
+        max,
+      );
       if (Math.abs(deviation) < min) deviation = deviation < 0 ? -min : min;
       const rate = roomRate * (1 + deviation);
       if (holdElapsed && Math.abs(rate - player.rate) >= c.min_rate_step) {
@@ -760,6 +773,7 @@ export const SESSION_DEFAULTS = Object.freeze({
   report_interval_ms: 1000,
   echo_window_ms: 5000,
   output_latency_ms: 0,
+  display_interval_ms: 0,
 });
 
 /** The protocol version this module speaks, and every one it speaks. */
@@ -781,15 +795,20 @@ const NEAR_GUESS_MS = 150;
 const BEHIND_KEPT_MS = 5000;
 const MAX_SEEK_MS = 10000;
 const CUE_MARGIN_MS = 30;
-const PLAY_LEAD_GAIN = 0.5;
-const MAX_PLAY_LEAD_MS = 50;
+const PLAY_LEAD_GAIN = 0.75;
+const MAX_PLAY_LEAD_MS = 200;
 const RECUE_MS = 10;
 const CUE_WAKE_SLACK_MS = 0.5;
 const ECHO_SEEK_MS = 150;
 const ECHO_RATE = 1e-6;
 const FRAME_FRESH_MS = 250;
+const FRAME_STEPS_KEPT = 15;
+const MAX_FRAME_STEP_MS = 250;
 const SHARP_PHASE_MS = 12;
-const ON_TIME_MS = 5;
+const MAX_LEARN_LATE_MS = 50;
+const RATE_LEAD_GAIN = 0.75;
+const MAX_RATE_LEAD_MS = 300;
+const MIN_LEARNED_RATE_STEP = 0.2;
 const TICK_GAP_ALPHA = 0.3;
 const THROTTLED_GAP_MS = 300;
 
@@ -843,6 +862,7 @@ function sanitizeSession(config) {
     report_interval_ms: nonNegativeOr(c.report_interval_ms, d.report_interval_ms),
     echo_window_ms: nonNegativeOr(c.echo_window_ms, d.echo_window_ms),
     output_latency_ms: nonNegativeOr(c.output_latency_ms, d.output_latency_ms),
+    display_interval_ms: nonNegativeOr(c.display_interval_ms, d.display_interval_ms),
   };
 }
 
@@ -876,10 +896,14 @@ export class Session {
     this._nearLatency = null;
     this._farLatencies = [];
     this._playLead = 0;
-    this._learnPlayLead = false;
+    this._learnPlayLead = null;
+    this._rateLead = 0;
+    this._learnRateLead = null;
     this._read = null;
     this._phase = null;
     this._frame = null;
+    this._frameSensed = false;
+    this._frameSteps = [];
     this._seekDone = null;
     this._stalled = false;
     this._issued = [];
@@ -963,6 +987,15 @@ export class Session {
       return refuse("invalid_value", `output latency ${ms} ms is not within 0..=1000`);
     }
     this.config.output_latency_ms = ms;
+    return null;
+  }
+
+  /** The display's refresh interval, ms (0: unknown), which positions read off frames are quantized to. */
+  setDisplayInterval(ms) {
+    if (!(finite(ms) && ms >= 0 && ms <= 1000)) {
+      return refuse("invalid_value", `display interval ${ms} ms is not within 0..=1000`);
+    }
+    this.config.display_interval_ms = ms;
     return null;
   }
 
@@ -1145,9 +1178,11 @@ export class Session {
   }
 
   _sense(read) {
+    this._frameSensed = false;
     if (this._frame !== null) {
       const [at, media] = this._frame;
       if (read.at_ms - at <= FRAME_FRESH_MS && read.playing && !read.seeking && !read.waiting) {
+        this._frameSensed = true;
         return media + read.rate * (read.at_ms - at);
       }
     }
@@ -1177,6 +1212,12 @@ export class Session {
     return (phase.lo + phase.hi) / 2 + read.rate * read.at_ms;
   }
 
+  /** The media time a frame on screen stands for: the median of the latest steps (client.rs). */
+  _frameMs() {
+    const steps = [...this._frameSteps].sort((a, b) => a - b);
+    return steps.length ? steps[steps.length >> 1] : 0;
+  }
+
   _readIsSharp() {
     if (this.config.report_granularity_ms <= 0) return true;
     if (this._read !== null && this._frame !== null && this._read.at_ms - this._frame[0] <= FRAME_FRESH_MS) return true;
@@ -1187,6 +1228,14 @@ export class Session {
   onFrame(mediaTimeMs, expectedDisplayMs) {
     if (!(finite(mediaTimeMs) && mediaTimeMs >= 0 && mediaTimeMs <= MAX_POSITION_MS) || !finite(expectedDisplayMs)) {
       return refuse("invalid_value", "frame out of range");
+    }
+    if (this._frame !== null) {
+      const [display, media] = this._frame;
+      const step = mediaTimeMs - media;
+      if (expectedDisplayMs > display && step > 0 && step <= MAX_FRAME_STEP_MS) {
+        if (this._frameSteps.length === FRAME_STEPS_KEPT) this._frameSteps.shift();
+        this._frameSteps.push(step);
+      }
     }
     this._frame = [expectedDisplayMs, mediaTimeMs];
     return null;
@@ -1383,8 +1432,24 @@ export class Session {
     if (this._est.sampleCount() === 0) return null;
     const warm = this._est.isWarm();
     const server = this._est.serverTime(local);
-    const promoted = warm || this._applied === null ? this._promote(server) : null;
-    if (promoted !== null) this._applyState(local, server, warm, promoted[0], promoted[1]);
+    // A resume is applied the play lead early, as a cued play is played;
+    // a rate change the rate lead early.
+    const early = warm ? this._early() : 0;
+    const promoted = warm || this._applied === null ? this._promote(server + early) : null;
+    if (promoted !== null) {
+      const [next, prev] = promoted;
+      this._applyState(local, server, warm, next, prev);
+      // Applied on time: the error that follows says how late the player really was.
+      const late = Math.max(server + early - next.at_ms, 0);
+      if (next.playing && late <= MAX_LEARN_LATE_MS && prev !== null && !jumps(next, prev)) {
+        if (prev.playing) {
+          const step = next.rate - prev.rate;
+          if (Math.abs(step) >= MIN_LEARNED_RATE_STEP) this._learnRateLead = [late, step];
+        } else {
+          this._learnPlayLead = late;
+        }
+      }
+    }
     if (seekDone !== null) {
       this._afterSeek(local, server, seekDone[1]);
       this._checkThrottledLanding(local, server, seekDone[0], seekDone[1]);
@@ -1545,7 +1610,7 @@ export class Session {
       if (past >= 0) {
         this._cue = null;
         this._play(local);
-        this._learnPlayLead = past <= ON_TIME_MS;
+        this._learnPlayLead = past <= MAX_LEARN_LATE_MS ? past : null;
       }
     }
   }
@@ -1607,10 +1672,20 @@ export class Session {
     }
   }
 
+  /** How early the next pending state is applied: a resume by the play lead, a rate change by the rate lead (client.rs). */
+  _early() {
+    const applied = this._applied;
+    const next = this._pending.length ? this._pending[0] : null;
+    if (applied === null || next === null || !next.playing || jumps(next, applied)) return 0;
+    if (!applied.playing) return this._playLead + this._lead();
+    if (Math.abs(next.rate - applied.rate) > 1e-9) return this._rateLead;
+    return 0;
+  }
+
   _wakeForPending() {
     if (!this._est.isWarm()) return;
     if (this._pending.length) {
-      const l = this._est.localTime(this._pending[0].at_ms) - this._lead();
+      const l = this._est.localTime(this._pending[0].at_ms) - Math.max(this._lead(), this._early());
       this._wakeAt(l + 0.01);
     }
     const next = this._nextJump();
@@ -1636,12 +1711,23 @@ export class Session {
       busy: read.seeking || read.waiting || this._stalled || !this._readIsSharp(),
     };
     const target = server + this._lead() - this._behind / Math.max(state.rate, 1e-9);
+    this._ctl.setFrameQuantum(this._frameSensed ? Math.max(this.config.display_interval_ms * state.rate, this._frameMs()) : 0);
     const action = this._ctl.tick(local, target, state, player);
-    if (this._learnPlayLead && this._cue === null) {
+    if (this._learnPlayLead !== null && this._cue === null) {
       const error = this._ctl.errorMs();
       if (error !== null) {
-        this._playLead = Math.min(Math.max(this._playLead + PLAY_LEAD_GAIN * error, 0), MAX_PLAY_LEAD_MS);
-        this._learnPlayLead = false;
+        const lead = this._playLead + PLAY_LEAD_GAIN * (error - this._learnPlayLead);
+        this._playLead = Math.min(Math.max(lead, 0), MAX_PLAY_LEAD_MS);
+        this._learnPlayLead = null;
+      }
+    }
+    if (this._learnRateLead !== null && this._cue === null) {
+      const error = this._ctl.errorMs();
+      if (error !== null) {
+        const [late, step] = this._learnRateLead;
+        const lead = this._rateLead + RATE_LEAD_GAIN * (error / step - late);
+        this._rateLead = Math.min(Math.max(lead, 0), MAX_RATE_LEAD_MS);
+        this._learnRateLead = null;
       }
     }
     if (action.type === "set_rate") this._setRate(local, action.rate);

@@ -108,6 +108,13 @@ pub struct SessionConfig {
     /// `AudioContext.outputLatency` where the browser gives it): the
     /// player runs this far ahead so that what is heard is in sync.
     pub output_latency_ms: f64,
+    /// The display's refresh interval, ms (0, the default: unknown). A
+    /// frame on screen shows at a refresh, so positions read off frames
+    /// ([`Session::on_frame`]) move in steps of it, and the drift
+    /// controller's dead zone is widened to match (see the drift module's
+    /// Noise section). A page measures it and sets it with
+    /// [`Session::set_display_interval`].
+    pub display_interval_ms: f64,
 }
 
 impl Default for SessionConfig {
@@ -127,6 +134,7 @@ impl Default for SessionConfig {
             report_interval_ms: 1000.0,
             echo_window_ms: 5000.0,
             output_latency_ms: 0.0,
+            display_interval_ms: 0.0,
         }
     }
 }
@@ -339,9 +347,10 @@ const MAX_SEEK_MS: f64 = 10_000.0;
 /// ...plus this margin, in ms.
 const CUE_MARGIN_MS: f64 = 30.0;
 /// Weight of each measured lateness of a cued play in the play lead.
-const PLAY_LEAD_GAIN: f64 = 0.5;
-/// Largest play lead, in ms.
-const MAX_PLAY_LEAD_MS: f64 = 50.0;
+const PLAY_LEAD_GAIN: f64 = 0.75;
+/// Largest play lead, in ms: a browser decoding in software (headless
+/// Chromium) shows the first new frame 80 to 120 ms after `play()`.
+const MAX_PLAY_LEAD_MS: f64 = 200.0;
 /// A cued seek that lands with the room more than this past its position
 /// is aimed once more.
 const RECUE_MS: f64 = 10.0;
@@ -358,10 +367,22 @@ const TICK_GAP_ALPHA: f64 = 0.3;
 const THROTTLED_GAP_MS: f64 = 300.0;
 /// A coarse player's phase narrowed to this is good to correct by.
 const SHARP_PHASE_MS: f64 = 12.0;
-/// A cued play this close to the landing's instant was on time.
-const ON_TIME_MS: f64 = 5.0;
+/// Weight of each measured lateness of a rate change in the rate lead.
+const RATE_LEAD_GAIN: f64 = 0.75;
+/// Largest rate lead, in ms: headless Chromium plays at a new rate 100 to
+/// 150 ms after it was set.
+const MAX_RATE_LEAD_MS: f64 = 300.0;
+/// Smaller rate changes say too little about their latency to learn from.
+const MIN_LEARNED_RATE_STEP: f64 = 0.2;
+/// A play issued later than this after its instant (a timer firing late,
+/// a late landing) is not learned from.
+const MAX_LEARN_LATE_MS: f64 = 50.0;
 /// Frames newer than this make coarse reads unnecessary.
 const FRAME_FRESH_MS: f64 = 250.0;
+/// Steps between frames kept for the frame's duration.
+const FRAME_STEPS_KEPT: usize = 15;
+/// A longer step between frames is a seek or a stall, not a frame.
+const MAX_FRAME_STEP_MS: f64 = 250.0;
 
 /// The client session of one room connection. See the [module docs](self).
 #[derive(Debug, Clone)]
@@ -388,11 +409,24 @@ pub struct Session {
     /// buffer take an RTT plus a download: 0.3 to 2 s, widely spread).
     far_latencies: VecDeque<f64>,
     play_lead_ms: f64,
-    learn_play_lead: bool,
+    /// A play was issued this late (ms) after its instant: the next error
+    /// says, less that, how late the player really started.
+    learn_play_lead: Option<f64>,
+    /// How early a rate change is applied: how long the player takes to
+    /// play at a new rate (learned, ms).
+    rate_lead_ms: f64,
+    /// A rate change was issued this late (ms) after its instant, changing
+    /// the rate by this much: the next error says how long the player took.
+    learn_rate_lead: Option<(f64, f64)>,
     /// The latest read, with the position estimated (coarse players).
     read: Option<PlayerRead>,
     phase: Option<Phase>,
     frame: Option<(f64, f64)>,
+    /// The latest read's position came from a frame on screen.
+    frame_sensed: bool,
+    /// The media time between the latest frames shown one after another
+    /// (ms, the last [`FRAME_STEPS_KEPT`]).
+    frame_steps: VecDeque<f64>,
     /// The latest seek finished since the last tick: (local time, position).
     seek_done: Option<(f64, f64)>,
     stalled: bool,
@@ -441,10 +475,14 @@ impl Session {
             near_latency_ms: None,
             far_latencies: VecDeque::new(),
             play_lead_ms: 0.0,
-            learn_play_lead: false,
+            learn_play_lead: None,
+            rate_lead_ms: 0.0,
+            learn_rate_lead: None,
             read: None,
             phase: None,
             frame: None,
+            frame_sensed: false,
+            frame_steps: VecDeque::new(),
             seek_done: None,
             stalled: false,
             issued: VecDeque::new(),
@@ -562,6 +600,24 @@ impl Session {
             ));
         }
         self.config.output_latency_ms = ms;
+        Ok(())
+    }
+
+    /// Sets the display's refresh interval, ms (0: unknown), which positions
+    /// read off frames are quantized to; refused unless finite and within
+    /// 0..=1000.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::InvalidValue`].
+    pub fn set_display_interval(&mut self, ms: f64) -> Result<(), SessionError> {
+        if !(0.0..=1000.0).contains(&ms) {
+            return Err(refuse(
+                ErrorCode::InvalidValue,
+                format!("display interval {ms} ms is not within 0..=1000"),
+            ));
+        }
+        self.config.display_interval_ms = ms;
         Ok(())
     }
 
@@ -761,8 +817,10 @@ impl Session {
     /// The best estimate of the true position at the read: a fresh frame
     /// callback, or the phase of a coarse player, or the read itself.
     fn sense(&mut self, read: &PlayerRead) -> f64 {
+        self.frame_sensed = false;
         if let Some((at, media)) = self.frame {
             if read.at_ms - at <= FRAME_FRESH_MS && read.playing && !read.seeking && !read.waiting {
+                self.frame_sensed = true;
                 return media + read.rate * (read.at_ms - at);
             }
         }
@@ -811,6 +869,15 @@ impl Session {
         (phase.lo + phase.hi) / 2.0 + read.rate * read.at_ms
     }
 
+    /// The media time a frame on screen stands for: the median step between
+    /// the latest frames (a dropped frame makes one step two frames long).
+    /// 0 before any.
+    fn frame_ms(&self) -> f64 {
+        let mut steps: Vec<f64> = self.frame_steps.iter().copied().collect();
+        steps.sort_by(f64::total_cmp);
+        steps.get(steps.len() / 2).copied().unwrap_or(0.0)
+    }
+
     /// Whether the latest read's position is known well enough to correct
     /// by: exact, from a frame, or a coarse player's phase narrowed to a
     /// few ms.
@@ -837,6 +904,15 @@ impl Session {
     ) -> Result<(), SessionError> {
         if !(0.0..=MAX_POSITION_MS).contains(&media_time_ms) || !expected_display_ms.is_finite() {
             return Err(refuse(ErrorCode::InvalidValue, "frame out of range"));
+        }
+        if let Some((display, media)) = self.frame {
+            let step = media_time_ms - media;
+            if expected_display_ms > display && step > 0.0 && step <= MAX_FRAME_STEP_MS {
+                if self.frame_steps.len() == FRAME_STEPS_KEPT {
+                    self.frame_steps.pop_front();
+                }
+                self.frame_steps.push_back(step);
+            }
         }
         self.frame = Some((expected_display_ms, media_time_ms));
         Ok(())
@@ -1121,13 +1197,33 @@ impl Session {
         }
         let warm = self.est.is_warm();
         let server = self.est.server_time(local);
+        // A resume is applied the play lead early, as a cued play is
+        // played; a rate change the rate lead early.
+        let early = if warm { self.early_ms() } else { 0.0 };
         let promoted = if warm || self.tl.applied.is_none() {
-            self.tl.promote(server)
+            self.tl.promote(server + early)
         } else {
             None
         };
         if let Some((new, prev)) = promoted {
             self.apply_state(local, server, warm, &new, prev.as_ref());
+            // Applied on time (at its instant less the lead, give or take a
+            // timer's lateness): the error that follows says how late the
+            // player really was.
+            let late = (server + early - new.at_ms).max(0.0);
+            if new.playing && late <= MAX_LEARN_LATE_MS {
+                match prev {
+                    Some(p) if jumps(&new, Some(&p)) => {}
+                    Some(p) if p.playing => {
+                        let step = new.rate - p.rate;
+                        if step.abs() >= MIN_LEARNED_RATE_STEP {
+                            self.learn_rate_lead = Some((late, step));
+                        }
+                    }
+                    Some(_) => self.learn_play_lead = Some(late),
+                    None => {}
+                }
+            }
         }
         if let Some((done, landed)) = seek_done {
             self.after_seek(local, server, landed);
@@ -1366,6 +1462,26 @@ impl Session {
         }
     }
 
+    /// How early the next pending state is applied, so that the player's
+    /// own latency does not leave it behind: a resume of the room where it
+    /// stands (paused to playing, no jump) by the play lead (and the output
+    /// latency), as a cued play is played; a rate change while playing by
+    /// the rate lead. 0 for anything else.
+    fn early_ms(&self) -> f64 {
+        match (self.tl.applied.as_ref(), self.tl.pending.first()) {
+            (Some(applied), Some(next)) if next.playing && !jumps(next, Some(applied)) => {
+                if !applied.playing {
+                    self.play_lead_ms + self.lead_ms()
+                } else if (next.rate - applied.rate).abs() > 1e-9 {
+                    self.rate_lead_ms
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        }
+    }
+
     /// How much earlier than the timeline says the player must act: the
     /// output latency.
     fn lead_ms(&self) -> f64 {
@@ -1394,9 +1510,9 @@ impl Session {
             if past >= 0.0 {
                 self.cue = None;
                 self.play(local);
-                // Only a play on time says something about the play
-                // latency; one after a late landing says how late it was.
-                self.learn_play_lead = past <= ON_TIME_MS;
+                // A play long after its instant (a late landing) says how
+                // late the landing was, not the play.
+                self.learn_play_lead = (past <= MAX_LEARN_LATE_MS).then_some(past);
             }
         }
     }
@@ -1512,7 +1628,7 @@ impl Session {
             return;
         }
         if let Some(at) = self.tl.pending.first().map(|p| p.at_ms) {
-            let l = self.est.local_time(at) - self.lead_ms();
+            let l = self.est.local_time(at) - self.lead_ms().max(self.early_ms());
             self.wake_at(l + 0.01);
         }
         if let Some(next) = self.next_jump() {
@@ -1557,12 +1673,25 @@ impl Session {
         // The timeline the player must follow: the output latency ahead,
         // the member's own lag behind.
         let target = server + self.lead_ms() - self.behind_ms / state.rate.max(1e-9);
+        self.ctl.set_frame_quantum(if self.frame_sensed {
+            (self.config.display_interval_ms * state.rate).max(self.frame_ms())
+        } else {
+            0.0
+        });
         let action = self.ctl.tick(local, target, &state, &player);
-        if self.learn_play_lead && self.cue.is_none() {
+        if let Some(late) = self.learn_play_lead.filter(|_| self.cue.is_none()) {
             if let Some(error) = self.ctl.error_ms() {
-                self.play_lead_ms =
-                    (self.play_lead_ms + PLAY_LEAD_GAIN * error).clamp(0.0, MAX_PLAY_LEAD_MS);
-                self.learn_play_lead = false;
+                self.play_lead_ms = (self.play_lead_ms + PLAY_LEAD_GAIN * (error - late))
+                    .clamp(0.0, MAX_PLAY_LEAD_MS);
+                self.learn_play_lead = None;
+            }
+        }
+        if let Some((late, step)) = self.learn_rate_lead.filter(|_| self.cue.is_none()) {
+            if let Some(error) = self.ctl.error_ms() {
+                // Behind by the step times how late the new rate took hold.
+                self.rate_lead_ms = (self.rate_lead_ms + RATE_LEAD_GAIN * (error / step - late))
+                    .clamp(0.0, MAX_RATE_LEAD_MS);
+                self.learn_rate_lead = None;
             }
         }
         match action {

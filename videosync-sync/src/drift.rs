@@ -29,6 +29,23 @@
 //! ([`DriftConfig::report_granularity_ms`]) is read at the middle of the
 //! step, and the dead zone is at least half a step.
 //!
+//! A position read off the frame on screen is quantized too: a frame shows
+//! at a display refresh, and a player that keeps a steady cadence
+//! (Chromium shows 30 fps on a 60 Hz display as two refreshes per frame,
+//! and corrects its drift by whole frames) moves by whole frames. So a
+//! player's error moves in steps of the longer of a refresh (16.7 ms of
+//! media at 60 Hz and rate 1, 25 ms at rate 1.5) and a frame (33.3 ms at
+//! 30 fps) however finely its rate is nudged, and a dead zone narrower than
+//! a step never holds still (the player hunts between the steps around
+//! zero). Given that step ([`DriftController::set_frame_quantum`]), the
+//! controller leaves an error within 0.55 of a step alone: each player
+//! rests on the step nearest the room, and any two show frames at most a
+//! step apart, which is as close as their screens can show. A nudge there
+//! is at least large enough to cross a step and a quarter within its hold:
+//! a smaller one ends before anything on screen moved (Chromium shows a
+//! 2 % nudge held for a second as no change at all), the error reads the
+//! same, and the controller would nudge again forever.
+//!
 //! # Echo suppression
 //!
 //! A correction is local: the client applies it to its own player and never
@@ -303,7 +320,17 @@ pub struct DriftController {
     /// between: each doubles the cooldown of the next (a player that lands
     /// on keyframes far from the target must not be seeked every second).
     seek_streak: u32,
+    /// The step, in ms of media, of positions read off frames on screen
+    /// (0: positions are not quantized).
+    frame_quantum_ms: f64,
 }
+
+/// The dead zone of positions read off the screen, in steps: a band of
+/// 1.1 steps holds at least one step of every player, and two only where
+/// both lie at its very edges.
+const FRAME_DEAD_ZONE: f64 = 0.55;
+/// The least nudge on the screen covers this many steps within the hold.
+const FRAME_STEP_NUDGE: f64 = 1.25;
 
 /// Rates closer than this are the same rate.
 const RATE_EPSILON: f64 = 1e-9;
@@ -329,6 +356,7 @@ impl DriftController {
             issued_rate: None,
             issued_seek: None,
             seek_streak: 0,
+            frame_quantum_ms: 0.0,
         }
     }
 
@@ -346,6 +374,14 @@ impl DriftController {
             self.reset_filter();
             self.correcting = false;
         }
+    }
+
+    /// The step, in ms of media, that the positions the next ticks report
+    /// move in when they come from frames on screen, 0 when they do not
+    /// (see [Noise](self#noise)); anything but a finite positive value
+    /// means 0.
+    pub fn set_frame_quantum(&mut self, ms: f64) {
+        self.frame_quantum_ms = if ms.is_finite() && ms > 0.0 { ms } else { 0.0 };
     }
 
     /// Whether correction is on.
@@ -453,7 +489,12 @@ impl DriftController {
         let Some(error) = self.error_ms else {
             return self.restore(nudged, hold_elapsed, room_rate, local_ms);
         };
-        let dead_zone = self.config.dead_zone_ms.max(g / 2.0);
+        let q = self.frame_quantum_ms;
+        let dead_zone = self
+            .config
+            .dead_zone_ms
+            .max(g / 2.0)
+            .max(FRAME_DEAD_ZONE * q);
 
         if !playback.playing {
             // Paused: a rate means nothing, the position is exact.
@@ -469,12 +510,19 @@ impl DriftController {
             return self.seek(seek_target_ms, local_ms);
         }
         self.seek_streak = 0;
-        let settle = dead_zone * self.config.settle_ratio;
+        let settle = (dead_zone * self.config.settle_ratio).max(FRAME_DEAD_ZONE * q);
         if error.abs() > dead_zone || (self.correcting && error.abs() > settle) {
             self.correcting = true;
             let max = self.config.max_rate_deviation;
             let mut deviation = (error / self.config.correction_time_ms).max(-max).min(max);
-            let min = self.config.min_rate_deviation;
+            // On the screen, a nudge that ends before the player crossed a
+            // step moved nothing that shows: it must cover a step (and a
+            // quarter) within the hold.
+            let min = self
+                .config
+                .min_rate_deviation
+                .max(FRAME_STEP_NUDGE * q / (room_rate * self.config.min_hold_ms.max(1.0)))
+                .min(max);
             if deviation.abs() < min {
                 deviation = if deviation < 0.0 { -min } else { min };
             }

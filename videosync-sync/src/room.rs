@@ -1554,31 +1554,53 @@ impl Room {
         Ok(out)
     }
 
-    /// The media playing has reached its end: the room moves on to the
-    /// first item of the queue, loaded and playing, and the item leaves the
-    /// queue. Nothing happens when the queue is empty, or when the latest
-    /// state is not `ended` playing (someone loaded something else or paused
-    /// meanwhile: that change wins).
+    /// The media playing has reached its end, at `end_ms` on its own
+    /// timeline (its duration): the room moves on to the first item of the
+    /// queue, loaded and playing, and the item leaves the queue; with an
+    /// empty queue it stops there, paused at `end_ms`, so that every player
+    /// shows the last frame (rather than each one's player deciding what
+    /// its end means). Nothing happens when the latest state is not `ended`
+    /// playing (someone loaded something else or paused meanwhile: that
+    /// change wins).
     ///
     /// The server calls this at the time the media ends on the room's
     /// timeline, which it knows from the media's duration.
     ///
     /// # Errors
     ///
-    /// [`ErrorCode::InvalidValue`] for a bad time.
-    pub fn play_next(&mut self, ended: &str, now_ms: f64) -> Result<Vec<Outgoing>, RoomError> {
+    /// [`ErrorCode::InvalidValue`] for a bad time or end.
+    pub fn play_next(
+        &mut self,
+        ended: &str,
+        end_ms: f64,
+        now_ms: f64,
+    ) -> Result<Vec<Outgoing>, RoomError> {
         self.check_now(now_ms)?;
+        if !(0.0..=MAX_TIME_MS).contains(&end_ms) {
+            return Err(RoomError::invalid(format!(
+                "end {end_ms} ms is not within 0..={MAX_TIME_MS}"
+            )));
+        }
         let latest = self.latest();
-        if !latest.playing || latest.media.as_deref() != Some(ended) || self.queue.is_empty() {
+        if !latest.playing || latest.media.as_deref() != Some(ended) {
             return Ok(Vec::new());
         }
         self.advance(now_ms);
-        let next = self.queue.remove(0);
-        let mut out = vec![self.queue_changed()];
+        let mut out = Vec::new();
         if !self.waiting.is_empty() {
             self.waiting.clear();
             out.push(self.waiting_event());
         }
+        if self.queue.is_empty() {
+            out.push(self.schedule(now_ms, |latest, _| Playback {
+                playing: false,
+                position_ms: end_ms,
+                ..latest.clone()
+            }));
+            return Ok(out);
+        }
+        let next = self.queue.remove(0);
+        out.insert(0, self.queue_changed());
         out.push(self.schedule(now_ms, |latest, _| Playback {
             media: Some(next.media),
             playing: true,

@@ -1145,8 +1145,6 @@ fn restore_refuses_what_no_room_could_have_saved() {
 #[test]
 fn at_the_end_of_the_media_the_queue_plays_next() {
     let mut room = playing_room_of_three(RoomConfig::default());
-    // An empty queue: nothing to do.
-    assert!(ok(room.play_next("movie", 2_000.0)).is_empty());
     send(
         &mut room,
         OWNER,
@@ -1164,8 +1162,8 @@ fn at_the_end_of_the_media_the_queue_plays_next() {
         2_200.0,
     );
     // Not the media playing (someone loaded another meanwhile): nothing.
-    assert!(ok(room.play_next("other", 9_000.0)).is_empty());
-    let out = ok(room.play_next("movie", 9_000.0));
+    assert!(ok(room.play_next("other", 9_000.0, 9_000.0)).is_empty());
+    let out = ok(room.play_next("movie", 9_000.0, 9_000.0));
     let state = only_scheduled(&out);
     assert_eq!(state.media.as_deref(), Some("sequel"));
     assert!(state.playing);
@@ -1174,8 +1172,37 @@ fn at_the_end_of_the_media_the_queue_plays_next() {
     assert!(out.iter().any(|o| matches!(&o.event, RoomEvent::QueueChanged { items, .. } if items.len() == 1 && items[0].media == "third")));
     assert_eq!(room.queue().len(), 1);
     // Called twice for the same end (a late timer): the second does nothing.
-    assert!(ok(room.play_next("movie", 9_100.0)).is_empty());
+    assert!(ok(room.play_next("movie", 9_000.0, 9_100.0)).is_empty());
     // A paused room does not move on.
     send(&mut room, OWNER, Command::Pause, 9_500.0);
-    assert!(ok(room.play_next("sequel", 20_000.0)).is_empty());
+    assert!(ok(room.play_next("sequel", 500.0, 20_000.0)).is_empty());
+    let bad = room.play_next("sequel", f64::NAN, 20_000.0);
+    assert_eq!(
+        bad.map(|_| ()).map_err(|e| e.code),
+        Err(ErrorCode::InvalidValue)
+    );
+}
+
+#[test]
+fn at_the_end_of_the_media_an_empty_queue_stops_the_room_on_the_last_frame() {
+    let mut room = playing_room_of_three(RoomConfig::default());
+    // The timer fires a little late: the room stops at the end, not past it.
+    let out = ok(room.play_next("movie", 7_000.0, 9_040.0));
+    let state = only_scheduled(&out);
+    assert_eq!(state.media.as_deref(), Some("movie"));
+    assert!(!state.playing);
+    assert_eq!(state.position_ms, 7_000.0);
+    assert!(state.at_ms >= 9_040.0);
+    // Done once: the room is paused now.
+    assert!(ok(room.play_next("movie", 7_000.0, 9_500.0)).is_empty());
+    // Anyone may play again from the end, or seek back.
+    send(
+        &mut room,
+        OWNER,
+        Command::Seek {
+            position_ms: 1_000.0,
+        },
+        10_000.0,
+    );
+    assert_eq!(room.latest().position_ms, 1_000.0);
 }

@@ -154,6 +154,8 @@ fn run_drift(case: &Value) -> Result<Vec<Obs>, String> {
             obs.insert("is_own".into(), json!(ctl.is_own_correction(change, at)));
         } else if let Some(on) = step.get("enabled") {
             ctl.set_enabled(on.as_bool().ok_or(format!("step {i}: enabled"))?);
+        } else if let Some(q) = step.get("frame_quantum") {
+            ctl.set_frame_quantum(num(q, "frame_quantum")?);
         } else {
             return Err(format!("step {i}: unknown step {step}"));
         }
@@ -207,6 +209,8 @@ fn run_session(case: &Value) -> Result<Vec<Obs>, String> {
             session.tick(num(t, "tick")?)
         } else if let Some(f) = step.get("frame") {
             session.on_frame(num(&f[0], "frame")?, num(&f[1], "frame")?)
+        } else if let Some(d) = step.get("display_interval") {
+            session.set_display_interval(num(d, "display_interval")?)
         } else {
             return Err(format!("step {i}: unknown step {step}"));
         };
@@ -829,6 +833,87 @@ fn drift_cases() -> Vec<Value> {
     cases.push(legacy(c).build(run_drift));
 
     let mut c = Case::new(
+        "frame_quantum",
+        "Positions read off the frames of a 30 fps player move in steps of 33.3 ms: 15 ms behind is within 0.55 of \
+         a step, left alone (a nudge would only move the player to the step on the other side); the same error \
+         read from an exact player (quantum 0) is nudged.",
+    );
+    c.step(json!({"frame_quantum": 100.0 / 3.0}), json!({}));
+    for i in 0..6 {
+        let t = 1000.0 + i as f64 * 250.0;
+        let mut tick = json!({"local_ms": t, "server_ms": t, "player": player(t - 15.0, 1.0)});
+        if i == 0 {
+            tick["playback"] = playback(1, true, 0.0, 0.0, 1.0);
+        }
+        c.step(json!({ "tick": tick }), json!({"action": "none"}));
+        c.pin(&["error_ms"]);
+    }
+    c.step(json!({"frame_quantum": 0.0}), json!({}));
+    let t = 2500.0;
+    c.step(
+        json!({"tick": {"local_ms": t, "server_ms": t, "player": player(t - 15.0, 1.0)}}),
+        json!({"action": "set_rate", "rate": 1.015}),
+    );
+    cases.push(legacy(c).build(run_drift));
+
+    let mut c = Case::new(
+        "frame_quantum_closed_loop",
+        "A player 70 ms behind whose position is read off its frames (30 fps: its true position floored to the \
+         frame grid) is nudged, with the default hold of a second, to within 0.55 of a frame and then left alone: \
+         it comes to rest, its rate back to the room's, instead of hunting between the steps around zero.",
+    );
+    let q = 100.0 / 3.0;
+    c.step(json!({"frame_quantum": q}), json!({}));
+    let mut ctl = DriftController::new(DriftConfig::default());
+    ctl.set_frame_quantum(q);
+    let room = Playback {
+        media: Some("v".into()),
+        playing: true,
+        position_ms: 0.0,
+        at_ms: 0.0,
+        rate: 1.0,
+        seq: 1,
+    };
+    let (mut now, mut truth, mut rate) = (1000.0_f64, 1000.0 - 70.0, 1.0);
+    let mut last_change = now;
+    for i in 0..120 {
+        now += 100.0;
+        truth += rate * 100.0;
+        // The frame on screen: the true position to the frame below (a
+        // phase of 5 ms against the room's grid).
+        let shown = ((truth - 5.0) / q).floor() * q + 5.0;
+        let state = PlayerState {
+            position_ms: shown,
+            rate,
+            playing: true,
+            busy: false,
+        };
+        let mut tick = json!({"local_ms": now, "server_ms": now, "player": state});
+        if i == 0 {
+            tick["playback"] = json!(room);
+        }
+        let action = ctl.tick(now, now, &room, &state);
+        if let Action::SetRate(r) = action {
+            rate = r;
+            last_change = now;
+        }
+        let want = if i == 119 {
+            let error = ctl.error_ms().expect("an error after 12 s");
+            assert!(error.abs() <= 0.55 * q, "at rest {error} ms from the room");
+            assert!(
+                rate == 1.0 && now - last_change >= 4000.0,
+                "still hunting: rate {rate}, last change at {last_change}"
+            );
+            json!({"action": "none", "error_ms": {"value": 0.0, "tol": 0.55 * q}})
+        } else {
+            json!({})
+        };
+        c.step(json!({ "tick": tick }), want);
+        c.pin(&["action", "rate", "error_ms"]);
+    }
+    cases.push(c.build(run_drift));
+
+    let mut c = Case::new(
         "nudge_bounds_and_hold",
         "900 ms behind with seeking out of reach: the nudge is clamped to +5 % and held; the player reports the rate \
          it was given.",
@@ -1287,6 +1372,22 @@ struct Script {
     rate: f64,
     seeking: Option<(f64, f64)>,
     granularity: f64,
+    /// The player's frames on screen, this long each (0: no frame
+    /// callbacks), on a grid 5 ms off the room's.
+    frame: f64,
+    /// Where the frames on screen are (true time), while playing: they
+    /// keep their cadence at the room's rate and move by whole frames once
+    /// the player's clock is more than half a frame (and 4 ms) away.
+    shown: Option<f64>,
+    /// When the session last changed the player's rate (true time).
+    rate_changed: f64,
+    /// How long the player takes to play at a rate it was given (ms), the
+    /// rate it plays at, and the change on its way (when, rate).
+    rate_latency: f64,
+    speed: f64,
+    speed_due: Option<(f64, f64)>,
+    /// The room's playing timeline: (at_ms, position_ms, rate).
+    anchor: Option<(f64, f64, f64)>,
     /// Events the player will report: (true time, event).
     events: Vec<(f64, Value)>,
     /// Frames on the way to the client: (arrival, frame).
@@ -1317,6 +1418,13 @@ impl Script {
             rate: 1.0,
             seeking: None,
             granularity: 0.0,
+            frame: 0.0,
+            shown: None,
+            rate_changed: 0.0,
+            rate_latency: 0.0,
+            speed: 1.0,
+            speed_due: None,
+            anchor: None,
             events: Vec::new(),
             inbox: Vec::new(),
             commands: Vec::new(),
@@ -1362,6 +1470,13 @@ impl Script {
                 .user_command(at, serde_json::from_value(c.clone()).expect("command"));
         } else if let Some(t) = step.get("tick").and_then(Value::as_f64) {
             let _ = self.session.tick(t);
+        } else if let Some(f) = step.get("frame") {
+            let _ = self.session.on_frame(
+                f[0].as_f64().expect("media"),
+                f[1].as_f64().expect("display"),
+            );
+        } else if let Some(d) = step.get("display_interval").and_then(Value::as_f64) {
+            let _ = self.session.set_display_interval(d);
         }
         while let Some(o) = self.session.poll() {
             match o {
@@ -1407,7 +1522,15 @@ impl Script {
         match action {
             A::Play => self.playing = true,
             A::Pause => self.playing = false,
-            A::SetRate { rate } => self.rate = rate,
+            A::SetRate { rate } => {
+                self.rate = rate;
+                self.rate_changed = self.now;
+                if self.rate_latency > 0.0 {
+                    self.speed_due = Some((self.now + self.rate_latency, rate));
+                } else {
+                    self.speed = rate;
+                }
+            }
             A::Seek { .. } => {}
         }
     }
@@ -1454,7 +1577,17 @@ impl Script {
             let t = wake.unwrap_or(next_tick).min(until);
             // The player moves on.
             if self.playing && self.seeking.is_none() {
-                self.position += self.rate * (t - self.now);
+                if let Some((due, rate)) = self.speed_due.filter(|(due, _)| *due <= t) {
+                    self.speed_due = None;
+                    self.position += self.speed * (due - self.now).max(0.0);
+                    self.position += rate * (t - due.max(self.now));
+                    self.speed = rate;
+                } else {
+                    self.position += self.speed * (t - self.now);
+                }
+                if let Some(shown) = self.shown.as_mut() {
+                    *shown += t - self.now;
+                }
             }
             self.now = t;
             if let Some((done, target)) = self.seeking {
@@ -1489,6 +1622,26 @@ impl Script {
                 // command.
                 self.step(json!({"at": local, "event": e}), json!({"command": null}));
             }
+            if self.frame > 0.0 && self.playing && self.seeking.is_none() {
+                let f = self.frame;
+                let mut shown = self.shown.unwrap_or(self.position);
+                while shown - self.position > f / 2.0 + 4.0 {
+                    shown -= f;
+                }
+                while self.position - shown > f / 2.0 + 4.0 {
+                    shown += f;
+                }
+                self.shown = Some(shown);
+                // The frame on screen now, and when it came up.
+                let media = ((shown - 5.0) / f).floor() * f + 5.0;
+                let display = self.local() - (shown - media);
+                self.step(
+                    json!({ "frame": [media.max(0.0), display] }),
+                    json!({"error": null}),
+                );
+            } else {
+                self.shown = None;
+            }
             let g = self.granularity;
             let reported = if g > 0.0 {
                 (self.position / g).floor() * g
@@ -1514,6 +1667,36 @@ impl Script {
             "policy": {"behind": "skip", "wait_timeout_ms": 0.0, "start_ahead_ms": 0.0, "start_timeout_ms": 5000.0}
         });
         self.send(json!({"type": "welcome", "v": 2, "member": 7, "room": room}));
+        self.anchor = playing.then_some((at, position_ms, 1.0));
+    }
+
+    /// A rate change `lead` ms ahead, the room playing on where it is.
+    fn rate_change(&mut self, rate: f64, lead: f64) {
+        let (at0, pos0, rate0) = self.anchor.expect("a playing room");
+        self.seq += 1;
+        let at = self.server() + lead;
+        let position = pos0 + rate0 * (at - at0);
+        let p = json!({"media": "v", "playing": true, "position_ms": position, "at_ms": at, "rate": rate, "seq": self.seq});
+        self.send(json!({"type": "state", "playback": p}));
+        self.anchor = Some((at, position, rate));
+    }
+
+    /// The largest distance of the player from the playing room until
+    /// `until` (true time), sampled every 50 ms.
+    fn worst_until(&mut self, until: f64) -> f64 {
+        let mut worst: f64 = 0.0;
+        while self.now < until {
+            let next = self.now + 50.0;
+            self.run(next);
+            if let Some((at, pos, rate)) = self.anchor {
+                let server = self.server();
+                if server >= at {
+                    let room = pos + rate * (server - at);
+                    worst = worst.max((room - self.position).abs());
+                }
+            }
+        }
+        worst
     }
 
     /// The room's position now (true time).
@@ -1634,7 +1817,67 @@ fn session_cases() -> Vec<Value> {
     );
     cases.push(s.build());
 
-    // 5. Bad input changes nothing.
+    // 5. A player read off its frames on screen.
+    let mut s = Script::new(
+        Case::new(
+            "frames_on_screen",
+            "A 30 fps player on a 60 Hz display, read off its frames (each frame shown on a grid 5 ms off the room's): \
+             the player keeps its cadence and moves by whole frames. The session learns the frame's length from \
+             the frames and leaves the player showing the frames nearest the room (within 0.55 of a frame) instead \
+             of nudging it back and forth across a frame.",
+        ),
+        json!({}),
+        20.0,
+    );
+    s.frame = 100.0 / 3.0;
+    s.step(
+        json!({"display_interval": 1000.0 / 60.0}),
+        json!({"error": null}),
+    );
+    s.welcome(true, 0.0);
+    s.run(8_000.0);
+    let room = s.room_position(-10_000.0, 0.0);
+    let shown = s.shown.expect("frames on screen");
+    assert!(
+        (room - shown).abs() <= 0.55 * s.frame,
+        "frames_on_screen: the frame shown is {} ms off",
+        room - shown
+    );
+    assert!(
+        s.rate == 1.0 && s.now - s.rate_changed >= 3_000.0,
+        "frames_on_screen: still nudging (rate {}, changed at {})",
+        s.rate,
+        s.rate_changed
+    );
+    cases.push(s.build());
+
+    // 6. A player that takes its time to change rate.
+    let mut s = Script::new(
+        Case::new(
+            "rate_lead",
+            "A player that plays at a new rate 120 ms after it was set (as headless Chromium does): the first change \
+             to 1.5 leaves it behind by about 60 ms; the session learns how late the rate takes hold and applies \
+             the later changes that much early, so the third change leaves it much closer.",
+        ),
+        json!({}),
+        20.0,
+    );
+    s.rate_latency = 120.0;
+    s.welcome(true, 0.0);
+    s.run(3_000.0);
+    s.rate_change(1.5, 300.0);
+    let first = s.worst_until(6_000.0);
+    s.rate_change(1.0, 300.0);
+    s.run(9_000.0);
+    s.rate_change(1.5, 300.0);
+    let third = s.worst_until(12_000.0);
+    assert!(
+        first > 40.0 && third < first / 2.0,
+        "rate_lead: {first} ms off after the first change, {third} after the third"
+    );
+    cases.push(s.build());
+
+    // 7. Bad input changes nothing.
     let mut s = Script::new(
         Case::new(
             "bad_input",

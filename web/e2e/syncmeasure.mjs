@@ -71,12 +71,19 @@ async function join(browser, base, who, net, channel, correction) {
   await enter(context, base, who);
   await context.addInitScript(recorder);
   const page = await context.newPage();
+  // What the server sent the page (for `trace`): each text frame with the wall time it came.
+  const received = [];
+  page.on("websocket", (ws) =>
+    ws.on("framereceived", (f) => {
+      if (typeof f.payload === "string") received.push([Date.now(), f.payload]);
+    }),
+  );
   const network = await shape(context, page, { ...net });
   await page.goto(`${base}/c/${channel}`);
   await page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
   // The baseline: the same scheduled commands, no drift correction.
   if (!correction) await page.getByLabel("Follow the room").uncheck();
-  return { context, page, network, name: who.user.username, net };
+  return { context, page, network, name: who.user.username, net, received };
 }
 
 /** Position of one player at wall time t from its frames, or null when it showed none around t. */
@@ -121,6 +128,8 @@ function spread(all, t) {
  *
  * `networks`: one {latency, jitter, downKbps?, upKbps?} per player (the host
  * gets the first). `quick`: shorter phases (the test in make test).
+ * `trace`: also return every player's frames, the commands' instants and
+ * the frames the server sent the host.
  * `correction: false` is the baseline: every player applies the room's
  * scheduled commands but nobody corrects drift ("Follow the room" off).
  */
@@ -129,10 +138,14 @@ export async function measureSync({
   base,
   networks,
   quick = false,
-  clipSeconds = 40,
+  // Long enough for the whole script (about 70 s of media by the end of the
+  // throttled member's phase): a clip that ends early measures players
+  // stopped at its end.
+  clipSeconds = 90,
   correction = true,
   prefix = "",
   log = () => {},
+  trace = false,
 }) {
   const hold = quick ? 4000 : 8000;
   const host = await registerUser(base, `${prefix}host`);
@@ -250,5 +263,7 @@ export async function measureSync({
     p99_ms: quantile(diffs, 0.99),
     max_ms: diffs.length ? diffs[diffs.length - 1] : null,
     converge,
+    // The raw material, for a closer look: every player's frames and the commands' instants.
+    ...(trace ? { frames, marks, names: members.map((m) => m.name), received: members[0].received } : {}),
   };
 }

@@ -89,6 +89,7 @@ declare module "videosync-sync" {
     poll(): Output | null;
     setCorrection(localMs: number, enabled: boolean): void;
     catchUp(): void;
+    setDisplayInterval(ms: number): Refusal | null;
     hello(localMs: number, token: string, name: string): Record<string, unknown>;
     onMessage(localMs: number, frame: unknown): Refusal | null;
     onPlayer(read: PlayerRead): Refusal | null;

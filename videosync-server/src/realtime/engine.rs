@@ -1020,24 +1020,25 @@ impl Engine {
         }
     }
 
-    /// When the media playing ends on the room's timeline, and which it
-    /// is: the queue plays on then.
-    fn media_end(&self) -> Option<(f64, String)> {
+    /// When the media playing ends on the room's timeline, which it is and
+    /// its duration: the queue plays on then, or the room stops on the last
+    /// frame.
+    fn media_end(&self) -> Option<(f64, String, f64)> {
         let latest = self.room.latest();
         let media = latest.media.as_ref()?;
-        if !latest.playing || self.room.queue().is_empty() {
+        if !latest.playing {
             return None;
         }
         let duration = *self.durations.get(media).filter(|d| d.is_finite())?;
         let left = (duration - latest.position_ms).max(0.0) / latest.rate;
-        Some((latest.at_ms + left, media.clone()))
+        Some((latest.at_ms + left, media.clone(), duration))
     }
 
     /// When the room next has something to do by itself (a wait deadline,
     /// the end of the media, a typing lease running out).
     pub(crate) fn next_wake(&self) -> Option<Instant> {
         let wait = self.room.next_deadline();
-        let end = self.media_end().map(|(at, _)| at);
+        let end = self.media_end().map(|(at, _, _)| at);
         let next = match (wait, end) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1059,10 +1060,10 @@ impl Engine {
                 self.fan_out(out, None);
             }
         }
-        if let Some((end, media)) = self.media_end() {
+        if let Some((end, media, duration)) = self.media_end() {
             if end <= server_now {
                 let now = self.now();
-                if let Ok(out) = self.room.play_next(&media, now) {
+                if let Ok(out) = self.room.play_next(&media, duration, now) {
                     self.fan_out(out, None);
                 }
             }

@@ -5,7 +5,7 @@
 import { batch, signal } from "@preact/signals";
 import { Session, positionAt } from "videosync-sync";
 import type { Command, Playback, Policy, QueueItem, Waiting, PlayerEvent } from "videosync-sync";
-import type { Player } from "./player";
+import { measureDisplayInterval, type Player } from "./player";
 
 export interface RoomMember {
   id: number;
@@ -85,6 +85,7 @@ export class RoomConnection {
   private typingSentAt: number | null = null;
   private reactionKey = 0;
   private lastStamp = 0;
+  private onVisible: (() => void) | null = null;
 
   constructor(
     readonly channelId: string,
@@ -171,6 +172,7 @@ export class RoomConnection {
 
   close(): void {
     this.stopped = true;
+    if (this.onVisible) document.removeEventListener("visibilitychange", this.onVisible);
     this.stopTimer();
     this.sendTyping(false);
     this.ws?.close(1000, "left the page");
@@ -185,6 +187,26 @@ export class RoomConnection {
 
   attach(player: Player | null): void {
     this.player = player;
+    if (player) this.measureDisplay();
+  }
+
+  /**
+   * Tells the session the display's refresh interval, which the frames on
+   * screen are quantized to (the drift correction's dead zone follows it);
+   * again whenever the page comes back into view, perhaps on another display.
+   */
+  private measureDisplay(): void {
+    const measure = () =>
+      void measureDisplayInterval().then((ms) => {
+        if (ms !== null && !this.stopped) this.session.setDisplayInterval(ms);
+      });
+    if (!this.onVisible) {
+      this.onVisible = () => {
+        if (document.visibilityState === "visible") measure();
+      };
+      document.addEventListener("visibilitychange", this.onVisible);
+    }
+    measure();
   }
 
   private startTimer(): void {

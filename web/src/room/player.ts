@@ -48,7 +48,11 @@ export class Player {
       if (this.ownPlays > 0) this.ownPlays -= 1;
       else this.onEvent({ event: "play" });
     });
-    on("pause", () => this.onEvent({ event: "pause" }));
+    // The media's own stop at its end is nobody's pause: the server stops
+    // the room there (or plays the queue on) for everyone.
+    on("pause", () => {
+      if (!video.ended) this.onEvent({ event: "pause" });
+    });
     on("waiting", () => this.onEvent({ event: "waiting" }));
     on("playing", () => this.onEvent({ event: "playing" }));
     on("seeking", () => this.onEvent({ event: "seeking", position_ms: video.currentTime * 1000 }));
@@ -64,7 +68,7 @@ export class Player {
     // A play asked for before the media could play (a new source resets
     // the element to paused, silently): play once it can.
     on("canplay", () => {
-      if (this.wantPlaying && video.paused) {
+      if (this.wantPlaying && video.paused && !video.ended) {
         this.ownPlays += 1;
         this.play();
       }
@@ -161,7 +165,9 @@ export class Player {
     switch (a.action) {
       case "play":
         this.wantPlaying = true;
-        this.play();
+        // A play at the end would start the media over (and report that as
+        // a seek to 0): the room's stop at the end is on its way.
+        if (!v.ended) this.play();
         break;
       case "pause":
         this.wantPlaying = false;
@@ -214,6 +220,34 @@ export class Player {
     this.hls?.destroy();
     this.hls = null;
   }
+}
+
+/**
+ * The display's refresh interval (ms), from the animation frames of about
+ * half a second: the median interval, so a dropped frame does not count.
+ * Null when the page is hidden (no animation frames) or the figure is not
+ * a display's (4 to 100 ms: 250 Hz to 10 Hz).
+ */
+export function measureDisplayInterval(frames = 30): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (document.visibilityState !== "visible") return resolve(null);
+    const stamps: number[] = [];
+    const give = () => {
+      const gaps = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
+      const median = gaps.length ? gaps[gaps.length >> 1] : NaN;
+      resolve(median >= 4 && median <= 100 ? median : null);
+    };
+    // A page that turns hidden meanwhile gets no more frames: give up then.
+    const timeout = window.setTimeout(give, 2000);
+    const step = (t: number) => {
+      stamps.push(t);
+      if (stamps.length > frames) {
+        window.clearTimeout(timeout);
+        give();
+      } else requestAnimationFrame(step);
+    };
+    requestAnimationFrame(step);
+  });
 }
 
 /**
