@@ -653,7 +653,8 @@ export class DriftController {
       return NONE;
     }
     this._correcting = false;
-    return this._restore(nudged, holdElapsed, roomRate, localMs);
+    // On the screen a step, once crossed, is crossed (drift.rs).
+    return this._restore(nudged, holdElapsed || q > 0, roomRate, localMs);
   }
 
   _observe(localMs, expected, player, error) {
@@ -795,8 +796,8 @@ const NEAR_GUESS_MS = 150;
 const BEHIND_KEPT_MS = 5000;
 const MAX_SEEK_MS = 10000;
 const CUE_MARGIN_MS = 30;
-const PLAY_LEAD_GAIN = 0.75;
-const MAX_PLAY_LEAD_MS = 200;
+const PLAY_LEAD_GAIN = 1;
+const MAX_PLAY_LEAD_MS = 300;
 const RECUE_MS = 10;
 const CUE_WAKE_SLACK_MS = 0.5;
 const ECHO_SEEK_MS = 150;
@@ -806,6 +807,7 @@ const FRAME_STEPS_KEPT = 15;
 const MAX_FRAME_STEP_MS = 250;
 const SHARP_PHASE_MS = 12;
 const MAX_LEARN_LATE_MS = 50;
+const AIM_AGAIN_MS = 40;
 const RATE_LEAD_GAIN = 0.75;
 const MAX_RATE_LEAD_MS = 300;
 const MIN_LEARNED_RATE_STEP = 0.2;
@@ -897,6 +899,8 @@ export class Session {
     this._farLatencies = [];
     this._playLead = 0;
     this._learnPlayLead = null;
+    this._cueLead = 0;
+    this._playLeadKnown = false;
     this._rateLead = 0;
     this._learnRateLead = null;
     this._read = null;
@@ -1446,7 +1450,7 @@ export class Session {
           const step = next.rate - prev.rate;
           if (Math.abs(step) >= MIN_LEARNED_RATE_STEP) this._learnRateLead = [late, step];
         } else {
-          this._learnPlayLead = late;
+          this._learnPlayLead = [late, false, false];
         }
       }
     }
@@ -1580,7 +1584,7 @@ export class Session {
     }
     const at = state.at_ms + Math.max((landed - state.position_ms) / state.rate, 0);
     const atLocal = this._est.localTime(at) - this._lead();
-    this._wakeAt(atLocal - this._playLead + CUE_WAKE_SLACK_MS);
+    this._wakeAt(atLocal - this._cueLead + CUE_WAKE_SLACK_MS);
   }
 
   _checkThrottledLanding(local, server, done, landed) {
@@ -1599,7 +1603,7 @@ export class Session {
   _playWhenCued(local, server) {
     const cue = this._cue;
     if (cue === null || this._applied === null) return;
-    const ahead = CUE_WAKE_SLACK_MS + this._playLead + this._lead();
+    const ahead = CUE_WAKE_SLACK_MS + this._cueLead + this._lead();
     if (this._applied.seq < cue.state.seq && server + ahead < cue.state.at_ms) return;
     if (!cue.state.playing) {
       this._cue = null;
@@ -1608,9 +1612,10 @@ export class Session {
     if (cue.landed !== null) {
       const past = positionAt(cue.state, server + ahead) - cue.landed;
       if (past >= 0) {
+        const retried = cue.retried;
         this._cue = null;
         this._play(local);
-        this._learnPlayLead = past <= MAX_LEARN_LATE_MS ? past : null;
+        this._learnPlayLead = past <= MAX_LEARN_LATE_MS ? [past, true, !retried] : null;
       }
     }
   }
@@ -1677,7 +1682,7 @@ export class Session {
     const applied = this._applied;
     const next = this._pending.length ? this._pending[0] : null;
     if (applied === null || next === null || !next.playing || jumps(next, applied)) return 0;
-    if (!applied.playing) return this._playLead + this._lead();
+    if (!applied.playing) return (this._playLeadKnown ? this._playLead : this._cueLead) + this._lead();
     if (Math.abs(next.rate - applied.rate) > 1e-9) return this._rateLead;
     return 0;
   }
@@ -1716,9 +1721,22 @@ export class Session {
     if (this._learnPlayLead !== null && this._cue === null) {
       const error = this._ctl.errorMs();
       if (error !== null) {
-        const lead = this._playLead + PLAY_LEAD_GAIN * (error - this._learnPlayLead);
-        this._playLead = Math.min(Math.max(lead, 0), MAX_PLAY_LEAD_MS);
+        const [late, cued, aimAgain] = this._learnPlayLead;
+        if (!cued && !this._playLeadKnown) {
+          // The resume was given the cue lead.
+          this._playLeadKnown = true;
+          this._playLead = this._cueLead;
+        }
+        const lead = Math.min(Math.max((cued ? this._cueLead : this._playLead) + PLAY_LEAD_GAIN * (error - late), 0), MAX_PLAY_LEAD_MS);
+        if (cued) this._cueLead = lead;
+        else this._playLead = lead;
         this._learnPlayLead = null;
+        // A cued play that started far from where the lead now says is aimed once more with it (client.rs).
+        if (aimAgain && Math.abs(error - late) > AIM_AGAIN_MS && state.playing) {
+          this._cuedSeek(local, state, server);
+          if (this._cue !== null) this._cue.retried = true;
+          return;
+        }
       }
     }
     if (this._learnRateLead !== null && this._cue === null) {

@@ -42,11 +42,21 @@
 //!   learned seek latency with a margin ahead), and playing when the
 //!   timeline reaches where the player landed; started a seek allowance
 //!   before `at_ms` when the state arrives in time. A cue that lands late
-//!   is aimed once more. The play is given a *play lead*, learned from the
+//!   is aimed once more. The play is given a *cue lead*, learned from the
 //!   first error measured after each cued play.
+//! - Leads: a player starts playing, and plays at a new rate, some time
+//!   after it was asked (headless Chromium: 60 to 140 ms to start after a
+//!   pause, longer after a seek, 100 to 150 ms to change rate). A resume
+//!   where the room stands is applied the *play lead* early, a rate change
+//!   the *rate lead* early; each lead is learned from the first error
+//!   measured after a change applied on time.
 //! - Drift: [`DriftController`] on the position, on the room's timeline
 //!   (plus the output-latency trim, minus the member's own lag when the
-//!   room leaves it behind).
+//!   room leaves it behind). Positions read off frames on screen
+//!   ([`Session::on_frame`]) move in steps of the longer of a display
+//!   refresh ([`Session::set_display_interval`]) and a frame (learned from
+//!   the frames' media times); the controller is told the step, so that it
+//!   does not hunt across it.
 //! - Coarse players: a player whose reads are truncated to a step
 //!   ([`SessionConfig::report_granularity_ms`]) is read by phase: every
 //!   read bounds where the true position is, the bounds of successive reads
@@ -346,11 +356,13 @@ const BEHIND_KEPT_MS: f64 = 5_000.0;
 const MAX_SEEK_MS: f64 = 10_000.0;
 /// ...plus this margin, in ms.
 const CUE_MARGIN_MS: f64 = 30.0;
-/// Weight of each measured lateness of a cued play in the play lead.
-const PLAY_LEAD_GAIN: f64 = 0.75;
+/// Weight of each measured lateness of a play in its lead: all of it (the
+/// error is read off frames, good to half a frame, and a lead learned at
+/// once lets a cued play be aimed again right away).
+const PLAY_LEAD_GAIN: f64 = 1.0;
 /// Largest play lead, in ms: a browser decoding in software (headless
 /// Chromium) shows the first new frame 80 to 120 ms after `play()`.
-const MAX_PLAY_LEAD_MS: f64 = 200.0;
+const MAX_PLAY_LEAD_MS: f64 = 300.0;
 /// A cued seek that lands with the room more than this past its position
 /// is aimed once more.
 const RECUE_MS: f64 = 10.0;
@@ -367,6 +379,9 @@ const TICK_GAP_ALPHA: f64 = 0.3;
 const THROTTLED_GAP_MS: f64 = 300.0;
 /// A coarse player's phase narrowed to this is good to correct by.
 const SHARP_PHASE_MS: f64 = 12.0;
+/// A cued play that started further than this from where its learned lead
+/// says is aimed once more, ms.
+const AIM_AGAIN_MS: f64 = 40.0;
 /// Weight of each measured lateness of a rate change in the rate lead.
 const RATE_LEAD_GAIN: f64 = 0.75;
 /// Largest rate lead, in ms: headless Chromium plays at a new rate 100 to
@@ -411,7 +426,15 @@ pub struct Session {
     play_lead_ms: f64,
     /// A play was issued this late (ms) after its instant: the next error
     /// says, less that, how late the player really started.
-    learn_play_lead: Option<f64>,
+    /// (how late the play was issued, whether it was a cued play, whether
+    /// a cued play may be aimed once more with what it teaches).
+    learn_play_lead: Option<(f64, bool, bool)>,
+    /// The play lead of a cued play, after a seek: a player starts later
+    /// after a seek than after a pause (learned, ms).
+    cue_lead_ms: f64,
+    /// A resume has taught the play lead; until then a resume is given the
+    /// cue lead, the nearest guess.
+    play_lead_known: bool,
     /// How early a rate change is applied: how long the player takes to
     /// play at a new rate (learned, ms).
     rate_lead_ms: f64,
@@ -476,6 +499,8 @@ impl Session {
             far_latencies: VecDeque::new(),
             play_lead_ms: 0.0,
             learn_play_lead: None,
+            cue_lead_ms: 0.0,
+            play_lead_known: false,
             rate_lead_ms: 0.0,
             learn_rate_lead: None,
             read: None,
@@ -1220,7 +1245,7 @@ impl Session {
                             self.learn_rate_lead = Some((late, step));
                         }
                     }
-                    Some(_) => self.learn_play_lead = Some(late),
+                    Some(_) => self.learn_play_lead = Some((late, false, false)),
                     None => {}
                 }
             }
@@ -1438,7 +1463,7 @@ impl Session {
         }
         let at = state.at_ms + ((landed - state.position_ms) / state.rate).max(0.0);
         let at_local = self.est.local_time(at) - self.lead_ms();
-        self.wake_at(at_local - self.play_lead_ms + CUE_WAKE_SLACK_MS);
+        self.wake_at(at_local - self.cue_lead_ms + CUE_WAKE_SLACK_MS);
     }
 
     /// In a background tab, where reads come once a second, a seek's
@@ -1471,7 +1496,12 @@ impl Session {
         match (self.tl.applied.as_ref(), self.tl.pending.first()) {
             (Some(applied), Some(next)) if next.playing && !jumps(next, Some(applied)) => {
                 if !applied.playing {
-                    self.play_lead_ms + self.lead_ms()
+                    let lead = if self.play_lead_known {
+                        self.play_lead_ms
+                    } else {
+                        self.cue_lead_ms
+                    };
+                    lead + self.lead_ms()
                 } else if (next.rate - applied.rate).abs() > 1e-9 {
                     self.rate_lead_ms
                 } else {
@@ -1497,7 +1527,7 @@ impl Session {
         let Some(applied) = &self.tl.applied else {
             return;
         };
-        let ahead = CUE_WAKE_SLACK_MS + self.play_lead_ms + self.lead_ms();
+        let ahead = CUE_WAKE_SLACK_MS + self.cue_lead_ms + self.lead_ms();
         if applied.seq < cue.state.seq && server + ahead < cue.state.at_ms {
             return;
         }
@@ -1508,11 +1538,13 @@ impl Session {
         if let Some(landed) = cue.landed_ms {
             let past = cue.state.position_at(server + ahead) - landed;
             if past >= 0.0 {
+                let retried = cue.retried;
                 self.cue = None;
                 self.play(local);
                 // A play long after its instant (a late landing) says how
                 // late the landing was, not the play.
-                self.learn_play_lead = (past <= MAX_LEARN_LATE_MS).then_some(past);
+                self.learn_play_lead =
+                    (past <= MAX_LEARN_LATE_MS).then_some((past, true, !retried));
             }
         }
     }
@@ -1679,11 +1711,31 @@ impl Session {
             0.0
         });
         let action = self.ctl.tick(local, target, &state, &player);
-        if let Some(late) = self.learn_play_lead.filter(|_| self.cue.is_none()) {
+        if let Some((late, cued, aim_again)) = self.learn_play_lead.filter(|_| self.cue.is_none()) {
             if let Some(error) = self.ctl.error_ms() {
-                self.play_lead_ms = (self.play_lead_ms + PLAY_LEAD_GAIN * (error - late))
-                    .clamp(0.0, MAX_PLAY_LEAD_MS);
+                let lead = if cued {
+                    &mut self.cue_lead_ms
+                } else if self.play_lead_known {
+                    &mut self.play_lead_ms
+                } else {
+                    // The resume was given the cue lead.
+                    self.play_lead_known = true;
+                    self.play_lead_ms = self.cue_lead_ms;
+                    &mut self.play_lead_ms
+                };
+                *lead = (*lead + PLAY_LEAD_GAIN * (error - late)).clamp(0.0, MAX_PLAY_LEAD_MS);
                 self.learn_play_lead = None;
+                // A cued play that started far from where the lead now
+                // says is aimed once more with it: a tenth of a second's
+                // freeze right after a jump (the seek is within the
+                // buffer) instead of seconds of nudging.
+                if aim_again && (error - late).abs() > AIM_AGAIN_MS && state.playing {
+                    self.cued_seek(local, &state, server);
+                    if let Some(cue) = &mut self.cue {
+                        cue.retried = true;
+                    }
+                    return;
+                }
             }
         }
         if let Some((late, step)) = self.learn_rate_lead.filter(|_| self.cue.is_none()) {

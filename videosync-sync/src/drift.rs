@@ -44,7 +44,9 @@
 //! is at least large enough to cross a step and a quarter within its hold:
 //! a smaller one ends before anything on screen moved (Chromium shows a
 //! 2 % nudge held for a second as no change at all), the error reads the
-//! same, and the controller would nudge again forever.
+//! same, and the controller would nudge again forever; and it ends as soon
+//! as the error is back within the dead zone, hold or not, since the rest
+//! of the hold would carry the player a step too far.
 //!
 //! # Echo suppression
 //!
@@ -533,7 +535,9 @@ impl DriftController {
             return Action::None;
         }
         self.correcting = false;
-        self.restore(nudged, hold_elapsed, room_rate, local_ms)
+        // On the screen a step, once crossed, is crossed: holding the nudge
+        // for the rest of its hold would carry the player a step too far.
+        self.restore(nudged, hold_elapsed || q > 0.0, room_rate, local_ms)
     }
 
     /// Carries the stored errors forward to `local_ms` and adds `error`.

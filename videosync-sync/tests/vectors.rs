@@ -1384,6 +1384,10 @@ struct Script {
     /// How long the player takes to play at a rate it was given (ms), the
     /// rate it plays at, and the change on its way (when, rate).
     rate_latency: f64,
+    /// How long the player takes to start moving after a play (ms), and
+    /// when it starts (true time).
+    start_latency: f64,
+    moving_from: f64,
     speed: f64,
     speed_due: Option<(f64, f64)>,
     /// The room's playing timeline: (at_ms, position_ms, rate).
@@ -1422,6 +1426,8 @@ impl Script {
             shown: None,
             rate_changed: 0.0,
             rate_latency: 0.0,
+            start_latency: 0.0,
+            moving_from: 0.0,
             speed: 1.0,
             speed_due: None,
             anchor: None,
@@ -1520,7 +1526,12 @@ impl Script {
             }
         }
         match action {
-            A::Play => self.playing = true,
+            A::Play => {
+                if !self.playing {
+                    self.moving_from = self.now + self.start_latency;
+                }
+                self.playing = true;
+            }
             A::Pause => self.playing = false,
             A::SetRate { rate } => {
                 self.rate = rate;
@@ -1576,14 +1587,16 @@ impl Script {
                 .filter(|w| *w > self.now && *w < next_tick);
             let t = wake.unwrap_or(next_tick).min(until);
             // The player moves on.
-            if self.playing && self.seeking.is_none() {
+            if self.playing && self.seeking.is_none() && t > self.moving_from {
+                // A play takes hold after the start latency.
+                let from = self.now.max(self.moving_from);
                 if let Some((due, rate)) = self.speed_due.filter(|(due, _)| *due <= t) {
                     self.speed_due = None;
-                    self.position += self.speed * (due - self.now).max(0.0);
-                    self.position += rate * (t - due.max(self.now));
+                    self.position += self.speed * (due - from).max(0.0);
+                    self.position += rate * (t - due.max(from));
                     self.speed = rate;
                 } else {
-                    self.position += self.speed * (t - self.now);
+                    self.position += self.speed * (t - from);
                 }
                 if let Some(shown) = self.shown.as_mut() {
                     *shown += t - self.now;
@@ -1877,7 +1890,35 @@ fn session_cases() -> Vec<Value> {
     );
     cases.push(s.build());
 
-    // 7. Bad input changes nothing.
+    // 7. A player that starts late after a seek.
+    let mut s = Script::new(
+        Case::new(
+            "cue_lead_aims_again",
+            "A late joiner whose player starts moving 100 ms after it is told to play (as headless Chromium does \
+             after a seek): its first cued play leaves it about 100 ms behind; the session learns the cue lead from \
+             that and aims the cue once more with it (within the buffer), so the player is on the room's timeline \
+             within a second and a half of its first play instead of nudging for seconds.",
+        ),
+        json!({}),
+        25.0,
+    );
+    s.start_latency = 100.0;
+    s.welcome(true, 60_000.0);
+    let anchor = s.anchor;
+    // The first seek is aimed two seconds ahead (no seek seen yet).
+    s.run(2_000.0);
+    assert!(!s.playing, "cue_lead_aims_again: still cued at 2 s");
+    s.run(3_000.0);
+    let (at, pos, rate) = anchor.expect("a playing room");
+    let room = pos + rate * (s.server() - at);
+    assert!(
+        (room - s.position).abs() < 30.0,
+        "cue_lead_aims_again: {} ms off at 3 s",
+        room - s.position
+    );
+    cases.push(s.build());
+
+    // 8. Bad input changes nothing.
     let mut s = Script::new(
         Case::new(
             "bad_input",
