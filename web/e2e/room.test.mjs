@@ -1,9 +1,12 @@
 // Two people in one channel, each in their own browser context: chat,
-// typing and reactions cross over, controls follow the permission matrix,
-// text stays text, and a private channel stays private.
+// typing and reactions cross over (also from full screen, where the chat
+// floats over the video), controls follow the permission matrix, a mute
+// shows in the member list and is lifted there, text stays text, and a
+// private channel stays private.
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { test } from "node:test";
-import { apiCall, makeClip, newContext, registerUser, serverAndBrowser, signIn, signUp, uploadReady } from "./harness.mjs";
+import { apiCall, makeClip, newContext, registerUser, serverAndBrowser, shotsDir, signIn, signUp, uploadReady } from "./harness.mjs";
 
 let ada;
 let channel;
@@ -73,6 +76,25 @@ test("chat, typing and reactions reach the other browser; controls follow the ma
   await b.page.getByRole("button", { name: "React 🎉" }).click();
   await a.page.locator(".reactions .reaction", { hasText: "🎉" }).waitFor();
 
+  // In full screen the chat floats over the video, and still works both ways.
+  await a.page.getByRole("button", { name: "Full screen" }).click();
+  await a.page.waitForFunction(() => document.fullscreenElement?.classList.contains("room"));
+  const [stage, side] = await Promise.all([a.page.locator(".stage").boundingBox(), a.page.locator(".side").boundingBox()]);
+  const viewport = a.page.viewportSize();
+  assert.ok(stage && side && viewport, "the stage and the chat are on screen");
+  assert.ok(stage.width >= viewport.width - 1 && stage.height >= viewport.height - 1, `the video fills the screen: ${JSON.stringify(stage)}`);
+  assert.ok(side.x > stage.x && side.x + side.width <= stage.x + stage.width, `the chat lies over the video: ${JSON.stringify(side)}`);
+  await a.page.getByLabel("Message", { exact: true }).fill("from full screen");
+  await a.page.getByLabel("Message", { exact: true }).press("Enter");
+  await b.page.locator(".messages li", { hasText: "from full screen" }).waitFor();
+  await b.page.getByLabel("Message", { exact: true }).fill("seen it");
+  await b.page.getByLabel("Message", { exact: true }).press("Enter");
+  await a.page.locator(".messages li", { hasText: "seen it" }).waitFor();
+  assert.ok(await a.page.locator(".messages li", { hasText: "seen it" }).isVisible());
+  await a.page.screenshot({ path: join(shotsDir(), "room-fullscreen-chat.png") });
+  await a.page.evaluate(() => document.exitFullscreen());
+  await a.page.waitForFunction(() => document.fullscreenElement === null);
+
   // The owner lets viewers control playback: bob's controls come alive.
   await apiCall(env.server.url, "PATCH", `/channels/${channel}/permissions`, ada.token, {
     changes: [{ role: "viewer", permission: "control_playback", allowed: true }],
@@ -92,6 +114,15 @@ test("chat, typing and reactions reach the other browser; controls follow the ma
   await b.page.getByLabel("Message", { exact: true }).fill("can anyone hear me");
   await b.page.getByLabel("Message", { exact: true }).press("Enter");
   await b.page.getByRole("alert").filter({ hasText: /muted/ }).waitFor();
+  // The list shows the mute and lifts it; bob chats again.
+  await bobRow.getByText(/muted until/).waitFor();
+  await bobRow.getByRole("button", { name: "Unmute" }).click();
+  await a.page.getByText("bob may chat again.").waitFor();
+  await bobRow.getByRole("button", { name: "Mute" }).waitFor();
+  await b.page.getByLabel("Message", { exact: true }).fill("back again");
+  await b.page.getByLabel("Message", { exact: true }).press("Enter");
+  await a.page.getByRole("tab", { name: "Chat" }).click();
+  await a.page.locator(".messages li", { hasText: "back again" }).waitFor();
   await a.context.close();
   await b.context.close();
 });

@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { PERMISSIONS, ROLES, api, currentUser } from "../api";
 import type { Ban, Channel, Invite, Member, Page as ApiPage } from "../api";
-import { MUTE_MINUTES, ban, mute, outranks, remove } from "../moderation";
+import { MUTE_MINUTES, ban, mute, outranks, remove, unmute, untilText, useMutes } from "../moderation";
 import { navigate } from "../router";
 import { ErrorBox, Page, Spinner, useAction, useLoad } from "../ui/common";
 
@@ -46,7 +46,8 @@ function Details({ channel, reload }: { channel: Channel; reload: () => void }) 
   const [guests, setGuests] = useState(channel.allow_guests);
   const [slow, setSlow] = useState(setting("slow_mode_seconds", "0"));
   const [behind, setBehind] = useState(setting("behind", "wait"));
-  const [waitS, setWaitS] = useState(setting("wait_timeout_seconds", "15"));
+  const [waitS, setWaitS] = useState(setting("wait_timeout_seconds", "10"));
+  const [longest, setLongest] = useState(setting("max_message_chars", "2000"));
   const [saved, setSaved] = useState(false);
   const { error, run } = useAction();
   const save = (e: Event) => {
@@ -58,7 +59,13 @@ function Details({ channel, reload }: { channel: Channel; reload: () => void }) 
         description: description.trim(),
         visibility,
         allow_guests: guests && visibility !== "private",
-        settings: { ...s, slow_mode_seconds: Number(slow), behind, wait_timeout_seconds: Number(waitS) },
+        settings: {
+          ...s,
+          slow_mode_seconds: Number(slow),
+          max_message_chars: Number(longest),
+          behind,
+          wait_timeout_seconds: Number(waitS),
+        },
         expected_version: channel.version,
       });
       setSaved(true);
@@ -92,6 +99,10 @@ function Details({ channel, reload }: { channel: Channel; reload: () => void }) 
         <label>
           Slow mode (seconds between messages; 0: off)
           <input type="number" min={0} max={3600} value={slow} onInput={(e) => setSlow(e.currentTarget.value)} />
+        </label>
+        <label>
+          Longest chat message (characters)
+          <input type="number" min={1} max={2000} value={longest} onInput={(e) => setLongest(e.currentTarget.value)} />
         </label>
         <label>
           When someone falls behind
@@ -189,11 +200,12 @@ function Invites({ channel }: { channel: Channel }) {
 function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
   const list = useLoad((signal) => api<ApiPage<Member>>("GET", `/channels/${channel.id}/members?limit=200`, undefined, { signal }), [channel.id]);
   const { error, run } = useAction();
+  const mutes = useMutes(channel.id, perms.has("moderate_chat"));
   const me = currentUser.value?.id;
   return (
     <section class="card" aria-labelledby="members-h">
       <h2 id="members-h">Members</h2>
-      <ErrorBox error={error ?? list.error} />
+      <ErrorBox error={error ?? list.error ?? mutes.error} />
       <table>
         <caption class="sr-only">Members and their roles</caption>
         <thead>
@@ -206,10 +218,12 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
         <tbody>
           {(list.data?.items ?? []).map((m) => {
             const above = outranks(channel.my_role, m.role) && m.user.id !== me;
+            const mutedUntil = mutes.until.get(m.user.id);
             return (
               <tr key={m.user.id}>
                 <td>
                   {m.user.display_name} <span class="muted">@{m.user.username}</span>
+                  {mutedUntil && <span class="badge">muted {untilText(mutedUntil)}</span>}
                 </td>
                 <td>
                   {perms.has("edit_channel") && above ? (
@@ -235,14 +249,30 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
                   )}
                 </td>
                 <td class="row">
-                  {above && perms.has("moderate_chat") && (
+                  {above && perms.has("moderate_chat") && !mutedUntil && (
                     <button
                       type="button"
                       onClick={() =>
-                        void run(() => mute(channel.id, m.user.id))
+                        void run(async () => {
+                          await mute(channel.id, m.user.id);
+                          mutes.reload();
+                        })
                       }
                     >
                       Mute {MUTE_MINUTES} min
+                    </button>
+                  )}
+                  {above && perms.has("moderate_chat") && mutedUntil && (
+                    <button
+                      type="button"
+                      onClick={() =>
+                        void run(async () => {
+                          await unmute(channel.id, m.user.id);
+                          mutes.reload();
+                        })
+                      }
+                    >
+                      Unmute
                     </button>
                   )}
                   {above && perms.has("kick_ban") && (

@@ -2,7 +2,7 @@
 // error; for moderators, muting, removing and banning a member.
 import { useState } from "preact/hooks";
 import type { Channel } from "../api";
-import { MUTE_MINUTES, ban, outranks, rank, remove, mute as muteMember } from "../moderation";
+import { MUTE_MINUTES, ban, outranks, rank, remove, mute as muteMember, unmute, untilText, useMutes } from "../moderation";
 import { ErrorBox, useAction } from "../ui/common";
 import type { RoomConnection, RoomMember } from "./connection";
 
@@ -19,9 +19,11 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
   const mute = perms.has("moderate_chat");
   const kick = perms.has("kick_ban");
   const { error, run } = useAction();
+  const mutes = useMutes(channel.id, mute);
   const act = async (what: string, call: () => Promise<unknown>) => {
     setNotice(null);
     if (await run(call)) setNotice(what);
+    mutes.reload();
   };
   return (
     <>
@@ -39,21 +41,28 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
           {members.map((m) => {
             const account = m.account;
             const actions = account !== undefined && m.id !== me && outranks(channel.my_role, m.role) && (mute || kick);
+            const mutedUntil = account === undefined ? undefined : mutes.until.get(account);
             return (
               <tr key={m.id} data-member={m.id}>
                 <td>
                   {m.name}
                   {m.id === me && <span class="muted"> (you)</span>}
                   {m.buffering && <span class="badge warn">buffering</span>}
+                  {mutedUntil && <span class="badge">muted {untilText(mutedUntil)}</span>}
                   {actions && (
                     <span class="actions">
-                      {mute && (
+                      {mute && !mutedUntil && (
                         <button
                           type="button"
                           class="link"
                           onClick={() => void act(`${m.name} is muted for ${MUTE_MINUTES} minutes.`, () => muteMember(channel.id, account))}
                         >
                           Mute
+                        </button>
+                      )}
+                      {mute && mutedUntil && (
+                        <button type="button" class="link" onClick={() => void act(`${m.name} may chat again.`, () => unmute(channel.id, account))}>
+                          Unmute
                         </button>
                       )}
                       {kick && (
@@ -92,7 +101,7 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
           })}
         </tbody>
       </table>
-      <ErrorBox error={error} />
+      <ErrorBox error={error ?? mutes.error} />
       {notice && (
         <p role="status" class="muted">
           {notice}
