@@ -987,19 +987,20 @@ export class Session {
   }
 
   setOutputLatency(ms) {
-    if (!(finite(ms) && ms >= 0 && ms <= 1000)) {
-      return refuse("invalid_value", `output latency ${ms} ms is not within 0..=1000`);
-    }
-    this.config.output_latency_ms = ms;
-    return null;
+    return this._upToASecond("output latency", ms, "output_latency_ms");
   }
 
   /** The display's refresh interval, ms (0: unknown), which positions read off frames are quantized to. */
   setDisplayInterval(ms) {
+    return this._upToASecond("display interval", ms, "display_interval_ms");
+  }
+
+  /** Sets config[key] to ms when it is a duration of 0 to 1000 ms; else the refusal naming `what`. */
+  _upToASecond(what, ms, key) {
     if (!(finite(ms) && ms >= 0 && ms <= 1000)) {
-      return refuse("invalid_value", `display interval ${ms} ms is not within 0..=1000`);
+      return refuse("invalid_value", `${what} ${ms} ms is not within 0..=1000`);
     }
-    this.config.display_interval_ms = ms;
+    this.config[key] = ms;
     return null;
   }
 

@@ -299,6 +299,19 @@ pub(crate) fn jumps(new: &Playback, prev: Option<&Playback>) -> bool {
     }
 }
 
+/// `ms` when it is a duration of 0 to 1000 ms; else the refusal naming
+/// `what`.
+fn up_to_a_second(what: &str, ms: f64) -> Result<f64, SessionError> {
+    if (0.0..=1000.0).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(refuse(
+            ErrorCode::InvalidValue,
+            format!("{what} {ms} ms is not within 0..=1000"),
+        ))
+    }
+}
+
 /// Where the session is with a stall.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Buffer {
@@ -618,13 +631,7 @@ impl Session {
     ///
     /// [`ErrorCode::InvalidValue`].
     pub fn set_output_latency(&mut self, ms: f64) -> Result<(), SessionError> {
-        if !(0.0..=1000.0).contains(&ms) {
-            return Err(refuse(
-                ErrorCode::InvalidValue,
-                format!("output latency {ms} ms is not within 0..=1000"),
-            ));
-        }
-        self.config.output_latency_ms = ms;
+        self.config.output_latency_ms = up_to_a_second("output latency", ms)?;
         Ok(())
     }
 
@@ -636,13 +643,7 @@ impl Session {
     ///
     /// [`ErrorCode::InvalidValue`].
     pub fn set_display_interval(&mut self, ms: f64) -> Result<(), SessionError> {
-        if !(0.0..=1000.0).contains(&ms) {
-            return Err(refuse(
-                ErrorCode::InvalidValue,
-                format!("display interval {ms} ms is not within 0..=1000"),
-            ));
-        }
-        self.config.display_interval_ms = ms;
+        self.config.display_interval_ms = up_to_a_second("display interval", ms)?;
         Ok(())
     }
 

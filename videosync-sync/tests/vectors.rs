@@ -683,6 +683,18 @@ fn playback(seq: u64, playing: bool, position_ms: f64, at_ms: f64, rate: f64) ->
     })
 }
 
+/// A room playing medium "v" from 0 at time 0 (seq 1).
+fn room_from_start(rate: f64) -> Playback {
+    Playback {
+        media: Some("v".into()),
+        playing: true,
+        position_ms: 0.0,
+        at_ms: 0.0,
+        rate,
+        seq: 1,
+    }
+}
+
 fn player(position_ms: f64, rate: f64) -> Value {
     json!({"position_ms": position_ms, "rate": rate, "playing": true, "busy": false})
 }
@@ -703,14 +715,7 @@ fn closed_loop(
     seek_latency: f64,
 ) -> f64 {
     let mut ctl = DriftController::new(config);
-    let room = Playback {
-        media: Some("v".into()),
-        playing: true,
-        position_ms: 0.0,
-        at_ms: 0.0,
-        rate: room_rate,
-        seq: 1,
-    };
+    let room = room_from_start(room_rate);
     let mut now = start_ms;
     let mut position = room.position_at(now) - lag_ms;
     let mut rate = room_rate;
@@ -866,14 +871,7 @@ fn drift_cases() -> Vec<Value> {
     c.step(json!({"frame_quantum": q}), json!({}));
     let mut ctl = DriftController::new(DriftConfig::default());
     ctl.set_frame_quantum(q);
-    let room = Playback {
-        media: Some("v".into()),
-        playing: true,
-        position_ms: 0.0,
-        at_ms: 0.0,
-        rate: 1.0,
-        seq: 1,
-    };
+    let room = room_from_start(1.0);
     let (mut now, mut truth, mut rate) = (1000.0_f64, 1000.0 - 70.0, 1.0);
     let mut last_change = now;
     for i in 0..120 {
@@ -1004,14 +1002,7 @@ fn drift_cases() -> Vec<Value> {
         "3 s behind: one seek, aimed 200 ms ahead (the default guess); the seek takes 300 ms, which is learned; \
          the 100 ms left is nudged away. A second 5 s jump lands on target with the learned latency.",
     );
-    let room = Playback {
-        media: Some("v".into()),
-        playing: true,
-        position_ms: 0.0,
-        at_ms: 0.0,
-        rate: 1.0,
-        seq: 1,
-    };
+    let room = room_from_start(1.0);
     for i in 0..5 {
         let t = 1000.0 + i as f64 * 250.0;
         let mut tick = json!({"local_ms": t, "server_ms": t, "player": player(t - 3000.0, 1.0)});
@@ -1299,14 +1290,7 @@ fn drift_cases() -> Vec<Value> {
     );
     {
         let mut ctl = DriftController::new(DriftConfig::default());
-        let room = Playback {
-            media: Some("v".into()),
-            playing: true,
-            position_ms: 0.0,
-            at_ms: 0.0,
-            rate: 1.0,
-            seq: 1,
-        };
+        let room = room_from_start(1.0);
         let mut now = 0.0;
         let mut position = -5000.0;
         let mut seeking: Option<(f64, f64)> = None;

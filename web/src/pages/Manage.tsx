@@ -249,30 +249,17 @@ function Members({ channel, perms }: { channel: Channel; perms: Set<string> }) {
                   )}
                 </td>
                 <td class="row">
-                  {above && perms.has("moderate_chat") && !mutedUntil && (
+                  {above && perms.has("moderate_chat") && (
                     <button
                       type="button"
                       onClick={() =>
                         void run(async () => {
-                          await mute(channel.id, m.user.id);
+                          await (mutedUntil ? unmute : mute)(channel.id, m.user.id);
                           mutes.reload();
                         })
                       }
                     >
-                      Mute {MUTE_MINUTES} min
-                    </button>
-                  )}
-                  {above && perms.has("moderate_chat") && mutedUntil && (
-                    <button
-                      type="button"
-                      onClick={() =>
-                        void run(async () => {
-                          await unmute(channel.id, m.user.id);
-                          mutes.reload();
-                        })
-                      }
-                    >
-                      Unmute
+                      {mutedUntil ? "Unmute" : `Mute ${MUTE_MINUTES} min`}
                     </button>
                   )}
                   {above && perms.has("kick_ban") && (

@@ -51,18 +51,17 @@ export function People({ room, channel, perms }: { room: RoomConnection; channel
                   {mutedUntil && <span class="badge">muted {untilText(mutedUntil)}</span>}
                   {actions && (
                     <span class="actions">
-                      {mute && !mutedUntil && (
+                      {mute && (
                         <button
                           type="button"
                           class="link"
-                          onClick={() => void act(`${m.name} is muted for ${MUTE_MINUTES} minutes.`, () => muteMember(channel.id, account))}
+                          onClick={() =>
+                            void (mutedUntil
+                              ? act(`${m.name} may chat again.`, () => unmute(channel.id, account))
+                              : act(`${m.name} is muted for ${MUTE_MINUTES} minutes.`, () => muteMember(channel.id, account)))
+                          }
                         >
-                          Mute
-                        </button>
-                      )}
-                      {mute && mutedUntil && (
-                        <button type="button" class="link" onClick={() => void act(`${m.name} may chat again.`, () => unmute(channel.id, account))}>
-                          Unmute
+                          {mutedUntil ? "Unmute" : "Mute"}
                         </button>
                       )}
                       {kick && (
