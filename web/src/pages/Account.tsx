@@ -3,7 +3,7 @@ import { useState } from "preact/hooks";
 import { api, currentUser, logout } from "../api";
 import type { User } from "../api";
 import { navigate } from "../router";
-import { ErrorBox, Page, useAction } from "../ui/common";
+import { ErrorBox, NewPassword, Page, useAction } from "../ui/common";
 
 export function Account() {
   const user = currentUser.value;
@@ -76,17 +76,7 @@ export function Account() {
             Current password
             <input type="password" autocomplete="current-password" required value={current} onInput={(e) => setCurrent(e.currentTarget.value)} />
           </label>
-          <label>
-            New password <span class="muted">(at least 8 characters)</span>
-            <input
-              type="password"
-              autocomplete="new-password"
-              required
-              minLength={8}
-              value={next}
-              onInput={(e) => setNext(e.currentTarget.value)}
-            />
-          </label>
+          <NewPassword label="New password" value={next} onValue={setNext} />
           <ErrorBox error={password.error} />
           <button type="submit" disabled={password.busy}>
             Change password

@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import { login, register } from "../api";
 import { navigate, query } from "../router";
-import { ErrorBox, Page, useAction } from "../ui/common";
+import { ErrorBox, NewPassword, Page, useAction } from "../ui/common";
 
 /** The sign-in form; `onDone` replaces the default (go where the person was headed). */
 export function LoginForm({ onDone }: { onDone?: () => void }) {
@@ -95,18 +95,7 @@ export function Signup() {
             Display name <span class="muted">(optional)</span>
             <input name="display_name" maxLength={64} value={displayName} onInput={(e) => setDisplayName(e.currentTarget.value)} />
           </label>
-          <label>
-            Password <span class="muted">(at least 8 characters)</span>
-            <input
-              name="password"
-              type="password"
-              autocomplete="new-password"
-              required
-              minLength={8}
-              value={password}
-              onInput={(e) => setPassword(e.currentTarget.value)}
-            />
-          </label>
+          <NewPassword label="Password" name="password" value={password} onValue={setPassword} />
           <ErrorBox error={error} />
           <button type="submit" class="primary" disabled={busy}>
             {busy ? "Creating…" : "Create account"}

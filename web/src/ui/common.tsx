@@ -66,6 +66,24 @@ export function useAction(): Action {
   return { busy, error, run };
 }
 
+/** A field for a new password: at least 8 characters, offered to password managers as new. */
+export function NewPassword({ label, value, onValue, name }: { label: string; value: string; onValue: (v: string) => void; name?: string }) {
+  return (
+    <label>
+      {label} <span class="muted">(at least 8 characters)</span>
+      <input
+        name={name}
+        type="password"
+        autocomplete="new-password"
+        required
+        minLength={8}
+        value={value}
+        onInput={(e) => onValue(e.currentTarget.value)}
+      />
+    </label>
+  );
+}
+
 export function ErrorBox({ error, retry }: { error: string | null; retry?: () => void }) {
   if (!error) return null;
   return (
