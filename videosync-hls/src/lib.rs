@@ -11,8 +11,10 @@
 //! - [`codecs`]: RFC 6381 `CODECS` strings (`avc1.64001f`, `mp4a.40.2`).
 //! - [`playlist`]: VOD master and media playlists through m3u8-rs, with
 //!   bandwidths measured from the produced segments; fMP4 or MPEG-TS.
+//! - [`inspect`]: what a produced segment holds, read back from its fMP4
+//!   boxes or MPEG-TS packets (times, keyframes, sizes, continuity).
 //! - [`validate`]: every HLS rule a produced ladder breaks, as typed
-//!   [`validate::Violation`]s.
+//!   [`validate::Violation`]s, judged on what [`inspect`] read back.
 //! - [`rewrite`]: absolute/CDN URLs and per-request signed segment URLs.
 //!
 //! Errors are one [`Error`] enum.
@@ -22,6 +24,7 @@
 //! ```
 //! use videosync_hls::ladder::{plan, LadderOptions, SourceVideo};
 //! use videosync_hls::playlist::{master_playlist, master_to_string, media_playlist, SegmentInfo, VariantInput};
+//! use videosync_hls::inspect::Measured;
 //! use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, ValidateOptions};
 //!
 //! // A silent 1280x720 30 fps source.
@@ -45,9 +48,14 @@
 //!     "BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2900000,CODECS=\"avc1.64001f\",RESOLUTION=1280x720"
 //! ));
 //!
+//! // What the segments hold, as `inspect::RenditionInspector` reads them
+//! // back from their bytes.
+//! let read_back = [Measured::new(10.0, 4.0, 1_400_000), Measured::new(14.0, 4.0, 1_500_000)];
 //! let produced = ProducedLadder {
 //!     master: &master,
-//!     video: vec![ProducedRendition { uri: "720p/index.m3u8", playlist: &media, segments: &segments }],
+//!     video: vec![ProducedRendition {
+//!         uri: "720p/index.m3u8", playlist: &media, segments: &read_back, iframes: None,
+//!     }],
 //!     audio: None,
 //! };
 //! assert!(validate(&produced, &ValidateOptions::default()).is_empty());
@@ -56,6 +64,7 @@
 
 pub mod codecs;
 mod error;
+pub mod inspect;
 pub mod ladder;
 pub mod playlist;
 pub mod rewrite;

@@ -19,6 +19,7 @@ use ff::media::Type as MediaType;
 use ffmpeg_next as ff;
 use serde::{Deserialize, Serialize};
 use videosync_core::{Clock, SystemClock};
+use videosync_hls::inspect::{Measured, RenditionInspector};
 use videosync_hls::ladder::SegmentFormat;
 
 use crate::audio::{run_audio, AudioJob};
@@ -70,7 +71,7 @@ pub(crate) struct Part {
 }
 
 /// One stored segment of a rendition.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SegStored {
     pub(crate) index: u32,
     pub(crate) size: u64,
@@ -78,6 +79,10 @@ pub(crate) struct SegStored {
     /// Bytes holding the opening keyframe, for the I-frame playlist.
     #[serde(default)]
     pub(crate) keyframe_bytes: Option<u64>,
+    /// What its bytes hold, read back independently of the segmenter, for
+    /// the validator; `None` only in a chunk result from an older build.
+    #[serde(default)]
+    pub(crate) measured: Option<Measured>,
 }
 
 /// One rendition's output in a part.
@@ -86,6 +91,9 @@ pub(crate) struct RenditionPart {
     pub(crate) segments: Vec<SegStored>,
     /// FNV-1a of the init segment (fMP4), to check chunks agree.
     pub(crate) init_digest: Option<u64>,
+    /// Reads each segment back as it is stored.
+    #[serde(skip)]
+    inspector: Option<RenditionInspector>,
 }
 
 impl RenditionPart {
@@ -109,6 +117,9 @@ impl RenditionPart {
             match self.init_digest {
                 None => {
                     self.init_digest = Some(digest);
+                    let inspector = RenditionInspector::fmp4(&init)
+                        .map_err(|e| format!("{dir}: the init segment reads back wrong: {e}"))?;
+                    self.inspector = Some(inspector);
                     if store_init {
                         send(uploads, format!("{dir}/init.mp4"), init)?;
                     }
@@ -119,11 +130,19 @@ impl RenditionPart {
                 Some(_) => {}
             }
         }
+        let inspector = self.inspector.get_or_insert_with(RenditionInspector::ts);
+        let measured = inspector.segment(&done.bytes).map_err(|e| {
+            format!(
+                "{dir}/{}: the segment reads back wrong: {e}",
+                segment_name(format, done.index)
+            )
+        })?;
         self.segments.push(SegStored {
             index: done.index,
             size: done.bytes.len() as u64,
             keyframe: done.starts_with_keyframe,
             keyframe_bytes: done.keyframe_bytes,
+            measured: Some(measured),
         });
         send(
             uploads,

@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use videosync_core::catalog::Rendition;
 use videosync_core::store::DynObjectStore;
 use videosync_core::{ObjectKey, ObjectStore, ObjectStoreExt, SourceMeta};
+use videosync_hls::inspect::Measured;
 use videosync_hls::ladder::{plan, plan_audio_only, LadderOptions, SegmentFormat, SourceVideo};
 use videosync_hls::playlist::{
     audio_only_master, iframe_playlist, iframe_variant, master_playlist, master_to_string, measure,
@@ -586,6 +587,7 @@ pub(crate) async fn finish(
         Ok(out)
     };
     let mut rung_infos = Vec::with_capacity(rungs.len());
+    let mut rung_measured = Vec::with_capacity(rungs.len());
     for (rung, r) in ladder.rungs.iter().zip(&rungs) {
         if r.segments.len() != timeline.len() {
             return Err(invalid(format!(
@@ -596,12 +598,14 @@ pub(crate) async fn finish(
             )));
         }
         rung_infos.push(infos(&r.segments, &timeline).map_err(&invalid)?);
+        rung_measured.push(read_back(&rung.name, &r.segments).map_err(&invalid)?);
     }
-    let audio_infos = match (&audio, &ladder.audio) {
-        (Some((a, timing)), Some(_)) if !a.segments.is_empty() => {
-            Some(infos(&a.segments, timing).map_err(&invalid)?)
-        }
-        _ => None,
+    let (audio_infos, audio_measured) = match (&audio, &ladder.audio) {
+        (Some((a, timing)), Some(_)) if !a.segments.is_empty() => (
+            Some(infos(&a.segments, timing).map_err(&invalid)?),
+            read_back("audio", &a.segments).map_err(&invalid)?,
+        ),
+        _ => (None, Vec::new()),
     };
 
     let uris: Vec<String> = ladder
@@ -664,21 +668,21 @@ pub(crate) async fn finish(
         video: uris
             .iter()
             .zip(&medias)
-            .zip(&rung_infos)
-            .map(|((uri, playlist), segments)| ProducedRendition {
+            .zip(&rung_measured)
+            .enumerate()
+            .map(|(i, ((uri, playlist), segments))| ProducedRendition {
                 uri,
                 playlist,
                 segments,
+                iframes: iframes.get(i).map(|(_, p)| p),
             })
             .collect(),
-        audio: match (&audio_media, &audio_infos) {
-            (Some(playlist), Some(segments)) => Some(ProducedRendition {
-                uri: "audio/index.m3u8",
-                playlist,
-                segments,
-            }),
-            _ => None,
-        },
+        audio: audio_media.as_ref().map(|playlist| ProducedRendition {
+            uri: "audio/index.m3u8",
+            playlist,
+            segments: &audio_measured,
+            iframes: None,
+        }),
     };
     let violations = validate(&produced, &ValidateOptions::default());
     if !violations.is_empty() {
@@ -774,6 +778,21 @@ async fn store_files(
     Ok(())
 }
 
+/// The segments of rendition `name` as they were read back when stored.
+fn read_back(name: &str, stored: &[crate::pipeline::SegStored]) -> Result<Vec<Measured>, String> {
+    stored
+        .iter()
+        .map(|s| {
+            s.measured.clone().ok_or_else(|| {
+                format!(
+                    "{name} segment {} was not read back (a chunk from an older build)",
+                    s.index
+                )
+            })
+        })
+        .collect()
+}
+
 /// What the parts of an audio-only ladder produced.
 struct AudioOnly<'a> {
     audio: Option<&'a (RenditionPart, Vec<SegTiming>)>,
@@ -803,6 +822,7 @@ async fn finish_audio_only(
         return Err(invalid("no audio segment was produced".to_owned()));
     }
     let durations: HashMap<u32, f64> = timing.iter().map(|t| (t.index, t.duration_s)).collect();
+    let measured = read_back("audio", &rendition.segments).map_err(&invalid)?;
     let mut segments = Vec::with_capacity(rendition.segments.len());
     for s in &rendition.segments {
         let Some(&duration) = durations.get(&s.index) else {
@@ -829,7 +849,8 @@ async fn finish_audio_only(
         video: vec![ProducedRendition {
             uri,
             playlist: &media,
-            segments: &segments,
+            segments: &measured,
+            iframes: None,
         }],
         audio: None,
     };

@@ -12,9 +12,12 @@ use std::time::Duration;
 use serde_json::Value;
 use videosync_core::store::fs::FsStore;
 use videosync_core::{ObjectStore, ObjectStoreExt};
+use videosync_hls::inspect::{Measured, RenditionInspector};
 use videosync_hls::ladder::{LadderOptions, SegmentFormat};
-use videosync_hls::playlist::{parse_master, parse_media, SegmentInfo};
-use videosync_hls::validate::{validate, ProducedLadder, ProducedRendition, ValidateOptions};
+use videosync_hls::playlist::{parse_master, parse_media};
+use videosync_hls::validate::{
+    validate, ProducedLadder, ProducedRendition, ValidateOptions, Violation,
+};
 use videosync_transcode::{
     nvenc_available, transcode, CancelToken, Destination, EncoderChoice, Manifest, Progress,
     ProgressFn, Stage, TranscodeError, TranscodeOptions, VideoEncoder, TIMELINE_OFFSET_S,
@@ -86,13 +89,39 @@ fn joined(root: &Path, dir: &str, format: SegmentFormat, segments: &[String]) ->
     path
 }
 
-/// Reads the ladder back from disk and checks it the way a player would
-/// see it; returns the master text.
-fn check_ladder(root: &Path, manifest: &Manifest) -> String {
-    let format = manifest.format;
+/// Reads the segments of the media playlist at `uri` back from disk, as
+/// the validator needs them: from their bytes, not from the playlist.
+fn read_back(
+    root: &Path,
+    uri: &str,
+    format: SegmentFormat,
+    media: &m3u8_rs::MediaPlaylist,
+) -> Vec<Measured> {
+    let dir = root.join(Path::new(uri).parent().unwrap());
+    let mut inspector = match format {
+        SegmentFormat::Fmp4 => {
+            RenditionInspector::fmp4(&std::fs::read(dir.join("init.mp4")).unwrap()).unwrap()
+        }
+        SegmentFormat::Ts => RenditionInspector::ts(),
+    };
+    media
+        .segments
+        .iter()
+        .map(|s| {
+            let bytes = std::fs::read(dir.join(&s.uri)).unwrap();
+            inspector
+                .segment(&bytes)
+                .unwrap_or_else(|e| panic!("{uri} {}: {e}", s.uri))
+        })
+        .collect()
+}
+
+/// Every rule the ladder under `root` breaks, judged from its files as a
+/// player would fetch them (playlists as written, segments read back).
+fn violations_of(root: &Path, format: SegmentFormat) -> Vec<Violation> {
     let master_text = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
     let master = parse_master(&master_text).unwrap();
-    let medias: Vec<(String, m3u8_rs::MediaPlaylist, Vec<SegmentInfo>)> = master
+    let medias: Vec<(String, m3u8_rs::MediaPlaylist, Vec<Measured>)> = master
         .variants
         .iter()
         .filter(|v| !v.is_i_frame)
@@ -101,30 +130,32 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
         .map(|uri| {
             let text = std::fs::read_to_string(root.join(&uri)).unwrap();
             let media = parse_media(&text).unwrap();
-            let dir = Path::new(&uri).parent().unwrap();
-            let infos = media
-                .segments
-                .iter()
-                .map(|s| {
-                    let size = std::fs::metadata(root.join(dir).join(&s.uri))
-                        .unwrap()
-                        .len();
-                    SegmentInfo::new(s.uri.clone(), f64::from(s.duration), size)
-                })
-                .collect();
-            (uri, media, infos)
+            let measured = read_back(root, &uri, format, &media);
+            (uri, media, measured)
         })
         .collect();
     let n_video = master.variants.iter().filter(|v| !v.is_i_frame).count();
-    check_iframes(root, format, &master, n_video);
+    let iframes: Vec<Option<m3u8_rs::MediaPlaylist>> = medias[..n_video]
+        .iter()
+        .map(|(uri, _, _)| {
+            let dir = Path::new(uri).parent().unwrap();
+            master
+                .variants
+                .iter()
+                .find(|v| v.is_i_frame && Path::new(&v.uri).parent() == Some(dir))
+                .map(|v| parse_media(&std::fs::read_to_string(root.join(&v.uri)).unwrap()).unwrap())
+        })
+        .collect();
     let produced = ProducedLadder {
         master: &master,
         video: medias[..n_video]
             .iter()
-            .map(|(uri, playlist, segments)| ProducedRendition {
+            .zip(&iframes)
+            .map(|((uri, playlist, segments), iframes)| ProducedRendition {
                 uri,
                 playlist,
                 segments,
+                iframes: iframes.as_ref(),
             })
             .collect(),
         audio: medias
@@ -133,16 +164,39 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
                 uri,
                 playlist,
                 segments,
+                iframes: None,
             }),
     };
-    let violations = validate(&produced, &ValidateOptions::default());
+    validate(&produced, &ValidateOptions::default())
+}
+
+/// Reads the ladder back from disk and checks it the way a player would
+/// see it; returns the master text.
+fn check_ladder(root: &Path, manifest: &Manifest) -> String {
+    let format = manifest.format;
+    let violations = violations_of(root, format);
     assert!(violations.is_empty(), "{violations:?}");
+    let master_text = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
+    let master = parse_master(&master_text).unwrap();
+    let medias: Vec<(String, m3u8_rs::MediaPlaylist)> = master
+        .variants
+        .iter()
+        .filter(|v| !v.is_i_frame)
+        .map(|v| v.uri.clone())
+        .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
+        .map(|uri| {
+            let text = std::fs::read_to_string(root.join(&uri)).unwrap();
+            (uri, parse_media(&text).unwrap())
+        })
+        .collect();
+    let n_video = master.variants.iter().filter(|v| !v.is_i_frame).count();
+    check_iframes(root, format, &master, n_video);
     assert_eq!(manifest.renditions.len(), n_video);
 
     // Every rung: codec, size, a keyframe exactly at every segment start
     // and nowhere else, the frame count the segments add up to.
     let mut counts = Vec::new();
-    for (uri, media, _) in &medias[..n_video] {
+    for (uri, media) in &medias[..n_video] {
         // The master lists a middle rung first; the manifest goes largest
         // first: match them by playlist.
         let r = manifest
@@ -231,7 +285,7 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
         }
     }
     assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
-    if let Some((uri, media, _)) = medias.get(n_video) {
+    if let Some((uri, media)) = medias.get(n_video) {
         // The audio's few milliseconds past the video's end join its last
         // segment; no audio segment after the first is a sliver.
         for (i, seg) in media.segments.iter().enumerate().skip(1) {
@@ -491,6 +545,123 @@ async fn fmp4_ladder_with_audio_images_and_snapshots() {
         "fmp4_audio.m3u8",
         &std::fs::read_to_string(out.root.join("audio/index.m3u8")).unwrap(),
     );
+}
+
+/// The validator reads the segments' bytes, so a ladder whose files were
+/// tampered with after its playlists were written fails it: the muxer's
+/// own bookkeeping cannot vouch for them.
+#[tokio::test]
+async fn tampered_ladders_fail_the_validator_from_their_bytes() {
+    let media = tempfile::tempdir().unwrap();
+    let src = clip(
+        media.path(),
+        "clip.mkv",
+        "320x240",
+        "25",
+        "3",
+        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+    );
+    for format in [SegmentFormat::Fmp4, SegmentFormat::Ts] {
+        let out = out_dir().await;
+        let manifest = transcode(
+            &src,
+            &out.dest,
+            &opts(&[240, 144], 1, format),
+            None,
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap();
+        check_ladder(&out.root, &manifest);
+        let ext = if format == SegmentFormat::Fmp4 {
+            "m4s"
+        } else {
+            "ts"
+        };
+        let seg = |i: u32| out.root.join("144p").join(format!("seg_{i:05}.{ext}"));
+        let (first, second) = (
+            std::fs::read(seg(0)).unwrap(),
+            std::fs::read(seg(1)).unwrap(),
+        );
+
+        // Two segments swapped: the playlist still says what it said.
+        std::fs::write(seg(0), &second).unwrap();
+        std::fs::write(seg(1), &first).unwrap();
+        let v = violations_of(&out.root, format);
+        assert!(
+            v.iter()
+                .any(|v| matches!(v, Violation::MisalignedBoundary { index: 0, .. })),
+            "{format:?}: {v:?}"
+        );
+        assert!(
+            v.iter()
+                .any(|v| matches!(v, Violation::TimelineGap { index: 0, .. })),
+            "{format:?}: {v:?}"
+        );
+        std::fs::write(seg(0), &first).unwrap();
+        std::fs::write(seg(1), &second).unwrap();
+        assert_eq!(violations_of(&out.root, format), vec![]);
+
+        // A segment that opens on a later frame, not on its keyframe.
+        // Every packet of the first video PES dropped (MPEG-TS): the
+        // segment now starts on a later frame.
+        let video_pid = |p: &[u8]| ((u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])) == 0x100;
+        let mut pes_seen = 0;
+        let mut truncated_gop = Vec::new();
+        for p in first.chunks(188) {
+            if video_pid(p) && p[1] & 0x40 != 0 {
+                pes_seen += 1;
+            }
+            if !video_pid(p) || pes_seen >= 2 {
+                truncated_gop.extend_from_slice(p);
+            }
+        }
+        if format == SegmentFormat::Ts {
+            std::fs::write(seg(0), &truncated_gop).unwrap();
+            let v = violations_of(&out.root, format);
+            assert!(
+                v.contains(&Violation::MissingKeyframe {
+                    playlist: "144p/index.m3u8".into(),
+                    index: 0
+                }),
+                "{v:?}"
+            );
+            std::fs::write(seg(0), &first).unwrap();
+            // One packet lost inside the next segment: its counters jump.
+            let lost = second
+                .chunks(188)
+                .position(|p| video_pid(p) && p[1] & 0x40 == 0)
+                .unwrap();
+            let mut holed = second.clone();
+            holed.drain(lost * 188..(lost + 1) * 188);
+            std::fs::write(seg(1), &holed).unwrap();
+            let v = violations_of(&out.root, format);
+            assert!(
+                v.contains(&Violation::ContinuityBreak {
+                    playlist: "144p/index.m3u8".into(),
+                    index: 1,
+                    packets: 1
+                }),
+                "{v:?}"
+            );
+            std::fs::write(seg(1), &second).unwrap();
+        }
+
+        // A playlist that lies about a duration.
+        let playlist = out.root.join("144p/index.m3u8");
+        let text = std::fs::read_to_string(&playlist).unwrap();
+        let at = text.find("#EXTINF:").unwrap() + "#EXTINF:".len();
+        let end = at + text[at..].find(',').unwrap();
+        let listed: f64 = text[at..end].parse().unwrap();
+        let lie = format!("{}{:.3}{}", &text[..at], listed + 0.2, &text[end..]);
+        std::fs::write(&playlist, lie).unwrap();
+        let v = violations_of(&out.root, format);
+        assert!(
+            v.iter()
+                .any(|v| matches!(v, Violation::DurationMismatch { index: 0, .. })),
+            "{format:?}: {v:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1608,22 +1779,14 @@ fn check_audio_only(root: &Path, manifest: &Manifest, secs: f64) {
     assert_eq!(v.codecs.as_deref(), Some("mp4a.40.2"));
     assert!(v.resolution.is_none() && v.audio.is_none(), "{master_text}");
     let media = parse_media(&std::fs::read_to_string(root.join(&v.uri)).unwrap()).unwrap();
-    let infos: Vec<SegmentInfo> = media
-        .segments
-        .iter()
-        .map(|s| {
-            let size = std::fs::metadata(root.join("audio").join(&s.uri))
-                .unwrap()
-                .len();
-            SegmentInfo::new(s.uri.clone(), f64::from(s.duration), size)
-        })
-        .collect();
+    let measured = read_back(root, &v.uri, manifest.format, &media);
     let produced = ProducedLadder {
         master: &master,
         video: vec![ProducedRendition {
             uri: &v.uri,
             playlist: &media,
-            segments: &infos,
+            segments: &measured,
+            iframes: None,
         }],
         audio: None,
     };
