@@ -13,6 +13,13 @@
 //! source: they are cheap, and one AAC encoder keeps the audio free of
 //! priming gaps at chunk borders.
 //!
+//! The plan carries the encoder asked for, not the one found on the
+//! planning machine: the worker that runs a video part resolves it on its
+//! own machine (NVENC where it has a usable GPU, for `Auto`). Parts made by
+//! different encoders cannot form one rendition, so [`finish`] refuses
+//! them with both named; on a fleet of mixed machines, ask for `Software`
+//! or `Nvenc` and route the parts accordingly.
+//!
 //! ```no_run
 //! # async fn run(dest: videosync_transcode::Destination) -> Result<(), videosync_transcode::TranscodeError> {
 //! use videosync_transcode::{chunked, CancelToken, TranscodeOptions};

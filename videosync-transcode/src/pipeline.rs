@@ -30,7 +30,7 @@ use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
 use crate::segmenter::Finished;
 use crate::stage::{ts_seconds, FrameMsg, SegTiming};
 use crate::thumbs::{run_thumbs, Storyboard, ThumbJob};
-use crate::video::{run_rung, RungJob};
+use crate::video::{resolve_encoder, run_rung, RungJob, VideoEncoder};
 
 const OP: &str = "transcode";
 
@@ -172,6 +172,9 @@ pub(crate) struct PartResult {
     pub(crate) poster: bool,
     pub(crate) storyboard: Option<Storyboard>,
     pub(crate) frames: u64,
+    /// The encoder this part's worker resolved, when it encoded video.
+    #[serde(default)]
+    pub(crate) encoder: Option<VideoEncoder>,
 }
 
 /// The relative name of a segment of a rendition.
@@ -353,15 +356,26 @@ pub(crate) fn run_part(
     let mut prefilter = chain(plan.interlaced, plan.colour.as_deref(), plan.rotation)
         .map(|s| Prefilter::new(s, vtb));
 
-    let rung_jobs: Vec<RungJob> = match part.video {
-        Some(_) => plan
+    // The encoder is this machine's choice, made where the part runs.
+    let encoder = match part.video {
+        Some(_) if !plan.ladder.rungs.is_empty() => Some(resolve_encoder(plan.encoder).map_err(
+            |reason| TranscodeError::Unsupported {
+                op: OP,
+                path: path.clone(),
+                reason,
+            },
+        )?),
+        _ => None,
+    };
+    let rung_jobs: Vec<RungJob> = match encoder {
+        Some(encoder) => plan
             .ladder
             .rungs
             .iter()
             .map(|r| RungJob {
                 rung: r.clone(),
                 format: plan.ladder.format,
-                encoder: plan.encoder,
+                encoder,
                 preset: plan.preset.clone(),
                 threads: plan.threads,
             })
@@ -654,6 +668,7 @@ pub(crate) fn run_part(
             rungs,
             audio,
             frames: state.frames.max(frames_encoded),
+            encoder,
             ..PartResult::default()
         };
         if part.video.is_none() {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use videosync_core::SourceMeta;
 use videosync_hls::ladder::Ladder;
 
-use crate::video::VideoEncoder;
+use crate::video::EncoderChoice;
 
 /// The source, as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,7 +27,10 @@ pub struct SourceSummary {
 pub(crate) struct Planned {
     pub(crate) ladder: Ladder,
     pub(crate) source: SourceSummary,
-    pub(crate) encoder: VideoEncoder,
+    /// The encoder asked for. Each part's worker resolves it on its own
+    /// machine ([`crate::video::resolve_encoder`]), so a plan made where
+    /// there is no GPU still runs on NVENC where a worker has one.
+    pub(crate) encoder: EncoderChoice,
     pub(crate) preset: String,
     pub(crate) threads: usize,
     pub(crate) interlaced: bool,

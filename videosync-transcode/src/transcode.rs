@@ -48,7 +48,7 @@ use crate::probe::{probe_async, ProbeOptions};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
 use crate::stage::SegTiming;
 use crate::thumbs::Storyboard;
-use crate::video::{resolve_encoder, EncoderChoice, VideoEncoder};
+use crate::video::{EncoderChoice, VideoEncoder};
 
 const OP: &str = "transcode";
 
@@ -231,11 +231,7 @@ pub(crate) async fn prepare(
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    let encoder = resolve_encoder(opts.encoder).map_err(|reason| TranscodeError::Unsupported {
-        op: OP,
-        path: path.clone(),
-        reason,
-    })?;
+    let encoder = opts.encoder;
     let display = video.display_dimensions();
     let interlaced = video.field_order.is_some_and(|o| o.is_interlaced());
     let duration_s = probe
@@ -302,8 +298,8 @@ fn prepare_audio_only(
             bit_depth: None,
         },
         ladder,
-        // No video is encoded; the choice is recorded as the default.
-        encoder: VideoEncoder::Libx264,
+        // No video is encoded.
+        encoder: opts.encoder,
         preset: opts.preset.clone(),
         threads: opts.threads,
         interlaced: false,
@@ -528,6 +524,7 @@ pub(crate) async fn finish(
         source: e,
     };
     let ladder = &planned.ladder;
+    let encoder = agreed_encoder(parts.iter().filter_map(|p| p.encoder)).map_err(&invalid)?;
     let format = ladder.format;
 
     // The video timeline and every rung's segments, over all parts.
@@ -724,7 +721,7 @@ pub(crate) async fn finish(
         format,
         segment_seconds: ladder.segment_seconds,
         duration_s,
-        encoder: planned.encoder,
+        encoder,
         preset: planned.preset.clone(),
         renditions,
         audio: manifest_audio,
@@ -776,6 +773,28 @@ async fn store_files(
         written.push(key);
     }
     Ok(())
+}
+
+/// The one encoder every video part used. Parts run on different workers
+/// resolve the encoder each on its own machine; parts made by different
+/// encoders cannot form one rendition (their parameter sets differ), so
+/// that is refused with the encoders named.
+fn agreed_encoder(used: impl Iterator<Item = VideoEncoder>) -> Result<VideoEncoder, String> {
+    let mut agreed: Option<VideoEncoder> = None;
+    for e in used {
+        match agreed {
+            Some(a) if a != e => {
+                return Err(format!(
+                    "the chunks were encoded by {} and {}; ask for one encoder (software or nvenc) when the workers differ",
+                    a.ffmpeg_name(),
+                    e.ffmpeg_name()
+                ))
+            }
+            _ => agreed = Some(e),
+        }
+    }
+    // No part says: chunk results from a build that did not record it.
+    Ok(agreed.unwrap_or(VideoEncoder::Libx264))
 }
 
 /// The segments of rendition `name` as they were read back when stored.
@@ -867,7 +886,8 @@ async fn finish_audio_only(
         format,
         segment_seconds: planned.ladder.segment_seconds,
         duration_s: segments.iter().map(|s| s.duration).sum(),
-        encoder: planned.encoder,
+        // No video was encoded.
+        encoder: VideoEncoder::Libx264,
         preset: planned.preset.clone(),
         renditions: Vec::new(),
         audio: Some(ManifestAudio {
@@ -902,4 +922,21 @@ async fn finish_audio_only(
             source: e,
         })?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_must_agree_on_the_encoder() {
+        use VideoEncoder::{H264Nvenc, Libx264};
+        assert_eq!(
+            agreed_encoder([H264Nvenc, H264Nvenc].into_iter()),
+            Ok(H264Nvenc)
+        );
+        assert_eq!(agreed_encoder(std::iter::empty()), Ok(Libx264));
+        let e = agreed_encoder([Libx264, H264Nvenc, Libx264].into_iter()).unwrap_err();
+        assert!(e.contains("libx264 and h264_nvenc"), "{e}");
+    }
 }

@@ -1433,6 +1433,36 @@ async fn encoder_choice_falls_back_without_a_gpu() {
             .await
             .unwrap_err();
         assert!(matches!(e, TranscodeError::Unsupported { .. }), "{e:?}");
+        assert!(listing(&out.root).is_empty());
+
+        // The planner needs no GPU: the choice travels in the plan and
+        // the worker that runs a video part resolves it on its machine
+        // (here: none, so the part fails and leaves nothing; the extras
+        // part, which encodes no video, runs).
+        let plan = videosync_transcode::chunked::plan(&src, &o, 1)
+            .await
+            .unwrap();
+        let out = out_dir().await;
+        let e =
+            videosync_transcode::chunked::run(&plan, 0, &src, &out.dest, None, &CancelToken::new())
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(&e, TranscodeError::Unsupported { reason, .. } if reason.contains("NVENC")),
+            "{e:?}"
+        );
+        assert!(listing(&out.root).is_empty());
+        let extras = plan.parts().len() - 1;
+        videosync_transcode::chunked::run(
+            &plan,
+            extras,
+            &src,
+            &out.dest,
+            None,
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap();
     }
 }
 
