@@ -87,6 +87,7 @@ mod prefilter;
 mod probe;
 mod progress;
 mod segmenter;
+mod sparse;
 mod stage;
 mod thumbs;
 mod transcode;

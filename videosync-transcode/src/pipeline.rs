@@ -28,8 +28,9 @@ use crate::plan::Planned;
 use crate::prefilter::{chain, Prefilter};
 use crate::progress::{CancelToken, Progress, ProgressFn, Stage};
 use crate::segmenter::Finished;
+use crate::sparse::{open_video_decoder, sparse_frames, SparseJob};
 use crate::stage::{ts_seconds, FrameMsg, SegTiming};
-use crate::thumbs::{run_thumbs, Storyboard, ThumbJob};
+use crate::thumbs::{poster_time, run_thumbs, tile_times, Storyboard, ThumbJob};
 use crate::video::{resolve_encoder, run_rung, RungJob, VideoEncoder};
 
 const OP: &str = "transcode";
@@ -304,7 +305,12 @@ pub(crate) fn run_part(
         None
     };
     let mut cover_jpeg: Option<Vec<u8>> = None;
-    let need_frames = vstream.is_some() && (part.video.is_some() || make_poster || make_storyboard);
+    // A part that encodes no video gets its images from a decoder of their
+    // own that seeks between the frames they need ([`crate::sparse`]),
+    // when the source's length is known to place them.
+    let images = vstream.is_some() && (make_poster || make_storyboard);
+    let sparse_images = images && part.video.is_none() && plan.duration_s > 0.0;
+    let need_frames = vstream.is_some() && (part.video.is_some() || images && !sparse_images);
     let range = part.video.unwrap_or(SegmentRange::ALL);
     let seg_s = f64::from(plan.ladder.segment_seconds);
     let start_s = f64::from(range.start) * seg_s;
@@ -317,38 +323,17 @@ pub(crate) fn run_part(
     }
 
     let mut decoder = if let (true, Some(vparams)) = (need_frames, vparams) {
-        let mut ctx = ff::codec::Context::from_parameters(vparams).map_err(|e| {
-            TranscodeError::Unsupported {
-                op: OP,
-                path: path.clone(),
-                reason: format!("video stream: {e}"),
-            }
-        })?;
-        ctx.set_threading(ff::codec::threading::Config {
-            kind: ff::codec::threading::Type::Frame,
-            count: 0,
-            ..Default::default()
-        });
-        let unsupported = |e: ff::Error| TranscodeError::Unsupported {
-            op: OP,
-            path: path.clone(),
-            reason: format!("no decoder for the video stream: {e}"),
-        };
-        let codec =
-            ff::codec::decoder::find(ctx.id()).ok_or(unsupported(ff::Error::DecoderNotFound))?;
         // The probe checked the declared size against the pixel budget; a
         // stream that later grows past it (a new sequence header) gets its
         // frames refused by the decoder itself, before it allocates them.
-        let mut dict = ff::Dictionary::new();
-        dict.set(
-            "max_pixels",
-            &plan.max_pixels.min(i32::MAX as u64).to_string(),
-        );
         Some(
-            ctx.decoder()
-                .open_as_with(codec, dict)
-                .and_then(ff::codec::decoder::Opened::video)
-                .map_err(unsupported)?,
+            open_video_decoder(vparams, plan.max_pixels).map_err(|reason| {
+                TranscodeError::Unsupported {
+                    op: OP,
+                    path: path.clone(),
+                    reason,
+                }
+            })?,
         )
     } else {
         None
@@ -409,7 +394,7 @@ pub(crate) fn run_part(
         }
         // Thumbnails.
         let mut thumb_tx = None;
-        let thumb_handle = if need_frames && (make_poster || make_storyboard) {
+        let thumb_handle = if images {
             let (tx, rx) = sync_channel::<FrameMsg>(FRAME_QUEUE);
             thumb_tx = Some(tx);
             let job = ThumbJob {
@@ -424,6 +409,40 @@ pub(crate) fn run_part(
             Some(scope.spawn(move || run_thumbs(&job, &rx).map_err(|e| fail(&stop, e))))
         } else {
             None
+        };
+        let sparse_handle = match thumb_tx.take() {
+            Some(tx) if sparse_images => {
+                let job = SparseJob {
+                    input: &part.input,
+                    tiles: if make_storyboard {
+                        tile_times(plan.duration_s)
+                    } else {
+                        Vec::new()
+                    },
+                    poster_at: make_poster.then(|| poster_time(plan.duration_s)),
+                    prefilter: chain(plan.interlaced, plan.colour.as_deref(), plan.rotation),
+                    max_pixels: plan.max_pixels,
+                };
+                let (stop, interrupt) = (stop.clone(), interrupt.clone());
+                Some(scope.spawn(move || {
+                    let out = sparse_frames(&job, interrupt, &tx);
+                    drop(tx);
+                    match out {
+                        Ok((_, 0)) => Err(fail(
+                            &stop,
+                            "no video frame could be decoded for the images"
+                                .to_owned()
+                                .into(),
+                        )),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(fail(&stop, e)),
+                    }
+                }))
+            }
+            tx => {
+                thumb_tx = tx;
+                None
+            }
         };
         // Audio.
         let mut audio_tx = None;
@@ -618,6 +637,11 @@ pub(crate) fn run_part(
                 Ok(Err(e)) => note(e),
                 Err(_) => note("a rung thread panicked".to_owned().into()),
             }
+        }
+        match sparse_handle.map(|h| h.join()) {
+            None | Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => note(e),
+            Some(Err(_)) => note("the images' decoder thread panicked".to_owned().into()),
         }
         let thumbs = match thumb_handle.map(|h| h.join()) {
             None => None,

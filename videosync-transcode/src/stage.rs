@@ -5,7 +5,7 @@
 //! The layering it makes possible, with every arrow pointing down:
 //!
 //! ```text
-//! worker -> chunked -> transcode -> pipeline -> plan -> stages (video, audio, thumbs, prefilter)
+//! worker -> chunked -> transcode -> pipeline -> plan -> stages (video, audio, thumbs, sparse, prefilter)
 //!                                                     -> stage, segmenter, probe, error
 //! ```
 

@@ -88,12 +88,27 @@ pub(crate) fn tile_interval(duration_s: f64) -> f64 {
     (duration_s / f64::from(MAX_TILES)).ceil().max(1.0)
 }
 
+/// When the poster is taken: the last frame at or before a tenth of the
+/// source, or 10 s in.
+pub(crate) fn poster_time(duration_s: f64) -> f64 {
+    (duration_s * 0.1).min(10.0)
+}
+
+/// Every tile's time for a source of `duration_s` (known and positive).
+pub(crate) fn tile_times(duration_s: f64) -> Vec<f64> {
+    let interval = tile_interval(duration_s);
+    (0..MAX_TILES + 1)
+        .map(|k| f64::from(k) * interval)
+        .take_while(|&t| t < duration_s)
+        .collect()
+}
+
 /// Consumes the decoded frames, picks the poster and the tiles.
 pub(crate) fn run_thumbs(
     job: &ThumbJob,
     frames: &Receiver<FrameMsg>,
 ) -> Result<Thumbs, StageError> {
-    let poster_at = (job.duration_s * 0.1).min(10.0);
+    let poster_at = poster_time(job.duration_s);
     let interval = tile_interval(job.duration_s);
     let (tile_w, tile_h) = tile_size(job.display);
     let layout = TileLayout {

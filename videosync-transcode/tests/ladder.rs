@@ -1695,6 +1695,19 @@ async fn chunked_ladder_matches_a_single_pass() {
             .collect::<Vec<_>>()
     };
     assert_eq!(files(&single.root), files(&chunked_out.root));
+    // The extras part seeks for the images' frames instead of decoding
+    // the whole source, and picks the same ones.
+    for rel in [
+        "poster.jpg",
+        "storyboard/sheet_000.jpg",
+        "storyboard/storyboard.vtt",
+    ] {
+        assert!(
+            std::fs::read(single.root.join(rel)).unwrap()
+                == std::fs::read(chunked_out.root.join(rel)).unwrap(),
+            "{rel} differs"
+        );
+    }
 }
 
 /// RFC 8216 section 4.1 peak, recomputed here from the stored files: the
