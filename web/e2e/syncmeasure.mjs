@@ -65,19 +65,22 @@ async function shape(context, page, net) {
   return { cdp, stop: () => timer && clearInterval(timer), apply: (n) => Object.assign(net, n) && apply(net.latency) };
 }
 
-async function join(browser, base, who, net, channel, correction) {
+async function join(browser, base, who, net, channel, correction, record = false) {
   const context = await browser.newContext({ viewport: { width: 960, height: 600 } });
   context.setDefaultTimeout(30_000);
   await enter(context, base, who);
   await context.addInitScript(recorder);
   const page = await context.newPage();
-  // What the server sent the page (for `trace`): each text frame with the wall time it came.
+  // What the server sent the page (for `trace`, the host's only): each text
+  // frame with the wall time it came.
   const received = [];
-  page.on("websocket", (ws) =>
-    ws.on("framereceived", (f) => {
-      if (typeof f.payload === "string") received.push([Date.now(), f.payload]);
-    }),
-  );
+  if (record) {
+    page.on("websocket", (ws) =>
+      ws.on("framereceived", (f) => {
+        if (typeof f.payload === "string") received.push([Date.now(), f.payload]);
+      }),
+    );
+  }
   const network = await shape(context, page, { ...net });
   await page.goto(`${base}/c/${channel}`);
   await page.getByTestId("connection-state").filter({ hasText: "Live" }).waitFor();
@@ -160,7 +163,7 @@ export async function measureSync({
   log(`uploading a ${clipSeconds} s clip`);
   const video = await uploadReady(base, host.token, channel, makeClip("bench.mp4", { seconds: clipSeconds, size: "640x360" }), "Bench clip");
 
-  const members = [await join(browser, base, host, networks[0], channel, correction)];
+  const members = [await join(browser, base, host, networks[0], channel, correction, trace)];
   for (let i = 1; i < networks.length; i++) members.push(await join(browser, base, people[i - 1], networks[i], channel, correction));
   const hostPage = members[0].page;
   const marks = [];
