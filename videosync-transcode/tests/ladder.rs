@@ -116,12 +116,17 @@ fn read_back(
         .collect()
 }
 
-/// Every rule the ladder under `root` breaks, judged from its files as a
-/// player would fetch them (playlists as written, segments read back).
-fn violations_of(root: &Path, format: SegmentFormat) -> Vec<Violation> {
+/// The master playlist under `root` and its media playlists with their
+/// URIs: the video variants in the master's order, then the audio.
+fn playlists_of(
+    root: &Path,
+) -> (
+    m3u8_rs::MasterPlaylist,
+    Vec<(String, m3u8_rs::MediaPlaylist)>,
+) {
     let master_text = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
     let master = parse_master(&master_text).unwrap();
-    let medias: Vec<(String, m3u8_rs::MediaPlaylist, Vec<Measured>)> = master
+    let medias = master
         .variants
         .iter()
         .filter(|v| !v.is_i_frame)
@@ -129,7 +134,19 @@ fn violations_of(root: &Path, format: SegmentFormat) -> Vec<Violation> {
         .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
         .map(|uri| {
             let text = std::fs::read_to_string(root.join(&uri)).unwrap();
-            let media = parse_media(&text).unwrap();
+            (uri, parse_media(&text).unwrap())
+        })
+        .collect();
+    (master, medias)
+}
+
+/// Every rule the ladder under `root` breaks, judged from its files as a
+/// player would fetch them (playlists as written, segments read back).
+fn violations_of(root: &Path, format: SegmentFormat) -> Vec<Violation> {
+    let (master, playlists) = playlists_of(root);
+    let medias: Vec<(String, m3u8_rs::MediaPlaylist, Vec<Measured>)> = playlists
+        .into_iter()
+        .map(|(uri, media)| {
             let measured = read_back(root, &uri, format, &media);
             (uri, media, measured)
         })
@@ -177,18 +194,7 @@ fn check_ladder(root: &Path, manifest: &Manifest) -> String {
     let violations = violations_of(root, format);
     assert!(violations.is_empty(), "{violations:?}");
     let master_text = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
-    let master = parse_master(&master_text).unwrap();
-    let medias: Vec<(String, m3u8_rs::MediaPlaylist)> = master
-        .variants
-        .iter()
-        .filter(|v| !v.is_i_frame)
-        .map(|v| v.uri.clone())
-        .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
-        .map(|uri| {
-            let text = std::fs::read_to_string(root.join(&uri)).unwrap();
-            (uri, parse_media(&text).unwrap())
-        })
-        .collect();
+    let (master, medias) = playlists_of(root);
     let n_video = master.variants.iter().filter(|v| !v.is_i_frame).count();
     check_iframes(root, format, &master, n_video);
     assert_eq!(manifest.renditions.len(), n_video);
