@@ -690,7 +690,11 @@ fn main() -> Result<()> {
         cpu: first_line("grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2"),
         cpu_flags: simd.join(" "),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        ffmpeg: first_line("ffmpeg -version"),
+        ffmpeg: first_line("ffmpeg -version")
+            .split(" Copyright")
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
         x264: first_line("dpkg-query -W -f '${Version}\\n' 'libx264-*' 2>/dev/null | head -1"),
         rungs: ladder.rungs.clone(),
         runs,
