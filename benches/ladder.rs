@@ -452,13 +452,17 @@ fn run_source(
             if let Some(p) = out.filter(|p| p.exists()) {
                 std::fs::remove_dir_all(&p)?;
             }
-            for k in 0..=n {
-                std::fs::create_dir_all(cmd.bdir.join(k.to_string()))?;
-            }
             let m = match RUNS[i] {
                 "a" => timed_in_turn(&cmd.a, s)?,
                 "a'" => timed(&cmd.a, s)?,
-                "b" => timed(std::slice::from_ref(&cmd.b), s)?,
+                "b" => {
+                    // ffmpeg's HLS muxer writes into a folder per variant
+                    // but makes none.
+                    for k in 0..=n {
+                        std::fs::create_dir_all(cmd.bdir.join(k.to_string()))?;
+                    }
+                    timed(std::slice::from_ref(&cmd.b), s)?
+                }
                 "c" => timed(std::slice::from_ref(&cmd.c), s)?,
                 "d" => timed(&cmd.d, s)?,
                 _ => timed(std::slice::from_ref(&cmd.c2), s)?,
@@ -467,16 +471,11 @@ fn run_source(
             samples[i].push(m);
         }
     }
-    let mut summaries: Vec<Summary> = samples.into_iter().map(Summary::of).collect();
-    let take = |v: &mut Vec<Summary>| v.remove(0);
-    let (a, ap, b, c, d, c2) = (
-        take(&mut summaries),
-        take(&mut summaries),
-        take(&mut summaries),
-        take(&mut summaries),
-        take(&mut summaries),
-        take(&mut summaries),
-    );
+    let Ok([a, ap, b, c, d, c2]) =
+        <[Summary; RUNS.len()]>::try_from(samples.into_iter().map(Summary::of).collect::<Vec<_>>())
+    else {
+        bail!("one summary per run");
+    };
 
     println!("{name}: measuring quality ...");
     let mut quality_b = Vec::new();
