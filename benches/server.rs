@@ -29,7 +29,8 @@
 //! name is printed) for `EXPLAIN` by hand; `VIDEOSYNC_BENCH_PG_SCHEMA=<name>`
 //! searches such a kept schema instead of seeding a new one (and keeps it);
 //! `VIDEOSYNC_BENCH_SEARCH_QUERIES=a,b c,...` replaces the fixed queries of a
-//! search-only run.
+//! search-only run. `VIDEOSYNC_BENCH_SERVE=1` seeds the SQLite catalog, then
+//! serves it until Ctrl-C and prints a token, for profiling by hand.
 #![allow(
     clippy::print_stdout,
     clippy::unwrap_used,
@@ -500,6 +501,25 @@ async fn analyze(url: &str) {
     sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
 }
 
+/// Serves the seeded SQLite catalog until Ctrl-C, for probing and
+/// profiling by hand (`VIDEOSYNC_BENCH_SERVE=1`): prints the address, the
+/// member's channel, a token and the requests of the HTTP runs.
+async fn hold(app: Arc<App>, seeded: &seed::Seeded) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(serve(listener, app, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }));
+    let token = sign_in(&reqwest::Client::new(), &base).await;
+    let reqs = requests(&base, &token, &seeded.member_channel.to_string());
+    println!("serving {base} (pid {}) until Ctrl-C", std::process::id());
+    println!("token (15 minutes): {token}");
+    for r in [&reqs.channel, &reqs.search] {
+        println!("{} {}", r.method, r.url);
+    }
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass
@@ -551,6 +571,10 @@ async fn main() {
     let sizes = (plan.videos, plan.channels);
     let sqlite = seed::seed(&clock, &app.backends.db, SEED, sizes, &hash, 1).await;
     println!("seeded SQLite: {:.1} s", sqlite.seconds);
+    if flag("VIDEOSYNC_BENCH_SERVE") {
+        hold(app, &sqlite).await;
+        return;
+    }
     seeding.push(Seeding {
         database: "SQLite".into(),
         videos: plan.videos,
@@ -755,10 +779,11 @@ const HOW_SEARCH_WORKS: &str = "
 
 In relevance tiers (every word in the title, else in the tags, else anywhere), newest first within a \
 tier, at a cost that follows the page rather than the number of matches. SQLite: one FTS5 table per \
-field (title, tags, all three) with prefix indexes of 2 to 8 characters, so a prefix query streams its \
-matches instead of merging the posting lists of every word it starts; each tier is one walk of its \
-table in row order that stops once the page is full, and a later tier leaves out the earlier ones with \
-`NOT IN`, which only runs when they did not fill the page. Postgres: a tsvector per field behind GIN \
+field (title, tags, all three) holding row ids only (`detail = none`: search asks for no positions) \
+with prefix indexes of 2 to 8 characters, so a prefix query streams its matches instead of merging the \
+posting lists of every word it starts; each tier is one statement that walks its table in row order, \
+reads the whole video rows as it goes and stops once the page is full, and a later tier leaves out the \
+earlier ones with `NOT IN`, which only runs when they did not fill the page. Postgres: a tsvector per field behind GIN \
 indexes without a pending list, in a table whose status changes are HOT updates (no index on `status`, \
 pages 80 % full), so that a catalog seeded without a vacuum holds one index entry per video, not three. \
 One walk of the newest 40 videos per result wanted (2 040 for a first page of 50) down the primary key sorts every match there into its tier; a tier that the walk cannot \

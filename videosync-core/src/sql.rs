@@ -183,6 +183,10 @@ impl Database {
                 Dialect::Sqlite => 4,
                 Dialect::Postgres => 16,
             })
+            // A pooled SQLite connection is a file handle on a thread of
+            // this process: it cannot go stale, so it is not pinged (a
+            // round trip to that thread) every time it is taken.
+            .test_before_acquire(dialect == Dialect::Postgres)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
@@ -267,11 +271,7 @@ impl Database {
             Dialect::Postgres => self.pool.begin().await,
         }
         .map_err(|e| convert(&format!("starting a transaction on {self}"), e))?;
-        Ok(Tx {
-            inner,
-            dialect: self.dialect,
-            clock: self.clock.clone(),
-        })
+        Ok(self.tx(Conn::Tx(inner)))
     }
 
     /// Starts a transaction that only reads (a consistent snapshot, taking
@@ -280,16 +280,48 @@ impl Database {
     /// # Errors
     /// [`Error::Unavailable`] when no connection can be had.
     pub async fn read(&self) -> Result<Tx> {
-        let inner = self
+        let inner = match self.dialect {
+            // A deferred transaction in WAL mode: the snapshot is taken by
+            // its first read.
+            Dialect::Sqlite => self.pool.begin().await,
+            // Postgres's default (read committed) takes a snapshot per
+            // statement.
+            Dialect::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await
+            }
+        }
+        .map_err(|e| convert(&format!("starting a read on {self}"), e))?;
+        Ok(self.tx(Conn::Tx(inner)))
+    }
+
+    /// A connection outside any transaction, for a read of one statement
+    /// (looking up a caller, a search): each statement sees the database
+    /// as of its own start, and nothing is begun or committed, which saves
+    /// the two round trips of a [`Database::read`] (on SQLite, to the
+    /// connection's thread). Use [`Database::read`] when several
+    /// statements must see one snapshot, and [`Database::begin`] to write:
+    /// here each statement commits on its own, so a change of several
+    /// would not be all or nothing.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when no connection can be had.
+    pub async fn autocommit(&self) -> Result<Tx> {
+        let conn = self
             .pool
-            .begin()
+            .acquire()
             .await
-            .map_err(|e| convert(&format!("starting a read on {self}"), e))?;
-        Ok(Tx {
+            .map_err(|e| convert(&format!("connecting to {self}"), e))?;
+        Ok(self.tx(Conn::Each(conn)))
+    }
+
+    fn tx(&self, inner: Conn) -> Tx {
+        Tx {
             inner,
             dialect: self.dialect,
             clock: self.clock.clone(),
-        })
+        }
     }
 
     /// The same database, stamping rows with `clock`.
@@ -336,9 +368,17 @@ impl Database {
 ///
 /// Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
-    inner: sqlx::Transaction<'static, sqlx::Any>,
+    inner: Conn,
     dialect: Dialect,
     clock: Arc<dyn Clock>,
+}
+
+/// The connection under a [`Tx`].
+enum Conn {
+    /// Inside a transaction ([`Database::begin`], [`Database::read`]).
+    Tx(sqlx::Transaction<'static, sqlx::Any>),
+    /// Each statement its own transaction ([`Database::autocommit`]).
+    Each(sqlx::pool::PoolConnection<sqlx::Any>),
 }
 
 impl fmt::Debug for Tx {
@@ -355,22 +395,29 @@ impl Tx {
     /// committed then (or, if the reply alone was lost, everything was:
     /// writes that matter carry a version or fence so a retry can tell).
     pub async fn commit(self) -> Result<()> {
-        self.inner
-            .commit()
-            .await
-            .map_err(|e| convert("committing a transaction", e))
+        match self.inner {
+            Conn::Tx(tx) => tx
+                .commit()
+                .await
+                .map_err(|e| convert("committing a transaction", e)),
+            Conn::Each(_) => Ok(()),
+        }
     }
 
-    /// Undoes every change of the transaction.
+    /// Undoes every change of the transaction (outside one, from
+    /// [`Database::autocommit`], each statement has committed already).
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the database went away (which rolls back
     /// too).
     pub async fn rollback(self) -> Result<()> {
-        self.inner
-            .rollback()
-            .await
-            .map_err(|e| convert("rolling back a transaction", e))
+        match self.inner {
+            Conn::Tx(tx) => tx
+                .rollback()
+                .await
+                .map_err(|e| convert("rolling back a transaction", e)),
+            Conn::Each(_) => Ok(()),
+        }
     }
 
     /// The time to stamp rows with.
@@ -379,7 +426,10 @@ impl Tx {
     }
 
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.inner
+        match &mut self.inner {
+            Conn::Tx(tx) => tx,
+            Conn::Each(conn) => conn,
+        }
     }
 
     pub(crate) fn dialect(&self) -> Dialect {

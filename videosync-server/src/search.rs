@@ -73,7 +73,9 @@ async fn search_videos(
         limit: params.limit,
     }
     .request()?;
-    let mut tx = app.backends.db.read().await?;
+    // One statement per relevance tier, and the page rarely needs more
+    // than one: no snapshot across them is worth two round trips.
+    let mut tx = app.backends.db.autocommit().await?;
     let hits = tx.search_videos(q, caller.viewer(), page).await?;
     tx.commit().await?;
     Ok(Json(PageOf::from_page(hits, |h| SearchHitView {

@@ -241,6 +241,39 @@ pub async fn transactions_commit_or_roll_back_whole(fx: DbFixture) {
     assert_ne!(u.id, u2.id);
 }
 
+pub async fn reads_see_a_snapshot_and_autocommit_sees_each_commit(fx: DbFixture) {
+    let (_clock, db) = open(&fx).await;
+    let mut snapshot = db.read().await.unwrap();
+    let mut each = db.autocommit().await.unwrap();
+    // A first statement fixes the snapshot of the read.
+    assert!(snapshot.user_by_login("late").await.unwrap().is_none());
+    assert!(each.user_by_login("late").await.unwrap().is_none());
+    let mut tx = db.begin().await.unwrap();
+    let late = tx.create_user(NewUser::new("late", "$h")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        snapshot.user_by_login("late").await.unwrap().is_none(),
+        "a read keeps its snapshot"
+    );
+    assert_eq!(
+        each.user_by_login("late").await.unwrap().map(|u| u.id),
+        Some(late.id),
+        "outside a transaction each statement sees what was committed before it"
+    );
+    snapshot.commit().await.unwrap();
+    each.commit().await.unwrap();
+    // Outside a transaction a write stands at once: there is nothing to
+    // roll back.
+    let mut each = db.autocommit().await.unwrap();
+    let kept = each.create_user(NewUser::new("kept", "$h")).await.unwrap();
+    each.rollback().await.unwrap();
+    let mut tx = db.read().await.unwrap();
+    assert_eq!(
+        tx.user_by_login("kept").await.unwrap().map(|u| u.id),
+        Some(kept.id)
+    );
+}
+
 pub async fn channels_members_and_roles(fx: DbFixture) {
     let (_clock, db) = open(&fx).await;
     let (owner, bob, eve) = (

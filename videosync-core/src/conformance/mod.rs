@@ -398,6 +398,7 @@ macro_rules! db_suite {
                 users_are_unique_without_regard_to_case,
                 sessions_rotate_and_reuse_is_detected,
                 transactions_commit_or_roll_back_whole,
+                reads_see_a_snapshot_and_autocommit_sees_each_commit,
                 channels_members_and_roles,
                 channel_lists_page_by_cursor,
                 permission_matrix_defaults_and_overrides,

@@ -254,11 +254,13 @@ mod sql {
         }
     }
 
-    /// The SQLite query of one tier (binds: `$1` the match, `$2` the
-    /// viewer, `$3` admin, `$4` the limit) and its match text. Words are
-    /// letters and digits only (see `query_words`), so they cannot break out
-    /// of the match syntax; each matches as a prefix.
-    fn sqlite_tier_query(tier: Tier, words: &[String]) -> (String, String) {
+    /// The SQLite statements of one tier and its match text: the page
+    /// (binds: `$1` the match, `$2` the viewer, `$3` admin, `$4` the limit,
+    /// `$5` the offset; whole video rows, newest first) and the count of
+    /// its matches (binds `$1` to `$3`). Words are letters and digits only
+    /// (see `query_words`), so they cannot break out of the match syntax;
+    /// each matches as a prefix.
+    fn sqlite_tier_query(tier: Tier, words: &[String]) -> (String, String, String) {
         let all = words
             .iter()
             .map(|w| format!("\"{w}\"*"))
@@ -277,15 +279,16 @@ mod sql {
             Tier::Tags => ("vs_videos_fts_tags", NOT_TITLE.to_owned()),
             Tier::Anywhere => ("vs_videos_fts", format!("{NOT_TITLE} {NOT_TAGS}")),
         };
+        let from = format!(
+            "FROM {table} f JOIN vs_videos v ON v.seq = f.rowid \
+             LEFT JOIN vs_channels c ON c.id = v.channel_id \
+             WHERE {table} MATCH $1 AND {VISIBLE} {except}"
+        );
         // FTS5 walks its doclists in rowid order and stops at the
         // limit.
-        let sql = format!(
-            "SELECT f.rowid AS hit FROM {table} f JOIN vs_videos v ON v.seq = f.rowid \
-             LEFT JOIN vs_channels c ON c.id = v.channel_id \
-             WHERE {table} MATCH $1 AND {VISIBLE} {except} \
-             ORDER BY f.rowid DESC LIMIT $4"
-        );
-        (sql, all)
+        let page = format!("SELECT {VIDEO} {from} ORDER BY f.rowid DESC LIMIT $4 OFFSET $5");
+        let count = format!("SELECT count(*) AS n {from}");
+        (page, count, all)
     }
 
     /// The Postgres match text: every word as a prefix.
@@ -357,27 +360,56 @@ mod sql {
     /// and `$3` the admin flag.
     type ViewerBinds = (String, i64);
 
-    /// SQLite's hits, best first, up to `want`: each tier in turn, as far as
-    /// the page needs. FTS5 hands a tier's matches out newest first and the
-    /// query stops at its limit, so a tier costs what it returns.
-    async fn sqlite_hits(
+    /// SQLite's results, best first: `limit` of them after the first
+    /// `offset`, whole rows in one statement per tier. FTS5 hands a tier's
+    /// matches out newest first and the statement stops at its limit, so a
+    /// tier costs what it returns; only a page that starts past a whole
+    /// tier counts that tier's matches, to know how far into the next one
+    /// it starts.
+    async fn sqlite_results(
         tx: &mut Tx,
         words: &[String],
-        viewer: &ViewerBinds,
-        want: usize,
-    ) -> Result<Vec<(i64, f64)>> {
-        let mut hits = Vec::new();
+        (user, admin): &ViewerBinds,
+        mut offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(Video, f64)>> {
+        let mut results = Vec::new();
         for (tier, score) in Tier::ALL {
-            if hits.len() >= want {
+            let need = limit - results.len();
+            if need == 0 {
                 break;
             }
-            let (sql, text) = sqlite_tier_query(tier, words);
-            let limit = want - hits.len();
-            for hit in tier_hits(tx, &sql, &text, viewer, limit).await? {
-                hits.push((hit, score));
+            let (page, tally, text) = sqlite_tier_query(tier, words);
+            let rows = sqlx::query(&page)
+                .bind(&text)
+                .bind(user)
+                .bind(*admin)
+                .bind(n(need))
+                .bind(n(offset))
+                .fetch_all(tx.conn())
+                .await
+                .map_err(|e| convert("searching videos", e))?;
+            if rows.is_empty() && offset > 0 {
+                // The page starts past this tier: into the next one by
+                // what is left after this tier's matches.
+                let row = sqlx::query(&tally)
+                    .bind(&text)
+                    .bind(user)
+                    .bind(*admin)
+                    .fetch_one(tx.conn())
+                    .await
+                    .map_err(|e| convert("counting search results", e))?;
+                let matches = usize::try_from(count(&row, "n")?).unwrap_or(usize::MAX);
+                offset = offset.saturating_sub(matches);
+                continue;
+            }
+            // A tier that answered anything started at the page's start.
+            offset = 0;
+            for r in &rows {
+                results.push((video(r)?, score));
             }
         }
-        Ok(hits)
+        Ok(results)
     }
 
     /// One tier's statement: `$1` the match text, the viewer, `$4` the
@@ -467,6 +499,43 @@ mod sql {
             }
         }
         Ok(hits)
+    }
+
+    /// Postgres's results, best first: `limit` of them after the first
+    /// `offset`. The hits come first (see `pg_hits`), then their rows.
+    async fn pg_results(
+        tx: &mut Tx,
+        words: &[String],
+        viewer: &ViewerBinds,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(Video, f64)>> {
+        let hits = pg_hits(tx, words, viewer, offset.saturating_add(limit)).await?;
+        let hits: Vec<(i64, f64)> = hits.into_iter().skip(offset).take(limit).collect();
+        if hits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = hits
+            .iter()
+            .map(|(seq, _)| seq.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        // The sequence numbers are integers read from the database (the
+        // `Any` driver binds no arrays).
+        let sql = format!("SELECT {VIDEO} FROM vs_videos v WHERE v.seq IN ({list})");
+        let rows = sqlx::query(&sql)
+            .fetch_all(tx.conn())
+            .await
+            .map_err(|e| convert("reading search results", e))?;
+        let mut by_seq = std::collections::HashMap::new();
+        for r in &rows {
+            let (seq, v) = with_seq(r)?;
+            by_seq.insert(seq, v);
+        }
+        Ok(hits
+            .into_iter()
+            .filter_map(|(seq, score)| by_seq.remove(&seq).map(|v| (v, score)))
+            .collect())
     }
 
     #[async_trait]
@@ -744,46 +813,21 @@ mod sql {
             // word in the tags, else anywhere; newest first within a tier.
             // Each backend's way costs about what the page needs, not what
             // the words match (ranking every match, as bm25 or ts_rank
-            // would, grows with the match count): see `sqlite_hits` and
+            // would, grows with the match count): see `sqlite_results` and
             // `pg_hits`.
-            let want = usize::try_from(offset)
-                .unwrap_or(usize::MAX)
-                .saturating_add(limit + 1);
+            let skip = usize::try_from(offset).unwrap_or(usize::MAX);
             let viewer = (
                 viewer.user.map(|u| u.to_string()).unwrap_or_default(),
                 i64::from(viewer.is_admin),
             );
+            // One more than the page, to know whether another follows.
             let hits = match self.dialect() {
-                Dialect::Sqlite => sqlite_hits(self, &words, &viewer, want).await?,
-                Dialect::Postgres => pg_hits(self, &words, &viewer, want).await?,
+                Dialect::Sqlite => sqlite_results(self, &words, &viewer, skip, limit + 1).await?,
+                Dialect::Postgres => pg_results(self, &words, &viewer, skip, limit + 1).await?,
             };
-            let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-            let page_hits: Vec<(i64, f64)> = hits.into_iter().skip(skip).take(limit + 1).collect();
-            let mut items_by_seq = std::collections::HashMap::new();
-            if !page_hits.is_empty() {
-                let list = page_hits
-                    .iter()
-                    .map(|(seq, _)| seq.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                // The sequence numbers are integers read from the database.
-                let sql = format!("SELECT {VIDEO} FROM vs_videos v WHERE v.seq IN ({list})");
-                let rows = sqlx::query(&sql)
-                    .fetch_all(self.conn())
-                    .await
-                    .map_err(|e| convert("reading search results", e))?;
-                for r in &rows {
-                    let (seq, v) = with_seq(r)?;
-                    items_by_seq.insert(seq, v);
-                }
-            }
-            let hits: Vec<SearchHit> = page_hits
+            let hits: Vec<SearchHit> = hits
                 .into_iter()
-                .filter_map(|(seq, score)| {
-                    items_by_seq
-                        .remove(&seq)
-                        .map(|video| SearchHit { video, score })
-                })
+                .map(|(video, score)| SearchHit { video, score })
                 .collect();
             let more = hits.len() > limit;
             let mut items = hits;

@@ -112,7 +112,8 @@ impl Caller {
             })),
             TokenKind::User => {
                 let id = user_of(claims)?;
-                let mut tx = app.backends.db.read().await?;
+                // One statement, on every authenticated request.
+                let mut tx = app.backends.db.autocommit().await?;
                 let user = match tx.user(id).await {
                     Ok(user) => user,
                     Err(e) if e.kind() == ErrorKind::NotFound => {
