@@ -254,13 +254,11 @@ mod sql {
         }
     }
 
-    /// The SQLite statements of one tier and its match text: the page
-    /// (binds: `$1` the match, `$2` the viewer, `$3` admin, `$4` the limit,
-    /// `$5` the offset; whole video rows, newest first) and the count of
-    /// its matches (binds `$1` to `$3`). Words are letters and digits only
-    /// (see `query_words`), so they cannot break out of the match syntax;
-    /// each matches as a prefix.
-    fn sqlite_tier_query(tier: Tier, words: &[String]) -> (String, String, String) {
+    /// The `FROM` and `WHERE` of one SQLite tier (binds: `$1` the match,
+    /// `$2` the viewer, `$3` admin) and its match text. Words are letters
+    /// and digits only (see `query_words`), so they cannot break out of the
+    /// match syntax; each matches as a prefix.
+    fn sqlite_tier_query(tier: Tier, words: &[String]) -> (String, String) {
         let all = words
             .iter()
             .map(|w| format!("\"{w}\"*"))
@@ -284,11 +282,7 @@ mod sql {
              LEFT JOIN vs_channels c ON c.id = v.channel_id \
              WHERE {table} MATCH $1 AND {VISIBLE} {except}"
         );
-        // FTS5 walks its doclists in rowid order and stops at the
-        // limit.
-        let page = format!("SELECT {VIDEO} {from} ORDER BY f.rowid DESC LIMIT $4 OFFSET $5");
-        let count = format!("SELECT count(*) AS n {from}");
-        (page, count, all)
+        (from, all)
     }
 
     /// The Postgres match text: every word as a prefix.
@@ -379,7 +373,10 @@ mod sql {
             if need == 0 {
                 break;
             }
-            let (page, tally, text) = sqlite_tier_query(tier, words);
+            let (from, text) = sqlite_tier_query(tier, words);
+            // FTS5 walks its doclists in rowid order and stops at the
+            // limit.
+            let page = format!("SELECT {VIDEO} {from} ORDER BY f.rowid DESC LIMIT $4 OFFSET $5");
             let rows = sqlx::query(&page)
                 .bind(&text)
                 .bind(user)
@@ -392,7 +389,7 @@ mod sql {
             if rows.is_empty() && offset > 0 {
                 // The page starts past this tier: into the next one by
                 // what is left after this tier's matches.
-                let row = sqlx::query(&tally)
+                let row = sqlx::query(&format!("SELECT count(*) AS n {from}"))
                     .bind(&text)
                     .bind(user)
                     .bind(*admin)
