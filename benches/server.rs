@@ -1,6 +1,7 @@
 //! The server benchmark: the `videosync-server` router served in-process on
 //! a TCP port with the default configuration (Argon2id m=19456 KiB, t=2,
-//! p=1; embedded SQLite), loaded by `oha`, and search latency over a
+//! p=1; embedded SQLite) and the `videosync` binary's allocator (mimalloc),
+//! loaded by `oha`, and search latency over a
 //! generated catalog on SQLite and on Postgres.
 //!
 //! - **HTTP** (over the SQLite catalog): `POST /api/v1/auth/login` at
@@ -519,6 +520,11 @@ async fn hold(app: Arc<App>, seeded: &seed::Seeded) {
     }
     server.await.unwrap().unwrap();
 }
+
+/// The allocator of the `videosync` binary, so the server in this process
+/// runs as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {

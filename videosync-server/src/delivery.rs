@@ -35,7 +35,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use videosync_core::db::{Videos, Visibility};
-use videosync_core::store::{GetOptions, GetRange, GetResult, ObjectMeta};
+use videosync_core::store::{GetOptions, GetRange, ObjectMeta};
 use videosync_core::{ErrorKind, ObjectKey, ObjectStoreExt, Video, VideoId, VideoStatus};
 use videosync_hls::rewrite::{BaseUrl, Rewriter};
 
@@ -527,14 +527,10 @@ async fn stream_object(
     };
     let remembered = from_memory(app, key, range.as_ref(), if_none_match.as_deref());
     let got = match remembered {
-        Some(r) => r.map(|(meta, range, bytes)| GetResult {
-            meta,
-            range,
-            body: videosync_core::store::single_chunk(bytes),
-        }),
+        Some(r) => r.map(|(meta, range, bytes)| (meta, range, Body::from(bytes))),
         None => read_and_remember(app, key, range.clone(), if_none_match).await,
     };
-    let got = match got {
+    let (meta, span, body) = match got {
         Ok(g) => g,
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(missing()),
         Err(e) if e.kind() == ErrorKind::NotModified => {
@@ -559,39 +555,41 @@ async fn stream_object(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut h = validators(&got.meta)?;
+    let mut h = validators(&meta)?;
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(file)),
     );
     h.insert(header::CACHE_CONTROL, value(cache)?);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let len = got.range.end - got.range.start;
+    let len = span.end - span.start;
     h.insert(header::CONTENT_LENGTH, len.into());
     let status = if range.is_some() {
         h.insert(
             header::CONTENT_RANGE,
             value(&format!(
                 "bytes {}-{}/{}",
-                got.range.start,
-                got.range.end.saturating_sub(1),
-                got.meta.size
+                span.start,
+                span.end.saturating_sub(1),
+                meta.size
             ))?,
         );
         StatusCode::PARTIAL_CONTENT
     } else {
         StatusCode::OK
     };
-    Ok((status, h, Body::from_stream(got.body)).into_response())
+    Ok((status, h, body).into_response())
 }
 
-/// Reads a file from the store; a whole small one is kept in memory.
+/// Reads a file from the store: its metadata, the span answered and the
+/// body. A whole small file is kept in memory (and answered from there:
+/// one buffer, which hyper writes with the headers).
 async fn read_and_remember(
     app: &App,
     key: &ObjectKey,
     range: Option<GetRange>,
     if_none_match: Option<String>,
-) -> videosync_core::Result<GetResult> {
+) -> videosync_core::Result<(ObjectMeta, std::ops::Range<u64>, Body)> {
     let whole = range.is_none();
     let opts = GetOptions {
         range,
@@ -599,18 +597,14 @@ async fn read_and_remember(
     };
     let got = app.backends.store.get_opts(key, opts).await?;
     if !(whole && app.media_cache.keeps(got.meta.size)) {
-        return Ok(got);
+        return Ok((got.meta, got.range, Body::from_stream(got.body)));
     }
     let meta = got.meta.clone();
     let span = got.range.clone();
     let bytes = got.bytes().await?;
     app.media_cache
         .keep_file(key.as_str(), meta.clone(), bytes.clone());
-    Ok(GetResult {
-        meta,
-        range: span,
-        body: videosync_core::store::single_chunk(bytes),
-    })
+    Ok((meta, span, Body::from(bytes)))
 }
 
 /// `ETag` and `Last-Modified` of an object.

@@ -12,6 +12,9 @@ use videosync_server::config::{Config, LogFormat};
 use videosync_server::state::open_backends;
 use videosync_server::{App, Backends};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "videosync",

@@ -8,18 +8,22 @@
 //! `videosync_jobs{state}` and `videosync_queue_depth`; the transcode
 //! workers add `videosync_transcode_speed` (media seconds per wall second).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
+use tower_http::request_id::{MakeRequestId, RequestId};
 use videosync_core::bus::Topic;
 use videosync_core::kv::Key;
 use videosync_core::{ObjectKey, ObjectStoreExt};
@@ -76,20 +80,144 @@ pub fn routes() -> Router<AppState> {
 /// Counts and times every request by its route template (not the raw path,
 /// which would make one series per id).
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(req.method());
     let started = std_now();
     let response = next.run(req).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (count, time) = RequestMetrics::get().handles(method, route, response.status());
+    count.increment(1);
+    time.record(elapsed);
     response
+}
+
+/// A method as a metrics label: the standard ones by name, any other as
+/// `OTHER`, so made-up methods cannot add series without end.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const NAMES: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .iter()
+        .position(|m| m == method)
+        .map_or("OTHER", |i| NAMES[i])
+}
+
+/// The handles of the request metrics by method, route and status, made
+/// once each: a request then costs a map look-up rather than label strings
+/// and a registry search. Bounded by the routes, the standard methods and
+/// the statuses the router answers.
+#[derive(Default)]
+struct RequestMetrics {
+    by_route: RwLock<HashMap<Box<str>, Vec<RouteMetrics>>>,
+}
+
+struct RouteMetrics {
+    method: &'static str,
+    status: StatusCode,
+    count: Counter,
+    time: Histogram,
+}
+
+impl RequestMetrics {
+    fn get() -> &'static RequestMetrics {
+        static METRICS: OnceLock<RequestMetrics> = OnceLock::new();
+        METRICS.get_or_init(|| {
+            // The recorder first, or the handles would record nowhere.
+            Metrics::get();
+            RequestMetrics::default()
+        })
+    }
+
+    fn handles(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: StatusCode,
+    ) -> (Counter, Histogram) {
+        let find = |all: &Vec<RouteMetrics>| {
+            all.iter()
+                .find(|m| m.status == status && m.method == method)
+                .map(|m| (m.count.clone(), m.time.clone()))
+        };
+        {
+            let map = self.by_route.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(found) = map.get(route).and_then(find) {
+                return found;
+            }
+        }
+        let mut map = self
+            .by_route
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let all = map.entry(route.into()).or_default();
+        if let Some(found) = find(all) {
+            return found;
+        }
+        let count = metrics::counter!(
+            "http_requests_total",
+            "method" => method,
+            "route" => route.to_owned(),
+            "status" => status.as_u16().to_string()
+        );
+        let time = metrics::histogram!(
+            "http_request_duration_seconds",
+            "method" => method,
+            "route" => route.to_owned()
+        );
+        all.push(RouteMetrics {
+            method,
+            status,
+            count: count.clone(),
+            time: time.clone(),
+        });
+        (count, time)
+    }
+}
+
+/// Request ids (`x-request-id` where the client sent none): a random
+/// prefix per process and a counter, so they are unique across instances
+/// without a random draw per request.
+#[derive(Clone)]
+pub struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    /// Ids with a fresh random prefix.
+    pub fn new() -> Self {
+        RequestIds {
+            prefix: format!("{:016x}", rand::random::<u64>()).into(),
+            next: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n:016x}", self.prefix);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
 }
 
 /// Monotonic now for latency measurement only (not domain time, which

@@ -838,13 +838,43 @@ async fn video(
     tx.set_video_status(v.id, None, StatusChange::Processing { fence: "f".into() })
         .await
         .unwrap();
+    // Every field filled, awkward numbers included, so that search answers
+    // the whole record as a read does.
+    tx.set_video_source(
+        v.id,
+        crate::SourceMeta {
+            container: Some("mov,mp4,m4a,3gp,3g2,mj2".into()),
+            duration_ms: Some(61_234),
+            width: Some(1920),
+            height: Some(1080),
+            rotation: Some(-90),
+            frame_rate: Some(30_000.0 / 1001.0),
+            bit_rate: Some(u64::from(u32::MAX) + 7),
+            video_codec: Some("h264".into()),
+            audio_codec: Some("aac".into()),
+            audio_channels: Some(2),
+            sample_rate: Some(48_000),
+            size_bytes: Some(1 << 40),
+        },
+    )
+    .await
+    .unwrap();
     let v = tx
         .set_video_status(
             v.id,
             None,
             StatusChange::Ready {
                 fence: "f".into(),
-                renditions: vec![],
+                renditions: vec![crate::Rendition {
+                    name: "720p \"quoted\" \u{e9}".into(),
+                    width: 1280,
+                    height: 720,
+                    bandwidth: 3_000_001,
+                    average_bandwidth: 2_500_000,
+                    codecs: "avc1.64001f,mp4a.40.2".into(),
+                    frame_rate: 30_000.0 / 1001.0,
+                    playlist: "720p/index.m3u8".into(),
+                }],
                 output_prefix: format!("videos/{}/a1", v.id),
             },
         )
@@ -928,6 +958,13 @@ pub async fn search_ranks_and_hides_what_the_viewer_may_not_see(fx: DbFixture) {
         "prefix match, title > tags > description"
     );
     assert!(anon.items.windows(2).all(|w| w[0].score >= w[1].score));
+    for hit in &anon.items {
+        assert_eq!(
+            hit.video,
+            tx.video(hit.video.id).await.unwrap(),
+            "search answers the whole record, as a read does"
+        );
+    }
     let out = tx
         .search_videos(
             "sailing",

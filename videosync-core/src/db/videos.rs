@@ -159,7 +159,7 @@ mod sql {
     use crate::db::rows::{count, n, opt_parsed, ts};
     use crate::page::Cursor;
     use crate::sql::{col, convert, Dialect, Tx};
-    use crate::Error;
+    use crate::{Error, Timestamp};
 
     const VIDEO: &str = "v.seq, v.id, v.owner, v.title, v.status, v.failure_reason, v.source_key, v.source_meta, \
                          v.renditions, v.channel_id, v.description, v.tags, v.visibility, v.version, v.attempt, \
@@ -200,6 +200,69 @@ mod sql {
             created_at: ts(r, "created_at")?,
             updated_at: ts(r, "updated_at")?,
         })
+    }
+
+    /// [`VIDEO`] as one JSON array per row, the JSON columns embedded as
+    /// JSON: SQLite builds a page of them with `json_group_array` (in the
+    /// order its `ORDER BY` gives, SQLite 3.44 and later), so a page crosses
+    /// from the database thread as one value rather than one message and
+    /// one row conversion per video.
+    const VIDEO_JSON: &str = "json_array(id, owner, title, status, failure_reason, source_key, \
+                              json(source_meta), json(renditions), channel_id, description, json(tags), \
+                              visibility, version, attempt, fence, output_prefix, created_at, updated_at)";
+
+    /// One element of a [`VIDEO_JSON`] page, its fields in that order.
+    #[derive(serde::Deserialize)]
+    struct JsonVideo(
+        String,
+        Option<String>,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<SourceMeta>,
+        Vec<Rendition>,
+        Option<String>,
+        String,
+        Vec<String>,
+        Option<String>,
+        i64,
+        i64,
+        Option<String>,
+        Option<String>,
+        i64,
+        i64,
+    );
+
+    /// The videos of a [`VIDEO_JSON`] page, in its order.
+    fn json_page(page: &str) -> Result<Vec<Video>> {
+        let rows: Vec<JsonVideo> = serde_json::from_str(page)
+            .map_err(|e| Error::backend("decoding a page of videos", e))?;
+        let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
+        rows.into_iter()
+            .map(|j| {
+                Ok(Video {
+                    id: j.0.parse()?,
+                    owner: j.1.map(|s| s.parse()).transpose()?,
+                    title: j.2,
+                    status: VideoStatus::parse(&j.3)?,
+                    failure_reason: j.4,
+                    source_key: j.5,
+                    source: j.6,
+                    renditions: j.7,
+                    channel_id: j.8.map(|s| s.parse()).transpose()?,
+                    description: j.9,
+                    tags: j.10,
+                    visibility: j.11.map(|s| s.parse()).transpose()?,
+                    version: unsigned(j.12),
+                    attempt: unsigned(j.13),
+                    fence: j.14,
+                    output_prefix: j.15,
+                    created_at: Timestamp::from_millis(j.16),
+                    updated_at: Timestamp::from_millis(j.17),
+                })
+            })
+            .collect()
     }
 
     fn with_seq(r: &AnyRow) -> Result<(i64, Video)> {
@@ -376,17 +439,21 @@ mod sql {
             let (from, text) = sqlite_tier_query(tier, words);
             // FTS5 walks its doclists in rowid order and stops at the
             // limit.
-            let page = format!("SELECT {VIDEO} {from} ORDER BY f.rowid DESC LIMIT $4 OFFSET $5");
-            let rows = sqlx::query(&page)
+            let page = format!(
+                "SELECT json_group_array({VIDEO_JSON} ORDER BY seq DESC) AS page FROM \
+                 (SELECT {VIDEO} {from} ORDER BY f.rowid DESC LIMIT $4 OFFSET $5)"
+            );
+            let row = sqlx::query(&page)
                 .bind(&text)
                 .bind(user)
                 .bind(*admin)
                 .bind(n(need))
                 .bind(n(offset))
-                .fetch_all(tx.conn())
+                .fetch_one(tx.conn())
                 .await
                 .map_err(|e| convert("searching videos", e))?;
-            if rows.is_empty() && offset > 0 {
+            let videos = json_page(&col::<String>(&row, "page")?)?;
+            if videos.is_empty() && offset > 0 {
                 // The page starts past this tier: into the next one by
                 // what is left after this tier's matches.
                 let row = sqlx::query(&format!("SELECT count(*) AS n {from}"))
@@ -402,9 +469,7 @@ mod sql {
             }
             // A tier that answered anything started at the page's start.
             offset = 0;
-            for r in &rows {
-                results.push((video(r)?, score));
-            }
+            results.extend(videos.into_iter().map(|v| (v, score)));
         }
         Ok(results)
     }

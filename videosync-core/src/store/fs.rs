@@ -32,6 +32,12 @@
 //! need Rust 1.89, above this crate's MSRV): each write stays atomic, but
 //! two racing creates of one key can both succeed there.
 //!
+//! A multipart upload's parts are files of their own; completing it joins
+//! them into one new file in a single blocking task with `std::io::copy`,
+//! which between two files is `copy_file_range` on Linux (the bytes move
+//! inside the kernel, or are shared outright where the file system clones
+//! extents), then flushes and renames it as any write.
+//!
 //! # Etags
 //!
 //! An object's etag is made of its inode number, modification time and
@@ -52,7 +58,7 @@
 //! `objects/`.
 
 use std::fmt;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -120,6 +126,21 @@ where
         .await
         .map_err(|e| Error::backend(what.clone(), e))?
         .map_err(|e| Error::from_io(what, e))
+}
+
+/// Makes a written file durable and stamps it: random sub-millisecond
+/// digits in its modification time make the etag unique per write (see the
+/// module docs); the millisecond stays the real one.
+fn seal(file: &std::fs::File) -> std::io::Result<FileStamp> {
+    let modified = file.metadata()?.modified()?;
+    let since = modified.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let nanos = rand::random::<u32>() % 1_000_000;
+    let stamped = UNIX_EPOCH
+        + Duration::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        + Duration::from_nanos(u64::from(nanos));
+    file.set_modified(stamped)?;
+    file.sync_all()?;
+    Ok(FileStamp::of(&file.metadata()?))
 }
 
 /// Objects as files under a root directory.
@@ -383,22 +404,50 @@ impl FsStore {
             .await
             .map_err(|e| Error::from_io(format!("{what}: writing"), e))?;
         let file = file.into_inner().into_std().await;
-        let stamp = blocking(format!("{what}: flushing"), move || {
-            let m = file.metadata()?;
-            // Random sub-millisecond digits make the etag unique per write
-            // (see the module docs); the millisecond stays the real one.
-            let modified = m.modified()?;
-            let since = modified.duration_since(UNIX_EPOCH).unwrap_or_default();
-            let nanos = rand::random::<u32>() % 1_000_000;
-            let stamped = UNIX_EPOCH
-                + Duration::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
-                + Duration::from_nanos(u64::from(nanos));
-            file.set_modified(stamped)?;
-            file.sync_all()?;
-            Ok(FileStamp::of(&file.metadata()?))
-        })
-        .await?;
+        let stamp = blocking(format!("{what}: flushing"), move || seal(&file)).await?;
         Ok((guard, stamp))
+    }
+
+    /// Writes `data` into a new temporary file in one blocking task (one
+    /// write, no copy into a runtime buffer).
+    async fn write_temp_bytes(&self, what: &str, data: Bytes) -> Result<(TempFile, FileStamp)> {
+        let guard = TempFile::new(
+            self.staging
+                .join(format!("tmp-{}", Uuid::new_v4().simple())),
+        );
+        blocking(format!("{what}: writing"), move || {
+            let mut out = std::fs::File::create_new(guard.path())?;
+            out.write_all(&data)?;
+            let stamp = seal(&out)?;
+            Ok((guard, stamp))
+        })
+        .await
+    }
+
+    /// Writes `parts` one after the other into a new temporary file, in
+    /// one blocking task: `std::io::copy` between files is
+    /// `copy_file_range`, so the bytes move inside the kernel (or are shared
+    /// outright on a file system that clones extents).
+    async fn join_temp(
+        &self,
+        what: &str,
+        parts: Vec<std::fs::File>,
+    ) -> Result<(TempFile, FileStamp)> {
+        let guard = TempFile::new(
+            self.staging
+                .join(format!("tmp-{}", Uuid::new_v4().simple())),
+        );
+        // The guard goes with the task: a dropped join still removes its
+        // file once the task ends.
+        blocking(format!("{what}: joining the parts"), move || {
+            let mut out = std::fs::File::create_new(guard.path())?;
+            for mut part in parts {
+                std::io::copy(&mut part, &mut out)?;
+            }
+            let stamp = seal(&out)?;
+            Ok((guard, stamp))
+        })
+        .await
     }
 
     /// Renames a finished temporary file into place as `key`, if `mode`
@@ -901,7 +950,10 @@ impl ObjectStore for FsStore {
     ) -> Result<ObjectMeta> {
         opts.check(key)?;
         let what = format!("put of {key} to {self}");
-        let (tmp, stamp) = self.write_temp(&what, payload_stream(payload)).await?;
+        let (tmp, stamp) = match payload {
+            PutPayload::Bytes(data) => self.write_temp_bytes(&what, data).await?,
+            stream => self.write_temp(&what, payload_stream(stream)).await?,
+        };
         let attrs = Attrs {
             content_type: opts.content_type,
             cache_control: opts.cache_control,
@@ -1158,7 +1210,7 @@ impl ObjectStore for FsStore {
         check_part_number(key, number)?;
         let dir = self.check_upload(key, upload).await?;
         let what = format!("part {number} of upload {upload} to {key} in {self}");
-        let (tmp, stamp) = self.write_temp(&what, super::single_chunk(data)).await?;
+        let (tmp, stamp) = self.write_temp_bytes(&what, data).await?;
         let part = dir.join(format!("part-{number:05}"));
         let display = self.to_string();
         let (key2, upload2, what2) = (key.clone(), upload.clone(), what.clone());
@@ -1218,14 +1270,8 @@ impl ObjectStore for FsStore {
         .await?;
         let sizes: Vec<Option<u64>> = files.iter().map(|f| f.as_ref().map(|(_, n)| *n)).collect();
         check_completion(key, &parts, &sizes)?;
-        let body = futures::stream::iter(files.into_iter().flatten())
-            .map(|(f, _)| {
-                ReaderStream::with_capacity(tokio::fs::File::from_std(f), READ_CHUNK)
-                    .map_err(|e| Error::from_io("reading a part", e))
-            })
-            .flatten()
-            .boxed();
-        let (tmp, stamp) = self.write_temp(&what, body).await?;
+        let files = files.into_iter().flatten().map(|(f, _)| f).collect();
+        let (tmp, stamp) = self.join_temp(&what, files).await?;
         // Claim the upload before publishing: of two concurrent completions
         // (or a completion and an abort) only one gets to rename it away.
         let claimed = self

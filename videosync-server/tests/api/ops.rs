@@ -119,6 +119,17 @@ async fn headers_request_ids_and_metrics() {
         "one is made when none comes"
     );
     t.get("/api/v1/channels/not-a-uuid", None).await;
+    let made_up = tower::ServiceExt::oneshot(
+        t.router.clone(),
+        Request::builder()
+            .method(Method::from_bytes(b"BREW").unwrap())
+            .uri("/api/v1/channels")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(made_up.status(), StatusCode::METHOD_NOT_ALLOWED);
     let (status, text) = t.get("/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
@@ -137,6 +148,11 @@ async fn headers_request_ids_and_metrics() {
         "histograms: {text}"
     );
     assert!(text.contains("videosync_queue_depth"), "{text}");
+    assert!(
+        text.contains("method=\"OTHER\",route=\"/api/v1/channels\",status=\"405\"")
+            && !text.contains("BREW"),
+        "a made-up method is counted as OTHER, not as a series of its own: {text}"
+    );
 }
 
 #[tokio::test]
