@@ -385,10 +385,7 @@ impl FsStore {
     /// it (removed again when the guard drops uncommitted: on failure, and
     /// when this future is dropped mid-stream).
     async fn write_temp(&self, what: &str, mut body: ByteStream) -> Result<(TempFile, FileStamp)> {
-        let guard = TempFile::new(
-            self.staging
-                .join(format!("tmp-{}", Uuid::new_v4().simple())),
-        );
+        let guard = self.new_temp();
         let file = tokio::fs::File::create(guard.path()).await.map_err(|e| {
             Error::from_io(format!("{what}: creating {}", guard.path().display()), e)
         })?;
@@ -411,17 +408,8 @@ impl FsStore {
     /// Writes `data` into a new temporary file in one blocking task (one
     /// write, no copy into a runtime buffer).
     async fn write_temp_bytes(&self, what: &str, data: Bytes) -> Result<(TempFile, FileStamp)> {
-        let guard = TempFile::new(
-            self.staging
-                .join(format!("tmp-{}", Uuid::new_v4().simple())),
-        );
-        blocking(format!("{what}: writing"), move || {
-            let mut out = std::fs::File::create_new(guard.path())?;
-            out.write_all(&data)?;
-            let stamp = seal(&out)?;
-            Ok((guard, stamp))
-        })
-        .await
+        self.write_temp_with(format!("{what}: writing"), move |out| out.write_all(&data))
+            .await
     }
 
     /// Writes `parts` one after the other into a new temporary file, in
@@ -433,21 +421,39 @@ impl FsStore {
         what: &str,
         parts: Vec<std::fs::File>,
     ) -> Result<(TempFile, FileStamp)> {
-        let guard = TempFile::new(
-            self.staging
-                .join(format!("tmp-{}", Uuid::new_v4().simple())),
-        );
-        // The guard goes with the task: a dropped join still removes its
-        // file once the task ends.
-        blocking(format!("{what}: joining the parts"), move || {
-            let mut out = std::fs::File::create_new(guard.path())?;
+        self.write_temp_with(format!("{what}: joining the parts"), move |out| {
             for mut part in parts {
-                std::io::copy(&mut part, &mut out)?;
+                std::io::copy(&mut part, out)?;
             }
+            Ok(())
+        })
+        .await
+    }
+
+    /// A new temporary file filled by `fill`, then made durable, all in one
+    /// blocking task. The guard goes with the task: a dropped write still
+    /// removes its file once the task ends.
+    async fn write_temp_with<F>(&self, what: String, fill: F) -> Result<(TempFile, FileStamp)>
+    where
+        F: FnOnce(&mut std::fs::File) -> std::io::Result<()> + Send + 'static,
+    {
+        let guard = self.new_temp();
+        blocking(what, move || {
+            let mut out = std::fs::File::create_new(guard.path())?;
+            fill(&mut out)?;
             let stamp = seal(&out)?;
             Ok((guard, stamp))
         })
         .await
+    }
+
+    /// A fresh temporary path under the staging directory, removed when
+    /// dropped unless renamed away.
+    fn new_temp(&self) -> TempFile {
+        TempFile::new(
+            self.staging
+                .join(format!("tmp-{}", Uuid::new_v4().simple())),
+        )
     }
 
     /// Renames a finished temporary file into place as `key`, if `mode`
