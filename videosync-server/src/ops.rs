@@ -95,24 +95,21 @@ pub async fn track(req: Request, next: Next) -> Response {
 /// A method as a metrics label: the standard ones by name, any other as
 /// `OTHER`, so made-up methods cannot add series without end.
 fn method_label(method: &Method) -> &'static str {
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::PATCH,
-        Method::DELETE,
-        Method::OPTIONS,
-        Method::CONNECT,
-        Method::TRACE,
-    ];
-    const NAMES: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
     ];
     STANDARD
         .iter()
-        .position(|m| m == method)
-        .map_or("OTHER", |i| NAMES[i])
+        .find(|(m, _)| m == method)
+        .map_or("OTHER", |(_, name)| name)
 }
 
 /// The handles of the request metrics by method, route and status, made
